@@ -1,0 +1,2 @@
+"""analyses: (filled by its issue)."""
+__all__: list[str] = []

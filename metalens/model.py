@@ -1,0 +1,149 @@
+"""`Model`: one set of weights with HF, TransformerLens and nnsight views over it."""
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+import torch
+from torch import nn
+
+_VERSIONED = ["metalens", "torch", "transformers", "transformer-lens", "nnsight", "scikit-learn"]
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries whose behaviour results depend on."""
+    out = {}
+    for pkg in _VERSIONED:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+class Model:
+    """A loaded causal LM: `.hf`, `.tokenizer`, lazy `.bridge` and `.nnsight`, and its shape.
+
+    The views wrap the same `nn.Module`s: building one copies no weights.
+    """
+
+    def __init__(self, hf: nn.Module, tokenizer, name: str, revision: str = "main"):
+        self.hf = hf
+        self.tokenizer = tokenizer
+        self.name = name
+        self.revision = revision
+        self._bridge = None
+        self._nnsight = None
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        base = getattr(hf, "model", None)
+        if base is None or not isinstance(getattr(base, "layers", None), nn.ModuleList):
+            raise ValueError(
+                f"{type(hf).__name__} has no `.model.layers`; metalens supports decoder-only "
+                "causal LMs laid out like Llama, Gemma, Qwen or Mistral."
+            )
+        cfg = hf.config
+        self.n_layers: int = cfg.num_hidden_layers
+        self.n_heads: int = cfg.num_attention_heads
+        self.n_kv_heads: int = getattr(cfg, "num_key_value_heads", None) or self.n_heads
+        self.d_model: int = cfg.hidden_size
+        self.d_head: int = getattr(cfg, "head_dim", None) or self.d_model // self.n_heads
+        self.d_vocab: int = cfg.vocab_size
+
+    def __repr__(self) -> str:
+        return (
+            f"Model('{self.name}', n_layers={self.n_layers}, n_heads={self.n_heads}, "
+            f"d_model={self.d_model}, device={self.device}, dtype={self.dtype})"
+        )
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The decoder blocks, `blocks.L` in hook names."""
+        return self.hf.model.layers
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the input embedding (where inputs go, also under a device_map)."""
+        return self.hf.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.hf.get_input_embeddings().weight.dtype
+
+    @property
+    def is_chat(self) -> bool:
+        """True when the tokenizer carries a chat template (an instruct model)."""
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def metadata(self) -> dict:
+        """Model name, revision, shape and library versions, for artifacts' metadata."""
+        return {
+            "model": self.name,
+            "revision": self.revision,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "d_model": self.d_model,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "versions": library_versions(),
+        }
+
+    def check_layer(self, layer: int) -> int:
+        """Return `layer` if it is a valid block index, else raise naming the valid range."""
+        if not isinstance(layer, int) or not 0 <= layer < self.n_layers:
+            raise ValueError(
+                f"Layer {layer!r} is out of range: {self.name} has blocks 0-{self.n_layers - 1}."
+            )
+        return layer
+
+    def tokenize(self, texts: list[str], max_length: int | None = None, add_special_tokens: bool = True):
+        """Right-padded batch on the model's device: input_ids and attention_mask, [batch, pos]."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if not texts:
+            raise ValueError("No texts given: pass a non-empty list of strings.")
+        self.tokenizer.padding_side = "right"
+        batch = self.tokenizer(
+            list(texts),
+            return_tensors="pt",
+            padding=True,
+            truncation=max_length is not None,
+            max_length=max_length,
+            add_special_tokens=add_special_tokens,
+        )
+        return batch.to(self.device)
+
+    @property
+    def bridge(self):
+        """TransformerLens `TransformerBridge` over the same weights (built on first use).
+
+        Building it switches the HF model to eager attention, which `load_model` already uses.
+        """
+        if self._bridge is None:
+            from transformer_lens.model_bridge import TransformerBridge
+
+            config = self.hf.config
+            if not getattr(config, "architectures", None):
+                config.architectures = [type(self.hf).__name__]
+            try:
+                self._bridge = TransformerBridge.boot_transformers(
+                    self.name,
+                    hf_model=self.hf,
+                    tokenizer=self.tokenizer,
+                    device=str(self.device),
+                    dtype=self.dtype,
+                )
+            except Exception as err:  # TL raises several types for unsupported architectures
+                raise ValueError(
+                    f"TransformerLens cannot wrap {config.architectures[0]} ({err}). "
+                    "Use metalens.capture / metalens.hooks or the .nnsight view, which work "
+                    "on any Llama/Gemma-style decoder, or upgrade transformer-lens."
+                ) from err
+        return self._bridge
+
+    @property
+    def nnsight(self):
+        """nnsight `LanguageModel` over the same weights (built on first use)."""
+        if self._nnsight is None:
+            from nnsight import LanguageModel
+
+            self._nnsight = LanguageModel(self.hf, tokenizer=self.tokenizer)
+        return self._nnsight

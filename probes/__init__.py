@@ -1,0 +1,2 @@
+"""probes: (filled by its issue)."""
+__all__: list[str] = []

@@ -1,0 +1,2 @@
+"""steering: (filled by its issue)."""
+__all__: list[str] = []
