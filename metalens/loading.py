@@ -81,13 +81,13 @@ def converted_dir(spec: EmbeddedModel) -> Path:
     return target
 
 
-def _resolve(name: str) -> tuple[str, str, str | None]:
-    """(path or hub id to load from, display name, revision note)."""
+def _resolve(name: str) -> tuple[str, str | None, str | None]:
+    """(path or hub id to load from, upstream hub id, revision note)."""
     if name in EMBEDDED:
         spec = EMBEDDED[name]
-        return str(converted_dir(spec)), spec.name, spec.revision
+        return str(converted_dir(spec)), spec.hub_id, spec.revision
     if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser()), name, None
+        return str(Path(name).expanduser()), None, None
     if "/" not in name:
         raise ValueError(
             f"Unknown model '{name}'. Embedded models (offline): {sorted(EMBEDDED)}. "
@@ -120,7 +120,7 @@ def load_model(
     if device_map is None and device is None:
         device = default_device()
     dtype = dtype or _default_dtype(device, device_map)
-    source, display, note = _resolve(name)
+    source, hub_id, note = _resolve(name)
     load_kwargs = dict(dtype=dtype, attn_implementation=attn_implementation, **hf_kwargs)
     if revision is not None:
         load_kwargs["revision"] = revision
@@ -137,4 +137,4 @@ def load_model(
     if device_map is None:
         hf.to(device)
     hf.eval()
-    return Model(hf, tokenizer, name=display, revision=revision or note or "main")
+    return Model(hf, tokenizer, name=name, revision=revision or note or "main", hub_id=hub_id)

