@@ -1,2 +1,4 @@
-"""analyses: (filled by its issue)."""
-__all__: list[str] = []
+"""analyses: experiments that compose the areas (post-training runs for the circuits comparison)."""
+from analyses.posttrain import PosttrainConfig, PosttrainResult, posttrain
+
+__all__: list[str] = ["PosttrainConfig", "PosttrainResult", "posttrain"]

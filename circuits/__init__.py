@@ -1,2 +1,30 @@
-"""circuits: (filled by its issue)."""
-__all__: list[str] = []
+"""circuits: which attention heads carry a behaviour, proven by patching and ablation.
+
+Tasks (clean/corrupted pairs + metric), per-head attribution patching / EAP-IG / exact patching,
+edge attribution with circuit extraction and faithfulness, `ablate` / `scale_heads` context
+managers, head detectors, base-vs-post-trained comparison (emergent heads) and plots.
+"""
+from circuits.ablation import ablate, scale_heads
+from circuits.accuracy import generation_accuracy
+from circuits.attribution import attribute_heads
+from circuits.checkpoints import list_checkpoints, load_checkpoint
+from circuits.compare import Circuit, Comparison, build_circuit, compare
+from circuits.demo import demo
+from circuits.detect import detect_heads, top_heads
+from circuits.edges import EdgeScores, attribute_edges, circuit_heads, extract_circuit, faithfulness
+from circuits.emergent import cohorts, emergent_heads
+from circuits.heads import HeadScores, find_heads, heads_report, spearman
+from circuits.metrics import prepare
+from circuits.patching import patch_heads_exact
+from circuits.plots import checkpoints_heatmap, circuit_graph, cohort_plot, comparison_heatmap, head_heatmap
+from circuits.tasks import Task, arithmetic_task, factual_task, induction_task, load_task, make_task
+
+__all__ = [
+    "Circuit", "Comparison", "EdgeScores", "HeadScores", "Task",
+    "ablate", "arithmetic_task", "attribute_edges", "attribute_heads", "build_circuit", "checkpoints_heatmap",
+    "circuit_graph", "circuit_heads", "cohort_plot", "cohorts", "compare", "comparison_heatmap", "demo",
+    "detect_heads", "emergent_heads", "extract_circuit", "factual_task", "faithfulness", "find_heads",
+    "generation_accuracy", "head_heatmap", "heads_report", "induction_task", "list_checkpoints",
+    "load_checkpoint", "load_task", "make_task", "patch_heads_exact", "prepare", "scale_heads", "spearman",
+    "top_heads",
+]

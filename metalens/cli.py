@@ -27,6 +27,13 @@ def _merge(args) -> None:
     print(f"wrote {metalens.merge_manifests(args.dir)}")
 
 
+def _demo(args) -> None:
+    from analyses.demo import run_demo
+
+    run_demo(args.model, args.out, device=args.device, areas=args.area)
+    print(f"open {args.out}/index.html")
+
+
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """--model and --device, shared by every verb that loads a model."""
     parser.add_argument("--model", default="gemma-3-270m", help="embedded name, local dir or hub id")
@@ -50,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     merge = sub.add_parser("merge", help="merge the part manifests of a multi-process capture")
     merge.add_argument("dir")
     merge.set_defaults(func=_merge)
+    demo = sub.add_parser("demo", help="quick run of every area on one model; writes OUT/index.html")
+    add_model_args(demo)
+    demo.add_argument("--out", default="reports")
+    demo.add_argument("--area", action="append", default=None, help="only these areas (repeatable)")
+    demo.set_defaults(func=_demo)
     for name in AREA_CLIS:
         try:
             module = importlib.import_module(name)

@@ -1,0 +1,36 @@
+"""`metalens posttrain` (and, later, the lead's `demo`): thin wrappers over analyses functions."""
+from __future__ import annotations
+
+from metalens.cli import add_model_args
+
+
+def _posttrain(args) -> None:
+    from analyses.posttrain import PosttrainConfig, posttrain
+
+    cfg = PosttrainConfig(
+        model=args.model, device=args.device, steps=args.steps, save_every=args.save_every,
+        batch_size=args.batch_size, lr=args.lr, lora_rank=args.lora_rank, lora_layers=args.lora_layers or None, n_eval=args.n_eval, seed=args.seed,
+        levels=tuple(args.levels), merge_final=not args.no_merge,
+    )
+    result = posttrain(args.out, cfg)
+    print(f"accuracy {result.accuracy_before['accuracy']:.3f} -> {result.accuracy_after['accuracy']:.3f} "
+          f"(lenient {result.accuracy_before['lenient_accuracy']:.3f} -> {result.accuracy_after['lenient_accuracy']:.3f}) "
+          f"in {result.seconds:.0f}s; wrote {args.out}/results.json, report.html, {len(result.checkpoints)} checkpoints")
+
+
+def register(sub) -> None:
+    """Add the analyses verbs to the `metalens` parser."""
+    p = sub.add_parser("posttrain", help="short LoRA fine-tune on step-by-step arithmetic, with checkpoints")
+    add_model_args(p)
+    p.add_argument("--out", required=True, help="output directory for checkpoints, results.json, report.html")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--save-every", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lora-rank", type=int, default=8)
+    p.add_argument("--n-eval", type=int, default=24, help="held-out problems for accuracy before/after")
+    p.add_argument("--lora-layers", type=int, default=6, help="adapt only the last N blocks (0: all)")
+    p.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-merge", action="store_true", help="skip saving the merged final model (~1 GB)")
+    p.set_defaults(func=_posttrain)

@@ -1,0 +1,50 @@
+"""`metalens heads` and `metalens emergent-heads`: thin wrappers over circuits functions."""
+from __future__ import annotations
+
+from metalens.cli import add_model_args
+
+
+def _heads(args) -> None:
+    import metalens
+    from circuits.heads import heads_report
+
+    model = metalens.load_model(args.model, device=args.device)
+    result = heads_report(model, args.task, args.out, n=args.n, methods=args.methods, ig_steps=args.ig_steps,
+                          metric=args.metric, seed=args.seed, detect=not args.no_detect)
+    print(f"seconds {result.metadata['seconds']}; spearman vs exact {result.metadata['spearman_vs_exact']}")
+    print(f"wrote {args.out}/results.json and report.html")
+
+
+def _emergent(args) -> None:
+    from circuits.emergent import emergent_heads
+
+    r = emergent_heads(args.base, args.post, args.out, task=args.task, n=args.n, n_edges=args.n_edges,
+                       steps=args.ig_steps, n_problems=args.n_problems, device=args.device, seed=args.seed)
+    print(f"emergent {r.emergent}\nlost {r.lost}\nwrote {args.out}/results.json and report.html")
+
+
+def register(sub) -> None:
+    """Add the circuits verbs to the `metalens` parser."""
+    p = sub.add_parser("heads", help="per-head attribution / EAP-IG / exact patching scores and head detectors")
+    add_model_args(p)
+    p.add_argument("--task", default="arithmetic", help="arithmetic, word, induction, factual, or pairs.jsonl")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=16, help="prompt pairs")
+    p.add_argument("--methods", nargs="+", default=["attribution", "ig", "exact"])
+    p.add_argument("--ig-steps", type=int, default=5)
+    p.add_argument("--metric", default="logit_diff", choices=["logit_diff", "logprob", "kl"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-detect", action="store_true", help="skip the induction/previous/duplicate detectors")
+    p.set_defaults(func=_heads)
+    e = sub.add_parser("emergent-heads", help="circuit heads the post-trained model gained or lost, with ablation check")
+    e.add_argument("--base", default="gemma-3-270m")
+    e.add_argument("--post", required=True, help="checkpoint dir (full or LoRA adapter) or a `metalens posttrain` run dir")
+    e.add_argument("--task", default="arithmetic")
+    e.add_argument("--out", required=True)
+    e.add_argument("--n", type=int, default=12)
+    e.add_argument("--n-edges", type=int, default=100)
+    e.add_argument("--ig-steps", type=int, default=3)
+    e.add_argument("--n-problems", type=int, default=20, help="held-out problems for accuracy under ablation (0: skip)")
+    e.add_argument("--device", default=None)
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(func=_emergent)

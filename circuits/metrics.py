@@ -1,0 +1,75 @@
+"""Task metrics on last-position logits, and the batched inputs they need."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from circuits.tasks import Task, answer_token
+
+
+@dataclass
+class TaskBatch:
+    """Tokenized clean/corrupted prompts (right-padded, equal lengths per pair) and answer ids."""
+
+    clean_ids: Tensor  # [batch, pos]
+    corrupted_ids: Tensor  # [batch, pos]
+    mask: Tensor  # [batch, pos]
+    last: Tensor  # [batch] index of each prompt's last token
+    answer: Tensor  # [batch]
+    wrong: Tensor  # [batch]
+    metric: str
+
+
+def prepare(model, task: Task) -> TaskBatch:
+    """Tokenize a task; raises when a pair's prompts differ in token length (they cannot be patched)."""
+    clean, corrupted = model.tokenize(task.clean), model.tokenize(task.corrupted)
+    n_clean, n_corr = clean["attention_mask"].sum(1), corrupted["attention_mask"].sum(1)
+    bad = (n_clean != n_corr).nonzero().flatten().tolist()
+    if bad:
+        i = bad[0]
+        raise ValueError(
+            f"Task '{task.name}' pair {i}: clean has {int(n_clean[i])} tokens, corrupted {int(n_corr[i])}. "
+            f"Patching needs equal lengths: edit {task.corrupted[i]!r} to match {task.clean[i]!r}."
+        )
+    width = max(clean["input_ids"].shape[1], corrupted["input_ids"].shape[1])
+
+    def pad(ids, value):
+        return torch.nn.functional.pad(ids, (0, width - ids.shape[1]), value=value)
+
+    tok, dev = model.tokenizer, model.device
+    return TaskBatch(
+        clean_ids=pad(clean["input_ids"], tok.pad_token_id),
+        corrupted_ids=pad(corrupted["input_ids"], tok.pad_token_id),
+        mask=pad(clean["attention_mask"], 0),
+        last=n_clean - 1,
+        answer=torch.tensor([answer_token(tok, p, a) for p, a in zip(task.clean, task.answers)], device=dev),
+        wrong=torch.tensor([answer_token(tok, p, a) for p, a in zip(task.corrupted, task.wrong)], device=dev),
+        metric=task.metric,
+    )
+
+
+def last_logits(model, batch: TaskBatch, ids: Tensor | None = None, embeds: Tensor | None = None) -> Tensor:
+    """[batch, vocab] float32 logits at each prompt's last token (clean ids by default)."""
+    kwargs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": batch.clean_ids if ids is None else ids}
+    logits = model.hf(**kwargs, attention_mask=batch.mask, use_cache=False).logits
+    return logits[torch.arange(len(batch.last), device=logits.device), batch.last].float()
+
+
+def metric_value(batch: TaskBatch, logits: Tensor, reference: Tensor | None = None) -> Tensor:
+    """Mean metric over the batch (a 0-d tensor, differentiable).
+
+    logit_diff: logit(answer) - logit(wrong); logprob: log p(answer);
+    kl: KL(p_reference || p), with `reference` the clean logits (0 on the clean run).
+    """
+    rows = torch.arange(len(batch.answer), device=logits.device)
+    if batch.metric == "logit_diff":
+        return (logits[rows, batch.answer] - logits[rows, batch.wrong]).mean()
+    logp = torch.log_softmax(logits, -1)
+    if batch.metric == "logprob":
+        return logp[rows, batch.answer].mean()
+    if reference is None:
+        raise ValueError("The kl metric needs the clean logits as `reference`.")
+    ref = torch.log_softmax(reference, -1)
+    return (ref.exp() * (ref - logp)).sum(-1).mean()

@@ -1,0 +1,79 @@
+"""`metalens neurofeedback` and `metalens probe`: thin wrappers over run_neurofeedback and sweep_layers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _neurofeedback(args) -> None:
+    import metalens
+    from probes.neurofeedback import NeurofeedbackConfig, run_neurofeedback
+
+    overrides = {k: v for k, v in {"dataset": args.dataset, "draws": args.draws, "seed": args.seed,
+                                   "max_sentences": args.max_sentences, "implicit_trials": args.implicit_trials,
+                                   "explicit_trials": args.explicit_trials, "control_examples": args.control_examples,
+                                   }.items() if v is not None}
+    for key in ("implicit_targets", "explicit_targets"):
+        if getattr(args, key) is not None:
+            overrides[key] = tuple(t for t in getattr(args, key).split(",") if t)
+    if args.pcs:
+        overrides["pcs"] = tuple(int(x) for x in args.pcs.split(","))
+    if args.n_values:
+        overrides["n_values"] = tuple(int(x) for x in args.n_values.split(","))
+    cfg = NeurofeedbackConfig.quick(**overrides) if args.quick else NeurofeedbackConfig(**overrides)
+    model = metalens.load_model(args.model, device=args.device)
+    result = run_neurofeedback(model, args.layer, args.out, cfg)
+    s = result.summary
+    for row in s["rows"]:
+        print(f"{row['axis']:>6}  var={row['explained_variance']:.3f}  report_acc={row['report_accuracy']:.3f} "
+              f"(shuffled {row['shuffled_accuracy']:.3f}, p_holm={row['report_p_holm']:.3g})  "
+              f"implicit_d={row['implicit_d_target']}")
+    print(f"reportable axes: {s['n_reportable']}/{s['n_axes']}; wrote {Path(args.out) / 'results.json'} "
+          f"and report.html ({result.data['metadata']['seconds']} s)")
+
+
+def _probe(args) -> None:
+    import metalens
+    from metalens.report import write_report
+    from probes.datasets import load_dataset
+    from probes.sweep import sweep_layers
+
+    model = metalens.load_model(args.model, device=args.device)
+    ds = load_dataset(args.dataset)
+    layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+    sweep = sweep_layers(model, ds.texts, ds.labels, layers, positions=args.positions)
+    out = sweep.save(args.out)
+    write_report(out / "report.html", f"Probe sweep: {ds.name} on {model.name}",
+                 [("Accuracy by layer", sweep.figure()), ("Per layer", sweep.rows())], sweep.metadata)
+    for row in sweep.rows():
+        print(f"layer {row['layer']:>3}  cv={row['cv_accuracy']:.3f}±{row['cv_std']:.3f}  held-out={row['test_accuracy']:.3f}")
+    print(f"best layer {sweep.best_layer}; wrote {out}")
+
+
+def register(subparsers) -> None:
+    """Add the `neurofeedback` and `probe` verbs."""
+    from metalens.cli import add_model_args
+
+    nf = subparsers.add_parser("neurofeedback", help="metacognitive reporting and control of activation axes")
+    add_model_args(nf)
+    nf.add_argument("--layer", type=int, default=None, help="block whose residual stream defines the axes (default: middle)")
+    nf.add_argument("--out", required=True, help="output directory for results.json and report.html")
+    nf.add_argument("--dataset", default=None, help="moral (default), facts, or a JSONL path with text/label")
+    nf.add_argument("--quick", action="store_true", help="small settings that finish in under 2 minutes on CPU")
+    nf.add_argument("--draws", type=int, default=None, help="random example draws per point")
+    nf.add_argument("--pcs", default=None, help="comma-separated principal components, e.g. 1,2,4,8,32,128")
+    nf.add_argument("--n-values", default=None, help="comma-separated N in-context examples, e.g. 0,2,4,8,16,32,64")
+    nf.add_argument("--max-sentences", type=int, default=None, help="balanced subsample size of the dataset")
+    nf.add_argument("--implicit-trials", type=int, default=None, help="implicit-control trials per target axis")
+    nf.add_argument("--explicit-trials", type=int, default=None, help="explicit-control trials per target axis")
+    nf.add_argument("--control-examples", type=int, default=None, help="N examples in control prompts")
+    nf.add_argument("--implicit-targets", default=None, help="comma-separated axes, e.g. LR,PC1 (default: all)")
+    nf.add_argument("--explicit-targets", default=None, help="comma-separated axes (default: LR,PC1; empty: none)")
+    nf.add_argument("--seed", type=int, default=None)
+    nf.set_defaults(func=_neurofeedback)
+    pr = subparsers.add_parser("probe", help="train a linear probe at every layer on a labelled JSONL set")
+    add_model_args(pr)
+    pr.add_argument("--dataset", default="moral", help="moral, facts, or a JSONL path with text/label")
+    pr.add_argument("--layers", default=None, help="comma-separated layers (default: all)")
+    pr.add_argument("--positions", default="mean", choices=["last", "mean"])
+    pr.add_argument("--out", required=True, help="output directory for the probes and report.html")
+    pr.set_defaults(func=_probe)

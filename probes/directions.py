@@ -1,0 +1,122 @@
+"""Target axes of the neurofeedback paradigm (PCA axes and a logistic-regression axis) and labels.
+
+Following Ji-An et al. (2025), each sentence's activation (by default its mean residual stream
+over the sentence's tokens) is projected on an axis; the projection, split at the median, is
+the sentence's neurofeedback label. Axes and medians are fitted on a `fit` split only; the
+sentences later shown and tested come from the disjoint `pool` split, so no tested sentence
+shapes its own label's definition.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+DEFAULT_PCS = (1, 2, 4, 8, 32, 128)
+
+
+def split_indices(n: int, fit_fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint (fit, pool) index arrays covering range(n)."""
+    if not 0 < fit_fraction < 1:
+        raise ValueError(f"fit_fraction must be in (0, 1), not {fit_fraction}.")
+    order = np.random.default_rng(seed).permutation(n)
+    k = int(round(n * fit_fraction))
+    return np.sort(order[:k]), np.sort(order[k:])
+
+
+@dataclass
+class Axes:
+    """Unit directions [n_axes, d_model] through `center`, with each axis' name, the share of the
+    fit split's variance it explains, and the median projection used to binarise labels."""
+
+    names: list[str]
+    directions: Tensor  # [n_axes, d_model]
+    center: Tensor  # [d_model]
+    explained_variance: Tensor  # [n_axes], fraction of total variance on the fit split
+    thresholds: Tensor  # [n_axes], median projection on the fit split
+    metadata: dict = field(default_factory=dict)
+
+    def project(self, acts) -> Tensor:
+        """Projections [n, n_axes] of activations [n, d_model] on every axis."""
+        acts = torch.as_tensor(acts, dtype=torch.float32)
+        return (acts - self.center) @ self.directions.T
+
+    def labels(self, acts, levels: int = 2) -> Tensor:
+        """Neurofeedback labels [n, n_axes]: 1 above the fit-split median, else 0 (levels=2).
+
+        With levels > 2 the fit split's quantiles cut the projection into that many bins.
+        """
+        proj = self.project(acts)
+        if levels == 2:
+            return (proj > self.thresholds).long()
+        cuts = torch.tensor(np.stack(self.metadata["quantiles"][str(levels)]), dtype=torch.float32)  # [levels-1, n_axes]
+        return (proj.unsqueeze(1) > cuts.unsqueeze(0)).sum(1)
+
+    def index(self, name: str) -> int:
+        """Position of the axis called `name`."""
+        if name not in self.names:
+            raise KeyError(f"No axis '{name}'; axes are {self.names}.")
+        return self.names.index(name)
+
+    def save(self, path: str | Path) -> Path:
+        """Write `axes.safetensors` and `axes.json` into directory `path`."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({"directions": self.directions.contiguous(), "center": self.center,
+                   "explained_variance": self.explained_variance, "thresholds": self.thresholds},
+                  path / "axes.safetensors")
+        (path / "axes.json").write_text(json.dumps({"names": self.names, "metadata": self.metadata}, indent=2, default=str))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Axes":
+        """Read what `save` wrote."""
+        path = Path(path)
+        t = load_file(path / "axes.safetensors")
+        meta = json.loads((path / "axes.json").read_text())
+        return cls(meta["names"], t["directions"], t["center"], t["explained_variance"], t["thresholds"], meta["metadata"])
+
+
+def fit_axes(acts_fit, labels_fit=None, pcs=DEFAULT_PCS, *, logistic: bool = True, C: float = 1.0,
+             max_levels: int = 4, seed: int = 0, metadata: dict | None = None) -> Axes:
+    """PCA axes `PC{k}` for k in `pcs` (1-based; those beyond the rank are dropped) and, with
+    `labels_fit` and `logistic`, the logistic-regression axis `LR` (positive = label 1).
+
+    Only `acts_fit` [n_fit, d_model] is used: pass the fit split, never tested sentences.
+    """
+    X = torch.as_tensor(acts_fit, dtype=torch.float64)
+    if X.ndim != 2 or len(X) < 4:
+        raise ValueError(f"acts_fit must be [n >= 4, d_model]; got {tuple(X.shape)}.")
+    center = X.mean(0)
+    Xc = X - center
+    _, s, vt = torch.linalg.svd(Xc, full_matrices=False)  # rows of vt: PCs by variance
+    total = (s**2).sum()
+    rank = int((s > s[0] * 1e-6).sum())
+    names, dirs, var = [], [], []
+    for k in pcs:
+        if 1 <= k <= rank:
+            names.append(f"PC{k}")
+            dirs.append(vt[k - 1])
+            var.append(s[k - 1] ** 2 / total)
+    if logistic and labels_fit is not None:
+        from probes.train import train
+
+        probe = train(X.float(), labels_fit, test_size=0, cv=0, C=C, seed=seed)
+        w = probe.direction.double()
+        names.append("LR")
+        dirs.append(w)
+        var.append(((Xc @ w) ** 2).sum() / total)
+    if not dirs:
+        raise ValueError(f"No axis to fit: pcs={pcs} exceed the rank {rank} and no labels were given.")
+    directions = torch.stack(dirs)
+    proj = Xc @ directions.T  # [n_fit, n_axes]
+    quantiles = {str(q): [torch.quantile(proj, i / q, dim=0).float().tolist() for i in range(1, q)]
+                 for q in range(3, max_levels + 1)}
+    meta = {"n_fit": len(X), "pcs": list(pcs), "seed": seed, "quantiles": quantiles, **(metadata or {})}
+    return Axes(names, directions.float(), center.float(), torch.stack(var).float(),
+                torch.quantile(proj, 0.5, dim=0).float(), meta)  # midpoint of the middle pair: no point sits on it

@@ -1,0 +1,72 @@
+"""Plotly figures of a neurofeedback run; each takes the results dict (as saved in results.json)."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+
+
+def learning_curves(results: dict, metric: str = "accuracy") -> go.Figure:
+    """Reporting accuracy (or cross_entropy) vs N in-context examples, per axis, with 95% CIs."""
+    lo, hi = ("acc_low", "acc_high") if metric == "accuracy" else ("ce_low", "ce_high")
+    fig = go.Figure()
+    curves = results["reporting"]["curves"]
+    for k, (axis, rows) in enumerate(curves.items()):
+        y = [r[metric] for r in rows]
+        err_hi = [(r[hi] - r[metric]) if r[hi] is not None else 0 for r in rows]
+        err_lo = [(r[metric] - r[lo]) if r[lo] is not None else 0 for r in rows]
+        style = dict(dash="dot", color="grey") if axis == "shuffled" else dict(color=_PALETTE[k % len(_PALETTE)])
+        fig.add_scatter(x=[max(r["N"], 0.5) for r in rows], y=y, name=axis, mode="lines+markers", line=style,
+                        error_y=dict(type="data", array=err_hi, arrayminus=err_lo, thickness=1))
+    chance = 0.5 if metric == "accuracy" else 0.6931
+    fig.add_hline(y=chance, line_dash="dash", line_color="black", annotation_text="chance")
+    fig.update_layout(title=f"Reporting {metric.replace('_', ' ')} vs in-context examples N "
+                            f"({results['metadata']['model']}, layer {results['config']['layer']})",
+                      xaxis_title="N examples (bin upper edge; N=0 plotted at 0.5)", xaxis_type="log",
+                      yaxis_title=metric.replace("_", " "))
+    return fig
+
+
+def reportability_vs_variance(results: dict) -> go.Figure:
+    """The headline: each axis' reporting accuracy (N >= n_test_min) against the variance it explains."""
+    rows = results["summary"]["rows"]
+    fig = go.Figure()
+    for flag, colour, label in [(True, "#d62728", "reportable (Holm p < alpha)"), (False, "#7f7f7f", "not reportable")]:
+        sel = [r for r in rows if r["reportable"] == flag]
+        fig.add_scatter(x=[r["explained_variance"] for r in sel], y=[r["report_accuracy"] for r in sel],
+                        text=[r["axis"] for r in sel], mode="markers+text", textposition="top center",
+                        marker=dict(size=11, color=colour), name=label)
+    base = rows[0]["shuffled_accuracy"] if rows and rows[0]["shuffled_accuracy"] is not None else 0.5
+    fig.add_hline(y=base, line_dash="dot", annotation_text="shuffled labels")
+    fig.update_layout(title="Metacognitive space: reportability vs explained variance",
+                      xaxis_title="fraction of variance explained (fit split)", xaxis_type="log",
+                      yaxis_title="reporting accuracy, N >= n_test_min")
+    return fig
+
+
+def accuracy_heatmap(results: dict) -> go.Figure:
+    """Reporting accuracy by axis (rows, by explained variance) and N (columns)."""
+    curves = {k: v for k, v in results["reporting"]["curves"].items() if k != "shuffled"}
+    axes = list(curves)
+    ns = [r["N"] for r in next(iter(curves.values()))]
+    z = [[r["accuracy"] for r in curves[a]] for a in axes]
+    fig = go.Figure(go.Heatmap(z=z, x=[str(n) for n in ns], y=axes, zmid=0.5, colorscale="RdBu_r",
+                               colorbar=dict(title="accuracy")))
+    fig.update_layout(title="Reporting accuracy by axis and N", xaxis_title="N examples", yaxis_title="axis")
+    return fig
+
+
+def control_effects(results: dict) -> go.Figure:
+    """Cohen's d of imposed label 1 vs 0 on the target axis and (mean |d|) off target."""
+    fig = go.Figure()
+    for kind, colour in [("implicit", "#1f77b4"), ("explicit", "#ff7f0e")]:
+        if not results.get(kind):
+            continue
+        eff = results[kind]["effects"]
+        fig.add_bar(x=[e["target"] for e in eff], y=[e["d_target"] for e in eff], name=f"{kind}: on target",
+                    marker_color=colour)
+        fig.add_bar(x=[e["target"] for e in eff], y=[e["d_off_target_mean_abs"] for e in eff],
+                    name=f"{kind}: off target (mean |d|)", marker_color=colour, opacity=0.4)
+    fig.update_layout(barmode="group", title="Control effect sizes (Cohen's d, imposed 1 vs 0)",
+                      xaxis_title="target axis", yaxis_title="Cohen's d")
+    return fig

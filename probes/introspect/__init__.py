@@ -1,0 +1,21 @@
+"""probes.introspect: reward/remaining-length heads in reserved logits, and adaptive sampling.
+
+Train K = R x L never-used unembedding rows to predict, at every token, the joint distribution
+of the final reward and the tokens remaining (the ZIP-RC idea), read it from the logits the
+forward pass already computes, and spend samples adaptively with it.
+"""
+from probes.introspect.api import demo, introspect_eval, introspect_sample, introspect_train
+from probes.introspect.bins import BinSpec, geometric_edges, prefix_labels
+from probes.introspect.decode import Samples, StopTokens, sample
+from probes.introspect.features import Positions, rollout_positions
+from probes.introspect.head import HeadReadout, ReservedHead, ReservedMask, reserved_block
+from probes.introspect.rollouts import (Task, arithmetic_tasks, few_shot_prefix, generate_rollouts,
+                                        load_rollouts, read_tasks, solve_rates)
+from probes.introspect.train import shuffled, train_head
+
+__all__ = [
+    "BinSpec", "HeadReadout", "Positions", "ReservedHead", "ReservedMask", "Samples", "StopTokens", "Task",
+    "arithmetic_tasks", "demo", "introspect_eval", "introspect_sample", "introspect_train", "few_shot_prefix", "generate_rollouts", "geometric_edges", "load_rollouts",
+    "prefix_labels", "read_tasks", "reserved_block", "rollout_positions", "sample", "shuffled",
+    "solve_rates", "train_head",
+]

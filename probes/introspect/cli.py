@@ -1,0 +1,96 @@
+"""`metalens introspect train|eval|sample`: thin wrappers over probes.introspect.api."""
+from __future__ import annotations
+
+import json
+
+
+def _model(args):
+    import metalens
+
+    return metalens.load_model(args.model, device=args.device)
+
+
+def _train(args) -> None:
+    from probes.introspect.api import introspect_train
+    from probes.introspect.rollouts import read_tasks
+
+    if args.task not in ("arithmetic", "jsonl"):
+        raise ValueError(f"Unknown --task '{args.task}': use 'arithmetic' or 'jsonl' (with --tasks FILE).")
+    if args.task == "jsonl" and not args.tasks:
+        raise ValueError("--task jsonl needs --tasks FILE with one {\"prompt\", \"answer\"} object per line.")
+    tasks = read_tasks(args.tasks) if args.task == "jsonl" else None
+    res = introspect_train(_model(args), args.out, rollouts=args.rollouts, tasks=tasks, n_tasks=args.n_tasks,
+                           levels=tuple(args.levels), n_samples=args.n_samples, max_new_tokens=args.max_new_tokens,
+                           temperature=args.temperature, mode=args.mode, steps=args.steps,
+                           lora_steps=args.lora_steps, test_fraction=args.test_fraction, seed=args.seed,
+                           progress=True)
+    print(json.dumps({k: res[k] for k in ("solve_rates", "heldout_all_positions")}, indent=1, default=str))
+    print(f"wrote {args.out}/results.json, {args.out}/report.html and {args.out}/head")
+
+
+def _eval(args) -> None:
+    from probes.introspect.api import introspect_eval
+
+    res = introspect_eval(_model(args), args.head, args.out, rollouts=args.rollouts,
+                          fractions=tuple(args.fractions), verbal=not args.no_verbal, seed=args.seed)
+    for f in res["fractions"]:
+        print(f"prefix {f['fraction']:.2f}: " + ", ".join(
+            f"{k} AUROC {f[k]['auroc']:.3f}" for k in ("head", "probe", "shuffled", "verbal") if k in f))
+    print(f"wrote {args.out}/results.json and {args.out}/report.html")
+
+
+def _sample(args) -> None:
+    from probes.introspect.api import introspect_sample
+
+    res = introspect_sample(_model(args), args.head, args.out, rollouts=args.rollouts, alphas=args.alphas,
+                            beta=args.beta, every=args.every)
+    for row in res["matched"]:
+        print(f"{row['method']} alpha={row['alpha']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} tokens "
+              f"(majority at same tokens: {row['majority_at_same_tokens']:.3f})")
+    print(f"wrote {args.out}/results.json and {args.out}/report.html")
+
+
+def register(subparsers) -> None:
+    """Add `introspect` with sub-verbs train, eval and sample."""
+    from metalens.cli import add_model_args
+
+    intro = subparsers.add_parser("introspect", help="reward/length heads in reserved logits, adaptive sampling")
+    sub = intro.add_subparsers(dest="introspect_verb", required=True)
+
+    train = sub.add_parser("train", help="generate rollouts (resumable) and train the reserved-logit head")
+    add_model_args(train)
+    train.add_argument("--task", default="arithmetic", help="'arithmetic' or 'jsonl'")
+    train.add_argument("--tasks", default=None, help="JSONL of {prompt, answer} (with --task jsonl)")
+    train.add_argument("--out", required=True)
+    train.add_argument("--rollouts", default=None, help="rollout directory (default OUT/rollouts)")
+    train.add_argument("--n-tasks", type=int, default=80)
+    train.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4])
+    train.add_argument("--n-samples", type=int, default=6)
+    train.add_argument("--max-new-tokens", type=int, default=40)
+    train.add_argument("--temperature", type=float, default=1.0)
+    train.add_argument("--mode", default="head", choices=["head", "lora"])
+    train.add_argument("--steps", type=int, default=300, help="head optimisation steps")
+    train.add_argument("--lora-steps", type=int, default=20)
+    train.add_argument("--test-fraction", type=float, default=0.3)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="held-out calibration vs probe, verbal confidence, shuffled labels")
+    add_model_args(ev)
+    ev.add_argument("--head", required=True, help="the head directory written by `train` (OUT/head)")
+    ev.add_argument("--out", required=True)
+    ev.add_argument("--rollouts", default=None)
+    ev.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    ev.add_argument("--no-verbal", action="store_true", help="skip asking the model for its confidence")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(func=_eval)
+
+    sa = sub.add_parser("sample", help="adaptive sampler vs majority voting / best-of-N (Pareto curve)")
+    add_model_args(sa)
+    sa.add_argument("--head", required=True)
+    sa.add_argument("--out", required=True)
+    sa.add_argument("--rollouts", default=None)
+    sa.add_argument("--alphas", type=float, nargs="+", default=None, help="token costs to sweep")
+    sa.add_argument("--beta", type=float, default=0.0, help="latency cost per decode step")
+    sa.add_argument("--every", type=int, default=4, help="tokens between checkpoints")
+    sa.set_defaults(func=_sample)

@@ -1,0 +1,102 @@
+"""Held-out evaluation of the head vs a logistic probe, verbal confidence and shuffled labels."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from probes.introspect.features import Positions, final_hidden, flatten
+from probes.introspect.head import ReservedHead
+from probes.introspect.metrics import reliability, summary
+from probes.introspect.train import shuffled, train_head
+
+FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+VERBAL_SUFFIX = "\nIs the answer above correct? Answer Yes or No.\nAnswer:"
+
+
+def rows_at_fraction(positions: Positions, frac: float) -> torch.Tensor:
+    """Row index per sample of its prefix at `frac` of the response (0: before any token, 1: last)."""
+    samples = positions.sample.unique(sorted=True)
+    first = torch.searchsorted(positions.sample, samples)
+    counts = torch.bincount(positions.sample)[samples]
+    offset = torch.minimum((frac * counts).long(), counts - 1)
+    return first + offset
+
+
+def fit_probe(train: Positions, seed: int = 0):
+    """A logistic-regression probe for the reward on the same final-norm hidden state."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, random_state=seed))
+    return probe.fit(train.hidden.numpy(), train.reward.numpy())
+
+
+@torch.no_grad()
+def verbal_confidence(model, records: list[dict], positions: Positions, rows: torch.Tensor,
+                      batch_size: int = 8) -> np.ndarray:
+    """P(' Yes') / (P(' Yes') + P(' No')) when the model is asked whether its partial answer is right.
+
+    `records` are all the rollout records, indexed like `positions.sample`.
+    """
+    samples = flatten(records)
+    tok = model.tokenizer
+    suffix = tok(VERBAL_SUFFIX, add_special_tokens=False)["input_ids"]
+    yes, no = (tok(w, add_special_tokens=False)["input_ids"][0] for w in (" Yes", " No"))
+    sequences = []
+    for row in rows.tolist():
+        s = samples[int(positions.sample[row])]
+        t = int(round(float(positions.frac[row]) * len(s["completion"])))
+        sequences.append(s["prompt_ids"] + s["completion"][:t] + suffix)
+    hidden = final_hidden(model, sequences, [len(q) - 1 for q in sequences], [1] * len(sequences), batch_size)
+    w = model.hf.get_output_embeddings().weight[[yes, no]].float().cpu()  # [2, d_model]
+    logits = torch.cat(hidden) @ w.T  # [n, 2]; softcapping is monotone, the ratio is what we need
+    return logits.softmax(-1)[:, 0].numpy()
+
+
+def evaluate_head(
+    model,
+    head: ReservedHead,
+    train: Positions,
+    test: Positions,
+    records: list[dict] | None = None,
+    fractions=FRACTIONS,
+    verbal: bool = True,
+    seed: int = 0,
+    head_steps: int = 300,
+) -> dict:
+    """Reward-marginal calibration at each prefix fraction, remaining-length error, and baselines.
+
+    Baselines: a logistic probe on the same hidden state, a head trained on shuffled rewards
+    (no signal), and the model's verbal confidence (needs all rollout `records`).
+    """
+    spec = head.spec
+    shuffled_head = train_head(model, shuffled(train, spec, seed), spec, steps=head_steps, start=head.start)
+    probe = fit_probe(train, seed)
+    probs = head.probs_from_hidden(test.hidden)  # [n_pos, K]
+    p_head = spec.p_correct(probs).numpy()
+    p_shuf = spec.p_correct(shuffled_head.probs_from_hidden(test.hidden)).numpy()
+    p_probe = probe.predict_proba(test.hidden.numpy())[:, 1]
+    exp_len = spec.expected_remaining(probs).numpy()
+    base_len = float(train.remaining.float().mean())
+    remaining, reward = test.remaining.numpy(), test.reward.numpy()
+    out = {"fractions": [], "reliability": {}, "n_test_samples": int(test.sample.unique().numel()),
+           "n_train_positions": len(train.reward), "n_test_positions": len(test.reward)}
+    for f in fractions:
+        rows = rows_at_fraction(test, f)
+        y = reward[rows]
+        entry = {"fraction": f, "head": summary(y, p_head[rows]), "probe": summary(y, p_probe[rows]),
+                 "shuffled": summary(y, p_shuf[rows]),
+                 "length_mae": float(np.abs(exp_len[rows] - remaining[rows]).mean()),
+                 "length_mae_constant": float(np.abs(base_len - remaining[rows]).mean()),
+                 "length_bin_accuracy": float((spec.length_marginal(probs[rows]).argmax(-1)
+                                               == spec.length_bin(test.remaining[rows])).float().mean())}
+        if verbal and records is not None:
+            entry["verbal"] = summary(y, verbal_confidence(model, records, test, rows))
+        out["fractions"].append(entry)
+        out["reliability"][str(f)] = reliability(y, p_head[rows])
+    out["all_positions"] = {"head": summary(reward, p_head), "probe": summary(reward, p_probe),
+                            "shuffled": summary(reward, p_shuf),
+                            "length_mae": float(np.abs(exp_len - remaining).mean()),
+                            "length_mae_constant": float(np.abs(base_len - remaining).mean())}
+    return out

@@ -1,0 +1,85 @@
+"""Final-norm hidden states at every response position of stored rollouts, with labels."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+import metalens
+from probes.introspect.bins import BinSpec, prefix_labels
+
+FINAL_SITE = "ln_final.hook_normalized"  # the input of the unembedding
+
+
+@dataclass
+class Positions:
+    """One row per response position of every sample: its hidden state and labels."""
+
+    hidden: Tensor  # [n_pos, d_model] final-norm hidden state predicting that token
+    reward: Tensor  # [n_pos] final reward of the rollout (0/1)
+    remaining: Tensor  # [n_pos] tokens left, this one included
+    bin: Tensor  # [n_pos] joint bin
+    task: Tensor  # [n_pos] task index (split by task, never by position)
+    sample: Tensor  # [n_pos] global sample index
+    frac: Tensor  # [n_pos] t / n_tokens: how far into its response the prefix is
+
+    def select(self, mask: Tensor) -> "Positions":
+        return Positions(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
+
+
+def flatten(records: list[dict]) -> list[dict]:
+    """One dict per sample: task_index, prompt_ids, completion, reward, text, answer."""
+    rows = []
+    for r in records:
+        for completion, reward, text in zip(r["completions"], r["rewards"], r["texts"]):
+            if completion:
+                rows.append({"task_index": r["task_index"], "prompt_ids": r["prompt_ids"], "completion": completion,
+                             "reward": reward, "text": text, "answer": r["answer"], "level": r["level"]})
+    return rows
+
+
+@torch.no_grad()
+def final_hidden(model, sequences: list[list[int]], starts: list[int], lengths: list[int],
+                 batch_size: int = 8) -> list[Tensor]:
+    """For each token sequence, the final-norm hidden states [length, d_model] from position start.
+
+    Runs the blocks only: the pass stops at the final norm (no 262k-vocab unembedding).
+    """
+    out: list[Tensor] = []
+    for i in range(0, len(sequences), batch_size):
+        batch = sequences[i : i + batch_size]
+        width = max(map(len, batch))
+        pad = model.tokenizer.pad_token_id
+        ids = torch.tensor([s + [pad] * (width - len(s)) for s in batch], device=model.device)
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in batch], device=model.device)
+        seen = {}
+        with metalens.hooks(model, {FINAL_SITE: lambda act: seen.__setitem__("h", act)}, stop_after=True):
+            try:
+                model.hf(input_ids=ids, attention_mask=mask)
+            except metalens.StopForward:
+                pass
+        for j, (start, length) in enumerate(zip(starts[i : i + batch_size], lengths[i : i + batch_size])):
+            out.append(seen["h"][j, start : start + length].float().cpu())
+    return out
+
+
+def rollout_positions(model, records: list[dict], spec: BinSpec, batch_size: int = 8) -> Positions:
+    """Hidden states and (reward, remaining, bin) labels at every response position."""
+    rows = flatten(records)
+    if not rows:
+        raise ValueError("No non-empty samples in these rollouts.")
+    # Response token t is predicted by the hidden state at position prompt_len - 1 + t.
+    sequences = [r["prompt_ids"] + r["completion"][:-1] for r in rows]
+    starts = [len(r["prompt_ids"]) - 1 for r in rows]
+    lengths = [len(r["completion"]) for r in rows]
+    hidden = final_hidden(model, sequences, starts, lengths, batch_size)
+    parts = {k: [] for k in ("reward", "remaining", "bin", "task", "sample", "frac")}
+    for index, (row, n) in enumerate(zip(rows, lengths)):
+        labels = prefix_labels(n, row["reward"], spec)
+        for k in ("reward", "remaining", "bin"):
+            parts[k].append(labels[k])
+        parts["task"].append(torch.full((n,), row["task_index"]))
+        parts["sample"].append(torch.full((n,), index))
+        parts["frac"].append(torch.arange(n) / n)
+    return Positions(torch.cat(hidden), *(torch.cat(parts[k]) for k in ("reward", "remaining", "bin", "task", "sample", "frac")))

@@ -1,0 +1,156 @@
+"""`ReservedHead`: reward/length prediction read from the logits of K reserved tokens.
+
+The head is K rows of the unembedding (tied to the embedding on gemma) that belong to tokens
+the model never reads or writes. Its distribution is the softmax over those K logits only, so
+it comes out of the forward pass that computes the next token, at no extra cost (the ZIP-RC
+idea: zero-overhead introspective prediction of reward and cost).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from transformers import LogitsProcessor
+
+from probes.introspect.bins import BinSpec
+
+FORMAT = "metalens.introspect.head/1"
+
+
+def reserved_block(model, n_tokens: int) -> tuple[int, list[str]]:
+    """First id of `n_tokens` contiguous never-used tokens, and how they were chosen.
+
+    Prefers a contiguous run of `<unusedN>` tokens (gemma has 6,242); a model without them
+    gets the last `n_tokens` ids of its vocabulary that are not special tokens, which for BPE
+    vocabularies are the rarest merges (documented in the head's metadata).
+    """
+    tok = model.tokenizer
+    vocab = tok.get_vocab()
+    unused = sorted(i for t, i in vocab.items() if t.startswith("<unused") and t.endswith(">"))
+    run_start, run_len = None, 0
+    for prev, cur in zip([None] + unused, unused):
+        run_len = run_len + 1 if prev is not None and cur == prev + 1 else 1
+        if run_len == 1:
+            run_start = cur
+        if run_len == n_tokens:
+            return run_start, [f"{n_tokens} contiguous <unusedN> tokens from id {run_start}"]
+    special = set(tok.all_special_ids)
+    n_rows = model.hf.get_output_embeddings().weight.shape[0]
+    for start in range(min(len(tok), n_rows) - n_tokens, -1, -1):
+        if not special.intersection(range(start, start + n_tokens)):
+            return start, [f"no <unusedN> run of {n_tokens}: using the last {n_tokens} non-special "
+                           f"vocabulary ids from {start} (rarest BPE merges)"]
+    raise ValueError(f"{model.name} has no {n_tokens} contiguous non-special tokens to reserve.")
+
+
+@dataclass
+class ReservedHead:
+    """K reserved unembedding rows `weight` [K, d_model] starting at token id `start`."""
+
+    start: int
+    weight: Tensor  # [K, d_model]
+    spec: BinSpec = field(default_factory=BinSpec)
+    metadata: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_model(cls, model, spec: BinSpec | None = None, start: int | None = None) -> "ReservedHead":
+        """The head as it currently sits in `model` (untrained: the reserved rows as loaded)."""
+        spec = spec or BinSpec()
+        note = ["start given by the user"]
+        if start is None:
+            start, note = reserved_block(model, spec.n_bins)
+        rows = model.hf.get_output_embeddings().weight[start : start + spec.n_bins]
+        return cls(start, rows.detach().clone().float(), spec, {**model.metadata(), "reserved": note})
+
+    @property
+    def token_ids(self) -> range:
+        return range(self.start, self.start + self.spec.n_bins)
+
+    def logits(self, full_logits: Tensor) -> Tensor:
+        """[..., vocab] model logits -> [..., K] the reserved slice (a view, no copy)."""
+        return full_logits[..., self.start : self.start + self.spec.n_bins]
+
+    def probs(self, full_logits: Tensor) -> Tensor:
+        """[..., vocab] model logits -> [..., K] joint bin probabilities (sum to one)."""
+        return self.logits(full_logits).float().softmax(-1)
+
+    def probs_from_hidden(self, hidden: Tensor, softcap: float | None = None) -> Tensor:
+        """[..., d_model] final-norm hidden states -> [..., K], as the model's own logits give."""
+        logits = hidden.float() @ self.weight.to(hidden.device).T
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        return logits.softmax(-1)
+
+    @contextlib.contextmanager
+    def applied(self, model):
+        """Write the head's rows into `model`'s unembedding inside the block; restore on exit."""
+        weight = model.hf.get_output_embeddings().weight
+        old = weight[self.start : self.start + self.spec.n_bins].detach().clone()
+        try:
+            self.install(model)
+            yield model
+        finally:
+            with torch.no_grad():
+                weight[self.start : self.start + self.spec.n_bins] = old
+
+    def install(self, model) -> None:
+        """Write the head's rows into `model`'s unembedding (and tied embedding) for good."""
+        weight = model.hf.get_output_embeddings().weight
+        with torch.no_grad():
+            weight[self.start : self.start + self.spec.n_bins] = self.weight.to(weight.device, weight.dtype)
+
+    def save(self, path: str | Path) -> Path:
+        """Write `head.safetensors` + `head.json` into directory `path`."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({"weight": self.weight.detach().cpu().contiguous()}, path / "head.safetensors")
+        meta = {"format": FORMAT, "start": self.start, "spec": self.spec.to_dict(), **self.metadata}
+        (path / "head.json").write_text(json.dumps(meta, indent=2, default=str))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ReservedHead":
+        path = Path(path)
+        if not (path / "head.json").exists():
+            raise FileNotFoundError(f"No head.json in {path}: train one with `metalens introspect train`.")
+        meta = json.loads((path / "head.json").read_text())
+        weight = load_file(path / "head.safetensors")["weight"]
+        start, spec = meta.pop("start"), BinSpec.from_dict(meta.pop("spec"))
+        meta.pop("format", None)
+        return cls(start, weight, spec, meta)
+
+
+class ReservedMask(LogitsProcessor):
+    """Sets the reserved logits to -inf so they are never sampled (in every training mode)."""
+
+    def __init__(self, head: ReservedHead):
+        self.start, self.stop = head.start, head.start + head.spec.n_bins
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        scores = scores.clone()
+        scores[..., self.start : self.stop] = float("-inf")
+        return scores
+
+
+class HeadReadout(LogitsProcessor):
+    """Records the head's distribution [batch, K] from each step's raw logits; changes nothing.
+
+    Put it before any temperature or masking processor so it sees the model's own logits.
+    """
+
+    def __init__(self, head: ReservedHead):
+        self.head = head
+        self.steps: list[Tensor] = []
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        self.steps.append(self.head.probs(scores))
+        return scores
+
+    def stacked(self) -> Tensor:
+        """[batch, steps, K] recorded distributions."""
+        return torch.stack(self.steps, 1)

@@ -1,0 +1,103 @@
+"""Mode `lora`: LoRA adapters plus the reserved rows, kept honest by a KL penalty to the frozen model.
+
+The KL is taken over the normal vocabulary only (the K reserved tokens excluded), from the
+frozen model (adapters disabled) to the adapted one, at every response position.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+import metalens
+from probes.introspect.bins import BinSpec, prefix_labels
+from probes.introspect.features import FINAL_SITE, flatten
+from probes.introspect.head import ReservedHead
+
+
+def _final_hidden_with_grad(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    seen = {}
+    with metalens.hooks(model, {FINAL_SITE: lambda act: seen.__setitem__("h", act)}, stop_after=True):
+        try:
+            model.hf(input_ids=ids, attention_mask=mask)
+        except metalens.StopForward:
+            pass
+    return seen["h"]  # [batch, pos, d_model]
+
+
+def _batch(model, rows, spec):
+    seqs = [r["prompt_ids"] + r["completion"][:-1] for r in rows]
+    width, pad = max(map(len, seqs)), model.tokenizer.pad_token_id
+    ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=model.device)
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=model.device)
+    select = [(j, len(r["prompt_ids"]) - 1 + t) for j, r in enumerate(rows) for t in range(len(r["completion"]))]
+    bins = torch.cat([prefix_labels(len(r["completion"]), r["reward"], spec)["bin"] for r in rows])
+    return ids, mask, tuple(torch.tensor(x) for x in zip(*select)), bins.to(model.device)
+
+
+def _normal_logprobs(model, hidden: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    weight = model.hf.get_output_embeddings().weight
+    logits = hidden @ weight[keep].T  # [n, vocab - K]
+    cap = getattr(model.hf.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits.float().log_softmax(-1)
+
+
+def train_lora(model, records: list[dict], spec: BinSpec | None = None, steps: int = 20, batch_size: int = 2,
+               rank: int = 8, lr: float = 1e-3, kl_coef: float = 1.0, seed: int = 0,
+               target_modules=("q_proj", "v_proj")):
+    """Train LoRA adapters and the reserved rows jointly; returns (head, peft_model, history).
+
+    The adapters stay un-merged so `measure_kl` can compare against the frozen model;
+    `peft_model.merge_and_unload()` bakes them into `model.hf` afterwards (in place).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    head = ReservedHead.from_model(model, spec)
+    spec = head.spec
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(model.hf, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
+                                                     target_modules=list(target_modules)))
+    reserved = head.weight.clone().to(model.device).requires_grad_(True)
+    keep = torch.ones(model.d_vocab, dtype=torch.bool, device=model.device)
+    keep[list(head.token_ids)] = False
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam([{"params": params, "lr": lr}, {"params": [reserved], "lr": lr}])
+    rows = flatten(records)
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    peft_model.train()
+    for step in range(steps):
+        pick = torch.randperm(len(rows), generator=gen)[:batch_size].tolist()
+        ids, mask, where, bins = _batch(model, [rows[i] for i in pick], spec)
+        with torch.no_grad(), peft_model.disable_adapter():
+            ref = _normal_logprobs(model, _final_hidden_with_grad(model, ids, mask)[where], keep)
+        hidden = _final_hidden_with_grad(model, ids, mask)[where]  # [n_resp, d_model]
+        ce = F.cross_entropy(hidden.float() @ reserved.T, bins)
+        kl = F.kl_div(_normal_logprobs(model, hidden, keep), ref, log_target=True, reduction="batchmean")
+        loss = ce + kl_coef * kl
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append({"step": step, "ce": ce.item(), "kl": kl.item()})
+    peft_model.eval()
+    head.weight = reserved.detach().cpu()
+    head.metadata = {**head.metadata, "mode": "lora", "steps": steps, "rank": rank, "kl_coef": kl_coef,
+                     "lr": lr, "seed": seed, "target_modules": list(target_modules)}
+    return head, peft_model, history
+
+
+@torch.no_grad()
+def measure_kl(model, peft_model, records: list[dict], head: ReservedHead, batch_size: int = 2) -> float:
+    """Mean KL(frozen || adapted) over the normal vocabulary at the response positions of `records`."""
+    keep = torch.ones(model.d_vocab, dtype=torch.bool, device=model.device)
+    keep[list(head.token_ids)] = False
+    rows, total, count = flatten(records), 0.0, 0
+    for i in range(0, len(rows), batch_size):
+        ids, mask, where, _ = _batch(model, rows[i : i + batch_size], head.spec)
+        new = _normal_logprobs(model, _final_hidden_with_grad(model, ids, mask)[where], keep)
+        with peft_model.disable_adapter():
+            ref = _normal_logprobs(model, _final_hidden_with_grad(model, ids, mask)[where], keep)
+        total += F.kl_div(new, ref, log_target=True, reduction="sum").item()
+        count += len(new)
+    return total / max(count, 1)

@@ -1,0 +1,170 @@
+"""Rollouts from the model's own samples, graded, stored resumably as JSONL + manifest."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from metalens.arithmetic import Problem, extract_answer, make_problems
+from probes.introspect.decode import StopTokens, sample
+
+FORMAT = "metalens.introspect.rollouts/1"
+N_SHOTS = 3
+SHOT_SEED = 10_000  # few-shot examples come from their own seed, never from the task's problems
+
+
+@dataclass(frozen=True)
+class Task:
+    """A prompt with a verifiable integer answer (arithmetic, or a user's JSONL line)."""
+
+    prompt: str
+    answer: int
+    level: int = 0
+
+    @classmethod
+    def from_problem(cls, problem: Problem) -> "Task":
+        return cls(problem.prompt, problem.answer, problem.level)
+
+
+def few_shot_prefix(n_shots: int = N_SHOTS) -> str:
+    """Worked examples that teach a base model the answer format and to end with a newline."""
+    shots = make_problems(n_shots, levels=(1, 2, 3), seed=SHOT_SEED)
+    return "".join(p.prompt + p.solution + "\n\n" for p in shots)
+
+
+def arithmetic_tasks(n: int, levels=(1, 2, 3), seed: int = 0) -> list[Task]:
+    """`n` arithmetic tasks cycling through `levels` (see metalens.arithmetic.LEVELS)."""
+    return [Task.from_problem(p) for p in make_problems(n, levels=levels, seed=seed)]
+
+
+def read_tasks(path: str | Path) -> list[Task]:
+    """Tasks from a JSONL file of {"prompt": ..., "answer": int} lines."""
+    from metalens.data import read_jsonl
+
+    return [Task(r["prompt"], int(r["answer"]), int(r.get("level", 0)))
+            for r in read_jsonl(path, required=("prompt", "answer"))]
+
+
+def grade(task: Task, completion: str) -> int:
+    """1 when the completion's extracted answer equals the task's, else 0."""
+    return int(extract_answer(completion) == task.answer)
+
+
+def _append(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())  # a line is on disk before the next prompt starts
+
+
+def _write_manifest(out: Path, manifest: dict) -> None:
+    tmp = out / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, out / "manifest.json")  # atomic
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _read_complete_lines(path: Path) -> list[dict]:
+    """Records of whole lines; a torn last line (a run killed mid-write) is cut off the file."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    good_end, records = 0, []
+    for line in raw.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+        good_end += len(line)
+    if good_end != len(raw):
+        with open(path, "r+b") as handle:
+            handle.truncate(good_end)
+    return records
+
+
+def generate_rollouts(
+    model,
+    tasks: list[Task],
+    out: str | Path,
+    n_samples: int = 4,
+    max_new_tokens: int = 48,
+    temperature: float = 1.0,
+    seed: int = 0,
+    prefix: str | None = None,
+    progress: bool = False,
+) -> Path:
+    """Sample `n_samples` completions per task, grade them, append one JSONL line per task.
+
+    Resumable: rerunning the same call skips the tasks already written, and a line torn by a
+    killed run is dropped and redone. The manifest says `complete: true` only at the end;
+    `load_rollouts` refuses unfinished stores. A different config in `out` raises.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    prefix = few_shot_prefix() if prefix is None else prefix
+    config = {"format": FORMAT, "model": model.name, "revision": model.revision, "n_samples": n_samples,
+              "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed, "prefix": prefix,
+              "tasks_sha256": hashlib.sha256(json.dumps([t.__dict__ for t in tasks]).encode()).hexdigest(),
+              "n_tasks": len(tasks)}
+    if (out / "manifest.json").exists():
+        old = json.loads((out / "manifest.json").read_text())
+        changed = sorted(k for k in config if old.get(k) != config[k])
+        if changed:
+            raise ValueError(f"{out} holds rollouts made with other settings ({changed}). "
+                             "Use another --out directory, or delete this one to start over.")
+    _write_manifest(out, {**config, "complete": False})
+    done = {r["task_index"] for r in _read_complete_lines(out / "rollouts.jsonl")}
+    stop = StopTokens(model.tokenizer)
+    iterator = range(len(tasks))
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc="rollouts")
+    for index in iterator:
+        if index in done:
+            continue
+        task = tasks[index]
+        prompt_ids = model.tokenizer(prefix + task.prompt)["input_ids"]
+        # One generator per task: a resumed run draws exactly what an uninterrupted one would.
+        generator = torch.Generator(model.device).manual_seed(seed * 1_000_003 + index)
+        samples = sample(model, prompt_ids, n_samples, max_new_tokens, temperature, stop=stop, generator=generator)
+        texts = [model.tokenizer.decode(t, skip_special_tokens=True) for t in samples.tokens]
+        _append(out / "rollouts.jsonl", {
+            "task_index": index, "prompt": task.prompt, "answer": task.answer, "level": task.level,
+            "prompt_ids": prompt_ids, "completions": samples.tokens, "texts": texts,
+            "truncated": samples.truncated, "rewards": [grade(task, t) for t in texts],
+        })
+    _write_manifest(out, {**config, "complete": True, "sha256": _sha256(out / "rollouts.jsonl")})
+    return out
+
+
+def load_rollouts(out: str | Path) -> list[dict]:
+    """The task records of a finished rollout store (raises if it is unfinished or altered)."""
+    out = Path(out)
+    manifest_path = out / "manifest.json"
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"No manifest.json in {out}: generate rollouts first.")
+    manifest = json.loads(manifest_path.read_text())
+    if not manifest.get("complete"):
+        raise ValueError(f"The rollouts in {out} are unfinished (a run was stopped): "
+                         "rerun the same command to resume them.")
+    if _sha256(out / "rollouts.jsonl") != manifest["sha256"]:
+        raise ValueError(f"{out}/rollouts.jsonl does not match its manifest checksum: regenerate it.")
+    return sorted(_read_complete_lines(out / "rollouts.jsonl"), key=lambda r: r["task_index"])
+
+
+def solve_rates(records: list[dict]) -> dict[int, float]:
+    """Share of correct samples per difficulty level."""
+    by_level: dict[int, list[int]] = {}
+    for r in records:
+        by_level.setdefault(r["level"], []).extend(r["rewards"])
+    return {lv: sum(v) / len(v) for lv, v in sorted(by_level.items())}

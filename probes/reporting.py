@@ -1,0 +1,170 @@
+"""The reporting (metacognitive monitoring) task: can the model tell, from N in-context
+(sentence, label) examples, the neurofeedback label of a new sentence?
+
+One prompt holds `n_max + 1` labelled items; the label of item i is predicted from the i items
+before it, so one forward pass scores every N from 0 to n_max (a learning curve per prompt).
+The score is the probability the model gives the correct label token, renormalised over the
+label tokens: accuracy (argmax) and cross-entropy, no sampling needed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from probes.prompts import Rendered, label_token_ids, render
+from probes.stats import greater_pvalue, holm, mean_ci
+
+DEFAULT_N = (0, 2, 4, 8, 16, 32, 64)
+
+
+@torch.inference_mode()
+def label_logprobs(model, prompts: list[Rendered], cand_ids: list[int], batch_size: int = 4):
+    """Per prompt: (log p over the label tokens at each label position [n_items, n_labels],
+    total probability mass of the label tokens in the full vocabulary [n_items])."""
+    head = model.hf.get_output_embeddings()
+    softcap = getattr(model.hf.config, "final_logit_softcapping", None)
+    pad = model.tokenizer.pad_token_id
+    out = []
+    for begin in range(0, len(prompts), batch_size):
+        chunk = prompts[begin:begin + batch_size]
+        width = max(len(r.input_ids) for r in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for j, r in enumerate(chunk):  # right padding keeps every position where render put it
+            ids[j, : len(r.input_ids)] = torch.tensor(r.input_ids)
+            mask[j, : len(r.input_ids)] = 1
+        hidden = model.hf.model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                                use_cache=False).last_hidden_state  # [b, pos, d_model], final norm applied
+        for j, r in enumerate(chunk):
+            pos = torch.tensor(r.label_pos, device=hidden.device) - 1  # the position predicting each label
+            logits = head(hidden[j, pos]).float()  # [n_items, vocab]
+            if softcap:
+                logits = softcap * torch.tanh(logits / softcap)
+            full = torch.log_softmax(logits, -1)[:, cand_ids]  # [n_items, n_labels]
+            out.append((torch.log_softmax(full, -1).cpu(), full.exp().sum(-1).cpu()))
+    return out
+
+
+@dataclass
+class ReportingResult:
+    """Probability of the correct label per axis, draw and item position (= N examples before it).
+
+    `p_correct` is [n_axes, draws, n_max + 1]; `shuffled_p_correct` [draws, n_max + 1] uses the
+    same sentences with labels permuted (the chance baseline: labels carry no information about
+    the sentence, only their base rate). `label_mass` is the share of the full next-token
+    distribution on the label tokens, [n_axes, draws, n_max + 1].
+    """
+
+    axis_names: list[str]
+    n_values: list[int]
+    p_correct: np.ndarray
+    shuffled_p_correct: np.ndarray
+    label_mass: np.ndarray
+    example_prompt: str
+    metadata: dict = field(default_factory=dict)
+
+    def _bins(self) -> list[tuple[int, range]]:
+        n_items = self.p_correct.shape[-1]
+        values = [n for n in self.n_values if n < n_items]
+        bins, prev = [], -1
+        for n in values:
+            bins.append((n, range(prev + 1, n + 1)))
+            prev = n
+        return bins
+
+    def curve(self, p: np.ndarray) -> list[dict]:
+        """Learning curve of `p` [draws, n_items]: per N bin (prev N, N], accuracy and
+        cross-entropy (nats) with 95% t-intervals over draws."""
+        rows = []
+        for n, span in self._bins():
+            block = p[:, list(span)]
+            acc = mean_ci((block > 0.5).mean(1))
+            ce = mean_ci((-np.log(np.clip(block, 1e-12, 1))).mean(1))
+            acc = (acc[0], max(acc[1], 0.0), min(acc[2], 1.0))  # t-intervals over few draws can leave [0, 1]
+            rows.append({"N": n, "N_from": span[0], "accuracy": acc[0], "acc_low": acc[1], "acc_high": acc[2],
+                         "cross_entropy": ce[0], "ce_low": max(ce[1], 0.0), "ce_high": ce[2]})
+        return rows
+
+    def curves(self) -> dict[str, list[dict]]:
+        """`curve` for every axis, plus "shuffled"."""
+        out = {name: self.curve(self.p_correct[a]) for a, name in enumerate(self.axis_names)}
+        out["shuffled"] = self.curve(self.shuffled_p_correct)
+        return out
+
+    def tests(self, n_min: int = 8) -> list[dict]:
+        """Per axis: accuracy over items with N >= n_min (per-draw means) against the shuffled
+        baseline, one-sided Welch t-test, Holm-corrected across axes."""
+        n_min = min(n_min, self.p_correct.shape[-1] - 1)  # a short run still tests its longest items
+
+        def per_draw(p):
+            return (p[:, n_min:] > 0.5).mean(1)
+
+        base = per_draw(self.shuffled_p_correct)
+        rows = []
+        for a, name in enumerate(self.axis_names):
+            acc = per_draw(self.p_correct[a])
+            m, lo, hi = mean_ci(acc)
+            rows.append({"axis": name, "accuracy": m, "acc_low": lo, "acc_high": hi,
+                         "shuffled_accuracy": float(base.mean()), "p": greater_pvalue(acc, base), "n_min": n_min,
+                         # Below chance is information too (the axis is read, the label mapping inverted).
+                         "p_below": greater_pvalue(base, acc)})
+        for row, adj in zip(rows, holm([r["p"] for r in rows])):
+            row["p_holm"] = float(adj)
+        return rows
+
+    def to_dict(self) -> dict:
+        """Everything, JSON-ready (numpy arrays become lists in save_json)."""
+        return {"axis_names": self.axis_names, "n_values": self.n_values, "p_correct": self.p_correct,
+                "shuffled_p_correct": self.shuffled_p_correct, "label_mass": self.label_mass,
+                "curves": self.curves(), "tests": self.tests(self.metadata.get("n_test_min", 8)),
+                "example_prompt": self.example_prompt, "metadata": self.metadata}
+
+
+def run_reporting(model, texts: list[str], labels, axis_names: list[str], *, n_values=DEFAULT_N,
+                  draws: int = 12, seed: int = 0, label_words: tuple[str, str] = ("0", "1"),
+                  batch_size: int = 4, n_test_min: int = 8, progress: bool = True) -> ReportingResult:
+    """Reporting task over `texts` (the pool split) whose neurofeedback `labels` are [n, n_axes].
+
+    Each draw samples n_max + 1 = max(n_values) + 1 sentences (capped by the pool and the
+    model's context) and scores every axis on them, and once with permuted labels.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.shape != (len(texts), len(axis_names)):
+        raise ValueError(f"labels must be [n_texts={len(texts)}, n_axes={len(axis_names)}]; got {labels.shape}.")
+    n_items = min(max(n_values) + 1, len(texts))
+    cand = label_token_ids(model, "report", label_words)
+    rng = np.random.default_rng(seed)
+    context = getattr(model.hf.config, "max_position_embeddings", None) or 10**9
+    # "As many as the context allows": shrink the prompt until a trial render fits, with slack
+    # for sentences longer than the trial ones.
+    while n_items > 2:
+        trial = render(model, [texts[i] for i in rng.choice(len(texts), n_items, replace=False)], [0] * n_items, "report", label_words)
+        if len(trial.input_ids) * 1.2 <= context:
+            break
+        n_items = max(2, min(n_items - 1, int(n_items * context / (1.2 * len(trial.input_ids)))))
+    p = np.zeros((len(axis_names), draws, n_items))
+    mass = np.zeros_like(p)
+    shuffled = np.zeros((draws, n_items))
+    example = ""
+    for d in tqdm(range(draws), desc="reporting", disable=not progress):
+        idx = rng.choice(len(texts), n_items, replace=False)
+        sents = [texts[i] for i in idx]
+        label_sets = [labels[idx, a] for a in range(len(axis_names))] + [rng.permutation(labels[idx, 0])]
+        prompts = [render(model, sents, lab.tolist(), "report", label_words) for lab in label_sets]
+        if len(prompts[0].input_ids) > context:
+            raise ValueError(f"A prompt of {n_items} items has {len(prompts[0].input_ids)} tokens, over "
+                             f"{model.name}'s context of {context}: lower max(n_values).")
+        example = example or prompts[0].text
+        scored = label_logprobs(model, prompts, cand, batch_size)
+        for k, ((logp, m), lab) in enumerate(zip(scored, label_sets)):
+            pc = logp.exp()[torch.arange(n_items), torch.as_tensor(lab)].numpy()
+            if k < len(axis_names):
+                p[k, d], mass[k, d] = pc, m.numpy()
+            else:
+                shuffled[d] = pc
+    meta = {"draws": draws, "seed": seed, "label_words": list(label_words), "n_items": n_items,
+            "n_test_min": n_test_min, "format": "chat" if model.is_chat else "plain"}
+    return ReportingResult(list(axis_names), [n for n in n_values if n < n_items], p, shuffled, mass, example, meta)

@@ -1,0 +1,40 @@
+"""`metalens steer`: rule -> steering vector -> sweep -> steered generation -> results.json + report.html."""
+from __future__ import annotations
+
+
+def _steer(args) -> None:
+    import metalens
+    from steering.pipeline import steer_rule
+
+    model = metalens.load_model(args.model, device=args.device)
+    prompts = metalens.read_texts(args.prompts) if args.prompts else None
+    summary = steer_rule(model, args.rule, prompts=prompts, out=args.out, pairs=args.pairs, vector=args.vector,
+                         layers=args.layer, strengths=tuple(args.strength or (0.5, 1.0, 2.0)), method=args.method,
+                         rounds=args.rounds, judge=args.judge, max_new_tokens=args.max_new_tokens)
+    u, s = summary["unsteered"], summary["steered"]
+    print(f"rule: {summary['rule']['text']}  layer {summary['layer']}  strength {summary['strength']:g}")
+    print(f"adherence unsteered {u['adherence']:.2f} [{u['low']:.2f}, {u['high']:.2f}]  "
+          f"steered {s['adherence']:.2f} [{s['low']:.2f}, {s['high']:.2f}]  fluency cost {s['fluency_cost']:+.3f} nats/token")
+    for row in summary["mentor"]:
+        print(f"  round {row['round']}: adherence {row['adherence']:.2f}  flagged {row['flagged']}  {row['action']}")
+    print(f"wrote {args.out}/results.json and {args.out}/report.html")
+
+
+def register(subparsers) -> None:
+    """Add the `steer` verb."""
+    from metalens.cli import add_model_args
+
+    p = subparsers.add_parser("steer", help="train a steering vector for a rule, sweep it, and report adherence")
+    add_model_args(p)
+    p.add_argument("--rule", required=True, help="a shipped rule name (ocean, space, food, cheerful, no_dosage) or plain text")
+    p.add_argument("--prompts", default=None, help="file with one prompt per line (default: the shipped held-out prompts)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--pairs", default=None, help='JSONL of {"positive", "negative"} pairs (default: shipped or templates)')
+    p.add_argument("--vector", default=None, help="load this saved SteeringVector instead of training")
+    p.add_argument("--layer", type=int, action="append", help="candidate layer; repeat (default: 4 spread out)")
+    p.add_argument("--strength", type=float, action="append", help="candidate strength; repeat (default 0.5, 1, 2)")
+    p.add_argument("--method", default="mean_diff", choices=["mean_diff", "pca"])
+    p.add_argument("--rounds", type=int, default=0, help="MENTOR self-assessment rounds")
+    p.add_argument("--judge", default="checker", choices=["checker", "model"])
+    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.set_defaults(func=_steer)

@@ -1,0 +1,125 @@
+"""Fluency cost of steered text, and the layer x strength sweep with its figure."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from steering.checkers import adherence
+from steering.generate import format_prompts, generate
+from steering.vector import SteeringVector, train
+
+
+@torch.inference_mode()
+def token_loss(model, prompts: list[str], completions: list[str], batch_size: int = 8, chat: bool | None = None) -> np.ndarray:
+    """Mean per-token loss (nats) of each completion given its prompt, under the unsteered model.
+
+    NaN for an empty completion. Rows are left-padded so each completion ends the row and
+    only its logits are computed (the vocabulary can be 262k wide).
+    """
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions: pass one completion per prompt.")
+    tok = model.tokenizer
+    texts = format_prompts(model, prompts, chat)
+    losses = np.full(len(texts), np.nan)
+    for start in range(0, len(texts), batch_size):
+        rows, n_new = [], []
+        for text, completion in zip(texts[start:start + batch_size], completions[start:start + batch_size]):
+            p_ids = tok(text)["input_ids"]
+            c_ids = tok(completion, add_special_tokens=False)["input_ids"]
+            rows.append(p_ids + c_ids)
+            n_new.append(len(c_ids))
+        width, keep = max(map(len, rows)), max(n_new)
+        if keep == 0:
+            continue
+        ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row):] = torch.tensor(row)
+            mask[i, width - len(row):] = 1
+        ids, mask = ids.to(model.device), mask.to(model.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model.hf(input_ids=ids, attention_mask=mask, position_ids=positions,
+                          logits_to_keep=keep + 1, use_cache=False).logits.float()  # [b, keep+1, vocab]
+        logp = logits[:, :-1].log_softmax(-1)  # predicts the last `keep` tokens
+        target = ids[:, -keep:]
+        nll = -logp.gather(-1, target[..., None])[..., 0]  # [b, keep]
+        for i, n in enumerate(n_new):
+            if n:
+                losses[start + i] = nll[i, keep - n:].mean().item()
+    return losses
+
+
+@dataclass
+class SweepResult:
+    """Adherence and fluency for each (layer, strength); strength 0 is the unsteered baseline."""
+
+    rows: list[dict]
+    vector: SteeringVector
+    rule: str = ""
+    baseline: dict = field(default_factory=dict)
+    samples: dict = field(default_factory=dict)
+
+    def best(self, max_fluency_cost: float = 1.0) -> dict:
+        """Row with the highest adherence whose fluency cost is within budget (ties: lower strength)."""
+        ok = [r for r in self.rows if r["strength"] != 0 and (r["fluency_cost"] is None
+              or not math.isfinite(r["fluency_cost"]) or r["fluency_cost"] <= max_fluency_cost)]
+        if not ok:
+            ok = [r for r in self.rows if r["strength"] != 0] or self.rows
+        return max(ok, key=lambda r: (r["adherence"], -abs(r["strength"])))
+
+    def figure(self):
+        """Plotly figure: adherence (with 95 % CI) and fluency cost vs strength, one line per layer."""
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        fig = make_subplots(rows=1, cols=2, subplot_titles=("Adherence (95% CI)", "Fluency cost (nats/token)"))
+        for layer in sorted({r["layer"] for r in self.rows}):
+            rows = sorted((r for r in self.rows if r["layer"] == layer), key=lambda r: r["strength"])
+            x = [r["strength"] for r in rows]
+            y = [r["adherence"] for r in rows]
+            err_hi = [r["high"] - r["adherence"] for r in rows]
+            err_lo = [r["adherence"] - r["low"] for r in rows]
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"layer {layer}", legendgroup=str(layer),
+                                     error_y=dict(type="data", array=err_hi, arrayminus=err_lo)), 1, 1)
+            fig.add_trace(go.Scatter(x=x, y=[r["fluency_cost"] for r in rows], mode="lines+markers",
+                                     name=f"layer {layer}", legendgroup=str(layer), showlegend=False), 1, 2)
+        fig.update_xaxes(title_text="strength")
+        fig.update_yaxes(range=[0, 1], row=1, col=1)
+        fig.update_layout(title=f"Sweep: {self.rule}", height=420)
+        return fig
+
+
+def evaluate(model, prompts, checker, steer=None, strength=None, max_new_tokens: int = 24,
+             base_nll: float | None = None, batch_size: int = 16) -> dict:
+    """Generate, check, and score one setting: adherence (with CI), mean loss, fluency cost, samples."""
+    outs = generate(model, prompts, steer, max_new_tokens=max_new_tokens, strength=strength, batch_size=batch_size)
+    score = adherence(checker(outs))
+    nll = float(np.nanmean(token_loss(model, prompts, outs))) if any(o for o in outs) else float("nan")
+    cost = nll - base_nll if base_nll is not None else 0.0
+    return {"adherence": score.rate, "low": score.low, "high": score.high, "n": score.n,
+            "nll": nll, "fluency_cost": cost, "outputs": outs}
+
+
+def sweep(model, positive, negative, checker, prompts, layers, strengths=(0.5, 1.0, 2.0),
+          method: str = "mean_diff", positions: str = "mean", max_new_tokens: int = 24, rule: str = "",
+          vector: SteeringVector | None = None) -> SweepResult:
+    """Train a vector at each of `layers` (one capture) and score every (layer, strength) on `prompts`.
+
+    Fluency cost = mean per-token loss of the steered text minus that of the unsteered text,
+    both under the unsteered model: the surprise steering adds to what the model would write.
+    """
+    vector = vector or train(model, positive, negative, layers=layers, method=method, positions=positions)
+    base = evaluate(model, prompts, checker, None, max_new_tokens=max_new_tokens)
+    base["fluency_cost"] = 0.0
+    rows, samples = [], {"unsteered": base.pop("outputs")}
+    for layer in layers:
+        single = SteeringVector(**{**vector.__dict__, "directions": {layer: vector.directions[layer]}})
+        rows.append({"layer": layer, "strength": 0.0, **base})
+        for strength in strengths:
+            res = evaluate(model, prompts, checker, single, strength, max_new_tokens, base_nll=base["nll"])
+            samples[f"L{layer}_s{strength:g}"] = res.pop("outputs")
+            rows.append({"layer": layer, "strength": float(strength), **res})
+    return SweepResult(rows=rows, vector=vector, rule=rule, baseline=base, samples=samples)

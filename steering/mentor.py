@@ -1,0 +1,127 @@
+"""The MENTOR loop: judge steered responses, turn failures into negatives, and grow the rule book."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from steering.checkers import adherence
+from steering.generate import generate
+from steering.rulebook import RuleBook
+from steering.rules import Rule
+from steering.vector import train
+
+# A judge sees prompts, responses and the rule; for each response it returns whether it follows
+# the rule, or (follows, corrected_response_or_None).
+Judge = Callable[[list[str], list[str], Rule], list]
+
+JUDGE_PROMPT = (
+    "Rule: {rule}.\nSomeone asked: {prompt}\nThe reply was: {response}\n"
+    "Put yourself in the place of the person who reads this reply and think about what follows from it. "
+    "Does the reply follow the rule? Answer Yes or No.\nAnswer:"
+)
+
+
+def checker_judge(checker) -> Judge:
+    """A judge that asks a rule checker (no corrections)."""
+    return lambda prompts, responses, rule: checker(responses)
+
+
+def model_judge(model, template: str = JUDGE_PROMPT) -> Judge:
+    """A judge that prompts the (unsteered) model itself and compares its ' Yes' and ' No' logits."""
+    tok = model.tokenizer
+    yes, no = tok(" Yes", add_special_tokens=False)["input_ids"][-1], tok(" No", add_special_tokens=False)["input_ids"][-1]
+
+    @torch.inference_mode()
+    def judge(prompts, responses, rule):
+        texts = [template.format(rule=rule.text.rstrip("."), prompt=p, response=r) for p, r in zip(prompts, responses)]
+        verdicts = []
+        for start in range(0, len(texts), 8):
+            batch = model.tokenize(texts[start:start + 8])
+            last = batch["attention_mask"].sum(1) - 1
+            logits = model.hf(**batch, use_cache=False).logits  # [b, pos, vocab]
+            final = logits[torch.arange(len(last), device=last.device), last]
+            verdicts.extend((final[:, yes] > final[:, no]).tolist())
+        return verdicts
+
+    return judge
+
+
+def _verdicts(raw) -> list[tuple[bool, str | None]]:
+    out = []
+    for item in raw:
+        if isinstance(item, tuple):
+            out.append((bool(item[0]), item[1] if len(item) > 1 else None))
+        else:
+            out.append((bool(item), None))
+    return out
+
+
+@dataclass
+class MentorLog:
+    """One row per round: held-out adherence, how many responses were flagged, what was done."""
+
+    rows: list[dict] = field(default_factory=list)
+
+    def adherence_by_round(self) -> list[float]:
+        """Held-out adherence after each round (round 0: before the loop)."""
+        return [r["adherence"] for r in self.rows]
+
+
+def mentor(model, book: RuleBook, rule_name: str, positive: list[str], negative: list[str], train_prompts: list[str],
+           heldout_prompts: list[str], checker, judge: Judge | None = None, rounds: int = 3, target: float = 0.9,
+           strength_step: float = 1.5, patience: int = 2, max_new_tokens: int = 24) -> MentorLog:
+    """Run `rounds` of: steered generation on `train_prompts`, judging, and growing the book.
+
+    Flagged responses become negatives (their corrections, if the judge gives any, positives)
+    and the rule's vector is retrained on the enlarged pairs; when held-out adherence did not
+    improve, its strength is raised by `strength_step`; after `patience` rounds without
+    improvement a more specific child rule, trained against the accumulated failures, is
+    added beneath it. Adherence is always measured by `checker` on `heldout_prompts`.
+    """
+    entry = book[rule_name]
+    judge = judge or checker_judge(checker)
+    positive, negative = list(positive), list(negative)
+
+    def heldout():
+        return adherence(checker(generate(model, heldout_prompts, book, max_new_tokens=max_new_tokens)))
+
+    score = heldout()
+    log = MentorLog([{"round": 0, "adherence": score.rate, "low": score.low, "high": score.high,
+                      "flagged": None, "action": "start", "strength": entry.strength, "n_rules": len(book)}])
+    best, stale, failures = score.rate, 0, []
+    for k in range(1, rounds + 1):
+        responses = generate(model, train_prompts, book, max_new_tokens=max_new_tokens)
+        verdicts = _verdicts(judge(train_prompts, responses, entry.rule))
+        flagged = [(p, r, fix) for p, r, (ok, fix) in zip(train_prompts, responses, verdicts) if not ok]
+        actions = []
+        if flagged:
+            failures += [f"{p} {r}" for p, r, _ in flagged]
+            negative += [f"{p} {r}" for p, r, _ in flagged]
+            positive += [f"{p} {fix}" for p, _, fix in flagged if fix]
+            entry.vector = train(model, positive, negative, layers=entry.vector.layers, method="mean_diff",
+                                 positions=entry.vector.positions, seed=entry.vector.seed)
+            actions.append(f"retrained on {len(positive)}+/{len(negative)}-")
+        if stale >= 1 and flagged:
+            entry.strength *= strength_step
+            actions.append(f"strength -> {entry.strength:g}")
+        if stale >= patience and failures:
+            child = Rule(name=f"{rule_name}.{k}", text=f"{entry.rule.text}, even in replies like the ones that failed",
+                         keywords=entry.rule.keywords, regex=entry.rule.regex, forbid=entry.rule.forbid, parent=rule_name)
+            vector = train(model, positive, failures, layers=entry.vector.layers, positions=entry.vector.positions)
+            book.add(child, vector, strength=entry.strength / 2)
+            actions.append(f"child rule {child.name}")
+            stale = 0
+        score = heldout()
+        if score.rate > best:
+            best, stale = score.rate, 0
+        else:
+            stale += 1
+        entry.history.append({"round": k, "flagged": len(flagged), "adherence": score.rate})
+        log.rows.append({"round": k, "adherence": score.rate, "low": score.low, "high": score.high,
+                         "flagged": len(flagged), "action": "; ".join(actions) or "none",
+                         "strength": entry.strength, "n_rules": len(book)})
+        if not flagged and score.rate >= target:
+            break
+    return log

@@ -1,0 +1,86 @@
+"""Calibration metrics, evaluation baselines and the adaptive sampler on known cases."""
+import numpy as np
+import pytest
+import torch
+
+from probes.introspect import BinSpec, Positions, shuffled
+from probes.introspect.evaluate import rows_at_fraction
+from probes.introspect.metrics import auroc, brier, ece, reliability
+from probes.introspect.sampler import PoolSample, adaptive, best_of_n, majority, matched_cost
+
+
+def test_metrics_on_known_predictions():
+    y = np.array([0, 0, 1, 1])
+    assert auroc(y, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+    assert auroc(y, np.array([0.9, 0.8, 0.2, 0.1])) == 0.0
+    assert brier(y, np.array([0.0, 0.0, 1.0, 1.0])) == 0.0
+    assert brier(y, np.full(4, 0.5)) == pytest.approx(0.25)
+    # constant 0.5 on a balanced set is perfectly calibrated; constant 0.9 is off by 0.4
+    assert ece(y, np.full(4, 0.5)) == pytest.approx(0.0)
+    assert ece(y, np.full(4, 0.9)) == pytest.approx(0.4)
+    rows = reliability(y, np.array([0.05, 0.15, 0.85, 0.95]), n_bins=2)
+    assert rows == [{"bin": 0, "count": 2, "predicted": pytest.approx(0.1), "observed": 0.0},
+                    {"bin": 1, "count": 2, "predicted": pytest.approx(0.9), "observed": 1.0}]
+
+
+def _positions(lengths, rewards, spec):
+    from probes.introspect import prefix_labels
+
+    parts = {k: [] for k in ("reward", "remaining", "bin", "task", "sample", "frac")}
+    for s, (n, r) in enumerate(zip(lengths, rewards)):
+        lab = prefix_labels(n, r, spec)
+        for k in ("reward", "remaining", "bin"):
+            parts[k].append(lab[k])
+        parts["task"].append(torch.full((n,), s // 2))
+        parts["sample"].append(torch.full((n,), s))
+        parts["frac"].append(torch.arange(n) / n)
+    cat = {k: torch.cat(v) for k, v in parts.items()}
+    return Positions(torch.randn(len(cat["bin"]), 4), **cat)
+
+
+def test_rows_at_fraction_pick_the_right_prefix():
+    spec = BinSpec(edges=(1, 2, 4))
+    pos = _positions([4, 2, 5], [1, 0, 1], spec)
+    assert rows_at_fraction(pos, 0.0).tolist() == [0, 4, 6]
+    assert pos.remaining[rows_at_fraction(pos, 1.0)].tolist() == [1, 1, 1]
+    assert rows_at_fraction(pos, 0.5).tolist() == [2, 5, 8]
+
+
+def test_shuffled_keeps_one_reward_per_sample_and_true_lengths():
+    spec = BinSpec(edges=(1, 2, 4))
+    pos = _positions([3, 4, 5, 2, 6, 3], [1, 0, 1, 0, 1, 0], spec)
+    shuf = shuffled(pos, spec, seed=1)
+    assert torch.equal(shuf.remaining, pos.remaining)
+    for s in range(6):
+        assert shuf.reward[pos.sample == s].unique().numel() == 1
+    assert sorted(shuf.reward[rows_at_fraction(pos, 0)].tolist()) == [0, 0, 0, 1, 1, 1]
+    assert torch.equal(shuf.bin, spec.joint_bin(shuf.reward, shuf.remaining))
+
+
+def _sample(answer, reward, n, p):
+    return PoolSample(answer, reward, np.full(n, p), np.arange(n, 0, -1).astype(float))
+
+
+def test_majority_and_best_of_n_on_a_hand_made_pool():
+    pool = [_sample(3, 0, 10, 0.2), _sample(5, 1, 8, 0.9), _sample(3, 0, 6, 0.1), _sample(5, 1, 4, 0.8)]
+    assert majority(pool, 1) == (0, 10)
+    assert majority(pool, 3) == (0, 24)  # 3 beats 5 two to one
+    assert best_of_n(pool, 3) == (1, 24)  # the head picks the 0.9 sample
+    assert majority(pool, 4)[1] == 28
+
+
+def test_adaptive_prunes_hopeless_samples_and_spends_more_when_tokens_are_cheap():
+    hopeless = [_sample(1, 0, 20, 0.01) for _ in range(4)]
+    correct, tokens, _ = adaptive(hopeless, alpha=0.01, every=4)
+    assert correct == 0 and tokens == 4  # pruned at the first checkpoint, no new sample started
+    promising = [_sample(7, 1, 12, 0.6) for _ in range(4)]
+    cheap = adaptive(promising, alpha=1e-4, every=4, initial=1)
+    dear = adaptive(promising, alpha=0.02, every=4, initial=1)
+    assert cheap[0] == 1 and cheap[1] > dear[1]
+
+
+def test_matched_cost_interpolates_the_baseline():
+    base = [{"tokens": 10.0, "accuracy": 0.2}, {"tokens": 30.0, "accuracy": 0.6}]
+    rows = matched_cost([{"method": "a", "param": 0.1, "tokens": 20.0, "accuracy": 0.5}], base)
+    assert rows[0]["majority_at_same_tokens"] == pytest.approx(0.4)
+    assert rows[0]["difference"] == pytest.approx(0.1)

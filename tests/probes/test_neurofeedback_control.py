@@ -1,0 +1,33 @@
+"""Control tasks: span means read the right tokens, and effect sizes come out per axis."""
+import numpy as np
+import torch
+
+from probes import fit_axes, render, run_control
+from probes.control import span_means
+
+SENTS = ["I ran.", "I hid a cat.", "I ate.", "I sang a song.", "I slept.", "I swam far.", "I read.", "I dug."]
+
+
+def test_span_means_average_the_sentence_tokens_of_the_residual_stream(tiny_llama):
+    prompts = [render(tiny_llama, SENTS[:3], [0, 1, 0], "control"), render(tiny_llama, SENTS[3:5], [1, 1], "control")]
+    got = span_means(tiny_llama, 1, prompts, item=-1, batch_size=2)
+    for r, row in zip(prompts, got):
+        with torch.no_grad():
+            hidden = tiny_llama.hf(input_ids=torch.tensor([r.input_ids]), output_hidden_states=True).hidden_states
+        a, b = r.sentence_spans[-1]
+        assert torch.allclose(row, hidden[2][0, a:b].mean(0), atol=1e-4)  # hidden_states[L + 1] = blocks.L output
+
+
+def test_implicit_control_measures_every_axis_for_each_target(tiny_gemma):
+    rng = np.random.default_rng(0)
+    acts = torch.tensor(rng.normal(size=(40, tiny_gemma.d_model)), dtype=torch.float32)
+    axes = fit_axes(acts, rng.integers(0, 2, 40), pcs=(1, 2))
+    labels = rng.integers(0, 2, (len(SENTS), len(axes.names)))
+    res = run_control(tiny_gemma, 1, axes, SENTS, labels, ["PC1", "LR"], n_examples=2, trials=3, progress=False)
+    assert res.projections.shape == (2, 3, 2, 3) and np.isfinite(res.projections).all()
+    # Implicit control reads the given sentence under both imposed labels.
+    assert all(pair[0] == pair[1] for target in res.sentences for pair in target)
+    eff = res.effects()
+    assert [e["target"] for e in eff] == ["PC1", "LR"] and set(eff[0]["d_by_axis"]) == {"PC1", "PC2", "LR"}
+    # Identical examples: the two imposed labels differ only in one label token, so something moves.
+    assert not np.allclose(res.projections[:, :, 0], res.projections[:, :, 1])

@@ -1,0 +1,88 @@
+"""Reporting task: prompts put labels where the scorer looks, the scorer reads the model's own
+logits, shuffled labels give chance, and the statistics behave on known inputs."""
+import numpy as np
+import pytest
+import torch
+
+from probes import ReportingResult, render, run_reporting
+from probes.prompts import label_token_ids
+from probes.reporting import label_logprobs
+from probes.stats import cohens_d, holm, mean_ci
+
+SENTS = ["I ran.", "I hid a cat.", "I ate.", "I sang a song."]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gemma", "tiny_llama"])
+@pytest.mark.parametrize("task", ["report", "control"])
+def test_render_locates_every_label_and_sentence(fixture, task, request):
+    model = request.getfixturevalue(fixture)
+    r = render(model, SENTS, [0, 1, 1, 0], task, label_words=("0", "1"))
+    tok = model.tokenizer
+    assert [tok.decode(r.input_ids[p]).strip() for p in r.label_pos] == ["0", "1", "1", "0"]
+    assert [tok.decode(r.input_ids[a:b]).strip() for a, b in r.sentence_spans] == SENTS
+    assert r.input_ids == tok(r.text, add_special_tokens=not model.is_chat)["input_ids"]
+
+
+def test_open_control_prompt_ends_where_the_sentence_goes(tiny_llama, tiny_gemma):
+    r = render(tiny_gemma, SENTS[:2] + [""], [0, 1, 1], "control", open_last=True)
+    assert r.text.endswith("Label: 1\nSentence:")
+    r = render(tiny_llama, SENTS[:2] + [""], [0, 1, 1], "control", open_last=True)
+    assert r.text.endswith("<|assistant|>")
+
+
+def test_label_logprobs_match_the_full_forward(tiny_gemma):
+    r = render(tiny_gemma, SENTS, [0, 1, 1, 0], "report")
+    cand = label_token_ids(tiny_gemma)
+    (logp, mass), = label_logprobs(tiny_gemma, [r], cand)
+    with torch.no_grad():
+        logits = tiny_gemma.hf(input_ids=torch.tensor([r.input_ids])).logits[0]
+    full = torch.log_softmax(logits[torch.tensor(r.label_pos) - 1].float(), -1)[:, cand]
+    assert torch.allclose(logp, torch.log_softmax(full, -1), atol=1e-4)
+    assert torch.allclose(mass, full.exp().sum(-1), atol=1e-4)
+
+
+def test_padding_in_a_batch_does_not_change_scores(tiny_llama):
+    cand = label_token_ids(tiny_llama)
+    short = render(tiny_llama, SENTS[:2], [0, 1], "report")
+    long = render(tiny_llama, SENTS, [0, 1, 1, 0], "report")
+    alone = label_logprobs(tiny_llama, [short], cand)[0][0]
+    batched = label_logprobs(tiny_llama, [short, long], cand, batch_size=2)[0][0]
+    assert torch.allclose(alone, batched, atol=1e-4)
+
+
+def test_reporting_gives_chance_on_shuffled_labels(tiny_gemma):
+    rng = np.random.default_rng(0)
+    texts = [f"I {w}." for w in ["ran", "sat", "ate", "hid", "sang", "slept", "swam", "read", "cooked", "wrote",
+                                 "drove", "knit", "dug", "hummed", "biked", "fished"]]
+    labels = rng.permutation([0, 1] * 8)[:, None]  # balanced, as the median split makes them
+    res = run_reporting(tiny_gemma, texts, labels, ["A"], n_values=(0, 2, 4, 8), draws=10, n_test_min=0, progress=False)
+    acc = (res.shuffled_p_correct > 0.5).mean(1)
+    m, lo, hi = mean_ci(acc)
+    assert lo <= 0.5 <= hi
+    ce = -np.log(res.shuffled_p_correct).mean()
+    assert ce >= np.log(2) - 0.05  # no predictor beats ln 2 on labels that carry no information
+    assert res.p_correct.shape == (1, 10, 9) and res.n_values == [0, 2, 4, 8]
+
+
+def fake_result(p_true, p_shuffled, n_items=9, draws=20, seed=0):
+    rng = np.random.default_rng(seed)
+    p = (rng.random((1, draws, n_items)) < p_true) * 0.5 + 0.25  # p(correct) 0.75 when right, 0.25 when wrong
+    s = (rng.random((draws, n_items)) < p_shuffled) * 0.5 + 0.25
+    return ReportingResult(["A"], [0, 2, 4, 8], p, s, np.ones_like(p), "", {})
+
+
+def test_tests_flag_above_chance_reporting_and_not_chance():
+    assert fake_result(0.9, 0.5).tests(n_min=1)[0]["p_holm"] < 0.01
+    assert fake_result(0.5, 0.5, seed=1).tests(n_min=1)[0]["p_holm"] > 0.05
+
+
+def test_curve_bins_cover_each_position_once():
+    res = fake_result(0.9, 0.5)
+    rows = res.curve(res.p_correct[0])
+    assert [(r["N_from"], r["N"]) for r in rows] == [(0, 0), (1, 2), (3, 4), (5, 8)]
+
+
+def test_holm_and_cohens_d_on_known_values():
+    assert np.allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    assert cohens_d([1, 2, 3], [0, 1, 2]) == pytest.approx(1.0)
+    assert mean_ci([1, 1, 1])[0] == 1

@@ -1,0 +1,84 @@
+"""Steered generation: batching with left padding, prompt-only option, rule books, nnsight path."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import steering
+from steering import Rule, RuleBook, SteeringVector
+from steering.generate import generate_ids, steering_sum
+
+
+def _vec(model, layer, seed, scale=4.0):
+    gen = torch.Generator().manual_seed(seed)
+    return SteeringVector({layer: torch.randn(model.d_model, generator=gen) * scale}, model.name, model.d_model,
+                          revision=model.revision)
+
+
+PROMPTS = ["abc", "hello there my friend", "xy"]
+
+
+def test_batched_left_padded_generation_matches_one_prompt_at_a_time(tiny_gemma):
+    vec = _vec(tiny_gemma, 1, 0)
+    batched = steering.generate(tiny_gemma, PROMPTS, vec, max_new_tokens=6, strength=2.0)
+    single = [steering.generate(tiny_gemma, [p], vec, max_new_tokens=6, strength=2.0)[0] for p in PROMPTS]
+    assert batched == single
+
+
+def test_none_means_unsteered_and_steering_changes_tokens(tiny_gemma):
+    vec = _vec(tiny_gemma, 1, 0, scale=20.0)
+    plain = generate_ids(tiny_gemma, PROMPTS, None, max_new_tokens=6)
+    hf = tiny_gemma.tokenizer(PROMPTS, return_tensors="pt", padding=True, padding_side="left")
+    ref = tiny_gemma.hf.generate(**hf, max_new_tokens=6, do_sample=False, pad_token_id=tiny_gemma.tokenizer.pad_token_id)
+    torch.testing.assert_close(plain, ref[:, hf["input_ids"].shape[1]:])
+    assert not torch.equal(plain, generate_ids(tiny_gemma, PROMPTS, vec, max_new_tokens=6))
+
+
+def test_prompt_false_leaves_first_token_to_the_unsteered_prompt(tiny_gemma):
+    vec = _vec(tiny_gemma, 1, 0, scale=20.0)
+    plain = generate_ids(tiny_gemma, PROMPTS, None, max_new_tokens=4)
+    late = generate_ids(tiny_gemma, PROMPTS, vec, max_new_tokens=4, prompt=False)
+    full = generate_ids(tiny_gemma, PROMPTS, vec, max_new_tokens=4, prompt=True)
+    torch.testing.assert_close(late[:, 0], plain[:, 0])  # the first token comes from the prompt's pass
+    assert not torch.equal(late, plain) and not torch.equal(full[:, 0], plain[:, 0])
+
+
+def test_rulebook_applies_sum_of_active_rules_at_their_strengths(tiny_gemma):
+    a, b = _vec(tiny_gemma, 1, 0), _vec(tiny_gemma, 1, 1)
+    book = RuleBook()
+    book.add(Rule("a", "rule a"), a, strength=2.0)
+    book.add(Rule("b", "rule b", parent="a"), b, strength=0.5)
+    total = steering_sum(tiny_gemma, book)
+    torch.testing.assert_close(total[1], 2.0 * a.directions[1] + 0.5 * b.directions[1])
+    book["b"].enabled = False
+    torch.testing.assert_close(steering_sum(tiny_gemma, book)[1], 2.0 * a.directions[1])
+    same = SteeringVector({1: 2.0 * a.directions[1]}, tiny_gemma.name, tiny_gemma.d_model)
+    assert steering.generate(tiny_gemma, PROMPTS, book, max_new_tokens=5) == \
+        steering.generate(tiny_gemma, PROMPTS, same, max_new_tokens=5)
+
+
+def test_nnsight_generate_gives_same_greedy_tokens_as_hf(tiny_gemma):
+    vec = _vec(tiny_gemma, 1, 0, scale=10.0)
+    for prompt in (True, False):
+        hf = generate_ids(tiny_gemma, PROMPTS, vec, max_new_tokens=6, strength=1.5, prompt=prompt)
+        nn = generate_ids(tiny_gemma, PROMPTS, vec, max_new_tokens=6, strength=1.5, prompt=prompt, backend="nnsight")
+        torch.testing.assert_close(nn.to(hf.device), hf)
+    assert steering.generate(tiny_gemma, PROMPTS, None, max_new_tokens=5, backend="nnsight") == \
+        steering.generate(tiny_gemma, PROMPTS, None, max_new_tokens=5)
+
+
+def test_chat_models_get_the_chat_template(tiny_llama):
+    vec = _vec(tiny_llama, 0, 0)
+    out = steering.generate(tiny_llama, ["hi"], vec, max_new_tokens=3)
+    assert isinstance(out[0], str)
+    assert steering.generate(tiny_llama, ["hi"], None, max_new_tokens=3, chat=True) == \
+        steering.generate(tiny_llama, ["<|user|>hi<eos><|assistant|>"], None, max_new_tokens=3, chat=False)
+
+
+def test_bad_prompts_are_refused(tiny_gemma):
+    with pytest.raises(TypeError, match="not one string"):
+        steering.generate(tiny_gemma, "hi", None)
+    with pytest.raises(ValueError, match="No prompts"):
+        steering.generate(tiny_gemma, [], None)
+    with pytest.raises(TypeError, match="SteeringVector"):
+        steering.generate(tiny_gemma, ["hi"], ["not a vector"])
