@@ -1,13 +1,14 @@
 """`metalens demo`: the main job on the embedded model, one quick run per area, one index page."""
 from __future__ import annotations
 
+import html
 import importlib
 import time
 import traceback
 from pathlib import Path
 
 import metalens
-from metalens.report import save_json, write_report
+from metalens.report import Html, save_json, write_report
 
 # (area, module, function): each takes (model, out_dir) and returns a dict of headline numbers.
 AREA_DEMOS = [
@@ -26,7 +27,7 @@ def run_demo(model_name: str = metalens.DEFAULT_MODEL, out: str | Path = "report
     """
     out = Path(out)
     model = metalens.load_model(model_name, device=device)
-    results, rows = {"model": model.metadata(), "areas": {}}, []
+    results, rows, links = {"model": model.metadata(), "areas": {}}, [], []
     for area, module_name, fn_name in AREA_DEMOS:
         if areas and area not in areas:
             continue
@@ -39,13 +40,15 @@ def run_demo(model_name: str = metalens.DEFAULT_MODEL, out: str | Path = "report
             summary, status = {"error": repr(err), "traceback": traceback.format_exc()}, "failed"
         seconds = time.perf_counter() - start
         results["areas"][area] = {"status": status, "seconds": seconds, "summary": summary}
-        rows.append({"area": area, "status": status, "seconds": round(seconds, 1),
-                     "report": f"{area}/report.html", "headline": _headline(summary)})
+        pages = sorted(str(p.relative_to(out)) for p in (out / area).rglob("*.html"))
+        rows.append({"area": area, "status": status, "seconds": round(seconds, 1), "headline": _headline(summary)})
+        links += [f"<li><a href='{html.escape(p)}'>{html.escape(p)}</a></li>" for p in pages]
         print(f"[demo] {area}: {status} in {seconds:.0f}s -> {out / area}")
     save_json(out / "results.json", results)
     write_report(out / "index.html", f"metalens demo on {model.name}", [
         ("What ran", "Each row is one area's quick demo on the same loaded model; open its report for figures."),
         ("Areas", rows),
+        ("Reports", Html(f"<ul>{''.join(links)}</ul>")),
     ], metadata=model.metadata())
     return results
 

@@ -38,6 +38,10 @@ def save_json(path: str | Path, data: dict) -> Path:
     return path
 
 
+class Html(str):
+    """Trusted HTML to insert into a report as is (a `str` section is escaped prose)."""
+
+
 def _table(rows: list[dict]) -> str:
     if not rows:
         return "<p><em>(no rows)</em></p>"
@@ -64,7 +68,8 @@ def write_report(path: str | Path, title: str, sections: list[tuple[str, object]
     """Write a self-contained HTML page; works offline (plotly.js is embedded once).
 
     Each section is (heading, content) where content is a plotly Figure, a list of dict
-    rows (a table), or a string of prose (escaped; blank lines start paragraphs).
+    rows (a table), `Html` (inserted as is), or a string of prose (escaped; blank lines
+    start paragraphs).
     """
     import plotly.graph_objects as go
 
@@ -76,6 +81,8 @@ def write_report(path: str | Path, title: str, sections: list[tuple[str, object]
         if isinstance(content, go.Figure):
             parts.append(content.to_html(full_html=False, include_plotlyjs=not js_done))
             js_done = True
+        elif isinstance(content, Html):
+            parts.append(content)
         elif isinstance(content, list):
             parts.append(_table(content))
         else:

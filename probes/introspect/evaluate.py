@@ -28,6 +28,14 @@ def fit_probe(train: Positions, seed: int = 0):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    classes = train.reward.unique().tolist()
+    if len(classes) < 2:
+        state = "correct" if classes == [1] else "incorrect"
+        raise ValueError(
+            f"Every training rollout is {state}, so no reward predictor can be fitted. Sample more "
+            "problems or samples per problem (--n-tasks, --n-samples), or pick levels the model "
+            "solves 20-80 % of the time."
+        )
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, random_state=seed))
     return probe.fit(train.hidden.numpy(), train.reward.numpy())
 
