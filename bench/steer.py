@@ -3,7 +3,8 @@
     python bench/steer.py [--model gemma-3-270m] [--batch 8] [--new 32] [--repeats 3] [--device cpu]
 
 Every path generates exactly --new tokens per prompt (min_new_tokens = max_new_tokens), greedy,
-KV cache on, the same left-padded batch; the best of --repeats timings is kept for each.
+KV cache on, the same left-padded batch; paths are timed round-robin and the best of --repeats
+timings is kept for each.
 """
 from __future__ import annotations
 
@@ -22,15 +23,17 @@ PROMPTS = ["The weather today is", "My favourite memory is", "Tell me about your
            "Here is my opinion on modern music:"]
 
 
-def _best(fn, repeats: int) -> float:
-    times = []
+def _best_interleaved(paths: dict, repeats: int) -> dict[str, float]:
+    """Best time of each path, timed round-robin so that load on the machine hits every path alike."""
+    times = {name: [] for name in paths}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, fn in paths.items():
+            start = time.perf_counter()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(ts) for name, ts in times.items()}
 
 
 def main() -> None:
@@ -68,7 +71,7 @@ def main() -> None:
     for fn in paths.values():  # warm up (nnsight builds its envoys on first use)
         fn()
     n_tokens = args.batch * args.new
-    rates = {name: n_tokens / _best(fn, args.repeats) for name, fn in paths.items()}
+    rates = {name: n_tokens / t for name, t in _best_interleaved(paths, args.repeats).items()}
     print(f"{model.name} on {model.device}, batch {args.batch}, {args.new} new tokens, best of {args.repeats}")
     for name, rate in rates.items():
         print(f"  {name:22s} {rate:8.1f} tokens/s   ratio to plain {rate / rates['plain HF generate']:.3f}")
