@@ -109,7 +109,7 @@ def capture(model, texts, sites, positions: str = "last", batch_size: int = 16,
     writer = None
     if out is not None:
         config = {
-            **{k: v for k, v in model.metadata().items()},
+            **model.metadata(),
             "sites": names, "positions": positions, "batch_size": batch_size,
             "max_length": max_length, "store_dtype": str(dtype or model.dtype).removeprefix("torch."),
             "n_texts": len(texts), "texts_sha256": _texts_digest(texts),
