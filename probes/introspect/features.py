@@ -39,6 +39,20 @@ def flatten(records: list[dict]) -> list[dict]:
     return rows
 
 
+def final_states(model, ids: Tensor, mask: Tensor) -> Tensor:
+    """Final-norm hidden states [batch, pos, d_model]; the pass stops before the unembedding.
+
+    Keeps the autograd graph when called with gradients enabled (the `lora` mode trains through it).
+    """
+    seen = {}
+    with metalens.hooks(model, {FINAL_SITE: lambda act: seen.__setitem__("h", act)}, stop_after=True):
+        try:
+            model.hf(input_ids=ids, attention_mask=mask)
+        except metalens.StopForward:
+            pass
+    return seen["h"]
+
+
 @torch.no_grad()
 def final_hidden(model, sequences: list[list[int]], starts: list[int], lengths: list[int],
                  batch_size: int = 8) -> list[Tensor]:
@@ -53,14 +67,9 @@ def final_hidden(model, sequences: list[list[int]], starts: list[int], lengths: 
         pad = model.tokenizer.pad_token_id
         ids = torch.tensor([s + [pad] * (width - len(s)) for s in batch], device=model.device)
         mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in batch], device=model.device)
-        seen = {}
-        with metalens.hooks(model, {FINAL_SITE: lambda act: seen.__setitem__("h", act)}, stop_after=True):
-            try:
-                model.hf(input_ids=ids, attention_mask=mask)
-            except metalens.StopForward:
-                pass
+        hidden = final_states(model, ids, mask)
         for j, (start, length) in enumerate(zip(starts[i : i + batch_size], lengths[i : i + batch_size])):
-            out.append(seen["h"][j, start : start + length].float().cpu())
+            out.append(hidden[j, start : start + length].float().cpu())
     return out
 
 

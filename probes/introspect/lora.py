@@ -8,20 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-import metalens
 from probes.introspect.bins import BinSpec, prefix_labels
-from probes.introspect.features import FINAL_SITE, flatten
+from probes.introspect.features import final_states, flatten
 from probes.introspect.head import ReservedHead
-
-
-def _final_hidden_with_grad(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    seen = {}
-    with metalens.hooks(model, {FINAL_SITE: lambda act: seen.__setitem__("h", act)}, stop_after=True):
-        try:
-            model.hf(input_ids=ids, attention_mask=mask)
-        except metalens.StopForward:
-            pass
-    return seen["h"]  # [batch, pos, d_model]
 
 
 def _batch(model, rows, spec):
@@ -71,8 +60,8 @@ def train_lora(model, records: list[dict], spec: BinSpec | None = None, steps: i
         pick = torch.randperm(len(rows), generator=gen)[:batch_size].tolist()
         ids, mask, where, bins = _batch(model, [rows[i] for i in pick], spec)
         with torch.no_grad(), peft_model.disable_adapter():
-            ref = _normal_logprobs(model, _final_hidden_with_grad(model, ids, mask)[where], keep)
-        hidden = _final_hidden_with_grad(model, ids, mask)[where]  # [n_resp, d_model]
+            ref = _normal_logprobs(model, final_states(model, ids, mask)[where], keep)
+        hidden = final_states(model, ids, mask)[where]  # [n_resp, d_model]
         ce = F.cross_entropy(hidden.float() @ reserved.T, bins)
         kl = F.kl_div(_normal_logprobs(model, hidden, keep), ref, log_target=True, reduction="batchmean")
         loss = ce + kl_coef * kl
@@ -95,9 +84,9 @@ def measure_kl(model, peft_model, records: list[dict], head: ReservedHead, batch
     rows, total, count = flatten(records), 0.0, 0
     for i in range(0, len(rows), batch_size):
         ids, mask, where, _ = _batch(model, rows[i : i + batch_size], head.spec)
-        new = _normal_logprobs(model, _final_hidden_with_grad(model, ids, mask)[where], keep)
+        new = _normal_logprobs(model, final_states(model, ids, mask)[where], keep)
         with peft_model.disable_adapter():
-            ref = _normal_logprobs(model, _final_hidden_with_grad(model, ids, mask)[where], keep)
+            ref = _normal_logprobs(model, final_states(model, ids, mask)[where], keep)
         total += F.kl_div(new, ref, log_target=True, reduction="sum").item()
         count += len(new)
     return total / max(count, 1)
