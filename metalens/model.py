@@ -114,6 +114,22 @@ class Model:
         )
         return batch.to(self.device)
 
+    def pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-pad token-id lists: (input_ids, attention_mask), each [batch, max_len], on the model's device.
+
+        Right padding keeps every token at the position it has alone, so per-position
+        bookkeeping (spans, label positions) stays valid in the batch.
+        """
+        if not sequences:
+            raise ValueError("No sequences to pad: pass a non-empty list of token-id lists.")
+        width = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
     @property
     def bridge(self):
         """TransformerLens `TransformerBridge` over the same weights (built on first use).

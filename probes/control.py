@@ -25,18 +25,14 @@ def span_means(model, layer: int, prompts: list[Rendered], item: int = -1, batch
                site: str = "blocks.{layer}.hook_resid_post") -> torch.Tensor:
     """Mean activation over the tokens of sentence `item` in each prompt, [n_prompts, d_model]."""
     name = site.format(layer=model.check_layer(layer))
-    pad = model.tokenizer.pad_token_id
     out = []
     for begin in range(0, len(prompts), batch_size):
         chunk = prompts[begin:begin + batch_size]
-        width = max(len(r.input_ids) for r in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        keep = torch.zeros((len(chunk), width))
+        ids, mask = model.pad([r.input_ids for r in chunk])
+        keep = torch.zeros(ids.shape)
         for j, r in enumerate(chunk):
-            ids[j, : len(r.input_ids)] = torch.tensor(r.input_ids)
             a, b = r.sentence_spans[item]
             keep[j, a:b] = 1.0 / (b - a)
-        mask = (torch.arange(width) < torch.tensor([len(r.input_ids) for r in chunk])[:, None]).long()
         seen = {}
 
         def grab(act):
@@ -44,7 +40,7 @@ def span_means(model, layer: int, prompts: list[Rendered], item: int = -1, batch
 
         with metalens.hooks(model, {name: grab}, stop_after=True):
             try:
-                model.hf.model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), use_cache=False)
+                model.hf.model(input_ids=ids, attention_mask=mask, use_cache=False)
             except metalens.StopForward:
                 pass
         out.append(seen["resid"])

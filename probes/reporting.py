@@ -26,18 +26,11 @@ def label_logprobs(model, prompts: list[Rendered], cand_ids: list[int], batch_si
     total probability mass of the label tokens in the full vocabulary [n_items])."""
     head = model.hf.get_output_embeddings()
     softcap = getattr(model.hf.config, "final_logit_softcapping", None)
-    pad = model.tokenizer.pad_token_id
     out = []
     for begin in range(0, len(prompts), batch_size):
         chunk = prompts[begin:begin + batch_size]
-        width = max(len(r.input_ids) for r in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for j, r in enumerate(chunk):  # right padding keeps every position where render put it
-            ids[j, : len(r.input_ids)] = torch.tensor(r.input_ids)
-            mask[j, : len(r.input_ids)] = 1
-        hidden = model.hf.model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                                use_cache=False).last_hidden_state  # [b, pos, d_model], final norm applied
+        ids, mask = model.pad([r.input_ids for r in chunk])  # right padding keeps render's positions
+        hidden = model.hf.model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state  # [b, pos, d_model], final norm applied
         for j, r in enumerate(chunk):
             pos = torch.tensor(r.label_pos, device=hidden.device) - 1  # the position predicting each label
             logits = head(hidden[j, pos]).float()  # [n_items, vocab]

@@ -63,11 +63,7 @@ def final_hidden(model, sequences: list[list[int]], starts: list[int], lengths: 
     out: list[Tensor] = []
     for i in range(0, len(sequences), batch_size):
         batch = sequences[i : i + batch_size]
-        width = max(map(len, batch))
-        pad = model.tokenizer.pad_token_id
-        ids = torch.tensor([s + [pad] * (width - len(s)) for s in batch], device=model.device)
-        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in batch], device=model.device)
-        hidden = final_states(model, ids, mask)
+        hidden = final_states(model, *model.pad(batch))
         for j, (start, length) in enumerate(zip(starts[i : i + batch_size], lengths[i : i + batch_size])):
             out.append(hidden[j, start : start + length].float().cpu())
     return out

@@ -83,3 +83,13 @@ def test_check_layer_names_the_valid_range(tiny_gemma):
     assert tiny_gemma.check_layer(2) == 2
     with pytest.raises(ValueError, match="blocks 0-2"):
         tiny_gemma.check_layer(3)
+
+
+def test_pad_right_pads_ids_and_masks_on_the_model_device(tiny_gemma):
+    ids, mask = tiny_gemma.pad([[5, 6, 7], [8]])
+    pad = tiny_gemma.tokenizer.pad_token_id
+    assert ids.tolist() == [[5, 6, 7], [8, pad, pad]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert ids.device == tiny_gemma.device
+    with pytest.raises(ValueError, match="non-empty"):
+        tiny_gemma.pad([])
