@@ -8,13 +8,16 @@ from probes.introspect.api import demo, introspect_eval, introspect_sample, intr
 from probes.introspect.bins import BinSpec, geometric_edges, prefix_labels
 from probes.introspect.decode import Samples, StopTokens, sample
 from probes.introspect.features import Positions, rollout_positions
+from probes.introspect.live import AdaptiveResult, adaptive_generate
 from probes.introspect.head import HeadReadout, ReservedHead, ReservedMask, reserved_block
 from probes.introspect.rollouts import (Task, arithmetic_tasks, few_shot_prefix, generate_rollouts,
                                         load_rollouts, read_tasks, solve_rates)
+from probes.introspect.policy import checkpoint
 from probes.introspect.train import shuffled, train_head
+from probes.introspect.crossval import cross_validate
 
 __all__ = [
-    "BinSpec", "HeadReadout", "Positions", "ReservedHead", "ReservedMask", "Samples", "StopTokens", "Task",
+    "AdaptiveResult", "BinSpec", "adaptive_generate", "checkpoint", "cross_validate", "HeadReadout", "Positions", "ReservedHead", "ReservedMask", "Samples", "StopTokens", "Task",
     "arithmetic_tasks", "demo", "introspect_eval", "introspect_sample", "introspect_train", "few_shot_prefix", "generate_rollouts", "geometric_edges", "load_rollouts",
     "prefix_labels", "read_tasks", "reserved_block", "rollout_positions", "sample", "shuffled",
     "solve_rates", "train_head",

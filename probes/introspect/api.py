@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import random
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -10,10 +11,13 @@ from safetensors.torch import load_file, save_file
 
 from metalens.report import save_json, write_report
 from probes.introspect.bins import BinSpec
+from probes.introspect.crossval import cross_validate
 from probes.introspect.evaluate import FRACTIONS, evaluate_head
 from probes.introspect.features import Positions, rollout_positions
-from probes.introspect.figures import auroc_figure, pareto_figure, reliability_figure
+from probes.introspect.figures import pareto_figure
 from probes.introspect.head import ReservedHead
+from probes.introspect.tables import eval_sections
+from probes.introspect.live import live_runs
 from probes.introspect.metrics import summary
 from probes.introspect.rollouts import arithmetic_tasks, generate_rollouts, load_rollouts, solve_rates
 from probes.introspect.sampler import build_pools, pareto
@@ -28,14 +32,14 @@ def split_tasks(records: list[dict], test_fraction: float, seed: int) -> tuple[l
     return sorted(ids[n_test:]), sorted(ids[:n_test])
 
 
-def _positions(model, records, spec, cache: Path | None) -> Positions:
+def _positions(model, records, spec, cache: Path | None, progress: bool = True) -> Positions:
     """All rollout positions, cached next to the head so eval/sample need no second pass."""
     if cache is not None and cache.exists():
         pos = Positions(**load_file(cache))
         n_tokens = sum(len(c) for r in records for c in r["completions"] if c)
         if len(pos.bin) == n_tokens:
             return pos  # else the cache belongs to other rollouts: recompute
-    pos = rollout_positions(model, records, spec)
+    pos = rollout_positions(model, records, spec, progress=progress)
     if cache is not None:
         save_file({k: getattr(pos, k).contiguous() for k in pos.__dataclass_fields__}, cache)
     return pos
@@ -48,7 +52,7 @@ def _by_task(pos: Positions, records: list[dict], tasks: list[int]):
 
 def introspect_train(model, out, *, rollouts=None, tasks=None, n_tasks: int = 80, levels=(1, 2, 3, 4),
                      n_samples: int = 6, max_new_tokens: int = 40, temperature: float = 1.0, mode: str = "head",
-                     spec: BinSpec | None = None, steps: int = 300, lora_steps: int = 20,
+                     spec: BinSpec | None = None, steps: int = 100, lora_steps: int = 20,
                      test_fraction: float = 0.3, seed: int = 0, progress: bool = False) -> dict:
     """Generate (or resume) rollouts, train the head in `mode` ('head' or 'lora'), save it to out/head."""
     if mode not in ("head", "lora"):
@@ -64,7 +68,7 @@ def introspect_train(model, out, *, rollouts=None, tasks=None, n_tasks: int = 80
     results = {"mode": mode, "rollouts": str(rollouts), "solve_rates": solve_rates(records),
                "n_tasks": len(records), "train_tasks": train_ids, "test_tasks": test_ids, "spec": spec.to_dict()}
     if mode == "head":
-        pos = _positions(model, records, spec, out / "positions.safetensors")
+        pos = _positions(model, records, spec, _cache_path(out, "head"))
         (train, _), (test, _) = _by_task(pos, records, train_ids), _by_task(pos, records, test_ids)
         head = train_head(model, train, spec, steps=steps, seed=seed)
         shuf = train_head(model, shuffled(train, spec, seed), spec, steps=steps, seed=seed)
@@ -73,12 +77,16 @@ def introspect_train(model, out, *, rollouts=None, tasks=None, n_tasks: int = 80
 
         train_recs = [r for r in records if r["task_index"] in set(train_ids)]
         test_recs = [r for r in records if r["task_index"] in set(test_ids)]
-        head, peft_model, history = train_lora(model, train_recs, spec, steps=lora_steps, seed=seed)
+        base = _positions(model, records, spec, _cache_path(out, "head"))  # the frozen model's states
+        init = train_head(model, _by_task(base, records, train_ids)[0], spec, steps=steps, seed=seed)
+        head, peft_model, history = train_lora(model, train_recs, spec, steps=lora_steps, seed=seed, init=init,
+                                              progress=progress)
         try:
             results["kl_normal_vocab_heldout"] = measure_kl(model, peft_model, test_recs, head)
             results["lora_history"] = history
             peft_model.save_pretrained(out / "adapter")
-            pos = _positions(model, records, spec, None)  # the adapted model's hidden states
+            _cache_path(out, "lora").unlink(missing_ok=True)  # states of an earlier adapter are stale
+            pos = _positions(model, records, spec, _cache_path(out, "lora"))  # the adapted model's states
         finally:
             peft_model.unload()  # leave `model` as it was given (adapters removed, not merged)
         (train, _), (test, _) = _by_task(pos, records, train_ids), _by_task(pos, records, test_ids)
@@ -89,6 +97,10 @@ def introspect_train(model, out, *, rollouts=None, tasks=None, n_tasks: int = 80
     results["heldout_all_positions"] = {"head": summary(test.reward.numpy(), p_correct(head, test)),
                                         "shuffled": summary(test.reward.numpy(), p_correct(shuf, test))}
     results["train_all_positions"] = {"head": summary(train.reward.numpy(), p_correct(head, train))}
+    if mode == "lora":  # the head-mode rows it started from, on the frozen model's states
+        base_test = _by_task(base, records, test_ids)[0]
+        results["heldout_all_positions"]["head mode (lora init)"] = summary(base_test.reward.numpy(),
+                                                                            p_correct(init, base_test))
     _write(out, "introspect train", results, head.metadata, [
         ("What was trained", f"Mode '{mode}': {spec.n_bins} reserved tokens from id {head.start} "
                              f"({spec.n_rewards} reward states x {spec.n_lengths} remaining-length bins)."),
@@ -99,45 +111,73 @@ def introspect_train(model, out, *, rollouts=None, tasks=None, n_tasks: int = 80
     return results
 
 
+def _cache_path(out: Path, mode: str) -> Path:
+    """Hidden states cached next to the head; `lora` heads read the adapted model's states."""
+    return out / ("positions.safetensors" if mode == "head" else f"positions_{mode}.safetensors")
+
+
 def _load(out_head, rollouts):
     head = ReservedHead.load(out_head)
     records = load_rollouts(rollouts or head.metadata["rollouts"])
-    cache = Path(out_head).parent / "positions.safetensors"
-    return head, records, cache if head.metadata.get("mode") == "head" else None
+    return head, records, _cache_path(Path(out_head).parent, head.metadata.get("mode", "head"))
+
+
+def _adapted(model, head: ReservedHead, head_dir):
+    """The LoRA adapters a `lora` head was trained with, injected for the block (else nothing)."""
+    if head.metadata.get("mode") != "lora":
+        return nullcontext()
+    from probes.introspect.lora import adapter_applied
+
+    return adapter_applied(model, Path(head_dir).parent / "adapter")
 
 
 def introspect_eval(model, head_dir, out, *, rollouts=None, fractions=FRACTIONS, verbal: bool = True,
-                    seed: int = 0) -> dict:
-    """Held-out calibration of the head vs probe, verbal confidence and shuffled labels."""
+                    seed: int = 0, cv: int = 0, n_shuffles: int = 3, progress: bool = False) -> dict:
+    """Held-out calibration of the head vs probe, verbal confidence and shuffled labels.
+
+    With `cv` >= 2, also `cv`-fold cross-validation by problem over all rollouts (results["cv"]).
+    """
     head, records, cache = _load(head_dir, rollouts)
-    pos = _positions(model, records, head.spec, cache)
-    train, _ = _by_task(pos, records, head.metadata["train_tasks"])
-    test, _ = _by_task(pos, records, head.metadata["test_tasks"])
-    results = evaluate_head(model, head, train, test, records, fractions, verbal=verbal, seed=seed)
-    table = [{"prefix": f["fraction"], **{f"{k} AUROC": f[k]["auroc"] for k in ("head", "probe", "shuffled", "verbal") if k in f},
-              "head Brier": f["head"]["brier"], "head ECE": f["head"]["ece"], "length MAE": f["length_mae"],
-              "length MAE (constant)": f["length_mae_constant"]} for f in results["fractions"]]
-    _write(Path(out), "introspect eval", results, head.metadata, [
-        ("Reward AUROC by prefix fraction", auroc_figure(results["fractions"])),
-        ("Summary (held-out problems)", table),
-        ("Reliability of the head's P(correct)", reliability_figure(results["reliability"])),
-    ])
+    with _adapted(model, head, head_dir):
+        pos = _positions(model, records, head.spec, cache)
+        train, _ = _by_task(pos, records, head.metadata["train_tasks"])
+        test, _ = _by_task(pos, records, head.metadata["test_tasks"])
+        results = evaluate_head(model, head, train, test, records, fractions, verbal=verbal, seed=seed,
+                                n_shuffles=n_shuffles)
+        if cv:
+            results["cv"] = cross_validate(model, pos, head.spec, cv, fractions, n_shuffles=n_shuffles, seed=seed,
+                                           start=head.start, levels={r["task_index"]: r["level"] for r in records},
+                                           progress=progress)
+    sections = eval_sections(results)
+    _write(Path(out), "introspect eval", results, head.metadata, sections)
     return results
 
 
 def introspect_sample(model, head_dir, out, *, rollouts=None, alphas=None, beta: float = 0.0,
-                      every: int = 4) -> dict:
-    """Adaptive sampler vs majority voting and best-of-N on held-out problems: the Pareto curve."""
+                      every: int = 4, live: int = 0, live_alphas=(0.003, 0.01), seed: int = 0) -> dict:
+    """Adaptive sampler vs majority voting and best-of-N on held-out problems: the Pareto curve.
+
+    With `live` > 0, the sampler also generates for real on the first `live` held-out problems
+    at each of `live_alphas` (results["live"]: accuracy, tokens, decode steps, seconds).
+    """
     head, records, cache = _load(head_dir, rollouts)
-    pos = _positions(model, records, head.spec, cache)
-    test, _ = _by_task(pos, records, head.metadata["test_tasks"])
-    results = pareto(build_pools(records, test, head), alphas, beta, every)
-    _write(Path(out), "introspect sample", results, head.metadata, [
-        ("Accuracy vs tokens (held-out problems)", pareto_figure(results)),
-        ("Adaptive sampler vs majority voting at the same mean tokens", results["matched"]),
-        ("How it was measured", "Pools of fully generated samples are replayed: the sampler's decisions use "
-                                "only the head read on prefixes, and a pruned sample costs the tokens it had."),
-    ])
+    with _adapted(model, head, head_dir):
+        pos = _positions(model, records, head.spec, cache)
+        test, _ = _by_task(pos, records, head.metadata["test_tasks"])
+        results = pareto(build_pools(records, test, head), alphas, beta, every)
+        sections = [
+            ("Accuracy vs tokens (held-out problems)", pareto_figure(results)),
+            ("Adaptive sampler vs majority voting at the same mean tokens", results["matched"]),
+            ("Paired per problem: adaptive vs majority@N with N the smallest pool spending at least as many tokens",
+             [r for r in results["paired"] if r.get("majority_n")]),
+            ("How it was measured", "Pools of fully generated samples are replayed: the sampler's decisions use "
+                                    "only the head read on prefixes, and a pruned sample costs the tokens it had."),
+        ]
+        if live:
+            results["live"] = live_runs(model, head, records, head.metadata["test_tasks"][:live], live_alphas, beta,
+                                    every, seed)
+            sections.append(("Live adaptive generation on held-out problems", results["live"]))
+    _write(Path(out), "introspect sample", results, head.metadata, sections)
     return results
 
 
@@ -157,7 +197,7 @@ def demo(model=None, out="runs/introspect/demo", n_tasks: int = 16, n_samples: i
     out = Path(out)
     # Level 1 at low temperature: gemma-3-270m solves ~20 % of it, so both rewards occur.
     train = introspect_train(model, out, n_tasks=n_tasks, levels=(1,), n_samples=n_samples,
-                             max_new_tokens=24, temperature=0.3, steps=200, test_fraction=0.5)
+                             max_new_tokens=24, temperature=0.3, steps=100, test_fraction=0.5)
     evaluation = introspect_eval(model, out / "head", out / "eval", fractions=(0.0, 0.5, 1.0), verbal=False)
     sampling = introspect_sample(model, out / "head", out / "sample")
     return {"solve_rates": train["solve_rates"], "heldout": train["heldout_all_positions"],

@@ -32,10 +32,14 @@ def _eval(args) -> None:
     from probes.introspect.api import introspect_eval
 
     res = introspect_eval(_model(args), args.head, args.out, rollouts=args.rollouts,
-                          fractions=tuple(args.fractions), verbal=not args.no_verbal, seed=args.seed)
-    for f in res["fractions"]:
-        print(f"prefix {f['fraction']:.2f}: " + ", ".join(
-            f"{k} AUROC {f[k]['auroc']:.3f}" for k in ("head", "probe", "shuffled", "verbal") if k in f))
+                          fractions=tuple(args.fractions), verbal=not args.no_verbal, seed=args.seed, cv=args.cv,
+                          n_shuffles=args.n_shuffles, progress=True)
+    for name, block in [("held-out", res)] + ([(f"{args.cv}-fold CV", res["cv"])] if args.cv else []):
+        for f in block["fractions"] + [{"fraction": "all", **block["all_positions"]}]:
+            gap = f["head_vs_shuffled"]
+            print(f"{name} prefix {f['fraction']}: " + ", ".join(
+                f"{k} AUROC {f[k]['auroc']:.3f}" for k in ("head", "probe", "shuffled", "verbal") if k in f)
+                + f"; head - shuffled {gap['gap']:+.3f} [{gap['ci95'][0]:+.3f}, {gap['ci95'][1]:+.3f}]")
     print(f"wrote {args.out}/results.json and {args.out}/report.html")
 
 
@@ -43,10 +47,13 @@ def _sample(args) -> None:
     from probes.introspect.api import introspect_sample
 
     res = introspect_sample(_model(args), args.head, args.out, rollouts=args.rollouts, alphas=args.alphas,
-                            beta=args.beta, every=args.every)
+                            beta=args.beta, every=args.every, live=args.live, live_alphas=args.live_alphas)
     for row in res["matched"]:
         print(f"{row['method']} alpha={row['alpha']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} tokens "
               f"(majority at same tokens: {row['majority_at_same_tokens']:.3f})")
+    for row in res.get("live", []):
+        print(f"live alpha={row['alpha']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} tokens, "
+              f"{row['decode_steps']:.1f} steps, {row['seconds']:.2f} s per problem ({row['n_problems']} problems)")
     print(f"wrote {args.out}/results.json and {args.out}/report.html")
 
 
@@ -69,7 +76,7 @@ def register(subparsers) -> None:
     train.add_argument("--max-new-tokens", type=int, default=40)
     train.add_argument("--temperature", type=float, default=1.0)
     train.add_argument("--mode", default="head", choices=["head", "lora"])
-    train.add_argument("--steps", type=int, default=300, help="head optimisation steps")
+    train.add_argument("--steps", type=int, default=100, help="L-BFGS iterations of the head fit")
     train.add_argument("--lora-steps", type=int, default=20)
     train.add_argument("--test-fraction", type=float, default=0.3)
     train.add_argument("--seed", type=int, default=0)
@@ -82,6 +89,8 @@ def register(subparsers) -> None:
     ev.add_argument("--rollouts", default=None)
     ev.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     ev.add_argument("--no-verbal", action="store_true", help="skip asking the model for its confidence")
+    ev.add_argument("--cv", type=int, default=0, help="also K-fold cross-validation by problem over all rollouts")
+    ev.add_argument("--n-shuffles", type=int, default=3, help="shuffled-label heads in the null baseline")
     ev.add_argument("--seed", type=int, default=0)
     ev.set_defaults(func=_eval)
 
@@ -93,4 +102,6 @@ def register(subparsers) -> None:
     sa.add_argument("--alphas", type=float, nargs="+", default=None, help="token costs to sweep")
     sa.add_argument("--beta", type=float, default=0.0, help="latency cost per decode step")
     sa.add_argument("--every", type=int, default=4, help="tokens between checkpoints")
+    sa.add_argument("--live", type=int, default=0, help="also generate live on this many held-out problems")
+    sa.add_argument("--live-alphas", type=float, nargs="+", default=[0.003, 0.01])
     sa.set_defaults(func=_sample)

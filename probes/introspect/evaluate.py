@@ -6,7 +6,7 @@ import torch
 
 from probes.introspect.features import Positions, final_hidden, flatten
 from probes.introspect.head import ReservedHead
-from probes.introspect.metrics import reliability, summary
+from probes.introspect.metrics import auroc_gap, reliability, summary
 from probes.introspect.train import shuffled, train_head
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -62,6 +62,24 @@ def verbal_confidence(model, records: list[dict], positions: Positions, rows: to
     return logits.softmax(-1)[:, 0].numpy()
 
 
+def compare(y: np.ndarray, preds: dict[str, np.ndarray], shuffles: list[np.ndarray], groups: np.ndarray,
+            n_boot: int = 500, seed: int = 0) -> dict:
+    """Summaries of each predictor, the shuffled-label heads (mean over heads), and the head's
+    AUROC gap over them with a bootstrap interval over problems (`groups`)."""
+    out = {k: summary(y, p) for k, p in preds.items()}
+    runs = [summary(y, p) for p in shuffles]
+    out["shuffled"] = {k: float(np.mean([r[k] for r in runs])) for k in ("auroc", "brier", "ece")}
+    out["shuffled"].update(n=int(len(y)), aurocs=[r["auroc"] for r in runs])
+    out["head_vs_shuffled"] = auroc_gap(y, preds["head"], shuffles, groups, n_boot, seed)
+    return out
+
+
+def shuffled_heads(model, train: Positions, spec, n: int, steps: int, seed: int, start=None) -> list[ReservedHead]:
+    """`n` heads trained on rewards shuffled across samples with seeds seed..seed+n-1 (the null)."""
+    return [train_head(model, shuffled(train, spec, seed + i), spec, steps=steps, seed=seed + i, start=start)
+            for i in range(n)]
+
+
 def evaluate_head(
     model,
     head: ReservedHead,
@@ -71,20 +89,24 @@ def evaluate_head(
     fractions=FRACTIONS,
     verbal: bool = True,
     seed: int = 0,
-    head_steps: int = 300,
+    head_steps: int = 100,
+    n_shuffles: int = 3,
+    n_boot: int = 500,
 ) -> dict:
     """Reward-marginal calibration at each prefix fraction, remaining-length error, and baselines.
 
-    Baselines: a logistic probe on the same hidden state, a head trained on shuffled rewards
-    (no signal), and the model's verbal confidence (needs all rollout `records`).
+    Baselines: a logistic probe on the same hidden state, `n_shuffles` heads trained on shuffled
+    rewards (no signal; `head_vs_shuffled` is the head's AUROC gap over them with a bootstrap
+    interval over held-out problems), and the model's verbal confidence (needs all `records`).
     """
     spec = head.spec
-    shuffled_head = train_head(model, shuffled(train, spec, seed), spec, steps=head_steps, start=head.start)
+    nulls = shuffled_heads(model, train, spec, n_shuffles, head_steps, seed, head.start)
     probe = fit_probe(train, seed)
     probs = head.probs_from_hidden(test.hidden)  # [n_pos, K]
     p_head = spec.p_correct(probs).numpy()
-    p_shuf = spec.p_correct(shuffled_head.probs_from_hidden(test.hidden)).numpy()
+    p_shuf = [spec.p_correct(h.probs_from_hidden(test.hidden)).numpy() for h in nulls]
     p_probe = probe.predict_proba(test.hidden.numpy())[:, 1]
+    groups = test.task.numpy()
     exp_len = spec.expected_remaining(probs).numpy()
     base_len = float(train.remaining.float().mean())
     remaining, reward = test.remaining.numpy(), test.reward.numpy()
@@ -93,8 +115,8 @@ def evaluate_head(
     for f in fractions:
         rows = rows_at_fraction(test, f)
         y = reward[rows]
-        entry = {"fraction": f, "head": summary(y, p_head[rows]), "probe": summary(y, p_probe[rows]),
-                 "shuffled": summary(y, p_shuf[rows]),
+        entry = {"fraction": f, **compare(y, {"head": p_head[rows], "probe": p_probe[rows]},
+                                          [p[rows] for p in p_shuf], groups[rows], n_boot, seed),
                  "length_mae": float(np.abs(exp_len[rows] - remaining[rows]).mean()),
                  "length_mae_constant": float(np.abs(base_len - remaining[rows]).mean()),
                  "length_bin_accuracy": float((spec.length_marginal(probs[rows]).argmax(-1)
@@ -103,8 +125,7 @@ def evaluate_head(
             entry["verbal"] = summary(y, verbal_confidence(model, records, test, rows))
         out["fractions"].append(entry)
         out["reliability"][str(f)] = reliability(y, p_head[rows])
-    out["all_positions"] = {"head": summary(reward, p_head), "probe": summary(reward, p_probe),
-                            "shuffled": summary(reward, p_shuf),
+    out["all_positions"] = {**compare(reward, {"head": p_head, "probe": p_probe}, p_shuf, groups, n_boot, seed),
                             "length_mae": float(np.abs(exp_len - remaining).mean()),
                             "length_mae_constant": float(np.abs(base_len - remaining).mean())}
     return out

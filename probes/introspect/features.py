@@ -55,13 +55,18 @@ def final_states(model, ids: Tensor, mask: Tensor) -> Tensor:
 
 @torch.no_grad()
 def final_hidden(model, sequences: list[list[int]], starts: list[int], lengths: list[int],
-                 batch_size: int = 8) -> list[Tensor]:
+                 batch_size: int = 8, progress: bool = False) -> list[Tensor]:
     """For each token sequence, the final-norm hidden states [length, d_model] from position start.
 
     Runs the blocks only: the pass stops at the final norm (no 262k-vocab unembedding).
     """
     out: list[Tensor] = []
-    for i in range(0, len(sequences), batch_size):
+    batches = range(0, len(sequences), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc="hidden states", unit="batch")
+    for i in batches:
         batch = sequences[i : i + batch_size]
         hidden = final_states(model, *model.pad(batch))
         for j, (start, length) in enumerate(zip(starts[i : i + batch_size], lengths[i : i + batch_size])):
@@ -69,7 +74,8 @@ def final_hidden(model, sequences: list[list[int]], starts: list[int], lengths: 
     return out
 
 
-def rollout_positions(model, records: list[dict], spec: BinSpec, batch_size: int = 8) -> Positions:
+def rollout_positions(model, records: list[dict], spec: BinSpec, batch_size: int = 8,
+                      progress: bool = False) -> Positions:
     """Hidden states and (reward, remaining, bin) labels at every response position."""
     rows = flatten(records)
     if not rows:
@@ -78,7 +84,7 @@ def rollout_positions(model, records: list[dict], spec: BinSpec, batch_size: int
     sequences = [r["prompt_ids"] + r["completion"][:-1] for r in rows]
     starts = [len(r["prompt_ids"]) - 1 for r in rows]
     lengths = [len(r["completion"]) for r in rows]
-    hidden = final_hidden(model, sequences, starts, lengths, batch_size)
+    hidden = final_hidden(model, sequences, starts, lengths, batch_size, progress)
     parts = {k: [] for k in ("reward", "remaining", "bin", "task", "sample", "frac")}
     for index, (row, n) in enumerate(zip(rows, lengths)):
         labels = prefix_labels(n, row["reward"], spec)

@@ -5,6 +5,8 @@ frozen model (adapters disabled) to the adapted one, at every response position.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 
@@ -34,15 +36,19 @@ def _normal_logprobs(model, hidden: torch.Tensor, keep: torch.Tensor) -> torch.T
 
 def train_lora(model, records: list[dict], spec: BinSpec | None = None, steps: int = 20, batch_size: int = 2,
                rank: int = 8, lr: float = 1e-3, kl_coef: float = 1.0, seed: int = 0,
-               target_modules=("q_proj", "v_proj")):
+               target_modules=("q_proj", "v_proj"), init: ReservedHead | None = None, progress: bool = False):
     """Train LoRA adapters and the reserved rows jointly; returns (head, peft_model, history).
+
+    `init`: start the reserved rows from a head (e.g. mode `head`'s fit) instead of the model's own.
 
     The adapters stay un-merged so `measure_kl` can compare against the frozen model;
     `peft_model.merge_and_unload()` bakes them into `model.hf` afterwards (in place).
     """
     from peft import LoraConfig, get_peft_model
 
-    head = ReservedHead.from_model(model, spec)
+    head = ReservedHead.from_model(model, spec, None if init is None else init.start)
+    if init is not None:
+        head.weight = init.weight.detach().clone().float()
     spec = head.spec
     torch.manual_seed(seed)
     peft_model = get_peft_model(model.hf, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
@@ -56,7 +62,12 @@ def train_lora(model, records: list[dict], spec: BinSpec | None = None, steps: i
     gen = torch.Generator().manual_seed(seed)
     history = []
     peft_model.train()
-    for step in range(steps):
+    iterator = range(steps)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc="lora steps")
+    for step in iterator:
         pick = torch.randperm(len(rows), generator=gen)[:batch_size].tolist()
         ids, mask, where, bins = _batch(model, [rows[i] for i in pick], spec)
         with torch.no_grad(), peft_model.disable_adapter():
@@ -72,7 +83,8 @@ def train_lora(model, records: list[dict], spec: BinSpec | None = None, steps: i
     peft_model.eval()
     head.weight = reserved.detach().cpu()
     head.metadata = {**head.metadata, "mode": "lora", "steps": steps, "rank": rank, "kl_coef": kl_coef,
-                     "lr": lr, "seed": seed, "target_modules": list(target_modules)}
+                     "lr": lr, "seed": seed, "target_modules": list(target_modules),
+                     "init": "given head" if init is not None else "model rows"}
     return head, peft_model, history
 
 
@@ -90,3 +102,16 @@ def measure_kl(model, peft_model, records: list[dict], head: ReservedHead, batch
         total += F.kl_div(new, ref, log_target=True, reduction="sum").item()
         count += len(new)
     return total / max(count, 1)
+
+
+@contextmanager
+def adapter_applied(model, adapter_dir):
+    """Inject saved LoRA adapters into `model.hf` for the block; they are removed on exit."""
+    from peft import PeftModel
+
+    peft_model = PeftModel.from_pretrained(model.hf, str(adapter_dir))
+    peft_model.eval()
+    try:
+        yield peft_model
+    finally:
+        peft_model.unload()

@@ -1,12 +1,8 @@
-"""Adaptive sampling from the head's joint (reward, remaining) prediction vs voting baselines.
-
-Utility of a kept set S = E[best reward in S] - alpha * total tokens - beta * latency, with
-E[best reward] = 1 - prod(1 - p_i) (samples treated as independent). At every checkpoint
-(each `every` tokens) a running sample is pruned when its marginal utility is negative, and a
-new one is started while the marginal utility of one more sample is positive.
+"""Evaluating the adaptive sampler (policy.py) against voting baselines by replay.
 
 Decisions depend only on prefixes, so the policy is evaluated by replaying pools of fully
-generated samples: pruning at token t costs exactly the t tokens a live run would have spent.
+generated samples: pruning at token t costs exactly the t tokens a live run would have spent
+(live.adaptive_generate runs the same rule while generating; a test checks they agree).
 """
 from __future__ import annotations
 
@@ -18,6 +14,7 @@ import numpy as np
 from metalens.arithmetic import extract_answer
 from probes.introspect.features import Positions, flatten
 from probes.introspect.head import ReservedHead
+from probes.introspect.policy import checkpoint
 
 
 @dataclass
@@ -49,7 +46,8 @@ def build_pools(records: list[dict], positions: Positions, head: ReservedHead) -
     return [pools[k] for k in sorted(pools)]
 
 
-def _vote(answers: list, weights: list[float] | None = None):
+def weighted_vote(answers: list, weights: list[float] | None = None):
+    """The answer with the largest total weight (None answers ignored); None when there is none."""
     weights = weights or [1.0] * len(answers)
     tally: Counter = Counter()
     for a, w in zip(answers, weights):
@@ -61,7 +59,7 @@ def _vote(answers: list, weights: list[float] | None = None):
 def majority(pool: list[PoolSample], n: int) -> tuple[int, int]:
     """(correct, tokens) of majority voting over the first `n` samples."""
     used = pool[:n]
-    answer = _vote([s.answer for s in used])
+    answer = weighted_vote([s.answer for s in used])
     correct = answer is not None and any(s.answer == answer and s.reward for s in used)
     return int(correct), sum(s.n_tokens for s in used)
 
@@ -75,20 +73,14 @@ def best_of_n(pool: list[PoolSample], n: int) -> tuple[int, int]:
 
 def adaptive(pool: list[PoolSample], alpha: float, beta: float = 0.0, every: int = 4,
              initial: int = 1) -> tuple[int, int, int]:
-    """(correct, tokens, latency in decode steps) of the adaptive policy on one task's pool."""
+    """(correct, tokens, latency in decode steps) of the adaptive policy replayed on one task's pool.
+
+    Checkpoints fall every `every` tokens and whenever a sample finishes, as in `live.adaptive_generate`.
+    """
     progress = {i: 0 for i in range(min(initial, len(pool)))}  # running: tokens generated so far
     finished: list[int] = []
     next_new, tokens, steps = len(progress), 0, 0
-    prior_p, prior_len = float(pool[0].p_correct[0]), float(pool[0].expected_remaining[0])
-
-    def miss(indices, skip=None) -> float:  # P(no kept sample is correct), excluding `skip`
-        out = 1.0
-        for j in indices:
-            if j != skip:
-                s = pool[j]
-                out *= 1 - float(s.p_correct[min(progress.get(j, s.n_tokens - 1), s.n_tokens - 1)])
-        return out
-
+    prior = (float(pool[0].p_correct[0]), float(pool[0].expected_remaining[0]))
     while progress:
         step = min(every, *(pool[i].n_tokens - t for i, t in progress.items()))
         for i in list(progress):
@@ -98,24 +90,17 @@ def adaptive(pool: list[PoolSample], alpha: float, beta: float = 0.0, every: int
                 finished.append(i)
                 del progress[i]
         steps += step
-        kept = finished + list(progress)
-        for i in list(progress):  # prune samples not worth their expected remaining cost
-            s, t = pool[i], progress[i]
-            others = [pool[j].expected_remaining[progress[j]] for j in progress if j != i] or [0.0]
-            value = float(s.p_correct[t]) * miss(kept, skip=i)
-            cost = alpha * float(s.expected_remaining[t]) + beta * max(0.0, float(s.expected_remaining[t]) - max(others))
-            if value < cost:
-                del progress[i]
-                kept.remove(i)
-        longest = max([float(pool[j].expected_remaining[progress[j]]) for j in progress] or [0.0])
-        while next_new < len(pool) and prior_p * miss(kept) > alpha * prior_len + beta * max(0.0, prior_len - longest):
+        running = {i: (float(pool[i].p_correct[t]), float(pool[i].expected_remaining[t])) for i, t in progress.items()}
+        pruned, n_new = checkpoint(running, [float(pool[i].p_correct[-1]) for i in finished], prior, alpha, beta,
+                                   can_start=len(pool) - next_new)
+        for i in pruned:
+            del progress[i]
+        for _ in range(n_new):
             progress[next_new] = 0
-            kept.append(next_new)
             next_new += 1
     if not finished:
         return 0, tokens, steps
-    weights = [float(pool[i].p_correct[-1]) for i in finished]
-    answer = _vote([pool[i].answer for i in finished], weights)
+    answer = weighted_vote([pool[i].answer for i in finished], [float(pool[i].p_correct[-1]) for i in finished])
     correct = answer is not None and any(pool[i].answer == answer and pool[i].reward for i in finished)
     return int(correct), tokens, steps
 
@@ -140,14 +125,38 @@ def pareto(pools: list[list[PoolSample]], alphas=None, beta: float = 0.0, every:
                           "tokens": float(np.mean([sum(s.n_tokens for s in p[:n]) for p in pools]))}
                          for n in range(1, n_max + 1)],
            "adaptive": []}
+    votes = [np.array([majority(pool, n) for pool in pools], dtype=float) for n in range(1, n_max + 1)]
+    out["paired"] = []
     for initial in (1, 2):
         for alpha in alphas:
             r = np.array([adaptive(p[:n_max], alpha, beta, every, initial) for p in pools], dtype=float)
             out["adaptive"].append({"method": f"adaptive (start {initial})", "param": alpha, "initial": initial,
                                     "accuracy": r[:, 0].mean(), "tokens": r[:, 1].mean(), "latency": r[:, 2].mean()})
+            out["paired"].append({"method": f"adaptive (start {initial})", "alpha": alpha,
+                                  **paired_vs_majority(r, votes)})
     out["matched"] = matched_cost(out["adaptive"], out["majority"])
     out["n_tasks"], out["pool_size"] = len(pools), n_max
     return out
+
+
+def paired_vs_majority(runs: np.ndarray, votes: list[np.ndarray], n_boot: int = 2000, seed: int = 0) -> dict:
+    """The adaptive runs [tasks, (correct, tokens, ...)] against majority@N on the same problems.
+
+    N is the smallest pool size whose mean tokens are at least the sampler's, so majority never
+    spends less. Reports per-problem wins/losses, the accuracy difference and a 95 % bootstrap
+    interval over problems (paired: both columns of a resampled problem travel together).
+    """
+    tokens = runs[:, 1].mean()
+    n = next((i for i, v in enumerate(votes) if v[:, 1].mean() >= tokens), None)
+    if n is None:
+        return {"majority_n": None, "note": "spends more tokens than majority over the whole pool"}
+    diff = runs[:, 0] - votes[n][:, 0]  # [tasks] in {-1, 0, 1}
+    rng = np.random.default_rng(seed)
+    boots = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(n_boot)])
+    return {"majority_n": n + 1, "tokens": float(tokens), "majority_tokens": float(votes[n][:, 1].mean()),
+            "accuracy": float(runs[:, 0].mean()), "majority_accuracy": float(votes[n][:, 0].mean()),
+            "difference": float(diff.mean()), "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+            "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum())}
 
 
 def matched_cost(points: list[dict], baseline: list[dict]) -> list[dict]:

@@ -19,39 +19,45 @@ def train_head(
     model,
     train: Positions,
     spec: BinSpec | None = None,
-    steps: int = 300,
-    lr: float = 1e-2,
+    steps: int = 100,
     weight_decay: float = 1e-3,
     seed: int = 0,
     start: int | None = None,
 ) -> ReservedHead:
     """Mode `head`: fit only the K reserved unembedding rows by cross-entropy over the K bins.
 
-    The rows start from the model's own (untrained) reserved rows. Nothing else in the model
-    is touched, so every normal-vocabulary logit stays bit-identical; install the result with
-    `head.install(model)` or `with head.applied(model):`.
+    A multinomial logistic regression without intercept (unembedding rows have no bias), solved
+    by L-BFGS for `steps` iterations in coordinates scaled by each hidden dimension's RMS, so
+    gemma's few huge dimensions do not stall it; `weight_decay` penalises the scaled rows.
+    Nothing else in the model is touched, so every normal-vocabulary logit stays bit-identical;
+    install the result with `head.install(model)` or `with head.applied(model):`.
     """
+    if len(train.bin) == 0:
+        raise ValueError("No training positions: generate rollouts with non-empty responses first.")
     head = ReservedHead.from_model(model, spec, start)
     torch.manual_seed(seed)
-    hidden, target = train.hidden.float(), train.bin.long()
-    weight = head.weight.clone().float().requires_grad_(True)  # [K, d_model]
-    # Hidden states are large (gemma's final norm scales them): scale steps by their size.
-    scale = hidden.norm(dim=-1).mean().item()
-    opt = torch.optim.Adam([weight], lr=lr / max(scale, 1e-6))
+    hidden, target = train.hidden.float(), train.bin.long()  # [n_pos, d_model], [n_pos]
+    rms = hidden.pow(2).mean(0).sqrt().clamp_min(1e-6)  # [d_model]
+    scaled = hidden / rms
+    rows = (head.weight.float() * rms).requires_grad_(True)  # [K, d_model] in scaled coordinates
+    opt = torch.optim.LBFGS([rows], lr=1, max_iter=steps, history_size=20, line_search_fn="strong_wolfe")
     softcap = _softcap(model)
     losses = []
-    for _ in range(steps):
-        logits = hidden @ weight.T  # [n_pos, K]
+
+    def closure():
+        opt.zero_grad()
+        logits = scaled @ rows.T  # [n_pos, K]
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
-        loss = F.cross_entropy(logits, target) + weight_decay * (weight * scale).pow(2).sum(-1).mean()
-        opt.zero_grad()
+        loss = F.cross_entropy(logits, target) + weight_decay * rows.pow(2).sum(-1).mean()
         loss.backward()
-        opt.step()
         losses.append(loss.item())
-    head.weight = weight.detach()
-    head.metadata = {**head.metadata, "mode": "head", "steps": steps, "lr": lr, "seed": seed,
-                     "final_loss": losses[-1], "n_train_positions": len(target)}
+        return loss
+
+    opt.step(closure)
+    head.weight = (rows / rms).detach()
+    head.metadata = {**head.metadata, "mode": "head", "solver": "lbfgs", "steps": steps, "weight_decay": weight_decay,
+                     "seed": seed, "final_loss": losses[-1], "n_train_positions": len(target)}
     return head
 
 

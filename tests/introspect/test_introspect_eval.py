@@ -84,3 +84,15 @@ def test_matched_cost_interpolates_the_baseline():
     rows = matched_cost([{"method": "a", "param": 0.1, "tokens": 20.0, "accuracy": 0.5}], base)
     assert rows[0]["majority_at_same_tokens"] == pytest.approx(0.4)
     assert rows[0]["difference"] == pytest.approx(0.1)
+
+
+def test_paired_comparison_picks_a_majority_that_spends_at_least_as_much():
+    from probes.introspect.sampler import paired_vs_majority
+
+    votes = [np.array([[0, 10], [0, 10], [1, 10], [0, 10]], float),  # majority@1: 10 tokens
+             np.array([[1, 20], [0, 20], [1, 20], [0, 20]], float)]  # majority@2: 20 tokens
+    runs = np.array([[1, 12], [1, 15], [1, 14], [0, 11]], float)  # 13 tokens on average
+    res = paired_vs_majority(runs, votes, n_boot=200)
+    assert res["majority_n"] == 2 and res["wins"] == 1 and res["losses"] == 0
+    assert res["difference"] == pytest.approx(0.25) and res["ci95"][0] >= 0
+    assert paired_vs_majority(runs * [1, 3], votes)["majority_n"] is None  # dearer than the whole pool

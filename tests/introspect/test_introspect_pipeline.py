@@ -16,6 +16,17 @@ def _rollouts(model, out, n=6):
     return records
 
 
+def _planted_store(model, out, n):
+    """A valid rollout store whose rewards are planted (odd tasks correct), so both classes exist."""
+    from probes.introspect.rollouts import _sha256
+
+    records = _rollouts(model, out, n)
+    (out / "rollouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["sha256"] = _sha256(out / "rollouts.jsonl")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_lora_reports_kl_and_leaves_the_model_as_given(tmp_path):
     from probes.introspect.lora import measure_kl, train_lora
 
@@ -50,27 +61,50 @@ def test_cli_train_eval_sample_write_results_and_reports(tmp_path, monkeypatch):
 
     model = tiny_model("gemma3", seed=2)
     monkeypatch.setattr(metalens, "load_model", lambda *a, **k: model)
-    _rollouts(model, tmp_path / "r", n=8)
-    # overwrite with planted rewards so the split has both classes, keeping the store valid
-    from probes.introspect.rollouts import _sha256
-    recs = [json.loads(line) for line in (tmp_path / "r" / "rollouts.jsonl").read_text().splitlines()]
-    for r in recs:
-        r["rewards"] = [r["task_index"] % 2] * 2
-    (tmp_path / "r" / "rollouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
-    manifest["sha256"] = _sha256(tmp_path / "r" / "rollouts.jsonl")
-    (tmp_path / "r" / "manifest.json").write_text(json.dumps(manifest))
+    _planted_store(model, tmp_path / "r", n=8)
     out = tmp_path / "run"
     assert main(["introspect", "train", "--out", str(out), "--rollouts", str(tmp_path / "r"), "--steps", "50",
                  "--test-fraction", "0.5"]) == 0
     assert main(["introspect", "eval", "--head", str(out / "head"), "--out", str(out / "eval"),
-                 "--fractions", "0", "1"]) == 0
+                 "--fractions", "0", "1", "--cv", "2", "--n-shuffles", "2"]) == 0
     assert main(["introspect", "sample", "--head", str(out / "head"), "--out", str(out / "sample"),
-                 "--alphas", "0", "0.01"]) == 0
+                 "--alphas", "0", "0.01", "--live", "2", "--live-alphas", "0.001"]) == 0
     for sub in ("", "eval", "sample"):
         assert (out / sub / "report.html").stat().st_size > 1000
     evaluation = json.loads((out / "eval" / "results.json").read_text())
     assert [f["fraction"] for f in evaluation["fractions"]] == [0.0, 1.0]
     assert {"head", "probe", "shuffled", "verbal"} <= set(evaluation["fractions"][0])
+    assert evaluation["cv"]["k"] == 2 and len(evaluation["cv"]["fractions"]) == 2
+    assert len(evaluation["all_positions"]["shuffled"]["aurocs"]) == 2
+    assert "head_vs_shuffled" in evaluation["cv"]["all_positions"]
     sampling = json.loads((out / "sample" / "results.json").read_text())
     assert len(sampling["adaptive"]) == 4 and sampling["pool_size"] == 2
+    live = sampling["live"][0]
+    assert live["n_problems"] == 2 and 0 < live["tokens"] <= 2 * 5 and live["decode_steps"] <= 2 * 5
+
+
+def test_lora_head_is_evaluated_on_the_adapted_model(tmp_path, monkeypatch):
+    import metalens
+    from metalens.cli import main
+
+    model = tiny_model("gemma3", seed=3)
+    monkeypatch.setattr(metalens, "load_model", lambda *a, **k: model)
+    _planted_store(model, tmp_path / "r", n=6)
+    batch = model.tokenize(["Q: 2 + 2?"])
+    before = model.hf(**batch).logits
+    out = tmp_path / "lora"
+    assert main(["introspect", "train", "--out", str(out), "--rollouts", str(tmp_path / "r"), "--mode", "lora",
+                 "--lora-steps", "4", "--steps", "20", "--test-fraction", "0.5"]) == 0
+    assert (out / "adapter").is_dir() and (out / "positions_lora.safetensors").exists()
+    trained = json.loads((out / "results.json").read_text())
+    assert trained["kl_normal_vocab_heldout"] > 0
+    assert main(["introspect", "eval", "--head", str(out / "head"), "--out", str(out / "eval"), "--no-verbal",
+                 "--fractions", "0", "1"]) == 0
+    # the base model's states differ from the adapted ones the head was trained on
+    from safetensors.torch import load_file
+    from probes.introspect import BinSpec, rollout_positions
+
+    adapted = load_file(out / "positions_lora.safetensors")["hidden"]
+    base = rollout_positions(model, load_rollouts(tmp_path / "r"), BinSpec()).hidden
+    assert not torch.allclose(adapted, base)
+    assert torch.equal(model.hf(**batch).logits, before)  # adapters removed after train and eval

@@ -1,0 +1,50 @@
+"""The sections of the `introspect eval` report: figures and tables built from its results."""
+from __future__ import annotations
+
+from probes.introspect.figures import auroc_figure, reliability_figure
+
+PREDICTORS = ("head", "probe", "shuffled", "verbal")
+
+
+def summary_rows(fractions: list[dict]) -> list[dict]:
+    """Per prefix fraction: AUROC of each predictor, the head's calibration and length error."""
+    return [{"prefix": f["fraction"], **{f"{k} AUROC": f[k]["auroc"] for k in PREDICTORS if k in f},
+             "head Brier": f["head"]["brier"], "head ECE": f["head"]["ece"], "length MAE": f["length_mae"],
+             "length MAE (constant)": f["length_mae_constant"]} for f in fractions]
+
+
+def gap_rows(results: dict) -> list[dict]:
+    """Per prefix fraction and over all positions: head vs shuffled-label heads, with the interval."""
+    rows = [{"prefix": f["fraction"], **f} for f in results["fractions"]]
+    rows.append({"prefix": "all", **results["all_positions"]})
+    return [{"prefix": r["prefix"], "head AUROC": r["head"]["auroc"], "shuffled AUROC (mean)": r["shuffled"]["auroc"],
+             "gap": r["head_vs_shuffled"]["gap"], "95 % low": r["head_vs_shuffled"]["ci95"][0],
+             "95 % high": r["head_vs_shuffled"]["ci95"][1],
+             "share of resamples <= 0": r["head_vs_shuffled"]["share_not_above"]} for r in rows]
+
+
+def level_rows(by_level: dict) -> list[dict]:
+    """All positions within each difficulty level: does the head know more than the level?"""
+    return [{"level": lv, "head AUROC": r["head"]["auroc"], "probe AUROC": r["probe"]["auroc"],
+             "shuffled AUROC (mean)": r["shuffled"]["auroc"], "gap": r["head_vs_shuffled"]["gap"],
+             "95 % low": r["head_vs_shuffled"]["ci95"][0], "95 % high": r["head_vs_shuffled"]["ci95"][1]}
+            for lv, r in by_level.items()]
+
+
+def eval_sections(results: dict) -> list[tuple]:
+    """(title, figure or table) pairs for report.html, cross-validation included when it ran."""
+    sections = [
+        ("Reward AUROC by prefix fraction", auroc_figure(results["fractions"])),
+        ("Summary (held-out problems)", summary_rows(results["fractions"])),
+        ("Head vs shuffled-label heads (AUROC gap, 95 % bootstrap interval over held-out problems)",
+         gap_rows(results)),
+        ("Reliability of the head's P(correct)", reliability_figure(results["reliability"])),
+    ]
+    cv = results.get("cv")
+    if cv:
+        k = cv["k"]
+        sections += [(f"{k}-fold cross-validation by problem: reward AUROC", auroc_figure(cv["fractions"])),
+                     (f"{k}-fold cross-validation: head vs shuffled-label heads", gap_rows(cv)),
+                     (f"{k}-fold cross-validation within each difficulty level (all positions)",
+                      level_rows(cv.get("by_level", {})))]
+    return sections
