@@ -6,19 +6,20 @@ forward pass already computes, and spend samples adaptively with it.
 """
 from probes.introspect.api import demo, introspect_eval, introspect_sample, introspect_train
 from probes.introspect.bins import BinSpec, geometric_edges, prefix_labels
+from probes.introspect.crossval import cross_validate
 from probes.introspect.decode import Samples, StopTokens, sample
 from probes.introspect.features import Positions, rollout_positions
-from probes.introspect.live import AdaptiveResult, adaptive_generate
 from probes.introspect.head import HeadReadout, ReservedHead, ReservedMask, reserved_block
+from probes.introspect.live import AdaptiveResult, adaptive_generate
+from probes.introspect.policy import checkpoint
 from probes.introspect.rollouts import (Task, arithmetic_tasks, few_shot_prefix, generate_rollouts,
                                         load_rollouts, read_tasks, solve_rates)
-from probes.introspect.policy import checkpoint
 from probes.introspect.train import shuffled, train_head
-from probes.introspect.crossval import cross_validate
 
 __all__ = [
-    "AdaptiveResult", "BinSpec", "adaptive_generate", "checkpoint", "cross_validate", "HeadReadout", "Positions", "ReservedHead", "ReservedMask", "Samples", "StopTokens", "Task",
-    "arithmetic_tasks", "demo", "introspect_eval", "introspect_sample", "introspect_train", "few_shot_prefix", "generate_rollouts", "geometric_edges", "load_rollouts",
-    "prefix_labels", "read_tasks", "reserved_block", "rollout_positions", "sample", "shuffled",
-    "solve_rates", "train_head",
+    "AdaptiveResult", "BinSpec", "HeadReadout", "Positions", "ReservedHead", "ReservedMask", "Samples",
+    "StopTokens", "Task", "adaptive_generate", "arithmetic_tasks", "checkpoint", "cross_validate", "demo",
+    "few_shot_prefix", "generate_rollouts", "geometric_edges", "introspect_eval", "introspect_sample",
+    "introspect_train", "load_rollouts", "prefix_labels", "read_tasks", "reserved_block", "rollout_positions",
+    "sample", "shuffled", "solve_rates", "train_head",
 ]

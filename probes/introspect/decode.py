@@ -67,12 +67,11 @@ def sample(
     logits = out.logits[:, -1, :].expand(n, -1)  # [rows, vocab]
     rows = list(range(n))  # which sample each batch row holds
     out_tokens: list[list[int]] = [[] for _ in range(n)]
-    head_steps: list[list[Tensor]] = [[] for _ in range(n)]
+    head_log: list[tuple[list[int], Tensor]] = []  # per step: which samples the rows held, their [rows, K]
     for _ in range(max_new_tokens):
         scores = processors(None, logits)
         if readout is not None:
-            for row, probs in zip(rows, readout.steps.pop().cpu()):
-                head_steps[row].append(probs)
+            head_log.append((rows, readout.steps.pop()))  # regrouped per sample once, at the end
         if temperature == 0:
             next_ids = scores.argmax(-1)
         else:
@@ -91,5 +90,14 @@ def sample(
         out = model.hf(input_ids=next_ids[keep, None], past_key_values=cache, use_cache=True)
         cache, logits = out.past_key_values, out.logits[:, -1, :]
     truncated = [not stop(t[-1]) for t in out_tokens]
-    head_probs = [torch.stack(steps) for steps in head_steps] if readout is not None else None
+    head_probs = _per_sample(head_log, n) if readout is not None else None
     return Samples(out_tokens, truncated, head_probs)
+
+
+def _per_sample(head_log: list[tuple[list[int], Tensor]], n: int) -> list[Tensor]:
+    """[n_tokens, K] per sample from the per-step [rows, K] readings."""
+    steps: list[list[Tensor]] = [[] for _ in range(n)]
+    for rows, probs in head_log:
+        for row, p in zip(rows, probs.cpu()):
+            steps[row].append(p)
+    return [torch.stack(s) for s in steps]

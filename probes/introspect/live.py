@@ -162,7 +162,8 @@ def _advance(model, head: ReservedHead, cohort: _Cohort, next_ids: Tensor, keep:
 def live_runs(model, head, records: list[dict], task_ids: list[int], alphas, beta: float = 0.0, every: int = 4,
               seed: int = 0) -> list[dict]:
     """The sampler run for real on rollout tasks `task_ids`, with the rollouts' settings and pool size:
-    per alpha, accuracy and mean tokens / decode steps / seconds per problem."""
+    per alpha, accuracy and mean tokens / decode steps / seconds per problem, next to majority@N
+    over the stored rollouts of the same problems, N the smallest that spends as many tokens."""
     by_id, pool = {r["task_index"]: r for r in records}, len(records[0]["completions"])
     config = json.loads((Path(head.metadata["rollouts"]) / "manifest.json").read_text())
     rows = []
@@ -177,7 +178,23 @@ def live_runs(model, head, records: list[dict], task_ids: list[int], alphas, bet
             correct.append(int(run.answer == by_id[i]["answer"]))
             tokens.append(run.tokens)
             steps.append(run.steps)
+        mean_tokens = sum(tokens) / len(tokens)
         rows.append({"alpha": alpha, "n_problems": len(task_ids), "accuracy": float(sum(correct) / len(correct)),
-                     "tokens": float(sum(tokens) / len(tokens)), "decode_steps": float(sum(steps) / len(steps)),
-                     "seconds": float(sum(seconds) / len(seconds))})
+                     "tokens": float(mean_tokens), "decode_steps": float(sum(steps) / len(steps)),
+                     "seconds": float(sum(seconds) / len(seconds)),
+                     **_stored_majority([by_id[i] for i in task_ids], mean_tokens)})
     return rows
+
+
+def _stored_majority(records: list[dict], tokens: float) -> dict:
+    """Majority@N over stored samples of these problems, N the smallest spending >= `tokens` on average."""
+    for n in range(1, len(records[0]["completions"]) + 1):
+        spent = sum(len(c) for r in records for c in r["completions"][:n]) / len(records)
+        if spent >= tokens:
+            hits = []
+            for r in records:
+                answers = [extract_answer(t) for t in r["texts"][:n]]
+                hits.append(int(weighted_vote(answers) == r["answer"]))
+            return {"stored_majority_n": n, "stored_majority_tokens": spent,
+                    "stored_majority_accuracy": sum(hits) / len(hits)}
+    return {"stored_majority_n": None}
