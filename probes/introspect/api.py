@@ -59,8 +59,11 @@ def introspect_train(model, out, *, rollouts=None, tasks=None, n_tasks: int = 80
         raise ValueError(f"Unknown mode '{mode}': use 'head' (reserved rows only) or 'lora'.")
     out, spec = Path(out), spec or BinSpec()
     out.mkdir(parents=True, exist_ok=True)
+    # A finished store the user named is reused as it is; otherwise generate_rollouts resumes the
+    # store, and refuses one written with other settings instead of silently training on it.
+    given = rollouts is not None and _complete(Path(rollouts))
     rollouts = Path(rollouts) if rollouts else out / "rollouts"
-    if not (rollouts / "manifest.json").exists() or not json.loads((rollouts / "manifest.json").read_text())["complete"]:
+    if not given:
         tasks = tasks or arithmetic_tasks(n_tasks, levels, seed)
         generate_rollouts(model, tasks, rollouts, n_samples, max_new_tokens, temperature, seed, progress=progress)
     records = load_rollouts(rollouts)
@@ -109,6 +112,11 @@ def introspect_train(model, out, *, rollouts=None, tasks=None, n_tasks: int = 80
          [{"predictor": k, **v} for k, v in results["heldout_all_positions"].items()]),
     ])
     return results
+
+
+def _complete(rollouts: Path) -> bool:
+    manifest = rollouts / "manifest.json"
+    return manifest.exists() and bool(json.loads(manifest.read_text()).get("complete"))
 
 
 def _cache_path(out: Path, mode: str) -> Path:

@@ -1,6 +1,7 @@
 """LoRA mode with its KL penalty, and the CLI end to end on a tiny model."""
 import json
 
+import pytest
 import torch
 
 from metalens.testing import tiny_model
@@ -108,3 +109,14 @@ def test_lora_head_is_evaluated_on_the_adapted_model(tmp_path, monkeypatch):
     base = rollout_positions(model, load_rollouts(tmp_path / "r"), BinSpec()).hidden
     assert not torch.allclose(adapted, base)
     assert torch.equal(model.hf(**batch).logits, before)  # adapters removed after train and eval
+
+
+def test_train_refuses_rollouts_made_with_other_settings(tmp_path):
+    from probes.introspect import introspect_train
+
+    model = tiny_model("gemma3", seed=4)
+    tasks = [Task(f"Q: What is {i} + 1?\nA:", i + 1, level=1) for i in range(4)]
+    out = tmp_path / "run"
+    _rollouts(model, out / "rollouts", n=4)  # a finished store where train looks by default, T = 1.0
+    with pytest.raises(ValueError, match="other settings"):
+        introspect_train(model, out, tasks=tasks, n_samples=2, max_new_tokens=5, temperature=0.3)
