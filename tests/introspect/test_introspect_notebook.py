@@ -14,3 +14,4 @@ def test_introspect_notebook_executes_and_shows_bit_identical_logits():
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "normal logits bit-identical: True" in text
     assert "head bins sum to one: True" in text
+    assert "live sampler: tokens" in text
