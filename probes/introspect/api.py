@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from metalens.report import save_json, write_report
 from probes.introspect.bins import BinSpec
-from probes.introspect.crossval import cross_validate
+from probes.introspect.crossval import cross_validate, out_of_fold_pools
 from probes.introspect.evaluate import FRACTIONS, evaluate_head
 from probes.introspect.features import Positions, rollout_positions
 from probes.introspect.figures import pareto_figure
@@ -162,11 +162,13 @@ def introspect_eval(model, head_dir, out, *, rollouts=None, fractions=FRACTIONS,
 
 
 def introspect_sample(model, head_dir, out, *, rollouts=None, alphas=None, beta: float = 0.0,
-                      every: int = 4, live: int = 0, live_alphas=(0.003, 0.01), seed: int = 0) -> dict:
+                      every: int = 4, live: int = 0, live_alphas=(0.003, 0.01), cv: int = 0, seed: int = 0) -> dict:
     """Adaptive sampler vs majority voting and best-of-N on held-out problems: the Pareto curve.
 
     With `live` > 0, the sampler also generates for real on the first `live` held-out problems
     at each of `live_alphas` (results["live"]: accuracy, tokens, decode steps, seconds).
+    With `cv` >= 2, the same comparison on every problem, each read by a head trained without
+    its fold (results["cv"]): more problems, tighter intervals.
     """
     head, records, cache = _load(head_dir, rollouts)
     with _adapted(model, head, head_dir):
@@ -181,6 +183,14 @@ def introspect_sample(model, head_dir, out, *, rollouts=None, alphas=None, beta:
             ("How it was measured", "Pools of fully generated samples are replayed: the sampler's decisions use "
                                     "only the head read on prefixes, and a pruned sample costs the tokens it had."),
         ]
+        if cv:
+            results["cv"] = pareto(out_of_fold_pools(model, pos, records, head.spec, cv, seed=seed, start=head.start),
+                                   alphas, beta, every)
+            results["cv"]["k"] = cv
+            sections += [(f"Accuracy vs tokens, all {results['cv']['n_tasks']} problems ({cv}-fold heads)",
+                          pareto_figure(results["cv"])),
+                         (f"{cv}-fold, paired per problem: adaptive vs majority@N spending at least as many tokens",
+                          [r for r in results["cv"]["paired"] if r.get("majority_n")])]
         if live:
             results["live"] = live_runs(model, head, records, head.metadata["test_tasks"][:live], live_alphas, beta,
                                     every, seed)

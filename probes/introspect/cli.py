@@ -47,10 +47,17 @@ def _sample(args) -> None:
     from probes.introspect.api import introspect_sample
 
     res = introspect_sample(_model(args), args.head, args.out, rollouts=args.rollouts, alphas=args.alphas,
-                            beta=args.beta, every=args.every, live=args.live, live_alphas=args.live_alphas)
+                            beta=args.beta, every=args.every, live=args.live, live_alphas=args.live_alphas,
+                            cv=args.cv)
     for row in res["matched"]:
         print(f"{row['method']} alpha={row['alpha']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} tokens "
               f"(majority at same tokens: {row['majority_at_same_tokens']:.3f})")
+    for row in res.get("cv", {}).get("paired", []):
+        if row.get("majority_n"):
+            alpha = "" if row["alpha"] is None else f" alpha={row['alpha']:g}"
+            print(f"{args.cv}-fold, all problems: {row['method']}{alpha}: acc {row['accuracy']:.3f} at "
+                  f"{row['tokens']:.1f} tokens vs majority@{row['majority_n']} {row['majority_accuracy']:.3f} at "
+                  f"{row['majority_tokens']:.1f}: {row['difference']:+.3f} [{row['ci95'][0]:+.3f}, {row['ci95'][1]:+.3f}]")
     for row in res.get("live", []):
         print(f"live alpha={row['alpha']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} tokens, "
               f"{row['decode_steps']:.1f} steps, {row['seconds']:.2f} s per problem ({row['n_problems']} problems)")
@@ -104,4 +111,5 @@ def register(subparsers) -> None:
     sa.add_argument("--every", type=int, default=4, help="tokens between checkpoints")
     sa.add_argument("--live", type=int, default=0, help="also generate live on this many held-out problems")
     sa.add_argument("--live-alphas", type=float, nargs="+", default=[0.003, 0.01])
+    sa.add_argument("--cv", type=int, default=0, help="also compare on every problem with K-fold heads")
     sa.set_defaults(func=_sample)

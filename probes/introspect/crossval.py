@@ -13,7 +13,29 @@ import torch
 from probes.introspect.bins import BinSpec
 from probes.introspect.evaluate import FRACTIONS, compare, fit_probe, rows_at_fraction, shuffled_heads
 from probes.introspect.features import Positions
+from probes.introspect.sampler import PoolSample, build_pools
 from probes.introspect.train import train_head
+
+
+def problem_folds(positions: Positions, k: int, seed: int = 0) -> list[list[int]]:
+    """`k` folds of whole problems (task indices), shuffled reproducibly by `seed`."""
+    tasks = positions.task.unique().tolist()
+    if k < 2 or k > len(tasks):
+        raise ValueError(f"--cv {k} needs 2 <= k <= the number of problems ({len(tasks)}).")
+    random.Random(seed).shuffle(tasks)
+    return [tasks[i::k] for i in range(k)]
+
+
+def out_of_fold_pools(model, positions: Positions, records: list[dict], spec: BinSpec, k: int, steps: int = 100,
+                      seed: int = 0, start: int | None = None) -> list[list[PoolSample]]:
+    """Every problem's sample pool, read by a head trained without that problem (its fold held out),
+    so the sampler can be compared on all problems instead of one held-out split."""
+    pools = []
+    for fold in problem_folds(positions, k, seed):
+        test = torch.isin(positions.task, torch.tensor(fold))
+        head = train_head(model, positions.select(~test), spec, steps=steps, seed=seed, start=start)
+        pools += build_pools(records, positions.select(test), head)
+    return pools
 
 
 def cross_validate(model, positions: Positions, spec: BinSpec, k: int = 5, fractions=FRACTIONS, steps: int = 100,
@@ -26,11 +48,8 @@ def cross_validate(model, positions: Positions, spec: BinSpec, k: int = 5, fract
     With `levels` (task index -> difficulty level), all positions are also scored within each
     level (`by_level`), which tells whether the head knows more than how hard a level is.
     """
-    tasks = positions.task.unique().tolist()
-    if k < 2 or k > len(tasks):
-        raise ValueError(f"--cv {k} needs 2 <= k <= the number of problems ({len(tasks)}).")
-    random.Random(seed).shuffle(tasks)
-    folds = [tasks[i::k] for i in range(k)]
+    folds = problem_folds(positions, k, seed)
+    tasks = [t for fold in folds for t in fold]
     n = len(positions.bin)
     p_head, p_probe, exp_len, const_len = (np.zeros(n) for _ in range(4))
     p_shuf = [np.zeros(n) for _ in range(n_shuffles)]

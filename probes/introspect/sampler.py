@@ -134,6 +134,9 @@ def pareto(pools: list[list[PoolSample]], alphas=None, beta: float = 0.0, every:
                                     "accuracy": r[:, 0].mean(), "tokens": r[:, 1].mean(), "latency": r[:, 2].mean()})
             out["paired"].append({"method": f"adaptive (start {initial})", "alpha": alpha,
                                   **paired_vs_majority(r, votes)})
+    for n in range(2, n_max + 1):  # the head as a verifier: best-of-N vs majority over the same N samples
+        r = np.array([best_of_n(pool, n) for pool in pools], dtype=float)
+        out["paired"].append({"method": f"best-of-{n} (head)", "alpha": None, **paired_vs_majority(r, votes)})
     out["matched"] = matched_cost(out["adaptive"], out["majority"])
     out["n_tasks"], out["pool_size"] = len(pools), n_max
     return out

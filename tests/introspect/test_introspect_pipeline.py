@@ -69,7 +69,7 @@ def test_cli_train_eval_sample_write_results_and_reports(tmp_path, monkeypatch):
     assert main(["introspect", "eval", "--head", str(out / "head"), "--out", str(out / "eval"),
                  "--fractions", "0", "1", "--cv", "2", "--n-shuffles", "2"]) == 0
     assert main(["introspect", "sample", "--head", str(out / "head"), "--out", str(out / "sample"),
-                 "--alphas", "0", "0.01", "--live", "2", "--live-alphas", "0.001"]) == 0
+                 "--alphas", "0", "0.01", "--live", "2", "--live-alphas", "0.001", "--cv", "2"]) == 0
     for sub in ("", "eval", "sample"):
         assert (out / sub / "report.html").stat().st_size > 1000
     evaluation = json.loads((out / "eval" / "results.json").read_text())
@@ -80,6 +80,7 @@ def test_cli_train_eval_sample_write_results_and_reports(tmp_path, monkeypatch):
     assert "head_vs_shuffled" in evaluation["cv"]["all_positions"]
     sampling = json.loads((out / "sample" / "results.json").read_text())
     assert len(sampling["adaptive"]) == 4 and sampling["pool_size"] == 2
+    assert sampling["cv"]["n_tasks"] == 8 > sampling["n_tasks"]  # every problem, not just the held-out half
     live = sampling["live"][0]
     assert live["n_problems"] == 2 and 0 < live["tokens"] <= 2 * 5 and live["decode_steps"] <= 2 * 5
 
