@@ -8,7 +8,6 @@ post-trained model against as many base-circuit heads and as many random heads.
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from torch import Tensor
 from circuits.ablation import ablate
 from circuits.edges import attribute_edges, circuit_heads, extract_circuit
 from circuits.metrics import last_logits, metric_value, prepare
+from metalens.artifact import read_artifact, write_artifact
 
 
 @dataclass
@@ -55,22 +55,13 @@ class Comparison:
     metadata: dict = field(default_factory=dict)
 
     def save(self, path) -> Path:
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({"base_scores": self.base_scores, "post_scores": self.post_scores}, str(path / "comparison.safetensors"))
         meta = {k: v for k, v in asdict(self).items() if k not in ("base_scores", "post_scores")}
-        (path / "comparison.json").write_text(json.dumps(meta, indent=2, default=str))
-        return path
+        return write_artifact(path, "comparison", {"base_scores": self.base_scores, "post_scores": self.post_scores},
+                              meta)
 
     @classmethod
     def load(cls, path) -> "Comparison":
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        t = load_file(str(path / "comparison.safetensors"))
-        meta = json.loads((path / "comparison.json").read_text())
+        t, meta = read_artifact(path, "comparison", "point at a directory written by Comparison.save.")
         heads = {k: [tuple(h) for h in meta[k]] for k in ("emergent", "lost", "shared")}
         return cls(**heads, base_scores=t["base_scores"], post_scores=t["post_scores"],
                    ablation=meta["ablation"], metadata=meta["metadata"])

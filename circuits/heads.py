@@ -1,17 +1,16 @@
 """`find_heads`: per-head scores for a task by several methods, saved as an artifact and a report."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from circuits.attribution import attribute_heads
 from circuits.patching import patch_heads_exact
 from circuits.tasks import Task, make_task
+from metalens.artifact import read_artifact, write_artifact
 
 METHODS = ("attribution", "ig", "exact")
 
@@ -24,20 +23,11 @@ class HeadScores:
     metadata: dict = field(default_factory=dict)
 
     def save(self, path) -> Path:
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.scores.items()}, str(path / "head_scores.safetensors"))
-        (path / "head_scores.json").write_text(json.dumps(self.metadata, indent=2, default=str))
-        return path
+        return write_artifact(path, "head_scores", self.scores, self.metadata)
 
     @classmethod
     def load(cls, path) -> "HeadScores":
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        return cls(load_file(str(path / "head_scores.safetensors")), json.loads((path / "head_scores.json").read_text()))
+        return cls(*read_artifact(path, "head_scores", "point at a directory written by HeadScores.save."))
 
 
 def spearman(a: Tensor, b: Tensor) -> float:

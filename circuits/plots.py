@@ -1,7 +1,6 @@
 """Plotly figures: layer x head heatmaps, base-vs-post difference, checkpoint cohorts, circuit graph."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 
@@ -45,7 +44,6 @@ def checkpoints_heatmap(scores: Tensor, steps: list[int], title: str = "head att
 
 def cohort_plot(cohorts: dict, steps: list[int], curve: list[dict] | None = None):
     """Number of circuit heads by the checkpoint they first appeared in (stacked), beside the accuracy curve."""
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(specs=[[{"secondary_y": True}]])

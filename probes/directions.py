@@ -8,14 +8,14 @@ shapes its own label's definition.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from metalens.artifact import read_artifact, write_artifact
 
 DEFAULT_PCS = (1, 2, 4, 8, 32, 128)
 
@@ -65,20 +65,15 @@ class Axes:
 
     def save(self, path: str | Path) -> Path:
         """Write `axes.safetensors` and `axes.json` into directory `path`."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({"directions": self.directions.contiguous(), "center": self.center,
-                   "explained_variance": self.explained_variance, "thresholds": self.thresholds},
-                  path / "axes.safetensors")
-        (path / "axes.json").write_text(json.dumps({"names": self.names, "metadata": self.metadata}, indent=2, default=str))
-        return path
+        return write_artifact(path, "axes", {"directions": self.directions, "center": self.center,
+                                             "explained_variance": self.explained_variance,
+                                             "thresholds": self.thresholds},
+                              {"names": self.names, "metadata": self.metadata})
 
     @classmethod
     def load(cls, path: str | Path) -> "Axes":
         """Read what `save` wrote."""
-        path = Path(path)
-        t = load_file(path / "axes.safetensors")
-        meta = json.loads((path / "axes.json").read_text())
+        t, meta = read_artifact(path, "axes", "point at a directory written by Axes.save.")
         return cls(meta["names"], t["directions"], t["center"], t["explained_variance"], t["thresholds"], meta["metadata"])
 
 

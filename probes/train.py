@@ -1,14 +1,14 @@
 """Linear probes: logistic regression on activations, with cross-validation and a held-out split."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from metalens.artifact import read_artifact, write_artifact
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -58,23 +58,16 @@ class Probe:
 
     def save(self, path: str | Path) -> Path:
         """Write `probe.safetensors` and `probe.json` into directory `path`."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({"weight": self.weight.contiguous().float()}, path / "probe.safetensors")
         meta = {"bias": self.bias, "cv_accuracy": self.cv_accuracy, "cv_std": self.cv_std,
                 "test_accuracy": self.test_accuracy, "metadata": self.metadata}
-        (path / "probe.json").write_text(json.dumps(meta, indent=2, default=str))
-        return path
+        return write_artifact(path, "probe", {"weight": self.weight.float()}, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> "Probe":
         """Read what `save` wrote."""
-        path = Path(path)
-        if not (path / "probe.json").exists():
-            raise FileNotFoundError(f"{path} holds no probe.json: point at a directory written by Probe.save.")
-        meta = json.loads((path / "probe.json").read_text())
+        tensors, meta = read_artifact(path, "probe", "point at a directory written by Probe.save.")
         nan = float("nan")
-        return cls(load_file(path / "probe.safetensors")["weight"], meta["bias"],
+        return cls(tensors["weight"], meta["bias"],
                    meta["cv_accuracy"] if meta["cv_accuracy"] is not None else nan,
                    meta["cv_std"] if meta["cv_std"] is not None else nan,
                    meta["test_accuracy"] if meta["test_accuracy"] is not None else nan, meta["metadata"])

@@ -8,15 +8,14 @@ idea: zero-overhead introspective prediction of reward and cost).
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 from transformers import LogitsProcessor
 
+from metalens.artifact import read_artifact, write_artifact
 from probes.introspect.bins import BinSpec
 
 FORMAT = "metalens.introspect.head/1"
@@ -106,20 +105,13 @@ class ReservedHead:
 
     def save(self, path: str | Path) -> Path:
         """Write `head.safetensors` + `head.json` into directory `path`."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({"weight": self.weight.detach().cpu().contiguous()}, path / "head.safetensors")
         meta = {"format": FORMAT, "start": self.start, "spec": self.spec.to_dict(), **self.metadata}
-        (path / "head.json").write_text(json.dumps(meta, indent=2, default=str))
-        return path
+        return write_artifact(path, "head", {"weight": self.weight.detach().cpu()}, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> "ReservedHead":
-        path = Path(path)
-        if not (path / "head.json").exists():
-            raise FileNotFoundError(f"No head.json in {path}: train one with `metalens introspect train`.")
-        meta = json.loads((path / "head.json").read_text())
-        weight = load_file(path / "head.safetensors")["weight"]
+        tensors, meta = read_artifact(path, "head", "train one with `metalens introspect train`.")
+        weight = tensors["weight"]
         start, spec = meta.pop("start"), BinSpec.from_dict(meta.pop("spec"))
         meta.pop("format", None)
         return cls(start, weight, spec, meta)
