@@ -1,0 +1,15 @@
+"""The shared artifact layout: NAME.safetensors + NAME.json in one directory."""
+import pytest
+import torch
+
+from metalens.artifact import read_artifact, write_artifact
+
+
+def test_artifact_roundtrip_and_missing_directory_names_the_fix(tmp_path):
+    weight = torch.arange(6.0).reshape(2, 3).T  # non-contiguous on purpose
+    write_artifact(tmp_path / "a", "probe", {"weight": weight}, {"layer": 3, "path": tmp_path})
+    tensors, meta = read_artifact(tmp_path / "a", "probe", "unused")
+    assert torch.equal(tensors["weight"], weight)
+    assert meta == {"layer": 3, "path": str(tmp_path)}  # non-JSON values are written as strings
+    with pytest.raises(FileNotFoundError, match="No probe.json in .*: write one first"):
+        read_artifact(tmp_path / "b", "probe", "write one first")
