@@ -1,4 +1,4 @@
 """analyses: experiments that compose the areas (post-training runs for the circuits comparison)."""
-from analyses.posttrain import PosttrainConfig, PosttrainResult, posttrain
+from metalens.analyses.posttrain import PosttrainConfig, PosttrainResult, posttrain
 
 __all__: list[str] = ["PosttrainConfig", "PosttrainResult", "posttrain"]

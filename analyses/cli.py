@@ -1,11 +1,11 @@
-"""`metalens posttrain` (and, later, the lead's `demo`): thin wrappers over analyses functions."""
+"""`metalens demo` and `metalens posttrain`: thin wrappers over analyses functions."""
 from __future__ import annotations
 
 from metalens.cli import add_model_args
 
 
 def _posttrain(args) -> None:
-    from analyses.posttrain import PosttrainConfig, posttrain
+    from metalens.analyses.posttrain import PosttrainConfig, posttrain
 
     cfg = PosttrainConfig(
         model=args.model, device=args.device, steps=args.steps, save_every=args.save_every,
@@ -18,8 +18,20 @@ def _posttrain(args) -> None:
           f"in {result.seconds:.0f}s; wrote {args.out}/results.json, report.html, {len(result.checkpoints)} checkpoints")
 
 
+def _demo(args) -> None:
+    from metalens.analyses.demo import run_demo
+
+    run_demo(args.model, args.out, device=args.device, areas=args.area)
+    print(f"open {args.out}/index.html")
+
+
 def register(sub) -> None:
     """Add the analyses verbs to the `metalens` parser."""
+    demo = sub.add_parser("demo", help="quick run of every area on one model; writes OUT/index.html")
+    add_model_args(demo)
+    demo.add_argument("--out", default="reports")
+    demo.add_argument("--area", action="append", default=None, help="only these areas (repeatable)")
+    demo.set_defaults(func=_demo)
     p = sub.add_parser("posttrain", help="short LoRA fine-tune on step-by-step arithmetic, with checkpoints")
     add_model_args(p)
     p.add_argument("--out", required=True, help="output directory for checkpoints, results.json, report.html")

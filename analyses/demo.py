@@ -15,7 +15,7 @@ AREA_DEMOS = [
     ("probes", "probes", "demo"),
     ("steering", "steering", "demo"),
     ("circuits", "circuits", "demo"),
-    ("introspection", "probes.introspect", "demo"),
+    ("introspection", "metalens.introspect", "demo"),
 ]
 
 

@@ -1,6 +1,6 @@
 """`posttrain`: a short LoRA fine-tune on step-by-step arithmetic, checkpointed every N steps.
 
-Produces a post-trained model to compare with the base one (circuits.compare), offline.
+Produces a post-trained model to compare with the base one (metalens.circuits.compare), offline.
 The 262k-row embedding (most of gemma-3-270m's weights) stays frozen; LoRA adapters on the
 attention and MLP projections of the last `lora_layers` blocks train, and the loss is computed only on solution tokens so the
 huge LM head is evaluated at few positions.
@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 import metalens
-from circuits.accuracy import generation_accuracy
-from circuits.checkpoints import META_FILE
-from metalens.arithmetic import make_problem, make_problems
+from metalens.circuits.accuracy import generation_accuracy
+from metalens.checkpoints import META_FILE
+from metalens.tasks.arithmetic import make_problem, make_problems
 from metalens.report import save_json
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

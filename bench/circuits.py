@@ -11,7 +11,7 @@ import argparse
 import time
 
 import metalens
-from circuits import attribute_heads, make_task, patch_heads_exact, spearman
+from metalens.circuits import attribute_heads, make_task, patch_heads_exact, spearman
 
 
 def main(argv=None) -> dict:

@@ -24,7 +24,7 @@ class _Never:
 def main(argv=None) -> dict:
     import metalens
     from metalens.testing import tiny_model
-    from probes.introspect import ReservedHead, sample
+    from metalens.introspect import ReservedHead, sample
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="gemma-3-270m", help="model name, or 'tiny' for a random tiny model")

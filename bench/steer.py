@@ -15,8 +15,8 @@ import warnings
 import torch
 
 import metalens
-from steering import SteeringVector
-from steering.generate import _left_padded, generate_ids
+from metalens.steering import SteeringVector
+from metalens.steering.generate import _left_padded, generate_ids
 
 PROMPTS = ["The weather today is", "My favourite memory is", "Tell me about your morning.", "On my way home I saw",
            "The teacher walked into the classroom and", "A story about an old man:", "Every Sunday, my family",

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 import metalens
-from circuits.patching import z_site
+from metalens.circuits.patching import z_site
 
 Heads = list[tuple[int, int]]
 HOW = ("zero", "mean", "resample")

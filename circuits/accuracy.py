@@ -5,7 +5,7 @@ import torch
 
 import re
 
-from metalens.arithmetic import Problem, grade
+from metalens.tasks.arithmetic import Problem, grade
 
 _NUM_RE = re.compile(r"-?\d+")
 
@@ -48,7 +48,7 @@ def last_number(text: str) -> int | None:
 def generation_accuracy(model, problems: list[Problem], max_new_tokens: int = 32, batch_size: int = 16) -> dict:
     """{'accuracy', 'lenient_accuracy', 'by_level', 'completions'}: graded greedy answers.
 
-    `accuracy` uses metalens.arithmetic.grade ('The answer is N', else the first number);
+    `accuracy` uses metalens.tasks.arithmetic.grade ('The answer is N', else the first number);
     `lenient_accuracy` also accepts the last number of the line.
     """
     completions = generate(model, [p.prompt for p in problems], max_new_tokens, batch_size)

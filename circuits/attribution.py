@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 import metalens
-from circuits.metrics import TaskBatch, last_logits, metric_value, prepare
-from circuits.patching import run_with_z, z_site
+from metalens.circuits.metrics import TaskBatch, last_logits, metric_value, prepare
+from metalens.circuits.patching import run_with_z, z_site
 
 
 def _embeds(model, ids: Tensor) -> Tensor:

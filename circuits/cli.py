@@ -6,7 +6,7 @@ from metalens.cli import add_model_args
 
 def _heads(args) -> None:
     import metalens
-    from circuits.heads import heads_report
+    from metalens.circuits.heads import heads_report
 
     model = metalens.load_model(args.model, device=args.device)
     result = heads_report(model, args.task, args.out, n=args.n, methods=args.methods, ig_steps=args.ig_steps,
@@ -16,7 +16,7 @@ def _heads(args) -> None:
 
 
 def _emergent(args) -> None:
-    from circuits.emergent import emergent_heads
+    from metalens.circuits.emergent import emergent_heads
 
     r = emergent_heads(args.base, args.post, args.out, task=args.task, n=args.n, n_edges=args.n_edges,
                        steps=args.ig_steps, n_problems=args.n_problems, device=args.device, seed=args.seed)

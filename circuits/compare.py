@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from circuits.ablation import ablate
-from circuits.edges import attribute_edges, circuit_heads, extract_circuit
-from circuits.metrics import last_logits, metric_value, prepare
+from metalens.circuits.ablation import ablate
+from metalens.circuits.edges import attribute_edges, circuit_heads, extract_circuit
+from metalens.circuits.metrics import last_logits, metric_value, prepare
 from metalens.artifact import read_artifact, write_artifact
 
 
@@ -82,7 +82,7 @@ def ablation_effects(model, task, groups: dict, problems=None, n_random: int = 3
     Adds a 'none' baseline and `n_random` groups of random heads as large as the first group
     (drawn outside it), plus their mean as 'random_mean'.
     """
-    from circuits.accuracy import generation_accuracy
+    from metalens.circuits.accuracy import generation_accuracy
 
     first = next(iter(groups.values()))
     rng = random.Random(seed)
@@ -112,7 +112,7 @@ def compare(base, post, task, n_edges: int = 100, steps: int = 3, max_emergent: 
     """Circuits of `base` and `post` on `task`, their emergent/lost heads and the ablation check.
 
     Emergent heads are ranked by their post-trained node score and capped at `max_emergent`
-    for the ablation; `problems` (metalens.arithmetic Problems) adds generated-answer accuracy.
+    for the ablation; `problems` (metalens.tasks.arithmetic Problems) adds generated-answer accuracy.
     """
     cb, cp = build_circuit(base, task, n_edges, steps), build_circuit(post, task, n_edges, steps)
     by_post = lambda h: -abs(float(cp.node_scores[h]))  # noqa: E731

@@ -12,10 +12,10 @@ def demo(model, out_dir, n: int = 6) -> dict:
 
     Under 2 minutes on CPU for gemma-3-270m (one detector pass, one forward/backward pass).
     """
-    from circuits.attribution import attribute_heads
-    from circuits.detect import detect_heads, top_heads
-    from circuits.plots import head_heatmap
-    from circuits.tasks import induction_task
+    from metalens.circuits.attribution import attribute_heads
+    from metalens.circuits.detect import detect_heads, top_heads
+    from metalens.circuits.plots import head_heatmap
+    from metalens.circuits.tasks import induction_task
     from metalens.report import save_json, write_report
 
     out = Path(out_dir)

@@ -17,9 +17,9 @@ import torch
 from torch import Tensor
 
 import metalens
-from circuits.attribution import _embeds
-from circuits.metrics import TaskBatch, last_logits, metric_value, prepare
-from circuits.patching import z_site
+from metalens.circuits.attribution import _embeds
+from metalens.circuits.metrics import TaskBatch, last_logits, metric_value, prepare
+from metalens.circuits.patching import z_site
 
 
 @dataclass
@@ -174,7 +174,7 @@ def faithfulness(model, task, heads: set[tuple[int, int]]) -> dict:
     Returns clean, corrupted and circuit metric values and
     faithfulness = (circuit - corrupted) / (clean - corrupted) (1: the circuit alone suffices).
     """
-    from circuits.patching import run_with_z
+    from metalens.circuits.patching import run_with_z
 
     batch = prepare(model, task)
     clean_logits, _ = run_with_z(model, batch, batch.clean_ids)

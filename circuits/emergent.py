@@ -5,9 +5,9 @@ from pathlib import Path
 
 import torch
 
-from circuits.checkpoints import list_checkpoints, load_checkpoint, read_checkpoint_meta
-from circuits.compare import Comparison, build_circuit, compare
-from circuits.tasks import make_task
+from metalens.checkpoints import list_checkpoints, load_checkpoint, read_checkpoint_meta
+from metalens.circuits.compare import Comparison, build_circuit, compare
+from metalens.circuits.tasks import make_task
 
 
 def cohorts(circuits: list[set], steps: list[int]) -> dict:
@@ -31,8 +31,8 @@ def emergent_heads(base_name: str, post_dir: str, out, task: str = "arithmetic",
     """Compare `base_name` with the checkpoint at `post_dir` (a run directory: its last checkpoint,
     plus a cohort view over up to `max_checkpoints` of its checkpoints); writes results.json + report.html."""
     import metalens
-    from circuits.plots import checkpoints_heatmap, cohort_plot, comparison_heatmap, head_heatmap
-    from metalens.arithmetic import make_problems
+    from metalens.circuits.plots import checkpoints_heatmap, cohort_plot, comparison_heatmap, head_heatmap
+    from metalens.tasks.arithmetic import make_problems
     from metalens.report import save_json, write_report
 
     out = Path(out)

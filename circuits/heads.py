@@ -7,9 +7,9 @@ from pathlib import Path
 
 from torch import Tensor
 
-from circuits.attribution import attribute_heads
-from circuits.patching import patch_heads_exact
-from circuits.tasks import Task, make_task
+from metalens.circuits.attribution import attribute_heads
+from metalens.circuits.patching import patch_heads_exact
+from metalens.circuits.tasks import Task, make_task
 from metalens.artifact import read_artifact, write_artifact
 
 METHODS = ("attribution", "ig", "exact")
@@ -59,15 +59,15 @@ def find_heads(model, task: Task, methods=METHODS, ig_steps: int = 5) -> HeadSco
 def heads_report(model, task: str | Task, out, n: int = 16, methods=METHODS, ig_steps: int = 5,
                  metric: str = "logit_diff", seed: int = 0, detect: bool = True) -> HeadScores:
     """Run `find_heads` (plus the head detectors) and write results.json, report.html and the scores."""
-    from circuits.detect import KINDS, detect_heads, top_heads
-    from circuits.plots import head_heatmap
+    from metalens.circuits.detect import KINDS, detect_heads, top_heads
+    from metalens.circuits.plots import head_heatmap
     from metalens.report import save_json, write_report
 
     task = task if isinstance(task, Task) else make_task(task, model.tokenizer, n=n, seed=seed, metric=metric)
     result = find_heads(model, task, methods, ig_steps)
     ablation_rows = []
     if detect:
-        from circuits.compare import ablation_effects
+        from metalens.circuits.compare import ablation_effects
 
         for kind in KINDS:
             result.scores[f"detect_{kind}"] = detect_heads(model, kind)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from circuits.tasks import Task, answer_token
+from metalens.circuits.tasks import Task, answer_token
 
 
 @dataclass

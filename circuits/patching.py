@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 
 import metalens
-from circuits.metrics import TaskBatch, last_logits, metric_value, prepare
+from metalens.circuits.metrics import TaskBatch, last_logits, metric_value, prepare
 
 
 def z_site(layer: int) -> str:

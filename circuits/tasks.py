@@ -2,7 +2,7 @@
 
 Each clean prompt has a corrupted twin of the same token length whose answer differs, so
 activations can be patched position by position. Generators: arithmetic (multi-step
-expressions and short word problems, from metalens.arithmetic), induction/copy, factual
+expressions and short word problems, from metalens.tasks.arithmetic), induction/copy, factual
 recall; users supply their own pairs as JSONL.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
-from metalens.arithmetic import make_problem
+from metalens.tasks.arithmetic import make_problem
 from metalens.data import read_jsonl, write_jsonl
 
 METRICS = ("logit_diff", "logprob", "kl")

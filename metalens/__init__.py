@@ -1,12 +1,19 @@
 """metalens: look inside language models and steer them.
 
 The core: `load_model` (one set of weights, HF / TransformerLens / nnsight views),
-`capture` (activations at TransformerLens-named sites, streamed and resumable) and
-`hooks` (read or edit activations during any forward pass).
+`run_with_cache` (the one forward pass with hooks), `capture` (activations at
+TransformerLens-named sites, streamed and resumable), `hooks` (read or edit activations
+during any forward pass) and `generate` (batched generation with hooks and stop rules).
+Areas: `metalens.probes`, `metalens.introspect`, `metalens.steering`, `metalens.circuits`,
+`metalens.analyses`; shared tasks in `metalens.tasks`.
 """
+from metalens import sites
 from metalens.activations import Activations
 from metalens.capture import capture, capture_batch
+from metalens.checkpoints import list_checkpoints, load_checkpoint
 from metalens.data import read_jsonl, read_texts, write_jsonl
+from metalens.forward import Cache, run_with_cache
+from metalens.generate import Generation, generate
 from metalens.hooks import StopForward, hooks
 from metalens.loading import cache_dir, default_device, load_model
 from metalens.model import Model, library_versions
@@ -18,24 +25,31 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Activations",
+    "Cache",
     "DEFAULT_MODEL",
     "EMBEDDED",
+    "Generation",
     "Model",
     "StopForward",
     "cache_dir",
     "capture",
     "capture_batch",
     "default_device",
+    "generate",
     "hooks",
     "iter_shards",
     "library_versions",
+    "list_checkpoints",
     "load_activations",
+    "load_checkpoint",
     "load_model",
     "merge_manifests",
     "read_jsonl",
     "read_manifest",
     "read_texts",
     "resolve_site",
+    "run_with_cache",
     "site_names",
+    "sites",
     "write_jsonl",
 ]

@@ -9,7 +9,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from metalens.activations import POSITIONS, Activations, concat
-from metalens.hooks import StopForward, hooks
+from metalens.forward import run_with_cache
 from metalens.sites import resolve_sites
 from metalens.store import ShardWriter
 
@@ -35,8 +35,9 @@ def _reduce(act: Tensor, mask: Tensor, positions: str, skip_first: Tensor) -> Te
         return act[torch.arange(act.shape[0], device=act.device), last]
     keep = mask.clone()
     keep[:, 0] &= ~skip_first  # the BOS token is an attention sink with outsized norm
-    keep = keep.to(act.dtype).reshape(*keep.shape, *[1] * (act.dim() - 2))
-    return (act * keep).sum(1) / keep.sum(1)
+    keep = keep.float().reshape(*keep.shape, *[1] * (act.dim() - 2))
+    # Summed in float32 whatever the activation dtype: bfloat16 cannot even count past 256 exactly.
+    return ((act.float() * keep).sum(1) / keep.sum(1)).to(act.dtype)
 
 
 @torch.inference_mode()
@@ -48,18 +49,9 @@ def capture_batch(model, texts: list[str], sites: list[str], positions: str = "l
     bos = model.tokenizer.bos_token_id
     # Skip BOS in means unless the text is BOS alone.
     skip_first = (batch["input_ids"][:, 0] == bos) & (mask.sum(1) > 1) if bos is not None else torch.zeros_like(mask[:, 0], dtype=torch.bool)
-    seen: dict[str, Tensor] = {}
-
-    def keep(name):
-        def fn(act):
-            seen[name] = _reduce(act, mask.to(act.device), positions, skip_first.to(act.device)).to("cpu", dtype or act.dtype)
-        return fn
-
-    with hooks(model, {s: keep(s) for s in sites}, stop_after=True):
-        try:
-            model.hf.model(input_ids=batch["input_ids"], attention_mask=mask, use_cache=False)
-        except StopForward:
-            pass
+    cache = run_with_cache(model, batch["input_ids"], mask, sites=sites)
+    seen = {name: _reduce(act, mask.to(act.device), positions, skip_first.to(act.device)).to("cpu", dtype or act.dtype)
+            for name, act in cache.acts.items()}
     for name, act in seen.items():
         if not torch.isfinite(act).all():
             raise FloatingPointError(

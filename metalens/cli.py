@@ -1,12 +1,16 @@
-"""`metalens` command line: each verb parses arguments and calls one public function."""
+"""`metalens` command line: each verb parses arguments and calls one public function.
+
+The core owns `capture` and `merge`; areas add their verbs through the `metalens.verbs` entry
+point group (see pyproject.toml), so the core names no area. An area that fails to import
+keeps its verbs: calling one prints the import error instead of the verb vanishing.
+"""
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+from importlib.metadata import entry_points
 
-# Areas add their own verbs: each module exposes `register(subparsers)`.
-AREA_CLIS = ["probes.cli", "probes.introspect.cli", "steering.cli", "circuits.cli", "analyses.cli"]
+VERB_GROUP = "metalens.verbs"
 
 
 def _capture(args) -> None:
@@ -27,21 +31,50 @@ def _merge(args) -> None:
     print(f"wrote {metalens.merge_manifests(args.dir)}")
 
 
-def _demo(args) -> None:
-    from analyses.demo import run_demo
-
-    run_demo(args.model, args.out, device=args.device, areas=args.area)
-    print(f"open {args.out}/index.html")
-
-
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """--model and --device, shared by every verb that loads a model."""
     parser.add_argument("--model", default="gemma-3-270m", help="embedded name, local dir or hub id")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metalens", description=__doc__)
+class AreaImportError(RuntimeError):
+    """An area's CLI module failed to import; raised when one of its verbs is called."""
+
+
+def _broken_verb(sub, verb: str, target: str, err: BaseException) -> None:
+    message = (f"'metalens {verb}' is unavailable: {target} failed to import "
+               f"({type(err).__name__}: {err}). Reinstall metalens (`pip install -e .`) or fix that module.")
+    parser = sub.add_parser(verb, help=f"(unavailable: {target} failed to import)", add_help=False)
+
+    def fail(args) -> None:
+        raise AreaImportError(message)
+
+    parser.set_defaults(func=fail, any_arguments=True)
+
+
+def register_area_verbs(sub, points=None) -> None:
+    """Add each area's verbs; an area whose module fails to import gets stub verbs that report why."""
+    points = entry_points(group=VERB_GROUP) if points is None else points
+    by_target: dict[str, list] = {}
+    for point in points:
+        by_target.setdefault(point.value, []).append(point)
+    for target, group in sorted(by_target.items()):
+        try:
+            register = group[0].load()
+        except Exception as err:  # any failure: the user must see it, not a missing verb
+            for point in group:
+                _broken_verb(sub, point.name, target, err)
+            continue
+        before = set(sub.choices)
+        register(sub)
+        missing = {p.name for p in group} - set(sub.choices) - before
+        if missing:
+            raise RuntimeError(f"{target} registered no verb named {sorted(missing)}: fix pyproject's entry points.")
+
+
+def build_parser(points=None) -> argparse.ArgumentParser:
+    """The `metalens` parser: core verbs plus every area's registered verbs."""
+    parser = argparse.ArgumentParser(prog="metalens", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True)
     cap = sub.add_parser("capture", help="capture activations of texts into sharded safetensors")
     add_model_args(cap)
@@ -57,27 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     merge = sub.add_parser("merge", help="merge the part manifests of a multi-process capture")
     merge.add_argument("dir")
     merge.set_defaults(func=_merge)
-    demo = sub.add_parser("demo", help="quick run of every area on one model; writes OUT/index.html")
-    add_model_args(demo)
-    demo.add_argument("--out", default="reports")
-    demo.add_argument("--area", action="append", default=None, help="only these areas (repeatable)")
-    demo.set_defaults(func=_demo)
-    for name in AREA_CLIS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name and name.startswith(err.name):
-                continue  # that area has no CLI yet
-            raise
-        module.register(sub)
+    register_area_verbs(sub, points)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, points=None) -> int:
+    parser = build_parser(points)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ModuleNotFoundError, AreaImportError) as err:
         print(f"metalens: error: {err}", file=sys.stderr)
         return 2
     return 0

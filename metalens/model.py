@@ -21,6 +21,11 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def _check_side(side: str) -> None:
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', not {side!r}.")
+
+
 class Model:
     """A loaded causal LM: `.hf`, `.tokenizer`, lazy `.bridge` and `.nnsight`, and its shape.
 
@@ -97,38 +102,65 @@ class Model:
             )
         return layer
 
-    def tokenize(self, texts: list[str], max_length: int | None = None, add_special_tokens: bool = True):
-        """Right-padded batch on the model's device: input_ids and attention_mask, [batch, pos]."""
+    def tokenize(self, texts: list[str], max_length: int | None = None, add_special_tokens: bool = True,
+                 side: str = "right"):
+        """Padded batch on the model's device: input_ids and attention_mask, [batch, pos].
+
+        side: "right" keeps every token at the position it has alone (capture, patching); "left"
+        lines the last tokens up for generation. The shared tokenizer is never modified.
+        """
         if isinstance(texts, str):
             texts = [texts]
         if not texts:
             raise ValueError("No texts given: pass a non-empty list of strings.")
-        self.tokenizer.padding_side = "right"
+        _check_side(side)
         batch = self.tokenizer(
             list(texts),
             return_tensors="pt",
             padding=True,
+            padding_side=side,
             truncation=max_length is not None,
             max_length=max_length,
             add_special_tokens=add_special_tokens,
         )
         return batch.to(self.device)
 
-    def pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-pad token-id lists: (input_ids, attention_mask), each [batch, max_len], on the model's device.
+    def pad(self, sequences: list[list[int]], side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+        """Pad token-id lists: (input_ids, attention_mask), each [batch, max_len], on the model's device.
 
         Right padding keeps every token at the position it has alone, so per-position
-        bookkeeping (spans, label positions) stays valid in the batch.
+        bookkeeping (spans, label positions) stays valid in the batch; left padding is for generation.
         """
         if not sequences:
             raise ValueError("No sequences to pad: pass a non-empty list of token-id lists.")
+        _check_side(side)
         width = max(len(s) for s in sequences)
         ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(sequences), width), dtype=torch.long)
         for row, seq in enumerate(sequences):
-            ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-            mask[row, : len(seq)] = 1
+            cols = slice(0, len(seq)) if side == "right" else slice(width - len(seq), width)
+            ids[row, cols] = torch.as_tensor(seq, dtype=torch.long)
+            mask[row, cols] = 1
         return ids.to(self.device), mask.to(self.device)
+
+    @property
+    def softcap_value(self) -> float | None:
+        """The final-logit softcap (gemma-2/3 style `c * tanh(x / c)`), or None when the model has none."""
+        return getattr(self.hf.config, "final_logit_softcapping", None) or None
+
+    def softcap(self, logits: torch.Tensor) -> torch.Tensor:
+        """Apply the model's final-logit softcap to raw unembedding outputs (identity without one)."""
+        cap = self.softcap_value
+        return logits if cap is None else torch.tanh(logits / cap) * cap
+
+    def final_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits `[..., vocab]` from final-norm hidden states `[..., d_model]`: unembedding, then softcap.
+
+        Equal to the model's own logits at those positions; use it with `FINAL_NORM` captures to
+        score only the positions you need.
+        """
+        head = self.hf.get_output_embeddings()
+        return self.softcap(head(hidden.to(head.weight.device, head.weight.dtype)))
 
     @property
     def bridge(self):
@@ -164,9 +196,12 @@ class Model:
 
     @property
     def nnsight(self):
-        """nnsight `LanguageModel` over the same weights (built on first use)."""
-        if self._nnsight is None:
-            from nnsight import LanguageModel
+        """nnsight `TransformersModel` (text generation) over the same weights (built on first use).
 
-            self._nnsight = LanguageModel(self.hf, tokenizer=self.tokenizer)
+        nnsight sets its tokenizer to left padding, so it gets its own copy: `.tokenizer` is never changed.
+        """
+        if self._nnsight is None:
+            from nnsight.modeling.transformers import TransformersModel
+
+            self._nnsight = TransformersModel(self.hf, tokenizer=copy.deepcopy(self.tokenizer), task="text-generation")
         return self._nnsight

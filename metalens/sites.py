@@ -20,8 +20,65 @@ BLOCK_SITES = [
     "hook_mlp_out",
     "hook_resid_post",
 ]
-GLOBAL_SITES = ["hook_embed", "ln_final.hook_normalized"]
+EMBED = "hook_embed"  # token embeddings as the blocks see them (gemma's sqrt(d_model) scale included)
+FINAL_NORM = "ln_final.hook_normalized"  # the final norm's output: the unembedding's input
+GLOBAL_SITES = [EMBED, FINAL_NORM]
 _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
+
+
+def resid_pre(layer: int) -> str:
+    """Residual stream entering block `layer`: `blocks.L.hook_resid_pre`."""
+    return f"blocks.{layer}.hook_resid_pre"
+
+
+def resid_mid(layer: int) -> str:
+    """Residual stream between attention and MLP of block `layer`."""
+    return f"blocks.{layer}.hook_resid_mid"
+
+
+def resid_post(layer: int) -> str:
+    """Residual stream leaving block `layer`."""
+    return f"blocks.{layer}.hook_resid_post"
+
+
+def attn_out(layer: int) -> str:
+    """Attention branch's write to the residual stream in block `layer`."""
+    return f"blocks.{layer}.hook_attn_out"
+
+
+def mlp_out(layer: int) -> str:
+    """MLP branch's write to the residual stream in block `layer`."""
+    return f"blocks.{layer}.hook_mlp_out"
+
+
+def mlp_post(layer: int) -> str:
+    """MLP hidden activations (the down projection's input) in block `layer`."""
+    return f"blocks.{layer}.mlp.hook_post"
+
+
+def attn_q(layer: int) -> str:
+    """Per-head queries `[batch, pos, head, d_head]` in block `layer`."""
+    return f"blocks.{layer}.attn.hook_q"
+
+
+def attn_k(layer: int) -> str:
+    """Per-KV-head keys `[batch, pos, kv_head, d_head]` in block `layer`."""
+    return f"blocks.{layer}.attn.hook_k"
+
+
+def attn_v(layer: int) -> str:
+    """Per-KV-head values `[batch, pos, kv_head, d_head]` in block `layer`."""
+    return f"blocks.{layer}.attn.hook_v"
+
+
+def attn_z(layer: int) -> str:
+    """Per-head attention outputs before o_proj `[batch, pos, head, d_head]` in block `layer`."""
+    return f"blocks.{layer}.attn.hook_z"
+
+
+def attn_pattern(layer: int) -> str:
+    """Attention probabilities `[batch, head, q_pos, k_pos]` in block `layer` (hooks only)."""
+    return f"blocks.{layer}.attn.hook_pattern"
 
 
 @dataclass(frozen=True)
@@ -52,10 +109,12 @@ def _unknown(model, name: str, why: str) -> ValueError:
 def resolve_site(model, name: str) -> Site:
     """Map a TransformerLens hook name to the module that computes it in `model.hf`."""
     base = model.hf.model
-    if name == "hook_embed":
+    if not isinstance(name, str):
+        raise TypeError(f"Site names are strings such as {resid_post(0)!r}, not {type(name).__name__}.")
+    if name == EMBED:
         embed = base.embed_tokens
         return Site(name, embed, "out", 0, None, (-1, 0), embed)
-    if name == "ln_final.hook_normalized":
+    if name == FINAL_NORM:
         return Site(name, base.norm, "out", 0, None, (model.n_layers, 0), base.norm)
     match = _BLOCK_RE.match(name)
     if match is None:

@@ -7,16 +7,16 @@ labels; `run_reporting` and `run_control` are the monitoring and control tasks;
 `run_neurofeedback` runs them all and writes results.json + report.html. (The `introspect`
 subpackage is separate and imported on demand.)
 """
-from probes.control import ControlResult, run_control
-from probes.datasets import SHIPPED, LabelledSet, load_dataset
-from probes.demo import demo
-from probes.directions import Axes, fit_axes, split_indices
-from probes.neurofeedback import NeurofeedbackConfig, NeurofeedbackResult, run_neurofeedback
-from probes.prompts import render
-from probes.reporting import ReportingResult, run_reporting
-from probes.space import summarize
-from probes.sweep import LayerSweep, sweep_layers
-from probes.train import Probe, train
+from metalens.probes.control import ControlResult, run_control
+from metalens.probes.datasets import SHIPPED, LabelledSet, load_dataset
+from metalens.probes.demo import demo
+from metalens.probes.directions import Axes, fit_axes, split_indices
+from metalens.probes.neurofeedback import NeurofeedbackConfig, NeurofeedbackResult, run_neurofeedback
+from metalens.probes.prompts import render
+from metalens.probes.reporting import ReportingResult, run_reporting
+from metalens.probes.space import summarize
+from metalens.probes.sweep import LayerSweep, sweep_layers
+from metalens.probes.train import Probe, train
 
 __all__ = [
     "Axes", "ControlResult", "LabelledSet", "LayerSweep", "NeurofeedbackConfig", "NeurofeedbackResult",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 def _neurofeedback(args) -> None:
     import metalens
-    from probes.neurofeedback import NeurofeedbackConfig, run_neurofeedback
+    from metalens.probes.neurofeedback import NeurofeedbackConfig, run_neurofeedback
 
     overrides = {k: v for k, v in {"dataset": args.dataset, "draws": args.draws, "seed": args.seed,
                                    "max_sentences": args.max_sentences, "implicit_trials": args.implicit_trials,
@@ -34,8 +34,8 @@ def _neurofeedback(args) -> None:
 def _probe(args) -> None:
     import metalens
     from metalens.report import write_report
-    from probes.datasets import load_dataset
-    from probes.sweep import sweep_layers
+    from metalens.probes.datasets import load_dataset
+    from metalens.probes.sweep import sweep_layers
 
     model = metalens.load_model(args.model, device=args.device)
     ds = load_dataset(args.dataset)

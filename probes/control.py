@@ -16,8 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 import metalens
-from probes.prompts import Rendered, render
-from probes.stats import cohens_d, holm
+from metalens.probes.prompts import Rendered, render
+from metalens.probes.stats import cohens_d, holm
 
 
 @torch.inference_mode()

@@ -10,9 +10,9 @@ def demo(model="gemma-3-270m", out_dir: str | Path = "runs/probes-demo", layer: 
     figure, then run a quick neurofeedback at the best layer. Returns a dict of headline numbers."""
     import metalens
     from metalens.report import save_json, write_report
-    from probes.datasets import load_dataset
-    from probes.neurofeedback import NeurofeedbackConfig, run_neurofeedback
-    from probes.sweep import sweep_layers
+    from metalens.probes.datasets import load_dataset
+    from metalens.probes.neurofeedback import NeurofeedbackConfig, run_neurofeedback
+    from metalens.probes.sweep import sweep_layers
 
     if isinstance(model, str):
         model = metalens.load_model(model, device=device)

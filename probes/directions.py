@@ -99,7 +99,7 @@ def fit_axes(acts_fit, labels_fit=None, pcs=DEFAULT_PCS, *, logistic: bool = Tru
             dirs.append(vt[k - 1])
             var.append(s[k - 1] ** 2 / total)
     if logistic and labels_fit is not None:
-        from probes.train import train
+        from metalens.probes.train import train
 
         probe = train(X.float(), labels_fit, test_size=0, cv=0, C=C, seed=seed)
         w = probe.direction.double()

@@ -11,12 +11,12 @@ import numpy as np
 
 import metalens
 from metalens.report import _plain, save_json, write_report
-from probes import figures
-from probes.control import run_control
-from probes.datasets import load_dataset
-from probes.directions import DEFAULT_PCS, fit_axes, split_indices
-from probes.reporting import run_reporting
-from probes.space import summarize
+from metalens.probes import figures
+from metalens.probes.control import run_control
+from metalens.probes.datasets import load_dataset
+from metalens.probes.directions import DEFAULT_PCS, fit_axes, split_indices
+from metalens.probes.reporting import run_reporting
+from metalens.probes.space import summarize
 
 
 @dataclass
@@ -85,7 +85,7 @@ class NeurofeedbackResult:
     @classmethod
     def load(cls, out_dir: str | Path) -> "NeurofeedbackResult":
         """Read results.json (and axes/ when present)."""
-        from probes.directions import Axes
+        from metalens.probes.directions import Axes
 
         out = Path(out_dir)
         axes = Axes.load(out / "axes") if (out / "axes").exists() else None

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from probes.prompts import Rendered, label_token_ids, render
-from probes.stats import greater_pvalue, holm, mean_ci
+from metalens.probes.prompts import Rendered, label_token_ids, render
+from metalens.probes.stats import greater_pvalue, holm, mean_ci
 
 DEFAULT_N = (0, 2, 4, 8, 16, 32, 64)
 

@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from probes.train import Probe, train
+from metalens.probes.train import Probe, train
 
 
 @dataclass

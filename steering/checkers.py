@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 import metalens
-from steering.rules import Rule
-from steering.vector import site_of
+from metalens.steering.rules import Rule
+from metalens.steering.vector import site_of
 
 
 @dataclass

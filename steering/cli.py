@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def _steer(args) -> None:
     import metalens
-    from steering.pipeline import steer_rule
+    from metalens.steering.pipeline import steer_rule
 
     model = metalens.load_model(args.model, device=args.device)
     prompts = metalens.read_texts(args.prompts) if args.prompts else None

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from steering.checkers import adherence
-from steering.generate import format_prompts, generate
-from steering.vector import SteeringVector, train
+from metalens.steering.checkers import adherence
+from metalens.steering.generate import format_prompts, generate
+from metalens.steering.vector import SteeringVector, train
 
 
 @torch.inference_mode()

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 import metalens
-from steering.vector import SteeringVector, _adder, check_strength, site_of
+from metalens.steering.vector import SteeringVector, _adder, check_strength, site_of
 
 
 def steering_sum(model, steer, strength: float | None = None) -> dict[int, Tensor]:

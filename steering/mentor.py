@@ -6,11 +6,11 @@ from typing import Callable
 
 import torch
 
-from steering.checkers import adherence
-from steering.generate import generate
-from steering.rulebook import RuleBook
-from steering.rules import Rule
-from steering.vector import train
+from metalens.steering.checkers import adherence
+from metalens.steering.generate import generate
+from metalens.steering.rulebook import RuleBook
+from metalens.steering.rules import Rule
+from metalens.steering.vector import train
 
 # A judge sees prompts, responses and the rule; for each response it returns whether it follows
 # the rule, or (follows, corrected_response_or_None).

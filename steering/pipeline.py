@@ -5,12 +5,12 @@ import time
 from pathlib import Path
 
 from metalens.report import save_json, write_report
-from steering.checkers import checker_for
-from steering.evaluate import evaluate, sweep
-from steering.mentor import checker_judge, mentor, model_judge
-from steering.rulebook import RuleBook
-from steering.rules import find_rule, heldout_prompts, pairs_for_rule
-from steering.vector import SteeringVector
+from metalens.steering.checkers import checker_for
+from metalens.steering.evaluate import evaluate, sweep
+from metalens.steering.mentor import checker_judge, mentor, model_judge
+from metalens.steering.rulebook import RuleBook
+from metalens.steering.rules import find_rule, heldout_prompts, pairs_for_rule
+from metalens.steering.vector import SteeringVector
 
 
 def _default_layers(model) -> list[int]:

@@ -5,8 +5,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from steering.rules import Rule
-from steering.vector import SteeringVector, check_strength
+from metalens.steering.rules import Rule
+from metalens.steering.vector import SteeringVector, check_strength
 
 
 @dataclass
@@ -63,7 +63,7 @@ class RuleBook:
         return entry
 
     def active(self) -> list[Entry]:
-        """Enabled rules, in insertion order (what `steering.generate` applies)."""
+        """Enabled rules, in insertion order (what `metalens.steering.generate` applies)."""
         return [e for e in self.entries.values() if e.enabled]
 
     def children(self, name: str | None) -> list[Entry]:

@@ -62,12 +62,12 @@ class SteeringVector:
         if self.d_model != model.d_model:
             raise ValueError(
                 f"This steering vector has d_model {self.d_model} (trained on '{self.model_name}') but "
-                f"{model.name} has d_model {model.d_model}: train a vector on this model with steering.train."
+                f"{model.name} has d_model {model.d_model}: train a vector on this model with metalens.steering.train."
             )
         if self.model_name != model.name:
             raise ValueError(
                 f"This steering vector was trained on '{self.model_name}', not '{model.name}': directions "
-                "do not transfer between models. Train one on this model with steering.train."
+                "do not transfer between models. Train one on this model with metalens.steering.train."
             )
         for layer in self.layers:
             model.check_layer(layer)
@@ -147,7 +147,7 @@ def _check_pairs(positive, negative, method: str) -> tuple[list[str], list[str]]
         empty = "positive" if not positive else "negative"
         raise ValueError(
             f"One-sided pairs: {empty} is empty. A steering vector needs texts that follow the rule "
-            "(positive) and texts that violate it (negative); see steering.pairs_for_rule."
+            "(positive) and texts that violate it (negative); see metalens.steering.pairs_for_rule."
         )
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not '{method}'.")

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from analyses import demo as demo_module
+from metalens.analyses import demo as demo_module
 
 
 def _broken(model, out):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import metalens
-from circuits import ablate, scale_heads
+from metalens.circuits import ablate, scale_heads
 
 
 def _z(model, layer, texts):
@@ -30,7 +30,7 @@ def test_zero_ablation_zeroes_only_the_chosen_head(tiny_gemma):
 
 
 def test_mean_ablation_writes_the_reference_mean(tiny_gemma):
-    from circuits.ablation import head_activations
+    from metalens.circuits.ablation import head_activations
 
     ref = ["the quick brown fox", "jumps over"]
     mean = head_activations(tiny_gemma, ref, [0])[0][:, 1].mean(0)
@@ -40,7 +40,7 @@ def test_mean_ablation_writes_the_reference_mean(tiny_gemma):
 
 
 def test_resample_ablation_draws_values_seen_in_reference(tiny_gemma):
-    from circuits.ablation import head_activations
+    from metalens.circuits.ablation import head_activations
 
     ref = ["zzzz qqqq"]
     pool = head_activations(tiny_gemma, ref, [2])[2][:, 0]
@@ -81,7 +81,7 @@ def test_ablating_a_head_out_of_range_says_how_many_there_are(tiny_gemma):
 
 def test_scaling_applies_during_generation(tiny_llama):
     # llama, not gemma: gemma's post-attention RMSNorm cancels scaling *all* heads of a layer alike
-    from circuits.accuracy import generate
+    from metalens.circuits.accuracy import generate
 
     plain = generate(tiny_llama, ["Q: What is 1 + 2?\nA:"], max_new_tokens=6)
     every = [(l, h) for l in range(3) for h in range(4)]

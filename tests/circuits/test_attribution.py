@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from circuits import attribute_heads, induction_task, patch_heads_exact, prepare, spearman
-from circuits.tasks import Task
+from metalens.circuits import attribute_heads, induction_task, patch_heads_exact, prepare, spearman
+from metalens.circuits.tasks import Task
 from metalens.testing import tiny_model
 
 

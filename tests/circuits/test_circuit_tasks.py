@@ -1,8 +1,8 @@
 """Task generators: equal-length pairs whose answers differ, JSONL round trip."""
 import pytest
 
-from circuits import arithmetic_task, induction_task, load_task, make_task
-from circuits.tasks import answer_token
+from metalens.circuits import arithmetic_task, induction_task, load_task, make_task
+from metalens.circuits.tasks import answer_token
 
 
 @pytest.mark.parametrize("name", ["arithmetic", "word", "induction"])

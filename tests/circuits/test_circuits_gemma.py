@@ -1,8 +1,8 @@
 """Integration: induction heads in the real gemma-3-270m, and what ablating them does to copying."""
 import pytest
 
-from circuits import detect_heads, induction_task, top_heads
-from circuits.compare import ablation_effects
+from metalens.circuits import detect_heads, induction_task, top_heads
+from metalens.circuits.compare import ablation_effects
 
 
 @pytest.mark.integration

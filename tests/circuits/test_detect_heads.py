@@ -3,8 +3,8 @@ import pytest
 import torch
 
 import metalens
-from circuits import detect_heads, top_heads
-from circuits.detect import random_token_ids, score_patterns
+from metalens.circuits import detect_heads, top_heads
+from metalens.circuits.detect import random_token_ids, score_patterns
 
 SEQ = 6
 

@@ -1,7 +1,7 @@
 """Edge attribution, circuit extraction, faithfulness, model comparison and cohorts."""
 import torch
 
-from circuits import (EdgeScores, attribute_edges, attribute_heads, build_circuit, cohorts, compare,
+from metalens.circuits import (EdgeScores, attribute_edges, attribute_heads, build_circuit, cohorts, compare,
                       extract_circuit, faithfulness, induction_task)
 
 

@@ -1,9 +1,9 @@
-"""`analyses.posttrain` writes checkpoints that the circuits code loads back."""
+"""`metalens.analyses.posttrain` writes checkpoints that the circuits code loads back."""
 import torch
 
 import metalens
-from analyses.posttrain import PosttrainConfig, posttrain
-from circuits import list_checkpoints
+from metalens.analyses.posttrain import PosttrainConfig, posttrain
+from metalens.circuits import list_checkpoints
 from metalens.testing import tiny_model
 
 

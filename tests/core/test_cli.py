@@ -52,3 +52,21 @@ def test_capture_cli_reports_bad_site_as_an_error(saved_model, texts_file, tmp_p
                  "--texts", str(texts_file), "--out", str(tmp_path / "x")])
     assert code == 2
     assert "blocks 0-2" in capsys.readouterr().err
+
+
+def test_every_area_verb_is_registered_through_entry_points():
+    from metalens.cli import build_parser
+
+    verbs = set(build_parser()._subparsers._group_actions[0].choices)
+    assert {"capture", "merge", "probe", "neurofeedback", "introspect", "steer", "heads",
+            "emergent-heads", "demo", "posttrain"} <= verbs
+
+
+def test_an_area_that_fails_to_import_reports_its_error_when_its_verb_is_called(capsys):
+    from importlib.metadata import EntryPoint
+
+    broken = EntryPoint(name="heads", value="metalens_no_such_area.cli:register", group="metalens.verbs")
+    assert main(["heads", "--task", "induction"], points=[broken]) == 2
+    err = capsys.readouterr().err
+    assert "'metalens heads' is unavailable: metalens_no_such_area.cli:register failed to import" in err
+    assert "ModuleNotFoundError" in err

@@ -2,9 +2,9 @@
 import numpy as np
 import torch
 
-from probes.introspect import BinSpec, Positions, prefix_labels
-from probes.introspect.crossval import cross_validate
-from probes.introspect.metrics import auroc_gap
+from metalens.introspect import BinSpec, Positions, prefix_labels
+from metalens.introspect.crossval import cross_validate
+from metalens.introspect.metrics import auroc_gap
 
 
 def _planted(n_tasks: int, signal: float, d_model: int = 64, seed: int = 0) -> Positions:

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from probes.introspect import BinSpec, Positions, shuffled
-from probes.introspect.evaluate import rows_at_fraction
-from probes.introspect.metrics import auroc, brier, ece, reliability
-from probes.introspect.sampler import PoolSample, adaptive, best_of_n, majority, matched_cost
+from metalens.introspect import BinSpec, Positions, shuffled
+from metalens.introspect.evaluate import rows_at_fraction
+from metalens.introspect.metrics import auroc, brier, ece, reliability
+from metalens.introspect.sampler import PoolSample, adaptive, best_of_n, majority, matched_cost
 
 
 def test_metrics_on_known_predictions():
@@ -24,7 +24,7 @@ def test_metrics_on_known_predictions():
 
 
 def _positions(lengths, rewards, spec):
-    from probes.introspect import prefix_labels
+    from metalens.introspect import prefix_labels
 
     parts = {k: [] for k in ("reward", "remaining", "bin", "task", "sample", "frac")}
     for s, (n, r) in enumerate(zip(lengths, rewards)):
@@ -87,7 +87,7 @@ def test_matched_cost_interpolates_the_baseline():
 
 
 def test_paired_comparison_picks_a_majority_that_spends_at_least_as_much():
-    from probes.introspect.sampler import paired_vs_majority
+    from metalens.introspect.sampler import paired_vs_majority
 
     votes = [np.array([[0, 10], [0, 10], [1, 10], [0, 10]], float),  # majority@1: 10 tokens
              np.array([[1, 20], [0, 20], [1, 20], [0, 20]], float)]  # majority@2: 20 tokens

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from probes.introspect import ReservedHead, StopTokens, sample
+from metalens.introspect import ReservedHead, StopTokens, sample
 
 pytestmark = pytest.mark.integration
 

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from probes.introspect import (BinSpec, ReservedHead, ReservedMask, Task, prefix_labels, reserved_block,
+from metalens.introspect import (BinSpec, ReservedHead, ReservedMask, Task, prefix_labels, reserved_block,
                                rollout_positions, sample, train_head)
-from probes.introspect.decode import StopTokens
+from metalens.introspect.decode import StopTokens
 
 
 def test_prefix_labels_match_a_hand_made_rollout():

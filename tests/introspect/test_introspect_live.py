@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from metalens.arithmetic import extract_answer
-from probes.introspect import BinSpec, ReservedHead, sample
-from probes.introspect.live import adaptive_generate
-from probes.introspect.policy import checkpoint
-from probes.introspect.sampler import PoolSample, adaptive
+from metalens.tasks.arithmetic import extract_answer
+from metalens.introspect import BinSpec, ReservedHead, sample
+from metalens.introspect.live import adaptive_generate
+from metalens.introspect.policy import checkpoint
+from metalens.introspect.sampler import PoolSample, adaptive
 
 
 def _head(model, seed=0):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from metalens.testing import tiny_model
-from probes.introspect import BinSpec, Task, generate_rollouts, load_rollouts
+from metalens.introspect import BinSpec, Task, generate_rollouts, load_rollouts
 
 
 def _rollouts(model, out, n=6):
@@ -19,7 +19,7 @@ def _rollouts(model, out, n=6):
 
 def _planted_store(model, out, n):
     """A valid rollout store whose rewards are planted (odd tasks correct), so both classes exist."""
-    from probes.introspect.rollouts import _sha256
+    from metalens.introspect.rollouts import _sha256
 
     records = _rollouts(model, out, n)
     (out / "rollouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -29,7 +29,7 @@ def _planted_store(model, out, n):
 
 
 def test_lora_reports_kl_and_leaves_the_model_as_given(tmp_path):
-    from probes.introspect.lora import measure_kl, train_lora
+    from metalens.introspect.lora import measure_kl, train_lora
 
     model = tiny_model("gemma3", seed=1)  # its own copy: peft edits modules in place
     records = _rollouts(model, tmp_path / "r")
@@ -45,7 +45,7 @@ def test_lora_reports_kl_and_leaves_the_model_as_given(tmp_path):
 
 
 def test_lora_kl_penalty_keeps_the_model_closer(tmp_path):
-    from probes.introspect.lora import measure_kl, train_lora
+    from metalens.introspect.lora import measure_kl, train_lora
 
     kls = []
     for coef in (0.0, 50.0):
@@ -104,7 +104,7 @@ def test_lora_head_is_evaluated_on_the_adapted_model(tmp_path, monkeypatch):
                  "--fractions", "0", "1"]) == 0
     # the base model's states differ from the adapted ones the head was trained on
     from safetensors.torch import load_file
-    from probes.introspect import BinSpec, rollout_positions
+    from metalens.introspect import BinSpec, rollout_positions
 
     adapted = load_file(out / "positions_lora.safetensors")["hidden"]
     base = rollout_positions(model, load_rollouts(tmp_path / "r"), BinSpec()).hidden
@@ -113,7 +113,7 @@ def test_lora_head_is_evaluated_on_the_adapted_model(tmp_path, monkeypatch):
 
 
 def test_train_refuses_rollouts_made_with_other_settings(tmp_path):
-    from probes.introspect import introspect_train
+    from metalens.introspect import introspect_train
 
     model = tiny_model("gemma3", seed=4)
     tasks = [Task(f"Q: What is {i} + 1?\nA:", i + 1, level=1) for i in range(4)]

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from probes.introspect import Task, generate_rollouts, load_rollouts, solve_rates
-from probes.introspect.rollouts import grade
+from metalens.introspect import Task, generate_rollouts, load_rollouts, solve_rates
+from metalens.introspect.rollouts import grade
 
 TASKS = [Task(f"Q: What is {i} + 1?\nA:", i + 1, level=1 + i % 2) for i in range(4)]
 

@@ -2,8 +2,8 @@
 import numpy as np
 import torch
 
-from probes import fit_axes, render, run_control
-from probes.control import span_means
+from metalens.probes import fit_axes, render, run_control
+from metalens.probes.control import span_means
 
 SENTS = ["I ran.", "I hid a cat.", "I ate.", "I sang a song.", "I slept.", "I swam far.", "I read.", "I dug."]
 

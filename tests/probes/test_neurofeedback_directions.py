@@ -3,7 +3,7 @@ sentence can influence the axes or the thresholds that label it."""
 import numpy as np
 import torch
 
-from probes import Axes, fit_axes, split_indices
+from metalens.probes import Axes, fit_axes, split_indices
 
 
 def data(n=300, d=40, seed=0):

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from probes import NeurofeedbackConfig, NeurofeedbackResult, run_neurofeedback
+from metalens.probes import NeurofeedbackConfig, NeurofeedbackResult, run_neurofeedback
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from probes import ReportingResult, render, run_reporting
-from probes.prompts import label_token_ids
-from probes.reporting import label_logprobs
-from probes.stats import cohens_d, holm, mean_ci
+from metalens.probes import ReportingResult, render, run_reporting
+from metalens.probes.prompts import label_token_ids
+from metalens.probes.reporting import label_logprobs
+from metalens.probes.stats import cohens_d, holm, mean_ci
 
 SENTS = ["I ran.", "I hid a cat.", "I ate.", "I sang a song."]
 

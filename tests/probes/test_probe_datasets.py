@@ -4,10 +4,13 @@ from collections import Counter
 
 import pytest
 
-from probes import load_dataset
-from probes.datagen import fact_sentences, moral_sentences
+from metalens.probes import load_dataset
 from metalens.data import read_jsonl
-from probes.datasets import DATA_DIR
+from metalens.probes.datasets import DATA_DIR
+from tests.scripts import load_script
+
+_datagen = load_script("probes_datagen")
+fact_sentences, moral_sentences = _datagen.fact_sentences, _datagen.moral_sentences
 
 
 @pytest.mark.parametrize("name,minimum", [("moral", 600), ("facts", 600)])

@@ -1,7 +1,7 @@
 """Real gemma-3-270m: the shipped moral set is linearly decodable at a middle layer."""
 import pytest
 
-from probes import load_dataset, sweep_layers
+from metalens.probes import load_dataset, sweep_layers
 
 
 @pytest.mark.integration

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from probes import LayerSweep, Probe, sweep_layers, train
+from metalens.probes import LayerSweep, Probe, sweep_layers, train
 
 
 def planted(n=1000, d=32, seed=0, margin=4.0):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-import steering
-from steering import Rule, RuleBook, SteeringVector
-from steering.generate import generate_ids, steering_sum
+import metalens.steering
+from metalens.steering import Rule, RuleBook, SteeringVector
+from metalens.steering.generate import generate_ids, steering_sum
 
 
 def _vec(model, layer, seed, scale=4.0):
@@ -20,8 +20,8 @@ PROMPTS = ["abc", "hello there my friend", "xy"]
 
 def test_batched_left_padded_generation_matches_one_prompt_at_a_time(tiny_gemma):
     vec = _vec(tiny_gemma, 1, 0)
-    batched = steering.generate(tiny_gemma, PROMPTS, vec, max_new_tokens=6, strength=2.0)
-    single = [steering.generate(tiny_gemma, [p], vec, max_new_tokens=6, strength=2.0)[0] for p in PROMPTS]
+    batched = metalens.steering.generate(tiny_gemma, PROMPTS, vec, max_new_tokens=6, strength=2.0)
+    single = [metalens.steering.generate(tiny_gemma, [p], vec, max_new_tokens=6, strength=2.0)[0] for p in PROMPTS]
     assert batched == single
 
 
@@ -53,8 +53,8 @@ def test_rulebook_applies_sum_of_active_rules_at_their_strengths(tiny_gemma):
     book["b"].enabled = False
     torch.testing.assert_close(steering_sum(tiny_gemma, book)[1], 2.0 * a.directions[1])
     same = SteeringVector({1: 2.0 * a.directions[1]}, tiny_gemma.name, tiny_gemma.d_model)
-    assert steering.generate(tiny_gemma, PROMPTS, book, max_new_tokens=5) == \
-        steering.generate(tiny_gemma, PROMPTS, same, max_new_tokens=5)
+    assert metalens.steering.generate(tiny_gemma, PROMPTS, book, max_new_tokens=5) == \
+        metalens.steering.generate(tiny_gemma, PROMPTS, same, max_new_tokens=5)
 
 
 def test_nnsight_generate_gives_same_greedy_tokens_as_hf(tiny_gemma):
@@ -63,22 +63,22 @@ def test_nnsight_generate_gives_same_greedy_tokens_as_hf(tiny_gemma):
         hf = generate_ids(tiny_gemma, PROMPTS, vec, max_new_tokens=6, strength=1.5, prompt=prompt)
         nn = generate_ids(tiny_gemma, PROMPTS, vec, max_new_tokens=6, strength=1.5, prompt=prompt, backend="nnsight")
         torch.testing.assert_close(nn.to(hf.device), hf)
-    assert steering.generate(tiny_gemma, PROMPTS, None, max_new_tokens=5, backend="nnsight") == \
-        steering.generate(tiny_gemma, PROMPTS, None, max_new_tokens=5)
+    assert metalens.steering.generate(tiny_gemma, PROMPTS, None, max_new_tokens=5, backend="nnsight") == \
+        metalens.steering.generate(tiny_gemma, PROMPTS, None, max_new_tokens=5)
 
 
 def test_chat_models_get_the_chat_template(tiny_llama):
     vec = _vec(tiny_llama, 0, 0)
-    out = steering.generate(tiny_llama, ["hi"], vec, max_new_tokens=3)
+    out = metalens.steering.generate(tiny_llama, ["hi"], vec, max_new_tokens=3)
     assert isinstance(out[0], str)
-    assert steering.generate(tiny_llama, ["hi"], None, max_new_tokens=3, chat=True) == \
-        steering.generate(tiny_llama, ["<|user|>hi<eos><|assistant|>"], None, max_new_tokens=3, chat=False)
+    assert metalens.steering.generate(tiny_llama, ["hi"], None, max_new_tokens=3, chat=True) == \
+        metalens.steering.generate(tiny_llama, ["<|user|>hi<eos><|assistant|>"], None, max_new_tokens=3, chat=False)
 
 
 def test_bad_prompts_are_refused(tiny_gemma):
     with pytest.raises(TypeError, match="not one string"):
-        steering.generate(tiny_gemma, "hi", None)
+        metalens.steering.generate(tiny_gemma, "hi", None)
     with pytest.raises(ValueError, match="No prompts"):
-        steering.generate(tiny_gemma, [], None)
+        metalens.steering.generate(tiny_gemma, [], None)
     with pytest.raises(TypeError, match="SteeringVector"):
-        steering.generate(tiny_gemma, ["hi"], ["not a vector"])
+        metalens.steering.generate(tiny_gemma, ["hi"], ["not a vector"])

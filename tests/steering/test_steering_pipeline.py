@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from metalens.cli import build_parser, main
-from steering import RuleBook, steer_rule
+from metalens.steering import RuleBook, steer_rule
 
 PROMPTS = ["hi", "yo", "ok", "no", "so", "be"]
 
@@ -48,7 +48,7 @@ def test_steer_cli_reports_bad_layer_as_an_error(tiny_gemma, tmp_path, capsys):
 
 
 def test_demo_writes_a_report_with_one_mentor_round(tiny_gemma, tmp_path):
-    from steering import demo
+    from metalens.steering import demo
 
     summary = demo(tiny_gemma, tmp_path)
     assert (tmp_path / "report.html").exists() and len(summary["mentor"]) == 2 and summary["n_test"] == 5

@@ -8,44 +8,44 @@ import numpy as np
 import pytest
 import torch
 
-import steering
-from steering import PatternChecker, ProbeChecker, Rule, RuleBook, SteeringVector, adherence, token_loss
+import metalens.steering
+from metalens.steering import PatternChecker, ProbeChecker, Rule, RuleBook, SteeringVector, adherence, token_loss
 
 
 def test_library_ships_rules_with_balanced_pairs_and_checkers():
-    lib = steering.library()
+    lib = metalens.steering.library()
     assert {"ocean", "space", "food", "cheerful", "no_dosage"} <= set(lib)
     for name, rule in lib.items():
-        pos, neg, positions = steering.pairs_for_rule(rule)
+        pos, neg, positions = metalens.steering.pairs_for_rule(rule)
         assert len(pos) == len(neg) >= 12 and positions == "mean"
-        checker = steering.checker_for(rule)
+        checker = metalens.steering.checker_for(rule)
         assert sum(checker(pos)) / len(pos) >= 0.9, name  # the shipped positives follow their rule
         assert sum(checker(neg)) / len(neg) <= 0.1, name  # and the negatives do not
 
 
 def test_find_rule_by_text_and_templates_for_new_rules():
-    assert steering.find_rule("Always talk about the ocean.").name == "ocean"
-    new = steering.find_rule("Speak like a pirate")
-    pos, neg, positions = steering.pairs_for_rule(new)
+    assert metalens.steering.find_rule("Always talk about the ocean.").name == "ocean"
+    new = metalens.steering.find_rule("Speak like a pirate")
+    pos, neg, positions = metalens.steering.pairs_for_rule(new)
     assert positions == "last" and len(pos) == len(neg)
     assert all("Speak like a pirate" in p and "follows" in p for p in pos)
     with pytest.raises(ValueError, match="rule is empty"):
-        steering.template_pairs("  ")
+        metalens.steering.template_pairs("  ")
 
 
 def test_user_pairs_file_is_read_with_prompt_prefix(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps({"prompt": "Q", "positive": "yes", "negative": "no"}) + "\n")
-    assert steering.read_pairs(path) == (["Q yes"], ["Q no"])
+    assert metalens.steering.read_pairs(path) == (["Q yes"], ["Q no"])
     path.write_text(json.dumps({"positive": "yes"}) + "\n")
     with pytest.raises(ValueError, match="lacks key"):
-        steering.read_pairs(path)
+        metalens.steering.read_pairs(path)
 
 
 def test_pattern_checker_keywords_regex_and_forbid():
     check = PatternChecker(["sea"], forbid=r"\d+ ?mg")
     assert check(["The sea!", "seasoned food", "sea, 5 mg", "nothing"]) == [True, False, False, False]
-    refuse = steering.checker_for(steering.library()["no_dosage"])
+    refuse = metalens.steering.checker_for(metalens.steering.library()["no_dosage"])
     assert refuse(["I can't say; ask a doctor.", "Take 200 mg twice a day.", "Ask a doctor, take 2 tablets."]) == \
         [True, False, False]
 
@@ -80,7 +80,7 @@ def test_token_loss_matches_full_forward(tiny_gemma):
 
 def test_sweep_has_baseline_and_every_setting_and_a_figure(tiny_gemma):
     check = PatternChecker(["e"])
-    result = steering.sweep(tiny_gemma, ["aaa bbb", "aab"], ["ccc ddd", "ccd"], check, ["hi", "yo", "ok"],
+    result = metalens.steering.sweep(tiny_gemma, ["aaa bbb", "aab"], ["ccc ddd", "ccd"], check, ["hi", "yo", "ok"],
                             layers=[0, 2], strengths=(1.0, 3.0), max_new_tokens=4)
     assert [(r["layer"], r["strength"]) for r in result.rows] == [(0, 0.0), (0, 1.0), (0, 3.0), (2, 0.0), (2, 1.0), (2, 3.0)]
     assert all(r["fluency_cost"] == 0.0 for r in result.rows if r["strength"] == 0)
@@ -108,7 +108,7 @@ def test_rulebook_grows_without_touching_existing_vectors_and_round_trips(tiny_g
 
 def test_mentor_turns_flagged_responses_into_negatives_raises_strength_and_adds_child(tiny_gemma):
     pos, neg = ["aaa bbb", "aab"], ["ccc ddd", "ccd"]
-    vec = steering.train(tiny_gemma, pos, neg, layers=[1])
+    vec = metalens.steering.train(tiny_gemma, pos, neg, layers=[1])
     book = RuleBook()
     book.add(Rule("r", "rule", keywords=["never-appears"]), vec, strength=1.0)
     seen = []
@@ -118,7 +118,7 @@ def test_mentor_turns_flagged_responses_into_negatives_raises_strength_and_adds_
         return [(False, "aaa") for _ in responses]  # flag everything, with a correction
 
     checker = PatternChecker(["never-appears"])
-    log = steering.mentor(tiny_gemma, book, "r", pos, neg, ["hi", "yo"], ["ok", "no"], checker, judge,
+    log = metalens.steering.mentor(tiny_gemma, book, "r", pos, neg, ["hi", "yo"], ["ok", "no"], checker, judge,
                           rounds=3, patience=2, max_new_tokens=3)
     assert [r["round"] for r in log.rows] == [0, 1, 2, 3] and seen == [2, 2, 2]
     assert all(r["flagged"] == 2 for r in log.rows[1:])
@@ -128,6 +128,6 @@ def test_mentor_turns_flagged_responses_into_negatives_raises_strength_and_adds_
 
 
 def test_model_judge_returns_one_verdict_per_response(tiny_gemma):
-    judge = steering.model_judge(tiny_gemma)
+    judge = metalens.steering.model_judge(tiny_gemma)
     out = judge(["q1", "q2", "q3"], ["a", "b", "c"], Rule("r", "be nice"))
     assert len(out) == 3 and all(isinstance(v, bool) for v in out)

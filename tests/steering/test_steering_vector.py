@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import metalens
-import steering
-from steering import SteeringVector, train
-from steering.vector import site_of
+import metalens.steering
+from metalens.steering import SteeringVector, train
+from metalens.steering.vector import site_of
 
 POS = ["the sea is calm", "waves on the shore", "a ship at sea", "ocean tides"]
 NEG = ["the desk is tidy", "a pen on paper", "a car on a road", "office chairs"]
@@ -109,7 +109,7 @@ def test_vector_from_other_model_is_refused(tiny_gemma, tiny_llama):
             pass
     wide = SteeringVector({0: torch.zeros(128)}, model_name=tiny_gemma.name, d_model=128)
     with pytest.raises(ValueError, match="d_model 128"):
-        steering.generate(tiny_gemma, ["hi"], wide, max_new_tokens=2)
+        metalens.steering.generate(tiny_gemma, ["hi"], wide, max_new_tokens=2)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
@@ -119,4 +119,4 @@ def test_non_finite_strength_is_refused(tiny_gemma, bad):
         with vec.apply(tiny_gemma, strength=bad):
             pass
     with pytest.raises(ValueError, match="strength must be finite"):
-        steering.generate(tiny_gemma, ["hi"], vec, strength=bad, max_new_tokens=2)
+        metalens.steering.generate(tiny_gemma, ["hi"], vec, strength=bad, max_new_tokens=2)

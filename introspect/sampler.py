@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metalens.arithmetic import extract_answer
-from probes.introspect.features import Positions, flatten
-from probes.introspect.head import ReservedHead
-from probes.introspect.policy import checkpoint
+from metalens.tasks.arithmetic import extract_answer
+from metalens.introspect.features import Positions, flatten
+from metalens.introspect.head import ReservedHead
+from metalens.introspect.policy import checkpoint
 
 
 @dataclass

@@ -10,18 +10,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from metalens.report import save_json, write_report
-from probes.introspect.bins import BinSpec
-from probes.introspect.crossval import cross_validate, out_of_fold_pools
-from probes.introspect.evaluate import FRACTIONS, evaluate_head
-from probes.introspect.features import Positions, rollout_positions
-from probes.introspect.figures import pareto_figure
-from probes.introspect.head import ReservedHead
-from probes.introspect.tables import eval_sections
-from probes.introspect.live import live_runs
-from probes.introspect.metrics import summary
-from probes.introspect.rollouts import arithmetic_tasks, generate_rollouts, load_rollouts, solve_rates
-from probes.introspect.sampler import build_pools, pareto
-from probes.introspect.train import shuffled, train_head
+from metalens.introspect.bins import BinSpec
+from metalens.introspect.crossval import cross_validate, out_of_fold_pools
+from metalens.introspect.evaluate import FRACTIONS, evaluate_head
+from metalens.introspect.features import Positions, rollout_positions
+from metalens.introspect.figures import pareto_figure
+from metalens.introspect.head import ReservedHead
+from metalens.introspect.tables import eval_sections
+from metalens.introspect.live import live_runs
+from metalens.introspect.metrics import summary
+from metalens.introspect.rollouts import arithmetic_tasks, generate_rollouts, load_rollouts, solve_rates
+from metalens.introspect.sampler import build_pools, pareto
+from metalens.introspect.train import shuffled, train_head
 
 
 def split_tasks(records: list[dict], test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -76,7 +76,7 @@ def introspect_train(model, out, *, rollouts=None, tasks=None, n_tasks: int = 80
         head = train_head(model, train, spec, steps=steps, seed=seed)
         shuf = train_head(model, shuffled(train, spec, seed), spec, steps=steps, seed=seed)
     else:
-        from probes.introspect.lora import measure_kl, train_lora
+        from metalens.introspect.lora import measure_kl, train_lora
 
         train_recs = [r for r in records if r["task_index"] in set(train_ids)]
         test_recs = [r for r in records if r["task_index"] in set(test_ids)]
@@ -134,7 +134,7 @@ def _adapted(model, head: ReservedHead, head_dir):
     """The LoRA adapters a `lora` head was trained with, injected for the block (else nothing)."""
     if head.metadata.get("mode") != "lora":
         return nullcontext()
-    from probes.introspect.lora import adapter_applied
+    from metalens.introspect.lora import adapter_applied
 
     return adapter_applied(model, Path(head_dir).parent / "adapter")
 

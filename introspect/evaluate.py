@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from probes.introspect.features import Positions, final_hidden, flatten
-from probes.introspect.head import ReservedHead
-from probes.introspect.metrics import auroc_gap, reliability, summary
-from probes.introspect.train import shuffled, train_head
+from metalens.introspect.features import Positions, final_hidden, flatten
+from metalens.introspect.head import ReservedHead
+from metalens.introspect.metrics import auroc_gap, reliability, summary
+from metalens.introspect.train import shuffled, train_head
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 VERBAL_SUFFIX = "\nIs the answer above correct? Answer Yes or No.\nAnswer:"

@@ -10,9 +10,9 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from probes.introspect.bins import BinSpec, prefix_labels
-from probes.introspect.features import final_states, flatten
-from probes.introspect.head import ReservedHead
+from metalens.introspect.bins import BinSpec, prefix_labels
+from metalens.introspect.features import final_states, flatten
+from metalens.introspect.head import ReservedHead
 
 
 def _batch(model, rows, spec):

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 import metalens
-from probes.introspect.bins import BinSpec, prefix_labels
+from metalens.introspect.bins import BinSpec, prefix_labels
 
 FINAL_SITE = "ln_final.hook_normalized"  # the input of the unembedding
 

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 from transformers import LogitsProcessorList
 
-from probes.introspect.head import HeadReadout, ReservedHead, ReservedMask
+from metalens.introspect.head import HeadReadout, ReservedHead, ReservedMask
 
 
 @dataclass

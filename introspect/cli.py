@@ -1,4 +1,4 @@
-"""`metalens introspect train|eval|sample`: thin wrappers over probes.introspect.api."""
+"""`metalens introspect train|eval|sample`: thin wrappers over metalens.introspect.api."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,8 @@ def _model(args):
 
 
 def _train(args) -> None:
-    from probes.introspect.api import introspect_train
-    from probes.introspect.rollouts import read_tasks
+    from metalens.introspect.api import introspect_train
+    from metalens.introspect.rollouts import read_tasks
 
     if args.task not in ("arithmetic", "jsonl"):
         raise ValueError(f"Unknown --task '{args.task}': use 'arithmetic' or 'jsonl' (with --tasks FILE).")
@@ -29,7 +29,7 @@ def _train(args) -> None:
 
 
 def _eval(args) -> None:
-    from probes.introspect.api import introspect_eval
+    from metalens.introspect.api import introspect_eval
 
     res = introspect_eval(_model(args), args.head, args.out, rollouts=args.rollouts,
                           fractions=tuple(args.fractions), verbal=not args.no_verbal, seed=args.seed, cv=args.cv,
@@ -44,7 +44,7 @@ def _eval(args) -> None:
 
 
 def _sample(args) -> None:
-    from probes.introspect.api import introspect_sample
+    from metalens.introspect.api import introspect_sample
 
     res = introspect_sample(_model(args), args.head, args.out, rollouts=args.rollouts, alphas=args.alphas,
                             beta=args.beta, every=args.every, live=args.live, live_alphas=args.live_alphas,

@@ -16,7 +16,7 @@ from torch import Tensor
 from transformers import LogitsProcessor
 
 from metalens.artifact import read_artifact, write_artifact
-from probes.introspect.bins import BinSpec
+from metalens.introspect.bins import BinSpec
 
 FORMAT = "metalens.introspect.head/1"
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from metalens.arithmetic import extract_answer
-from probes.introspect.decode import StopTokens
-from probes.introspect.head import ReservedHead, ReservedMask
-from probes.introspect.policy import checkpoint
-from probes.introspect.sampler import weighted_vote
+from metalens.tasks.arithmetic import extract_answer
+from metalens.introspect.decode import StopTokens
+from metalens.introspect.head import ReservedHead, ReservedMask
+from metalens.introspect.policy import checkpoint
+from metalens.introspect.sampler import weighted_vote
 
 
 @dataclass

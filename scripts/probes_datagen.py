@@ -1,6 +1,6 @@
 """Generate the shipped labelled sentence sets from hand-written phrase lists.
 
-The JSONL files in `probes/data/` are the output of `write_all()`; a test regenerates them and
+The JSONL files in `probes/data/` are the output of `python scripts/probes_datagen.py`; a test regenerates them and
 checks they match, so the data stay reproducible. Every phrase below was written for this
 project; combinations are drawn with a fixed seed, so sentences vary in framing but each label
 is fixed by the phrase it comes from (a time frame never changes whether an action is acceptable).
@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "probes" / "data"
 
 # Past-tense first-person actions (the "I" is added by the frame).
 ACCEPTABLE = [

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from metalens.arithmetic import Problem, extract_answer, make_problems
-from probes.introspect.decode import StopTokens, sample
+from metalens.tasks.arithmetic import Problem, extract_answer, make_problems
+from metalens.introspect.decode import StopTokens, sample
 
 FORMAT = "metalens.introspect.rollouts/1"
 N_SHOTS = 3
@@ -37,7 +37,7 @@ def few_shot_prefix(n_shots: int = N_SHOTS) -> str:
 
 
 def arithmetic_tasks(n: int, levels=(1, 2, 3), seed: int = 0) -> list[Task]:
-    """`n` arithmetic tasks cycling through `levels` (see metalens.arithmetic.LEVELS)."""
+    """`n` arithmetic tasks cycling through `levels` (see metalens.tasks.arithmetic.LEVELS)."""
     return [Task.from_problem(p) for p in make_problems(n, levels=levels, seed=seed)]
 
 

@@ -10,11 +10,11 @@ import random
 import numpy as np
 import torch
 
-from probes.introspect.bins import BinSpec
-from probes.introspect.evaluate import FRACTIONS, compare, fit_probe, rows_at_fraction, shuffled_heads
-from probes.introspect.features import Positions
-from probes.introspect.sampler import PoolSample, build_pools
-from probes.introspect.train import train_head
+from metalens.introspect.bins import BinSpec
+from metalens.introspect.evaluate import FRACTIONS, compare, fit_probe, rows_at_fraction, shuffled_heads
+from metalens.introspect.features import Positions
+from metalens.introspect.sampler import PoolSample, build_pools
+from metalens.introspect.train import train_head
 
 
 def problem_folds(positions: Positions, k: int, seed: int = 0) -> list[list[int]]:

@@ -6,9 +6,9 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from probes.introspect.bins import BinSpec
-from probes.introspect.features import Positions
-from probes.introspect.head import ReservedHead
+from metalens.introspect.bins import BinSpec
+from metalens.introspect.features import Positions
+from metalens.introspect.head import ReservedHead
 
 
 def _softcap(model) -> float | None:

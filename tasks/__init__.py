@@ -1,0 +1,4 @@
+"""Shared task data and graders used by several areas (arithmetic problems with difficulty levels)."""
+from metalens.tasks.arithmetic import LEVELS, Problem, extract_answer, grade, make_problem, make_problems
+
+__all__ = ["LEVELS", "Problem", "extract_answer", "grade", "make_problem", "make_problems"]
