@@ -1,9 +1,18 @@
-"""Shared benchmark helpers: interleaved timing and peak extra memory of a call."""
+"""Shared benchmark helpers: ABBA-interleaved timing, paired ratios with intervals, peak extra memory.
+
+Every timing bench reports a *paired* ratio: within one repeat all arms run back to back (in
+forward order on even repeats, reversed on odd ones, so drift in machine load hits every arm
+alike), the ratio is taken within the repeat, and the median of those per-repeat ratios comes with
+a bootstrap 95 % interval over repeats. Two runs on one machine should agree within their intervals.
+"""
 from __future__ import annotations
 
 import os
+import random
+import statistics
 import threading
 import time
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -41,18 +50,52 @@ def peak_extra_memory(fn, device: torch.device) -> int:
     return max(peak[0], _rss()) - start
 
 
-def interleaved_times(fns: dict, repeats: int, device: torch.device) -> dict[str, float]:
-    """Median seconds per call of each fn, measured round-robin so load on the machine hits all alike."""
-    times = {name: [] for name in fns}
-    for fn in fns.values():  # warm-up
-        fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def abba_times(fns: dict, repeats: int, device: torch.device, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each fn, `repeats` each, in ABBA order (reversed on odd repeats)."""
+    if repeats < 2:
+        raise ValueError(f"repeats must be >= 2 for a paired ratio with an interval, not {repeats}.")
+    names = list(fns)
+    for _ in range(warmup):
+        for fn in fns.values():
             fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(repeats):
+        for name in names if repeat % 2 == 0 else names[::-1]:
+            _sync(device)
+            start = time.perf_counter()
+            fns[name]()
+            _sync(device)
             times[name].append(time.perf_counter() - start)
-    return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
+    return times
+
+
+@dataclass
+class PairedRatio:
+    """Median of per-repeat ratios numerator/denominator, with a bootstrap 95 % interval over repeats."""
+
+    median: float
+    low: float
+    high: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.median:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def paired_ratio(numerator: list[float], denominator: list[float], n_boot: int = 2000, seed: int = 0) -> PairedRatio:
+    """Paired ratio of two arms timed in the same repeats (e.g. baseline seconds / method seconds)."""
+    if len(numerator) != len(denominator) or len(numerator) < 2:
+        raise ValueError("Need two equally long lists of at least 2 paired timings.")
+    ratios = [a / b for a, b in zip(numerator, denominator)]
+    rng = random.Random(seed)
+    boots = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(n_boot))
+    return PairedRatio(statistics.median(ratios), boots[int(0.025 * n_boot)], boots[int(0.975 * n_boot) - 1],
+                       len(ratios))

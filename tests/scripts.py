@@ -1,15 +1,29 @@
-"""Load a script from `scripts/` (not an installed module) by file path, for tests."""
+"""Load a script from `scripts/` or `bench/` (not installed modules) by file path, for tests."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+BENCH = ROOT / "bench"
+
+
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_script(name: str):
     """The module `scripts/NAME.py`, executed once per call."""
-    spec = importlib.util.spec_from_file_location(f"scripts_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load(SCRIPTS / f"{name}.py", f"scripts_{name}")
+
+
+def load_bench(name: str):
+    """The module `bench/NAME.py` (its `from common import ...` resolved against bench/)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return _load(BENCH / f"{name}.py", f"bench_{name}")
