@@ -5,17 +5,21 @@ from metalens.cli import add_model_args
 
 
 def _posttrain(args) -> None:
-    from metalens.analyses.posttrain import PosttrainConfig, posttrain
+    import metalens
+    from metalens.analyses.posttrain import PosttrainConfig, run_posttrain
 
     cfg = PosttrainConfig(
-        model=args.model, device=args.device, steps=args.steps, save_every=args.save_every,
-        batch_size=args.batch_size, lr=args.lr, lora_rank=args.lora_rank, lora_layers=args.lora_layers or None, n_eval=args.n_eval, seed=args.seed,
-        levels=tuple(args.levels), merge_final=not args.no_merge,
+        steps=args.steps, save_every=args.save_every, batch_size=args.batch_size, lr=args.lr,
+        lora_rank=args.lora_rank, lora_layers=args.lora_layers or None, n_eval=args.n_eval, seed=args.seed,
+        heldout_seed=args.heldout_seed, levels=tuple(args.levels), merge_final=not args.no_merge,
     )
-    result = posttrain(args.out, cfg)
-    print(f"accuracy {result.accuracy_before['accuracy']:.3f} -> {result.accuracy_after['accuracy']:.3f} "
-          f"(lenient {result.accuracy_before['lenient_accuracy']:.3f} -> {result.accuracy_after['lenient_accuracy']:.3f}) "
-          f"in {result.seconds:.0f}s; wrote {args.out}/results.json, report.html, {len(result.checkpoints)} checkpoints")
+    model = metalens.load_model(args.model, device=args.device)
+    result = run_posttrain(model, cfg, out=args.out)
+    before, after = result.accuracy_before, result.accuracy_after
+    print(f"accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f} "
+          f"(lenient {before['lenient_accuracy']:.3f} -> {after['lenient_accuracy']:.3f}) on {result.heldout['n']} "
+          f"held-out problems (seed {result.heldout['seed']}) in {result.seconds:.0f}s; "
+          f"wrote {result.out}/results.json, report.html, {len(result.checkpoints)} checkpoints")
 
 
 def _demo(args) -> None:
@@ -44,5 +48,6 @@ def register(sub) -> None:
     p.add_argument("--lora-layers", type=int, default=6, help="adapt only the last N blocks (0: all)")
     p.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--heldout-seed", type=int, default=1000, help="seed of the held-out problems (saved in the metadata)")
     p.add_argument("--no-merge", action="store_true", help="skip saving the merged final model (~1 GB)")
     p.set_defaults(func=_posttrain)

@@ -10,23 +10,26 @@ from pathlib import Path
 import metalens
 from metalens.report import Html, save_json, write_report
 
-# (area, module, function): each takes (model, out_dir) and returns a dict of headline numbers.
+# (area, module, function): each takes (model, out) and returns a summary dict whose "headline"
+# is one short string with the area's key numbers.
 AREA_DEMOS = [
-    ("probes", "probes", "demo"),
-    ("steering", "steering", "demo"),
-    ("circuits", "circuits", "demo"),
+    ("probes", "metalens.probes", "demo"),
+    ("steering", "metalens.steering", "demo"),
+    ("circuits", "metalens.circuits", "demo"),
     ("introspection", "metalens.introspect", "demo"),
 ]
 
 
-def run_demo(model_name: str = metalens.DEFAULT_MODEL, out: str | Path = "reports", device: str | None = None,
-             areas: list[str] | None = None) -> dict:
-    """Run each area's quick demo on one loaded model; write `out/index.html` and `out/results.json`.
+def run_demo(model: metalens.Model | str = metalens.DEFAULT_MODEL, out: str | Path = "reports", *,
+             device: str | None = None, areas: list[str] | None = None) -> dict:
+    """Run each area's quick demo on one model (a loaded `Model` or a name to load); write
+    `out/index.html` and `out/results.json`, and return what results.json holds.
 
     An area that fails is reported on the index page with its error, and the others still run.
     """
     out = Path(out)
-    model = metalens.load_model(model_name, device=device)
+    if isinstance(model, str):
+        model = metalens.load_model(model, device=device)
     results, rows, links = {"model": model.metadata(), "areas": {}}, [], []
     for area, module_name, fn_name in AREA_DEMOS:
         if areas and area not in areas:
@@ -54,8 +57,11 @@ def run_demo(model_name: str = metalens.DEFAULT_MODEL, out: str | Path = "report
 
 
 def _headline(summary: dict) -> str:
+    """The area's own `headline`; for a summary without one, its first few scalar numbers."""
     if "error" in summary:
         return summary["error"][:200]
+    if isinstance(summary.get("headline"), str):
+        return summary["headline"]
     items = [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()
              if isinstance(v, (int, float, str)) and k != "report"]
     return ", ".join(items[:6])

@@ -1,33 +1,36 @@
-"""`posttrain`: a short LoRA fine-tune on step-by-step arithmetic, checkpointed every N steps.
+"""`run_posttrain`: a short LoRA fine-tune on step-by-step arithmetic, checkpointed every N steps.
 
-Produces a post-trained model to compare with the base one (metalens.circuits.compare), offline.
-The 262k-row embedding (most of gemma-3-270m's weights) stays frozen; LoRA adapters on the
-attention and MLP projections of the last `lora_layers` blocks train, and the loss is computed only on solution tokens so the
-huge LM head is evaluated at few positions.
+Produces a post-trained model to compare with the base one (`metalens.circuits.run_emergent_heads`),
+offline. The 262k-row embedding (most of gemma-3-270m's weights) stays frozen; LoRA adapters on
+the attention and MLP projections of the last `lora_layers` blocks train, and the loss is
+computed only on solution tokens so the huge LM head is evaluated at few positions.
 """
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 import metalens
-from metalens.circuits.accuracy import generation_accuracy
 from metalens.checkpoints import META_FILE
-from metalens.tasks.arithmetic import make_problem, make_problems
+from metalens.circuits.accuracy import generation_accuracy
 from metalens.report import save_json
+from metalens.sites import FINAL_NORM
+from metalens.tasks.arithmetic import make_problem, make_problems
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+FORMAT_VERSION = 1
 
 
 @dataclass
 class PosttrainConfig:
     """Hyper-parameters of the run (saved beside every checkpoint)."""
 
-    model: str = "gemma-3-270m"
     steps: int = 30
     save_every: int = 5
     batch_size: int = 4
@@ -35,26 +38,52 @@ class PosttrainConfig:
     lora_rank: int = 8
     lora_layers: int | None = 6  # adapt only the last N blocks: no backward pass through the others
     levels: tuple[int, ...] = (1, 2, 3)
-    n_eval: int = 24
+    n_eval: int = 24  # held-out problems, graded before and after
+    heldout_seed: int = 1000  # seed of the held-out split (saved in the metadata; training skips its questions)
     max_new_tokens: int = 26
     seed: int = 0
-    device: str | None = None
     merge_final: bool = True  # also save the merged final model, loadable by metalens.load_model
 
 
 @dataclass
 class PosttrainResult:
-    """Accuracy before/after, the loss curve and where the checkpoints are."""
+    """Accuracy before/after on the held-out split, the training curve and where the checkpoints are."""
 
-    out_dir: str
     accuracy_before: dict
     accuracy_after: dict
+    heldout: dict  # {"seed", "levels", "n", "problems"}: the split both accuracies were measured on
+    config: PosttrainConfig
     curve: list[dict] = field(default_factory=list)  # step, loss, heldout_token_acc
     checkpoints: list[str] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
     seconds: float = 0.0
+    out: str | None = None  # the run directory (checkpoints, final model); None: nothing was saved
+
+    def save(self, path) -> Path:
+        """Write results.json and report.html into `path` (checkpoints stay where the run wrote them)."""
+        path = Path(path)
+        data = {**asdict(self), "config": asdict(self.config), "format": {"name": "posttrain-results",
+                                                                           "version": FORMAT_VERSION}}
+        save_json(path / "results.json", data)
+        _report(path, self)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "PosttrainResult":
+        """The result `save` wrote into `path`."""
+        file = Path(path) / "results.json"
+        if not file.exists():
+            raise FileNotFoundError(f"No results.json in {path}: point at a `metalens posttrain` output directory.")
+        data = json.loads(file.read_text())
+        version = data.pop("format", {}).get("version", 1)
+        if version > FORMAT_VERSION:
+            raise ValueError(f"{file} is format version {version}; this metalens reads up to {FORMAT_VERSION}: "
+                             "upgrade metalens to read it.")
+        cfg = data.pop("config")
+        return cls(**data, config=PosttrainConfig(**{**cfg, "levels": tuple(cfg["levels"])}))
 
 
-def _batch(model, problems, device):
+def _batch(model, problems):
     """Right-padded prompt+solution+eos ids, and labels that are -100 outside the solution."""
     tok = model.tokenizer
     texts = [p.prompt + p.solution + tok.eos_token for p in problems]
@@ -64,48 +93,53 @@ def _batch(model, problems, device):
     for i, p in enumerate(problems):
         n_prompt = len(tok(p.prompt)["input_ids"])
         labels[i, :n_prompt] = -100
-    return batch["input_ids"].to(device), batch["attention_mask"].to(device), labels.to(device)
+    return batch["input_ids"], batch["attention_mask"], labels
 
 
-def _solution_logits(hf, input_ids, attention_mask, labels):
-    """Logits only where a next token is a label: [n_label_tokens, vocab] and targets."""
-    base = hf.get_base_model() if hasattr(hf, "get_base_model") else hf
-    hidden = base.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+def _solution_logits(model, input_ids, attention_mask, labels, grad: bool) -> tuple[Tensor, Tensor]:
+    """Logits `[n_label_tokens, vocab]` only where the next token is a label, and those targets.
+
+    The pass stops at the final norm; only the solution positions go through the unembedding.
+    """
+    cache = metalens.run_with_cache(model, input_ids, attention_mask, sites=[FINAL_NORM], grad=grad)
+    hidden = cache[FINAL_NORM]  # [batch, pos, d_model]
     targets = labels[:, 1:]
     keep = targets != -100
-    logits = base.lm_head(hidden[:, :-1][keep])
-    cap = getattr(base.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
+    with torch.set_grad_enabled(grad):
+        logits = model.final_logits(hidden[:, :-1][keep])
     return logits, targets[keep]
 
 
-@torch.no_grad()
-def _heldout_token_acc(model, hf, problems, device) -> float:
+def _heldout_token_acc(model, problems) -> float:
     """Teacher-forced fraction of solution tokens predicted exactly (cheap progress signal)."""
-    logits, targets = _solution_logits(hf, *_batch(model, problems, device))
+    logits, targets = _solution_logits(model, *_batch(model, problems), grad=False)
     return (logits.argmax(-1) == targets).float().mean().item()
 
 
-def posttrain(out_dir: str | Path, config: PosttrainConfig | None = None, verbose: bool = True,
-              model: metalens.Model | None = None) -> PosttrainResult:
-    """Fine-tune `config.model` with LoRA on arithmetic solutions; checkpoint every `save_every` steps.
+def run_posttrain(model, config: PosttrainConfig | None = None, *, out=None, progress: bool = True) -> PosttrainResult:
+    """Fine-tune `model` with LoRA on step-by-step arithmetic solutions; grade greedy answers on a
+    held-out split before and after.
 
-    Pass an already loaded `model` (e.g. a tiny test model) to skip loading `config.model`;
-    it is modified in place (LoRA merged into its weights).
+    model: a loaded model or a name. It is trained in place: its weights end up post-trained (the
+    LoRA update merged), so load the base again to compare. With `out`, writes a checkpoint
+    (LoRA adapter) every `save_every` steps, the merged final model, results.json and
+    report.html; every checkpoint's metadata records the held-out split, which
+    `metalens.circuits.run_emergent_heads` reads to grade on the same problems.
     """
     from peft import LoraConfig, get_peft_model
 
     cfg = config or PosttrainConfig()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     torch.manual_seed(cfg.seed)
-    model = model or metalens.load_model(cfg.model, device=cfg.device)
-    device = model.device
-    heldout = make_problems(cfg.n_eval, levels=cfg.levels, seed=cfg.seed + 1000)
+    model = model if isinstance(model, metalens.Model) else metalens.load_model(str(model))
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    heldout = make_problems(cfg.n_eval, levels=cfg.levels, seed=cfg.heldout_seed)
     held_q = {p.question for p in heldout}
-    log = print if verbose else (lambda *a, **k: None)
+    split = {"seed": cfg.heldout_seed, "levels": list(cfg.levels), "n": len(heldout),
+             "problems": [p.to_dict() for p in heldout]}
+    log = print if progress else (lambda *a, **k: None)
     before = generation_accuracy(model, heldout, cfg.max_new_tokens)
     log(f"[posttrain] held-out accuracy before: {before['accuracy']:.3f} (lenient {before['lenient_accuracy']:.3f}) {before['by_level']}")
 
@@ -114,25 +148,28 @@ def posttrain(out_dir: str | Path, config: PosttrainConfig | None = None, verbos
         layers = list(range(max(0, model.n_layers - cfg.lora_layers), model.n_layers))
     lora = LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0, target_modules=TARGETS,
                       layers_to_transform=layers)
-    peft_model = get_peft_model(model.hf, lora)
+    peft_model = get_peft_model(model.hf, lora)  # injects the adapters into model.hf's own modules
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 10) * max(0.1, 1 - s / cfg.steps))
     rng = random.Random(cfg.seed)
     curve, ckpts = [], []
-    meta_base = {"base_model": cfg.model, "config": asdict(cfg), **model.metadata()}
+    meta = {"base_model": model.name, "config": asdict(cfg), "heldout": split, **model.metadata()}
     probe = heldout[:12]
 
     def checkpoint(step, loss):
         peft_model.eval()
-        acc = _heldout_token_acc(model, peft_model, probe, device)
+        acc = _heldout_token_acc(model, probe)
         peft_model.train()
         curve.append({"step": step, "loss": loss, "heldout_token_acc": acc})
-        path = out / f"step-{step:05d}"
-        peft_model.save_pretrained(path)
-        save_json(path / META_FILE, {**meta_base, "step": step, "loss": loss, "heldout_token_acc": acc})
-        ckpts.append(str(path))
-        log(f"[posttrain] step {step}: loss {loss:.3f}, held-out token acc {acc:.3f} -> {path}")
+        where = ""
+        if out_dir is not None:
+            path = out_dir / f"step-{step:05d}"
+            peft_model.save_pretrained(path)
+            save_json(path / META_FILE, {**meta, "step": step, "loss": loss, "heldout_token_acc": acc})
+            ckpts.append(str(path))
+            where = f" -> {path}"
+        log(f"[posttrain] step {step}: loss {loss:.3f}, held-out token acc {acc:.3f}{where}")
 
     checkpoint(0, float("nan"))
     peft_model.train()
@@ -143,7 +180,7 @@ def posttrain(out_dir: str | Path, config: PosttrainConfig | None = None, verbos
             p = make_problem(rng, rng.choice(cfg.levels))
             if p.question not in held_q:
                 batch.append(p)
-        logits, targets = _solution_logits(peft_model, *_batch(model, batch, device))
+        logits, targets = _solution_logits(model, *_batch(model, batch), grad=True)
         loss = torch.nn.functional.cross_entropy(logits.float(), targets)
         opt.zero_grad()
         loss.backward()
@@ -154,21 +191,22 @@ def posttrain(out_dir: str | Path, config: PosttrainConfig | None = None, verbos
             checkpoint(step, loss_ema)
     peft_model.eval()
     merged = peft_model.merge_and_unload()
-    post = metalens.Model(merged, model.tokenizer, name=f"{cfg.model}-posttrained", revision=f"step{cfg.steps}")
+    post = metalens.Model(merged, model.tokenizer, name=f"{model.name}-posttrained", revision=f"step{cfg.steps}")
     after = generation_accuracy(post, heldout, cfg.max_new_tokens)
     log(f"[posttrain] held-out accuracy after: {after['accuracy']:.3f} (lenient {after['lenient_accuracy']:.3f}) {after['by_level']}")
-    if cfg.merge_final:
-        final = out / "final"
+    if out_dir is not None and cfg.merge_final:
+        final = out_dir / "final"
         merged.save_pretrained(final)
         model.tokenizer.save_pretrained(final)
-        save_json(final / META_FILE, {**meta_base, "step": cfg.steps, "merged": True})
-    result = PosttrainResult(str(out), before, after, curve, ckpts, time.time() - start)
-    save_json(out / "results.json", {**asdict(result), "config": asdict(cfg), "metadata": meta_base})
-    _report(out, result, meta_base)
+        save_json(final / META_FILE, {**meta, "step": cfg.steps, "merged": True})
+    result = PosttrainResult(before, after, split, cfg, curve, ckpts, meta, time.time() - start,
+                             str(out_dir) if out_dir is not None else None)
+    if out_dir is not None:
+        result.save(out_dir)
     return result
 
 
-def _report(out: Path, result: PosttrainResult, meta: dict) -> None:
+def _report(out: Path, result: PosttrainResult) -> None:
     import plotly.graph_objects as go
 
     from metalens.report import write_report
@@ -182,4 +220,5 @@ def _report(out: Path, result: PosttrainResult, meta: dict) -> None:
             {"when": "after", "accuracy": result.accuracy_after["accuracy"], "lenient": result.accuracy_after["lenient_accuracy"], **{f"level {k}": v for k, v in result.accuracy_after["by_level"].items()}}]
     examples = [{"before": b, "after": a} for b, a in zip(result.accuracy_before["completions"][:8], result.accuracy_after["completions"][:8])]
     write_report(out / "report.html", "Post-training on step-by-step arithmetic",
-                 [("Held-out accuracy (greedy)", rows), ("Training curve", fig), ("Example completions", examples)], meta)
+                 [("Held-out accuracy (greedy)", rows), ("Training curve", fig), ("Example completions", examples)],
+                 result.metadata)

@@ -1,43 +1,52 @@
 """Capture throughput: metalens vs plain HF forward, TransformerLens run_with_cache, nnsight trace.
 
-    python bench/capture.py [--model gemma-3-270m] [--device cpu] [--batch 8] [--repeats 5]
+    python bench/capture.py [--model gemma-3-270m|tiny] [--device cpu] [--batch 8] [--repeats 6]
 
-Prints tokens/s of each method and its ratio to (a), the plain HF forward over the same
-batch, all measured in this run, plus the peak extra memory of each call.
+Prints tokens/s of each method and its speed-up over (a), the plain HF forward over the same
+batch: the median of per-repeat paired ratios (ABBA order) with a bootstrap 95 % interval, all
+measured in this run, plus the peak extra memory of each call. Targets: capture at block 6 >= 5x,
+at the last block >= 2.4x.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import interleaved_times, peak_extra_memory  # noqa: E402
+from common import abba_times, paired_ratio, peak_extra_memory  # noqa: E402
 
 import metalens  # noqa: E402
+from metalens import sites  # noqa: E402
 
 SENTENCE = "The quick brown fox jumps over the lazy dog while the farmer counts his sheep in the field. "
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--model", default="gemma-3-270m", help="model name, or 'tiny' for a random tiny model")
     parser.add_argument("--device", default=None)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=128, help="tokens per text")
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    parser.add_argument("--repeats", type=int, default=6)
+    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    args = parser.parse_args(argv)
 
-    model = metalens.load_model(args.model, device=args.device)
+    if args.model == "tiny":
+        from metalens.testing import tiny_model
+
+        model = tiny_model("gemma3", n_layers=8)
+    else:
+        model = metalens.load_model(args.model, device=args.device)
     texts = [SENTENCE * 8] * args.batch
     batch = model.tokenize(texts, max_length=args.tokens)
     n_tokens = int(batch["attention_mask"].sum())
-    mid = f"blocks.{min(6, model.n_layers - 1)}.hook_resid_post"
-    last = f"blocks.{model.n_layers - 1}.hook_resid_post"
+    layer_index = min(6, model.n_layers - 1)
+    mid, last = sites.resid_post(layer_index), sites.resid_post(model.n_layers - 1)
     bridge, lm = model.bridge, model.nnsight
-    layer_index = int(mid.split(".")[1])
 
     @torch.inference_mode()
     def hf_forward():
@@ -63,15 +72,23 @@ def main() -> None:
         f"(c) TransformerLens run_with_cache {mid}": tl_cache,
         f"(d) nnsight trace {mid}": nnsight_trace,
     }
-    times = interleaved_times(fns, args.repeats, model.device)
-    base = times["(a) HF forward (full, with logits)"]
+    times = abba_times(fns, args.repeats, model.device)
+    base_name = "(a) HF forward (full, with logits)"
     print(f"model={model.name} device={model.device} dtype={model.dtype} batch={args.batch} "
           f"tokens/batch={n_tokens} repeats={args.repeats} torch_threads={torch.get_num_threads()}")
-    print(f"{'method':58s} {'tokens/s':>10s} {'ratio to (a)':>12s} {'peak extra MiB':>15s}")
+    print(f"{'method':58s} {'tokens/s':>10s} {'speed-up vs (a) [95% CI]':>26s} {'peak extra MiB':>15s}")
+    rows = {}
     for name, fn in fns.items():
         mib = peak_extra_memory(fn, model.device) / 2**20
-        print(f"{name:58s} {n_tokens / times[name]:10.0f} {base / times[name]:12.2f} {mib:15.0f}")
-
-
-if __name__ == "__main__":
-    main()
+        ratio = paired_ratio(times[base_name], times[name])
+        tokens_per_s = n_tokens / sorted(times[name])[len(times[name]) // 2]
+        rows[name] = {"tokens_per_s": tokens_per_s, "speedup": ratio.to_dict(), "peak_extra_mib": mib}
+        print(f"{name:58s} {tokens_per_s:10.0f} {str(ratio):>26s} {mib:15.0f}")
+    result = {"model": model.name, "device": str(model.device), "dtype": str(model.dtype), "batch": args.batch,
+              "tokens_per_batch": n_tokens, "repeats": args.repeats, "torch_threads": torch.get_num_threads(),
+              "mid_site": mid, "last_site": last, "methods": rows,
+              "targets": {"mid_speedup_min": 5.0, "last_speedup_min": 2.4}}
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result

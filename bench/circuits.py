@@ -1,41 +1,58 @@
-"""Wall time of per-head attribution patching vs exact activation patching on the same prompts.
+"""Wall time of exact activation patching vs per-head attribution patching on the same prompts.
 
-    python bench/circuits.py [--model gemma-3-270m] [--task arithmetic] [--n 8]
+    python bench/circuits.py [--model gemma-3-270m|tiny] [--task arithmetic] [--n 8] [--repeats 5]
 
 Attribution needs 2 forward passes + 1 forward/backward for all heads; exact patching needs
-one forward pass per head (72 on gemma-3-270m), so the ratio should grow with the head count.
+one forward pass per head (72 on gemma-3-270m), so the ratio should grow with the head count
+(target: exact/attribution >= 10x on gemma-3-270m). The two arms are ABBA-interleaved over
+`--repeats` and the ratio is paired within each repeat (bench/common.py); `--model tiny` is the
+random 3-block test model, a smoke run.
 """
 from __future__ import annotations
 
 import argparse
-import time
+import json
+import statistics
+from pathlib import Path
+
+from common import abba_times, paired_ratio
 
 import metalens
-from metalens.circuits import attribute_heads, make_task, patch_heads_exact, spearman
+from metalens.circuits import attribute_heads, make_task, patch_heads_exact
+from metalens.circuits.heads import spearman
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="gemma-3-270m")
+    """Run the bench; returns the timings, the paired ratio exact/attribution with its interval, and rho."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="gemma-3-270m", help="embedded name, local dir, hub id, or 'tiny'")
     parser.add_argument("--task", default="arithmetic")
-    parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--n", type=int, default=8, help="prompt pairs")
+    parser.add_argument("--repeats", type=int, default=5, help="ABBA repeats (>= 2)")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--json", default=None, help="also write the returned numbers to this file")
     args = parser.parse_args(argv)
-    model = metalens.load_model(args.model, device=args.device)
+    if args.model == "tiny":
+        from metalens.testing import tiny_model
+
+        model = tiny_model("gemma3", device=args.device or "cpu")
+    else:
+        model = metalens.load_model(args.model, device=args.device)
     task = make_task(args.task, model.tokenizer, n=args.n)
-    attribute_heads(model, task.subset(1))  # warm-up: first-call allocations are not the method's cost
-    start = time.perf_counter()
-    approx = attribute_heads(model, task)
-    t_attr = time.perf_counter() - start
-    start = time.perf_counter()
-    exact = patch_heads_exact(model, task)
-    t_exact = time.perf_counter() - start
+    arms = {"exact": lambda: patch_heads_exact(model, task), "attribution": lambda: attribute_heads(model, task)}
+    times = abba_times(arms, args.repeats, model.device)  # one warm-up call of each arm first
+    ratio = paired_ratio(times["exact"], times["attribution"])
+    rho = spearman(attribute_heads(model, task), patch_heads_exact(model, task))
     n_heads = model.n_layers * model.n_heads
-    out = {"model": model.name, "task": args.task, "n_pairs": args.n, "heads": n_heads,
-           "attribution_s": t_attr, "exact_s": t_exact, "ratio": t_exact / t_attr, "spearman": spearman(approx, exact)}
-    print(f"{model.name}, {n_heads} heads, {args.n} '{args.task}' pairs on {model.device}: attribution patching "
-          f"{t_attr:.2f} s, exact activation patching {t_exact:.2f} s -> exact/attribution = {out['ratio']:.1f}x "
-          f"(Spearman rho {out['spearman']:.3f})")
+    out = {"model": model.name, "device": str(model.device), "task": args.task, "n_pairs": args.n, "heads": n_heads,
+           "repeats": args.repeats, "exact_s": statistics.median(times["exact"]),
+           "attribution_s": statistics.median(times["attribution"]), "seconds": times, "ratio": ratio.to_dict(),
+           "spearman": rho}
+    print(f"{model.name}, {n_heads} heads, {args.n} '{args.task}' pairs on {model.device}, {args.repeats} ABBA repeats: "
+          f"exact patching {out['exact_s']:.2f} s, attribution patching {out['attribution_s']:.2f} s (medians); "
+          f"exact/attribution = {ratio} (median [95% bootstrap interval]); Spearman rho {rho:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
     return out
 
 

@@ -1,63 +1,86 @@
-"""Per-token latency of generation with the reserved-logit head read out at every step vs plain.
+"""Per-token latency of generation with the reserved-logit head read out at every step vs plain decoding.
 
-Both arms run the same sampling loop in the same process, interleaved in ABBA order (so neither
-arm always runs second), with the reserved logits masked; the head arm also slices the K
-reserved logits out of the logits the forward already computed and softmaxes them. Prints the
-ratio of median per-token times and the median of per-repeat paired ratios. Target <= 1.01.
+Both arms call `metalens.generate` on the same prompt, greedy, in the same process, timed in ABBA
+order (bench/common.py). The plain arm is plain decoding: the model as loaded, no mask, no readout.
+The head arm installs the head's rows for the call (`head.applied`: a copy of K rows), masks the
+reserved ids out of sampling and reads the head from every step's logits (`HeadReadout`: a slice
+of K logits the forward already computed, softmaxed; regrouped once at the end). Reports the
+median per-repeat paired ratio head/plain of seconds per decoded token, with a bootstrap 95 %
+interval over repeats. Target <= 1.01.
 
-    python bench/introspect.py [--model gemma-3-270m] [--tokens 64] [--repeats 5]
+    python bench/introspect.py [--model gemma-3-270m|tiny] [--device cpu] [--tokens 64] [--batch 4] [--repeats 6]
+                               [--head DIR/head] [--json PATH]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
-import time
+import sys
+from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).parent))
+from common import abba_times, paired_ratio  # noqa: E402
 
-
-class _Never:
-    def __call__(self, token_id: int) -> bool:
-        return False
+TARGET = 1.01
+PROMPT = "Q: What is 3 + 4 * 2?\nA:"
 
 
 def main(argv=None) -> dict:
+    """Time both arms, print one line, and return the measurements as a dict."""
     import metalens
-    from metalens.testing import tiny_model
-    from metalens.introspect import ReservedHead, sample
+    from metalens.introspect import ReservedHead
+    from metalens.introspect.head import HeadReadout
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="gemma-3-270m", help="model name, or 'tiny' for a random tiny model")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=64, help="new tokens per sample (fewer if EOS comes first)")
+    parser.add_argument("--batch", type=int, default=4, help="samples decoded together")
+    parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--head", default=None, help="a trained head directory (default: the untrained rows)")
+    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
-    model = tiny_model("gemma3") if args.model == "tiny" else metalens.load_model(args.model, device=args.device)
+    if args.model == "tiny":
+        from metalens.testing import tiny_model
+
+        model = tiny_model("gemma3", device=args.device or "cpu")
+    else:
+        model = metalens.load_model(args.model, device=args.device)
     head = ReservedHead.load(args.head) if args.head else ReservedHead.from_model(model)
-    prompt = model.tokenizer("Q: What is 3 + 4 * 2?\nA:")["input_ids"]
-    timings = {True: [], False: []}
-    sample(model, prompt, args.batch, 4, temperature=0, head=head, stop=_Never())  # warm-up
-    with head.applied(model):
-        for repeat in range(args.repeats):
-            for read in ((False, True) if repeat % 2 == 0 else (True, False)):  # ABBA: drift hits both arms
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-                out = sample(model, prompt, args.batch, args.tokens, temperature=0, head=head, read_head=read,
-                             stop=_Never())
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                timings[read].append((time.perf_counter() - start) / len(out.tokens[0]))
-    plain, with_head = statistics.median(timings[False]), statistics.median(timings[True])
-    paired = statistics.median(h / p for h, p in zip(timings[True], timings[False]))
+    prompt = model.tokenizer(PROMPT)["input_ids"]
+    steps = {"plain": [], "head": []}  # decode steps of every call, warm-up included
+    readings = []
+    # Greedy: the batch is the prompt repeated (HF generate has no n > 1 without sampling).
+    prompts, settings = [prompt] * args.batch, dict(batch_size=args.batch, max_new_tokens=args.tokens, do_sample=False)
+
+    def plain():
+        out = metalens.generate(model, prompts, **settings)
+        steps["plain"].append(max(map(len, out.ids)))
+
+    def with_head():
+        readout = HeadReadout(head)
+        with head.applied(model):
+            out = metalens.generate(model, prompts, mask_ids=list(head.token_ids), logits_processors=[readout],
+                                    **settings)
+        readings.append(readout.stacked())  # [batch, steps, K]
+        steps["head"].append(max(map(len, out.ids)))
+
+    times = abba_times({"plain": plain, "head": with_head}, args.repeats, model.device)
+    per_token = {arm: [t / n for t, n in zip(times[arm], steps[arm][-args.repeats:])] for arm in times}
+    ratio = paired_ratio(per_token["head"], per_token["plain"])
+    plain_ms, head_ms = (statistics.median(per_token[arm]) * 1e3 for arm in ("plain", "head"))
+    last = readings[-1]
     result = {"model": model.name, "device": str(model.device), "tokens": args.tokens, "batch": args.batch,
-              "repeats": args.repeats, "plain_ms_per_token": plain * 1e3, "head_ms_per_token": with_head * 1e3,
-              "ratio": with_head / plain, "paired_ratio_median": paired}
-    print(f"{model.name} on {model.device}: plain {plain * 1e3:.2f} ms/token, with head readout "
-          f"{with_head * 1e3:.2f} ms/token, ratio {with_head / plain:.4f}, median paired ratio {paired:.4f} "
-          f"(target <= 1.01)")
+              "repeats": args.repeats, "plain_ms_per_token": plain_ms, "head_ms_per_token": head_ms,
+              "paired_ratio": ratio.to_dict(), "target": TARGET, "within_target": ratio.median <= TARGET,
+              "decode_steps": steps["head"][-1], "readout_shape": list(last.shape),
+              "readout_sums_to_one": bool(last.float().sum(-1).sub(1).abs().max() < 1e-4)}
+    print(f"{model.name} on {model.device}: plain {plain_ms:.2f} ms/token, head masked + read {head_ms:.2f} ms/token; "
+          f"paired ratio head/plain {ratio} over {ratio.n} ABBA repeats (target <= {TARGET})")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
     return result
 
 

@@ -1,52 +1,63 @@
-"""Throughput of steered batched generation vs plain HF `generate`, measured in one run.
+"""Speed of steered generation relative to plain `metalens.generate`, as paired ratios from one run.
 
-    python bench/steer.py [--model gemma-3-270m] [--batch 8] [--new 32] [--repeats 3] [--device cpu]
+    python bench/steer.py [--model gemma-3-270m|tiny] [--device cpu] [--batch 8] [--new 32] [--repeats 8] [--threads 1]
 
-Every path generates exactly --new tokens per prompt (min_new_tokens = max_new_tokens), greedy,
-KV cache on, the same left-padded batch; paths are timed round-robin and the best of --repeats
-timings is kept for each.
+Arms: plain `metalens.generate`; steered through HF hooks (`metalens.steering.generate`, the
+vector as an edit); steered and unsteered through nnsight's `generate`. Every arm generates
+exactly --new greedy tokens per prompt (EOS masked), KV cache on, the same batch. Arms run back
+to back in ABBA order; each steered arm's speed relative to plain is the median of per-repeat
+ratios (plain seconds / arm seconds) with a bootstrap 95 % interval. Target: steered (HF hooks)
+>= 0.95x plain. Also checks that both steered arms write the same tokens.
 """
 from __future__ import annotations
 
 import argparse
-import time
+import json
+import sys
 import warnings
+from pathlib import Path
 
 import torch
 
-import metalens
-from metalens.steering import SteeringVector
-from metalens.steering.generate import _left_padded, generate_ids
+sys.path.insert(0, str(Path(__file__).parent))
+from common import abba_times, paired_ratio  # noqa: E402
+
+import metalens  # noqa: E402
+from metalens.steering import SteeringVector  # noqa: E402
+from metalens.steering.generate import generate_ids, stop_ids  # noqa: E402
 
 PROMPTS = ["The weather today is", "My favourite memory is", "Tell me about your morning.", "On my way home I saw",
            "The teacher walked into the classroom and", "A story about an old man:", "Every Sunday, my family",
            "Here is my opinion on modern music:"]
+PLAIN = "plain generate"
+STEERED_HF, STEERED_NN, PLAIN_NN = "steered (HF hooks)", "steered (nnsight)", "unsteered (nnsight)"
+TARGET = 0.95
 
 
-def _best_interleaved(paths: dict, repeats: int) -> dict[str, float]:
-    """Best time of each path, timed round-robin so that load on the machine hits every path alike."""
-    times = {name: [] for name in paths}
-    for _ in range(repeats):
-        for name, fn in paths.items():
-            start = time.perf_counter()
-            fn()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
-    return {name: min(ts) for name, ts in times.items()}
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="gemma-3-270m", help="model name, or 'tiny' for a random tiny model")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--new", type=int, default=32, help="new tokens per prompt")
+    parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--strength", type=float, default=4.0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    args = parser.parse_args(argv)
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # on a CPU shared with other jobs, 1 avoids threads spinning on each other
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _run(args)
+    finally:
+        torch.set_num_threads(threads)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default="gemma-3-270m")
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--new", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--tiny", action="store_true", help="use a tiny random model (checks the script, not speed)")
-    args = ap.parse_args()
-    warnings.simplefilter("ignore")
-    if args.tiny:
+def _run(args) -> dict:
+    if args.model == "tiny":
         from metalens.testing import tiny_model
 
         model = tiny_model("gemma3", device=args.device or "cpu")
@@ -54,27 +65,52 @@ def main() -> None:
         model = metalens.load_model(args.model, device=args.device)
     prompts = (PROMPTS * (args.batch // len(PROMPTS) + 1))[:args.batch]
     gen = torch.Generator().manual_seed(0)
-    vec = SteeringVector({model.n_layers // 2: torch.randn(model.d_model, generator=gen)}, model.name, model.d_model)
-    fixed = dict(max_new_tokens=args.new, min_new_tokens=args.new)
-
-    @torch.inference_mode()
-    def plain():  # tokenizes too, as the steered paths do
-        batch = _left_padded(model, prompts)
-        model.hf.generate(**batch, do_sample=False, use_cache=True, pad_token_id=model.tokenizer.pad_token_id, **fixed)
-
-    paths = {
-        "plain HF generate": plain,
-        "steered (HF hooks)": lambda: generate_ids(model, prompts, vec, strength=4.0, chat=False, **fixed),
-        "steered (nnsight)": lambda: generate_ids(model, prompts, vec, strength=4.0, chat=False, backend="nnsight", **fixed),
-        "unsteered (nnsight)": lambda: generate_ids(model, prompts, None, chat=False, backend="nnsight", **fixed),
+    direction = torch.randn(model.d_model, generator=gen)
+    vec = SteeringVector({model.n_layers // 2: direction}, model.name, model.d_model, revision=model.revision)
+    eos = stop_ids(model)  # masked, so every row runs the full --new tokens
+    fixed = dict(max_new_tokens=args.new, mask_ids=eos, batch_size=args.batch)
+    steer = dict(strength=args.strength, chat=False, **fixed)
+    arms = {
+        PLAIN: lambda: metalens.generate(model, prompts, **fixed),
+        STEERED_HF: lambda: generate_ids(model, prompts, vec, **steer),
+        STEERED_NN: lambda: generate_ids(model, prompts, vec, backend="nnsight", **steer),
+        PLAIN_NN: lambda: generate_ids(model, prompts, None, backend="nnsight", **steer),
     }
-    for fn in paths.values():  # warm up (nnsight builds its envoys on first use)
-        fn()
+    times = abba_times(arms, args.repeats, model.device)  # warms up every arm first (nnsight builds envoys)
+
+    plain_ids = metalens.generate(model, prompts, **fixed).ids
+    hf_ids, nn_ids = arms[STEERED_HF](), arms[STEERED_NN]()
     n_tokens = args.batch * args.new
-    rates = {name: n_tokens / t for name, t in _best_interleaved(paths, args.repeats).items()}
-    print(f"{model.name} on {model.device}, batch {args.batch}, {args.new} new tokens, best of {args.repeats}")
-    for name, rate in rates.items():
-        print(f"  {name:22s} {rate:8.1f} tokens/s   ratio to plain {rate / rates['plain HF generate']:.3f}")
+    median = {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
+    ratios = {name: paired_ratio(times[PLAIN], times[name]) for name in (STEERED_HF, STEERED_NN, PLAIN_NN)}
+    nnsight_cost = paired_ratio(times[PLAIN_NN], times[STEERED_NN])  # the vector add alone, within nnsight
+
+    print(f"model={model.name} device={model.device} dtype={model.dtype} batch={args.batch} new={args.new} "
+          f"repeats={args.repeats} torch_threads={torch.get_num_threads()}")
+    print(f"{'arm':22s} {'tokens/s':>10s} {'speed vs plain [95% CI]':>26s}")
+    for name in arms:
+        ratio = str(ratios[name]) if name in ratios else "1 (baseline)"
+        print(f"{name:22s} {n_tokens / median[name]:10.1f} {ratio:>26s}")
+    print(f"steered vs unsteered within nnsight: {nnsight_cost}")
+    verdict = "met" if ratios[STEERED_HF].median >= TARGET else "NOT met"
+    print(f"target: steered (HF hooks) >= {TARGET}x plain: {verdict} (median {ratios[STEERED_HF].median:.3f})")
+    result = {
+        "model": model.name, "device": str(model.device), "dtype": str(model.dtype), "batch": args.batch,
+        "new_tokens": args.new, "repeats": args.repeats, "strength": args.strength,
+        "torch_threads": torch.get_num_threads(),
+        "tokens_per_s": {name: n_tokens / t for name, t in median.items()},
+        "seconds": times,
+        "paired_ratio": {name: r.to_dict() for name, r in ratios.items()},
+        "nnsight_steering_ratio": nnsight_cost.to_dict(),
+        "target": TARGET,
+        "tokens_per_row": sorted({len(row) for row in [*plain_ids, *hf_ids, *nn_ids]}),
+        "same_tokens_hf_nnsight": hf_ids == nn_ids,
+        "steering_changed_tokens": hf_ids != plain_ids,
+    }
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

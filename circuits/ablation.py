@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 import metalens
-from metalens.circuits.patching import z_site
+from metalens.sites import attn_z
 
 Heads = list[tuple[int, int]]
 HOW = ("zero", "mean", "resample")
@@ -23,21 +23,13 @@ def _by_layer(model, heads: Heads) -> dict[int, list[int]]:
     return out
 
 
-@torch.no_grad()
 def head_activations(model, texts: list[str], layers: list[int]) -> dict[int, Tensor]:
     """{layer: [n_tokens, head, d_head]} z at every non-padding token of `texts`."""
-    store: dict[int, list[Tensor]] = {l: [] for l in layers}
     batch = model.tokenize(texts)
-    keep = batch["attention_mask"].bool()
-
-    def grab(layer):
-        def fn(z):
-            store[layer].append(z[keep].detach())
-        return fn
-
-    with metalens.hooks(model, {z_site(l): grab(l) for l in layers}):
-        model.hf(**batch, use_cache=False)
-    return {l: torch.cat(v) for l, v in store.items()}
+    keep = batch["attention_mask"].bool()  # [batch, pos]
+    cache = metalens.run_with_cache(model, batch["input_ids"], batch["attention_mask"],
+                                    sites=[attn_z(layer) for layer in layers])
+    return {layer: cache[attn_z(layer)][keep] for layer in layers}
 
 
 @contextlib.contextmanager
@@ -73,7 +65,7 @@ def ablate(model, heads: Heads, how: str = "zero", reference: list[str] | None =
     if not layers:  # nothing to ablate (e.g. the "none" baseline)
         yield
         return
-    with metalens.hooks(model, {z_site(l): edit(l, hs) for l, hs in layers.items()}):
+    with metalens.hooks(model, {attn_z(l): edit(l, hs) for l, hs in layers.items()}):
         yield
 
 
@@ -92,5 +84,5 @@ def scale_heads(model, heads: Heads, factor: float):
     if not layers:
         yield
         return
-    with metalens.hooks(model, {z_site(l): edit(hs) for l, hs in layers.items()}):
+    with metalens.hooks(model, {attn_z(l): edit(hs) for l, hs in layers.items()}):
         yield

@@ -12,41 +12,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-import metalens
-from metalens.circuits.metrics import TaskBatch, last_logits, metric_value, prepare
-from metalens.circuits.patching import run_with_z, z_site
-
-
-def _embeds(model, ids: Tensor) -> Tensor:
-    """Input embeddings as the model computes them (gemma's scaling included)."""
-    store = {}
-
-    def keep(e):
-        store["e"] = e.detach().clone()
-
-    with torch.no_grad(), metalens.hooks(model, {"hook_embed": keep}, stop_after=True):
-        try:
-            model.hf(input_ids=ids, use_cache=False)
-        except metalens.StopForward:
-            pass
-    return store["e"]
+from metalens.circuits.metrics import TaskBatch, embeddings, metric_value, prepare, task_forward
+from metalens.circuits.patching import z_run
+from metalens.sites import attn_z
 
 
 def z_gradients(model, batch: TaskBatch, embeds: Tensor, reference: Tensor) -> list[Tensor]:
     """d(mean metric)/dz for every layer, [batch, pos, head, d_head] each, at inputs `embeds`."""
-    zs: list[Tensor] = [None] * model.n_layers
-
-    def keep(layer):
-        def fn(z):
-            zs[layer] = z  # returned so that this very tensor feeds o_proj and receives a gradient
-            return z
-        return fn
-
-    embeds = embeds.detach().requires_grad_(True)  # gradients flow even when weights are frozen
-    with torch.enable_grad(), metalens.hooks(model, {z_site(l): keep(l) for l in range(model.n_layers)}):
-        logits = last_logits(model, batch, embeds=embeds)
+    keep = [attn_z(layer) for layer in range(model.n_layers)]
+    embeds = embeds.detach().requires_grad_(True)  # gradients reach z even when the weights are frozen
+    with torch.enable_grad():
+        logits, cache = task_forward(model, batch, embeds=embeds, keep=keep, grad=True)
         value = metric_value(batch, logits, reference)
-        grads = torch.autograd.grad(value, zs)
+        grads = torch.autograd.grad(value, [cache[site] for site in keep])
     return [g.detach() for g in grads]
 
 
@@ -59,9 +37,9 @@ def attribute_heads(model, task, method: str = "attribution", steps: int = 5) ->
     if method not in ("attribution", "ig"):
         raise ValueError(f"Unknown method '{method}': use 'attribution' or 'ig'.")
     batch = prepare(model, task)
-    clean_logits, clean_z = run_with_z(model, batch, batch.clean_ids)
-    _, corr_z = run_with_z(model, batch, batch.corrupted_ids)
-    e_clean, e_corr = _embeds(model, batch.clean_ids), _embeds(model, batch.corrupted_ids)
+    clean_logits, clean_z = z_run(model, batch, batch.clean_ids)
+    _, corr_z = z_run(model, batch, batch.corrupted_ids)
+    e_clean, e_corr = embeddings(model, batch.clean_ids), embeddings(model, batch.corrupted_ids)
     alphas = [1.0] if method == "attribution" else [(i + 0.5) / steps for i in range(steps)]
     total = [torch.zeros_like(z) for z in clean_z]
     for alpha in alphas:  # alpha = 1 is the clean input, 0 the corrupted one

@@ -6,21 +6,32 @@ from metalens.cli import add_model_args
 
 def _heads(args) -> None:
     import metalens
-    from metalens.circuits.heads import heads_report
+    from metalens.circuits.heads import HeadsConfig, run_heads
 
+    cfg = HeadsConfig(task=args.task, n=args.n, methods=tuple(args.methods), ig_steps=args.ig_steps,
+                      metric=args.metric, seed=args.seed, detect=not args.no_detect)
     model = metalens.load_model(args.model, device=args.device)
-    result = heads_report(model, args.task, args.out, n=args.n, methods=args.methods, ig_steps=args.ig_steps,
-                          metric=args.metric, seed=args.seed, detect=not args.no_detect)
-    print(f"seconds {result.metadata['seconds']}; spearman vs exact {result.metadata['spearman_vs_exact']}")
+    result = run_heads(model, cfg, out=args.out)
+    for method, seconds in result.seconds.items():
+        rho = result.spearman_vs_exact.get(method)
+        print(f"{method}: {seconds:.1f} s" + (f", Spearman vs exact {rho:.3f}" if rho is not None else "")
+              + f", top heads {result.top(method, 3)}")
+    if result.detectors:
+        print(f"induction heads {result.top('induction', 3)}")
     print(f"wrote {args.out}/results.json and report.html")
 
 
 def _emergent(args) -> None:
-    from metalens.circuits.emergent import emergent_heads
+    from metalens.circuits.emergent import EmergentConfig, run_emergent_heads
 
-    r = emergent_heads(args.base, args.post, args.out, task=args.task, n=args.n, n_edges=args.n_edges,
-                       steps=args.ig_steps, n_problems=args.n_problems, device=args.device, seed=args.seed)
-    print(f"emergent {r.emergent}\nlost {r.lost}\nwrote {args.out}/results.json and report.html")
+    cfg = EmergentConfig(task=args.task, n=args.n, n_edges=args.n_edges, ig_steps=args.ig_steps,
+                         n_problems=args.n_problems, device=args.device, seed=args.seed,
+                         heldout_from=args.heldout_from)
+    result = run_emergent_heads(args.base, args.post, cfg, out=args.out)
+    print(f"emergent {result.emergent}\nlost {result.lost}\nshared {len(result.shared)} heads")
+    if result.heldout is None and cfg.n_problems:
+        print("no held-out problems from a posttrain run: accuracy under ablation skipped")
+    print(f"wrote {args.out}/results.json and report.html")
 
 
 def register(sub) -> None:
@@ -47,4 +58,6 @@ def register(sub) -> None:
     e.add_argument("--n-problems", type=int, default=20, help="held-out problems for accuracy under ablation (0: skip)")
     e.add_argument("--device", default=None)
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--heldout-from", default=None,
+                   help="posttrain run or checkpoint dir holding the held-out split (default: --post)")
     e.set_defaults(func=_emergent)

@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from metalens.artifact import read_artifact, write_artifact
 from metalens.circuits.ablation import ablate
+from metalens.circuits.accuracy import generation_accuracy
 from metalens.circuits.edges import attribute_edges, circuit_heads, extract_circuit
 from metalens.circuits.metrics import last_logits, metric_value, prepare
-from metalens.artifact import read_artifact, write_artifact
 
 
 @dataclass
@@ -55,12 +56,14 @@ class Comparison:
     metadata: dict = field(default_factory=dict)
 
     def save(self, path) -> Path:
+        """Write comparison.safetensors (both models' node scores) and comparison.json into `path`."""
         meta = {k: v for k, v in asdict(self).items() if k not in ("base_scores", "post_scores")}
         return write_artifact(path, "comparison", {"base_scores": self.base_scores, "post_scores": self.post_scores},
                               meta)
 
     @classmethod
     def load(cls, path) -> "Comparison":
+        """The comparison `save` wrote into `path`."""
         t, meta = read_artifact(path, "comparison", "point at a directory written by Comparison.save.")
         heads = {k: [tuple(h) for h in meta[k]] for k in ("emergent", "lost", "shared")}
         return cls(**heads, base_scores=t["base_scores"], post_scores=t["post_scores"],
@@ -82,8 +85,6 @@ def ablation_effects(model, task, groups: dict, problems=None, n_random: int = 3
     Adds a 'none' baseline and `n_random` groups of random heads as large as the first group
     (drawn outside it), plus their mean as 'random_mean'.
     """
-    from metalens.circuits.accuracy import generation_accuracy
-
     first = next(iter(groups.values()))
     rng = random.Random(seed)
     others = [(l, h) for l in range(model.n_layers) for h in range(model.n_heads) if (l, h) not in set(first)]

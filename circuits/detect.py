@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 import metalens
+from metalens.sites import attn_pattern
 
 KINDS = ("induction", "previous_token", "duplicate_token")
 
@@ -48,23 +49,14 @@ def score_patterns(pattern: Tensor, kind: str, seq_len: int) -> Tensor:
     return pattern[:, :, q, k].float().mean(dim=(0, 2))
 
 
-@torch.no_grad()
 def detect_heads(model, kind: str = "induction", n_seqs: int = 8, seq_len: int = 24, seed: int = 0) -> Tensor:
     """[n_layers, n_heads] scores in [0, 1]: mean attention each head puts where `kind` heads look."""
     if kind not in KINDS:
         raise ValueError(f"Unknown head kind '{kind}': use one of {KINDS}.")
     ids = random_token_ids(model, n_seqs, seq_len, seed)
-    scores = torch.zeros(model.n_layers, model.n_heads)
-
-    def grab(layer):
-        def fn(pattern):
-            scores[layer] = score_patterns(pattern, kind, seq_len).cpu()
-        return fn
-
-    sites = {f"blocks.{l}.attn.hook_pattern": grab(l) for l in range(model.n_layers)}
-    with metalens.hooks(model, sites):
-        model.hf(input_ids=ids, use_cache=False)
-    return scores
+    keep = [attn_pattern(layer) for layer in range(model.n_layers)]
+    cache = metalens.run_with_cache(model, ids, sites=keep)  # patterns [batch, head, q, k]
+    return torch.stack([score_patterns(cache[site], kind, seq_len).cpu() for site in keep])
 
 
 def top_heads(scores: Tensor, k: int) -> list[tuple[int, int]]:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-import metalens
-from metalens.circuits.attribution import _embeds
-from metalens.circuits.metrics import TaskBatch, last_logits, metric_value, prepare
-from metalens.circuits.patching import z_site
+from metalens.circuits.metrics import TaskBatch, embeddings, last_logits, metric_value, prepare, task_forward
+from metalens.circuits.patching import patch_heads, z_run
+from metalens.forward import Cache
+from metalens.sites import attn_out, attn_z, mlp_out, resid_mid, resid_post, resid_pre
 
 
 @dataclass
@@ -31,6 +31,7 @@ class EdgeScores:
     scores: Tensor
 
     def top(self, k: int) -> list[tuple[str, str, float]]:
+        """The k edges with the largest |score| as (upstream, downstream, score), largest first."""
         flat = self.scores.nan_to_num(0).abs().flatten()
         idx = flat.topk(min(k, int((flat > 0).sum()))).indices
         n = self.scores.shape[1]
@@ -45,30 +46,16 @@ def _layer_of(node: str) -> float:
     return int(node.split(".")[1][1:]) + (0.5 if node.startswith("mlp") else 0)
 
 
-def _run_capture(model, batch: TaskBatch, embeds: Tensor, grad: bool):
-    """One pass storing z, attn_out, mlp_out, the MLP-branch input, block inputs and the final residual."""
-    store: dict[str, Tensor] = {}
+def _run_capture(model, batch: TaskBatch, embeds: Tensor, grad: bool) -> tuple[Tensor, Cache]:
+    """One pass keeping z, attn_out, mlp_out, the MLP-branch input, block inputs and the final residual.
 
-    def keep(name):
-        def fn(x):
-            if not grad:
-                store[name] = x.detach().clone()
-                return None
-            # A fresh node that only this site's consumer uses: its gradient is that branch's alone
-            # (the residual skip keeps the original tensor).
-            store[name] = x.clone()
-            return store[name]
-        return fn
-
-    sites = {}
-    for l in range(model.n_layers):
-        for s in ("attn.hook_z", "hook_attn_out", "hook_mlp_out", "hook_resid_mid", "hook_resid_pre"):
-            sites[f"blocks.{l}.{s}"] = keep(f"{l}.{s}")
-    sites[f"blocks.{model.n_layers - 1}.hook_resid_post"] = keep("final")
-    embeds = embeds.detach().requires_grad_(grad)
-    with torch.set_grad_enabled(grad), metalens.hooks(model, sites):
-        logits = last_logits(model, batch, embeds=embeds)
-    return logits, store
+    With `grad`, each kept tensor is a fresh node that only that site's consumer uses, so its
+    gradient is that branch's alone (the residual skip keeps the original tensor).
+    """
+    keep = [site for l in range(model.n_layers)
+            for site in (attn_z(l), attn_out(l), mlp_out(l), resid_mid(l), resid_pre(l))]
+    keep.append(resid_post(model.n_layers - 1))
+    return task_forward(model, batch, embeds=embeds.detach().requires_grad_(grad), keep=keep, grad=grad)
 
 
 def _node_names(L: int, H: int) -> tuple[list[str], list[str]]:
@@ -84,31 +71,31 @@ def _input_grads(model, batch, embeds, clean_logits) -> dict[str, Tensor]:
     out = {}
     with torch.enable_grad():
         value = metric_value(batch, logits, clean_logits)
-        zs = [st[f"{l}.attn.hook_z"] for l in range(L)]
-        mids = [st[f"{l}.hook_resid_mid"] for l in range(L)]
-        g = torch.autograd.grad(value, zs + mids + [st["final"]], retain_graph=True)
+        zs = [st[attn_z(l)] for l in range(L)]
+        mids = [st[resid_mid(l)] for l in range(L)]
+        g = torch.autograd.grad(value, zs + mids + [st[resid_post(L - 1)]], retain_graph=True)
         g_z, g_mid, out["logits"] = g[:L], g[L : 2 * L], g[-1]
         for l in range(L):
             out[f"mlp.L{l}"] = g_mid[l]
             for h in range(H):
                 only_h = torch.zeros_like(g_z[l])
                 only_h[:, :, h] = g_z[l][:, :, h]
-                (out[f"attn.L{l}.H{h}"],) = torch.autograd.grad(zs[l], st[f"{l}.hook_resid_pre"], only_h, retain_graph=True)
+                (out[f"attn.L{l}.H{h}"],) = torch.autograd.grad(zs[l], st[resid_pre(l)], only_h, retain_graph=True)
     return {k: v.detach() for k, v in out.items()}
 
 
-def _output_deltas(model, batch, e_clean, corr) -> dict[str, Tensor]:
+def _output_deltas(model, batch, e_clean, e_corr, corr: Cache) -> dict[str, Tensor]:
     """Change of each upstream node's write to the residual stream, clean -> corrupted."""
     L, H = model.n_layers, model.n_heads
     _, st = _run_capture(model, batch, e_clean, grad=True)
-    out = {"embed": (corr["embed"] - e_clean)}
+    out = {"embed": (e_corr - e_clean)}
     with torch.enable_grad():
         for l in range(L):
-            out[f"mlp.L{l}"] = (corr[f"{l}.hook_mlp_out"] - st[f"{l}.hook_mlp_out"]).detach()
-            attn_out, z = st[f"{l}.hook_attn_out"], st[f"{l}.attn.hook_z"]
-            probe = torch.zeros_like(attn_out, requires_grad=True)
-            (vjp,) = torch.autograd.grad(attn_out, z, probe, create_graph=True, retain_graph=True)
-            dz = corr[f"{l}.attn.hook_z"] - z.detach()
+            out[f"mlp.L{l}"] = (corr[mlp_out(l)] - st[mlp_out(l)]).detach()
+            written, z = st[attn_out(l)], st[attn_z(l)]
+            probe = torch.zeros_like(written, requires_grad=True)
+            (vjp,) = torch.autograd.grad(written, z, probe, create_graph=True, retain_graph=True)
+            dz = corr[attn_z(l)] - z.detach()
             for h in range(H):
                 only_h = torch.zeros_like(dz)
                 only_h[:, :, h] = dz[:, :, h]
@@ -124,17 +111,16 @@ def attribute_edges(model, task, steps: int = 5) -> EdgeScores:
     """
     batch = prepare(model, task)
     ups, downs = _node_names(model.n_layers, model.n_heads)
-    e_clean, e_corr = _embeds(model, batch.clean_ids), _embeds(model, batch.corrupted_ids)
+    e_clean, e_corr = embeddings(model, batch.clean_ids), embeddings(model, batch.corrupted_ids)
     _, corr = _run_capture(model, batch, e_corr, grad=False)
-    corr["embed"] = e_corr
-    clean_logits, _ = _run_capture(model, batch, e_clean, grad=False)
+    clean_logits = last_logits(model, batch)
     alphas = [1.0] if steps == 1 else [(i + 0.5) / steps for i in range(steps)]
     grads = None
     for alpha in alphas:
         g = _input_grads(model, batch, e_corr + alpha * (e_clean - e_corr), clean_logits)
         grads = g if grads is None else {k: grads[k] + g[k] for k in g}
     mask = batch.mask[:, :, None].to(e_clean.dtype)
-    deltas = _output_deltas(model, batch, e_clean, corr)
+    deltas = _output_deltas(model, batch, e_clean, e_corr, corr)
     D = torch.stack([(deltas[u] * mask).flatten() for u in ups]).float()  # [n_up, batch*pos*d]
     G = torch.stack([(grads[v] * mask).flatten() for v in downs]).float() / len(alphas)
     scores = (D @ G.T).cpu()
@@ -174,23 +160,11 @@ def faithfulness(model, task, heads: set[tuple[int, int]]) -> dict:
     Returns clean, corrupted and circuit metric values and
     faithfulness = (circuit - corrupted) / (clean - corrupted) (1: the circuit alone suffices).
     """
-    from metalens.circuits.patching import run_with_z
-
     batch = prepare(model, task)
-    clean_logits, _ = run_with_z(model, batch, batch.clean_ids)
-    corr_logits, corr_z = run_with_z(model, batch, batch.corrupted_ids)
-
-    def patch(layer):
-        outside = [h for h in range(model.n_heads) if (layer, h) not in heads]
-
-        def fn(z):
-            z = z.clone()
-            z[:, :, outside] = corr_z[layer][:, :, outside]
-            return z
-        return fn
-
-    with metalens.hooks(model, {z_site(l): patch(l) for l in range(model.n_layers)}):
-        circ_logits = last_logits(model, batch)
+    clean_logits = last_logits(model, batch)
+    corr_logits, corr_z = z_run(model, batch, batch.corrupted_ids)
+    outside = {l: [h for h in range(model.n_heads) if (l, h) not in heads] for l in range(model.n_layers)}
+    circ_logits = patch_heads(model, batch, corr_z, outside)
     clean = metric_value(batch, clean_logits, clean_logits).item()
     corrupted = metric_value(batch, corr_logits, clean_logits).item()
     circuit = metric_value(batch, circ_logits, clean_logits).item()

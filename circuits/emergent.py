@@ -1,13 +1,45 @@
-"""`emergent_heads`: base vs post-trained circuits (one checkpoint or a whole run), written as a report."""
+"""`run_emergent_heads`: base vs post-trained circuits (one checkpoint or a whole run), saved with a report.
+
+Accuracy under ablation is measured on the held-out problems the post-training run evaluated
+on, read from the metadata `metalens posttrain` saved beside its checkpoints, so the
+comparison never grades the post-trained model on problems it trained on.
+"""
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
+from tqdm.auto import tqdm
 
+import metalens
+from metalens.artifact import read_artifact, write_artifact
 from metalens.checkpoints import list_checkpoints, load_checkpoint, read_checkpoint_meta
 from metalens.circuits.compare import Comparison, build_circuit, compare
 from metalens.circuits.tasks import make_task
+from metalens.tasks.arithmetic import Problem
+
+COHORT = "cohort"  # cohort.safetensors: scores [n_checkpoints, n_layers, n_heads]
+FORMAT_VERSION = 1
+
+
+@dataclass
+class EmergentConfig:
+    """How `run_emergent_heads` builds both circuits and checks the emergent heads by ablation."""
+
+    task: str = "arithmetic"  # arithmetic, word, induction, factual or a pairs .jsonl
+    n: int = 12  # prompt pairs
+    n_edges: int = 100  # circuit = top-n EAP-IG edges, pruned to those reaching the logits
+    ig_steps: int = 3
+    n_problems: int = 20  # held-out problems for generated-answer accuracy under ablation (0: skip)
+    max_emergent: int = 10  # emergent heads ablated together, strongest first
+    n_random: int = 3  # random head groups of the same size, the ablation's control
+    max_checkpoints: int = 4  # checkpoints in the cohort view when `post` is a run directory
+    seed: int = 0
+    device: str | None = None  # where models given by name are loaded
+    heldout_from: str | None = None  # posttrain run or checkpoint dir holding the held-out split (default: `post`)
 
 
 def cohorts(circuits: list[set], steps: list[int]) -> dict:
@@ -25,63 +57,181 @@ def cohorts(circuits: list[set], steps: list[int]) -> dict:
     return {"first_seen": first, "survived": {h: h in circuits[-1] for h in first}, "counts": counts}
 
 
-def emergent_heads(base_name: str, post_dir: str, out, task: str = "arithmetic", n: int = 12,
-                   n_edges: int = 100, steps: int = 3, n_problems: int = 20, device=None, seed: int = 0,
-                   max_checkpoints: int = 4) -> Comparison:
-    """Compare `base_name` with the checkpoint at `post_dir` (a run directory: its last checkpoint,
-    plus a cohort view over up to `max_checkpoints` of its checkpoints); writes results.json + report.html."""
-    import metalens
-    from metalens.circuits.plots import checkpoints_heatmap, cohort_plot, comparison_heatmap, head_heatmap
-    from metalens.tasks.arithmetic import make_problems
-    from metalens.report import save_json, write_report
+@dataclass
+class EmergentResult:
+    """The base-vs-post comparison, the held-out split it was checked on, and the cohort view over checkpoints."""
 
-    out = Path(out)
-    base = metalens.load_model(base_name, device=device)
-    run_ckpts = []
-    post_path = Path(post_dir)
-    if not (post_path / "config.json").exists() and not (post_path / "adapter_config.json").exists():
-        run_ckpts = list_checkpoints(post_path)
-        final = post_path / "final"
-        post_path = final if (final / "config.json").exists() else run_ckpts[-1]
-    post = load_checkpoint(post_path, device=device)
-    the_task = make_task(task, base.tokenizer, n=n, seed=seed)
-    problems = make_problems(n_problems, seed=seed + 1000) if n_problems else None  # posttrain's held-out seed
-    result = compare(base, post, the_task, n_edges=n_edges, steps=steps, problems=problems, seed=seed)
-    result.save(out)
-    sections = [
-        ("Reading", _reading(result)),
-        ("Base-vs-post difference (E emergent, L lost, S shared)",
-         comparison_heatmap(set(result.lost) | set(result.shared), set(result.emergent) | set(result.shared),
-                            result.post_scores - result.base_scores)),
-        ("Base node scores (EAP-IG)", head_heatmap(result.base_scores, "base")),
-        ("Post node scores (EAP-IG)", head_heatmap(result.post_scores, "post")),
-        ("Ablation check", [{"ablated": k, **{kk: (str(vv) if kk == "heads" else vv) for kk, vv in v.items()}}
-                            for k, v in result.ablation.items()]),
-    ]
-    cohort = None
+    comparison: Comparison
+    config: EmergentConfig
+    heldout: dict | None = None  # {"source", "seed", "levels", "n"} of the problems used; None: accuracy skipped
+    cohort: dict | None = None  # `cohorts(...)` over the run's checkpoints
+    checkpoint_steps: list[int] = field(default_factory=list)
+    checkpoint_scores: Tensor | None = None  # [n_checkpoints, n_layers, n_heads] EAP-IG node scores
+    curve: list[dict] = field(default_factory=list)  # step, heldout_token_acc of every checkpoint
+
+    @property
+    def emergent(self) -> list[tuple[int, int]]:
+        """Heads in the post-trained circuit only, strongest first."""
+        return self.comparison.emergent
+
+    @property
+    def lost(self) -> list[tuple[int, int]]:
+        """Heads in the base circuit only."""
+        return self.comparison.lost
+
+    @property
+    def shared(self) -> list[tuple[int, int]]:
+        """Heads in both circuits."""
+        return self.comparison.shared
+
+    @property
+    def ablation(self) -> dict:
+        """Group ('none', 'emergent', 'base_circuit', 'random_i', 'random_mean') -> metrics with it zero-ablated."""
+        return self.comparison.ablation
+
+    @property
+    def metadata(self) -> dict:
+        """Both models, the task and the circuit sizes."""
+        return self.comparison.metadata
+
+    def save(self, path) -> Path:
+        """Write comparison.*, cohort.* (with checkpoints), results.json and report.html into `path`."""
+        from metalens.report import save_json
+
+        path = Path(path)
+        self.comparison.save(path)
+        if self.checkpoint_scores is not None:
+            write_artifact(path, COHORT, {"scores": self.checkpoint_scores}, {"steps": self.checkpoint_steps},
+                           version=FORMAT_VERSION)
+        save_json(path / "results.json", {
+            "format": {"name": "emergent-results", "version": FORMAT_VERSION},
+            "emergent": self.emergent, "lost": self.lost, "shared": self.shared, "ablation": self.ablation,
+            "config": asdict(self.config), "heldout": self.heldout, "metadata": self.metadata,
+            "cohort": _cohort_to_json(self.cohort), "checkpoint_steps": self.checkpoint_steps, "curve": self.curve,
+        })
+        _report(path / "report.html", self)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "EmergentResult":
+        """The result `save` wrote into `path`."""
+        path = Path(path)
+        comparison = Comparison.load(path)
+        results = json.loads((path / "results.json").read_text())
+        scores = None
+        if (path / f"{COHORT}.json").exists():
+            scores = read_artifact(path, COHORT, "point at a directory written by run_emergent_heads.",
+                                   max_version=FORMAT_VERSION)[0]["scores"]
+        return cls(comparison, EmergentConfig(**results["config"]), results["heldout"],
+                   _cohort_from_json(results["cohort"]), results["checkpoint_steps"], scores, results["curve"])
+
+
+def run_emergent_heads(base, post, config: EmergentConfig | None = None, *, out=None,
+                       progress: bool = True) -> EmergentResult:
+    """Compare the circuits of `base` and `post` on the config's task and check the emergent heads by ablation.
+
+    base: a loaded model or a name. post: a loaded model, a checkpoint directory (full model or
+    LoRA adapter), or a `metalens posttrain` run directory (its final model, plus a cohort view
+    over up to `max_checkpoints` checkpoints). Generated-answer accuracy under ablation uses the
+    held-out problems that run saved (`heldout_from` when `post` is a loaded model); without
+    them it is skipped and `result.heldout` is None. With `out`, saves results and report there.
+    """
+    cfg = config or EmergentConfig()
+    log = print if progress else (lambda *a, **k: None)
+    base = base if isinstance(base, metalens.Model) else metalens.load_model(str(base), device=cfg.device)
+    run_ckpts: list[Path] = []
+    source = cfg.heldout_from
+    if not isinstance(post, metalens.Model):
+        post_path = Path(post)
+        if not (post_path / "config.json").exists() and not (post_path / "adapter_config.json").exists():
+            run_ckpts = [c for c in list_checkpoints(post_path) if not read_checkpoint_meta(c).get("merged")]
+            final = post_path / "final"
+            post_path = final if (final / "config.json").exists() else run_ckpts[-1]
+        source = source or str(post_path)
+        post = load_checkpoint(post_path, device=cfg.device)
+    problems, heldout = heldout_problems(source, cfg.n_problems) if source and cfg.n_problems else (None, None)
+    if cfg.n_problems and problems is None:
+        log(f"[emergent-heads] no held-out split saved by `metalens posttrain` in {source or 'the loaded model'}: "
+            "accuracy under ablation skipped (set heldout_from to a posttrain run).")
+    task = make_task(cfg.task, base.tokenizer, n=cfg.n, seed=cfg.seed)
+    comparison = compare(base, post, task, n_edges=cfg.n_edges, steps=cfg.ig_steps, max_emergent=cfg.max_emergent,
+                         problems=problems, n_random=cfg.n_random, seed=cfg.seed)
+    comparison.metadata["heldout"] = heldout
+    result = EmergentResult(comparison, cfg, heldout)
     if len(run_ckpts) > 1:
-        del post
-        picks = run_ckpts if len(run_ckpts) <= max_checkpoints else [
-            run_ckpts[round(i * (len(run_ckpts) - 1) / (max_checkpoints - 1))] for i in range(max_checkpoints)]
-        steps_, circs, scores = [], [], []
-        for ck in picks:
-            model = load_checkpoint(ck, device=device)
-            c = build_circuit(model, the_task, n_edges, steps)
-            steps_.append(read_checkpoint_meta(ck).get("step", 0)), circs.append(c.heads), scores.append(c.node_scores)
-            del model
-        cohort = cohorts(circs, steps_)
-        curve = [{"step": read_checkpoint_meta(ck)["step"], "heldout_token_acc": read_checkpoint_meta(ck).get("heldout_token_acc")} for ck in run_ckpts]
-        sections += [("Head activity over checkpoints", checkpoints_heatmap(torch.stack(scores), steps_)),
-                     ("Cohorts", cohort_plot(cohort["counts"], steps_, curve))]
-    save_json(out / "results.json", {"emergent": result.emergent, "lost": result.lost, "shared": result.shared,
-                                     "ablation": result.ablation, "metadata": result.metadata,
-                                     "cohort": {k: {str(h): v for h, v in d.items()} for k, d in cohort.items()} if cohort else None})
-    write_report(out / "report.html", f"Emergent heads: {base_name} vs {post_dir}", sections, result.metadata)
+        del post  # one model at a time over the checkpoints
+        picks = run_ckpts if len(run_ckpts) <= cfg.max_checkpoints else [
+            run_ckpts[round(i * (len(run_ckpts) - 1) / (cfg.max_checkpoints - 1))] for i in range(cfg.max_checkpoints)]
+        circuits, scores = [], []
+        for ckpt in tqdm(picks, desc="checkpoints", disable=not progress):
+            circuit = build_circuit(load_checkpoint(ckpt, device=cfg.device), task, cfg.n_edges, cfg.ig_steps)
+            circuits.append(circuit.heads), scores.append(circuit.node_scores)
+            result.checkpoint_steps.append(read_checkpoint_meta(ckpt).get("step", 0))
+        result.checkpoint_scores = torch.stack(scores)
+        result.cohort = cohorts(circuits, result.checkpoint_steps)
+        result.curve = [{"step": read_checkpoint_meta(c).get("step"),
+                         "heldout_token_acc": read_checkpoint_meta(c).get("heldout_token_acc")} for c in run_ckpts]
+    if out is not None:
+        result.save(out)
     return result
 
 
-def _reading(r: Comparison) -> str:
-    m = r.metadata
+def heldout_problems(path, n: int | None = None) -> tuple[list[Problem] | None, dict | None]:
+    """The first `n` held-out problems a posttrain run evaluated on, and where they came from.
+
+    `path` is a posttrain run directory or one of its checkpoints; (None, None) when it saved none.
+    """
+    path = Path(path)
+    saved = read_checkpoint_meta(path).get("heldout")
+    if saved is None and (path / "results.json").exists():
+        saved = json.loads((path / "results.json").read_text()).get("heldout")
+    if not saved:
+        return None, None
+    problems = [Problem.from_dict(p) for p in saved["problems"][:n]]
+    return problems, {"source": str(path), "seed": saved["seed"], "levels": saved["levels"], "n": len(problems)}
+
+
+def _cohort_to_json(cohort: dict | None) -> dict | None:
+    if cohort is None:
+        return None
+    return {"first_seen": [[l, h, s] for (l, h), s in cohort["first_seen"].items()],
+            "survived": [[l, h, ok] for (l, h), ok in cohort["survived"].items()],
+            "counts": {str(s): c for s, c in cohort["counts"].items()}}
+
+
+def _cohort_from_json(data: dict | None) -> dict | None:
+    if data is None:
+        return None
+    return {"first_seen": {(l, h): s for l, h, s in data["first_seen"]},
+            "survived": {(l, h): ok for l, h, ok in data["survived"]},
+            "counts": {int(s): c for s, c in data["counts"].items()}}
+
+
+def _report(path: Path, result: EmergentResult) -> None:
+    from metalens.circuits.plots import checkpoints_heatmap, cohort_plot, comparison_heatmap, head_heatmap
+    from metalens.report import write_report
+
+    cmp = result.comparison
+    sections = [
+        ("Reading", _reading(result)),
+        ("Base-vs-post difference (E emergent, L lost, S shared)",
+         comparison_heatmap(set(cmp.lost) | set(cmp.shared), set(cmp.emergent) | set(cmp.shared),
+                            cmp.post_scores - cmp.base_scores)),
+        ("Base node scores (EAP-IG)", head_heatmap(cmp.base_scores, "base")),
+        ("Post node scores (EAP-IG)", head_heatmap(cmp.post_scores, "post")),
+        ("Ablation check", [{"ablated": k, **{kk: (str(vv) if kk == "heads" else vv) for kk, vv in v.items()}}
+                            for k, v in cmp.ablation.items()]),
+    ]
+    if result.cohort is not None:
+        sections += [("Head activity over checkpoints", checkpoints_heatmap(result.checkpoint_scores,
+                                                                             result.checkpoint_steps)),
+                     ("Cohorts", cohort_plot(result.cohort["counts"], result.checkpoint_steps, result.curve))]
+    m = cmp.metadata
+    write_report(path, f"Emergent heads: {m['base']['model']} vs {m['post']['model']}", sections, m)
+
+
+def _reading(result: EmergentResult) -> str:
+    r, m = result.comparison, result.comparison.metadata
     text = (f"Circuits: top {m['n_edges']} EAP-IG edges ({m['ig_steps']} steps) on {m['n_pairs']} '{m['task']}' pairs, "
             f"pruned to edges reaching the logits. Base circuit: {m['base_circuit_size']} heads; post: "
             f"{m['post_circuit_size']} heads. Emergent: {r.emergent}. Lost: {r.lost}. Shared: {r.shared}.")
@@ -92,4 +242,8 @@ def _reading(r: Comparison) -> str:
             return (f"{k}: metric {v.get('task_metric', float('nan')):.3f}, answer top-1 {v.get('answer_top1', float('nan')):.2f}"
                     + (f", accuracy {v['accuracy']:.2f}" if "accuracy" in v else ""))
         text += "\n\nZero-ablation in the post-trained model: " + "; ".join(fmt(k) for k in ("none", "emergent", "base_circuit", "random_mean"))
+    h = result.heldout
+    text += (f"\n\nAccuracy on {h['n']} held-out problems (seed {h['seed']}, levels {h['levels']}) saved by the "
+             f"post-training run in {h['source']}." if h else
+             "\n\nNo held-out split from a post-training run: accuracy under ablation was not measured.")
     return text

@@ -1,33 +1,24 @@
-"""`find_heads`: per-head scores for a task by several methods, saved as an artifact and a report."""
+"""`run_heads`: per-head scores for a task by several methods, the head detectors, saved with a report."""
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from metalens.circuits.attribution import attribute_heads
-from metalens.circuits.patching import patch_heads_exact
-from metalens.circuits.tasks import Task, make_task
 from metalens.artifact import read_artifact, write_artifact
+from metalens.circuits.attribution import attribute_heads
+from metalens.circuits.compare import ablation_effects
+from metalens.circuits.detect import KINDS, detect_heads, top_heads
+from metalens.circuits.patching import patch_heads_exact
+from metalens.circuits.tasks import ContrastTask, make_task
 
 METHODS = ("attribution", "ig", "exact")
-
-
-@dataclass
-class HeadScores:
-    """{method: [n_layers, n_heads]} scores for one task and model, with timings and metadata."""
-
-    scores: dict[str, Tensor]
-    metadata: dict = field(default_factory=dict)
-
-    def save(self, path) -> Path:
-        return write_artifact(path, "head_scores", self.scores, self.metadata)
-
-    @classmethod
-    def load(cls, path) -> "HeadScores":
-        return cls(*read_artifact(path, "head_scores", "point at a directory written by HeadScores.save."))
+ARTIFACT = "heads"  # heads.safetensors: scores.<method> and detect.<kind>, [n_layers, n_heads] each
+FORMAT_VERSION = 1
 
 
 def spearman(a: Tensor, b: Tensor) -> float:
@@ -37,59 +28,128 @@ def spearman(a: Tensor, b: Tensor) -> float:
     return float(spearmanr(a.flatten().numpy(), b.flatten().numpy()).statistic)
 
 
-def find_heads(model, task: Task, methods=METHODS, ig_steps: int = 5) -> HeadScores:
-    """Score every head on `task` by each method; records seconds per method and rho vs exact."""
-    unknown = set(methods) - set(METHODS)
-    if unknown:
-        raise ValueError(f"Unknown method(s) {sorted(unknown)}: use {METHODS}.")
+@dataclass
+class HeadsConfig:
+    """What `run_heads` scores: which task, how many pairs, which methods, and whether to run the detectors."""
+
+    task: str | ContrastTask = "arithmetic"  # arithmetic, word, induction, factual, a pairs .jsonl, or a task
+    n: int = 16  # prompt pairs (for a named task)
+    methods: tuple[str, ...] = METHODS
+    ig_steps: int = 5
+    metric: str = "logit_diff"
+    seed: int = 0
+    detect: bool = True  # induction / previous-token / duplicate-token detectors, top-3 induction ablation
+
+    def __post_init__(self):
+        self.methods = tuple(self.methods)
+        unknown = set(self.methods) - set(METHODS)
+        if unknown or not self.methods:
+            raise ValueError(f"Unknown method(s) {sorted(unknown)}: use some of {METHODS}.")
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields (a task object is recorded by name)."""
+        task = self.task.name if isinstance(self.task, ContrastTask) else self.task
+        return {**asdict(self), "task": task, "methods": list(self.methods)}
+
+
+@dataclass
+class HeadsResult:
+    """Per-head scores of one task on one model: [n_layers, n_heads] per method and per detector."""
+
+    scores: dict[str, Tensor]  # method -> metric change when the head is patched from corrupted
+    seconds: dict[str, float]  # method -> wall time
+    spearman_vs_exact: dict[str, float]  # method -> rank agreement with exact patching
+    detectors: dict[str, Tensor]  # kind -> attention score in [0, 1]; {} without detectors
+    induction_ablation: dict  # group -> task metric with it zero-ablated (top-3 induction heads vs random)
+    task: ContrastTask
+    config: HeadsConfig
+    metadata: dict = field(default_factory=dict)
+
+    def top(self, method: str, k: int = 5) -> list[tuple[int, int]]:
+        """The k heads with the largest |score| by `method` (or a detector kind), largest first."""
+        scores = self.detectors[method] if method in self.detectors else self.scores[method].abs()
+        return top_heads(scores, k)
+
+    def save(self, path) -> Path:
+        """Write heads.safetensors/heads.json, results.json and report.html into `path`; returns it."""
+        from metalens.report import save_json
+
+        path = Path(path)
+        tensors = {**{f"scores.{m}": s for m, s in self.scores.items()},
+                   **{f"detect.{k}": s for k, s in self.detectors.items()}}
+        write_artifact(path, ARTIFACT, tensors, self.metadata, version=FORMAT_VERSION)
+        save_json(path / "results.json", {
+            "format": {"name": "heads-results", "version": FORMAT_VERSION},
+            "config": self.config.to_dict(), "task": self.task.to_dict(), "metadata": self.metadata,
+            "seconds": self.seconds, "spearman_vs_exact": self.spearman_vs_exact,
+            "top_heads": {m: self.top(m) for m in [*self.scores, *self.detectors]},
+            "induction_ablation": self.induction_ablation,
+            "scores": self.scores, "detectors": self.detectors,
+        })
+        _report(path / "report.html", self)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "HeadsResult":
+        """The result `save` wrote into `path`."""
+        path = Path(path)
+        tensors, meta = read_artifact(path, ARTIFACT, "point at a directory written by run_heads or HeadsResult.save.",
+                                      max_version=FORMAT_VERSION)
+        meta.pop("format", None)
+        results = json.loads((path / "results.json").read_text())
+        scores = {k.removeprefix("scores."): v for k, v in tensors.items() if k.startswith("scores.")}
+        detectors = {k.removeprefix("detect."): v for k, v in tensors.items() if k.startswith("detect.")}
+        ablation = {g: {**row, "heads": [tuple(h) for h in row["heads"]]} if "heads" in row else row
+                    for g, row in results["induction_ablation"].items()}
+        return cls(scores, results["seconds"], results["spearman_vs_exact"], detectors, ablation,
+                   ContrastTask.from_dict(results["task"]), HeadsConfig(**results["config"]), meta)
+
+
+def run_heads(model, config: HeadsConfig | None = None, *, out=None, progress: bool = True) -> HeadsResult:
+    """Score every head on the config's task by each method (seconds and rho vs exact recorded), run
+    the head detectors and a top-3 induction-head ablation; with `out`, save results and report there."""
+    cfg = config or HeadsConfig()
+    task = cfg.task if isinstance(cfg.task, ContrastTask) else make_task(cfg.task, model.tokenizer, n=cfg.n,
+                                                                         seed=cfg.seed, metric=cfg.metric)
     scores, seconds = {}, {}
-    for method in methods:
+    for method in tqdm(cfg.methods, desc="heads", unit="method", disable=not progress):
         start = time.perf_counter()
         if method == "exact":
             scores[method] = patch_heads_exact(model, task)
         else:
-            scores[method] = attribute_heads(model, task, method, steps=ig_steps)
+            scores[method] = attribute_heads(model, task, method, steps=cfg.ig_steps)
         seconds[method] = time.perf_counter() - start
-    rho = {m: spearman(scores[m], scores["exact"]) for m in scores if m != "exact" and "exact" in scores}
+    rho = {m: spearman(s, scores["exact"]) for m, s in scores.items() if m != "exact" and "exact" in scores}
+    detectors, ablation = {}, {}
+    if cfg.detect:
+        detectors = {kind: detect_heads(model, kind) for kind in KINDS}
+        ablation = ablation_effects(model, task, {"top3_induction": top_heads(detectors["induction"], 3)})
     meta = {**model.metadata(), "task": task.name, "metric": task.metric, "n_pairs": len(task),
-            "ig_steps": ig_steps, "seconds": seconds, "spearman_vs_exact": rho}
-    return HeadScores(scores, meta)
+            "ig_steps": cfg.ig_steps}
+    result = HeadsResult(scores, seconds, rho, detectors, ablation, task, cfg, meta)
+    if out is not None:
+        result.save(out)
+    return result
 
 
-def heads_report(model, task: str | Task, out, n: int = 16, methods=METHODS, ig_steps: int = 5,
-                 metric: str = "logit_diff", seed: int = 0, detect: bool = True) -> HeadScores:
-    """Run `find_heads` (plus the head detectors) and write results.json, report.html and the scores."""
-    from metalens.circuits.detect import KINDS, detect_heads, top_heads
+def _report(path: Path, result: HeadsResult) -> None:
     from metalens.circuits.plots import head_heatmap
-    from metalens.report import save_json, write_report
+    from metalens.report import write_report
 
-    task = task if isinstance(task, Task) else make_task(task, model.tokenizer, n=n, seed=seed, metric=metric)
-    result = find_heads(model, task, methods, ig_steps)
-    ablation_rows = []
-    if detect:
-        from metalens.circuits.compare import ablation_effects
-
-        for kind in KINDS:
-            result.scores[f"detect_{kind}"] = detect_heads(model, kind)
-        top = top_heads(result.scores["detect_induction"], 3)
-        effects = ablation_effects(model, task, {"top3_induction": top})
-        result.metadata["induction_ablation"] = effects
-        ablation_rows = [{"zero-ablated": k, **{kk: str(vv) if kk == "heads" else vv for kk, vv in v.items()}}
-                         for k, v in effects.items()]
-    out = Path(out)
-    result.save(out)
-    rows = [{"method": m, "seconds": result.metadata["seconds"][m],
-             "spearman vs exact": result.metadata["spearman_vs_exact"].get(m, float("nan")),
-             "top heads (L, H)": str(top_heads(result.scores[m].abs(), 5))} for m in methods]
+    task = result.task
+    rows = [{"method": m, "seconds": result.seconds[m],
+             "spearman vs exact": result.spearman_vs_exact.get(m, float("nan")),
+             "top heads (L, H)": str(result.top(m))} for m in result.scores]
     sections = [("Summary", rows)]
-    sections += [(f"{m} scores ({task.metric} change when patched from corrupted)", head_heatmap(result.scores[m], m))
-                 for m in methods]
-    if detect:
-        sections.append(("Zero-ablating the top-3 induction heads vs random heads (this task)", ablation_rows))
-        sections += [(f"{k} head detector", head_heatmap(result.scores[f"detect_{k}"], k, "Viridis", symmetric=False))
-                     for k in KINDS]
+    sections += [(f"{m} scores ({task.metric} change when patched from corrupted)", head_heatmap(s, m))
+                 for m, s in result.scores.items()]
+    if result.induction_ablation:
+        sections.append(("Zero-ablating the top-3 induction heads vs random heads (this task)",
+                         [{"zero-ablated": k, **{kk: str(vv) if kk == "heads" else vv for kk, vv in v.items()}}
+                          for k, v in result.induction_ablation.items()]))
+    sections += [(f"{k} head detector", head_heatmap(s, k, "Viridis", symmetric=False))
+                 for k, s in result.detectors.items()]
     sections.append(("Task examples", [{"clean": c, "corrupted": x, "answer": a, "wrong": w} for c, x, a, w in
                                         list(zip(task.clean, task.corrupted, task.answers, task.wrong))[:5]]))
-    save_json(out / "results.json", {"metadata": result.metadata, "scores": result.scores, "task": task.to_dict()})
-    write_report(out / "report.html", f"Heads for task '{task.name}' on {model.name}", sections, result.metadata)
-    return result
+    write_report(path, f"Heads for task '{task.name}' on {result.metadata.get('model', '?')}", sections,
+                 result.metadata)

@@ -1,4 +1,4 @@
-"""Task metrics on last-position logits, and the batched inputs they need."""
+"""Task metrics on last-position logits, the batched inputs they need, and the one task forward pass."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +6,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from metalens.circuits.tasks import Task, answer_token
+import metalens
+from metalens import sites
+from metalens.circuits.tasks import ContrastTask, answer_token
+from metalens.forward import Cache
 
 
 @dataclass
@@ -22,7 +25,7 @@ class TaskBatch:
     metric: str
 
 
-def prepare(model, task: Task) -> TaskBatch:
+def prepare(model, task: ContrastTask) -> TaskBatch:
     """Tokenize a task; raises when a pair's prompts differ in token length (they cannot be patched)."""
     clean, corrupted = model.tokenize(task.clean), model.tokenize(task.corrupted)
     n_clean, n_corr = clean["attention_mask"].sum(1), corrupted["attention_mask"].sum(1)
@@ -50,11 +53,33 @@ def prepare(model, task: Task) -> TaskBatch:
     )
 
 
-def last_logits(model, batch: TaskBatch, ids: Tensor | None = None, embeds: Tensor | None = None) -> Tensor:
-    """[batch, vocab] float32 logits at each prompt's last token (clean ids by default)."""
-    kwargs = {"inputs_embeds": embeds} if embeds is not None else {"input_ids": batch.clean_ids if ids is None else ids}
-    logits = model.hf(**kwargs, attention_mask=batch.mask, use_cache=False).logits
-    return logits[torch.arange(len(batch.last), device=logits.device), batch.last].float()
+def embeddings(model, ids: Tensor) -> Tensor:
+    """[batch, pos, d_model] input embeddings as the blocks see them (gemma's sqrt(d_model) scale included)."""
+    return metalens.run_with_cache(model, ids, sites=[sites.EMBED])[sites.EMBED]
+
+
+def task_forward(model, batch: TaskBatch, ids: Tensor | None = None, *, embeds: Tensor | None = None,
+                 keep=(), edits: dict | None = None, grad: bool = False) -> tuple[Tensor, Cache]:
+    """[batch, vocab] float32 logits at each prompt's last token, and the tensors kept at `keep`.
+
+    Runs on `ids` (clean ids by default) or on `embeds`. The pass stops at the final norm and
+    unembeds only the last positions: the unembedding of every position would cost more than
+    the blocks on a 262k-token vocabulary. `grad=True` builds the graph (see `metalens.run_with_cache`).
+    """
+    if embeds is None and ids is None:
+        ids = batch.clean_ids
+    cache = metalens.run_with_cache(model, ids, batch.mask, sites=[*keep, sites.FINAL_NORM], inputs_embeds=embeds,
+                                    edits=edits, grad=grad)
+    hidden = cache[sites.FINAL_NORM]  # [batch, pos, d_model]
+    with torch.set_grad_enabled(grad):
+        logits = model.final_logits(hidden[torch.arange(len(batch.last), device=hidden.device), batch.last])
+    return logits.float(), cache
+
+
+def last_logits(model, batch: TaskBatch, ids: Tensor | None = None, *, embeds: Tensor | None = None,
+                edits: dict | None = None) -> Tensor:
+    """[batch, vocab] float32 logits at each prompt's last token (clean ids by default), no graph."""
+    return task_forward(model, batch, ids, embeds=embeds, edits=edits)[0]
 
 
 def metric_value(batch: TaskBatch, logits: Tensor, reference: Tensor | None = None) -> Tensor:

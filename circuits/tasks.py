@@ -1,4 +1,4 @@
-"""Tasks: clean/corrupted prompt pairs with answer tokens and a scalar metric.
+"""Contrast tasks: clean/corrupted prompt pairs with answer tokens and a scalar metric.
 
 Each clean prompt has a corrupted twin of the same token length whose answer differs, so
 activations can be patched position by position. Generators: arithmetic (multi-step
@@ -17,8 +17,11 @@ METRICS = ("logit_diff", "logprob", "kl")
 
 
 @dataclass
-class Task:
-    """Prompt pairs and answers; `metric` is 'logit_diff', 'logprob' or 'kl'."""
+class ContrastTask:
+    """Clean/corrupted prompt pairs of equal token length, their answers, and the metric to score them.
+
+    `metric` is 'logit_diff', 'logprob' or 'kl'.
+    """
 
     name: str
     clean: list[str]
@@ -37,25 +40,33 @@ class Task:
     def __len__(self) -> int:
         return len(self.clean)
 
-    def subset(self, n: int) -> "Task":
+    def subset(self, n: int) -> "ContrastTask":
         """The first `n` pairs."""
-        return Task(self.name, self.clean[:n], self.corrupted[:n], self.answers[:n], self.wrong[:n], self.metric)
+        return ContrastTask(self.name, self.clean[:n], self.corrupted[:n], self.answers[:n], self.wrong[:n], self.metric)
 
-    def with_metric(self, metric: str) -> "Task":
-        return Task(self.name, self.clean, self.corrupted, self.answers, self.wrong, metric)
+    def with_metric(self, metric: str) -> "ContrastTask":
+        """The same pairs scored by another metric."""
+        return ContrastTask(self.name, self.clean, self.corrupted, self.answers, self.wrong, metric)
 
     def save_jsonl(self, path) -> None:
+        """Write one {"clean", "corrupted", "answer", "wrong"} line per pair (read back by `load_task`)."""
         write_jsonl(path, [{"clean": c, "corrupted": x, "answer": a, "wrong": w}
                            for c, x, a, w in zip(self.clean, self.corrupted, self.answers, self.wrong)])
 
     def to_dict(self) -> dict:
+        """Plain dict of the fields (JSON-ready)."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "ContrastTask":
+        """The task `to_dict` described."""
+        return cls(**{k: data[k] for k in ("name", "clean", "corrupted", "answers", "wrong", "metric")})
 
-def load_task(path, metric: str = "logit_diff", name: str | None = None) -> Task:
+
+def load_task(path, metric: str = "logit_diff", name: str | None = None) -> ContrastTask:
     """A task from JSONL lines {"clean", "corrupted", "answer", "wrong"} (wrong optional for kl)."""
     recs = read_jsonl(path, required=("clean", "corrupted", "answer"))
-    return Task(name or str(path), [r["clean"] for r in recs], [r["corrupted"] for r in recs],
+    return ContrastTask(name or str(path), [r["clean"] for r in recs], [r["corrupted"] for r in recs],
                 [r["answer"] for r in recs], [r.get("wrong", r["answer"]) for r in recs], metric)
 
 
@@ -91,7 +102,7 @@ def _word_prompt(rng: random.Random) -> tuple[str, str]:
 
 
 def arithmetic_task(tokenizer, n: int = 16, levels=(1, 2, 3), seed: int = 0, word_problems: float = 0.0,
-                    metric: str = "logit_diff") -> Task:
+                    metric: str = "logit_diff") -> ContrastTask:
     """Multi-step arithmetic: the model completes the final step of a worked solution.
 
     The corrupted twin is another problem with the same token length and a different first
@@ -107,7 +118,7 @@ def arithmetic_task(tokenizer, n: int = 16, levels=(1, 2, 3), seed: int = 0, wor
     return _pairs("arithmetic", tokenizer, draw, n, metric)
 
 
-def _pairs(name, tokenizer, draw, n, metric, tries: int = 400) -> Task:
+def _pairs(name, tokenizer, draw, n, metric, tries: int = 400) -> ContrastTask:
     clean, corrupted, answers, wrong = [], [], [], []
     for _ in range(n * tries):
         if len(clean) == n:
@@ -121,7 +132,7 @@ def _pairs(name, tokenizer, draw, n, metric, tries: int = 400) -> Task:
                 break
     if len(clean) < n:
         raise ValueError(f"Could only build {len(clean)} of {n} '{name}' pairs of equal token length: ask for fewer.")
-    return Task(name, clean, corrupted, answers, wrong, metric)
+    return ContrastTask(name, clean, corrupted, answers, wrong, metric)
 
 
 _WORDS = ("apple river stone cloud house green table music paper light water horse glass silver "
@@ -142,7 +153,7 @@ def copy_units(tokenizer, need: int = 24) -> list[str]:
 
 
 def induction_task(tokenizer, n: int = 16, seq_len: int = 10, prefix: int = 4, seed: int = 0,
-                   metric: str = "logit_diff") -> Task:
+                   metric: str = "logit_diff") -> ContrastTask:
     """Copying from context: 'w1 .. wL w1 .. wk' -> w(k+1).
 
     The corrupted twin swaps w(k+1) in the first copy for another word x, so a model that
@@ -159,7 +170,7 @@ def induction_task(tokenizer, n: int = 16, seq_len: int = 10, prefix: int = 4, s
         clean.append("".join(seq + seq[:k]))
         corrupted.append("".join(swapped + seq[:k]))
         answers.append(seq[k]), wrong.append(other)
-    return Task("induction", clean, corrupted, answers, wrong, metric)
+    return ContrastTask("induction", clean, corrupted, answers, wrong, metric)
 
 
 _FACTS = [("France", "Paris"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Germany", "Berlin"),
@@ -169,7 +180,7 @@ _FACTS = [("France", "Paris"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Germany
           ("Portugal", "Lisbon"), ("Sweden", "Stockholm"), ("Cuba", "Havana"), ("Chile", "Santiago")]
 
 
-def factual_task(tokenizer, n: int = 16, seed: int = 0, metric: str = "logit_diff") -> Task:
+def factual_task(tokenizer, n: int = 16, seed: int = 0, metric: str = "logit_diff") -> ContrastTask:
     """Factual recall: 'The capital of France is the city of' -> ' Paris' (corrupted: another country)."""
     rng = random.Random(seed)
     templates = ["The capital of {} is the city of", "{}'s capital city is called"]
@@ -181,7 +192,7 @@ def factual_task(tokenizer, n: int = 16, seed: int = 0, metric: str = "logit_dif
     return _pairs("factual", tokenizer, draw, n, metric, tries=100)
 
 
-def make_task(name: str, tokenizer, n: int = 16, seed: int = 0, metric: str = "logit_diff") -> Task:
+def make_task(name: str, tokenizer, n: int = 16, seed: int = 0, metric: str = "logit_diff") -> ContrastTask:
     """A shipped task by name ('arithmetic', 'word', 'induction', 'factual') or a JSONL path."""
     if name == "arithmetic":
         return arithmetic_task(tokenizer, n, seed=seed, metric=metric)

@@ -3,23 +3,23 @@
 Train K = R x L never-used unembedding rows to predict, at every token, the joint distribution
 of the final reward and the tokens remaining (the ZIP-RC idea), read it from the logits the
 forward pass already computes, and spend samples adaptively with it.
+
+Workflows: `run_train`, `run_eval`, `run_sample` (each `(model, config, *, out=None)`, returning
+a result with `save` / `load`). Building blocks stay importable from their modules
+(`decode.sample`, `policy.decide`, `sampler.pareto`, `crossval.cross_validate`, ...).
 """
-from metalens.introspect.api import demo, introspect_eval, introspect_sample, introspect_train
-from metalens.introspect.bins import BinSpec, geometric_edges, prefix_labels
-from metalens.introspect.crossval import cross_validate
-from metalens.introspect.decode import Samples, StopTokens, sample
-from metalens.introspect.features import Positions, rollout_positions
-from metalens.introspect.head import HeadReadout, ReservedHead, ReservedMask, reserved_block
-from metalens.introspect.live import AdaptiveResult, adaptive_generate
-from metalens.introspect.policy import checkpoint
-from metalens.introspect.rollouts import (Task, arithmetic_tasks, few_shot_prefix, generate_rollouts,
-                                        load_rollouts, read_tasks, solve_rates)
-from metalens.introspect.train import shuffled, train_head
+from metalens.introspect.bins import BinSpec
+from metalens.introspect.demo import demo
+from metalens.introspect.eval_run import EvalConfig, run_eval
+from metalens.introspect.features import rollout_positions
+from metalens.introspect.head import ReservedHead
+from metalens.introspect.live import adaptive_generate
+from metalens.introspect.rollouts import Question, generate_rollouts, load_rollouts
+from metalens.introspect.sample_run import SampleConfig, run_sample
+from metalens.introspect.train import train_head
+from metalens.introspect.train_run import TrainConfig, run_train
 
 __all__ = [
-    "AdaptiveResult", "BinSpec", "HeadReadout", "Positions", "ReservedHead", "ReservedMask", "Samples",
-    "StopTokens", "Task", "adaptive_generate", "arithmetic_tasks", "checkpoint", "cross_validate", "demo",
-    "few_shot_prefix", "generate_rollouts", "geometric_edges", "introspect_eval", "introspect_sample",
-    "introspect_train", "load_rollouts", "prefix_labels", "read_tasks", "reserved_block", "rollout_positions",
-    "sample", "shuffled", "solve_rates", "train_head",
+    "BinSpec", "EvalConfig", "Question", "ReservedHead", "SampleConfig", "TrainConfig", "adaptive_generate", "demo",
+    "generate_rollouts", "load_rollouts", "rollout_positions", "run_eval", "run_sample", "run_train", "train_head",
 ]

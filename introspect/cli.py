@@ -1,7 +1,5 @@
-"""`metalens introspect train|eval|sample`: thin wrappers over metalens.introspect.api."""
+"""`metalens introspect train|eval|sample`: parse arguments, call run_train / run_eval / run_sample, print."""
 from __future__ import annotations
-
-import json
 
 
 def _model(args):
@@ -10,57 +8,67 @@ def _model(args):
     return metalens.load_model(args.model, device=args.device)
 
 
+def _gap(name: str, gap: dict) -> str:
+    return f"{name} {gap['gap']:+.3f} [{gap['ci95'][0]:+.3f}, {gap['ci95'][1]:+.3f}]"
+
+
 def _train(args) -> None:
-    from metalens.introspect.api import introspect_train
-    from metalens.introspect.rollouts import read_tasks
+    from metalens.introspect.rollouts import read_questions
+    from metalens.introspect.train_run import TrainConfig, run_train
 
     if args.task not in ("arithmetic", "jsonl"):
         raise ValueError(f"Unknown --task '{args.task}': use 'arithmetic' or 'jsonl' (with --tasks FILE).")
     if args.task == "jsonl" and not args.tasks:
         raise ValueError("--task jsonl needs --tasks FILE with one {\"prompt\", \"answer\"} object per line.")
-    tasks = read_tasks(args.tasks) if args.task == "jsonl" else None
-    res = introspect_train(_model(args), args.out, rollouts=args.rollouts, tasks=tasks, n_tasks=args.n_tasks,
-                           levels=tuple(args.levels), n_samples=args.n_samples, max_new_tokens=args.max_new_tokens,
-                           temperature=args.temperature, mode=args.mode, steps=args.steps,
-                           lora_steps=args.lora_steps, test_fraction=args.test_fraction, seed=args.seed,
-                           progress=True)
-    print(json.dumps({k: res[k] for k in ("solve_rates", "heldout_all_positions")}, indent=1, default=str))
+    config = TrainConfig(questions=read_questions(args.tasks) if args.task == "jsonl" else None,
+                         rollouts=args.rollouts, n_questions=args.n_tasks, levels=tuple(args.levels),
+                         n_samples=args.n_samples, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                         mode=args.mode, steps=args.steps, lora_steps=args.lora_steps,
+                         test_fraction=args.test_fraction, seed=args.seed)
+    res = run_train(_model(args), config, out=args.out)
+    for level, rate in res.solve_rates.items():
+        print(f"level {level}: solve rate {rate:.3f}")
+    print(f"held-out reward AUROC (all positions): head {res.heldout_auroc:.3f}, "
+          f"shuffled labels {res.shuffled_auroc:.3f} ({len(res.test_tasks)} held-out questions)")
+    if res.kl_normal_vocab_heldout is not None:
+        print(f"held-out KL(frozen || adapted) over the normal vocabulary: {res.kl_normal_vocab_heldout:.4f} nats/token")
     print(f"wrote {args.out}/results.json, {args.out}/report.html and {args.out}/head")
 
 
 def _eval(args) -> None:
-    from metalens.introspect.api import introspect_eval
+    from metalens.introspect.eval_run import EvalConfig, run_eval
 
-    res = introspect_eval(_model(args), args.head, args.out, rollouts=args.rollouts,
-                          fractions=tuple(args.fractions), verbal=not args.no_verbal, seed=args.seed, cv=args.cv,
-                          n_shuffles=args.n_shuffles, progress=True)
-    for name, block in [("held-out", res)] + ([(f"{args.cv}-fold CV", res["cv"])] if args.cv else []):
-        for f in block["fractions"] + [{"fraction": "all", **block["all_positions"]}]:
-            gap = f["head_vs_shuffled"]
-            print(f"{name} prefix {f['fraction']}: " + ", ".join(
-                f"{k} AUROC {f[k]['auroc']:.3f}" for k in ("head", "probe", "shuffled", "verbal") if k in f)
-                + f"; head - shuffled {gap['gap']:+.3f} [{gap['ci95'][0]:+.3f}, {gap['ci95'][1]:+.3f}]")
+    config = EvalConfig(args.head, rollouts=args.rollouts, fractions=tuple(args.fractions),
+                        verbal=not args.no_verbal, cv=args.cv, n_shuffles=args.n_shuffles, seed=args.seed)
+    res = run_eval(_model(args), config, out=args.out)
+    blocks = [("held-out", res.fractions, res.all_positions)]
+    if res.cv:
+        blocks.append((f"{args.cv}-fold CV", res.cv["fractions"], res.cv["all_positions"]))
+    for name, fractions, everywhere in blocks:
+        for f in fractions + [{"fraction": "all", **everywhere}]:
+            aurocs = ", ".join(f"{k} AUROC {f[k]['auroc']:.3f}" for k in ("head", "probe", "shuffled", "verbal") if k in f)
+            print(f"{name} prefix {f['fraction']}: {aurocs}; {_gap('head - shuffled', f['head_vs_shuffled'])}")
     print(f"wrote {args.out}/results.json and {args.out}/report.html")
 
 
 def _sample(args) -> None:
-    from metalens.introspect.api import introspect_sample
+    from metalens.introspect.sample_run import SampleConfig, run_sample
 
-    res = introspect_sample(_model(args), args.head, args.out, rollouts=args.rollouts, alphas=args.alphas,
-                            beta=args.beta, every=args.every, live=args.live, live_alphas=args.live_alphas,
-                            cv=args.cv)
-    for row in res["matched"]:
+    config = SampleConfig(args.head, rollouts=args.rollouts, alphas=args.alphas, beta=args.beta, every=args.every,
+                          live=args.live, live_alphas=tuple(args.live_alphas), cv=args.cv)
+    res = run_sample(_model(args), config, out=args.out)
+    for row in res.matched:
         print(f"{row['method']} alpha={row['alpha']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} tokens "
               f"(majority at same tokens: {row['majority_at_same_tokens']:.3f})")
-    for row in res.get("cv", {}).get("paired", []):
+    for row in (res.cv or {}).get("paired", []):
         if row.get("majority_n"):
             alpha = "" if row["alpha"] is None else f" alpha={row['alpha']:g}"
-            print(f"{args.cv}-fold, all problems: {row['method']}{alpha}: acc {row['accuracy']:.3f} at "
+            print(f"{args.cv}-fold, all questions: {row['method']}{alpha}: acc {row['accuracy']:.3f} at "
                   f"{row['tokens']:.1f} tokens vs majority@{row['majority_n']} {row['majority_accuracy']:.3f} at "
                   f"{row['majority_tokens']:.1f}: {row['difference']:+.3f} [{row['ci95'][0]:+.3f}, {row['ci95'][1]:+.3f}]")
-    for row in res.get("live", []):
+    for row in res.live or []:
         print(f"live alpha={row['alpha']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} tokens, "
-              f"{row['decode_steps']:.1f} steps, {row['seconds']:.2f} s per problem ({row['n_problems']} problems)")
+              f"{row['decode_steps']:.1f} steps, {row['seconds']:.2f} s per question ({row['n_problems']} questions)")
     print(f"wrote {args.out}/results.json and {args.out}/report.html")
 
 

@@ -34,7 +34,7 @@ def out_of_fold_pools(model, positions: Positions, records: list[dict], spec: Bi
     for fold in problem_folds(positions, k, seed):
         test = torch.isin(positions.task, torch.tensor(fold))
         head = train_head(model, positions.select(~test), spec, steps=steps, seed=seed, start=start)
-        pools += build_pools(records, positions.select(test), head)
+        pools += build_pools(model, records, positions.select(test), head)
     return pools
 
 
@@ -62,10 +62,10 @@ def cross_validate(model, positions: Positions, spec: BinSpec, k: int = 5, fract
         test = torch.isin(positions.task, torch.tensor(fold))
         train, sel = positions.select(~test), test.numpy()
         head = train_head(model, train, spec, steps=steps, seed=seed, start=start)
-        probs = head.probs_from_hidden(positions.hidden[test])  # [n_test, K]
+        probs = head.probs_from_hidden(model, positions.hidden[test])  # [n_test, K]
         p_head[sel], exp_len[sel] = spec.p_correct(probs).numpy(), spec.expected_remaining(probs).numpy()
         for out, null in zip(p_shuf, shuffled_heads(model, train, spec, n_shuffles, steps, seed, start)):
-            out[sel] = spec.p_correct(null.probs_from_hidden(positions.hidden[test])).numpy()
+            out[sel] = spec.p_correct(null.probs_from_hidden(model, positions.hidden[test])).numpy()
         const_len[sel] = float(train.remaining.float().mean())  # the training folds' mean
         p_probe[sel] = fit_probe(train, seed).predict_proba(positions.hidden[test].numpy())[:, 1]
     y, groups = positions.reward.numpy(), positions.task.numpy()

@@ -58,7 +58,7 @@ def verbal_confidence(model, records: list[dict], positions: Positions, rows: to
         sequences.append(s["prompt_ids"] + s["completion"][:t] + suffix)
     hidden = final_hidden(model, sequences, [len(q) - 1 for q in sequences], [1] * len(sequences), batch_size)
     w = model.hf.get_output_embeddings().weight[[yes, no]].float().cpu()  # [2, d_model]
-    logits = torch.cat(hidden) @ w.T  # [n, 2]; softcapping is monotone, the ratio is what we need
+    logits = model.softcap(torch.cat(hidden) @ w.T)  # [n, 2]: the two logits the model would give
     return logits.softmax(-1)[:, 0].numpy()
 
 
@@ -102,9 +102,9 @@ def evaluate_head(
     spec = head.spec
     nulls = shuffled_heads(model, train, spec, n_shuffles, head_steps, seed, head.start)
     probe = fit_probe(train, seed)
-    probs = head.probs_from_hidden(test.hidden)  # [n_pos, K]
+    probs = head.probs_from_hidden(model, test.hidden)  # [n_pos, K]
     p_head = spec.p_correct(probs).numpy()
-    p_shuf = [spec.p_correct(h.probs_from_hidden(test.hidden)).numpy() for h in nulls]
+    p_shuf = [spec.p_correct(h.probs_from_hidden(model, test.hidden)).numpy() for h in nulls]
     p_probe = probe.predict_proba(test.hidden.numpy())[:, 1]
     groups = test.task.numpy()
     exp_len = spec.expected_remaining(probs).numpy()

@@ -8,8 +8,7 @@ from torch import Tensor
 
 import metalens
 from metalens.introspect.bins import BinSpec, prefix_labels
-
-FINAL_SITE = "ln_final.hook_normalized"  # the input of the unembedding
+from metalens.sites import FINAL_NORM
 
 
 @dataclass
@@ -25,6 +24,7 @@ class Positions:
     frac: Tensor  # [n_pos] t / n_tokens: how far into its response the prefix is
 
     def select(self, mask: Tensor) -> "Positions":
+        """The rows where `mask` [n_pos] is True."""
         return Positions(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
 
 
@@ -44,13 +44,8 @@ def final_states(model, ids: Tensor, mask: Tensor) -> Tensor:
 
     Keeps the autograd graph when called with gradients enabled (the `lora` mode trains through it).
     """
-    seen = {}
-    with metalens.hooks(model, {FINAL_SITE: lambda act: seen.__setitem__("h", act)}, stop_after=True):
-        try:
-            model.hf(input_ids=ids, attention_mask=mask)
-        except metalens.StopForward:
-            pass
-    return seen["h"]
+    cache = metalens.run_with_cache(model, ids, mask, sites=[FINAL_NORM], grad=torch.is_grad_enabled())
+    return cache[FINAL_NORM]
 
 
 @torch.no_grad()

@@ -68,6 +68,7 @@ class ReservedHead:
 
     @property
     def token_ids(self) -> range:
+        """The K reserved token ids, in bin order."""
         return range(self.start, self.start + self.spec.n_bins)
 
     def logits(self, full_logits: Tensor) -> Tensor:
@@ -78,12 +79,14 @@ class ReservedHead:
         """[..., vocab] model logits -> [..., K] joint bin probabilities (sum to one)."""
         return self.logits(full_logits).float().softmax(-1)
 
-    def probs_from_hidden(self, hidden: Tensor, softcap: float | None = None) -> Tensor:
-        """[..., d_model] final-norm hidden states -> [..., K], as the model's own logits give."""
-        logits = hidden.float() @ self.weight.to(hidden.device).T
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        return logits.softmax(-1)
+    def probs_from_hidden(self, model, hidden: Tensor) -> Tensor:
+        """[..., d_model] final-norm hidden states -> [..., K], as `model`'s own logits give.
+
+        Only the K reserved rows are multiplied (not the whole vocabulary); the model's final-logit
+        softcap is applied by the model, elementwise, so slicing first changes nothing.
+        """
+        logits = hidden.float() @ self.weight.to(hidden.device).T  # [..., K]
+        return model.softcap(logits).softmax(-1)
 
     @contextlib.contextmanager
     def applied(self, model):
@@ -110,6 +113,7 @@ class ReservedHead:
 
     @classmethod
     def load(cls, path: str | Path) -> "ReservedHead":
+        """The head written by `save` (its rows, bins and metadata)."""
         tensors, meta = read_artifact(path, "head", "train one with `metalens introspect train`.")
         weight = tensors["weight"]
         start, spec = meta.pop("start"), BinSpec.from_dict(meta.pop("spec"))

@@ -2,7 +2,9 @@
 samples to continue, which to prune and when to start new ones (the rule in policy.py).
 
 Samples started at the same checkpoint form a cohort that shares one KV cache; a new cohort
-starts from a copy of the prompt's cache, so the prompt is run once.
+starts from a copy of the prompt's cache, so the prompt is run once. This loop is its own (cohorts
+join and leave mid-generation, which `metalens.generate` does not do); its stop rule is the one
+`decode.sample` gives `metalens.generate`: EOS, or a token whose text holds a newline.
 """
 from __future__ import annotations
 
@@ -15,10 +17,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from metalens.generate import StopRule
 from metalens.tasks.arithmetic import extract_answer
-from metalens.introspect.decode import StopTokens
 from metalens.introspect.head import ReservedHead, ReservedMask
-from metalens.introspect.policy import checkpoint
+from metalens.introspect.policy import decide
 from metalens.introspect.sampler import weighted_vote
 
 
@@ -56,17 +58,19 @@ def adaptive_generate(
     max_samples: int = 8,
     max_new_tokens: int = 48,
     temperature: float = 0.3,
-    stop: StopTokens | None = None,
-    generator: torch.Generator | None = None,
+    stop: StopRule | None = None,
+    seed: int | None = None,
     answer_fn=extract_answer,
 ) -> AdaptiveResult:
     """Generate up to `max_samples` answers to one prompt, spending tokens where the head says they pay.
 
     The reserved logits are masked out of sampling; the head is read from the same logits, so
-    the only extra work is the decision itself. `temperature=0` decodes greedily.
+    the only extra work is the decision itself. `temperature=0` decodes greedily; `seed` makes
+    sampling reproducible (otherwise the global RNG draws).
     """
     if initial < 1 or max_samples < initial:
         raise ValueError(f"Need 1 <= initial ({initial}) <= max_samples ({max_samples}).")
+    generator = None if seed is None else torch.Generator(model.device).manual_seed(seed)
     with head.applied(model):  # the head's rows sit in the unembedding only for this call
         return _run(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_new_tokens,
                     temperature, stop, generator, answer_fn)
@@ -74,9 +78,9 @@ def adaptive_generate(
 
 def _run(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_new_tokens, temperature, stop,
          generator, answer_fn) -> AdaptiveResult:
-    stop, mask, spec = stop or StopTokens(model.tokenizer), ReservedMask(head), head.spec
+    stop, mask, spec = stop or StopRule(model.tokenizer, ["\n"]), ReservedMask(head), head.spec
     out = model.hf(input_ids=torch.tensor([prompt_ids], device=model.device), use_cache=True, logits_to_keep=1)
-    prompt_cache, prompt_logits = out.past_key_values, out.logits[:, -1, :]  # [1, vocab]
+    prompt_cache, prompt_logits = out.cache, out.logits[:, -1, :]  # [1, vocab]
     prompt_probs = head.probs(prompt_logits).float().cpu()  # [1, K]
     prior = (float(spec.p_correct(prompt_probs)[0]), float(spec.expected_remaining(prompt_probs)[0]))
     reading = lambda probs: (spec.p_correct(probs).tolist(), spec.expected_remaining(probs).tolist())  # noqa: E731
@@ -107,7 +111,7 @@ def _run(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_
             for j, (sid, token) in enumerate(zip(cohort.ids, next_ids.tolist())):
                 tokens_of[sid].append(token)
                 tokens += 1
-                if stop(token) or len(tokens_of[sid]) == max_new_tokens:
+                if stop.stops(token) or len(tokens_of[sid]) == max_new_tokens:
                     finished.append(sid)
                     p_final[sid] = p_now[j]
                     any_finished = True
@@ -125,8 +129,8 @@ def _run(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_
             for sid, p, e in zip(cohort.ids, *reading(cohort.probs)):
                 running[sid] = (p, e)
         running = dict(sorted(running.items()))  # start order, as in replay
-        cut, n_new = checkpoint(running, [p_final[i] for i in finished], prior, alpha, beta,
-                                can_start=max_samples - len(tokens_of))
+        cut, n_new = decide(running, [p_final[i] for i in finished], prior, alpha, beta,
+                            can_start=max_samples - len(tokens_of))
         for cohort in cohorts:
             _drop(cohort, [j for j, sid in enumerate(cohort.ids) if sid not in cut])
         cohorts = [c for c in cohorts if c.ids]
@@ -154,8 +158,8 @@ def _advance(model, head: ReservedHead, cohort: _Cohort, next_ids: Tensor, keep:
     _drop(cohort, keep)
     if not keep:
         return
-    out = model.hf(input_ids=next_ids[keep, None], past_key_values=cohort.cache, use_cache=True)
-    cohort.cache, cohort.logits = out.past_key_values, out.logits[:, -1, :]
+    out = model.hf(input_ids=next_ids[keep, None], cache=cohort.cache, use_cache=True)
+    cohort.cache, cohort.logits = out.cache, out.logits[:, -1, :]
     cohort.probs = head.probs(cohort.logits).float().cpu()
 
 
@@ -173,7 +177,7 @@ def live_runs(model, head, records: list[dict], task_ids: list[int], alphas, bet
             start = time.perf_counter()
             run = adaptive_generate(model, head, by_id[i]["prompt_ids"], alpha, beta, every, max_samples=pool,
                                     max_new_tokens=config["max_new_tokens"], temperature=config["temperature"],
-                                    generator=torch.Generator(model.device).manual_seed(seed + i))
+                                    seed=seed + i)
             seconds.append(time.perf_counter() - start)
             correct.append(int(run.answer == by_id[i]["answer"]))
             tokens.append(run.tokens)

@@ -5,10 +5,15 @@ frozen model (adapters disabled) to the adapted one, at every response position.
 """
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor
 
 from metalens.introspect.bins import BinSpec, prefix_labels
 from metalens.introspect.features import final_states, flatten
@@ -16,21 +21,17 @@ from metalens.introspect.head import ReservedHead
 
 
 def _batch(model, rows, spec):
-    seqs = [r["prompt_ids"] + r["completion"][:-1] for r in rows]
-    width, pad = max(map(len, seqs)), model.tokenizer.pad_token_id
-    ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=model.device)
-    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=model.device)
+    """Right-padded ids and mask, the (row, position) of every response position, and their bins."""
+    ids, mask = model.pad([r["prompt_ids"] + r["completion"][:-1] for r in rows], side="right")
     select = [(j, len(r["prompt_ids"]) - 1 + t) for j, r in enumerate(rows) for t in range(len(r["completion"]))]
     bins = torch.cat([prefix_labels(len(r["completion"]), r["reward"], spec)["bin"] for r in rows])
     return ids, mask, tuple(torch.tensor(x) for x in zip(*select)), bins.to(model.device)
 
 
 def _normal_logprobs(model, hidden: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities over the normal vocabulary (reserved tokens dropped) from final-norm states."""
     weight = model.hf.get_output_embeddings().weight
-    logits = hidden @ weight[keep].T  # [n, vocab - K]
-    cap = getattr(model.hf.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
+    logits = model.softcap(hidden @ weight[keep].T)  # [n, vocab - K]
     return logits.float().log_softmax(-1)
 
 
@@ -73,7 +74,7 @@ def train_lora(model, records: list[dict], spec: BinSpec | None = None, steps: i
         with torch.no_grad(), peft_model.disable_adapter():
             ref = _normal_logprobs(model, final_states(model, ids, mask)[where], keep)
         hidden = final_states(model, ids, mask)[where]  # [n_resp, d_model]
-        ce = F.cross_entropy(hidden.float() @ reserved.T, bins)
+        ce = F.cross_entropy(model.softcap(hidden.float() @ reserved.T), bins)  # the reserved logits, capped
         kl = F.kl_div(_normal_logprobs(model, hidden, keep), ref, log_target=True, reduction="batchmean")
         loss = ce + kl_coef * kl
         opt.zero_grad()
@@ -102,6 +103,40 @@ def measure_kl(model, peft_model, records: list[dict], head: ReservedHead, batch
         total += F.kl_div(new, ref, log_target=True, reduction="sum").item()
         count += len(new)
     return total / max(count, 1)
+
+
+@dataclass
+class LoraAdapter:
+    """Trained LoRA weights and their peft config, held in memory until `save` writes them."""
+
+    config: object  # peft LoraConfig
+    weights: dict[str, Tensor]
+
+    @classmethod
+    def from_peft(cls, peft_model) -> "LoraAdapter":
+        """The active adapter of a peft model, copied to the CPU."""
+        from peft import get_peft_model_state_dict
+
+        weights = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
+        return cls(copy.deepcopy(peft_model.peft_config["default"]), weights)
+
+    def save(self, path: str | Path) -> Path:
+        """Write `adapter_config.json` + `adapter_model.safetensors` (peft's layout) into directory `path`."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        config = copy.deepcopy(self.config)
+        config.inference_mode = True
+        config.save_pretrained(str(path))
+        save_file({k: v.contiguous() for k, v in self.weights.items()}, str(path / "adapter_model.safetensors"),
+                  metadata={"format": "pt"})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LoraAdapter":
+        """The adapter `save` (or peft's `save_pretrained`) wrote into `path`."""
+        from peft import LoraConfig
+
+        return cls(LoraConfig.from_pretrained(str(path)), load_file(str(Path(path) / "adapter_model.safetensors")))
 
 
 @contextmanager

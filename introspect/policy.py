@@ -10,7 +10,7 @@ reading at the prompt, is positive.
 from __future__ import annotations
 
 
-def checkpoint(
+def decide(
     running: dict[int, tuple[float, float]],
     finished: list[float],
     prior: tuple[float, float],

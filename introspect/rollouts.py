@@ -7,18 +7,18 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from metalens.tasks.arithmetic import Problem, extract_answer, make_problems
-from metalens.introspect.decode import StopTokens, sample
+from metalens.introspect.decode import sample
 
-FORMAT = "metalens.introspect.rollouts/1"
+# /2: samples drawn by `metalens.generate` with a per-question seed. A /1 store (the old sampling
+# loop) cannot be resumed draw for draw, so an unfinished one is refused rather than mixed.
+FORMAT = "metalens.introspect.rollouts/2"
 N_SHOTS = 3
 SHOT_SEED = 10_000  # few-shot examples come from their own seed, never from the task's problems
 
 
 @dataclass(frozen=True)
-class Task:
+class Question:
     """A prompt with a verifiable integer answer (arithmetic, or a user's JSONL line)."""
 
     prompt: str
@@ -26,7 +26,8 @@ class Task:
     level: int = 0
 
     @classmethod
-    def from_problem(cls, problem: Problem) -> "Task":
+    def from_problem(cls, problem: Problem) -> "Question":
+        """The question of a `metalens.tasks.arithmetic` problem."""
         return cls(problem.prompt, problem.answer, problem.level)
 
 
@@ -36,22 +37,22 @@ def few_shot_prefix(n_shots: int = N_SHOTS) -> str:
     return "".join(p.prompt + p.solution + "\n\n" for p in shots)
 
 
-def arithmetic_tasks(n: int, levels=(1, 2, 3), seed: int = 0) -> list[Task]:
-    """`n` arithmetic tasks cycling through `levels` (see metalens.tasks.arithmetic.LEVELS)."""
-    return [Task.from_problem(p) for p in make_problems(n, levels=levels, seed=seed)]
+def arithmetic_questions(n: int, levels=(1, 2, 3), seed: int = 0) -> list[Question]:
+    """`n` arithmetic questions cycling through `levels` (see metalens.tasks.arithmetic.LEVELS)."""
+    return [Question.from_problem(p) for p in make_problems(n, levels=levels, seed=seed)]
 
 
-def read_tasks(path: str | Path) -> list[Task]:
-    """Tasks from a JSONL file of {"prompt": ..., "answer": int} lines."""
+def read_questions(path: str | Path) -> list[Question]:
+    """Questions from a JSONL file of {"prompt": ..., "answer": int} lines."""
     from metalens.data import read_jsonl
 
-    return [Task(r["prompt"], int(r["answer"]), int(r.get("level", 0)))
+    return [Question(r["prompt"], int(r["answer"]), int(r.get("level", 0)))
             for r in read_jsonl(path, required=("prompt", "answer"))]
 
 
-def grade(task: Task, completion: str) -> int:
-    """1 when the completion's extracted answer equals the task's, else 0."""
-    return int(extract_answer(completion) == task.answer)
+def grade(question: Question, completion: str) -> int:
+    """1 when the completion's extracted answer equals the question's, else 0."""
+    return int(extract_answer(completion) == question.answer)
 
 
 def _append(path: Path, record: dict) -> None:
@@ -93,7 +94,7 @@ def _read_complete_lines(path: Path) -> list[dict]:
 
 def generate_rollouts(
     model,
-    tasks: list[Task],
+    questions: list[Question],
     out: str | Path,
     n_samples: int = 4,
     max_new_tokens: int = 48,
@@ -102,29 +103,32 @@ def generate_rollouts(
     prefix: str | None = None,
     progress: bool = False,
 ) -> Path:
-    """Sample `n_samples` completions per task, grade them, append one JSONL line per task.
+    """Sample `n_samples` completions per question, grade them, append one JSONL line per question.
 
-    Resumable: rerunning the same call skips the tasks already written, and a line torn by a
+    Resumable: rerunning the same call skips the questions already written, and a line torn by a
     killed run is dropped and redone. The manifest says `complete: true` only at the end;
-    `load_rollouts` refuses unfinished stores. A different config in `out` raises.
+    `load_rollouts` refuses unfinished stores. A different config in `out` raises. Returns `out`.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     prefix = few_shot_prefix() if prefix is None else prefix
     config = {"format": FORMAT, "model": model.name, "revision": model.revision, "n_samples": n_samples,
               "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed, "prefix": prefix,
-              "tasks_sha256": hashlib.sha256(json.dumps([t.__dict__ for t in tasks]).encode()).hexdigest(),
-              "n_tasks": len(tasks)}
+              "tasks_sha256": hashlib.sha256(json.dumps([t.__dict__ for t in questions]).encode()).hexdigest(),
+              "n_tasks": len(questions)}
     if (out / "manifest.json").exists():
         old = json.loads((out / "manifest.json").read_text())
         changed = sorted(k for k in config if old.get(k) != config[k])
+        if changed == ["format"] and old.get("complete"):
+            raise ValueError(f"{out} holds finished rollouts of an older format ({old.get('format')}): reuse them "
+                             "as they are with --rollouts (TrainConfig.rollouts), or delete the directory to "
+                             "sample them again.")
         if changed:
             raise ValueError(f"{out} holds rollouts made with other settings ({changed}). "
                              "Use another --out directory, or delete this one to start over.")
     _write_manifest(out, {**config, "complete": False})
     done = {r["task_index"] for r in _read_complete_lines(out / "rollouts.jsonl")}
-    stop = StopTokens(model.tokenizer)
-    iterator = range(len(tasks))
+    iterator = range(len(questions))
     if progress:
         from tqdm import tqdm
 
@@ -132,16 +136,15 @@ def generate_rollouts(
     for index in iterator:
         if index in done:
             continue
-        task = tasks[index]
-        prompt_ids = model.tokenizer(prefix + task.prompt)["input_ids"]
-        # One generator per task: a resumed run draws exactly what an uninterrupted one would.
-        generator = torch.Generator(model.device).manual_seed(seed * 1_000_003 + index)
-        samples = sample(model, prompt_ids, n_samples, max_new_tokens, temperature, stop=stop, generator=generator)
+        question = questions[index]
+        prompt_ids = model.tokenizer(prefix + question.prompt)["input_ids"]
+        # One seed per question: a resumed run draws exactly what an uninterrupted one would.
+        samples = sample(model, prompt_ids, n_samples, max_new_tokens, temperature, seed=seed * 1_000_003 + index)
         texts = [model.tokenizer.decode(t, skip_special_tokens=True) for t in samples.tokens]
         _append(out / "rollouts.jsonl", {
-            "task_index": index, "prompt": task.prompt, "answer": task.answer, "level": task.level,
+            "task_index": index, "prompt": question.prompt, "answer": question.answer, "level": question.level,
             "prompt_ids": prompt_ids, "completions": samples.tokens, "texts": texts,
-            "truncated": samples.truncated, "rewards": [grade(task, t) for t in texts],
+            "truncated": samples.truncated, "rewards": [grade(question, t) for t in texts],
         })
     _write_manifest(out, {**config, "complete": True, "sha256": _sha256(out / "rollouts.jsonl")})
     return out

@@ -1,4 +1,4 @@
-"""Evaluating the adaptive sampler (policy.py) against voting baselines by replay.
+"""Evaluating the adaptive sampler (`policy.decide`) against voting baselines by replay.
 
 Decisions depend only on prefixes, so the policy is evaluated by replaying pools of fully
 generated samples: pruning at token t costs exactly the t tokens a live run would have spent
@@ -14,7 +14,7 @@ import numpy as np
 from metalens.tasks.arithmetic import extract_answer
 from metalens.introspect.features import Positions, flatten
 from metalens.introspect.head import ReservedHead
-from metalens.introspect.policy import checkpoint
+from metalens.introspect.policy import decide
 
 
 @dataclass
@@ -31,12 +31,12 @@ class PoolSample:
         return len(self.p_correct)
 
 
-def build_pools(records: list[dict], positions: Positions, head: ReservedHead) -> list[list[PoolSample]]:
+def build_pools(model, records: list[dict], positions: Positions, head: ReservedHead) -> list[list[PoolSample]]:
     """Per task in `positions`, its samples with the head's predictions at each prefix.
 
     `records` are all the rollout records, indexed like `positions.sample` (global sample ids).
     """
-    probs = head.probs_from_hidden(positions.hidden)
+    probs = head.probs_from_hidden(model, positions.hidden)
     p, e = head.spec.p_correct(probs).numpy(), head.spec.expected_remaining(probs).numpy()
     rows, pools = flatten(records), {}
     for index in positions.sample.unique(sorted=True).tolist():
@@ -91,8 +91,8 @@ def adaptive(pool: list[PoolSample], alpha: float, beta: float = 0.0, every: int
                 del progress[i]
         steps += step
         running = {i: (float(pool[i].p_correct[t]), float(pool[i].expected_remaining[t])) for i, t in progress.items()}
-        pruned, n_new = checkpoint(running, [float(pool[i].p_correct[-1]) for i in finished], prior, alpha, beta,
-                                   can_start=len(pool) - next_new)
+        pruned, n_new = decide(running, [float(pool[i].p_correct[-1]) for i in finished], prior, alpha, beta,
+                               can_start=len(pool) - next_new)
         for i in pruned:
             del progress[i]
         for _ in range(n_new):

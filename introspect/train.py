@@ -11,10 +11,6 @@ from metalens.introspect.features import Positions
 from metalens.introspect.head import ReservedHead
 
 
-def _softcap(model) -> float | None:
-    return getattr(model.hf.config, "final_logit_softcapping", None)
-
-
 def train_head(
     model,
     train: Positions,
@@ -41,14 +37,11 @@ def train_head(
     scaled = hidden / rms
     rows = (head.weight.float() * rms).requires_grad_(True)  # [K, d_model] in scaled coordinates
     opt = torch.optim.LBFGS([rows], lr=1, max_iter=steps, history_size=20, line_search_fn="strong_wolfe")
-    softcap = _softcap(model)
     losses = []
 
     def closure():
         opt.zero_grad()
-        logits = scaled @ rows.T  # [n_pos, K]
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
+        logits = model.softcap(scaled @ rows.T)  # [n_pos, K], capped as the model caps its own logits
         loss = F.cross_entropy(logits, target) + weight_decay * rows.pow(2).sum(-1).mean()
         loss.backward()
         losses.append(loss.item())

@@ -81,7 +81,9 @@ def run_with_cache(
                 return new
             value = act if new is None else new
             if grad:
-                kept[name] = value.clone()  # a fresh node: what flows on, so it receives the gradient
+                # A fresh node that flows on, so it receives the gradient; a leaf when nothing upstream
+                # requires grad (frozen weights, integer ids).
+                kept[name] = value.clone() if value.requires_grad else value.detach().clone().requires_grad_()
                 return kept[name]
             kept[name] = value.detach().clone()
             return new
@@ -91,7 +93,8 @@ def run_with_cache(
     inputs = {"input_ids": input_ids} if input_ids is not None else {"inputs_embeds": inputs_embeds}
     out = None
     context = torch.enable_grad() if grad else torch.no_grad()
-    with context, hooks(model, {n: hook_for(n) for n in {*names, *edits}}, stop_after=stop):
+    fns = {n: hook_for(n) for n in {*names, *edits}}
+    with context, (hooks(model, fns, stop_after=stop) if fns else contextlib.nullcontext()):
         with contextlib.suppress(StopForward):
             out = model.hf(**inputs, attention_mask=attention_mask, use_cache=False)
     return Cache({n: kept[n] for n in names}, out.logits if out is not None and logits else None)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -60,13 +61,17 @@ def _check(prompts, max_new_tokens: int, n: int, temperature: float, batch_size:
     return prompts
 
 
-class _StopRule:
+class StopRule:
     """Where a row of new tokens ends: at an EOS id, or at a token whose text holds a stop string."""
 
-    def __init__(self, tokenizer, stop_strings: list[str], extra_ids):
+    def __init__(self, tokenizer, stop_strings: list[str] = (), extra_ids=()):
         eos = tokenizer.eos_token_id
         self.ids = {*(eos if isinstance(eos, list) else [eos]), *extra_ids} - {None}
         self.strings, self.tokenizer, self._text = list(stop_strings), tokenizer, {}
+
+    def stops(self, token: int) -> bool:
+        """True when `token` ends a row."""
+        return token in self.ids or bool(self.strings) and self._hits_string(token)
 
     def _hits_string(self, token: int) -> bool:
         if token not in self._text:
@@ -74,12 +79,14 @@ class _StopRule:
         return any(s in self._text[token] for s in self.strings)
 
     def cut(self, tokens: list[int]) -> tuple[list[int], bool]:
+        """(tokens up to and including the first stop token, whether one was found)."""
         for i, token in enumerate(tokens):
-            if token in self.ids or (self.strings and self._hits_string(token)):
+            if self.stops(token):
                 return tokens[: i + 1], True
         return tokens, False
 
     def text(self, tokens: list[int]) -> str:
+        """Decoded tokens without special tokens, cut before the first stop string."""
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
         for s in self.strings:
             text = text.split(s, 1)[0]
@@ -98,7 +105,7 @@ def generate(
     n: int = 1,
     stop_strings: list[str] = (),
     stop_ids=(),
-    edits: dict[str, HookFn] | None = None,
+    edits: dict[str, HookFn] | Callable[[], dict[str, HookFn]] | None = None,
     mask_ids=None,
     logits_processors=(),
     chat: bool = False,
@@ -112,7 +119,8 @@ def generate(
     model's own generation defaults such as top_k are not applied). `n` samples per prompt.
     Generation of a row ends at EOS, at a token in `stop_ids`, or at a token whose text holds one of
     `stop_strings` (e.g. ["\\n"] for one-line answers). `edits` are `metalens.hooks` functions active
-    for the whole call. `logits_processors` see each step's logits (softcap included, before masking
+    during generation; pass a function returning them to get fresh ones per batch (for hooks that
+    count passes, e.g. to tell the prompt's pass from the decoding steps). `logits_processors` see each step's logits (softcap included, before masking
     and temperature), then `mask_ids` are set to -inf. `seed` makes sampling reproducible without
     touching the global RNG. `chat=True` wraps string prompts in the chat template.
     """
@@ -123,7 +131,7 @@ def generate(
             raise ValueError("chat=True needs string prompts; apply the chat template before tokenizing.")
         prompts = chat_prompts(model, prompts)
     tok = model.tokenizer
-    rule = _StopRule(tok, list(stop_strings), stop_ids)
+    rule = StopRule(tok, list(stop_strings), stop_ids)
     processors = LogitsProcessorList(list(logits_processors))
     if mask_ids is not None and len(mask_ids):
         processors.append(MaskTokens(mask_ids))
@@ -133,9 +141,12 @@ def generate(
             processors.append(MinPLogitsWarper(min_p))
         if top_p is not None:
             processors.append(TopPLogitsWarper(top_p))
+    if not do_sample and n > 1:  # identical greedy rows: transformers refuses n > 1 here, so repeat the prompts
+        prompts, n = [p for p in prompts for _ in range(n)], 1
     settings = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_return_sequences=n, use_cache=True,
-                    pad_token_id=tok.pad_token_id, eos_token_id=sorted(rule.ids) or None,
-                    logits_processor=processors, temperature=1.0, top_k=0, top_p=1.0, min_p=None)
+                    pad_token_id=tok.pad_token_id, eos_token_id=sorted(rule.ids) or None, logits_processor=processors)
+    if do_sample:  # our warpers above only: switch off the model's own sampling defaults (e.g. gemma's top_k=64)
+        settings.update(temperature=1.0, top_k=0, top_p=1.0, min_p=None)
     if stop_strings:
         settings.update(stop_strings=list(stop_strings), tokenizer=tok)
     out_ids: list[list[int]] = []
@@ -144,17 +155,19 @@ def generate(
     devices = [model.device] if model.device.type == "cuda" else []
     rng = torch.random.fork_rng(devices=devices) if seed is not None else contextlib.nullcontext()
     bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress)
-    with rng, torch.no_grad(), (hooks(model, edits) if edits else contextlib.nullcontext()):
+    with rng, torch.no_grad():
         if seed is not None:
             torch.manual_seed(seed)
         for start in range(0, len(prompts), batch_size):
+            batch_edits = edits() if callable(edits) else edits
             chunk = prompts[start : start + batch_size]
             if as_text:
                 batch = model.tokenize(chunk, side="left", add_special_tokens=True)
                 ids, mask = batch["input_ids"], batch["attention_mask"]
             else:
                 ids, mask = model.pad(chunk, side="left")
-            out = model.hf.generate(input_ids=ids, attention_mask=mask, **settings)
+            with hooks(model, batch_edits) if batch_edits else contextlib.nullcontext():
+                out = model.hf.generate(input_ids=ids, attention_mask=mask, **settings)
             for row in out[:, ids.shape[1] :].tolist():
                 kept, ended = rule.cut(row)
                 out_ids.append(kept)

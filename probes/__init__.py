@@ -1,25 +1,21 @@
 """probes: linear probes and the neurofeedback paradigm (metacognitive monitoring and control).
 
-`train` / `Probe` / `sweep_layers` fit and sweep logistic-regression probes; `load_dataset`
-reads the shipped labelled sentences (`moral`, `facts`) or your JSONL; `fit_axes` builds the
-target axes (PCs and the logistic-regression axis) whose median split gives neurofeedback
-labels; `run_reporting` and `run_control` are the monitoring and control tasks;
-`run_neurofeedback` runs them all and writes results.json + report.html. (The `introspect`
-subpackage is separate and imported on demand.)
+`train_probe` / `Probe` fit a logistic-regression probe; `run_probe_sweep` (the `metalens probe`
+workflow) and `sweep_layers` probe every layer into a `LayerSweep`. `load_dataset` reads the
+shipped labelled sentences (`moral`, `facts`) or your JSONL. `run_neurofeedback` runs the whole
+paradigm (target axes from `fit_axes`, reporting, implicit and explicit control, the metacognitive
+space) into a `NeurofeedbackResult`. Plotly figures live in `metalens.probes.figures`; the stages
+(`reporting.run_reporting`, `control.run_control`, `space.summarize`) in their own modules.
 """
-from metalens.probes.control import ControlResult, run_control
-from metalens.probes.datasets import SHIPPED, LabelledSet, load_dataset
+from metalens.probes import figures
+from metalens.probes.datasets import LabelledSet, load_dataset
 from metalens.probes.demo import demo
-from metalens.probes.directions import Axes, fit_axes, split_indices
+from metalens.probes.directions import Axes, fit_axes
 from metalens.probes.neurofeedback import NeurofeedbackConfig, NeurofeedbackResult, run_neurofeedback
-from metalens.probes.prompts import render
-from metalens.probes.reporting import ReportingResult, run_reporting
-from metalens.probes.space import summarize
-from metalens.probes.sweep import LayerSweep, sweep_layers
-from metalens.probes.train import Probe, train
+from metalens.probes.probe import Probe, train_probe
+from metalens.probes.sweep import LayerSweep, ProbeSweepConfig, run_probe_sweep, sweep_layers
 
 __all__ = [
-    "Axes", "ControlResult", "LabelledSet", "LayerSweep", "NeurofeedbackConfig", "NeurofeedbackResult",
-    "Probe", "ReportingResult", "SHIPPED", "demo", "fit_axes", "load_dataset", "render", "run_control",
-    "run_neurofeedback", "run_reporting", "split_indices", "summarize", "sweep_layers", "train",
+    "Axes", "LabelledSet", "LayerSweep", "NeurofeedbackConfig", "NeurofeedbackResult", "Probe", "ProbeSweepConfig",
+    "demo", "figures", "fit_axes", "load_dataset", "run_neurofeedback", "run_probe_sweep", "sweep_layers", "train_probe",
 ]

@@ -1,14 +1,18 @@
-"""`metalens neurofeedback` and `metalens probe`: thin wrappers over run_neurofeedback and sweep_layers."""
+"""`metalens neurofeedback` and `metalens probe`: thin wrappers over run_neurofeedback and run_probe_sweep."""
 from __future__ import annotations
 
 from pathlib import Path
+
+
+def _num(value, spec: str = ".3f") -> str:
+    return "nan" if value is None else format(value, spec)  # results.json stores NaN as null
 
 
 def _neurofeedback(args) -> None:
     import metalens
     from metalens.probes.neurofeedback import NeurofeedbackConfig, run_neurofeedback
 
-    overrides = {k: v for k, v in {"dataset": args.dataset, "draws": args.draws, "seed": args.seed,
+    overrides = {k: v for k, v in {"layer": args.layer, "dataset": args.dataset, "draws": args.draws, "seed": args.seed,
                                    "max_sentences": args.max_sentences, "implicit_trials": args.implicit_trials,
                                    "explicit_trials": args.explicit_trials, "control_examples": args.control_examples,
                                    }.items() if v is not None}
@@ -21,11 +25,11 @@ def _neurofeedback(args) -> None:
         overrides["n_values"] = tuple(int(x) for x in args.n_values.split(","))
     cfg = NeurofeedbackConfig.quick(**overrides) if args.quick else NeurofeedbackConfig(**overrides)
     model = metalens.load_model(args.model, device=args.device)
-    result = run_neurofeedback(model, args.layer, args.out, cfg)
+    result = run_neurofeedback(model, cfg, out=args.out)
     s = result.summary
     for row in s["rows"]:
-        print(f"{row['axis']:>6}  var={row['explained_variance']:.3f}  report_acc={row['report_accuracy']:.3f} "
-              f"(shuffled {row['shuffled_accuracy']:.3f}, p_holm={row['report_p_holm']:.3g})  "
+        print(f"{row['axis']:>6}  var={_num(row['explained_variance'])}  report_acc={_num(row['report_accuracy'])} "
+              f"(shuffled {_num(row['shuffled_accuracy'])}, p_holm={_num(row['report_p_holm'], '.3g')})  "
               f"implicit_d={row['implicit_d_target']}")
     print(f"reportable axes: {s['n_reportable']}/{s['n_axes']}; wrote {Path(args.out) / 'results.json'} "
           f"and report.html ({result.data['metadata']['seconds']} s)")
@@ -33,20 +37,15 @@ def _neurofeedback(args) -> None:
 
 def _probe(args) -> None:
     import metalens
-    from metalens.report import write_report
-    from metalens.probes.datasets import load_dataset
-    from metalens.probes.sweep import sweep_layers
+    from metalens.probes.sweep import ProbeSweepConfig, run_probe_sweep
 
+    layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else None
+    cfg = ProbeSweepConfig(dataset=args.dataset, layers=layers, positions=args.positions)
     model = metalens.load_model(args.model, device=args.device)
-    ds = load_dataset(args.dataset)
-    layers = [int(x) for x in args.layers.split(",")] if args.layers else None
-    sweep = sweep_layers(model, ds.texts, ds.labels, layers, positions=args.positions)
-    out = sweep.save(args.out)
-    write_report(out / "report.html", f"Probe sweep: {ds.name} on {model.name}",
-                 [("Accuracy by layer", sweep.figure()), ("Per layer", sweep.rows())], sweep.metadata)
+    sweep = run_probe_sweep(model, cfg, out=args.out)
     for row in sweep.rows():
         print(f"layer {row['layer']:>3}  cv={row['cv_accuracy']:.3f}±{row['cv_std']:.3f}  held-out={row['test_accuracy']:.3f}")
-    print(f"best layer {sweep.best_layer}; wrote {out}")
+    print(f"best layer {sweep.best_layer}; wrote {Path(args.out) / 'results.json'}, report.html and the probes")
 
 
 def register(subparsers) -> None:
@@ -75,5 +74,5 @@ def register(subparsers) -> None:
     pr.add_argument("--dataset", default="moral", help="moral, facts, or a JSONL path with text/label")
     pr.add_argument("--layers", default=None, help="comma-separated layers (default: all)")
     pr.add_argument("--positions", default="mean", choices=["last", "mean"])
-    pr.add_argument("--out", required=True, help="output directory for the probes and report.html")
+    pr.add_argument("--out", required=True, help="output directory for results.json, report.html and the probes")
     pr.set_defaults(func=_probe)

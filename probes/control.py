@@ -17,33 +17,24 @@ from tqdm.auto import tqdm
 
 import metalens
 from metalens.probes.prompts import Rendered, render
+from metalens.sites import resid_post
 from metalens.probes.stats import cohens_d, holm
 
 
 @torch.inference_mode()
-def span_means(model, layer: int, prompts: list[Rendered], item: int = -1, batch_size: int = 4,
-               site: str = "blocks.{layer}.hook_resid_post") -> torch.Tensor:
-    """Mean activation over the tokens of sentence `item` in each prompt, [n_prompts, d_model]."""
-    name = site.format(layer=model.check_layer(layer))
+def span_means(model, layer: int, prompts: list[Rendered], item: int = -1, batch_size: int = 4) -> torch.Tensor:
+    """Mean residual stream after block `layer` over the tokens of sentence `item` in each prompt, [n_prompts, d_model]."""
+    site = resid_post(model.check_layer(layer))
     out = []
     for begin in range(0, len(prompts), batch_size):
         chunk = prompts[begin:begin + batch_size]
-        ids, mask = model.pad([r.input_ids for r in chunk])
-        keep = torch.zeros(ids.shape)
+        ids, mask = model.pad([r.input_ids for r in chunk])  # right padding keeps render's spans
+        weights = torch.zeros(ids.shape)  # [batch, pos]: 1 / span length on the span, else 0
         for j, r in enumerate(chunk):
             a, b = r.sentence_spans[item]
-            keep[j, a:b] = 1.0 / (b - a)
-        seen = {}
-
-        def grab(act):
-            seen["resid"] = torch.einsum("bp,bpd->bd", keep.to(act.device, act.dtype), act).float().cpu()
-
-        with metalens.hooks(model, {name: grab}, stop_after=True):
-            try:
-                model.hf.model(input_ids=ids, attention_mask=mask, use_cache=False)
-            except metalens.StopForward:
-                pass
-        out.append(seen["resid"])
+            weights[j, a:b] = 1.0 / (b - a)
+        resid = metalens.run_with_cache(model, ids, mask, sites=[site])[site]  # [batch, pos, d_model]
+        out.append(torch.einsum("bp,bpd->bd", weights.to(resid.device, resid.dtype), resid).float().cpu())
     return torch.cat(out)
 
 
@@ -89,11 +80,7 @@ class ControlResult:
                 "example_prompt": self.example_prompt, "metadata": self.metadata}
 
 
-def _generate(model, prompt: Rendered, max_new_tokens: int) -> str:
-    ids = torch.tensor([prompt.input_ids], device=model.device)
-    out = model.hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                            do_sample=False, pad_token_id=model.tokenizer.pad_token_id)
-    text = model.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+def _first_line(text: str) -> str:
     return text.strip().split("\n")[0].strip()
 
 
@@ -115,24 +102,24 @@ def run_control(model, layer: int, axes, texts: list[str], labels, targets: list
     sentences, example = [], ""
     for t, target in enumerate(tqdm(targets, desc=f"{kind} control", disable=not progress)):
         a_t = axes.index(target)
-        sentences.append([])
-        prompts, where = [], []
-        for trial in range(trials):
+        draws = []  # per trial: (example sentences, their labels, the test sentence)
+        for _ in range(trials):
             idx = rng.choice(len(texts), n_examples + 1, replace=False)
-            ex, test = idx[:-1], idx[-1]
-            ex_s, ex_l = [texts[i] for i in ex], labels[ex, a_t].tolist()
-            pair = []
-            for imposed in (0, 1):
-                if kind == "implicit":
-                    sentence = texts[test]
-                else:
-                    sentence = _generate(model, render(model, ex_s + [""], ex_l + [imposed], "control", label_words,
-                                                       open_last=True), max_new_tokens)
-                pair.append(sentence)
+            draws.append(([texts[i] for i in idx[:-1]], labels[idx[:-1], a_t].tolist(), texts[idx[-1]]))
+        if kind == "implicit":
+            pairs = [[test, test] for _, _, test in draws]
+        else:  # the model writes the sentence after each imposed label (greedy, one batched call)
+            open_prompts = [render(model, ex_s + [""], ex_l + [imposed], "control", label_words, open_last=True).input_ids
+                            for ex_s, ex_l, _ in draws for imposed in (0, 1)]
+            written = metalens.generate(model, open_prompts, max_new_tokens=max_new_tokens, batch_size=batch_size).texts
+            pairs = [[_first_line(written[2 * k]), _first_line(written[2 * k + 1])] for k in range(trials)]
+        sentences.append(pairs)
+        prompts, where = [], []
+        for trial, ((ex_s, ex_l, _), pair) in enumerate(zip(draws, pairs)):
+            for imposed, sentence in enumerate(pair):
                 if sentence:
                     prompts.append(render(model, ex_s + [sentence], ex_l + [imposed], "control", label_words))
                     where.append((trial, imposed))
-            sentences[-1].append(pair)
         example = example or (prompts[0].text if prompts else "")
         if prompts:
             means = span_means(model, layer, prompts, -1, batch_size)

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from metalens.data import read_jsonl
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -29,6 +31,16 @@ class LabelledSet:
         """The records at positions `idx`, in that order."""
         idx = [int(i) for i in idx]
         return LabelledSet(self.name, [self.texts[i] for i in idx], [self.labels[i] for i in idx], dict(self.label_names))
+
+    def balanced(self, n: int | None, seed: int = 0) -> "LabelledSet":
+        """A random subset of about `n` records, `n // n_classes` per class, in file order (all when n is None or >= len)."""
+        if n is None or n >= len(self):
+            return self
+        rng = np.random.default_rng(seed)
+        labels = np.asarray(self.labels)
+        classes = np.unique(labels)
+        idx = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: n // len(classes)] for c in classes])
+        return self.subset(np.sort(idx))
 
 
 def load_dataset(name_or_path: str | Path) -> LabelledSet:

@@ -4,28 +4,34 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def demo(model="gemma-3-270m", out_dir: str | Path = "runs/probes-demo", layer: int | None = None,
+def demo(model="gemma-3-270m", out: str | Path = "runs/probes-demo", layer: int | None = None,
          device: str | None = None) -> dict:
-    """Probe every 3rd layer on 120 shipped moral sentences, save the best probe and the sweep
-    figure, then run a quick neurofeedback at the best layer. Returns a dict of headline numbers."""
+    """Probe every 3rd layer on 120 shipped moral sentences, then run a quick neurofeedback at the
+    best layer (or `layer`); each saves results.json and report.html under `out`.
+
+    Returns the key numbers, with a one-line `"headline"`.
+    """
     import metalens
-    from metalens.report import save_json, write_report
-    from metalens.probes.datasets import load_dataset
     from metalens.probes.neurofeedback import NeurofeedbackConfig, run_neurofeedback
-    from metalens.probes.sweep import sweep_layers
+    from metalens.probes.sweep import ProbeSweepConfig, run_probe_sweep
+    from metalens.report import save_json
 
     if isinstance(model, str):
         model = metalens.load_model(model, device=device)
-    out = Path(out_dir)
-    ds = load_dataset("moral").subset(range(120))
-    sweep = sweep_layers(model, ds.texts, ds.labels, list(range(0, model.n_layers, 3)))
+    out = Path(out)
+    sweep_cfg = ProbeSweepConfig(dataset="moral", layers=tuple(range(0, model.n_layers, 3)), max_sentences=120)
+    sweep = run_probe_sweep(model, sweep_cfg, out=out / "probe_sweep", progress=False)
     best = sweep.best_layer if layer is None else layer
-    sweep.save(out / "probes")
-    write_report(out / "probe_sweep.html", f"Moral probe by layer: {model.name}",
-                 [("Accuracy by layer", sweep.figure()), ("Per layer", sweep.rows())], sweep.metadata)
-    nf = run_neurofeedback(model, best, out / "neurofeedback", NeurofeedbackConfig.quick(), progress=False)
-    headline = {"model": model.name, "probe_best_layer": best, "probe_rows": sweep.rows(),
-                "neurofeedback_layer": best, "reportable_axes": nf.summary["n_reportable"],
-                "axes": nf.summary["rows"], "out_dir": str(out)}
-    save_json(out / "demo.json", headline)
-    return headline
+    nf = run_neurofeedback(model, NeurofeedbackConfig.quick(layer=best), out=out / "neurofeedback", progress=False)
+    s = nf.summary
+    probe_acc = sweep.probe(sweep.best_layer).cv_accuracy
+    lr = next((r for r in s["rows"] if r["axis"] == "LR"), None)
+    lr_text = (f"; LR axis reported at {lr['report_accuracy']:.2f} vs {lr['shuffled_accuracy']:.2f} shuffled"
+               if lr and lr["report_accuracy"] is not None and lr["shuffled_accuracy"] is not None else "")
+    headline = (f"moral probe best at layer {sweep.best_layer} (cv acc {probe_acc:.2f}); neurofeedback at layer {best}: "
+                f"{s['n_reportable']}/{s['n_axes']} axes reportable{lr_text}")
+    summary = {"headline": headline, "model": model.name, "probe_best_layer": sweep.best_layer,
+               "probe_best_cv_accuracy": probe_acc, "probe_rows": sweep.rows(), "neurofeedback_layer": best,
+               "reportable_axes": s["n_reportable"], "n_axes": s["n_axes"], "axes": s["rows"], "out": str(out)}
+    save_json(out / "demo.json", summary)
+    return summary

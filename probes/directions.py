@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from metalens.artifact import read_artifact, write_artifact
+from metalens.probes.probe import train_probe
 
 DEFAULT_PCS = (1, 2, 4, 8, 32, 128)
 
@@ -99,9 +100,7 @@ def fit_axes(acts_fit, labels_fit=None, pcs=DEFAULT_PCS, *, logistic: bool = Tru
             dirs.append(vt[k - 1])
             var.append(s[k - 1] ** 2 / total)
     if logistic and labels_fit is not None:
-        from metalens.probes.train import train
-
-        probe = train(X.float(), labels_fit, test_size=0, cv=0, C=C, seed=seed)
+        probe = train_probe(X.float(), labels_fit, test_size=0, cv=0, C=C, seed=seed)
         w = probe.direction.double()
         names.append("LR")
         dirs.append(w)

@@ -1,4 +1,4 @@
-"""Plotly figures of a neurofeedback run; each takes the results dict (as saved in results.json)."""
+"""Plotly figures of probes and neurofeedback runs; the neurofeedback ones take the results dict (as saved in results.json)."""
 from __future__ import annotations
 
 import plotly.graph_objects as go
@@ -69,4 +69,16 @@ def control_effects(results: dict) -> go.Figure:
                     name=f"{kind}: off target (mean |d|)", marker_color=colour, opacity=0.4)
     fig.update_layout(barmode="group", title="Control effect sizes (Cohen's d, imposed 1 vs 0)",
                       xaxis_title="target axis", yaxis_title="Cohen's d")
+    return fig
+
+
+def accuracy_by_layer(rows: list[dict], title: str = "Probe accuracy by layer") -> go.Figure:
+    """Probe accuracy by layer from `LayerSweep.rows()`: cross-validated mean ± std, and held-out."""
+    layers = [r["layer"] for r in rows]
+    fig = go.Figure()
+    fig.add_scatter(x=layers, y=[r["cv_accuracy"] for r in rows], name="cross-validated",
+                    error_y=dict(type="data", array=[r["cv_std"] for r in rows]), mode="lines+markers")
+    fig.add_scatter(x=layers, y=[r["test_accuracy"] for r in rows], name="held-out", mode="lines+markers")
+    fig.add_hline(y=0.5, line_dash="dot", annotation_text="chance")
+    fig.update_layout(title=title, xaxis_title="layer", yaxis_title="accuracy", yaxis_range=[0.4, 1.02])
     return fig

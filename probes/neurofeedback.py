@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 
 import metalens
-from metalens.report import _plain, save_json, write_report
 from metalens.probes import figures
 from metalens.probes.control import run_control
 from metalens.probes.datasets import load_dataset
-from metalens.probes.directions import DEFAULT_PCS, fit_axes, split_indices
+from metalens.probes.directions import DEFAULT_PCS, Axes, fit_axes, split_indices
 from metalens.probes.reporting import run_reporting
 from metalens.probes.space import summarize
+from metalens.report import save_json, to_jsonable, write_report
+from metalens.sites import resid_post
 
 
 @dataclass
@@ -57,10 +58,11 @@ class NeurofeedbackResult:
     """Everything a run measured, as one JSON-ready dict (`data`), plus the fitted axes."""
 
     data: dict
-    axes: object = field(repr=False, default=None)
+    axes: Axes | None = field(repr=False, default=None)
 
     @property
     def summary(self) -> dict:
+        """Per-axis rows and counts of the metacognitive space (see `metalens.probes.space.summarize`)."""
         return self.data["summary"]
 
     def figures(self) -> list:
@@ -72,9 +74,9 @@ class NeurofeedbackResult:
                 ("Accuracy by axis and N", figures.accuracy_heatmap(d)),
                 ("Control effect sizes", figures.control_effects(d))]
 
-    def save(self, out_dir: str | Path) -> Path:
-        """Write results.json, report.html and axes/ into `out_dir`."""
-        out = Path(out_dir)
+    def save(self, path: str | Path) -> Path:
+        """Write results.json, report.html and axes/ into `path`; returns it."""
+        out = Path(path)
         save_json(out / "results.json", self.data)
         if self.axes is not None:
             self.axes.save(out / "axes")
@@ -83,11 +85,11 @@ class NeurofeedbackResult:
         return out
 
     @classmethod
-    def load(cls, out_dir: str | Path) -> "NeurofeedbackResult":
-        """Read results.json (and axes/ when present)."""
-        from metalens.probes.directions import Axes
-
-        out = Path(out_dir)
+    def load(cls, path: str | Path) -> "NeurofeedbackResult":
+        """Read results.json (and axes/ when present) from a folder written by `save`."""
+        out = Path(path)
+        if not (out / "results.json").exists():
+            raise FileNotFoundError(f"No results.json in {out}: point at a folder written by run_neurofeedback(..., out=DIR).")
         axes = Axes.load(out / "axes") if (out / "axes").exists() else None
         return cls(json.loads((out / "results.json").read_text()), axes)
 
@@ -113,26 +115,19 @@ def _sections(result: NeurofeedbackResult) -> list:
             ("Example control prompt", d["implicit"]["example_prompt"][:3000])]
 
 
-def _subsample(ds, n, seed):
-    if n is None or n >= len(ds):
-        return ds
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(ds.labels)
-    classes = np.unique(labels)
-    idx = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: n // len(classes)] for c in classes])
-    return ds.subset(np.sort(idx))
-
-
-def run_neurofeedback(model, layer: int | None = None, out_dir: str | Path | None = None,
-                      config: NeurofeedbackConfig | None = None, progress: bool = True) -> NeurofeedbackResult:
-    """Run the paradigm on `model` at `layer`; with `out_dir`, write results.json and report.html."""
+def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: str | Path | None = None,
+                      progress: bool = True) -> NeurofeedbackResult:
+    """Run the paradigm on `model` at `config.layer` (default: the middle block); with `out`, save
+    results.json, report.html and axes/ there."""
+    if config is not None and not isinstance(config, NeurofeedbackConfig):
+        raise TypeError(f"config must be a NeurofeedbackConfig, not {type(config).__name__}: call "
+                        "run_neurofeedback(model, NeurofeedbackConfig(layer=9), out=DIR).")
     cfg = config or NeurofeedbackConfig()
-    layer = layer if layer is not None else cfg.layer
-    layer = model.n_layers // 2 if layer is None else layer
-    cfg = replace(cfg, layer=model.check_layer(layer))
+    layer = model.check_layer(model.n_layers // 2 if cfg.layer is None else cfg.layer)
+    cfg = replace(cfg, layer=layer)
     start = time.time()
-    ds = _subsample(load_dataset(cfg.dataset), cfg.max_sentences, cfg.seed)
-    site = f"blocks.{layer}.hook_resid_post"
+    ds = load_dataset(cfg.dataset).balanced(cfg.max_sentences, cfg.seed)
+    site = resid_post(layer)
     acts = metalens.capture(model, ds.texts, [site], positions=cfg.positions, batch_size=16, progress=progress)[site].float()
     fit, pool = split_indices(len(ds), cfg.fit_fraction, cfg.seed)
     human = np.asarray(ds.labels)
@@ -150,7 +145,7 @@ def run_neurofeedback(model, layer: int | None = None, out_dir: str | Path | Non
                            n_examples=cfg.control_examples, trials=cfg.explicit_trials, seed=cfg.seed,
                            max_new_tokens=cfg.max_new_tokens, **common) if explicit_targets else None
     lr_agree = float((pool_labels[:, axes.index("LR")] == human[pool]).mean()) if "LR" in axes.names else float("nan")
-    data = _plain({
+    data = to_jsonable({
         "config": asdict(cfg),
         "metadata": {**model.metadata(), "layer": layer, "site": site, "seconds": round(time.time() - start, 1)},
         "data": {"dataset": ds.name, "n_fit": len(fit), "n_pool": len(pool), "fit_indices": fit, "pool_indices": pool,
@@ -161,9 +156,9 @@ def run_neurofeedback(model, layer: int | None = None, out_dir: str | Path | Non
         "implicit": implicit.to_dict(),
         "explicit": explicit.to_dict() if explicit else None,
     })
-    data["summary"] = _plain(summarize(data))
+    data["summary"] = to_jsonable(summarize(data))
     data["metadata"]["seconds"] = round(time.time() - start, 1)
     result = NeurofeedbackResult(data, axes)
-    if out_dir is not None:
-        result.save(out_dir)
+    if out is not None:
+        result.save(out)
     return result

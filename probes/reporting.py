@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+import metalens
 from metalens.probes.prompts import Rendered, label_token_ids, render
 from metalens.probes.stats import greater_pvalue, holm, mean_ci
+from metalens.sites import FINAL_NORM
 
 DEFAULT_N = (0, 2, 4, 8, 16, 32, 64)
 
@@ -24,18 +26,15 @@ DEFAULT_N = (0, 2, 4, 8, 16, 32, 64)
 def label_logprobs(model, prompts: list[Rendered], cand_ids: list[int], batch_size: int = 4):
     """Per prompt: (log p over the label tokens at each label position [n_items, n_labels],
     total probability mass of the label tokens in the full vocabulary [n_items])."""
-    head = model.hf.get_output_embeddings()
-    softcap = getattr(model.hf.config, "final_logit_softcapping", None)
     out = []
     for begin in range(0, len(prompts), batch_size):
         chunk = prompts[begin:begin + batch_size]
         ids, mask = model.pad([r.input_ids for r in chunk])  # right padding keeps render's positions
-        hidden = model.hf.model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state  # [b, pos, d_model], final norm applied
+        # Unembed only the label positions, not the whole [batch, pos, vocab].
+        hidden = metalens.run_with_cache(model, ids, mask, sites=[FINAL_NORM])[FINAL_NORM]  # [batch, pos, d_model]
         for j, r in enumerate(chunk):
             pos = torch.tensor(r.label_pos, device=hidden.device) - 1  # the position predicting each label
-            logits = head(hidden[j, pos]).float()  # [n_items, vocab]
-            if softcap:
-                logits = softcap * torch.tanh(logits / softcap)
+            logits = model.final_logits(hidden[j, pos]).float()  # [n_items, vocab], softcap included
             full = torch.log_softmax(logits, -1)[:, cand_ids]  # [n_items, n_labels]
             out.append((torch.log_softmax(full, -1).cpu(), full.exp().sum(-1).cpu()))
     return out

@@ -1,26 +1,59 @@
-"""Probe every layer of a model on one labelled set, with an accuracy-by-layer figure."""
+"""Probe every layer of a model on one labelled set: `run_probe_sweep` (the `metalens probe` workflow)
+and `sweep_layers` (the same on texts and labels you bring)."""
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from metalens.probes.train import Probe, train
+import torch
+
+from metalens.artifact import read_artifact, write_artifact
+from metalens.probes import figures
+from metalens.probes.datasets import load_dataset
+from metalens.probes.probe import Probe, train_probe
+from metalens.report import save_json, to_jsonable, write_report
+from metalens.sites import resid_post
+
+
+@dataclass
+class ProbeSweepConfig:
+    """Settings of `run_probe_sweep`."""
+
+    dataset: str = "moral"  # a shipped set (moral, facts) or a JSONL path with text/label
+    layers: tuple[int, ...] | None = None  # None: every block
+    positions: str = "mean"  # how a sentence's activation is pooled: "mean" over its tokens or "last"
+    max_sentences: int | None = None  # balanced subsample of the dataset (None: all)
+    cv: int = 5
+    test_size: float = 0.2
+    C: float = 1.0
+    batch_size: int = 16
+    seed: int = 0
+
+
+def _nan(value) -> float:
+    return float("nan") if value is None else float(value)
 
 
 @dataclass
 class LayerSweep:
-    """One probe per layer and its accuracies."""
+    """One probe per layer, each reading the residual stream at `sites[i]`, and their accuracies."""
 
     layers: list[int]
     probes: list[Probe]
-    site: str  # site template, e.g. "blocks.{layer}.hook_resid_post"
+    sites: list[str]
     metadata: dict = field(default_factory=dict)
 
     @property
     def best_layer(self) -> int:
         """The layer whose probe has the highest cross-validated accuracy."""
         return max(zip(self.layers, self.probes), key=lambda lp: lp[1].cv_accuracy)[0]
+
+    def probe(self, layer: int) -> Probe:
+        """The probe trained at `layer`."""
+        if layer not in self.layers:
+            raise KeyError(f"No probe at layer {layer}; this sweep has layers {self.layers}.")
+        return self.probes[self.layers.index(layer)]
 
     def rows(self) -> list[dict]:
         """One row per layer: cv accuracy (mean, std) and held-out accuracy."""
@@ -29,45 +62,62 @@ class LayerSweep:
 
     def figure(self, title: str | None = None):
         """Plotly figure: accuracy by layer (cv mean ± std, and held-out)."""
-        import plotly.graph_objects as go
-
-        rows = self.rows()
-        fig = go.Figure()
-        fig.add_scatter(x=self.layers, y=[r["cv_accuracy"] for r in rows], name="cross-validated",
-                        error_y=dict(type="data", array=[r["cv_std"] for r in rows]), mode="lines+markers")
-        fig.add_scatter(x=self.layers, y=[r["test_accuracy"] for r in rows], name="held-out", mode="lines+markers")
-        fig.add_hline(y=0.5, line_dash="dot", annotation_text="chance")
-        fig.update_layout(title=title or f"Probe accuracy by layer ({self.metadata.get('model', '')})",
-                          xaxis_title="layer", yaxis_title="accuracy", yaxis_range=[0.4, 1.02])
-        return fig
+        return figures.accuracy_by_layer(self.rows(), title or f"Probe accuracy by layer ({self.metadata.get('model', '')})")
 
     def save(self, path: str | Path) -> Path:
-        """Each probe under `path/layer_L/`, plus `sweep.json`."""
+        """Write results.json, report.html and the probes (`layer_sweep.safetensors` + `.json`) into `path`."""
         path = Path(path)
-        for L, p in zip(self.layers, self.probes):
-            p.save(path / f"layer_{L}")
-        (path / "sweep.json").write_text(json.dumps({"layers": self.layers, "site": self.site,
-                                                      "metadata": self.metadata}, indent=2, default=str))
+        probes = [{"bias": p.bias, "cv_accuracy": p.cv_accuracy, "cv_std": p.cv_std, "test_accuracy": p.test_accuracy,
+                   "metadata": p.metadata} for p in self.probes]
+        weights = torch.stack([p.weight.float() for p in self.probes])  # [n_layers, d_model]
+        write_artifact(path, "layer_sweep", {"weights": weights},
+                       to_jsonable({"layers": self.layers, "sites": self.sites, "probes": probes, "metadata": self.metadata}))
+        save_json(path / "results.json", {"best_layer": self.best_layer, "rows": self.rows(), "sites": self.sites,
+                                          "metadata": self.metadata})
+        title = f"Probe sweep: {self.metadata.get('dataset', 'labelled set')} on {self.metadata.get('model', 'model')}"
+        write_report(path / "report.html", title, [("Accuracy by layer", self.figure()), ("Per layer", self.rows())],
+                     self.metadata)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "LayerSweep":
         """Read what `save` wrote."""
-        path = Path(path)
-        meta = json.loads((path / "sweep.json").read_text())
-        return cls(meta["layers"], [Probe.load(path / f"layer_{L}") for L in meta["layers"]], meta["site"], meta["metadata"])
+        tensors, meta = read_artifact(path, "layer_sweep", "point at a directory written by LayerSweep.save "
+                                      "(`metalens probe --out DIR`).")
+        probes = [Probe(w, p["bias"], _nan(p["cv_accuracy"]), _nan(p["cv_std"]), _nan(p["test_accuracy"]), p["metadata"])
+                  for w, p in zip(tensors["weights"], meta["probes"])]
+        return cls(meta["layers"], probes, meta["sites"], meta["metadata"])
 
 
 def sweep_layers(model, texts: list[str], labels, layers: list[int] | None = None, *,
-                 site: str = "blocks.{layer}.hook_resid_post", positions: str = "mean",
-                 batch_size: int = 16, seed: int = 0, **train_kwargs) -> LayerSweep:
-    """Capture `texts` once at every layer in `layers` (default: all) and train a probe on each."""
+                 site: Callable[[int], str] = resid_post, positions: str = "mean", batch_size: int = 16,
+                 seed: int = 0, progress: bool = False, **train_kwargs) -> LayerSweep:
+    """A `LayerSweep`: `texts` captured once at `site(L)` for every layer in `layers` (default: all),
+    and a probe trained on each (`train_kwargs` go to `train_probe`)."""
     import metalens
 
     layers = list(range(model.n_layers)) if layers is None else [model.check_layer(L) for L in layers]
-    sites = [site.format(layer=L) for L in layers]
-    acts = metalens.capture(model, texts, sites, positions=positions, batch_size=batch_size, progress=False)
+    sites = [site(L) for L in layers]
+    acts = metalens.capture(model, texts, sites, positions=positions, batch_size=batch_size, progress=progress)
     meta = {**model.metadata(), "positions": positions, "n_texts": len(texts)}
-    probes = [train(acts[s], labels, seed=seed, metadata={**meta, "layer": L, "site": s}, **train_kwargs)
+    probes = [train_probe(acts[s], labels, seed=seed, metadata={**meta, "layer": L, "site": s}, **train_kwargs)
               for L, s in zip(layers, sites)]
-    return LayerSweep(layers, probes, site, {**meta, "seed": seed})
+    return LayerSweep(layers, probes, sites, {**meta, "seed": seed})
+
+
+def run_probe_sweep(model, config: ProbeSweepConfig | None = None, *, out: str | Path | None = None,
+                    progress: bool = True) -> LayerSweep:
+    """Probe every layer in `config.layers` on `config.dataset`; with `out`, save the sweep there
+    (results.json, report.html, the probes)."""
+    if config is not None and not isinstance(config, ProbeSweepConfig):
+        raise TypeError(f"config must be a ProbeSweepConfig, not {type(config).__name__}: "
+                        "call run_probe_sweep(model, ProbeSweepConfig(layers=(3, 6)), out=DIR).")
+    cfg = config or ProbeSweepConfig()
+    ds = load_dataset(cfg.dataset).balanced(cfg.max_sentences, cfg.seed)
+    layers = list(cfg.layers) if cfg.layers is not None else None
+    sweep = sweep_layers(model, ds.texts, ds.labels, layers, positions=cfg.positions, batch_size=cfg.batch_size,
+                         seed=cfg.seed, progress=progress, cv=cfg.cv, test_size=cfg.test_size, C=cfg.C)
+    sweep.metadata.update(dataset=ds.name, config=asdict(cfg))
+    if out is not None:
+        sweep.save(out)
+    return sweep

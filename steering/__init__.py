@@ -1,21 +1,22 @@
 """steering: rule-following steering vectors, applied during (batched, KV-cached) generation.
 
-A rule in plain language -> contrastive pairs -> `train` -> `SteeringVector` ->
-`generate(model, prompts, vector, strength=...)`, scored by rule checkers for adherence and
-by the unsteered model for fluency; `RuleBook` holds many rules, `mentor` grows it.
+A rule in plain language -> contrastive pairs (`pairs_for_rule`) -> `train_steering_vector` ->
+`SteeringVector` -> `generate(model, prompts, vector, strength=...)`, scored by rule checkers
+for adherence and by the unsteered model for fluency (`token_loss`); `sweep` picks a layer and
+strength, `RuleBook` holds many rules, `mentor` grows it. `run_steer(model, SteerConfig(...))`
+does it all and returns a `SteerResult` (what `metalens steer` calls). Everything else lives in
+the submodules (`checkers`, `evaluate`, `generate`, `mentor`, `rulebook`, `rules`, `vector`).
 """
-from metalens.steering.checkers import Adherence, PatternChecker, ProbeChecker, adherence, checker_for
-from metalens.steering.evaluate import SweepResult, evaluate, sweep, token_loss
-from metalens.steering.generate import generate, steering_sum
-from metalens.steering.mentor import MentorLog, checker_judge, mentor, model_judge
-from metalens.steering.pipeline import demo, steer_rule
-from metalens.steering.rulebook import Entry, RuleBook
-from metalens.steering.rules import Rule, find_rule, heldout_prompts, library, pairs_for_rule, read_pairs, template_pairs
-from metalens.steering.vector import SteeringVector, train
+from metalens.steering.checkers import adherence, checker_for
+from metalens.steering.evaluate import sweep, token_loss
+from metalens.steering.generate import generate
+from metalens.steering.mentor import mentor
+from metalens.steering.pipeline import SteerConfig, SteerResult, demo, run_steer
+from metalens.steering.rulebook import RuleBook
+from metalens.steering.rules import Rule, library, pairs_for_rule
+from metalens.steering.vector import SteeringVector, train_steering_vector
 
 __all__ = [
-    "Adherence", "Entry", "MentorLog", "PatternChecker", "ProbeChecker", "Rule", "RuleBook", "SteeringVector",
-    "SweepResult", "adherence", "checker_for", "checker_judge", "demo", "evaluate", "find_rule", "generate",
-    "heldout_prompts", "library", "mentor", "model_judge", "pairs_for_rule", "read_pairs", "steer_rule",
-    "steering_sum", "sweep", "template_pairs", "token_loss", "train",
+    "Rule", "RuleBook", "SteerConfig", "SteerResult", "SteeringVector", "adherence", "checker_for", "demo",
+    "generate", "library", "mentor", "pairs_for_rule", "run_steer", "sweep", "token_loss", "train_steering_vector",
 ]

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 import metalens
+from metalens import sites
 from metalens.steering.rules import Rule
-from metalens.steering.vector import site_of
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Adherence:
     n: int
 
     def to_dict(self) -> dict:
+        """JSON-ready fields."""
         return dict(self.__dict__)
 
 
@@ -69,7 +70,7 @@ class ProbeChecker:
         self.clf_ = None
 
     def _features(self, texts: list[str]) -> np.ndarray:
-        site = site_of(self.layer)
+        site = sites.resid_post(self.layer)
         acts = metalens.capture(self.model, texts, [site], positions="mean", progress=False, dtype=torch.float32)
         return acts[site].numpy()
 

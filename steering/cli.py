@@ -4,20 +4,16 @@ from __future__ import annotations
 
 def _steer(args) -> None:
     import metalens
-    from metalens.steering.pipeline import steer_rule
+    from metalens.steering.pipeline import SteerConfig, run_steer
 
+    config = SteerConfig(args.rule, prompts=metalens.read_texts(args.prompts) if args.prompts else None,
+                         pairs=args.pairs, vector=args.vector, layers=args.layer,
+                         strengths=tuple(args.strength or (0.5, 1.0, 2.0)), method=args.method, rounds=args.rounds,
+                         judge=args.judge, max_new_tokens=args.max_new_tokens)
     model = metalens.load_model(args.model, device=args.device)
-    prompts = metalens.read_texts(args.prompts) if args.prompts else None
-    summary = steer_rule(model, args.rule, prompts=prompts, out=args.out, pairs=args.pairs, vector=args.vector,
-                         layers=args.layer, strengths=tuple(args.strength or (0.5, 1.0, 2.0)), method=args.method,
-                         rounds=args.rounds, judge=args.judge, max_new_tokens=args.max_new_tokens)
-    u, s = summary["unsteered"], summary["steered"]
-    print(f"rule: {summary['rule']['text']}  layer {summary['layer']}  strength {summary['strength']:g}")
-    print(f"adherence unsteered {u['adherence']:.2f} [{u['low']:.2f}, {u['high']:.2f}]  "
-          f"steered {s['adherence']:.2f} [{s['low']:.2f}, {s['high']:.2f}]  fluency cost {s['fluency_cost']:+.3f} nats/token")
-    for row in summary["mentor"]:
-        print(f"  round {row['round']}: adherence {row['adherence']:.2f}  flagged {row['flagged']}  {row['action']}")
-    print(f"wrote {args.out}/results.json and {args.out}/report.html")
+    result = run_steer(model, config, out=args.out)
+    print(result.summary())
+    print(f"wrote {args.out}/results.json, {args.out}/report.html and {args.out}/rulebook/")
 
 
 def register(subparsers) -> None:

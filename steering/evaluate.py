@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from metalens.steering.checkers import adherence
 from metalens.steering.generate import format_prompts, generate
-from metalens.steering.vector import SteeringVector, train
+from metalens.steering.vector import SteeringVector, train_steering_vector
 
 
 @torch.inference_mode()
@@ -27,29 +28,53 @@ def token_loss(model, prompts: list[str], completions: list[str], batch_size: in
     for start in range(0, len(texts), batch_size):
         rows, n_new = [], []
         for text, completion in zip(texts[start:start + batch_size], completions[start:start + batch_size]):
-            p_ids = tok(text)["input_ids"]
             c_ids = tok(completion, add_special_tokens=False)["input_ids"]
-            rows.append(p_ids + c_ids)
+            rows.append(tok(text)["input_ids"] + c_ids)
             n_new.append(len(c_ids))
-        width, keep = max(map(len, rows)), max(n_new)
+        keep = max(n_new)
         if keep == 0:
             continue
-        ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, row in enumerate(rows):
-            ids[i, width - len(row):] = torch.tensor(row)
-            mask[i, width - len(row):] = 1
-        ids, mask = ids.to(model.device), mask.to(model.device)
+        ids, mask = model.pad(rows, side="left")  # [b, pos]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits = model.hf(input_ids=ids, attention_mask=mask, position_ids=positions,
                           logits_to_keep=keep + 1, use_cache=False).logits.float()  # [b, keep+1, vocab]
         logp = logits[:, :-1].log_softmax(-1)  # predicts the last `keep` tokens
-        target = ids[:, -keep:]
-        nll = -logp.gather(-1, target[..., None])[..., 0]  # [b, keep]
+        nll = -logp.gather(-1, ids[:, -keep:, None])[..., 0]  # [b, keep]
         for i, n in enumerate(n_new):
             if n:
                 losses[start + i] = nll[i, keep - n:].mean().item()
     return losses
+
+
+def sweep_figure(rows: list[dict], rule: str = ""):
+    """Plotly figure of sweep rows: adherence (with 95 % CI) and fluency cost vs strength, one line per layer."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Adherence (95% CI)", "Fluency cost (nats/token)"))
+    for layer in sorted({r["layer"] for r in rows}):
+        line = sorted((r for r in rows if r["layer"] == layer), key=lambda r: r["strength"])
+        x = [r["strength"] for r in line]
+        y = [r["adherence"] for r in line]
+        err_hi = [r["high"] - r["adherence"] for r in line]
+        err_lo = [r["adherence"] - r["low"] for r in line]
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"layer {layer}", legendgroup=str(layer),
+                                 error_y=dict(type="data", array=err_hi, arrayminus=err_lo)), 1, 1)
+        fig.add_trace(go.Scatter(x=x, y=[r["fluency_cost"] for r in line], mode="lines+markers",
+                                 name=f"layer {layer}", legendgroup=str(layer), showlegend=False), 1, 2)
+    fig.update_xaxes(title_text="strength")
+    fig.update_yaxes(range=[0, 1], row=1, col=1)
+    fig.update_layout(title=f"Sweep: {rule}", height=420)
+    return fig
+
+
+def best_setting(rows: list[dict], max_fluency_cost: float = 1.0) -> dict:
+    """Sweep row with the highest adherence whose fluency cost is within budget (ties: lower strength)."""
+    ok = [r for r in rows if r["strength"] != 0 and (r["fluency_cost"] is None
+          or not math.isfinite(r["fluency_cost"]) or r["fluency_cost"] <= max_fluency_cost)]
+    if not ok:
+        ok = [r for r in rows if r["strength"] != 0] or rows
+    return max(ok, key=lambda r: (r["adherence"], -abs(r["strength"])))
 
 
 @dataclass
@@ -64,32 +89,11 @@ class SweepResult:
 
     def best(self, max_fluency_cost: float = 1.0) -> dict:
         """Row with the highest adherence whose fluency cost is within budget (ties: lower strength)."""
-        ok = [r for r in self.rows if r["strength"] != 0 and (r["fluency_cost"] is None
-              or not math.isfinite(r["fluency_cost"]) or r["fluency_cost"] <= max_fluency_cost)]
-        if not ok:
-            ok = [r for r in self.rows if r["strength"] != 0] or self.rows
-        return max(ok, key=lambda r: (r["adherence"], -abs(r["strength"])))
+        return best_setting(self.rows, max_fluency_cost)
 
     def figure(self):
         """Plotly figure: adherence (with 95 % CI) and fluency cost vs strength, one line per layer."""
-        import plotly.graph_objects as go
-        from plotly.subplots import make_subplots
-
-        fig = make_subplots(rows=1, cols=2, subplot_titles=("Adherence (95% CI)", "Fluency cost (nats/token)"))
-        for layer in sorted({r["layer"] for r in self.rows}):
-            rows = sorted((r for r in self.rows if r["layer"] == layer), key=lambda r: r["strength"])
-            x = [r["strength"] for r in rows]
-            y = [r["adherence"] for r in rows]
-            err_hi = [r["high"] - r["adherence"] for r in rows]
-            err_lo = [r["adherence"] - r["low"] for r in rows]
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"layer {layer}", legendgroup=str(layer),
-                                     error_y=dict(type="data", array=err_hi, arrayminus=err_lo)), 1, 1)
-            fig.add_trace(go.Scatter(x=x, y=[r["fluency_cost"] for r in rows], mode="lines+markers",
-                                     name=f"layer {layer}", legendgroup=str(layer), showlegend=False), 1, 2)
-        fig.update_xaxes(title_text="strength")
-        fig.update_yaxes(range=[0, 1], row=1, col=1)
-        fig.update_layout(title=f"Sweep: {self.rule}", height=420)
-        return fig
+        return sweep_figure(self.rows, self.rule)
 
 
 def evaluate(model, prompts, checker, steer=None, strength=None, max_new_tokens: int = 24,
@@ -105,21 +109,26 @@ def evaluate(model, prompts, checker, steer=None, strength=None, max_new_tokens:
 
 def sweep(model, positive, negative, checker, prompts, layers, strengths=(0.5, 1.0, 2.0),
           method: str = "mean_diff", positions: str = "mean", max_new_tokens: int = 24, rule: str = "",
-          vector: SteeringVector | None = None) -> SweepResult:
+          vector: SteeringVector | None = None, progress: bool = False) -> SweepResult:
     """Train a vector at each of `layers` (one capture) and score every (layer, strength) on `prompts`.
 
     Fluency cost = mean per-token loss of the steered text minus that of the unsteered text,
     both under the unsteered model: the surprise steering adds to what the model would write.
     """
-    vector = vector or train(model, positive, negative, layers=layers, method=method, positions=positions)
+    vector = vector or train_steering_vector(model, positive, negative, layers=layers, method=method,
+                                             positions=positions)
+    bar = tqdm(total=1 + len(layers) * len(strengths), desc="sweep", unit="setting", disable=not progress)
     base = evaluate(model, prompts, checker, None, max_new_tokens=max_new_tokens)
     base["fluency_cost"] = 0.0
+    bar.update()
     rows, samples = [], {"unsteered": base.pop("outputs")}
     for layer in layers:
-        single = SteeringVector(**{**vector.__dict__, "directions": {layer: vector.directions[layer]}})
+        single = vector.restricted([layer])
         rows.append({"layer": layer, "strength": 0.0, **base})
         for strength in strengths:
             res = evaluate(model, prompts, checker, single, strength, max_new_tokens, base_nll=base["nll"])
             samples[f"L{layer}_s{strength:g}"] = res.pop("outputs")
             rows.append({"layer": layer, "strength": float(strength), **res})
+            bar.update()
+    bar.close()
     return SweepResult(rows=rows, vector=vector, rule=rule, baseline=base, samples=samples)

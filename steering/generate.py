@@ -1,4 +1,4 @@
-"""Batched, KV-cached generation with steering vectors or a rule book (HF or nnsight)."""
+"""Steered generation: `metalens.generate` with the vectors as edits, or the same through nnsight."""
 from __future__ import annotations
 
 import contextlib
@@ -6,9 +6,14 @@ import warnings
 
 import torch
 from torch import Tensor
+from transformers import LogitsProcessorList
 
 import metalens
-from metalens.steering.vector import SteeringVector, _adder, check_strength, site_of
+from metalens import sites
+from metalens.generate import MaskTokens, chat_prompts
+from metalens.steering.vector import SteeringVector, adder, check_strength
+
+BACKENDS = ("hf", "nnsight")
 
 
 def steering_sum(model, steer, strength: float | None = None) -> dict[int, Tensor]:
@@ -22,14 +27,13 @@ def steering_sum(model, steer, strength: float | None = None) -> dict[int, Tenso
         return {}
     if hasattr(steer, "active") and hasattr(steer, "entries"):  # a RuleBook
         pairs = [(rule.vector, rule.strength) for rule in steer.active()]
-        scale = 1.0 if strength is None else check_strength(strength)
     else:
         vectors = [steer] if isinstance(steer, SteeringVector) else list(steer)
         bad = [v for v in vectors if not isinstance(v, SteeringVector)]
         if bad:
             raise TypeError(f"Expected SteeringVector(s) or a RuleBook, got {type(bad[0]).__name__}.")
         pairs = [(v, 1.0) for v in vectors]
-        scale = 1.0 if strength is None else check_strength(strength)
+    scale = 1.0 if strength is None else check_strength(strength)
     total: dict[int, Tensor] = {}
     for vector, own in pairs:
         vector.check_model(model)
@@ -41,7 +45,7 @@ def steering_sum(model, steer, strength: float | None = None) -> dict[int, Tenso
 
 
 def format_prompts(model, prompts: list[str], chat: bool | None = None) -> list[str]:
-    """Prompts as the model should see them: wrapped in the chat template for chat models."""
+    """Prompts as the model should see them: in the chat template for chat models (chat=None: if it has one)."""
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of strings, not one string: wrap it as [prompt].")
     prompts = list(prompts)
@@ -49,88 +53,95 @@ def format_prompts(model, prompts: list[str], chat: bool | None = None) -> list[
         raise ValueError("No prompts given: pass a non-empty list of strings.")
     if chat is None:
         chat = model.is_chat
-    if not chat:
-        return prompts
-    return [model.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                                add_generation_prompt=True) for p in prompts]
+    return chat_prompts(model, prompts) if chat else prompts
 
 
-def _left_padded(model, texts: list[str]):
-    tok = model.tokenizer
-    side = tok.padding_side
-    tok.padding_side = "left"  # generation appends on the right, so pads must sit on the left
-    try:
-        return tok(texts, return_tensors="pt", padding=True).to(model.device)
-    finally:
-        tok.padding_side = side
+def stop_ids(model) -> list[int]:
+    """Token ids that end a row: the tokenizer's EOS and the model's generation-config EOS ids."""
+    ids = []
+    for eos in (model.tokenizer.eos_token_id, getattr(model.hf.generation_config, "eos_token_id", None)):
+        ids += list(eos) if isinstance(eos, (list, tuple)) else [eos]
+    return sorted({i for i in ids if i is not None})
 
 
-def _gen_kwargs(model, max_new_tokens: int, do_sample: bool, **extra) -> dict:
-    tok = model.tokenizer
-    return dict(max_new_tokens=max_new_tokens, do_sample=do_sample, use_cache=True,
-                pad_token_id=tok.pad_token_id, **extra)
+def _cut(row: list[int], stops: set[int]) -> list[int]:
+    for i, token in enumerate(row):
+        if token in stops:
+            return row[: i + 1]
+    return row
 
 
-@torch.inference_mode()
-def _generate_hf(model, texts, total, max_new_tokens, prompt, do_sample, **extra) -> Tensor:
-    batch = _left_padded(model, texts)
-    fns = {site_of(layer): _adder(vec, prompt) for layer, vec in total.items()}
-    with metalens.hooks(model, fns) if fns else contextlib.nullcontext():
-        out = model.hf.generate(**batch, **_gen_kwargs(model, max_new_tokens, do_sample, **extra))
-    return out[:, batch["input_ids"].shape[1]:]
+def _hf_rows(model, texts, total, prompt, max_new_tokens, do_sample, temperature, mask_ids) -> list[list[int]]:
+    # A fresh adder per call: with prompt=False it must skip this batch's prompt pass, not the first batch's.
+    edits = {sites.resid_post(layer): adder(vec, prompt) for layer, vec in total.items()}
+    return metalens.generate(model, texts, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
+                             stop_ids=stop_ids(model), edits=edits or None, mask_ids=mask_ids,
+                             batch_size=len(texts)).ids
 
 
-def _generate_nnsight(model, texts, total, max_new_tokens, prompt, do_sample, **extra) -> Tensor:
+def _nnsight_rows(model, texts, total, prompt, max_new_tokens, do_sample, temperature, mask_ids) -> list[list[int]]:
+    # Pre-tokenized, left-padded input: nnsight's own tokenizer copy is never asked to pad.
+    batch = model.tokenize(texts, side="left")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    stops = stop_ids(model)
+    settings = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, use_cache=True,
+                    pad_token_id=model.tokenizer.pad_token_id, eos_token_id=stops)
+    if do_sample:  # as metalens.generate: temperature only, no model defaults such as top_k
+        settings.update(temperature=temperature, top_k=0, top_p=1.0)
+    if mask_ids is not None and len(mask_ids):
+        settings["logits_processor"] = LogitsProcessorList([MaskTokens(mask_ids)])
     lm = model.nnsight
-    side = model.tokenizer.padding_side
-    model.tokenizer.padding_side = "left"
-    n_prompt = _left_padded(model, texts)["input_ids"].shape[1]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # nnsight warns when an open .all() loop ends at EOS
-            with lm.generate(**_gen_kwargs(model, max_new_tokens, do_sample, **extra)) as tracer:
-                with tracer.invoke(texts):
-                    if total:
-                        steps = tracer.all() if prompt else tracer.iter[1:]
-                        for _ in steps:
-                            for layer, vec in total.items():
-                                lm.model.layers[layer].output[:] += vec
-                with tracer.invoke():
-                    ids = tracer.result.save()
-    finally:
-        model.tokenizer.padding_side = side
-    return ids[:, n_prompt:]
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # nnsight warns when an open .all() loop ends at EOS
+        with lm.generate(**settings) as tracer:
+            with tracer.invoke({"input_ids": ids, "attention_mask": mask}):
+                if total:
+                    for _ in tracer.all() if prompt else tracer.iter[1:]:
+                        for layer, vec in total.items():
+                            lm.model.layers[layer].output[:] += vec
+            with tracer.invoke():
+                out = tracer.result.save()
+    return [_cut(row, set(stops)) for row in out[:, ids.shape[1]:].tolist()]
 
 
-def generate(model, prompts: list[str], steer=None, max_new_tokens: int = 32, strength: float | None = None,
-             batch_size: int = 16, prompt: bool = True, do_sample: bool = False, chat: bool | None = None,
-             backend: str = "hf", **generate_kwargs) -> list[str]:
-    """The new text the model writes after each prompt, steered by `steer` (None: unsteered).
-
-    steer: a SteeringVector, a list of them, or a RuleBook (see `steering_sum`). Greedy by
-    default; batched with left padding and the KV cache on. The vector is added at every
-    generated position, and at the prompt's positions too unless prompt=False.
-    backend "nnsight" runs the same intervention through nnsight's `generate`.
-    """
-    if backend not in ("hf", "nnsight"):
-        raise ValueError(f"backend must be 'hf' or 'nnsight', not '{backend}'.")
+def generate_ids(model, prompts: list[str], steer=None, *, strength: float | None = None, prompt: bool = True,
+                 max_new_tokens: int = 32, do_sample: bool = False, temperature: float = 1.0,
+                 seed: int | None = None, mask_ids=None, chat: bool | None = None, batch_size: int = 16,
+                 backend: str = "hf") -> list[list[int]]:
+    """New token ids for each prompt (up to and including a stop token), steered by `steer`; arguments as in `generate`."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not '{backend}'.")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, not {max_new_tokens}.")
     texts = format_prompts(model, prompts, chat)
     total = steering_sum(model, steer, strength)
-    run = _generate_hf if backend == "hf" else _generate_nnsight
-    outputs = []
-    for start in range(0, len(texts), batch_size):
-        new_ids = run(model, texts[start:start + batch_size], total, max_new_tokens, prompt, do_sample,
-                      **generate_kwargs)
-        outputs.extend(model.tokenizer.batch_decode(new_ids, skip_special_tokens=True))
-    return outputs
+    run = _hf_rows if backend == "hf" else _nnsight_rows
+    devices = [model.device] if model.device.type == "cuda" else []
+    rng = torch.random.fork_rng(devices=devices) if seed is not None else contextlib.nullcontext()
+    rows: list[list[int]] = []
+    with rng:
+        if seed is not None:
+            torch.manual_seed(seed)
+        for start in range(0, len(texts), batch_size):
+            rows += run(model, texts[start:start + batch_size], total, prompt, max_new_tokens, do_sample,
+                        temperature, mask_ids)
+    return rows
 
 
-def generate_ids(model, prompts: list[str], steer=None, max_new_tokens: int = 32, strength: float | None = None,
-                 prompt: bool = True, backend: str = "hf", chat: bool | None = None, **kw) -> Tensor:
-    """Token ids of the new text for one batch of prompts, [batch, new_pos] (for tests/benchmarks)."""
-    texts = format_prompts(model, prompts, chat)
-    total = steering_sum(model, steer, strength)
-    run = _generate_hf if backend == "hf" else _generate_nnsight
-    return run(model, texts, total, max_new_tokens, prompt, kw.pop("do_sample", False), **kw)
+def generate(model, prompts: list[str], steer=None, *, strength: float | None = None, prompt: bool = True,
+             max_new_tokens: int = 32, do_sample: bool = False, temperature: float = 1.0, seed: int | None = None,
+             mask_ids=None, chat: bool | None = None, batch_size: int = 16, backend: str = "hf") -> list[str]:
+    """The new text the model writes after each prompt, steered by `steer` (None: unsteered).
+
+    steer: a SteeringVector, a list of them, or a RuleBook (see `steering_sum`); `strength`
+    scales it. The vector is added at every generated position, and at the prompt's positions
+    too unless prompt=False. Greedy unless do_sample=True (then `temperature` only, `seed` for
+    reproducibility); `mask_ids` are never generated; chat=None wraps prompts in the chat
+    template when the model has one. backend "hf" is `metalens.generate` with the vector as an
+    edit (batched, left-padded, KV cache); "nnsight" runs the same intervention through nnsight's
+    `generate`, for comparison.
+    """
+    rows = generate_ids(model, prompts, steer, strength=strength, prompt=prompt, max_new_tokens=max_new_tokens,
+                        do_sample=do_sample, temperature=temperature, seed=seed, mask_ids=mask_ids, chat=chat,
+                        batch_size=batch_size, backend=backend)
+    return [model.tokenizer.decode(row, skip_special_tokens=True) for row in rows]

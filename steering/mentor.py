@@ -6,11 +6,13 @@ from typing import Callable
 
 import torch
 
+import metalens
+from metalens.sites import FINAL_NORM
 from metalens.steering.checkers import adherence
 from metalens.steering.generate import generate
 from metalens.steering.rulebook import RuleBook
 from metalens.steering.rules import Rule
-from metalens.steering.vector import train
+from metalens.steering.vector import train_steering_vector
 
 # A judge sees prompts, responses and the rule; for each response it returns whether it follows
 # the rule, or (follows, corrected_response_or_None).
@@ -33,15 +35,15 @@ def model_judge(model, template: str = JUDGE_PROMPT) -> Judge:
     tok = model.tokenizer
     yes, no = tok(" Yes", add_special_tokens=False)["input_ids"][-1], tok(" No", add_special_tokens=False)["input_ids"][-1]
 
-    @torch.inference_mode()
     def judge(prompts, responses, rule):
         texts = [template.format(rule=rule.text.rstrip("."), prompt=p, response=r) for p, r in zip(prompts, responses)]
         verdicts = []
         for start in range(0, len(texts), 8):
-            batch = model.tokenize(texts[start:start + 8])
-            last = batch["attention_mask"].sum(1) - 1
-            logits = model.hf(**batch, use_cache=False).logits  # [b, pos, vocab]
-            final = logits[torch.arange(len(last), device=last.device), last]
+            batch = model.tokenize(texts[start:start + 8], side="right")
+            last = batch["attention_mask"].sum(1) - 1  # each row's last real token
+            cache = metalens.run_with_cache(model, batch["input_ids"], batch["attention_mask"], sites=[FINAL_NORM])
+            hidden = cache[FINAL_NORM][torch.arange(len(last), device=last.device), last]  # [b, d_model]
+            final = model.final_logits(hidden)  # [b, vocab]: only the positions read, not the whole sequence
             verdicts.extend((final[:, yes] > final[:, no]).tolist())
         return verdicts
 
@@ -100,7 +102,7 @@ def mentor(model, book: RuleBook, rule_name: str, positive: list[str], negative:
             failures += [f"{p} {r}" for p, r, _ in flagged]
             negative += [f"{p} {r}" for p, r, _ in flagged]
             positive += [f"{p} {fix}" for p, _, fix in flagged if fix]
-            entry.vector = train(model, positive, negative, layers=entry.vector.layers, method="mean_diff",
+            entry.vector = train_steering_vector(model, positive, negative, layers=entry.vector.layers, method="mean_diff",
                                  positions=entry.vector.positions, seed=entry.vector.seed)
             actions.append(f"retrained on {len(positive)}+/{len(negative)}-")
         if stale >= 1 and flagged:
@@ -109,7 +111,7 @@ def mentor(model, book: RuleBook, rule_name: str, positive: list[str], negative:
         if stale >= patience and failures:
             child = Rule(name=f"{rule_name}.{k}", text=f"{entry.rule.text}, even in replies like the ones that failed",
                          keywords=entry.rule.keywords, regex=entry.rule.regex, forbid=entry.rule.forbid, parent=rule_name)
-            vector = train(model, positive, failures, layers=entry.vector.layers, positions=entry.vector.positions)
+            vector = train_steering_vector(model, positive, failures, layers=entry.vector.layers, positions=entry.vector.positions)
             book.add(child, vector, strength=entry.strength / 2)
             actions.append(f"child rule {child.name}")
             stale = 0

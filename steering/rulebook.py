@@ -1,12 +1,14 @@
 """`RuleBook`: a tree of rules, each with its own steering vector and strength, saved together."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from metalens.artifact import read_artifact, write_artifact
 from metalens.steering.rules import Rule
 from metalens.steering.vector import SteeringVector, check_strength
+
+ARTIFACT = "rulebook"  # rulebook.safetensors + rulebook.json
 
 
 @dataclass
@@ -21,6 +23,7 @@ class Entry:
 
     @property
     def name(self) -> str:
+        """The rule's name (the book's key)."""
         return self.rule.name
 
 
@@ -83,30 +86,28 @@ class RuleBook:
         return "\n".join(lines)
 
     def save(self, path: str | Path) -> Path:
-        """Write `path/rulebook.json` and one `path/vectors/<rule>.safetensors` (+ .json) per rule."""
-        path = Path(path)
-        (path / "vectors").mkdir(parents=True, exist_ok=True)
-        rules = []
+        """Write directory `path` with rulebook.safetensors (every rule's directions) and rulebook.json."""
+        tensors, rules = {}, []
         for entry in self.entries.values():
-            entry.vector.save(path / "vectors" / f"{entry.name}.safetensors")
+            vec_tensors, vec_meta = entry.vector.to_artifact(prefix=f"{entry.name}/")
+            tensors.update(vec_tensors)
             rules.append({"rule": entry.rule.to_dict(), "strength": entry.strength, "enabled": entry.enabled,
-                          "history": entry.history, "vector": f"vectors/{entry.name}.safetensors",
-                          "layers": entry.vector.layers, "method": entry.vector.method, "seed": entry.vector.seed,
-                          "revision": entry.vector.revision})
-        meta = {"model": self.model_name, "rules": rules}
-        (path / "rulebook.json").write_text(json.dumps(meta, indent=2, default=str))
-        return path
+                          "history": entry.history, "vector": vec_meta})
+        return write_artifact(path, ARTIFACT, tensors, {"model": self.model_name, "rules": rules})
 
     @classmethod
     def load(cls, path: str | Path) -> "RuleBook":
-        """Read a book written by `save`."""
+        """Read a book written by `save` (also the older layout with one vector file per rule)."""
         path = Path(path)
-        if not (path / "rulebook.json").exists():
-            raise FileNotFoundError(f"No rule book at {path}: write one with RuleBook.save(path).")
-        meta = json.loads((path / "rulebook.json").read_text())
+        tensors, meta = read_artifact(path, ARTIFACT, "write one with RuleBook.save(path).")
         book = cls(meta["model"])
         for item in meta["rules"]:
-            entry = book.add(Rule(**item["rule"]), SteeringVector.load(path / item["vector"]), item["strength"])
+            rule = Rule(**item["rule"])
+            if isinstance(item["vector"], str):  # older books: a path to the rule's own vector files
+                vector = SteeringVector.load(path / item["vector"])
+            else:
+                vector = SteeringVector.from_artifact(tensors, item["vector"], prefix=f"{rule.name}/")
+            entry = book.add(rule, vector, item["strength"])
             entry.enabled = item["enabled"]
             entry.history = item["history"]
         return book

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,13 +11,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 import metalens
+from metalens import sites
+from metalens.artifact import read_artifact, write_artifact
+from metalens.hooks import HookFn
 
 METHODS = ("mean_diff", "pca")
-
-
-def site_of(layer: int) -> str:
-    """The hook site a vector for block `layer` is read from and added to."""
-    return f"blocks.{layer}.hook_resid_post"
+ARTIFACT = "steering_vector"  # NAME of the saved files: steering_vector.safetensors + steering_vector.json
 
 
 def check_strength(strength) -> float:
@@ -30,6 +28,24 @@ def check_strength(strength) -> float:
     if not math.isfinite(value):
         raise ValueError(f"strength must be finite, not {value}: pass e.g. strength=4.0.")
     return value
+
+
+def adder(vec: Float[Tensor, "d_model"], prompt: bool = True) -> HookFn:
+    """Hook fn adding `vec` at every position of every forward pass (under KV-cache generation:
+    the prompt's pass, then one pass per new token); with prompt=False the first pass is left alone.
+
+    It counts passes, so use a fresh one for each `generate` batch.
+    """
+    calls = 0
+
+    def fn(act: Float[Tensor, "batch pos d_model"]):
+        nonlocal calls
+        calls += 1
+        if not prompt and calls == 1:
+            return None
+        return act + vec
+
+    return fn
 
 
 @dataclass
@@ -62,78 +78,73 @@ class SteeringVector:
         if self.d_model != model.d_model:
             raise ValueError(
                 f"This steering vector has d_model {self.d_model} (trained on '{self.model_name}') but "
-                f"{model.name} has d_model {model.d_model}: train a vector on this model with metalens.steering.train."
+                f"{model.name} has d_model {model.d_model}: train a vector on this model with "
+                "metalens.steering.train_steering_vector."
             )
         if self.model_name != model.name:
             raise ValueError(
                 f"This steering vector was trained on '{self.model_name}', not '{model.name}': directions "
-                "do not transfer between models. Train one on this model with metalens.steering.train."
+                "do not transfer between models. Train one on this model with metalens.steering.train_steering_vector."
             )
         for layer in self.layers:
             model.check_layer(layer)
 
-    def hook_fns(self, model, strength: float, prompt: bool = True) -> dict:
-        """`{site: fn}` for `metalens.hooks` adding strength * direction at each layer.
-
-        With prompt=False the first forward pass inside the hooks (the prompt, under KV-cache
-        generation) is left alone and only later passes (one per generated token) are steered.
-        """
+    def edits(self, model, strength: float = 1.0, prompt: bool = True) -> dict[str, HookFn]:
+        """`{site: fn}` adding strength * direction at each layer (for `metalens.generate(edits=...)`,
+        `metalens.hooks` or `run_with_cache`); prompt=False as in `adder`."""
         strength = check_strength(strength)
         self.check_model(model)
-        fns = {}
-        for layer, direction in self.directions.items():
-            vec = direction.to(model.device, model.dtype) * strength
-            fns[site_of(layer)] = _adder(vec, prompt)
-        return fns
+        return {sites.resid_post(layer): adder(direction.to(model.device, model.dtype) * strength, prompt)
+                for layer, direction in self.directions.items()}
 
     @contextlib.contextmanager
     def apply(self, model, strength: float = 1.0, prompt: bool = True):
         """Within the block, every forward pass of `model.hf` (also `generate`) is steered."""
-        with metalens.hooks(model, self.hook_fns(model, strength, prompt)):
+        with metalens.hooks(model, self.edits(model, strength, prompt)):
             yield self
 
     def scaled(self, factor: float) -> "SteeringVector":
         """A copy with every direction multiplied by `factor`."""
-        out = SteeringVector(**{**self.__dict__, "directions": {k: v * factor for k, v in self.directions.items()}})
-        return out
+        return self.restricted(self.layers, factor)
+
+    def restricted(self, layers, factor: float = 1.0) -> "SteeringVector":
+        """A copy keeping only `layers` (times `factor`), with the same provenance."""
+        missing = sorted(set(layers) - set(self.directions))
+        if missing:
+            raise ValueError(f"This vector has no layers {missing}; it has {self.layers}.")
+        return SteeringVector(**{**self.__dict__, "directions": {k: self.directions[k] * factor for k in layers}})
+
+    def to_artifact(self, prefix: str = "") -> tuple[dict[str, Tensor], dict]:
+        """(tensors, metadata) as saved: tensors `{prefix}layer.L` (float32), metadata all other fields."""
+        tensors = {f"{prefix}layer.{k}": v.detach().float() for k, v in self.directions.items()}
+        meta = {k: v for k, v in self.__dict__.items() if k != "directions"}
+        return tensors, {**meta, "layers": self.layers}
+
+    @classmethod
+    def from_artifact(cls, tensors: dict[str, Tensor], meta: dict, prefix: str = "") -> "SteeringVector":
+        """The vector `to_artifact` described (other keys in `tensors` and `meta` are ignored)."""
+        fields = {k: meta[k] for k in ("model_name", "d_model", "method", "positions", "revision", "seed",
+                                       "n_pairs", "metadata") if k in meta}
+        return cls(directions={int(layer): tensors[f"{prefix}layer.{layer}"] for layer in meta["layers"]}, **fields)
 
     def save(self, path: str | Path) -> Path:
-        """Write `path` (.safetensors with the directions) and `path.json` (metadata)."""
-        from safetensors.torch import save_file
-
-        path = Path(path).with_suffix(".safetensors")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({f"layer.{k}": v.detach().float().contiguous().cpu() for k, v in self.directions.items()}, path)
-        meta = {k: v for k, v in self.__dict__.items() if k != "directions"}
-        meta["layers"] = self.layers
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=str))
-        return path
+        """Write directory `path` with steering_vector.safetensors and steering_vector.json; returns `path`."""
+        tensors, meta = self.to_artifact()
+        return write_artifact(path, ARTIFACT, tensors, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> "SteeringVector":
-        """Read a vector written by `save`."""
-        from safetensors.torch import load_file
-
-        path = Path(path).with_suffix(".safetensors")
-        if not path.exists():
-            raise FileNotFoundError(f"No steering vector at {path}: write one with SteeringVector.save.")
-        tensors = load_file(path)
-        meta = json.loads(path.with_suffix(".json").read_text())
-        meta.pop("layers", None)
-        directions = {int(k.split(".")[1]): v for k, v in tensors.items()}
-        return cls(directions=directions, **meta)
-
-
-def _adder(vec: Tensor, prompt: bool):
-    calls = [0]
-
-    def fn(act):
-        calls[0] += 1
-        if not prompt and calls[0] == 1:
-            return None
-        return act + vec
-
-    return fn
+        """Read a vector written by `save` (also the older `NAME.safetensors` + `NAME.json` pair)."""
+        path = Path(path)
+        if not (path / f"{ARTIFACT}.json").exists() and (path.suffix == ".safetensors"
+                                                         or path.with_suffix(".json").exists()):
+            path, name = path.parent, path.stem  # the pre-artifact layout: a file pair, format 1
+        else:
+            name = ARTIFACT
+        tensors, meta = read_artifact(path, name, "write one with SteeringVector.save(path).")
+        if "layers" not in meta:
+            meta["layers"] = sorted(int(k.split(".")[1]) for k in tensors)
+        return cls.from_artifact(tensors, meta)
 
 
 def _check_pairs(positive, negative, method: str) -> tuple[list[str], list[str]]:
@@ -170,9 +181,9 @@ def _layers(model, layers) -> list[int]:
     return [model.check_layer(layer) for layer in layers]
 
 
-def train(model, positive: list[str], negative: list[str], layers=None, method: str = "mean_diff",
-          positions: str = "mean", batch_size: int = 16, seed: int = 0) -> SteeringVector:
-    """Train a steering vector from texts that follow (positive) and violate (negative) a rule.
+def train_steering_vector(model, positive: list[str], negative: list[str], layers=None, method: str = "mean_diff",
+                          positions: str = "mean", batch_size: int = 16, seed: int = 0) -> SteeringVector:
+    """A steering vector from texts that follow (positive) and violate (negative) a rule.
 
     `mean_diff` is contrastive activation addition (Rimsky et al., "Steering Llama 2 via
     Contrastive Activation Addition"); `pca` takes the first principal direction of the pair
@@ -181,18 +192,17 @@ def train(model, positive: list[str], negative: list[str], layers=None, method: 
     """
     positive, negative = _check_pairs(positive, negative, method)
     layers = _layers(model, layers)
-    sites = [site_of(layer) for layer in layers]
+    names = [sites.resid_post(layer) for layer in layers]
     kw = dict(positions=positions, batch_size=batch_size, progress=False, dtype=torch.float32)
-    pos = metalens.capture(model, positive, sites, **kw)
-    neg = metalens.capture(model, negative, sites, **kw)
+    pos = metalens.capture(model, positive, names, **kw)
+    neg = metalens.capture(model, negative, names, **kw)
     directions = {}
-    for layer, site in zip(layers, sites):
+    for layer, site in zip(layers, names):
         p: Float[Tensor, "n d_model"] = pos[site]
         n: Float[Tensor, "n d_model"] = neg[site]
         diff = p.mean(0) - n.mean(0)
         if method == "pca":
-            diffs = p - n  # [n_pairs, d_model]
-            _, _, vh = torch.linalg.svd(diffs, full_matrices=False)
+            _, _, vh = torch.linalg.svd(p - n, full_matrices=False)  # rows of vh: directions of pair differences
             top = vh[0]
             top = top if torch.dot(top, diff) >= 0 else -top
             diff = top * diff.norm()

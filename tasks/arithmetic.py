@@ -39,7 +39,13 @@ class Problem:
         return f" {steps} The answer is {self.answer}."
 
     def to_dict(self) -> dict:
+        """JSON-ready fields, plus the prompt and worked solution as the model sees them."""
         return {**asdict(self), "steps": list(self.steps), "prompt": self.prompt, "solution": self.solution}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Problem":
+        """The problem `to_dict` wrote (extra keys ignored)."""
+        return cls(data["question"], int(data["answer"]), tuple(data["steps"]), int(data["level"]))
 
 
 def _solve(tokens: list) -> tuple[int, list[str]]:

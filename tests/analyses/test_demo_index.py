@@ -41,3 +41,46 @@ def test_demo_runs_every_area_and_reports_failures_without_stopping(saved_tiny, 
     index = (tmp_path / "out" / "index.html").read_text()
     assert "href='good/report.html'" in index and "area exploded" in index
     assert json.loads((tmp_path / "out" / "results.json").read_text())["model"]["model"] == saved_tiny
+
+
+def _with_headline(model, out):
+    out.mkdir(parents=True, exist_ok=True)
+    return {"headline": "3 of 4 heads found", "score": 0.75}
+
+
+def test_index_shows_each_areas_own_headline(tiny_gemma, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    fake = types.ModuleType("fake_area")
+    fake.headline, fake.plain = _with_headline, _fine
+    monkeypatch.setitem(sys.modules, "fake_area", fake)
+    monkeypatch.setattr(demo_module, "AREA_DEMOS", [("told", "fake_area", "headline"), ("plain", "fake_area", "plain")])
+    demo_module.run_demo(tiny_gemma, tmp_path / "out")  # a loaded model is used as is
+    index = (tmp_path / "out" / "index.html").read_text()
+    assert "<td>3 of 4 heads found</td>" in index and "score=0.75" not in index
+    assert "<td>layers=3, score=0.5</td>" in index  # no headline: the summary's numbers
+
+
+def test_area_demos_name_the_installed_area_modules():
+    import importlib
+
+    modules = [m for _, m, _ in demo_module.AREA_DEMOS]
+    assert modules == ["metalens.probes", "metalens.steering", "metalens.circuits", "metalens.introspect"]
+    assert callable(getattr(importlib.import_module("metalens.probes"), "demo"))
+
+
+def test_probes_demo_headline_and_reports_reach_the_index(tiny_gemma, tmp_path, monkeypatch):
+    from metalens.report import PLOTLY_JS
+
+    monkeypatch.setattr(demo_module, "AREA_DEMOS", [("probes", "metalens.probes", "demo")])
+    results = demo_module.run_demo(tiny_gemma, tmp_path)
+    summary = results["areas"]["probes"]["summary"]
+    assert results["areas"]["probes"]["status"] == "ok", summary
+    headline = summary["headline"]
+    assert isinstance(headline, str) and len(headline) < 200 and f"layer {summary['probe_best_layer']}" in headline
+    index = (tmp_path / "index.html").read_text()
+    assert headline in index
+    for page in ("probes/probe_sweep/report.html", "probes/neurofeedback/report.html"):
+        assert f"href='{page}'" in index
+        assert (tmp_path / page).parent.joinpath(PLOTLY_JS).exists()  # each page's script sits beside it

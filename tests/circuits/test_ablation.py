@@ -3,12 +3,13 @@ import pytest
 import torch
 
 import metalens
+from metalens import sites
 from metalens.circuits import ablate, scale_heads
 
 
 def _z(model, layer, texts):
     store = {}
-    with metalens.hooks(model, {f"blocks.{layer}.attn.hook_z": lambda z: store.setdefault("z", z.clone())}):
+    with metalens.hooks(model, {sites.attn_z(layer): lambda z: store.setdefault("z", z.clone())}):
         model.hf(**model.tokenize(texts))
     return store["z"]
 
@@ -81,10 +82,9 @@ def test_ablating_a_head_out_of_range_says_how_many_there_are(tiny_gemma):
 
 def test_scaling_applies_during_generation(tiny_llama):
     # llama, not gemma: gemma's post-attention RMSNorm cancels scaling *all* heads of a layer alike
-    from metalens.circuits.accuracy import generate
-
-    plain = generate(tiny_llama, ["Q: What is 1 + 2?\nA:"], max_new_tokens=6)
+    prompt = ["Q: What is 1 + 2?\nA:"]
+    plain = metalens.generate(tiny_llama, prompt, max_new_tokens=6).ids
     every = [(l, h) for l in range(3) for h in range(4)]
     with scale_heads(tiny_llama, every, 50.0):
-        loud = generate(tiny_llama, ["Q: What is 1 + 2?\nA:"], max_new_tokens=6)
+        loud = metalens.generate(tiny_llama, prompt, max_new_tokens=6).ids
     assert plain != loud

@@ -2,8 +2,10 @@
 import pytest
 import torch
 
-from metalens.circuits import attribute_heads, induction_task, patch_heads_exact, prepare, spearman
-from metalens.circuits.tasks import Task
+from metalens.circuits import ContrastTask, attribute_heads, patch_heads_exact
+from metalens.circuits.heads import spearman
+from metalens.circuits.metrics import prepare
+from metalens.circuits.tasks import induction_task
 from metalens.testing import tiny_model
 
 
@@ -42,7 +44,7 @@ def test_kl_gradient_vanishes_at_clean_run_but_integrated_gradients_do_not(tiny_
 
 def test_patching_a_head_with_identical_prompts_changes_nothing(tiny_gemma):
     text = ["abcdefabc", "xyzuvwxyz"]
-    task = Task("same", text, text, ["d", "u"], ["e", "v"])
+    task = ContrastTask("same", text, text, ["d", "u"], ["e", "v"])
     assert patch_heads_exact(tiny_gemma, task).abs().max() == 0
     assert attribute_heads(tiny_gemma, task).abs().max() == 0
 
@@ -54,6 +56,18 @@ def test_exact_patching_scores_only_requested_heads(tiny_gemma):
 
 
 def test_prepare_rejects_pairs_of_unequal_token_length(tiny_gemma):
-    task = Task("bad", ["abcd"], ["abcdef"], ["e"], ["g"])
+    task = ContrastTask("bad", ["abcd"], ["abcdef"], ["e"], ["g"])
     with pytest.raises(ValueError, match="equal lengths"):
         prepare(tiny_gemma, task)
+
+
+def test_attribution_needs_no_trainable_weights(tiny_gemma):
+    # a merged LoRA checkpoint comes back with frozen weights; gradients must still reach z
+    task = induction_task(tiny_gemma.tokenizer, n=3)
+    expected = attribute_heads(tiny_gemma, task)
+    try:
+        tiny_gemma.hf.requires_grad_(False)
+        frozen = attribute_heads(tiny_gemma, task)
+    finally:
+        tiny_gemma.hf.requires_grad_(True)
+    torch.testing.assert_close(frozen, expected)

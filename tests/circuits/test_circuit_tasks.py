@@ -1,8 +1,8 @@
 """Task generators: equal-length pairs whose answers differ, JSONL round trip."""
 import pytest
 
-from metalens.circuits import arithmetic_task, induction_task, load_task, make_task
-from metalens.circuits.tasks import answer_token
+from metalens.circuits import make_task
+from metalens.circuits.tasks import answer_token, arithmetic_task, induction_task, load_task
 
 
 @pytest.mark.parametrize("name", ["arithmetic", "word", "induction"])

@@ -1,8 +1,10 @@
 """Integration: induction heads in the real gemma-3-270m, and what ablating them does to copying."""
 import pytest
 
-from metalens.circuits import detect_heads, induction_task, top_heads
+from metalens.circuits import detect_heads
 from metalens.circuits.compare import ablation_effects
+from metalens.circuits.detect import top_heads
+from metalens.circuits.tasks import induction_task
 
 
 @pytest.mark.integration

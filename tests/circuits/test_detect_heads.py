@@ -3,8 +3,9 @@ import pytest
 import torch
 
 import metalens
-from metalens.circuits import detect_heads, top_heads
-from metalens.circuits.detect import random_token_ids, score_patterns
+from metalens import sites
+from metalens.circuits import detect_heads
+from metalens.circuits.detect import random_token_ids, score_patterns, top_heads
 
 SEQ = 6
 
@@ -36,7 +37,7 @@ def test_detect_heads_finds_a_head_whose_pattern_was_made_previous_token(tiny_ge
         new[:, 2, 0, 0] = 1
         return new
 
-    with metalens.hooks(tiny_gemma, {"blocks.1.attn.hook_pattern": plant}):
+    with metalens.hooks(tiny_gemma, {sites.attn_pattern(1): plant}):
         scores = detect_heads(tiny_gemma, "previous_token", n_seqs=2, seq_len=8)
     assert scores.shape == (3, 4)
     assert top_heads(scores, 1) == [(1, 2)] and scores[1, 2] > 0.99

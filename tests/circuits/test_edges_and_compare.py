@@ -1,8 +1,11 @@
 """Edge attribution, circuit extraction, faithfulness, model comparison and cohorts."""
 import torch
 
-from metalens.circuits import (EdgeScores, attribute_edges, attribute_heads, build_circuit, cohorts, compare,
-                      extract_circuit, faithfulness, induction_task)
+from metalens.circuits import attribute_edges, attribute_heads, compare, extract_circuit
+from metalens.circuits.compare import build_circuit
+from metalens.circuits.edges import EdgeScores, faithfulness
+from metalens.circuits.emergent import cohorts
+from metalens.circuits.tasks import induction_task
 
 
 def test_a_heads_outgoing_edges_sum_to_its_attribution_score(tiny_gemma):

@@ -109,3 +109,23 @@ def test_nnsight_view_leaves_the_shared_tokenizer_alone(tiny_llama):
     tiny_llama.tokenizer.padding_side = "right"
     _ = tiny_llama.nnsight
     assert tiny_llama.tokenizer.padding_side == "right"
+
+
+def test_logits_only_pass_needs_no_site(tiny_gemma):
+    batch = tiny_gemma.tokenize(["abc"])
+    cache = run_with_cache(tiny_gemma, batch["input_ids"], logits=True)
+    assert len(cache) == 0 and cache.logits.shape[:2] == batch["input_ids"].shape
+
+
+def test_gradients_reach_kept_sites_when_every_weight_is_frozen(tiny_llama):
+    ids = tiny_llama.tokenize(["abcd"])["input_ids"]
+    flags = [p.requires_grad for p in tiny_llama.hf.parameters()]
+    for p in tiny_llama.hf.parameters():
+        p.requires_grad_(False)
+    try:
+        cache = run_with_cache(tiny_llama, ids, sites=[sites.attn_z(0), sites.resid_post(2)], grad=True)
+        (grad,) = torch.autograd.grad(cache[sites.resid_post(2)].sum(), cache[sites.attn_z(0)])
+    finally:
+        for p, flag in zip(tiny_llama.hf.parameters(), flags):
+            p.requires_grad_(flag)
+    assert grad.abs().sum() > 0

@@ -81,3 +81,31 @@ def test_bad_arguments_name_the_fix(tiny_gemma):
         metalens.generate(tiny_gemma, "hi")
     with pytest.raises(ValueError, match="do_sample=False for greedy"):
         metalens.generate(tiny_gemma, ["hi"], do_sample=True, temperature=0)
+
+
+def test_an_edits_factory_gives_each_batch_fresh_hooks(tiny_gemma):
+    calls = []
+
+    def factory():
+        calls.append(1)
+        return {sites.resid_post(0): lambda x: None}
+
+    metalens.generate(tiny_gemma, PROMPTS, max_new_tokens=2, batch_size=2, edits=factory)
+    assert len(calls) == 2  # two batches of at most 2 prompts
+
+
+def test_greedy_generation_passes_no_sampling_flags(tiny_gemma, monkeypatch):
+    # transformers warns "generation flags are not valid" for sampling flags in greedy mode
+    seen = []
+    real = tiny_gemma.hf.generate
+    monkeypatch.setattr(tiny_gemma.hf, "generate", lambda **kw: seen.append(kw) or real(**kw))
+    metalens.generate(tiny_gemma, PROMPTS, max_new_tokens=2)
+    metalens.generate(tiny_gemma, PROMPTS, max_new_tokens=2, do_sample=True, seed=0)
+    assert not {"top_k", "top_p", "temperature", "min_p"} & set(seen[0])
+    assert seen[1]["top_k"] == 0  # sampling: the model's own top_k default is switched off
+
+
+def test_greedy_with_several_samples_repeats_each_prompt(tiny_gemma):
+    out = metalens.generate(tiny_gemma, PROMPTS[:2], max_new_tokens=3, n=2)
+    one = metalens.generate(tiny_gemma, PROMPTS[:2], max_new_tokens=3)
+    assert out.ids == [one.ids[0], one.ids[0], one.ids[1], one.ids[1]]

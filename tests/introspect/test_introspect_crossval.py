@@ -2,7 +2,9 @@
 import numpy as np
 import torch
 
-from metalens.introspect import BinSpec, Positions, prefix_labels
+from metalens.introspect import BinSpec
+from metalens.introspect.bins import prefix_labels
+from metalens.introspect.features import Positions
 from metalens.introspect.crossval import cross_validate
 from metalens.introspect.metrics import auroc_gap
 

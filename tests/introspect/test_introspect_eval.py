@@ -3,10 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from metalens.introspect import BinSpec, Positions, shuffled
+from metalens.introspect import BinSpec
+from metalens.introspect.features import Positions
 from metalens.introspect.evaluate import rows_at_fraction
 from metalens.introspect.metrics import auroc, brier, ece, reliability
 from metalens.introspect.sampler import PoolSample, adaptive, best_of_n, majority, matched_cost
+from metalens.introspect.train import shuffled
 
 
 def test_metrics_on_known_predictions():
@@ -24,7 +26,7 @@ def test_metrics_on_known_predictions():
 
 
 def _positions(lengths, rewards, spec):
-    from metalens.introspect import prefix_labels
+    from metalens.introspect.bins import prefix_labels
 
     parts = {k: [] for k in ("reward", "remaining", "bin", "task", "sample", "frac")}
     for s, (n, r) in enumerate(zip(lengths, rewards)):

@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from metalens.tasks.arithmetic import extract_answer
-from metalens.introspect import BinSpec, ReservedHead, sample
+from metalens.introspect import BinSpec, ReservedHead
+from metalens.introspect.decode import sample
 from metalens.introspect.live import adaptive_generate
-from metalens.introspect.policy import checkpoint
+from metalens.introspect.policy import decide
 from metalens.introspect.sampler import PoolSample, adaptive
 
 
@@ -15,12 +16,12 @@ def _head(model, seed=0):
     return head
 
 
-def test_checkpoint_prunes_the_hopeless_and_starts_while_worth_it():
-    pruned, n_new = checkpoint({0: (0.01, 20.0), 1: (0.9, 2.0)}, [], (0.5, 10.0), alpha=0.01, can_start=3)
+def test_decide_prunes_the_hopeless_and_starts_while_worth_it():
+    pruned, n_new = decide({0: (0.01, 20.0), 1: (0.9, 2.0)}, [], (0.5, 10.0), alpha=0.01, can_start=3)
     assert pruned == [0]  # 0.01 * 0.1 < 0.2 tokens' worth; sample 1 is kept
     assert n_new == 0  # with 0.9 already likely, one more at 0.5 adds 0.05 < 0.1
-    assert checkpoint({}, [], (0.5, 10.0), alpha=0.001, can_start=3)[1] == 3  # capped by can_start
-    assert checkpoint({}, [0.99], (0.5, 10.0), alpha=0.001, can_start=3)[1] == 0  # a finished sure answer
+    assert decide({}, [], (0.5, 10.0), alpha=0.001, can_start=3)[1] == 3  # capped by can_start
+    assert decide({}, [0.99], (0.5, 10.0), alpha=0.001, can_start=3)[1] == 0  # a finished sure answer
 
 
 # (alpha, initial, head seed): all run to the end, starts capped by cost, a start later pruned, all pruned
@@ -52,7 +53,21 @@ def test_live_sampler_leaves_the_model_unchanged(tiny_gemma):
     batch = model.tokenize(["Q: 1 + 1?"])
     before = model.hf(**batch).logits
     adaptive_generate(model, head, model.tokenizer("Q: 2 + 2?\nA:")["input_ids"], alpha=0.001, max_samples=3,
-                      max_new_tokens=6, generator=torch.Generator().manual_seed(0))
+                      max_new_tokens=6, seed=0)
     assert torch.equal(model.hf(**batch).logits, before)
     with pytest.raises(ValueError, match="initial"):
         adaptive_generate(model, head, [1, 2], alpha=0.0, initial=4, max_samples=2)
+
+
+def test_live_sampler_uses_the_supported_cache_argument(tiny_gemma):
+    import warnings
+
+    head = _head(tiny_gemma, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # transformers: `past_key_values` is removed in 5.40
+        run = adaptive_generate(tiny_gemma, head, tiny_gemma.tokenizer("Q: 2 + 2?\nA:")["input_ids"], alpha=0.0,
+                                max_samples=2, max_new_tokens=4, seed=0)
+    assert run.tokens > 0
+    again = adaptive_generate(tiny_gemma, head, tiny_gemma.tokenizer("Q: 2 + 2?\nA:")["input_ids"], alpha=0.0,
+                              max_samples=2, max_new_tokens=4, seed=0)
+    assert again.texts == run.texts  # the seed replays the draws

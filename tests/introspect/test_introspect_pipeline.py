@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from metalens.testing import tiny_model
-from metalens.introspect import BinSpec, Task, generate_rollouts, load_rollouts
+from metalens.introspect import BinSpec, Question, generate_rollouts, load_rollouts
 
 
 def _rollouts(model, out, n=6):
-    tasks = [Task(f"Q: What is {i} + 1?\nA:", i + 1, level=1) for i in range(n)]
-    generate_rollouts(model, tasks, out, n_samples=2, max_new_tokens=5, seed=0, prefix="")
+    questions = [Question(f"Q: What is {i} + 1?\nA:", i + 1, level=1) for i in range(n)]
+    generate_rollouts(model, questions, out, n_samples=2, max_new_tokens=5, seed=0, prefix="")
     records = load_rollouts(out)
     for r in records:  # plant rewards: odd tasks correct, so both classes exist
         r["rewards"] = [r["task_index"] % 2] * len(r["rewards"])
@@ -106,18 +106,70 @@ def test_lora_head_is_evaluated_on_the_adapted_model(tmp_path, monkeypatch):
     from safetensors.torch import load_file
     from metalens.introspect import BinSpec, rollout_positions
 
+    from metalens.introspect.lora import adapter_applied
+
     adapted = load_file(out / "positions_lora.safetensors")["hidden"]
     base = rollout_positions(model, load_rollouts(tmp_path / "r"), BinSpec()).hidden
     assert not torch.allclose(adapted, base)
+    with adapter_applied(model, out / "adapter"):  # the saved adapter is the one the states came from
+        torch.testing.assert_close(rollout_positions(model, load_rollouts(tmp_path / "r"), BinSpec()).hidden, adapted)
     assert torch.equal(model.hf(**batch).logits, before)  # adapters removed after train and eval
 
 
 def test_train_refuses_rollouts_made_with_other_settings(tmp_path):
-    from metalens.introspect import introspect_train
+    from metalens.introspect import TrainConfig, run_train
 
     model = tiny_model("gemma3", seed=4)
-    tasks = [Task(f"Q: What is {i} + 1?\nA:", i + 1, level=1) for i in range(4)]
+    questions = [Question(f"Q: What is {i} + 1?\nA:", i + 1, level=1) for i in range(4)]
     out = tmp_path / "run"
     _rollouts(model, out / "rollouts", n=4)  # a finished store where train looks by default, T = 1.0
     with pytest.raises(ValueError, match="other settings"):
-        introspect_train(model, out, tasks=tasks, n_samples=2, max_new_tokens=5, temperature=0.3)
+        run_train(model, TrainConfig(questions=questions, n_samples=2, max_new_tokens=5, temperature=0.3), out=out)
+
+
+def test_workflows_run_in_memory_and_their_results_save_and_load(tmp_path):
+    from metalens.introspect import EvalConfig, SampleConfig, TrainConfig, run_eval, run_sample, run_train
+    from metalens.introspect.eval_run import EvalResult
+    from metalens.introspect.sample_run import SampleResult
+    from metalens.introspect.train_run import TrainResult
+
+    model = tiny_model("gemma3", seed=2)
+    _planted_store(model, tmp_path / "r", n=8)
+    with pytest.raises(ValueError, match="directory for the rollouts"):
+        run_train(model, TrainConfig())
+    with pytest.raises(ValueError, match="Unknown mode"):
+        TrainConfig(mode="full")
+    trained = run_train(model, TrainConfig(rollouts=tmp_path / "r", steps=30, test_fraction=0.5), progress=False)
+    assert not any(tmp_path.glob("**/results.json"))  # out=None writes nothing
+    assert trained.n_tasks == 8 and len(trained.test_tasks) == 4 and trained.solve_rates == {1: 0.5}
+    assert 0 <= trained.heldout_auroc <= 1 and trained.head.metadata["test_tasks"] == trained.test_tasks
+    trained.save(tmp_path / "train")
+    loaded = TrainResult.load(tmp_path / "train")
+    assert loaded.solve_rates == trained.solve_rates and loaded.heldout_auroc == trained.heldout_auroc
+    assert torch.equal(loaded.head.weight, trained.head.weight) and loaded.config == trained.config
+    evaluation = run_eval(model, EvalConfig(tmp_path / "train" / "head", fractions=(0.0, 1.0), verbal=False,
+                                            n_shuffles=1), progress=False)
+    assert [f["fraction"] for f in evaluation.fractions] == [0.0, 1.0] and evaluation.cv is None
+    assert evaluation.heldout_auroc == pytest.approx(trained.heldout_auroc)  # the same head on the same states
+    evaluation.save(tmp_path / "eval")
+    assert EvalResult.load(tmp_path / "eval").all_positions == json.loads(
+        (tmp_path / "eval" / "results.json").read_text())["all_positions"]
+    sampling = run_sample(model, SampleConfig(tmp_path / "train" / "head", alphas=(0.0, 0.01)), out=tmp_path / "s",
+                          progress=False)
+    again = SampleResult.load(tmp_path / "s")
+    assert again.config == sampling.config and again.config.alphas == (0.0, 0.01)
+    assert again.pool_size == sampling.pool_size == 2 and len(again.adaptive) == 4
+
+
+def test_demo_runs_the_three_workflows_and_returns_a_headline(tmp_path, monkeypatch):
+    from metalens.introspect import demo
+    from metalens.introspect import rollouts
+
+    model = tiny_model("gemma3", seed=6)
+    # A random model never answers right: plant rewards by question (even answers correct).
+    monkeypatch.setattr(rollouts, "grade", lambda question, completion: int(question.answer % 2 == 0))
+    out = demo(model, tmp_path / "demo", n_questions=8, n_samples=2)
+    assert out["headline"].startswith("solve rate ") and "AUROC" in out["headline"] and "\n" not in out["headline"]
+    assert f"{out['heldout_auroc']:.2f}" in out["headline"] and 0 < out["solve_rate"] < 1
+    for sub in ("", "eval", "sample"):
+        assert (tmp_path / "demo" / sub / "report.html").exists()

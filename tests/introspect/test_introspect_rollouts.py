@@ -3,14 +3,14 @@ import json
 
 import pytest
 
-from metalens.introspect import Task, generate_rollouts, load_rollouts, solve_rates
-from metalens.introspect.rollouts import grade
+from metalens.introspect import Question, generate_rollouts, load_rollouts
+from metalens.introspect.rollouts import grade, solve_rates
 
-TASKS = [Task(f"Q: What is {i} + 1?\nA:", i + 1, level=1 + i % 2) for i in range(4)]
+QUESTIONS = [Question(f"Q: What is {i} + 1?\nA:", i + 1, level=1 + i % 2) for i in range(4)]
 
 
-def _gen(model, out, tasks=TASKS):
-    return generate_rollouts(model, tasks, out, n_samples=2, max_new_tokens=5, seed=3, prefix="")
+def _gen(model, out, questions=QUESTIONS):
+    return generate_rollouts(model, questions, out, n_samples=2, max_new_tokens=5, seed=3, prefix="")
 
 
 def test_rollouts_are_graded_and_complete(tiny_gemma, tmp_path):
@@ -18,12 +18,12 @@ def test_rollouts_are_graded_and_complete(tiny_gemma, tmp_path):
     assert [r["task_index"] for r in records] == [0, 1, 2, 3]
     for r in records:
         assert len(r["completions"]) == 2 and all(1 <= len(c) <= 5 for c in r["completions"])
-        assert r["rewards"] == [int(grade(Task(r["prompt"], r["answer"]), t)) for t in r["texts"]]
+        assert r["rewards"] == [int(grade(Question(r["prompt"], r["answer"]), t)) for t in r["texts"]]
     assert set(solve_rates(records)) == {1, 2}
 
 
 def test_grade_reads_the_answer_after_answer_is():
-    task = Task("Q: What is 2 + 3?\nA:", 5)
+    task = Question("Q: What is 2 + 3?\nA:", 5)
     assert grade(task, " 2 + 3 = 5. The answer is 5.") == 1
     assert grade(task, " 2 + 3 = 6. The answer is 6.") == 0
 
@@ -54,4 +54,17 @@ def test_tampered_rollouts_are_refused(tiny_gemma, tmp_path):
 def test_other_settings_in_the_same_directory_raise(tiny_gemma, tmp_path):
     _gen(tiny_gemma, tmp_path / "r")
     with pytest.raises(ValueError, match="other settings"):
-        generate_rollouts(tiny_gemma, TASKS, tmp_path / "r", n_samples=3, max_new_tokens=5, seed=3, prefix="")
+        generate_rollouts(tiny_gemma, QUESTIONS, tmp_path / "r", n_samples=3, max_new_tokens=5, seed=3, prefix="")
+
+
+def test_a_store_of_the_older_sampler_is_refused_with_the_way_out(tiny_gemma, tmp_path):
+    out = _gen(tiny_gemma, tmp_path / "r")
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "format": "metalens.introspect.rollouts/1"}))
+    with pytest.raises(ValueError, match="older format.*--rollouts"):
+        _gen(tiny_gemma, out)  # finished: reuse it as it is, or sample again
+    assert len(load_rollouts(out)) == 4  # still readable as it is
+    (out / "manifest.json").write_text(json.dumps({**manifest, "format": "metalens.introspect.rollouts/1",
+                                                   "complete": False}))
+    with pytest.raises(ValueError, match="other settings"):
+        _gen(tiny_gemma, out)  # unfinished: cannot be resumed draw for draw

@@ -2,8 +2,9 @@
 import numpy as np
 import torch
 
-from metalens.probes import fit_axes, render, run_control
-from metalens.probes.control import span_means
+from metalens.probes import fit_axes
+from metalens.probes.control import run_control, span_means
+from metalens.probes.prompts import render
 
 SENTS = ["I ran.", "I hid a cat.", "I ate.", "I sang a song.", "I slept.", "I swam far.", "I read.", "I dug."]
 
@@ -31,3 +32,24 @@ def test_implicit_control_measures_every_axis_for_each_target(tiny_gemma):
     assert [e["target"] for e in eff] == ["PC1", "LR"] and set(eff[0]["d_by_axis"]) == {"PC1", "PC2", "LR"}
     # Identical examples: the two imposed labels differ only in one label token, so something moves.
     assert not np.allclose(res.projections[:, :, 0], res.projections[:, :, 1])
+
+
+def test_explicit_control_measures_what_the_model_writes_greedily(tiny_gemma):
+    rng = np.random.default_rng(1)
+    acts = torch.tensor(rng.normal(size=(40, tiny_gemma.d_model)), dtype=torch.float32)
+    axes = fit_axes(acts, rng.integers(0, 2, 40), pcs=(1,))
+    labels = rng.integers(0, 2, (len(SENTS), len(axes.names)))
+    res = run_control(tiny_gemma, 1, axes, SENTS, labels, ["LR"], kind="explicit", n_examples=2, trials=2,
+                      max_new_tokens=4, seed=5, progress=False)
+    # Redraw trial 0's examples with the same seed and decode each imposed label's prompt alone.
+    idx = np.random.default_rng(5).choice(len(SENTS), 3, replace=False)
+    ex_s, ex_l = [SENTS[i] for i in idx[:-1]], labels[idx[:-1], axes.index("LR")].tolist()
+    for imposed in (0, 1):
+        ids = torch.tensor([render(tiny_gemma, ex_s + [""], ex_l + [imposed], "control", open_last=True).input_ids])
+        with torch.no_grad():
+            out = tiny_gemma.hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=4,
+                                         do_sample=False, pad_token_id=tiny_gemma.tokenizer.pad_token_id)
+        alone = tiny_gemma.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip().split("\n")[0].strip()
+        assert res.sentences[0][0][imposed] == alone
+        assert alone and np.isfinite(res.projections[0, 0, imposed]).all()
+    assert res.metadata["max_new_tokens"] == 4

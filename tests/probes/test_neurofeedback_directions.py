@@ -3,7 +3,8 @@ sentence can influence the axes or the thresholds that label it."""
 import numpy as np
 import torch
 
-from metalens.probes import Axes, fit_axes, split_indices
+from metalens.probes import Axes, fit_axes
+from metalens.probes.directions import split_indices
 
 
 def data(n=300, d=40, seed=0):

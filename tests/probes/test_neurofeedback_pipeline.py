@@ -9,9 +9,9 @@ from metalens.probes import NeurofeedbackConfig, NeurofeedbackResult, run_neurof
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_llama):
     out = tmp_path_factory.mktemp("nf")
-    cfg = NeurofeedbackConfig.quick(max_sentences=40, n_values=(0, 1, 2), draws=2, control_examples=2,
+    cfg = NeurofeedbackConfig.quick(layer=1, max_sentences=40, n_values=(0, 1, 2), draws=2, control_examples=2,
                                     implicit_trials=2, explicit_trials=1, max_new_tokens=3)
-    run_neurofeedback(tiny_llama, 1, out, cfg, progress=False)
+    run_neurofeedback(tiny_llama, cfg, out=out, progress=False)
     return out
 
 
@@ -38,3 +38,34 @@ def test_cli_registers_neurofeedback_with_quick():
     assert args.quick and args.layer == 3 and args.func.__name__ == "_neurofeedback"
     args = build_parser().parse_args(["probe", "--out", "o", "--layers", "1,2"])
     assert args.layers == "1,2"
+
+
+def test_old_positional_layer_is_refused_with_the_new_form(tiny_llama):
+    with pytest.raises(TypeError, match=r"NeurofeedbackConfig\(layer=9\)"):
+        run_neurofeedback(tiny_llama, 1)
+
+
+def test_loading_a_folder_without_results_says_what_to_point_at(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run_neurofeedback"):
+        NeurofeedbackResult.load(tmp_path)
+
+
+def test_report_loads_the_shared_plotlyjs_beside_it(run_dir):
+    from metalens.report import PLOTLY_JS
+
+    assert f"src='{PLOTLY_JS}'" in (run_dir / "report.html").read_text() and (run_dir / PLOTLY_JS).exists()
+
+
+def test_neurofeedback_cli_runs_the_config_it_parsed(monkeypatch, tmp_path, tiny_llama, capsys):
+    import metalens
+    from metalens.cli import main
+
+    monkeypatch.setattr(metalens, "load_model", lambda name, device=None: tiny_llama)
+    out = tmp_path / "cli"
+    argv = ["neurofeedback", "--model", "tiny", "--quick", "--layer", "2", "--out", str(out), "--max-sentences", "40",
+            "--pcs", "1", "--n-values", "0,1,2", "--draws", "2", "--control-examples", "2", "--implicit-trials", "2",
+            "--explicit-targets", ""]
+    assert main(argv) == 0
+    data = NeurofeedbackResult.load(out).data
+    assert data["config"]["layer"] == 2 and data["config"]["pcs"] == [1] and data["explicit"] is None
+    assert "reportable axes:" in capsys.readouterr().out

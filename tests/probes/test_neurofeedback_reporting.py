@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from metalens.probes import ReportingResult, render, run_reporting
-from metalens.probes.prompts import label_token_ids
-from metalens.probes.reporting import label_logprobs
+from metalens.probes.prompts import label_token_ids, render
+from metalens.probes.reporting import ReportingResult, label_logprobs, run_reporting
 from metalens.probes.stats import cohens_d, holm, mean_ci
 
 SENTS = ["I ran.", "I hid a cat.", "I ate.", "I sang a song."]
@@ -86,3 +85,20 @@ def test_holm_and_cohens_d_on_known_values():
     assert np.allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
     assert cohens_d([1, 2, 3], [0, 1, 2]) == pytest.approx(1.0)
     assert mean_ci([1, 1, 1])[0] == 1
+
+
+def test_label_logprobs_apply_the_final_logit_softcap():
+    from metalens.testing import tiny_model
+
+    model = tiny_model("gemma3", seed=7)
+    model.hf.config.final_logit_softcapping = 0.5  # tight: capped and uncapped scores differ a lot
+    r = render(model, SENTS, [0, 1, 1, 0], "report")
+    cand = label_token_ids(model)
+    (logp, _), = label_logprobs(model, [r], cand)
+    with torch.no_grad():
+        logits = model.hf(input_ids=torch.tensor([r.input_ids])).logits[0]  # HF applies the cap itself
+    full = torch.log_softmax(logits[torch.tensor(r.label_pos) - 1].float(), -1)[:, cand]
+    assert torch.allclose(logp, torch.log_softmax(full, -1), atol=1e-4)
+    model.hf.config.final_logit_softcapping = None
+    (uncapped, _), = label_logprobs(model, [r], cand)
+    assert not torch.allclose(uncapped, logp, atol=1e-3)

@@ -57,3 +57,11 @@ def test_loader_reads_user_jsonl_and_rejects_bad_labels(tmp_path):
         load_dataset(bad)
     with pytest.raises(FileNotFoundError, match="moral"):
         load_dataset("no-such-set")
+
+
+def test_balanced_subset_takes_equal_classes_reproducibly():
+    ds = load_dataset("moral")
+    sub = ds.balanced(40, seed=1)
+    assert len(sub) == 40 and Counter(sub.labels) == {0: 20, 1: 20}
+    assert sub.texts == ds.balanced(40, seed=1).texts != ds.balanced(40, seed=2).texts
+    assert set(sub.texts) <= set(ds.texts) and ds.balanced(None) is ds

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from metalens.probes import LayerSweep, Probe, sweep_layers, train
+from metalens.probes import LayerSweep, Probe, sweep_layers, train_probe
 
 
 def planted(n=1000, d=32, seed=0, margin=4.0):
@@ -17,7 +17,7 @@ def planted(n=1000, d=32, seed=0, margin=4.0):
 
 def test_probe_recovers_planted_direction():
     X, y, direction = planted()
-    probe = train(X, y)
+    probe = train_probe(X, y)
     cos = float(probe.direction @ torch.tensor(direction, dtype=torch.float32))
     assert cos > 0.9
     assert probe.test_accuracy > 0.78 and probe.cv_accuracy > 0.78  # Bayes accuracy is Phi(1) = 0.84
@@ -25,13 +25,13 @@ def test_probe_recovers_planted_direction():
 
 def test_probe_on_label_free_data_is_near_chance():
     rng = np.random.default_rng(1)
-    probe = train(rng.normal(size=(300, 16)), rng.integers(0, 2, 300))
+    probe = train_probe(rng.normal(size=(300, 16)), rng.integers(0, 2, 300))
     assert 0.35 < probe.cv_accuracy < 0.65
 
 
 def test_probe_save_load_scores_identically(tmp_path):
     X, y, _ = planted(seed=2)
-    probe = train(X, y, metadata={"layer": 3})
+    probe = train_probe(X, y, metadata={"layer": 3})
     probe.save(tmp_path / "p")
     back = Probe.load(tmp_path / "p")
     assert torch.equal(back.predict(X), probe.predict(X))
@@ -40,13 +40,13 @@ def test_probe_save_load_scores_identically(tmp_path):
 
 def test_probe_rejects_non_binary_labels():
     with pytest.raises(ValueError, match="binary"):
-        train(np.zeros((10, 3)), [0, 1, 2] * 3 + [0])
+        train_probe(np.zeros((10, 3)), [0, 1, 2] * 3 + [0])
 
 
 def test_probe_checks_activation_width():
     X, y, _ = planted(d=8)
     with pytest.raises(ValueError, match="width"):
-        train(X, y).predict(np.zeros((2, 5)))
+        train_probe(X, y).predict(np.zeros((2, 5)))
 
 
 def test_sweep_layers_trains_one_probe_per_layer_and_plots(tiny_gemma, tmp_path):

@@ -4,13 +4,14 @@ from __future__ import annotations
 import pytest
 
 import metalens.steering
+from metalens.steering.rules import heldout_prompts
 
 
 @pytest.mark.integration
 def test_ocean_vector_raises_ocean_talk_on_gemma(gemma):
     pos, neg, positions = metalens.steering.pairs_for_rule("ocean")
-    vec = metalens.steering.train(gemma, pos, neg, layers=[6], positions=positions)
-    prompts = metalens.steering.heldout_prompts()[:6]
+    vec = metalens.steering.train_steering_vector(gemma, pos, neg, layers=[6], positions=positions)
+    prompts = heldout_prompts()[:6]
     checker = metalens.steering.checker_for(metalens.steering.library()["ocean"])
     plain = metalens.steering.generate(gemma, prompts, None, max_new_tokens=12)
     steered = metalens.steering.generate(gemma, prompts, vec, max_new_tokens=12, strength=2.0)

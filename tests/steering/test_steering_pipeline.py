@@ -1,24 +1,55 @@
-"""`steer_rule` and `metalens steer` write results.json and report.html with the promised fields."""
+"""`run_steer` and `metalens steer` write results.json, report.html and the rule book with the promised fields."""
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from metalens.cli import build_parser, main
-from metalens.steering import RuleBook, steer_rule
+from metalens.steering import RuleBook, SteerConfig, SteerResult, run_steer
 
 PROMPTS = ["hi", "yo", "ok", "no", "so", "be"]
 
 
-def test_steer_rule_writes_results_report_and_rulebook(tiny_gemma, tmp_path):
-    summary = steer_rule(tiny_gemma, "ocean", prompts=PROMPTS, out=tmp_path, layers=[1], strengths=(1.0, 2.0),
-                         rounds=1, max_new_tokens=4, n_select=2)
+def test_run_steer_writes_results_report_and_rulebook(tiny_gemma, tmp_path):
+    config = SteerConfig("ocean", prompts=PROMPTS, layers=[1], strengths=(1.0, 2.0), rounds=1, max_new_tokens=4,
+                         n_select=2)
+    result = run_steer(tiny_gemma, config, out=tmp_path, progress=False)
+    assert result.n_select == 2 and result.n_test == 4 and result.layer == 1 and result.strength in (1.0, 2.0)
+    assert 0 <= result.steered.low <= result.steered.adherence <= result.steered.high <= 1
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["n_select"] == 2 and saved["n_test"] == 4 and saved["layer"] == 1
     assert {"adherence", "low", "high", "nll", "fluency_cost"} <= set(saved["steered"])
     assert [r["round"] for r in saved["mentor"]] == [0, 1]
     assert len(saved["sweep"]) == 3 and len(saved["samples"]) == 4
+    assert saved["config"]["strengths"] == [1.0, 2.0] and saved["headline"].startswith("ocean: adherence")
     assert "plotly" in (tmp_path / "report.html").read_text()
     assert "ocean" in RuleBook.load(tmp_path / "rulebook")
+
+
+def test_steer_result_round_trips_through_save_and_load(tiny_gemma, tmp_path):
+    config = SteerConfig("space", prompts=PROMPTS, layers=[2], strengths=(3.0,), max_new_tokens=3, n_select=2)
+    result = run_steer(tiny_gemma, config, progress=False)
+    assert not (tmp_path / "r").exists()  # nothing written without out
+    back = SteerResult.load(result.save(tmp_path / "r"))
+    assert back.config == config and back.rule == result.rule and back.layer == 2 and back.strength == 3.0
+    assert back.unsteered.adherence == result.unsteered.adherence and back.samples == result.samples
+    assert back.book["space"].vector.layers == [2] and back.summary() == result.summary()
+    # results.json from before SteerConfig (steer_rule) still loads, its settings read from the rows
+    saved = json.loads((tmp_path / "r" / "results.json").read_text())
+    del saved["config"]
+    (tmp_path / "r" / "results.json").write_text(json.dumps(saved))
+    old = SteerResult.load(tmp_path / "r")
+    assert old.config.rule == "space" and old.config.layers == [2] and old.config.strengths == (3.0,)
+
+
+def test_steer_config_refuses_bad_settings_early():
+    with pytest.raises(ValueError, match="judge must be one of"):
+        SteerConfig("ocean", judge="oracle")
+    with pytest.raises(ValueError, match="method must be one of"):
+        SteerConfig("ocean", method="ica")
+    with pytest.raises(ValueError, match="No strengths"):
+        SteerConfig("ocean", strengths=())
 
 
 def test_steer_verb_is_registered_with_its_options():
@@ -47,8 +78,10 @@ def test_steer_cli_reports_bad_layer_as_an_error(tiny_gemma, tmp_path, capsys):
     assert code == 2 and "out of range" in capsys.readouterr().err
 
 
-def test_demo_writes_a_report_with_one_mentor_round(tiny_gemma, tmp_path):
+def test_demo_writes_a_report_and_returns_a_headline(tiny_gemma, tmp_path):
     from metalens.steering import demo
 
     summary = demo(tiny_gemma, tmp_path)
-    assert (tmp_path / "report.html").exists() and len(summary["mentor"]) == 2 and summary["n_test"] == 5
+    assert (tmp_path / "report.html").exists() and summary["mentor_rounds"] == 1 and summary["n_test"] == 5
+    assert summary["headline"].startswith("ocean: adherence") and "n=5" in summary["headline"]
+    assert summary["report"] == str(tmp_path / "report.html")

@@ -9,7 +9,10 @@ import pytest
 import torch
 
 import metalens.steering
-from metalens.steering import PatternChecker, ProbeChecker, Rule, RuleBook, SteeringVector, adherence, token_loss
+from metalens.steering import Rule, RuleBook, SteeringVector, adherence, token_loss
+from metalens.steering.checkers import PatternChecker, ProbeChecker
+from metalens.steering.mentor import model_judge
+from metalens.steering.rules import find_rule, read_pairs, template_pairs
 
 
 def test_library_ships_rules_with_balanced_pairs_and_checkers():
@@ -24,22 +27,22 @@ def test_library_ships_rules_with_balanced_pairs_and_checkers():
 
 
 def test_find_rule_by_text_and_templates_for_new_rules():
-    assert metalens.steering.find_rule("Always talk about the ocean.").name == "ocean"
-    new = metalens.steering.find_rule("Speak like a pirate")
+    assert find_rule("Always talk about the ocean.").name == "ocean"
+    new = find_rule("Speak like a pirate")
     pos, neg, positions = metalens.steering.pairs_for_rule(new)
     assert positions == "last" and len(pos) == len(neg)
     assert all("Speak like a pirate" in p and "follows" in p for p in pos)
     with pytest.raises(ValueError, match="rule is empty"):
-        metalens.steering.template_pairs("  ")
+        template_pairs("  ")
 
 
 def test_user_pairs_file_is_read_with_prompt_prefix(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps({"prompt": "Q", "positive": "yes", "negative": "no"}) + "\n")
-    assert metalens.steering.read_pairs(path) == (["Q yes"], ["Q no"])
+    assert read_pairs(path) == (["Q yes"], ["Q no"])
     path.write_text(json.dumps({"positive": "yes"}) + "\n")
     with pytest.raises(ValueError, match="lacks key"):
-        metalens.steering.read_pairs(path)
+        read_pairs(path)
 
 
 def test_pattern_checker_keywords_regex_and_forbid():
@@ -108,7 +111,7 @@ def test_rulebook_grows_without_touching_existing_vectors_and_round_trips(tiny_g
 
 def test_mentor_turns_flagged_responses_into_negatives_raises_strength_and_adds_child(tiny_gemma):
     pos, neg = ["aaa bbb", "aab"], ["ccc ddd", "ccd"]
-    vec = metalens.steering.train(tiny_gemma, pos, neg, layers=[1])
+    vec = metalens.steering.train_steering_vector(tiny_gemma, pos, neg, layers=[1])
     book = RuleBook()
     book.add(Rule("r", "rule", keywords=["never-appears"]), vec, strength=1.0)
     seen = []
@@ -128,6 +131,44 @@ def test_mentor_turns_flagged_responses_into_negatives_raises_strength_and_adds_
 
 
 def test_model_judge_returns_one_verdict_per_response(tiny_gemma):
-    judge = metalens.steering.model_judge(tiny_gemma)
+    judge = model_judge(tiny_gemma)
     out = judge(["q1", "q2", "q3"], ["a", "b", "c"], Rule("r", "be nice"))
     assert len(out) == 3 and all(isinstance(v, bool) for v in out)
+
+
+def test_model_judge_compares_yes_and_no_logits_at_each_rows_last_token(tiny_gemma):
+    tok = tiny_gemma.tokenizer
+    yes, no = tok(" Yes", add_special_tokens=False)["input_ids"][-1], tok(" No", add_special_tokens=False)["input_ids"][-1]
+    template = "{rule}|{prompt}|{response}"
+    prompts, responses = ["q", "a longer question", "zz"], ["a", "b", "a much longer answer"]
+    got = model_judge(tiny_gemma, template)(prompts, responses, Rule("r", "be nice"))
+    want = []
+    for p, r in zip(prompts, responses):  # one text at a time: no padding at all
+        logits = tiny_gemma.hf(**tiny_gemma.tokenize([f"be nice|{p}|{r}"])).logits[0, -1]
+        want.append(bool(logits[yes] > logits[no]))
+    assert got == want
+
+
+def test_rulebook_is_one_versioned_artifact_and_old_books_still_load(tmp_path):
+    vec = SteeringVector({1: torch.arange(4.0)}, "m", 4)
+    book = RuleBook()
+    book.add(Rule("general", "Be kind"), vec, strength=2.0)
+    book.add(Rule("general.1", "Be kind, even here", parent="general"), vec.scaled(-1.0))
+    book.save(tmp_path / "new")
+    meta = json.loads((tmp_path / "new" / "rulebook.json").read_text())
+    assert meta["format"] == {"name": "rulebook", "version": 1}
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["rulebook.json", "rulebook.safetensors"]
+    back = RuleBook.load(tmp_path / "new")
+    torch.testing.assert_close(back["general.1"].vector.directions[1], -torch.arange(4.0))
+    # The layout before metalens.artifact: rulebook.json naming one vector file pair per rule.
+    old = tmp_path / "old"
+    vec.save(tmp_path / "v")
+    (old / "vectors").mkdir(parents=True)
+    for ext in ("safetensors", "json"):
+        (old / "vectors" / f"general.{ext}").write_bytes((tmp_path / "v" / f"steering_vector.{ext}").read_bytes())
+    (old / "rulebook.json").write_text(json.dumps({"model": "m", "rules": [
+        {"rule": Rule("general", "Be kind").to_dict(), "strength": 2.0, "enabled": False, "history": [],
+         "vector": "vectors/general.safetensors"}]}))
+    loaded = RuleBook.load(old)
+    assert loaded["general"].strength == 2.0 and not loaded["general"].enabled
+    torch.testing.assert_close(loaded["general"].vector.directions[1], torch.arange(4.0))

@@ -1,33 +1,35 @@
 """SteeringVector: training finds planted directions, apply edits and cleans up, save/load, errors."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import metalens
 import metalens.steering
-from metalens.steering import SteeringVector, train
-from metalens.steering.vector import site_of
+from metalens.sites import resid_post
+from metalens.steering import SteeringVector, train_steering_vector
 
 POS = ["the sea is calm", "waves on the shore", "a ship at sea", "ocean tides"]
 NEG = ["the desk is tidy", "a pen on paper", "a car on a road", "office chairs"]
 
 
 def _resid(model, texts, layer):
-    return metalens.capture(model, texts, [site_of(layer)], positions="mean", progress=False, dtype=torch.float32)[site_of(layer)]
+    return metalens.capture(model, texts, [resid_post(layer)], positions="mean", progress=False, dtype=torch.float32)[resid_post(layer)]
 
 
 def test_mean_diff_equals_difference_of_mean_activations(tiny_gemma):
-    vec = train(tiny_gemma, POS, NEG, layers=[1])
+    vec = train_steering_vector(tiny_gemma, POS, NEG, layers=[1])
     expected = _resid(tiny_gemma, POS, 1).mean(0) - _resid(tiny_gemma, NEG, 1).mean(0)
     torch.testing.assert_close(vec.directions[1], expected)
 
 
 def test_strength_one_moves_negative_mean_onto_positive_mean_at_that_layer(tiny_gemma):
     # Steering at block 1's output shifts that site by exactly the vector, so mean(neg) + v = mean(pos).
-    vec = train(tiny_gemma, POS, NEG, layers=[1])
+    vec = train_steering_vector(tiny_gemma, POS, NEG, layers=[1])
     with vec.apply(tiny_gemma, strength=1.0):
         steered = _resid(tiny_gemma, NEG, 1).mean(0)
     torch.testing.assert_close(steered, _resid(tiny_gemma, POS, 1).mean(0), atol=1e-4, rtol=1e-4)
@@ -46,7 +48,7 @@ def test_pca_recovers_planted_direction_with_mean_diff_norm(tiny_gemma, monkeypa
         return {sites[0]: pos if texts[0].startswith("p") else neg}
 
     monkeypatch.setattr(metalens, "capture", fake_capture)
-    vec = train(tiny_gemma, [f"p{i}" for i in range(8)], [f"n{i}" for i in range(8)], layers=[0], method="pca")
+    vec = train_steering_vector(tiny_gemma, [f"p{i}" for i in range(8)], [f"n{i}" for i in range(8)], layers=[0], method="pca")
     direction = vec.directions[0]
     mean_diff = pos.mean(0) - neg.mean(0)
     assert torch.nn.functional.cosine_similarity(direction, planted, dim=0) > 0.99
@@ -54,7 +56,7 @@ def test_pca_recovers_planted_direction_with_mean_diff_norm(tiny_gemma, monkeypa
 
 
 def test_apply_changes_logits_and_removes_hooks_even_on_error(tiny_gemma):
-    vec = train(tiny_gemma, POS, NEG, layers=[0, 2])
+    vec = train_steering_vector(tiny_gemma, POS, NEG, layers=[0, 2])
     batch = tiny_gemma.tokenize(["hello"])
     before = tiny_gemma.hf(**batch).logits
     with vec.apply(tiny_gemma, strength=5.0):
@@ -68,7 +70,7 @@ def test_apply_changes_logits_and_removes_hooks_even_on_error(tiny_gemma):
 
 
 def test_strength_zero_leaves_logits_unchanged(tiny_gemma):
-    vec = train(tiny_gemma, POS, NEG, layers=[1])
+    vec = train_steering_vector(tiny_gemma, POS, NEG, layers=[1])
     batch = tiny_gemma.tokenize(["hello"])
     before = tiny_gemma.hf(**batch).logits
     with vec.apply(tiny_gemma, strength=0.0):
@@ -76,7 +78,7 @@ def test_strength_zero_leaves_logits_unchanged(tiny_gemma):
 
 
 def test_save_load_round_trips_directions_and_metadata(tiny_gemma, tmp_path):
-    vec = train(tiny_gemma, POS, NEG, layers=[0, 2], method="pca", seed=7)
+    vec = train_steering_vector(tiny_gemma, POS, NEG, layers=[0, 2], method="pca", seed=7)
     path = vec.save(tmp_path / "ocean")
     back = SteeringVector.load(path)
     assert back.layers == [0, 2] and back.method == "pca" and back.seed == 7
@@ -85,25 +87,49 @@ def test_save_load_round_trips_directions_and_metadata(tiny_gemma, tmp_path):
         torch.testing.assert_close(back.directions[layer], vec.directions[layer])
 
 
+def test_saved_vector_records_its_artifact_format(tiny_gemma, tmp_path):
+    train_steering_vector(tiny_gemma, POS, NEG, layers=[1]).save(tmp_path / "v")
+    meta = json.loads((tmp_path / "v" / "steering_vector.json").read_text())
+    assert meta["format"] == {"name": "steering_vector", "version": 1} and meta["layers"] == [1]
+    assert (tmp_path / "v" / "steering_vector.safetensors").exists()
+
+
+def test_vector_saved_in_the_old_file_pair_layout_still_loads(tmp_path):
+    # Before metalens.artifact: ocean.safetensors ("layer.L" tensors) + ocean.json, no format record.
+    direction = torch.arange(4.0)
+    save_file({"layer.2": direction}, str(tmp_path / "ocean.safetensors"))
+    (tmp_path / "ocean.json").write_text(json.dumps({"model_name": "m", "d_model": 4, "method": "mean_diff",
+                                                     "positions": "mean", "revision": "main", "seed": 3,
+                                                     "n_pairs": 16, "metadata": {}, "layers": [2]}))
+    back = SteeringVector.load(tmp_path / "ocean.safetensors")
+    assert back.layers == [2] and back.seed == 3 and back.model_name == "m"
+    torch.testing.assert_close(back.directions[2], direction)
+
+
+def test_loading_a_missing_vector_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="SteeringVector.save"):
+        SteeringVector.load(tmp_path / "nothing")
+
+
 @pytest.mark.parametrize("pos,neg,match", [([], [], "No contrastive pairs"), (POS, [], "One-sided"),
                                            ([], NEG, "One-sided")])
 def test_empty_or_one_sided_pairs_raise(tiny_gemma, pos, neg, match):
     with pytest.raises(ValueError, match=match):
-        train(tiny_gemma, pos, neg)
+        train_steering_vector(tiny_gemma, pos, neg)
 
 
 def test_pca_with_unpaired_texts_raises(tiny_gemma):
     with pytest.raises(ValueError, match="as many positives as negatives"):
-        train(tiny_gemma, POS, NEG[:2], method="pca")
+        train_steering_vector(tiny_gemma, POS, NEG[:2], method="pca")
 
 
 def test_layer_out_of_range_raises(tiny_gemma):
     with pytest.raises(ValueError, match="out of range.*blocks 0-2"):
-        train(tiny_gemma, POS, NEG, layers=[3])
+        train_steering_vector(tiny_gemma, POS, NEG, layers=[3])
 
 
 def test_vector_from_other_model_is_refused(tiny_gemma, tiny_llama):
-    vec = train(tiny_llama, POS, NEG, layers=[0])
+    vec = train_steering_vector(tiny_llama, POS, NEG, layers=[0])
     with pytest.raises(ValueError, match="trained on 'tiny-llama'"):
         with vec.apply(tiny_gemma, strength=1.0):
             pass
@@ -114,7 +140,7 @@ def test_vector_from_other_model_is_refused(tiny_gemma, tiny_llama):
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_strength_is_refused(tiny_gemma, bad):
-    vec = train(tiny_gemma, POS, NEG, layers=[0])
+    vec = train_steering_vector(tiny_gemma, POS, NEG, layers=[0])
     with pytest.raises(ValueError, match="strength must be finite"):
         with vec.apply(tiny_gemma, strength=bad):
             pass

@@ -73,9 +73,9 @@ class Probe:
                    meta["test_accuracy"] if meta["test_accuracy"] is not None else nan, meta["metadata"])
 
 
-def train(acts, labels, *, test_size: float = 0.2, cv: int = 5, C: float = 1.0, seed: int = 0,
+def train_probe(acts, labels, *, test_size: float = 0.2, cv: int = 5, C: float = 1.0, seed: int = 0,
           metadata: dict | None = None) -> Probe:
-    """Fit a logistic-regression probe on `acts` [n, d] and binary `labels` [n].
+    """A logistic-regression `Probe` fitted on `acts` [n, d] and binary `labels` [n].
 
     Features are standardised inside the fit (so C means the same at every layer) and the
     weights mapped back to raw activation space. `test_size` of the rows, stratified, are held

@@ -1,0 +1,94 @@
+"""`run_eval`: held-out calibration of a trained head vs a probe, verbal confidence and shuffled labels."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from metalens.introspect.crossval import cross_validate
+from metalens.introspect.evaluate import FRACTIONS, evaluate_head
+from metalens.introspect.runs import adapted, by_task, cached_positions, load_trained, read_results, write_results
+from metalens.introspect.tables import eval_sections
+
+
+@dataclass
+class EvalConfig:
+    """Settings of `run_eval`: which head (the `head/` directory `run_train` wrote) and which baselines."""
+
+    head: str | Path
+    rollouts: str | Path | None = None  # default: the rollouts the head was trained on
+    fractions: tuple[float, ...] = FRACTIONS  # prefix fractions scored (0: at the prompt, 1: last token)
+    verbal: bool = True  # also ask the model whether its partial answer is right
+    cv: int = 0  # >= 2: also k-fold cross-validation by question over all rollouts
+    n_shuffles: int = 3  # shuffled-label heads in the null baseline
+    seed: int = 0
+
+    def __post_init__(self):
+        self.head, self.fractions = str(self.head), tuple(self.fractions)  # JSON-ready, equal after load
+        self.rollouts = None if self.rollouts is None else str(self.rollouts)
+        if self.cv == 1 or self.cv < 0:
+            raise ValueError(f"cv={self.cv}: use 0 (no cross-validation) or k >= 2 folds.")
+
+
+@dataclass
+class EvalResult:
+    """Per prefix fraction and over all held-out positions: the head against its baselines."""
+
+    config: EvalConfig
+    fractions: list[dict]  # per fraction: head/probe/shuffled(/verbal) summaries, head_vs_shuffled, length errors
+    all_positions: dict
+    reliability: dict  # str(fraction) -> reliability bins of the head's P(correct)
+    n_test_samples: int
+    n_train_positions: int
+    n_test_positions: int
+    cv: dict | None = None  # the same, out of fold over every question (config.cv >= 2)
+    metadata: dict | None = None  # the head's
+
+    @property
+    def heldout_auroc(self) -> float:
+        """Held-out reward AUROC of the head over all positions."""
+        return self.all_positions["head"]["auroc"]
+
+    @property
+    def gap(self) -> dict:
+        """Head AUROC minus the shuffled-label heads', all positions: {gap, ci95, share_not_above, ...}."""
+        return self.all_positions["head_vs_shuffled"]
+
+    def data(self) -> dict:
+        """What results.json holds."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("config", "metadata")}
+        return {"config": asdict(self.config), **data}
+
+    def save(self, out: str | Path) -> Path:
+        """Write results.json and report.html into `out`."""
+        data = self.data()
+        return write_results(out, "introspect eval", data, self.metadata or {}, eval_sections(data))
+
+    @classmethod
+    def load(cls, out: str | Path) -> "EvalResult":
+        """The result `save` wrote into `out`."""
+        data = read_results(out)
+        config = EvalConfig(**data["config"])
+        kept = {f.name: data.get(f.name) for f in fields(cls) if f.name != "config"}
+        return cls(config=config, **kept)
+
+
+def run_eval(model, config: EvalConfig, *, out: str | Path | None = None, progress: bool = True) -> EvalResult:
+    """Score the head's reward and length predictions on its held-out questions (and k folds with `cv`).
+
+    A `lora` head is read through its adapter, injected for the run and removed after.
+    """
+    head, records, cache = load_trained(config.head, config.rollouts)
+    with adapted(model, head, config.head):
+        positions = cached_positions(model, records, head.spec, cache, progress)
+        train = by_task(positions, head.metadata["train_tasks"])
+        test = by_task(positions, head.metadata["test_tasks"])
+        scores = evaluate_head(model, head, train, test, records, config.fractions, verbal=config.verbal,
+                               seed=config.seed, n_shuffles=config.n_shuffles)
+        if config.cv:
+            scores["cv"] = cross_validate(model, positions, head.spec, config.cv, config.fractions,
+                                          n_shuffles=config.n_shuffles, seed=config.seed, start=head.start,
+                                          levels={r["task_index"]: r["level"] for r in records}, progress=progress)
+    result = EvalResult(config=config, metadata=head.metadata, **scores)
+    if out is not None:
+        result.save(out)
+    return result

@@ -1,0 +1,113 @@
+"""`run_sample`: the adaptive sampler against majority voting and best-of-N, by replay (and live)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from metalens.introspect.crossval import out_of_fold_pools
+from metalens.introspect.figures import pareto_figure
+from metalens.introspect.live import live_runs
+from metalens.introspect.runs import adapted, by_task, cached_positions, load_trained, read_results, write_results
+from metalens.introspect.sampler import build_pools, pareto
+
+
+@dataclass
+class SampleConfig:
+    """Settings of `run_sample`: which head, the token and latency costs, and the optional live run."""
+
+    head: str | Path
+    rollouts: str | Path | None = None  # default: the rollouts the head was trained on
+    alphas: tuple[float, ...] | None = None  # token costs to sweep (default: 0 to 0.1)
+    beta: float = 0.0  # cost per decode step (latency)
+    every: int = 4  # tokens between checkpoints
+    live: int = 0  # also generate for real on this many held-out questions
+    live_alphas: tuple[float, ...] = (0.003, 0.01)
+    cv: int = 0  # >= 2: also compare on every question, each read by a head trained without its fold
+    seed: int = 0
+
+    def __post_init__(self):
+        self.head, self.live_alphas = str(self.head), tuple(self.live_alphas)  # JSON-ready, equal after load
+        self.rollouts = None if self.rollouts is None else str(self.rollouts)
+        self.alphas = None if self.alphas is None else tuple(self.alphas)
+        if self.every < 1:
+            raise ValueError(f"every={self.every}: checkpoints need at least one token between them.")
+        if self.cv == 1 or self.cv < 0:
+            raise ValueError(f"cv={self.cv}: use 0 (no cross-validation) or k >= 2 folds.")
+
+
+@dataclass
+class SampleResult:
+    """Accuracy vs mean tokens per question of each method, and the paired comparisons."""
+
+    config: SampleConfig
+    majority: list[dict]  # per N: {method, param, accuracy, tokens}
+    best_of_n: list[dict]
+    pass_at_n: list[dict]
+    adaptive: list[dict]  # per (initial, alpha): accuracy, tokens, latency
+    paired: list[dict]  # adaptive and best-of-N vs majority@N spending at least as many tokens, per question
+    matched: list[dict]  # each adaptive point vs majority interpolated at its mean tokens
+    n_tasks: int
+    pool_size: int
+    cv: dict | None = None  # the same on every question with k-fold heads
+    live: list[dict] | None = None  # per live alpha: accuracy, tokens, decode steps, seconds per question
+    metadata: dict | None = None  # the head's
+
+    def data(self) -> dict:
+        """What results.json holds."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("config", "metadata")}
+        return {"config": asdict(self.config), **data}
+
+    def save(self, out: str | Path) -> Path:
+        """Write results.json and report.html into `out`."""
+        data = self.data()
+        sections = [
+            ("Accuracy vs tokens (held-out questions)", pareto_figure(data)),
+            ("Adaptive sampler vs majority voting at the same mean tokens", self.matched),
+            ("Paired per question: adaptive vs majority@N with N the smallest pool spending at least as many tokens",
+             [r for r in self.paired if r.get("majority_n")]),
+            ("How it was measured", "Pools of fully generated samples are replayed: the sampler's decisions use "
+                                    "only the head read on prefixes, and a pruned sample costs the tokens it had."),
+        ]
+        if self.cv:
+            k = self.cv["k"]
+            sections += [(f"Accuracy vs tokens, all {self.cv['n_tasks']} questions ({k}-fold heads)",
+                          pareto_figure(self.cv)),
+                         (f"{k}-fold, paired per question: adaptive vs majority@N spending at least as many tokens",
+                          [r for r in self.cv["paired"] if r.get("majority_n")])]
+        if self.live:
+            sections.append(("Live adaptive generation on held-out questions", self.live))
+        return write_results(out, "introspect sample", data, self.metadata or {}, sections)
+
+    @classmethod
+    def load(cls, out: str | Path) -> "SampleResult":
+        """The result `save` wrote into `out`."""
+        data = read_results(out)
+        config = SampleConfig(**data["config"])
+        kept = {f.name: data.get(f.name) for f in fields(cls) if f.name != "config"}
+        return cls(config=config, **kept)
+
+
+def run_sample(model, config: SampleConfig, *, out: str | Path | None = None, progress: bool = True) -> SampleResult:
+    """Replay the adaptive sampler and voting baselines on the held-out questions' rollouts.
+
+    With `config.live`, the sampler also generates for real on the first `live` held-out questions
+    at each of `live_alphas`; with `config.cv` >= 2, the replay covers every question, each read by
+    a head trained without its fold (more questions, tighter intervals).
+    """
+    head, records, cache = load_trained(config.head, config.rollouts)
+    with adapted(model, head, config.head):
+        positions = cached_positions(model, records, head.spec, cache, progress)
+        test = by_task(positions, head.metadata["test_tasks"])
+        curves = pareto(build_pools(model, records, test, head), config.alphas, config.beta, config.every)
+        cv = live = None
+        if config.cv:
+            pools = out_of_fold_pools(model, positions, records, head.spec, config.cv, seed=config.seed,
+                                      start=head.start)
+            cv = {**pareto(pools, config.alphas, config.beta, config.every), "k": config.cv}
+        if config.live:
+            live = live_runs(model, head, records, head.metadata["test_tasks"][: config.live], config.live_alphas,
+                             config.beta, config.every, config.seed)
+    result = SampleResult(config=config, cv=cv, live=live, metadata=head.metadata, **curves)
+    if out is not None:
+        result.save(out)
+    return result
