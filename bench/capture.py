@@ -10,14 +10,13 @@ at the last block >= 2.4x.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import abba_times, paired_ratio, peak_extra_memory  # noqa: E402
+from common import abba_times, paired_ratio, peak_extra_memory, write_json  # noqa: E402
 
 import metalens  # noqa: E402
 from metalens import sites  # noqa: E402
@@ -88,7 +87,9 @@ def main(argv=None) -> dict:
               "tokens_per_batch": n_tokens, "repeats": args.repeats, "torch_threads": torch.get_num_threads(),
               "mid_site": mid, "last_site": last, "methods": rows,
               "targets": {"mid_speedup_min": 5.0, "last_speedup_min": 2.4}}
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    write_json(args.json, result)
     return result
+
+
+if __name__ == "__main__":
+    main()

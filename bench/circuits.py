@@ -11,13 +11,10 @@ random 3-block test model, a smoke run.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-from pathlib import Path
 
-from common import abba_times, paired_ratio
+from common import abba_times, paired_ratio, bench_model, write_json
 
-import metalens
 from metalens.circuits import attribute_heads, make_task, patch_heads_exact
 from metalens.circuits.heads import spearman
 
@@ -32,12 +29,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default=None)
     parser.add_argument("--json", default=None, help="also write the returned numbers to this file")
     args = parser.parse_args(argv)
-    if args.model == "tiny":
-        from metalens.testing import tiny_model
-
-        model = tiny_model("gemma3", device=args.device or "cpu")
-    else:
-        model = metalens.load_model(args.model, device=args.device)
+    model = bench_model(args.model, args.device)
     task = make_task(args.task, model.tokenizer, n=args.n)
     arms = {"exact": lambda: patch_heads_exact(model, task), "attribution": lambda: attribute_heads(model, task)}
     times = abba_times(arms, args.repeats, model.device)  # one warm-up call of each arm first
@@ -51,8 +43,7 @@ def main(argv=None) -> dict:
     print(f"{model.name}, {n_heads} heads, {args.n} '{args.task}' pairs on {model.device}, {args.repeats} ABBA repeats: "
           f"exact patching {out['exact_s']:.2f} s, attribution patching {out['attribution_s']:.2f} s (medians); "
           f"exact/attribution = {ratio} (median [95% bootstrap interval]); Spearman rho {rho:.3f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
+    write_json(args.json, out)
     return out
 
 

@@ -99,3 +99,24 @@ def paired_ratio(numerator: list[float], denominator: list[float], n_boot: int =
     boots = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(n_boot))
     return PairedRatio(statistics.median(ratios), boots[int(0.025 * n_boot)], boots[int(0.975 * n_boot) - 1],
                        len(ratios))
+
+
+def bench_model(name: str, device: str | None = None):
+    """The model a bench runs on: an embedded/hub/local name, or 'tiny' (random weights, for smoke runs)."""
+    if name == "tiny":
+        from metalens.testing import tiny_model
+
+        return tiny_model("gemma3", device=device or "cpu")
+    import metalens
+
+    return metalens.load_model(name, device=device)
+
+
+def write_json(path, result: dict) -> None:
+    """Write a bench's numbers to `path` (folders created), when a path is given."""
+    if path:
+        import json
+        from pathlib import Path
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=2))

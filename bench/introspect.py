@@ -14,13 +14,12 @@ interval over repeats. Target <= 1.01.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import abba_times, paired_ratio  # noqa: E402
+from common import abba_times, paired_ratio, bench_model, write_json  # noqa: E402
 
 TARGET = 1.01
 PROMPT = "Q: What is 3 + 4 * 2?\nA:"
@@ -41,12 +40,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--head", default=None, help="a trained head directory (default: the untrained rows)")
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
-    if args.model == "tiny":
-        from metalens.testing import tiny_model
-
-        model = tiny_model("gemma3", device=args.device or "cpu")
-    else:
-        model = metalens.load_model(args.model, device=args.device)
+    model = bench_model(args.model, args.device)
     head = ReservedHead.load(args.head) if args.head else ReservedHead.from_model(model)
     prompt = model.tokenizer(PROMPT)["input_ids"]
     steps = {"plain": [], "head": []}  # decode steps of every call, warm-up included
@@ -78,9 +72,7 @@ def main(argv=None) -> dict:
               "readout_sums_to_one": bool(last.float().sum(-1).sub(1).abs().max() < 1e-4)}
     print(f"{model.name} on {model.device}: plain {plain_ms:.2f} ms/token, head masked + read {head_ms:.2f} ms/token; "
           f"paired ratio head/plain {ratio} over {ratio.n} ABBA repeats (target <= {TARGET})")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    write_json(args.json, result)
     return result
 
 

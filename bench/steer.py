@@ -12,7 +12,6 @@ ratios (plain seconds / arm seconds) with a bootstrap 95 % interval. Target: ste
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import abba_times, paired_ratio  # noqa: E402
+from common import abba_times, paired_ratio, bench_model, write_json  # noqa: E402
 
 import metalens  # noqa: E402
 from metalens.steering import SteeringVector  # noqa: E402
@@ -57,12 +56,7 @@ def main(argv=None) -> dict:
 
 
 def _run(args) -> dict:
-    if args.model == "tiny":
-        from metalens.testing import tiny_model
-
-        model = tiny_model("gemma3", device=args.device or "cpu")
-    else:
-        model = metalens.load_model(args.model, device=args.device)
+    model = bench_model(args.model, args.device)
     prompts = (PROMPTS * (args.batch // len(PROMPTS) + 1))[:args.batch]
     gen = torch.Generator().manual_seed(0)
     direction = torch.randn(model.d_model, generator=gen)
@@ -107,9 +101,7 @@ def _run(args) -> dict:
         "same_tokens_hf_nnsight": hf_ids == nn_ids,
         "steering_changed_tokens": hf_ids != plain_ids,
     }
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+    write_json(args.json, result)
     return result
 
 

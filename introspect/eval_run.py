@@ -6,7 +6,7 @@ from pathlib import Path
 
 from metalens.introspect.crossval import cross_validate
 from metalens.introspect.evaluate import FRACTIONS, evaluate_head
-from metalens.introspect.runs import adapted, by_task, cached_positions, load_trained, read_results, write_results
+from metalens.introspect.runs import adapted, by_task, cached_positions, load_trained, load_result, write_results
 from metalens.introspect.tables import eval_sections
 
 
@@ -66,10 +66,7 @@ class EvalResult:
     @classmethod
     def load(cls, out: str | Path) -> "EvalResult":
         """The result `save` wrote into `out`."""
-        data = read_results(out)
-        config = EvalConfig(**data["config"])
-        kept = {f.name: data.get(f.name) for f in fields(cls) if f.name != "config"}
-        return cls(config=config, **kept)
+        return load_result(cls, EvalConfig, out)
 
 
 def run_eval(model, config: EvalConfig, *, out: str | Path | None = None, progress: bool = True) -> EvalResult:

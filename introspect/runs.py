@@ -87,3 +87,12 @@ def read_results(out) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"No results.json in {out}: run the workflow with out= (or its CLI verb) first.")
     return json.loads(path.read_text())
+
+
+def load_result(cls, config_cls, out):
+    """A result dataclass (`cls`, with a `config` field of `config_cls`) from its `out/results.json`."""
+    from dataclasses import fields
+
+    data = read_results(out)
+    kept = {f.name: data.get(f.name) for f in fields(cls) if f.name != "config"}
+    return cls(config=config_cls(**data["config"]), **kept)

@@ -7,7 +7,7 @@ from pathlib import Path
 from metalens.introspect.crossval import out_of_fold_pools
 from metalens.introspect.figures import pareto_figure
 from metalens.introspect.live import live_runs
-from metalens.introspect.runs import adapted, by_task, cached_positions, load_trained, read_results, write_results
+from metalens.introspect.runs import adapted, by_task, cached_positions, load_trained, load_result, write_results
 from metalens.introspect.sampler import build_pools, pareto
 
 
@@ -81,10 +81,7 @@ class SampleResult:
     @classmethod
     def load(cls, out: str | Path) -> "SampleResult":
         """The result `save` wrote into `out`."""
-        data = read_results(out)
-        config = SampleConfig(**data["config"])
-        kept = {f.name: data.get(f.name) for f in fields(cls) if f.name != "config"}
-        return cls(config=config, **kept)
+        return load_result(cls, SampleConfig, out)
 
 
 def run_sample(model, config: SampleConfig, *, out: str | Path | None = None, progress: bool = True) -> SampleResult:

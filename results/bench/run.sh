@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The four benches on the embedded gemma-3-270m (CPU unless a GPU is present). Each prints paired
+# ratios (ABBA order, median of per-repeat ratios, bootstrap 95 % interval) against a baseline
+# measured in the same run, and writes its numbers beside this script. Run from the repo root.
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+OUT=$(dirname "$0")
+$PY bench/capture.py --repeats 6 --json "$OUT/capture.json"
+$PY bench/steer.py --batch 4 --new 16 --repeats 6 --json "$OUT/steer.json"
+$PY bench/circuits.py --task arithmetic --n 4 --repeats 3 --json "$OUT/circuits.json"
+$PY bench/introspect.py --tokens 32 --repeats 8 --json "$OUT/introspect.json"
