@@ -92,10 +92,17 @@ def make_problems(n: int, levels=(1, 2, 3), seed: int = 0) -> list[Problem]:
 
 
 def extract_answer(text: str) -> int | None:
-    """The number after 'answer is', else the first number in `text`, else None."""
-    tail = text.split("answer is", 1)[1] if "answer is" in text else text
-    match = _ANSWER_RE.search(tail)
-    return int(match.group()) if match else None
+    """The number right after the last 'answer is', else the last number in `text`, else None.
+
+    The last number, not the first: "3 + 4 = 7." states its answer at the end, and reading the
+    first number would grade "7 * 1 = 8" right for the problem 7 * 1.
+    """
+    if "answer is" in text:
+        match = _ANSWER_RE.search(text.rsplit("answer is", 1)[1])
+        if match:
+            return int(match.group())
+    found = _ANSWER_RE.findall(text)
+    return int(found[-1]) if found else None
 
 
 def grade(problem: Problem, completion: str) -> bool:

@@ -1,0 +1,20 @@
+"""The arithmetic grader reads the stated answer: after 'answer is', else the last number."""
+from metalens.tasks.arithmetic import Problem, extract_answer, grade
+
+SEVEN_TIMES_ONE = Problem("7 * 1", 7, ("7 * 1 = 7",), 1)
+THREE_PLUS_FOUR = Problem("3 + 4", 7, ("3 + 4 = 7",), 1)
+
+
+def test_an_equation_without_answer_is_is_graded_on_its_result():
+    assert grade(THREE_PLUS_FOUR, " 3 + 4 = 7.")  # the old first-number rule read 3
+
+
+def test_a_wrong_result_is_not_saved_by_an_operand_that_equals_the_answer():
+    assert not grade(SEVEN_TIMES_ONE, " 7 * 1 = 8.")  # the old rule read the operand 7
+
+
+def test_the_number_after_answer_is_wins_over_later_numbers():
+    assert extract_answer(" 3 + 4 = 7. The answer is 7. Next: 9 + 1") == 7
+    assert extract_answer("The answer is 5, no wait, the answer is 6.") == 6
+    assert extract_answer("no digits here") is None
+    assert extract_answer("the answer is unclear, maybe 12") == 12
