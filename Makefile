@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean gpu-check
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,13 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) reports
+
+# On a lent GPU machine (no .venv, no package index): PYTHON=python3 is the image's Python with torch;
+# the packages it lacks and metalens itself travel as wheels in .whl/ (scripts/gpu_wheels.sh builds them).
+# `-P` keeps the repo root off sys.path so its `metalens/` folder cannot shadow the installed package.
+# Prints one table and writes results/gpu/results.json; see results/gpu/README.md.
+GPU_SITE ?= /tmp/site
+gpu-check:
+	$(PYTHON) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $(GPU_SITE) .whl/*.whl
+	PYTHONPATH=$(GPU_SITE) $(PYTHON) -P -m pytest -q -m gpu -p no:cacheprovider tests/gpu
+	PYTHONPATH=$(GPU_SITE) $(PYTHON) -P scripts/gpu_check.py

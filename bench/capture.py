@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import abba_times, paired_ratio, peak_extra_memory, write_json  # noqa: E402
+from common import DTYPE_HELP, MODEL_HELP, abba_times, bench_model, paired_ratio, peak_extra_memory, write_json  # noqa: E402
 
 import metalens  # noqa: E402
 from metalens import sites  # noqa: E402
@@ -26,8 +26,9 @@ SENTENCE = "The quick brown fox jumps over the lazy dog while the farmer counts 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="gemma-3-270m", help="model name, or 'tiny' for a random tiny model")
+    parser.add_argument("--model", default="gemma-3-270m", help=MODEL_HELP)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--dtype", default=None, help=DTYPE_HELP)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=128, help="tokens per text")
     parser.add_argument("--repeats", type=int, default=6)
@@ -37,9 +38,10 @@ def main(argv=None) -> dict:
     if args.model == "tiny":
         from metalens.testing import tiny_model
 
-        model = tiny_model("gemma3", n_layers=8)
+        model = tiny_model("gemma3", n_layers=8, device=args.device or "cpu",
+                           dtype=getattr(torch, args.dtype) if args.dtype else None)
     else:
-        model = metalens.load_model(args.model, device=args.device)
+        model = bench_model(args.model, args.device, args.dtype)
     texts = [SENTENCE * 8] * args.batch
     batch = model.tokenize(texts, max_length=args.tokens)
     n_tokens = int(batch["attention_mask"].sum())

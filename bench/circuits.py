@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from common import abba_times, paired_ratio, bench_model, write_json
+from common import DTYPE_HELP, MODEL_HELP, abba_times, bench_model, paired_ratio, write_json
 
 from metalens.circuits import attribute_heads, make_task, patch_heads_exact
 from metalens.circuits.heads import spearman
@@ -22,21 +22,22 @@ from metalens.circuits.heads import spearman
 def main(argv=None) -> dict:
     """Run the bench; returns the timings, the paired ratio exact/attribution with its interval, and rho."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="gemma-3-270m", help="embedded name, local dir, hub id, or 'tiny'")
+    parser.add_argument("--model", default="gemma-3-270m", help=MODEL_HELP)
     parser.add_argument("--task", default="arithmetic")
     parser.add_argument("--n", type=int, default=8, help="prompt pairs")
     parser.add_argument("--repeats", type=int, default=5, help="ABBA repeats (>= 2)")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--dtype", default=None, help=DTYPE_HELP)
     parser.add_argument("--json", default=None, help="also write the returned numbers to this file")
     args = parser.parse_args(argv)
-    model = bench_model(args.model, args.device)
+    model = bench_model(args.model, args.device, args.dtype)
     task = make_task(args.task, model.tokenizer, n=args.n)
     arms = {"exact": lambda: patch_heads_exact(model, task), "attribution": lambda: attribute_heads(model, task)}
     times = abba_times(arms, args.repeats, model.device)  # one warm-up call of each arm first
     ratio = paired_ratio(times["exact"], times["attribution"])
     rho = spearman(attribute_heads(model, task), patch_heads_exact(model, task))
     n_heads = model.n_layers * model.n_heads
-    out = {"model": model.name, "device": str(model.device), "task": args.task, "n_pairs": args.n, "heads": n_heads,
+    out = {"model": model.name, "device": str(model.device), "dtype": str(model.dtype), "task": args.task, "n_pairs": args.n, "heads": n_heads,
            "repeats": args.repeats, "exact_s": statistics.median(times["exact"]),
            "attribution_s": statistics.median(times["attribution"]), "seconds": times, "ratio": ratio.to_dict(),
            "spearman": rho}

@@ -101,15 +101,27 @@ def paired_ratio(numerator: list[float], denominator: list[float], n_boot: int =
                        len(ratios))
 
 
-def bench_model(name: str, device: str | None = None):
-    """The model a bench runs on: an embedded/hub/local name, or 'tiny' (random weights, for smoke runs)."""
+def bench_model(name: str, device: str | None = None, dtype: str | None = None):
+    """The model a bench runs on: an embedded/hub/local name, 'tiny' (random weights, for smoke runs), or
+    'random:CONFIG' (random weights in a real model's shape, e.g. random:gemma-3-270m, random:llama-1b: no
+    download, for GPU machines that cannot fetch weights). dtype: 'float32' | 'bfloat16' (default: the loader's)."""
+    torch_dtype = getattr(torch, dtype) if dtype else None
     if name == "tiny":
         from metalens.testing import tiny_model
 
-        return tiny_model("gemma3", device=device or "cpu")
+        return tiny_model("gemma3", device=device or "cpu", dtype=torch_dtype)
+    if name.startswith("random:"):
+        from metalens.loading import default_device
+        from metalens.testing import random_model
+
+        return random_model(name.removeprefix("random:"), device=device or default_device(), dtype=torch_dtype)
     import metalens
 
-    return metalens.load_model(name, device=device)
+    return metalens.load_model(name, device=device, dtype=torch_dtype)
+
+
+MODEL_HELP = "embedded name, local dir, hub id, 'tiny', or 'random:gemma-3-270m' / 'random:llama-1b' (random weights)"
+DTYPE_HELP = "float32 or bfloat16 (default: bfloat16 on CUDA, float32 on CPU)"
 
 
 def write_json(path, result: dict) -> None:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import abba_times, paired_ratio, bench_model, write_json  # noqa: E402
+from common import DTYPE_HELP, MODEL_HELP, abba_times, bench_model, paired_ratio, write_json  # noqa: E402
 
 TARGET = 1.01
 PROMPT = "Q: What is 3 + 4 * 2?\nA:"
@@ -32,15 +32,16 @@ def main(argv=None) -> dict:
     from metalens.introspect.head import HeadReadout
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="gemma-3-270m", help="model name, or 'tiny' for a random tiny model")
+    parser.add_argument("--model", default="gemma-3-270m", help=MODEL_HELP)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--dtype", default=None, help=DTYPE_HELP)
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per sample (fewer if EOS comes first)")
     parser.add_argument("--batch", type=int, default=4, help="samples decoded together")
     parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--head", default=None, help="a trained head directory (default: the untrained rows)")
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
-    model = bench_model(args.model, args.device)
+    model = bench_model(args.model, args.device, args.dtype)
     head = ReservedHead.load(args.head) if args.head else ReservedHead.from_model(model)
     prompt = model.tokenizer(PROMPT)["input_ids"]
     steps = {"plain": [], "head": []}  # decode steps of every call, warm-up included
@@ -65,7 +66,7 @@ def main(argv=None) -> dict:
     ratio = paired_ratio(per_token["head"], per_token["plain"])
     plain_ms, head_ms = (statistics.median(per_token[arm]) * 1e3 for arm in ("plain", "head"))
     last = readings[-1]
-    result = {"model": model.name, "device": str(model.device), "tokens": args.tokens, "batch": args.batch,
+    result = {"model": model.name, "device": str(model.device), "dtype": str(model.dtype), "tokens": args.tokens, "batch": args.batch,
               "repeats": args.repeats, "plain_ms_per_token": plain_ms, "head_ms_per_token": head_ms,
               "paired_ratio": ratio.to_dict(), "target": TARGET, "within_target": ratio.median <= TARGET,
               "decode_steps": steps["head"][-1], "readout_shape": list(last.shape),

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import abba_times, paired_ratio, bench_model, write_json  # noqa: E402
+from common import DTYPE_HELP, MODEL_HELP, abba_times, bench_model, paired_ratio, write_json  # noqa: E402
 
 import metalens  # noqa: E402
 from metalens.steering import SteeringVector  # noqa: E402
@@ -35,8 +35,9 @@ TARGET = 0.95
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="gemma-3-270m", help="model name, or 'tiny' for a random tiny model")
+    parser.add_argument("--model", default="gemma-3-270m", help=MODEL_HELP)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--dtype", default=None, help=DTYPE_HELP)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--new", type=int, default=32, help="new tokens per prompt")
     parser.add_argument("--repeats", type=int, default=8)
@@ -56,7 +57,7 @@ def main(argv=None) -> dict:
 
 
 def _run(args) -> dict:
-    model = bench_model(args.model, args.device)
+    model = bench_model(args.model, args.device, args.dtype)
     prompts = (PROMPTS * (args.batch // len(PROMPTS) + 1))[:args.batch]
     gen = torch.Generator().manual_seed(0)
     direction = torch.randn(model.d_model, generator=gen)

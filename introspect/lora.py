@@ -25,7 +25,7 @@ def _batch(model, rows, spec):
     ids, mask = model.pad([r["prompt_ids"] + r["completion"][:-1] for r in rows], side="right")
     select = [(j, len(r["prompt_ids"]) - 1 + t) for j, r in enumerate(rows) for t in range(len(r["completion"]))]
     bins = torch.cat([prefix_labels(len(r["completion"]), r["reward"], spec)["bin"] for r in rows])
-    return ids, mask, tuple(torch.tensor(x) for x in zip(*select)), bins.to(model.device)
+    return ids, mask, tuple(torch.tensor(x, device=model.device) for x in zip(*select)), bins.to(model.device)
 
 
 def _normal_logprobs(model, hidden: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -50,10 +50,25 @@ def train_lora(model, records: list[dict], spec: BinSpec | None = None, steps: i
     head = ReservedHead.from_model(model, spec, None if init is None else init.start)
     if init is not None:
         head.weight = init.weight.detach().clone().float()
-    spec = head.spec
     torch.manual_seed(seed)
     peft_model = get_peft_model(model.hf, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
                                                      target_modules=list(target_modules)))
+    try:  # adapters are in `model.hf` from here: an exception must not leave them there
+        reserved, history = _fit(model, peft_model, head, records, steps, batch_size, lr, kl_coef, seed, progress)
+    except BaseException:
+        peft_model.unload()
+        raise
+    peft_model.eval()
+    head.weight = reserved.detach().cpu()
+    head.metadata = {**head.metadata, "mode": "lora", "steps": steps, "rank": rank, "kl_coef": kl_coef,
+                     "lr": lr, "seed": seed, "target_modules": list(target_modules),
+                     "init": "given head" if init is not None else "model rows"}
+    return head, peft_model, history
+
+
+def _fit(model, peft_model, head: ReservedHead, records, steps, batch_size, lr, kl_coef, seed, progress):
+    """The training loop of `train_lora`: (reserved rows, history)."""
+    spec = head.spec
     reserved = head.weight.clone().to(model.device).requires_grad_(True)
     keep = torch.ones(model.d_vocab, dtype=torch.bool, device=model.device)
     keep[list(head.token_ids)] = False
@@ -81,12 +96,7 @@ def train_lora(model, records: list[dict], spec: BinSpec | None = None, steps: i
         loss.backward()
         opt.step()
         history.append({"step": step, "ce": ce.item(), "kl": kl.item()})
-    peft_model.eval()
-    head.weight = reserved.detach().cpu()
-    head.metadata = {**head.metadata, "mode": "lora", "steps": steps, "rank": rank, "kl_coef": kl_coef,
-                     "lr": lr, "seed": seed, "target_modules": list(target_modules),
-                     "init": "given head" if init is not None else "model rows"}
-    return head, peft_model, history
+    return reserved, history
 
 
 @torch.no_grad()

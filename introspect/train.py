@@ -32,7 +32,9 @@ def train_head(
         raise ValueError("No training positions: generate rollouts with non-empty responses first.")
     head = ReservedHead.from_model(model, spec, start)
     torch.manual_seed(seed)
-    hidden, target = train.hidden.float(), train.bin.long()  # [n_pos, d_model], [n_pos]
+    # Positions live on the CPU (stored); the fit runs where the head's rows are, the model's device.
+    device = head.weight.device
+    hidden, target = train.hidden.to(device).float(), train.bin.to(device).long()  # [n_pos, d_model], [n_pos]
     rms = hidden.pow(2).mean(0).sqrt().clamp_min(1e-6)  # [d_model]
     scaled = hidden / rms
     rows = (head.weight.float() * rms).requires_grad_(True)  # [K, d_model] in scaled coordinates
@@ -60,8 +62,9 @@ def shuffled(positions: Positions, spec: BinSpec, seed: int = 0) -> Positions:
     Whole samples swap rewards, so each sample keeps one reward and lengths stay true.
     """
     gen = torch.Generator().manual_seed(seed)
-    n = int(positions.sample.max()) + 1
-    per_sample = torch.zeros(n, dtype=torch.long)
-    per_sample[positions.sample] = positions.reward.long()
-    reward = per_sample[torch.randperm(n, generator=gen)][positions.sample]
+    # Permute among the samples present: ids of a subset are not contiguous (a training fold).
+    samples, which = positions.sample.unique(sorted=True, return_inverse=True)
+    per_sample = torch.zeros(len(samples), dtype=torch.long)
+    per_sample[which] = positions.reward.long()
+    reward = per_sample[torch.randperm(len(samples), generator=gen)][which]
     return dataclasses.replace(positions, reward=reward, bin=spec.joint_bin(reward, positions.remaining))

@@ -40,7 +40,8 @@ def tiny_tokenizer(chat: bool = False):
     return tokenizer
 
 
-def tiny_model(arch: str = "gemma3", seed: int = 0, n_layers: int = 3, device: str = "cpu") -> Model:
+def tiny_model(arch: str = "gemma3", seed: int = 0, n_layers: int = 3, device: str = "cpu",
+               dtype: torch.dtype | None = None) -> Model:
     """A random-weight `Model` (d_model 64, 4 heads) of the given architecture: gemma3 or llama.
 
     The llama variant has a chat template, like an instruct model.
@@ -63,5 +64,50 @@ def tiny_model(arch: str = "gemma3", seed: int = 0, n_layers: int = 3, device: s
     else:
         raise ValueError(f"Unknown tiny architecture '{arch}': use 'gemma3' or 'llama'.")
     hf.config.architectures = [type(hf).__name__]
-    hf.to(device).eval()
+    hf.to(device=device, dtype=dtype).eval()  # weights drawn on the CPU: the same seed gives the same model anywhere
     return Model(hf, tokenizer, name=f"tiny-{arch}", revision=f"seed{seed}")
+
+
+# Real architectures' shapes, for speed and device checks where weights cannot travel (random weights cost
+# exactly what trained ones cost). gemma-3-270m: its own config (as converted from the embedded GGUF);
+# llama-1b: Llama-3.2-1B's shape.
+RANDOM_CONFIGS = {
+    "gemma-3-270m": dict(
+        arch="gemma3", vocab_size=262144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=256, query_pre_attn_scalar=256, sliding_window=512,
+        layer_types=["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(18)],
+        rope_parameters={"full_attention": {"rope_theta": 1e6, "rope_type": "default"},
+                         "sliding_attention": {"rope_theta": 1e4, "rope_type": "default"}},
+        hidden_activation="gelu_pytorch_tanh", rms_norm_eps=1e-6, max_position_embeddings=32768,
+        tie_word_embeddings=True),
+    "llama-1b": dict(
+        arch="llama", vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+        num_attention_heads=32, num_key_value_heads=8, head_dim=64, rms_norm_eps=1e-5, max_position_embeddings=8192,
+        rope_theta=500000.0, tie_word_embeddings=True),
+}
+
+
+def random_model(name: str, device: str = "cpu", dtype: torch.dtype | None = None, seed: int = 0) -> Model:
+    """A random-weight `Model` with a real model's shape (`RANDOM_CONFIGS`: gemma-3-270m, llama-1b).
+
+    The tokenizer is the tiny character one (with `<unusedN>` tokens for reserved heads); the
+    vocabulary rows past it exist, as in the real model, but no text maps to them. Weights are
+    drawn on `device` (fast on a GPU); dtype defaults to bfloat16 on CUDA, float32 elsewhere.
+    """
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+
+    if name not in RANDOM_CONFIGS:
+        raise ValueError(f"Unknown random config '{name}': use one of {sorted(RANDOM_CONFIGS)}.")
+    shape = dict(RANDOM_CONFIGS[name])
+    arch = shape.pop("arch")
+    tokenizer = tiny_tokenizer(chat=arch == "llama")
+    ids = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+               eos_token_id=tokenizer.eos_token_id, attn_implementation="eager")
+    config = (Gemma3TextConfig if arch == "gemma3" else LlamaConfig)(**shape, **ids)
+    dtype = dtype or (torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        hf = (Gemma3ForCausalLM if arch == "gemma3" else LlamaForCausalLM)(config)
+    hf.config.architectures = [type(hf).__name__]
+    hf.to(dtype=dtype).eval()
+    return Model(hf, tokenizer, name=f"random-{name}", revision=f"seed{seed}")

@@ -1,0 +1,163 @@
+"""`make gpu-check`: every area's quick path on the GPU against the CPU, then the four benches, in one table.
+
+    python3 scripts/gpu_check.py [--device cuda] [--out results/gpu/results.json] [--smoke]
+
+(a) tests/gpu/areas.py's checks (the ones tests/gpu runs under pytest) in float32 and bfloat16 on the
+device, each compared with the CPU float32 result on the same tiny model and inputs; (b) the four
+benches (capture, steer, circuits, introspect) on random-weight models in real shapes
+(`random:gemma-3-270m`, and `random:llama-1b` for capture, steer and introspect: no weights travel);
+(c) one table: card, model config, dtype, each bench's ratio and absolute tokens/s, written with the
+raw numbers to --out. Exits 1 if a comparison is outside its tolerance or a step fails.
+
+Budget on one H100 (design; the whole run must stay under 8 minutes): area checks ~1.5 min (both
+dtypes), gemma-3-270m benches ~2 min, llama-1b benches ~3 min, model builds ~0.5 min. `--smoke` runs
+the same steps on tiny models with small sizes (on the CPU when no GPU is present), for the test suite.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+# Appended, not prepended: the repo root holds a `metalens/` folder (the core alone) that must not
+# shadow the installed metalens (with its areas) on a GPU machine that runs from carried wheels.
+sys.path.append(str(ROOT / "bench"))
+
+
+def _load(path: Path, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+areas = _load(ROOT / "tests" / "gpu" / "areas.py", "gpu_check_areas")
+
+
+def load_bench(name: str):
+    """The module bench/NAME.py."""
+    return _load(ROOT / "bench" / f"{name}.py", f"bench_{name}")
+
+BUDGET_S = 480
+# (bench, model, extra argv): sized so that each finishes in well under a minute on an H100.
+FULL = [
+    ("capture", "random:gemma-3-270m", ["--batch", "8", "--tokens", "256", "--repeats", "4"]),
+    ("steer", "random:gemma-3-270m", ["--batch", "8", "--new", "32", "--repeats", "4"]),
+    ("circuits", "random:gemma-3-270m", ["--task", "arithmetic", "--n", "4", "--repeats", "3"]),
+    ("introspect", "random:gemma-3-270m", ["--tokens", "32", "--batch", "4", "--repeats", "4"]),
+    ("capture", "random:llama-1b", ["--batch", "8", "--tokens", "256", "--repeats", "4"]),
+    ("steer", "random:llama-1b", ["--batch", "8", "--new", "32", "--repeats", "4"]),
+    ("introspect", "random:llama-1b", ["--tokens", "32", "--batch", "4", "--repeats", "4"]),
+]
+SMOKE = [
+    ("capture", "tiny", ["--batch", "2", "--tokens", "16", "--repeats", "2"]),
+    ("steer", "tiny", ["--batch", "2", "--new", "3", "--repeats", "2"]),
+    ("circuits", "tiny", ["--task", "induction", "--n", "2", "--repeats", "2"]),
+    ("introspect", "tiny", ["--tokens", "4", "--batch", "2", "--repeats", "2"]),
+]
+
+
+def headline(name: str, out: dict) -> dict:
+    """One table row's numbers from a bench's returned dict: its ratio (with interval) and tokens/s."""
+    if name == "capture":
+        mid = next(k for k in out["methods"] if k.startswith("(b) "))
+        base = out["methods"]["(a) HF forward (full, with logits)"]["tokens_per_s"]
+        return {"ratio_name": "capture mid / HF forward", "ratio": out["methods"][mid]["speedup"],
+                "tokens_per_s": out["methods"][mid]["tokens_per_s"], "baseline_tokens_per_s": base}
+    if name == "steer":
+        return {"ratio_name": "steered (HF hooks) / plain", "ratio": out["paired_ratio"]["steered (HF hooks)"],
+                "tokens_per_s": out["tokens_per_s"]["steered (HF hooks)"],
+                "baseline_tokens_per_s": out["tokens_per_s"]["plain generate"]}
+    if name == "circuits":
+        return {"ratio_name": "exact / attribution (time)", "ratio": out["ratio"], "tokens_per_s": None,
+                "baseline_tokens_per_s": None}
+    return {"ratio_name": "head / plain (s per token)", "ratio": out["paired_ratio"],
+            "tokens_per_s": out["batch"] * 1e3 / out["head_ms_per_token"],
+            "baseline_tokens_per_s": out["batch"] * 1e3 / out["plain_ms_per_token"]}
+
+
+def card(device: str) -> str:
+    """The accelerator's name, or 'cpu'."""
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
+
+
+def table(result: dict) -> str:
+    """The printed table: area checks, then one line per bench."""
+    lines = [f"card: {result['card']}   torch {torch.__version__}   total {result['seconds']:.0f} s "
+             f"(budget {BUDGET_S} s)", "", f"{'area':14s} {'quantity':44s} {'dtype':9s} {'diff':>10s} {'tol':>8s}  ok"]
+    for r in result["checks"]:
+        lines.append(f"{r['area']:14s} {r['quantity'][:44]:44s} {r['dtype']:9s} {r['diff']:10.2e} {r['tol']:8.1e}  "
+                     f"{'yes' if r['ok'] else 'NO'}")
+    lines += ["", f"{'bench':11s} {'model config':22s} {'dtype':9s} {'ratio':28s} {'median [95% CI]':24s} "
+                  f"{'tokens/s':>10s} {'baseline tok/s':>14s} {'s':>6s}"]
+    for b in result["benches"]:
+        if "error" in b:
+            lines.append(f"{b['bench']:11s} {b['model']:22s} FAILED: {b['error'][:80]}")
+            continue
+        r = b["ratio"]
+        tps = "-" if b["tokens_per_s"] is None else f"{b['tokens_per_s']:.0f}"
+        base = "-" if b["baseline_tokens_per_s"] is None else f"{b['baseline_tokens_per_s']:.0f}"
+        lines.append(f"{b['bench']:11s} {b['model']:22s} {b['dtype']:9s} {b['ratio_name']:28s} "
+                     f"{r['median']:.3f} [{r['low']:.3f}, {r['high']:.3f}]   {tps:>10s} {base:>14s} {b['seconds']:6.0f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    """Run the checks and benches; print the table, write --out, return the result."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default=str(ROOT / "results" / "gpu" / "results.json"))
+    parser.add_argument("--smoke", action="store_true", help="tiny models, small sizes (CPU ok): checks the script")
+    parser.add_argument("--skip-benches", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.smoke and not args.device.startswith("cuda"):
+        parser.error("the full check needs a GPU (--device cuda); use --smoke to exercise it on the CPU.")
+    start = time.perf_counter()
+    result = {"card": card(args.device), "device": args.device, "smoke": args.smoke, "torch": torch.__version__,
+              "checks": [], "benches": [], "errors": []}
+    dtypes = [torch.float32, torch.bfloat16]
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype in dtypes:
+            for area in ("capture", "neurofeedback", "steering", "circuits", "introspect"):
+                try:
+                    rows = areas.run_all(args.device, dtype, Path(tmp) / f"{area}-{dtype}", areas=[area])
+                    result["checks"] += [r.to_dict() for r in rows]
+                except Exception:
+                    result["errors"].append(f"{area} {dtype}: {traceback.format_exc()}")
+                    print(result["errors"][-1], file=sys.stderr)
+    for bench, model, extra in ([] if args.skip_benches else SMOKE if args.smoke else FULL):
+        for dtype in (["float32"] if args.smoke else ["bfloat16"]):
+            began = time.perf_counter()
+            row = {"bench": bench, "model": model, "dtype": dtype, "args": extra}
+            try:
+                out = load_bench(bench).main(["--model", model, "--device", args.device, "--dtype", dtype, *extra])
+                row.update(headline(bench, out), raw=out)
+            except Exception:
+                row["error"] = traceback.format_exc().strip().splitlines()[-1]
+                result["errors"].append(f"bench {bench} {model}: {traceback.format_exc()}")
+                print(result["errors"][-1], file=sys.stderr)
+            row["seconds"] = time.perf_counter() - began
+            result["benches"].append(row)
+            if args.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+    result["seconds"] = time.perf_counter() - start
+    result["ok"] = not result["errors"] and all(r["ok"] for r in result["checks"]) and bool(result["checks"])
+    print(table(result))
+    print("gpu-check:", "PASSED" if result["ok"] else "FAILED")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main()["ok"] else 1)
