@@ -16,9 +16,11 @@ def _posttrain(args) -> None:
     model = metalens.load_model(args.model, device=args.device)
     result = run_posttrain(model, cfg, out=args.out)
     before, after = result.accuracy_before, result.accuracy_after
-    print(f"accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f} "
-          f"(lenient {before['lenient_accuracy']:.3f} -> {after['lenient_accuracy']:.3f}) on {result.heldout['n']} "
-          f"held-out problems (seed {result.heldout['seed']}) in {result.seconds:.0f}s; "
+    c = result.change
+    print(f"accuracy {before['accuracy']:.3f} [{before['low']:.3f}, {before['high']:.3f}] -> {after['accuracy']:.3f} "
+          f"[{after['low']:.3f}, {after['high']:.3f}] (paired change {c['mean_diff']:+.3f} [{c['low']:+.3f}, "
+          f"{c['high']:+.3f}]) on {result.heldout['n']} held-out problems (seed {result.heldout['seed']}) "
+          f"in {result.seconds:.0f}s; "
           f"wrote {result.out}/results.json, report.html, {len(result.checkpoints)} checkpoints")
 
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,6 +22,7 @@ from metalens.checkpoints import META_FILE
 from metalens.circuits.accuracy import generation_accuracy
 from metalens.report import save_json
 from metalens.sites import FINAL_NORM
+from metalens.stats import paired_test
 from metalens.tasks.arithmetic import make_problem, make_problems
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -58,6 +60,7 @@ class PosttrainResult:
     metadata: dict = field(default_factory=dict)
     seconds: float = 0.0
     out: str | None = None  # the run directory (checkpoints, final model); None: nothing was saved
+    change: dict = field(default_factory=dict)  # after - before over the same problems: paired test (0/1 grades)
 
     def save(self, path) -> Path:
         """Write results.json and report.html into `path` (checkpoints stay where the run wrote them)."""
@@ -141,7 +144,7 @@ def run_posttrain(model, config: PosttrainConfig | None = None, *, out=None, pro
              "problems": [p.to_dict() for p in heldout]}
     log = print if progress else (lambda *a, **k: None)
     before = generation_accuracy(model, heldout, cfg.max_new_tokens)
-    log(f"[posttrain] held-out accuracy before: {before['accuracy']:.3f} (lenient {before['lenient_accuracy']:.3f}) {before['by_level']}")
+    log(f"[posttrain] held-out accuracy before: {_acc(before)} {before['by_level']}")
 
     layers = None
     if cfg.lora_layers:
@@ -193,17 +196,26 @@ def run_posttrain(model, config: PosttrainConfig | None = None, *, out=None, pro
     merged = peft_model.merge_and_unload()
     post = metalens.Model(merged, model.tokenizer, name=f"{model.name}-posttrained", revision=f"step{cfg.steps}")
     after = generation_accuracy(post, heldout, cfg.max_new_tokens)
-    log(f"[posttrain] held-out accuracy after: {after['accuracy']:.3f} (lenient {after['lenient_accuracy']:.3f}) {after['by_level']}")
+    log(f"[posttrain] held-out accuracy after: {_acc(after)} {after['by_level']}")
     if out_dir is not None and cfg.merge_final:
         final = out_dir / "final"
         merged.save_pretrained(final)
         model.tokenizer.save_pretrained(final)
         save_json(final / META_FILE, {**meta, "step": cfg.steps, "merged": True})
+    change = paired_test(np.asarray(after["correct"], float), np.asarray(before["correct"], float)).to_dict()
+    log(f"[posttrain] paired change over the same {change['n']} problems: {change['mean_diff']:+.3f} "
+        f"[{change['low']:+.3f}, {change['high']:+.3f}]")
     result = PosttrainResult(before, after, split, cfg, curve, ckpts, meta, time.time() - start,
-                             str(out_dir) if out_dir is not None else None)
+                             str(out_dir) if out_dir is not None else None, change)
     if out_dir is not None:
         result.save(out_dir)
     return result
+
+
+def _acc(acc: dict) -> str:
+    """'0.292 [0.149, 0.492] (n=24)': accuracy with its Wilson 95 % interval."""
+    low, high = acc.get("low", float("nan")), acc.get("high", float("nan"))
+    return f"{acc['accuracy']:.3f} [{low:.3f}, {high:.3f}] (n={acc['n']})"
 
 
 def _report(out: Path, result: PosttrainResult) -> None:
@@ -216,8 +228,13 @@ def _report(out: Path, result: PosttrainResult) -> None:
     fig.add_scatter(x=steps, y=[c["loss"] for c in result.curve], name="train loss (EMA)")
     fig.add_scatter(x=steps, y=[c["heldout_token_acc"] for c in result.curve], name="held-out token acc", yaxis="y2")
     fig.update_layout(xaxis_title="step", yaxis2=dict(overlaying="y", side="right", range=[0, 1]))
-    rows = [{"when": "before", "accuracy": result.accuracy_before["accuracy"], "lenient": result.accuracy_before["lenient_accuracy"], **{f"level {k}": v for k, v in result.accuracy_before["by_level"].items()}},
-            {"when": "after", "accuracy": result.accuracy_after["accuracy"], "lenient": result.accuracy_after["lenient_accuracy"], **{f"level {k}": v for k, v in result.accuracy_after["by_level"].items()}}]
+    rows = [{"when": when, "accuracy": acc["accuracy"], "95% CI": f"[{acc.get('low', float('nan')):.3f}, "
+             f"{acc.get('high', float('nan')):.3f}]", "n": acc["n"], **{f"level {k}": v for k, v in acc["by_level"].items()}}
+            for when, acc in (("before", result.accuracy_before), ("after", result.accuracy_after))]
+    if result.change:
+        c = result.change
+        rows.append({"when": "after - before (paired over problems)", "accuracy": c["mean_diff"],
+                     "95% CI": f"[{c['low']:+.3f}, {c['high']:+.3f}]", "n": c["n"]})
     examples = [{"before": b, "after": a} for b, a in zip(result.accuracy_before["completions"][:8], result.accuracy_after["completions"][:8])]
     write_report(out / "report.html", "Post-training on step-by-step arithmetic",
                  [("Held-out accuracy (greedy)", rows), ("Training curve", fig), ("Example completions", examples)],

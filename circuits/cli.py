@@ -24,11 +24,15 @@ def _heads(args) -> None:
 def _emergent(args) -> None:
     from metalens.circuits.emergent import EmergentConfig, run_emergent_heads
 
-    cfg = EmergentConfig(task=args.task, n=args.n, n_edges=args.n_edges, ig_steps=args.ig_steps,
-                         n_problems=args.n_problems, device=args.device, seed=args.seed,
-                         heldout_from=args.heldout_from)
+    cfg = EmergentConfig(task=args.task, n=args.n, n_test=args.n_test, metric=args.metric, n_boot=args.n_boot,
+                         n_edges=args.n_edges, ig_steps=args.ig_steps, n_problems=args.n_problems,
+                         device=args.device, seed=args.seed, heldout_from=args.heldout_from)
     result = run_emergent_heads(args.base, args.post, cfg, out=args.out)
     print(f"emergent {result.emergent}\nlost {result.lost}\nshared {len(result.shared)} heads")
+    if result.did:
+        d = result.did["metric"]
+        print(f"difference in differences ({cfg.metric} damage, post - base): {d['mean_diff']:+.3f} "
+              f"[{d['low']:+.3f}, {d['high']:+.3f}] over {d['n']} test pairs")
     if result.heldout is None and cfg.n_problems:
         print("no held-out problems from a posttrain run: accuracy under ablation skipped")
     print(f"wrote {args.out}/results.json and report.html")
@@ -52,7 +56,11 @@ def register(sub) -> None:
     e.add_argument("--post", required=True, help="checkpoint dir (full or LoRA adapter) or a `metalens posttrain` run dir")
     e.add_argument("--task", default="arithmetic")
     e.add_argument("--out", required=True)
-    e.add_argument("--n", type=int, default=12)
+    e.add_argument("--n", type=int, default=12, help="prompt pairs that pick the heads")
+    e.add_argument("--n-test", type=int, default=12, help="other prompt pairs the checks run on")
+    e.add_argument("--metric", default="logit_diff", choices=["logit_diff", "logprob", "kl"],
+                   help="task metric; kl = KL(intact || edited), the emergent-heads paper's metric")
+    e.add_argument("--n-boot", type=int, default=10, help="bootstrap resamples for head recurrence (0: skip)")
     e.add_argument("--n-edges", type=int, default=100)
     e.add_argument("--ig-steps", type=int, default=3)
     e.add_argument("--n-problems", type=int, default=20, help="held-out problems for accuracy under ablation (0: skip)")

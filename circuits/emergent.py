@@ -1,5 +1,6 @@
 """`run_emergent_heads`: base vs post-trained circuits (one checkpoint or a whole run), saved with a report.
 
+The heads are picked on `n` prompt pairs and checked on `n_test` others (see `compare`).
 Accuracy under ablation is measured on the held-out problems the post-training run evaluated
 on, read from the metadata `metalens posttrain` saved beside its checkpoints, so the
 comparison never grades the post-trained model on problems it trained on.
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 import metalens
 from metalens.artifact import read_artifact, write_artifact
 from metalens.checkpoints import list_checkpoints, load_checkpoint, read_checkpoint_meta
-from metalens.circuits.compare import Comparison, build_circuit, compare
+from metalens.circuits.compare import (Comparison, _recurrence_to_json, build_circuit, compare)
 from metalens.circuits.tasks import make_task
 from metalens.tasks.arithmetic import Problem
 
@@ -30,7 +31,10 @@ class EmergentConfig:
     """How `run_emergent_heads` builds both circuits and checks the emergent heads by ablation."""
 
     task: str = "arithmetic"  # arithmetic, word, induction, factual or a pairs .jsonl
-    n: int = 12  # prompt pairs
+    n: int = 12  # prompt pairs that pick the circuits' heads
+    n_test: int = 12  # other prompt pairs every check (ablation, scaling) runs on
+    metric: str = "logit_diff"  # logit_diff, logprob or kl (the emergent-heads paper's KL from the intact model)
+    n_boot: int = 10  # bootstrap resamples of the picking pairs for head recurrence (0: skip)
     n_edges: int = 100  # circuit = top-n EAP-IG edges, pruned to those reaching the logits
     ig_steps: int = 3
     n_problems: int = 20  # held-out problems for generated-answer accuracy under ablation (0: skip)
@@ -90,6 +94,21 @@ class EmergentResult:
         return self.comparison.ablation
 
     @property
+    def did(self) -> dict:
+        """Difference in differences: damage of ablating the emergent heads in post minus in base."""
+        return self.comparison.did
+
+    @property
+    def scaling(self) -> dict:
+        """The post-trained model with the emergent heads scaled x1.3 and x0.5."""
+        return self.comparison.scaling
+
+    @property
+    def recurrence(self) -> dict:
+        """Fraction of bootstrap resamples of the picking pairs in which each head is emergent (lost)."""
+        return self.comparison.recurrence
+
+    @property
     def metadata(self) -> dict:
         """Both models, the task and the circuit sizes."""
         return self.comparison.metadata
@@ -106,6 +125,8 @@ class EmergentResult:
         save_json(path / "results.json", {
             "format": {"name": "emergent-results", "version": FORMAT_VERSION},
             "emergent": self.emergent, "lost": self.lost, "shared": self.shared, "ablation": self.ablation,
+            "base_ablation": self.comparison.base_ablation, "difference_in_differences": self.did,
+            "scaling": self.scaling, "recurrence": _recurrence_to_json(self.recurrence),
             "config": asdict(self.config), "heldout": self.heldout, "metadata": self.metadata,
             "cohort": _cohort_to_json(self.cohort), "checkpoint_steps": self.checkpoint_steps, "curve": self.curve,
         })
@@ -153,9 +174,10 @@ def run_emergent_heads(base, post, config: EmergentConfig | None = None, *, out=
     if cfg.n_problems and problems is None:
         log(f"[emergent-heads] no held-out split saved by `metalens posttrain` in {source or 'the loaded model'}: "
             "accuracy under ablation skipped (set heldout_from to a posttrain run).")
-    task = make_task(cfg.task, base.tokenizer, n=cfg.n, seed=cfg.seed)
+    task = make_task(cfg.task, base.tokenizer, n=cfg.n + cfg.n_test, seed=cfg.seed, metric=cfg.metric)
+    n_pick = round(len(set(task.clean)) * cfg.n / (cfg.n + cfg.n_test))
     comparison = compare(base, post, task, n_edges=cfg.n_edges, steps=cfg.ig_steps, max_emergent=cfg.max_emergent,
-                         problems=problems, n_random=cfg.n_random, seed=cfg.seed)
+                         problems=problems, n_random=cfg.n_random, seed=cfg.seed, n_pick=n_pick, n_boot=cfg.n_boot)
     comparison.metadata["heldout"] = heldout
     result = EmergentResult(comparison, cfg, heldout)
     if len(run_ckpts) > 1:
@@ -164,7 +186,8 @@ def run_emergent_heads(base, post, config: EmergentConfig | None = None, *, out=
             run_ckpts[round(i * (len(run_ckpts) - 1) / (cfg.max_checkpoints - 1))] for i in range(cfg.max_checkpoints)]
         circuits, scores = [], []
         for ckpt in tqdm(picks, desc="checkpoints", disable=not progress):
-            circuit = build_circuit(load_checkpoint(ckpt, device=cfg.device), task, cfg.n_edges, cfg.ig_steps)
+            pick = task.select([i for i, c in enumerate(task.clean) if c in set(comparison.metadata["pick_prompts"])])
+            circuit = build_circuit(load_checkpoint(ckpt, device=cfg.device), pick, cfg.n_edges, cfg.ig_steps)
             circuits.append(circuit.heads), scores.append(circuit.node_scores)
             result.checkpoint_steps.append(read_checkpoint_meta(ckpt).get("step", 0))
         result.checkpoint_scores = torch.stack(scores)
@@ -219,8 +242,11 @@ def _report(path: Path, result: EmergentResult) -> None:
                             cmp.post_scores - cmp.base_scores)),
         ("Base node scores (EAP-IG)", head_heatmap(cmp.base_scores, "base")),
         ("Post node scores (EAP-IG)", head_heatmap(cmp.post_scores, "post")),
-        ("Ablation check", [{"ablated": k, **{kk: (str(vv) if kk == "heads" else vv) for kk, vv in v.items()}}
-                            for k, v in cmp.ablation.items()]),
+        ("Zero-ablation in the post-trained model (test pairs)", _table(cmp.ablation)),
+        ("The same heads zero-ablated in the base model (test pairs)", _table(cmp.base_ablation)),
+        ("Emergent heads scaled x1.3 / x0.5 in the post-trained model (test pairs)", _table(cmp.scaling)),
+        ("Bootstrap recurrence over the picking pairs (fraction of resamples in which a head is emergent)",
+         [{"head": str(h), "fraction": f} for h, f in (cmp.recurrence or {}).get("emergent", {}).items()]),
     ]
     if result.cohort is not None:
         sections += [("Head activity over checkpoints", checkpoints_heatmap(result.checkpoint_scores,
@@ -230,18 +256,48 @@ def _report(path: Path, result: EmergentResult) -> None:
     write_report(path, f"Emergent heads: {m['base']['model']} vs {m['post']['model']}", sections, m)
 
 
+def _table(rows: dict) -> list[dict]:
+    def cell(k, v):
+        if k == "heads":
+            return str(v)
+        if isinstance(v, dict) and "mean_diff" in v:
+            return f"{v['mean_diff']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}] p={v['p']:.3g}"
+        return v
+    return [{"group": k, **{kk: cell(kk, vv) for kk, vv in v.items() if kk not in ("per_pair", "correct")}}
+            for k, v in rows.items()]
+
+
+def _fmt_test(t: dict) -> str:
+    return f"{t['mean_diff']:+.3f} [{t['low']:+.3f}, {t['high']:+.3f}] (p = {t['p']:.3g}, n = {t['n']})"
+
+
 def _reading(result: EmergentResult) -> str:
     r, m = result.comparison, result.comparison.metadata
-    text = (f"Circuits: top {m['n_edges']} EAP-IG edges ({m['ig_steps']} steps) on {m['n_pairs']} '{m['task']}' pairs, "
-            f"pruned to edges reaching the logits. Base circuit: {m['base_circuit_size']} heads; post: "
+    text = (f"Circuits: top {m['n_edges']} EAP-IG edges ({m['ig_steps']} steps) on {m.get('n_pick', '?')} '{m['task']}' "
+            f"pairs (metric {m['metric']}), pruned to edges reaching the logits; every check runs on "
+            f"{m.get('n_test', '?')} other pairs. Base circuit: {m['base_circuit_size']} heads; post: "
             f"{m['post_circuit_size']} heads. Emergent: {r.emergent}. Lost: {r.lost}. Shared: {r.shared}.")
     a = r.ablation
     if a:
         def fmt(k):
             v = a.get(k, {})
             return (f"{k}: metric {v.get('task_metric', float('nan')):.3f}, answer top-1 {v.get('answer_top1', float('nan')):.2f}"
-                    + (f", accuracy {v['accuracy']:.2f}" if "accuracy" in v else ""))
+                    + (f", accuracy {v['accuracy']:.2f}" if "accuracy" in v else "")
+                    + (f" [{v['accuracy_low']:.2f}, {v['accuracy_high']:.2f}]" if "accuracy_low" in v else ""))
         text += "\n\nZero-ablation in the post-trained model: " + "; ".join(fmt(k) for k in ("none", "emergent", "base_circuit", "random_mean"))
+    if r.did:
+        text += ("\n\nDifference in differences (damage of ablating the emergent heads in post minus in base, "
+                 f"per test pair): metric {_fmt_test(r.did['metric'])}")
+        if "accuracy" in r.did:
+            text += f"; accuracy {_fmt_test(r.did['accuracy'])}"
+        text += ". Random controls are layer-matched (same layers as the emergent heads)."
+    if r.scaling:
+        text += "\n\nScaling the emergent heads (paired change vs none): " + "; ".join(
+            f"{k}: {_fmt_test(v['change'])}" for k, v in r.scaling.items() if k != "none")
+    if r.recurrence:
+        rec = r.recurrence["emergent"]
+        text += (f"\n\nRecurrence over {r.recurrence['n_boot']} bootstrap resamples of the picking pairs: "
+                 + ", ".join(f"L{l}.H{h} {rec.get((l, h), 0.0):.2f}" for l, h in r.emergent))
     h = result.heldout
     text += (f"\n\nAccuracy on {h['n']} held-out problems (seed {h['seed']}, levels {h['levels']}) saved by the "
              f"post-training run in {h['source']}." if h else

@@ -14,6 +14,7 @@ from metalens.circuits.attribution import attribute_heads
 from metalens.circuits.compare import ablation_effects
 from metalens.circuits.detect import KINDS, detect_heads, top_heads
 from metalens.circuits.patching import patch_heads_exact
+from metalens.circuits.precision import in_float32
 from metalens.circuits.tasks import ContrastTask, make_task
 
 METHODS = ("attribution", "ig", "exact")
@@ -107,7 +108,13 @@ class HeadsResult:
 
 def run_heads(model, config: HeadsConfig | None = None, *, out=None, progress: bool = True) -> HeadsResult:
     """Score every head on the config's task by each method (seconds and rho vs exact recorded), run
-    the head detectors and a top-3 induction-head ablation; with `out`, save results and report there."""
+    the head detectors and a top-3 induction-head ablation (layer-matched random controls); with `out`,
+    save results and report there. Computed in float32 whatever the model's dtype (restored after)."""
+    with in_float32(model):
+        return _run_heads(model, config, out, progress)
+
+
+def _run_heads(model, config, out, progress) -> HeadsResult:
     cfg = config or HeadsConfig()
     task = cfg.task if isinstance(cfg.task, ContrastTask) else make_task(cfg.task, model.tokenizer, n=cfg.n,
                                                                          seed=cfg.seed, metric=cfg.metric)
@@ -125,7 +132,7 @@ def run_heads(model, config: HeadsConfig | None = None, *, out=None, progress: b
         detectors = {kind: detect_heads(model, kind) for kind in KINDS}
         ablation = ablation_effects(model, task, {"top3_induction": top_heads(detectors["induction"], 3)})
     meta = {**model.metadata(), "task": task.name, "metric": task.metric, "n_pairs": len(task),
-            "ig_steps": cfg.ig_steps}
+            "ig_steps": cfg.ig_steps, "compute_dtype": "float32"}
     result = HeadsResult(scores, seconds, rho, detectors, ablation, task, cfg, meta)
     if out is not None:
         result.save(out)

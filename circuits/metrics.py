@@ -83,18 +83,24 @@ def last_logits(model, batch: TaskBatch, ids: Tensor | None = None, *, embeds: T
 
 
 def metric_value(batch: TaskBatch, logits: Tensor, reference: Tensor | None = None) -> Tensor:
-    """Mean metric over the batch (a 0-d tensor, differentiable).
+    """Mean metric over the batch (a 0-d tensor, differentiable); see `metric_per_pair`."""
+    return metric_per_pair(batch, logits, reference).mean()
+
+
+def metric_per_pair(batch: TaskBatch, logits: Tensor, reference: Tensor | None = None) -> Tensor:
+    """[batch] metric of each pair, computed in float32.
 
     logit_diff: logit(answer) - logit(wrong); logprob: log p(answer);
     kl: KL(p_reference || p), with `reference` the clean logits (0 on the clean run).
     """
+    logits = logits.float()
     rows = torch.arange(len(batch.answer), device=logits.device)
     if batch.metric == "logit_diff":
-        return (logits[rows, batch.answer] - logits[rows, batch.wrong]).mean()
+        return logits[rows, batch.answer] - logits[rows, batch.wrong]
     logp = torch.log_softmax(logits, -1)
     if batch.metric == "logprob":
-        return logp[rows, batch.answer].mean()
+        return logp[rows, batch.answer]
     if reference is None:
         raise ValueError("The kl metric needs the clean logits as `reference`.")
-    ref = torch.log_softmax(reference, -1)
-    return (ref.exp() * (ref - logp)).sum(-1).mean()
+    ref = torch.log_softmax(reference.float(), -1)
+    return (ref.exp() * (ref - logp)).sum(-1)

@@ -44,6 +44,12 @@ class ContrastTask:
         """The first `n` pairs."""
         return ContrastTask(self.name, self.clean[:n], self.corrupted[:n], self.answers[:n], self.wrong[:n], self.metric)
 
+    def select(self, indices) -> "ContrastTask":
+        """The pairs at `indices`, in that order (repeats allowed, e.g. for a bootstrap resample)."""
+        pick = [int(i) for i in indices]
+        return ContrastTask(self.name, [self.clean[i] for i in pick], [self.corrupted[i] for i in pick],
+                            [self.answers[i] for i in pick], [self.wrong[i] for i in pick], self.metric)
+
     def with_metric(self, metric: str) -> "ContrastTask":
         """The same pairs scored by another metric."""
         return ContrastTask(self.name, self.clean, self.corrupted, self.answers, self.wrong, metric)

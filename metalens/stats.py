@@ -56,7 +56,8 @@ def wilson_ci(successes: int, n: int, level: float = 0.95) -> Interval:
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Interval(p, float(max(0.0, centre - half)), float(min(1.0, centre + half)), n, "wilson")
+    # Clamped so rounding never puts a bound on the wrong side of the estimate (e.g. 0 successes).
+    return Interval(p, float(min(p, max(0.0, centre - half))), float(max(p, min(1.0, centre + half))), n, "wilson")
 
 
 def auroc(labels, scores) -> float:

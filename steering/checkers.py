@@ -1,7 +1,6 @@
 """Rule checkers (patterns, or a probe on the model's own activations) and adherence with a CI."""
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
@@ -10,6 +9,7 @@ import torch
 
 import metalens
 from metalens import sites
+from metalens.stats import wilson_ci
 from metalens.steering.rules import Rule
 
 
@@ -28,16 +28,12 @@ class Adherence:
 
 
 def adherence(flags) -> Adherence:
-    """Adherence rate of booleans with a Wilson score interval (95 %), sound also at 0 % or 100 %."""
+    """Adherence rate of booleans with a Wilson score interval (95 %, `metalens.stats.wilson_ci`)."""
     flags = [bool(f) for f in flags]
-    n = len(flags)
-    if n == 0:
+    if not flags:
         raise ValueError("No responses to score: adherence needs at least one.")
-    p, z = sum(flags) / n, 1.959964
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Adherence(p, max(0.0, centre - half), min(1.0, centre + half), n)
+    ci = wilson_ci(sum(flags), len(flags))
+    return Adherence(ci.estimate, ci.low, ci.high, ci.n)
 
 
 class PatternChecker:

@@ -9,7 +9,8 @@ def _steer(args) -> None:
     config = SteerConfig(args.rule, prompts=metalens.read_texts(args.prompts) if args.prompts else None,
                          pairs=args.pairs, vector=args.vector, layers=args.layer,
                          strengths=tuple(args.strength or (0.5, 1.0, 2.0)), method=args.method, rounds=args.rounds,
-                         judge=args.judge, max_new_tokens=args.max_new_tokens)
+                         judge=args.judge, max_new_tokens=args.max_new_tokens, n_select=args.n_select,
+                         n_validate=args.n_validate)
     model = metalens.load_model(args.model, device=args.device)
     result = run_steer(model, config, out=args.out)
     print(result.summary())
@@ -33,4 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("--rounds", type=int, default=0, help="MENTOR self-assessment rounds")
     p.add_argument("--judge", default="checker", choices=["checker", "model"])
     p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--n-select", type=int, default=None, help="prompts that choose layer and strength (default: a third)")
+    p.add_argument("--n-validate", type=int, default=None,
+                   help="prompts MENTOR rounds decide on (default with --rounds: a third); the rest are the test set")
     p.set_defaults(func=_steer)

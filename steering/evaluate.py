@@ -100,11 +100,12 @@ def evaluate(model, prompts, checker, steer=None, strength=None, max_new_tokens:
              base_nll: float | None = None, batch_size: int = 16) -> dict:
     """Generate, check, and score one setting: adherence (with CI), mean loss, fluency cost, samples."""
     outs = generate(model, prompts, steer, max_new_tokens=max_new_tokens, strength=strength, batch_size=batch_size)
-    score = adherence(checker(outs))
+    passed = [bool(f) for f in checker(outs)]
+    score = adherence(passed)
     nll = float(np.nanmean(token_loss(model, prompts, outs))) if any(o for o in outs) else float("nan")
     cost = nll - base_nll if base_nll is not None else 0.0
     return {"adherence": score.rate, "low": score.low, "high": score.high, "n": score.n,
-            "nll": nll, "fluency_cost": cost, "outputs": outs}
+            "nll": nll, "fluency_cost": cost, "outputs": outs, "passed": passed}
 
 
 def sweep(model, positive, negative, checker, prompts, layers, strengths=(0.5, 1.0, 2.0),
@@ -120,6 +121,7 @@ def sweep(model, positive, negative, checker, prompts, layers, strengths=(0.5, 1
     bar = tqdm(total=1 + len(layers) * len(strengths), desc="sweep", unit="setting", disable=not progress)
     base = evaluate(model, prompts, checker, None, max_new_tokens=max_new_tokens)
     base["fluency_cost"] = 0.0
+    base.pop("passed")
     bar.update()
     rows, samples = [], {"unsteered": base.pop("outputs")}
     for layer in layers:
@@ -128,6 +130,7 @@ def sweep(model, positive, negative, checker, prompts, layers, strengths=(0.5, 1
         for strength in strengths:
             res = evaluate(model, prompts, checker, single, strength, max_new_tokens, base_nll=base["nll"])
             samples[f"L{layer}_s{strength:g}"] = res.pop("outputs")
+            res.pop("passed")
             rows.append({"layer": layer, "strength": float(strength), **res})
             bar.update()
     bar.close()

@@ -1,6 +1,7 @@
 """The MENTOR loop: judge steered responses, turn failures into negatives, and grow the rule book."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -62,37 +63,52 @@ def _verdicts(raw) -> list[tuple[bool, str | None]]:
 
 @dataclass
 class MentorLog:
-    """One row per round: held-out adherence, how many responses were flagged, what was done."""
+    """One row per round: validation adherence, how many responses were flagged, what was done.
+
+    `best_round` is the round whose rule book the loop kept (the best validation adherence).
+    """
 
     rows: list[dict] = field(default_factory=list)
+    best_round: int = 0
 
     def adherence_by_round(self) -> list[float]:
-        """Held-out adherence after each round (round 0: before the loop)."""
+        """Validation adherence after each round (round 0: before the loop)."""
         return [r["adherence"] for r in self.rows]
 
 
+def _snapshot(book: RuleBook) -> dict:
+    return {name: copy.deepcopy(entry) for name, entry in book.entries.items()}
+
+
 def mentor(model, book: RuleBook, rule_name: str, positive: list[str], negative: list[str], train_prompts: list[str],
-           heldout_prompts: list[str], checker, judge: Judge | None = None, rounds: int = 3, target: float = 0.9,
+           validation_prompts: list[str], checker, judge: Judge | None = None, rounds: int = 3, target: float = 0.9,
            strength_step: float = 1.5, patience: int = 2, max_new_tokens: int = 24) -> MentorLog:
     """Run `rounds` of: steered generation on `train_prompts`, judging, and growing the book.
 
     Flagged responses become negatives (their corrections, if the judge gives any, positives)
-    and the rule's vector is retrained on the enlarged pairs; when held-out adherence did not
+    and the rule's vector is retrained on the enlarged pairs; when validation adherence did not
     improve, its strength is raised by `strength_step`; after `patience` rounds without
     improvement a more specific child rule, trained against the accumulated failures, is
-    added beneath it. Adherence is always measured by `checker` on `heldout_prompts`.
+    added beneath it. Every decision (raise strength, add a child, which round's book to keep)
+    reads adherence on `validation_prompts` only; the book is left in the state of the best
+    validation round. Its adherence on `validation_prompts` is chosen, hence optimistic: report
+    the kept book on prompts neither list holds (`run_steer` does).
     """
+    overlap = set(train_prompts) & set(validation_prompts)
+    if overlap:
+        raise ValueError(f"{len(overlap)} prompt(s) are in both train_prompts and validation_prompts, e.g. "
+                         f"{sorted(overlap)[0]!r}: pass disjoint lists.")
     entry = book[rule_name]
     judge = judge or checker_judge(checker)
     positive, negative = list(positive), list(negative)
 
-    def heldout():
-        return adherence(checker(generate(model, heldout_prompts, book, max_new_tokens=max_new_tokens)))
+    def validate():
+        return adherence(checker(generate(model, validation_prompts, book, max_new_tokens=max_new_tokens)))
 
-    score = heldout()
-    log = MentorLog([{"round": 0, "adherence": score.rate, "low": score.low, "high": score.high,
+    score = validate()
+    log = MentorLog([{"round": 0, "adherence": score.rate, "low": score.low, "high": score.high, "n": score.n,
                       "flagged": None, "action": "start", "strength": entry.strength, "n_rules": len(book)}])
-    best, stale, failures = score.rate, 0, []
+    best, best_state, stale, failures = score.rate, _snapshot(book), 0, []
     for k in range(1, rounds + 1):
         responses = generate(model, train_prompts, book, max_new_tokens=max_new_tokens)
         verdicts = _verdicts(judge(train_prompts, responses, entry.rule))
@@ -115,15 +131,18 @@ def mentor(model, book: RuleBook, rule_name: str, positive: list[str], negative:
             book.add(child, vector, strength=entry.strength / 2)
             actions.append(f"child rule {child.name}")
             stale = 0
-        score = heldout()
+        score = validate()
         if score.rate > best:
-            best, stale = score.rate, 0
+            best, best_state, stale, log.best_round = score.rate, _snapshot(book), 0, k
         else:
             stale += 1
         entry.history.append({"round": k, "flagged": len(flagged), "adherence": score.rate})
-        log.rows.append({"round": k, "adherence": score.rate, "low": score.low, "high": score.high,
+        log.rows.append({"round": k, "adherence": score.rate, "low": score.low, "high": score.high, "n": score.n,
                          "flagged": len(flagged), "action": "; ".join(actions) or "none",
                          "strength": entry.strength, "n_rules": len(book)})
         if not flagged and score.rate >= target:
             break
+    book.entries = best_state  # the best validation round's rules, vectors and strengths
+    for row in log.rows:
+        row["kept"] = row["round"] == log.best_round
     return log

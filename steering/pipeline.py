@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from metalens.report import save_json, write_report
+from metalens.stats import paired_test
 from metalens.steering.checkers import checker_for
 from metalens.steering.evaluate import evaluate, sweep, sweep_figure
 from metalens.steering.mentor import checker_judge, mentor, model_judge
@@ -33,13 +34,17 @@ class SteerConfig:
     judge: str = "checker"  # who flags responses in MENTOR rounds: the rule checker or the model itself
     max_new_tokens: int = 24
     max_fluency_cost: float = 1.0  # nats/token a chosen setting may cost
-    n_select: int | None = None  # prompts that choose the setting (default: a third); the rest are held out
+    n_select: int | None = None  # prompts that choose the setting and that MENTOR trains on (default: a third)
+    n_validate: int | None = None  # prompts MENTOR's decisions read (default with rounds: a third; else 0)
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not '{self.method}'.")
         if self.judge not in JUDGES:
             raise ValueError(f"judge must be one of {JUDGES}, not '{self.judge}'.")
+        if self.rounds > 0 and self.n_validate == 0:
+            raise ValueError("MENTOR rounds need validation prompts of their own (n_validate >= 1): its decisions "
+                             "must not read the prompts the result is reported on.")
         if self.rounds < 0 or self.max_new_tokens < 1:
             raise ValueError(f"rounds must be >= 0 and max_new_tokens >= 1 (got {self.rounds}, {self.max_new_tokens}).")
         if not self.strengths:
@@ -79,18 +84,21 @@ class SteerResult:
     positions: str  # how the pairs were read: "mean" over tokens or the "last" token
     n_pairs: int
     n_select: int
-    unsteered: Score
-    steered: Score
+    unsteered: Score  # on the test prompts, as are all scores here
+    steered: Score  # the swept setting, before any MENTOR round
     book: RuleBook  # the rule with its chosen vector and strength (after any MENTOR rounds)
     sweep: list[dict] = field(default_factory=list)  # one row per (layer, strength), on the selection prompts
-    mentor: list[dict] = field(default_factory=list)  # one row per round, round 0 before the loop
-    samples: list[dict] = field(default_factory=list)  # {"prompt", "unsteered", "steered"} per held-out prompt
+    mentor: list[dict] = field(default_factory=list)  # one row per round on the validation prompts, round 0 before
+    samples: list[dict] = field(default_factory=list)  # {"prompt", "unsteered", "steered"(, "mentored")} per test prompt
     model: dict = field(default_factory=dict)
     seconds: float = 0.0
+    n_validate: int = 0  # prompts the MENTOR loop decided on (disjoint from selection and test)
+    mentored: Score | None = None  # the book MENTOR kept, on the test prompts; None without rounds
+    paired: dict = field(default_factory=dict)  # paired tests over test prompts: steered-unsteered, mentored-steered
 
     @property
     def n_test(self) -> int:
-        """Number of held-out prompts the scores are on."""
+        """Number of held-out test prompts the scores are on."""
         return self.steered.n
 
     def headline(self) -> str:
@@ -105,17 +113,27 @@ class SteerResult:
         lines = [f"rule: {self.rule.text}  layer {self.layer}  strength {self.strength:g}",
                  f"adherence unsteered {u.adherence:.2f} [{u.low:.2f}, {u.high:.2f}]  steered {s.adherence:.2f} "
                  f"[{s.low:.2f}, {s.high:.2f}]  fluency cost {s.fluency_cost:+.3f} nats/token"]
-        lines += [f"  round {r['round']}: adherence {r['adherence']:.2f}  flagged {r['flagged']}  {r['action']}"
-                  for r in self.mentor]
+        lines += [f"  round {r['round']}: validation adherence {r['adherence']:.2f}  flagged {r['flagged']}  "
+                  f"{r['action']}" + ("  (kept)" if r.get("kept") else "") for r in self.mentor]
+        if self.mentored is not None:
+            m = self.mentored
+            lines.append(f"after MENTOR (test prompts): adherence {m.adherence:.2f} [{m.low:.2f}, {m.high:.2f}]  "
+                         f"fluency cost {m.fluency_cost:+.3f} nats/token")
+        for name, t in self.paired.items():
+            lines.append(f"paired {name}: {t['mean_diff']:+.2f} [{t['low']:+.2f}, {t['high']:+.2f}], p = {t['p']:.3g} "
+                         f"(n = {t['n']})")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         """What results.json holds (everything but the rule book's tensors)."""
         return {"config": self.config.to_dict(), "rule": self.rule.to_dict(), "model": self.model,
                 "method": self.config.method, "positions": self.positions, "layer": self.layer,
-                "strength": self.strength, "n_pairs": self.n_pairs, "n_select": self.n_select, "n_test": self.n_test,
+                "strength": self.strength, "n_pairs": self.n_pairs, "n_select": self.n_select,
+                "n_validate": self.n_validate, "n_test": self.n_test,
                 "max_new_tokens": self.config.max_new_tokens, "unsteered": asdict(self.unsteered),
-                "steered": asdict(self.steered), "fluency_cost": self.steered.fluency_cost, "sweep": self.sweep,
+                "steered": asdict(self.steered),
+                "mentored": asdict(self.mentored) if self.mentored else None, "paired": self.paired,
+                "fluency_cost": self.steered.fluency_cost, "sweep": self.sweep,
                 "mentor": self.mentor, "samples": self.samples, "seconds": self.seconds, "headline": self.headline()}
 
     def save(self, out: str | Path) -> Path:
@@ -144,7 +162,9 @@ class SteerResult:
                    strength=d["strength"], positions=d["positions"], n_pairs=d["n_pairs"], n_select=d["n_select"],
                    unsteered=Score.from_dict(d["unsteered"]), steered=Score.from_dict(d["steered"]),
                    book=RuleBook.load(out / "rulebook"), sweep=d["sweep"], mentor=d["mentor"],
-                   samples=d["samples"], model=d["model"], seconds=d["seconds"])
+                   samples=d["samples"], model=d["model"], seconds=d["seconds"], n_validate=d.get("n_validate", 0),
+                   mentored=Score.from_dict(d["mentored"]) if d.get("mentored") else None,
+                   paired=d.get("paired", {}))
 
 
 def _default_layers(model) -> list[int]:
@@ -152,12 +172,29 @@ def _default_layers(model) -> list[int]:
     return sorted({max(0, n // 4), n // 3, n // 2, (2 * n) // 3} - {n})
 
 
+def split_prompts(prompts: list[str], n_select: int, n_validate: int) -> tuple[list[str], list[str], list[str]]:
+    """(select, validate, test): the first `n_select`, the next `n_validate`, the rest; duplicates refused."""
+    if len(set(prompts)) != len(prompts):
+        dup = next(p for p in prompts if prompts.count(p) > 1)
+        raise ValueError(f"Prompt {dup!r} appears more than once: a repeated prompt could land in two splits.")
+    if len(prompts) <= n_select + n_validate:
+        raise ValueError(f"Need more than {n_select + n_validate} prompts ({n_select} to select the setting, "
+                         f"{n_validate} to validate MENTOR rounds, the rest to test); got {len(prompts)}.")
+    return prompts[:n_select], prompts[n_select:n_select + n_validate], prompts[n_select + n_validate:]
+
+
+def _paired(a: list[bool], b: list[bool]) -> dict:
+    return paired_test([float(x) for x in a], [float(x) for x in b]).to_dict()
+
+
 def run_steer(model, config: SteerConfig, *, out: str | Path | None = None, progress: bool = True) -> SteerResult:
     """Train (or load) a vector for the rule, sweep layer x strength, and compare steered vs unsteered.
 
-    Prompts are split: the first `n_select` (default a third) choose the layer and strength and
-    feed the MENTOR rounds; the rest are held out for the reported adherence. With `out`, the
-    result is saved there (results.json, report.html, rulebook/).
+    Prompts are split three ways: the first `n_select` (default a third) choose the layer and
+    strength and are what MENTOR rounds generate on; the next `n_validate` (with rounds, default
+    a third) are the only ones MENTOR's decisions read; the rest are the test prompts every
+    reported score is on (unsteered, steered, and after MENTOR), with paired tests over them.
+    With `out`, the result is saved there (results.json, report.html, rulebook/).
     """
     started = time.time()
     spec = find_rule(config.rule)
@@ -165,10 +202,9 @@ def run_steer(model, config: SteerConfig, *, out: str | Path | None = None, prog
     checker = checker_for(spec, model, positive, negative)
     prompts = list(config.prompts) if config.prompts else heldout_prompts(spec)
     n_select = config.n_select if config.n_select is not None else max(2, len(prompts) // 3)
-    if len(prompts) <= n_select:
-        raise ValueError(f"Need more than {n_select} prompts (some to select the setting, the rest held out); "
-                         f"got {len(prompts)}.")
-    select, test = prompts[:n_select], prompts[n_select:]
+    n_validate = config.n_validate if config.n_validate is not None else (max(2, len(prompts) // 3)
+                                                                          if config.rounds else 0)
+    select, validate, test = split_prompts(prompts, n_select, n_validate)
     loaded = SteeringVector.load(config.vector) if config.vector else None
     layers = loaded.layers if loaded else [model.check_layer(x) for x in (config.layers or _default_layers(model))]
     swept = sweep(model, positive, negative, checker, select, layers, config.strengths, config.method, positions,
@@ -178,18 +214,23 @@ def run_steer(model, config: SteerConfig, *, out: str | Path | None = None, prog
     book.add(spec, swept.vector.restricted([best["layer"]]), strength=best["strength"])
     base = evaluate(model, test, checker, None, max_new_tokens=config.max_new_tokens)
     steered = evaluate(model, test, checker, book, max_new_tokens=config.max_new_tokens, base_nll=base["nll"])
-    rounds = []
+    paired = {"steered_minus_unsteered": _paired(steered["passed"], base["passed"])}
+    rounds, mentored = [], None
+    samples = [{"prompt": p, "unsteered": u, "steered": s} for p, u, s in zip(test, base["outputs"], steered["outputs"])]
     if config.rounds > 0:
         judge = model_judge(model) if config.judge == "model" else checker_judge(checker)
-        rounds = mentor(model, book, spec.name, positive, negative, select, test, checker, judge,
+        rounds = mentor(model, book, spec.name, positive, negative, select, validate, checker, judge,
                         rounds=config.rounds, max_new_tokens=config.max_new_tokens).rows
+        mentored = evaluate(model, test, checker, book, max_new_tokens=config.max_new_tokens, base_nll=base["nll"])
+        paired["mentored_minus_steered"] = _paired(mentored["passed"], steered["passed"])
+        for row, text in zip(samples, mentored["outputs"]):
+            row["mentored"] = text
     result = SteerResult(
         config=config, rule=spec, layer=best["layer"], strength=best["strength"], positions=positions,
         n_pairs=len(positive), n_select=len(select), unsteered=Score.from_dict(base), steered=Score.from_dict(steered),
-        book=book, sweep=swept.rows, mentor=rounds,
-        samples=[{"prompt": p, "unsteered": u, "steered": s}
-                 for p, u, s in zip(test, base["outputs"], steered["outputs"])],
-        model=model.metadata(), seconds=time.time() - started,
+        book=book, sweep=swept.rows, mentor=rounds, samples=samples, model=model.metadata(),
+        seconds=time.time() - started, n_validate=len(validate),
+        mentored=Score.from_dict(mentored) if mentored else None, paired=paired,
     )
     if out is not None:
         result.save(out)
@@ -200,31 +241,38 @@ def _sections(result: SteerResult) -> list:
     headline = [{"setting": name, "adherence": d.adherence, "95% CI": f"[{d.low:.2f}, {d.high:.2f}]", "n": d.n,
                  "loss (nats/token)": d.nll, "fluency cost": d.fluency_cost}
                 for name, d in (("unsteered", result.unsteered),
-                                (f"steered (layer {result.layer}, strength {result.strength:g})", result.steered))]
+                                (f"steered (layer {result.layer}, strength {result.strength:g})", result.steered),
+                                ("after MENTOR (the kept rule book)", result.mentored)) if d is not None]
+    paired = [{"comparison": k, **v} for k, v in result.paired.items()]
     sections = [
-        ("Held-out adherence", headline),
-        ("How to read this", "Adherence is the fraction of held-out responses the rule checker accepts, with a "
+        ("Test-prompt adherence", headline),
+        ("Paired differences over the same test prompts (paired t on 0/1 adherence)", paired),
+        ("How to read this", "Adherence is the fraction of test responses the rule checker accepts, with a "
          "Wilson 95% interval. Fluency cost is the mean per-token loss of the steered text under the unsteered "
-         "model minus that of the unsteered text: how much more surprising steering makes the output. The "
-         "layer and strength were chosen on separate prompts from the ones reported here."),
+         "model minus that of the unsteered text: how much more surprising steering makes the output. Prompts "
+         f"are split three ways: {result.n_select} choose the layer and strength (and are what MENTOR rounds "
+         f"generate on), {result.n_validate} are the only ones MENTOR's decisions read, and the {result.n_test} "
+         "test prompts reported here took part in no choice."),
         ("Layer x strength sweep (selection prompts)", sweep_figure(result.sweep, result.rule.text)),
         ("Sweep table", [{k: r[k] for k in ("layer", "strength", "adherence", "low", "high", "fluency_cost")}
                          for r in result.sweep]),
         ("Samples", result.samples[:12]),
     ]
     if result.mentor:
-        sections.insert(2, ("MENTOR rounds (held-out adherence per round)", result.mentor))
+        sections.insert(3, ("MENTOR rounds (validation-prompt adherence per round; 'kept' marks the book kept)",
+                            result.mentor))
     return sections
 
 
 def demo(model, out: str | Path, rule: str = "ocean") -> dict:
     """Key numbers of a quick steering run for `metalens demo` (< 2 min on CPU for gemma-3-270m), with a
     `"headline"`; writes results.json, report.html and rulebook/ under `out`."""
-    config = SteerConfig(rule, prompts=heldout_prompts()[:8], layers=[model.n_layers // 3], strengths=(2.0,),
-                         rounds=1, max_new_tokens=12, n_select=3)
+    config = SteerConfig(rule, prompts=heldout_prompts()[:10], layers=[model.n_layers // 3], strengths=(2.0,),
+                         rounds=1, max_new_tokens=12, n_select=3, n_validate=2)
     result = run_steer(model, config, out=out, progress=False)
     return {"headline": result.headline(), "rule": result.rule.name, "layer": result.layer,
             "strength": result.strength, "adherence_unsteered": result.unsteered.adherence,
             "adherence_steered": result.steered.adherence, "fluency_cost": result.steered.fluency_cost,
-            "n_test": result.n_test, "mentor_rounds": len(result.mentor) - 1,
+            "n_test": result.n_test, "n_validate": result.n_validate, "mentor_rounds": len(result.mentor) - 1,
+            "adherence_mentored": result.mentored.adherence if result.mentored else None,
             "report": str(Path(out) / "report.html")}

@@ -1,7 +1,7 @@
 """Generated-answer accuracy: one-line completions from the core's generate, graded by tasks.arithmetic."""
 import metalens
 from metalens import sites
-from metalens.circuits.accuracy import generation_accuracy, last_number
+from metalens.circuits.accuracy import generation_accuracy
 from metalens.tasks.arithmetic import make_problems
 
 
@@ -19,5 +19,9 @@ def test_completions_end_at_the_first_newline_and_leave_the_tokenizer_alone(tiny
     assert tok.padding_side == side
 
 
-def test_lenient_grading_reads_the_last_number():
-    assert last_number("5 + 9 = 14") == 14 and last_number("no digits") is None
+def test_accuracy_comes_with_a_wilson_interval_and_per_problem_grades(tiny_llama):
+    problems = make_problems(4)
+    result = generation_accuracy(tiny_llama, problems, max_new_tokens=3)
+    assert len(result["correct"]) == 4 and result["accuracy"] == sum(result["correct"]) / 4
+    assert 0 <= result["low"] <= result["accuracy"] <= result["high"] <= 1 and result["high"] > 0
+    assert "lenient_accuracy" not in result  # the arithmetic grader already reads the last number

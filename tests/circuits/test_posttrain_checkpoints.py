@@ -10,7 +10,7 @@ from metalens.tasks.arithmetic import make_problems
 from metalens.testing import tiny_model
 
 CFG = PosttrainConfig(steps=4, save_every=2, n_eval=3, max_new_tokens=3, lr=1e-2, heldout_seed=77)
-EMERGENT = EmergentConfig(task="induction", n=3, n_edges=15, ig_steps=1, n_problems=2, n_random=1)
+EMERGENT = EmergentConfig(task="induction", n=3, n_test=3, n_edges=15, ig_steps=1, n_problems=2, n_random=1, n_boot=0)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,16 @@ def test_posttrain_records_the_heldout_split_it_graded_on(run):
     loaded = PosttrainResult.load(root / "run")
     assert loaded.heldout == result.heldout and loaded.config == CFG
     assert loaded.accuracy_after["completions"] == result.accuracy_after["completions"]
+
+
+def test_posttrain_reports_accuracy_intervals_and_the_paired_change_over_the_same_problems(run):
+    _, result, _ = run
+    for acc in (result.accuracy_before, result.accuracy_after):
+        # (wilson_ci's lower bound at 0 successes can round to ~1e-17 above 0)
+        assert 0 <= acc["low"] <= acc["accuracy"] + 1e-12 and acc["accuracy"] <= acc["high"] <= 1
+        assert len(acc["correct"]) == 3
+    diff = [a - b for a, b in zip(result.accuracy_after["correct"], result.accuracy_before["correct"])]
+    assert result.change["n"] == 3 and result.change["mean_diff"] == pytest.approx(sum(diff) / 3)
 
 
 def test_emergent_heads_grade_on_the_posttrain_heldout_split_and_follow_its_checkpoints(run, tmp_path):

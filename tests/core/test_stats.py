@@ -8,6 +8,8 @@ from metalens import stats
 def test_wilson_interval_matches_known_values_and_stays_in_range():
     iv = stats.wilson_ci(0, 10)
     assert iv.estimate == 0 and iv.low == 0 and 0.25 < iv.high < 0.35
+    top = stats.wilson_ci(7, 7)
+    assert top.high == 1.0 and top.low < 1.0
     iv = stats.wilson_ci(8, 10)
     assert iv.low == pytest.approx(0.490, abs=1e-3) and iv.high == pytest.approx(0.943, abs=1e-3)
 

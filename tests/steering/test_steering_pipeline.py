@@ -9,18 +9,22 @@ from metalens.cli import build_parser, main
 from metalens.steering import RuleBook, SteerConfig, SteerResult, run_steer
 
 PROMPTS = ["hi", "yo", "ok", "no", "so", "be"]
+MORE = PROMPTS + ["go", "up", "we", "me"]
 
 
 def test_run_steer_writes_results_report_and_rulebook(tiny_gemma, tmp_path):
-    config = SteerConfig("ocean", prompts=PROMPTS, layers=[1], strengths=(1.0, 2.0), rounds=1, max_new_tokens=4,
-                         n_select=2)
+    config = SteerConfig("ocean", prompts=MORE, layers=[1], strengths=(1.0, 2.0), rounds=1, max_new_tokens=4,
+                         n_select=2, n_validate=4)
     result = run_steer(tiny_gemma, config, out=tmp_path, progress=False)
     assert result.n_select == 2 and result.n_test == 4 and result.layer == 1 and result.strength in (1.0, 2.0)
     assert 0 <= result.steered.low <= result.steered.adherence <= result.steered.high <= 1
+    assert result.mentored is not None and result.mentored.n == 4
+    assert set(result.paired) == {"steered_minus_unsteered", "mentored_minus_steered"}
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["n_select"] == 2 and saved["n_test"] == 4 and saved["layer"] == 1
+    assert saved["n_select"] == 2 and saved["n_validate"] == 4 and saved["n_test"] == 4 and saved["layer"] == 1
+    assert saved["paired"]["steered_minus_unsteered"]["n"] == 4 and saved["mentored"]["n"] == 4
     assert {"adherence", "low", "high", "nll", "fluency_cost"} <= set(saved["steered"])
-    assert [r["round"] for r in saved["mentor"]] == [0, 1]
+    assert [r["round"] for r in saved["mentor"]] == [0, 1] and sum(r["kept"] for r in saved["mentor"]) == 1
     assert len(saved["sweep"]) == 3 and len(saved["samples"]) == 4
     assert saved["config"]["strengths"] == [1.0, 2.0] and saved["headline"].startswith("ocean: adherence")
     assert "plotly" in (tmp_path / "report.html").read_text()
@@ -43,7 +47,57 @@ def test_steer_result_round_trips_through_save_and_load(tiny_gemma, tmp_path):
     assert old.config.rule == "space" and old.config.layers == [2] and old.config.strengths == (3.0,)
 
 
+def test_mentor_decisions_never_read_the_test_prompts(tiny_gemma, monkeypatch):
+    """Every prompt the MENTOR loop generates on (to judge, to validate, to keep the best book) is outside
+    the test set the result reports; the selection, validation and test splits are disjoint."""
+    import sys
+
+    mentor_module = sys.modules["metalens.steering.mentor"]  # the package's `mentor` name is the function
+    seen = []
+    real = mentor_module.generate
+
+    def spy(model, prompts, *args, **kwargs):
+        seen.extend(prompts)
+        return real(model, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(mentor_module, "generate", spy)
+    config = SteerConfig("ocean", prompts=MORE, layers=[1], strengths=(2.0,), rounds=2, max_new_tokens=3,
+                         n_select=3, n_validate=3)
+    result = run_steer(tiny_gemma, config, progress=False)
+    test = {s["prompt"] for s in result.samples}
+    assert len(test) == 4 and seen and not set(seen) & test
+    assert set(seen) == set(MORE[:6])
+
+
+def test_mentor_keeps_the_book_of_its_best_validation_round(tiny_gemma):
+    from metalens.steering import checker_for, library, mentor, pairs_for_rule, train_steering_vector
+
+    rule = library()["ocean"]
+    pos, neg, positions = pairs_for_rule(rule)
+    book = RuleBook()
+    book.add(rule, train_steering_vector(tiny_gemma, pos, neg, layers=[1], positions=positions), strength=1.0)
+    calls = iter([[True, False], [False, False], [False, False], [False, False]])  # round 0 is the best
+    checker = checker_for(rule)
+
+    def scripted(texts):
+        return next(calls) if len(texts) == 2 else checker(texts)
+
+    log = mentor(tiny_gemma, book, "ocean", pos, neg, ["hi", "yo", "ok"], ["so", "be"], scripted,
+                 judge=lambda p, r, rule: [False] * len(p), rounds=3, patience=2, max_new_tokens=2)
+    assert log.best_round == 0 and [r["kept"] for r in log.rows] == [True, False, False, False]
+    assert len(book) == 1 and book["ocean"].strength == 1.0  # the raised strength and child rule were undone
+
+
+def test_mentor_refuses_overlapping_train_and_validation_prompts(tiny_gemma):
+    from metalens.steering import checker_for, library, mentor
+
+    with pytest.raises(ValueError, match="both train_prompts and validation_prompts"):
+        mentor(tiny_gemma, RuleBook(), "ocean", ["a"], ["b"], ["hi", "yo"], ["yo"], checker_for(library()["ocean"]))
+
+
 def test_steer_config_refuses_bad_settings_early():
+    with pytest.raises(ValueError, match="MENTOR rounds need validation prompts"):
+        SteerConfig("ocean", rounds=1, n_validate=0)
     with pytest.raises(ValueError, match="judge must be one of"):
         SteerConfig("ocean", judge="oracle")
     with pytest.raises(ValueError, match="method must be one of"):
@@ -83,5 +137,6 @@ def test_demo_writes_a_report_and_returns_a_headline(tiny_gemma, tmp_path):
 
     summary = demo(tiny_gemma, tmp_path)
     assert (tmp_path / "report.html").exists() and summary["mentor_rounds"] == 1 and summary["n_test"] == 5
+    assert summary["n_validate"] == 2
     assert summary["headline"].startswith("ocean: adherence") and "n=5" in summary["headline"]
     assert summary["report"] == str(tmp_path / "report.html")
