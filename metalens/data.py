@@ -38,6 +38,22 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
     return records
 
 
+def record_groups(records: list[dict], key: str = "group") -> list[str]:
+    """One group id per record: its `key` field (a string or integer) where present, else a group
+    of its own. Records of one group are near-copies (one action in several phrasings, say), so
+    splits, cross-validation and prompts keep them together; files without the field are unchanged."""
+    groups = []
+    for number, record in enumerate(records, start=1):
+        value = record.get(key)
+        if value is None:
+            groups.append(f"#{number}")  # '#' + line number: cannot collide with a given id unless it copies the form
+        elif isinstance(value, (str, int)) and not isinstance(value, bool):
+            groups.append(str(value))
+        else:
+            raise ValueError(f"Record {number} has {key}={value!r}; a group id must be a string or an integer.")
+    return groups
+
+
 def write_jsonl(path: str | Path, records: list[dict]) -> None:
     """Write records one JSON object per line."""
     path = Path(path)

@@ -29,10 +29,13 @@ def _neurofeedback(args) -> None:
     s = result.summary
     for row in s["rows"]:
         print(f"{row['axis']:>6}  var={_num(row['explained_variance'])}  report_acc={_num(row['report_accuracy'])} "
-              f"(shuffled {_num(row['shuffled_accuracy'])}, p_holm={_num(row['report_p_holm'], '.3g')})  "
-              f"implicit_d={row['implicit_d_target']}")
-    print(f"reportable axes: {s['n_reportable']}/{s['n_axes']}; wrote {Path(args.out) / 'results.json'} "
-          f"and report.html ({result.data['metadata']['seconds']} s)")
+              f"[{_num(row['report_acc_low'], '.2f')}, {_num(row['report_acc_high'], '.2f')}] "
+              f"(shuffled {_num(row['shuffled_accuracy'])}, paired diff {_num(row['report_diff'], '+.3f')} "
+              f"[{_num(row['report_diff_low'], '+.2f')}, {_num(row['report_diff_high'], '+.2f')}], "
+              f"p_holm={_num(row['report_p_holm'], '.3g')})  implicit d_z={_num(row['implicit_dz_target'], '.2f')} "
+              f"(unpaired d {_num(row['implicit_d_target'], '.3f')})")
+    print(f"reportable axes: {s['n_reportable']}/{s['n_axes']} (Holm across {s['n_comparisons']['reporting']} axes); "
+          f"wrote {Path(args.out) / 'results.json'} and report.html ({result.data['metadata']['seconds']} s)")
 
 
 def _probe(args) -> None:

@@ -4,8 +4,12 @@ Prompts show N (label, sentence) examples whose labels come from the target axis
 label on one more item. Implicit control: the item's sentence is given, and we read how that
 same sentence's activations shift with the imposed label. Explicit control: the model writes the
 sentence (greedy), and we read the activations of what it wrote. Each trial uses the same
-examples for both imposed labels, so the comparison is paired. Effect sizes (Cohen's d between
-imposed labels) are measured on every axis, so on-target control can be told from a general shift.
+examples (and, for implicit control, the same sentence) for both imposed labels, so the
+comparison is paired: the effect size every conclusion rests on is the paired d_z =
+mean(diff) / sd(diff) of the per-trial shift (imposed 1 - imposed 0). The paper's Cohen's d
+(unpaired: pooled SD across trials, which is dominated by differences between sentences) is
+reported beside it. Both are measured on every axis, so on-target control can be told from a
+general shift. A prompt never holds two items of one group (near-copies).
 """
 from __future__ import annotations
 
@@ -16,9 +20,10 @@ import torch
 from tqdm.auto import tqdm
 
 import metalens
+from metalens.probes.datasets import sample_distinct_groups
 from metalens.probes.prompts import Rendered, render
 from metalens.sites import resid_post
-from metalens.probes.stats import cohens_d, holm
+from metalens.stats import cohens_d, holm, paired_test
 
 
 @torch.inference_mode()
@@ -51,26 +56,41 @@ class ControlResult:
     metadata: dict = field(default_factory=dict)
 
     def effects(self) -> list[dict]:
-        """Per target: Cohen's d (imposed 1 vs 0) on the target axis, mean |d| off target, a
-        one-sided paired t-test on the target axis, Holm-corrected across targets."""
-        from scipy import stats
+        """Per target: the paired shift (imposed 1 - imposed 0) on the target axis with its 95%
+        interval, paired d_z on target and on every other axis, a one-sided paired t-test on the
+        target axis (Holm-corrected across targets), and the paper's unpaired Cohen's d for reference.
 
+        `specific` is judged on d_z: the on-target d_z must exceed |d_z| on every other axis (the
+        imposed label token can shift activations along many axes at once).
+        """
         rows = []
         for t, target in enumerate(self.target_names):
             proj = self.projections[t]  # [trials, 2, n_axes]
             ok = np.isfinite(proj).all(axis=(1, 2))
             proj = proj[ok]
-            ds = [cohens_d(proj[:, 1, a], proj[:, 0, a]) for a in range(len(self.axis_names))]
             a_t = self.axis_names.index(target)
-            diff = proj[:, 1, a_t] - proj[:, 0, a_t]
-            p = float(stats.ttest_1samp(diff, 0, alternative="greater").pvalue) if len(diff) > 1 and diff.std() > 0 else float("nan")
-            off = [abs(d) for a, d in enumerate(ds) if a != a_t and np.isfinite(d)]
-            rows.append({"target": target, "d_target": ds[a_t], "d_off_target_mean_abs": float(np.mean(off)) if off else float("nan"),
+            ds = [cohens_d(proj[:, 1, a], proj[:, 0, a]) for a in range(len(self.axis_names))]
+            tests = [paired_test(proj[:, 1, a], proj[:, 0, a], alternative="greater") for a in range(len(self.axis_names))]
+            dzs = [tt.d_z for tt in tests]
+            on = tests[a_t]
+            off_dz = [abs(d) for a, d in enumerate(dzs) if a != a_t and not np.isnan(d)]
+            off_d = [abs(d) for a, d in enumerate(ds) if a != a_t and np.isfinite(d)]
+            rows.append({"target": target,
+                         "dz_target": on.d_z, "dz_off_target_mean_abs": float(np.mean(off_dz)) if off_dz else float("nan"),
+                         "dz_off_target_max_abs": float(np.max(off_dz)) if off_dz else float("nan"),
+                         "diff": on.mean_diff, "diff_low": on.low, "diff_high": on.high,
                          # Any label-driven shift shows on every axis; specific = larger on target than on every other axis.
-                         "specific": bool(off) and bool(np.isfinite(ds[a_t])) and ds[a_t] > max(off),
-                         "p": p, "n_trials": int(ok.sum()), "d_by_axis": dict(zip(self.axis_names, ds))})
-        for row, adj in zip(rows, holm([r["p"] for r in rows])):
+                         "specific": bool(off_dz) and not np.isnan(on.d_z) and on.d_z > max(off_dz),
+                         "p": on.p, "n_trials": int(ok.sum()),
+                         "test": "one-sided paired t-test over trials of the target-axis shift",
+                         "d_target": ds[a_t], "d_off_target_mean_abs": float(np.mean(off_d)) if off_d else float("nan"),
+                         "d_is": "unpaired Cohen's d (the paper's): pooled SD across trials, not the paired effect",
+                         "dz_by_axis": dict(zip(self.axis_names, dzs)), "d_by_axis": dict(zip(self.axis_names, ds))})
+        adjusted = holm([r["p"] for r in rows])
+        n_comparisons = int(np.isfinite([r["p"] for r in rows]).sum())
+        for row, adj in zip(rows, adjusted):
             row["p_holm"] = float(adj)
+            row["n_comparisons"] = n_comparisons
         return rows
 
     def to_dict(self) -> dict:
@@ -87,16 +107,21 @@ def _first_line(text: str) -> str:
 def run_control(model, layer: int, axes, texts: list[str], labels, targets: list[str], *,
                 kind: str = "implicit", n_examples: int = 16, trials: int = 16, seed: int = 0,
                 label_words: tuple[str, str] = ("0", "1"), max_new_tokens: int = 24,
-                batch_size: int = 4, progress: bool = True) -> ControlResult:
+                batch_size: int = 4, groups=None, progress: bool = True) -> ControlResult:
     """Implicit or explicit control of each axis in `targets` (names in `axes.names`).
 
-    `texts` / `labels` [n, n_axes] are the pool split with its neurofeedback labels.
+    `texts` / `labels` [n, n_axes] are the pool split with its neurofeedback labels; `groups`
+    (one id per text; near-copies share one) keeps two items of a group out of one prompt.
     """
     if kind not in ("implicit", "explicit"):
         raise ValueError(f"kind must be 'implicit' or 'explicit', not '{kind}'.")
     labels = np.asarray(labels)
-    if n_examples + 1 > len(texts):
-        raise ValueError(f"n_examples={n_examples} needs more than {len(texts)} pool sentences.")
+    groups = np.arange(len(texts)) if groups is None else np.asarray(groups).ravel()
+    if len(groups) != len(texts):
+        raise ValueError(f"{len(groups)} groups for {len(texts)} texts: give one group id per text.")
+    if n_examples + 1 > len(np.unique(groups)):
+        raise ValueError(f"n_examples={n_examples} needs more than {len(np.unique(groups))} pool sentences "
+                         "(of distinct groups).")
     rng = np.random.default_rng(seed)
     proj = np.full((len(targets), trials, 2, len(axes.names)), np.nan)
     sentences, example = [], ""
@@ -104,7 +129,7 @@ def run_control(model, layer: int, axes, texts: list[str], labels, targets: list
         a_t = axes.index(target)
         draws = []  # per trial: (example sentences, their labels, the test sentence)
         for _ in range(trials):
-            idx = rng.choice(len(texts), n_examples + 1, replace=False)
+            idx = sample_distinct_groups(rng, groups, n_examples + 1)
             draws.append(([texts[i] for i in idx[:-1]], labels[idx[:-1], a_t].tolist(), texts[idx[-1]]))
         if kind == "implicit":
             pairs = [[test, test] for _, _, test in draws]

@@ -4,7 +4,8 @@ Following Ji-An et al. (2025), each sentence's activation (by default its mean r
 over the sentence's tokens) is projected on an axis; the projection, split at the median, is
 the sentence's neurofeedback label. Axes and medians are fitted on a `fit` split only; the
 sentences later shown and tested come from the disjoint `pool` split, so no tested sentence
-shapes its own label's definition.
+shapes its own label's definition. With groups (near-copies share one), the split keeps each
+group on one side, so no tested sentence has a near-copy among the fit sentences either.
 """
 from __future__ import annotations
 
@@ -21,13 +22,35 @@ from metalens.probes.probe import train_probe
 DEFAULT_PCS = (1, 2, 4, 8, 32, 128)
 
 
-def split_indices(n: int, fit_fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint (fit, pool) index arrays covering range(n)."""
+def split_indices(n: int, fit_fraction: float = 0.5, seed: int = 0, groups=None) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint (fit, pool) index arrays covering range(n).
+
+    With `groups` (one id per index), whole groups go to one side: groups are taken in a seeded
+    random order and each joins `fit` while that brings it closer to `fit_fraction` of n, so the
+    sizes land near the target and no group is on both sides.
+    """
     if not 0 < fit_fraction < 1:
         raise ValueError(f"fit_fraction must be in (0, 1), not {fit_fraction}.")
-    order = np.random.default_rng(seed).permutation(n)
-    k = int(round(n * fit_fraction))
-    return np.sort(order[:k]), np.sort(order[k:])
+    k = round(n * fit_fraction)
+    if groups is None:
+        order = np.random.default_rng(seed).permutation(n)
+        return np.sort(order[:k]), np.sort(order[k:])
+    groups = np.asarray(groups).ravel()
+    if len(groups) != n:
+        raise ValueError(f"{len(groups)} groups for n={n}: give one group id per index.")
+    names, inverse = np.unique(groups, return_inverse=True)
+    if len(names) < 2:
+        raise ValueError("All indices are in one group: a group-aware split needs at least two groups.")
+    sizes = np.bincount(inverse)
+    fit_groups, taken = [], 0
+    for g in np.random.default_rng(seed).permutation(len(names)):
+        if abs(taken + sizes[g] - k) < abs(taken - k):
+            fit_groups.append(g)
+            taken += sizes[g]
+    in_fit = np.isin(inverse, fit_groups)
+    if in_fit.all() or not in_fit.any():
+        raise ValueError(f"fit_fraction={fit_fraction} leaves one side empty with {len(names)} groups.")
+    return np.flatnonzero(in_fit), np.flatnonzero(~in_fit)
 
 
 @dataclass

@@ -57,18 +57,22 @@ def accuracy_heatmap(results: dict) -> go.Figure:
 
 
 def control_effects(results: dict) -> go.Figure:
-    """Cohen's d of imposed label 1 vs 0 on the target axis and (mean |d|) off target."""
+    """Paired d_z of the shift imposed label 1 - 0, on the target axis and (largest |d_z|) off
+    target; older results without d_z fall back to the unpaired Cohen's d."""
     fig = go.Figure()
+    paired = all("dz_target" in e for kind in ("implicit", "explicit") if results.get(kind) for e in results[kind]["effects"])
+    on, off, name = ("dz_target", "dz_off_target_max_abs", "d_z") if paired else ("d_target", "d_off_target_mean_abs", "d")
     for kind, colour in [("implicit", "#1f77b4"), ("explicit", "#ff7f0e")]:
         if not results.get(kind):
             continue
         eff = results[kind]["effects"]
-        fig.add_bar(x=[e["target"] for e in eff], y=[e["d_target"] for e in eff], name=f"{kind}: on target",
+        fig.add_bar(x=[e["target"] for e in eff], y=[e[on] for e in eff], name=f"{kind}: on target",
                     marker_color=colour)
-        fig.add_bar(x=[e["target"] for e in eff], y=[e["d_off_target_mean_abs"] for e in eff],
-                    name=f"{kind}: off target (mean |d|)", marker_color=colour, opacity=0.4)
-    fig.update_layout(barmode="group", title="Control effect sizes (Cohen's d, imposed 1 vs 0)",
-                      xaxis_title="target axis", yaxis_title="Cohen's d")
+        fig.add_bar(x=[e["target"] for e in eff], y=[e[off] for e in eff],
+                    name=f"{kind}: off target ({'max' if paired else 'mean'} |{name}|)", marker_color=colour, opacity=0.4)
+    title = ("Control effect sizes (paired d_z = mean / sd of the per-trial shift, imposed 1 - 0)" if paired
+             else "Control effect sizes (unpaired Cohen's d, imposed 1 vs 0)")
+    fig.update_layout(barmode="group", title=title, xaxis_title="target axis", yaxis_title=name)
     return fig
 
 

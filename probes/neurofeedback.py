@@ -96,8 +96,11 @@ class NeurofeedbackResult:
 
 def _sections(result: NeurofeedbackResult) -> list:
     d, s = result.data, result.summary
+    groups = d["data"].get("n_groups")
     prose = (f"Dataset '{d['config']['dataset']}', {d['data']['n_fit']} sentences fit the axes and medians, "
-             f"{d['data']['n_pool']} disjoint sentences are shown and tested. Layer {d['config']['layer']}, "
+             f"{d['data']['n_pool']} disjoint sentences are shown and tested"
+             + (f" (split by group: near-copies stay on one side; {groups} groups; no prompt holds two items of one group)"
+                if groups is not None else "") + f". Layer {d['config']['layer']}, "
              f"{d['reporting']['metadata']['format']} prompts. Reportable axes: {s['n_reportable']} of {s['n_axes']}; "
              f"implicitly controllable: {s['n_implicit_controllable']}; explicitly controllable: "
              f"{s['n_explicit_controllable']} (specific: implicit {s['n_implicit_specific']}, explicit "
@@ -129,13 +132,14 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
     ds = load_dataset(cfg.dataset).balanced(cfg.max_sentences, cfg.seed)
     site = resid_post(layer)
     acts = metalens.capture(model, ds.texts, [site], positions=cfg.positions, batch_size=16, progress=progress)[site].float()
-    fit, pool = split_indices(len(ds), cfg.fit_fraction, cfg.seed)
+    fit, pool = split_indices(len(ds), cfg.fit_fraction, cfg.seed, groups=ds.groups)  # near-copies stay on one side
     human = np.asarray(ds.labels)
     axes = fit_axes(acts[fit], human[fit], cfg.pcs, logistic=cfg.logistic_axis, seed=cfg.seed,
                     metadata={**model.metadata(), "layer": layer, "site": site, "positions": cfg.positions})
     pool_labels = axes.labels(acts[pool]).numpy()  # [n_pool, n_axes]; thresholds come from the fit split
     pool_texts = [ds.texts[i] for i in pool]
-    common = dict(label_words=cfg.label_words, batch_size=cfg.batch_size, progress=progress)
+    common = dict(label_words=cfg.label_words, batch_size=cfg.batch_size, groups=[ds.groups[i] for i in pool],
+                  progress=progress)
     reporting = run_reporting(model, pool_texts, pool_labels, axes.names, n_values=cfg.n_values, draws=cfg.draws,
                               seed=cfg.seed, n_test_min=cfg.n_test_min, **common)
     implicit = run_control(model, layer, axes, pool_texts, pool_labels, list(cfg.implicit_targets or axes.names),
@@ -149,6 +153,7 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
         "config": asdict(cfg),
         "metadata": {**model.metadata(), "layer": layer, "site": site, "seconds": round(time.time() - start, 1)},
         "data": {"dataset": ds.name, "n_fit": len(fit), "n_pool": len(pool), "fit_indices": fit, "pool_indices": pool,
+                 "n_groups": len(set(ds.groups)), "groups": ds.groups,
                  "label_names": ds.label_names, "lr_human_agreement": lr_agree,
                  "pool_label_balance": dict(zip(axes.names, pool_labels.mean(0)))},
         "axes": {"names": axes.names, "explained_variance": axes.explained_variance, "thresholds": axes.thresholds},

@@ -4,7 +4,8 @@
 One prompt holds `n_max + 1` labelled items; the label of item i is predicted from the i items
 before it, so one forward pass scores every N from 0 to n_max (a learning curve per prompt).
 The score is the probability the model gives the correct label token, renormalised over the
-label tokens: accuracy (argmax) and cross-entropy, no sampling needed.
+label tokens: accuracy (argmax) and cross-entropy, no sampling needed. A prompt never holds two
+items of one group (near-copies), so no label can be copied from a near-copy shown earlier.
 """
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import torch
 from tqdm.auto import tqdm
 
 import metalens
+from metalens.probes.datasets import sample_distinct_groups
 from metalens.probes.prompts import Rendered, label_token_ids, render
-from metalens.probes.stats import greater_pvalue, holm, mean_ci
 from metalens.sites import FINAL_NORM
+from metalens.stats import holm, mean_ci, paired_test
 
 DEFAULT_N = (0, 2, 4, 8, 16, 32, 64)
 
@@ -47,7 +49,8 @@ class ReportingResult:
     `p_correct` is [n_axes, draws, n_max + 1]; `shuffled_p_correct` [draws, n_max + 1] uses the
     same sentences with labels permuted (the chance baseline: labels carry no information about
     the sentence, only their base rate). `label_mass` is the share of the full next-token
-    distribution on the label tokens, [n_axes, draws, n_max + 1].
+    distribution on the label tokens, [n_axes, draws, n_max + 1]. `items` [draws, n_max + 1]
+    are the indices (into the texts given to `run_reporting`) of each draw's items, in prompt order.
     """
 
     axis_names: list[str]
@@ -57,6 +60,7 @@ class ReportingResult:
     label_mass: np.ndarray
     example_prompt: str
     metadata: dict = field(default_factory=dict)
+    items: np.ndarray | None = None
 
     def _bins(self) -> list[tuple[int, range]]:
         n_items = self.p_correct.shape[-1]
@@ -75,9 +79,10 @@ class ReportingResult:
             block = p[:, list(span)]
             acc = mean_ci((block > 0.5).mean(1))
             ce = mean_ci((-np.log(np.clip(block, 1e-12, 1))).mean(1))
-            acc = (acc[0], max(acc[1], 0.0), min(acc[2], 1.0))  # t-intervals over few draws can leave [0, 1]
-            rows.append({"N": n, "N_from": span[0], "accuracy": acc[0], "acc_low": acc[1], "acc_high": acc[2],
-                         "cross_entropy": ce[0], "ce_low": max(ce[1], 0.0), "ce_high": ce[2]})
+            # t-intervals over few draws can leave [0, 1] (min/max keep NaN bounds NaN)
+            rows.append({"N": n, "N_from": span[0], "accuracy": acc.estimate, "acc_low": max(acc.low, 0.0),
+                         "acc_high": min(acc.high, 1.0), "cross_entropy": ce.estimate, "ce_low": max(ce.low, 0.0),
+                         "ce_high": ce.high})
         return rows
 
     def curves(self) -> dict[str, list[dict]]:
@@ -88,23 +93,39 @@ class ReportingResult:
 
     def tests(self, n_min: int = 8) -> list[dict]:
         """Per axis: accuracy over items with N >= n_min (per-draw means) against the shuffled
-        baseline, one-sided Welch t-test, Holm-corrected across axes."""
+        baseline, by a one-sided *paired* t-test over draws (each draw scores every axis and the
+        shuffled labels on the same sentences), Holm-corrected across the axes tested.
+
+        Each row gives the accuracy with its 95% t-interval over draws (clipped to [0, 1]), the paired difference
+        (axis - shuffled) with its interval and d_z, `p` (axis above shuffled), `p_holm`,
+        `n_comparisons` (the Holm family size) and `p_below` (one-sided, below shuffled; uncorrected).
+        """
         n_min = min(n_min, self.p_correct.shape[-1] - 1)  # a short run still tests its longest items
 
         def per_draw(p):
             return (p[:, n_min:] > 0.5).mean(1)
 
         base = per_draw(self.shuffled_p_correct)
+        base_ci = mean_ci(base)
         rows = []
         for a, name in enumerate(self.axis_names):
             acc = per_draw(self.p_correct[a])
-            m, lo, hi = mean_ci(acc)
-            rows.append({"axis": name, "accuracy": m, "acc_low": lo, "acc_high": hi,
-                         "shuffled_accuracy": float(base.mean()), "p": greater_pvalue(acc, base), "n_min": n_min,
+            ci = mean_ci(acc)
+            above = paired_test(acc, base, alternative="greater")
+            # t-intervals over few draws can leave [0, 1]: accuracies' bounds are clipped to it
+            rows.append({"axis": name, "accuracy": ci.estimate, "acc_low": max(ci.low, 0.0), "acc_high": min(ci.high, 1.0),
+                         "shuffled_accuracy": base_ci.estimate, "shuffled_low": max(base_ci.low, 0.0),
+                         "shuffled_high": min(base_ci.high, 1.0),
+                         "diff": above.mean_diff, "diff_low": above.low, "diff_high": above.high, "d_z": above.d_z,
+                         "p": above.p, "n_draws": above.n, "n_min": n_min,
+                         "test": "one-sided paired t-test over draws (axis vs shuffled labels on the same sentences)",
                          # Below chance is information too (the axis is read, the label mapping inverted).
-                         "p_below": greater_pvalue(base, acc)})
-        for row, adj in zip(rows, holm([r["p"] for r in rows])):
+                         "p_below": paired_test(acc, base, alternative="less").p})
+        adjusted = holm([r["p"] for r in rows])
+        n_comparisons = int(np.isfinite([r["p"] for r in rows]).sum())
+        for row, adj in zip(rows, adjusted):
             row["p_holm"] = float(adj)
+            row["n_comparisons"] = n_comparisons
         return rows
 
     def to_dict(self) -> dict:
@@ -112,37 +133,42 @@ class ReportingResult:
         return {"axis_names": self.axis_names, "n_values": self.n_values, "p_correct": self.p_correct,
                 "shuffled_p_correct": self.shuffled_p_correct, "label_mass": self.label_mass,
                 "curves": self.curves(), "tests": self.tests(self.metadata.get("n_test_min", 8)),
-                "example_prompt": self.example_prompt, "metadata": self.metadata}
+                "items": self.items, "example_prompt": self.example_prompt, "metadata": self.metadata}
 
 
 def run_reporting(model, texts: list[str], labels, axis_names: list[str], *, n_values=DEFAULT_N,
                   draws: int = 12, seed: int = 0, label_words: tuple[str, str] = ("0", "1"),
-                  batch_size: int = 4, n_test_min: int = 8, progress: bool = True) -> ReportingResult:
+                  batch_size: int = 4, n_test_min: int = 8, groups=None, progress: bool = True) -> ReportingResult:
     """Reporting task over `texts` (the pool split) whose neurofeedback `labels` are [n, n_axes].
 
-    Each draw samples n_max + 1 = max(n_values) + 1 sentences (capped by the pool and the
-    model's context) and scores every axis on them, and once with permuted labels.
+    Each draw samples n_max + 1 = max(n_values) + 1 sentences (capped by the pool, its number of
+    groups and the model's context) and scores every axis on them, and once with permuted labels.
+    `groups` (one id per text; near-copies share one) keeps two items of a group out of one prompt.
     """
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.shape != (len(texts), len(axis_names)):
         raise ValueError(f"labels must be [n_texts={len(texts)}, n_axes={len(axis_names)}]; got {labels.shape}.")
-    n_items = min(max(n_values) + 1, len(texts))
+    groups = np.arange(len(texts)) if groups is None else np.asarray(groups).ravel()
+    if len(groups) != len(texts):
+        raise ValueError(f"{len(groups)} groups for {len(texts)} texts: give one group id per text.")
+    n_items = min(max(n_values) + 1, len(np.unique(groups)))
     cand = label_token_ids(model, "report", label_words)
     rng = np.random.default_rng(seed)
     context = getattr(model.hf.config, "max_position_embeddings", None) or 10**9
     # "As many as the context allows": shrink the prompt until a trial render fits, with slack
     # for sentences longer than the trial ones.
     while n_items > 2:
-        trial = render(model, [texts[i] for i in rng.choice(len(texts), n_items, replace=False)], [0] * n_items, "report", label_words)
+        trial = render(model, [texts[i] for i in sample_distinct_groups(rng, groups, n_items)], [0] * n_items, "report", label_words)
         if len(trial.input_ids) * 1.2 <= context:
             break
         n_items = max(2, min(n_items - 1, int(n_items * context / (1.2 * len(trial.input_ids)))))
     p = np.zeros((len(axis_names), draws, n_items))
     mass = np.zeros_like(p)
     shuffled = np.zeros((draws, n_items))
+    items = np.zeros((draws, n_items), dtype=int)
     example = ""
     for d in tqdm(range(draws), desc="reporting", disable=not progress):
-        idx = rng.choice(len(texts), n_items, replace=False)
+        idx = items[d] = sample_distinct_groups(rng, groups, n_items)
         sents = [texts[i] for i in idx]
         label_sets = [labels[idx, a] for a in range(len(axis_names))] + [rng.permutation(labels[idx, 0])]
         prompts = [render(model, sents, lab.tolist(), "report", label_words) for lab in label_sets]
@@ -158,5 +184,6 @@ def run_reporting(model, texts: list[str], labels, axis_names: list[str], *, n_v
             else:
                 shuffled[d] = pc
     meta = {"draws": draws, "seed": seed, "label_words": list(label_words), "n_items": n_items,
-            "n_test_min": n_test_min, "format": "chat" if model.is_chat else "plain"}
-    return ReportingResult(list(axis_names), [n for n in n_values if n < n_items], p, shuffled, mass, example, meta)
+            "n_test_min": n_test_min, "format": "chat" if model.is_chat else "plain",
+            "n_groups": len(np.unique(groups)), "one_item_per_group": True}
+    return ReportingResult(list(axis_names), [n for n in n_values if n < n_items], p, shuffled, mass, example, meta, items)

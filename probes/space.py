@@ -11,9 +11,10 @@ def summarize(results: dict, alpha: float = ALPHA) -> dict:
     loaded results.json).
 
     An axis is *reportable* when its reporting accuracy over items with N >= n_test_min beats
-    the shuffled-label baseline (one-sided Welch t-test over draws, Holm-corrected across axes,
+    the shuffled-label baseline (one-sided paired t-test over draws, Holm-corrected across axes,
     p < alpha); *controllable* when imposed label 1 moves the sentence along the axis more than
-    imposed label 0 (one-sided paired t-test over trials, Holm-corrected across targets).
+    imposed label 0 (one-sided paired t-test over trials, Holm-corrected across targets);
+    *specific* when, in addition, its paired d_z on target exceeds |d_z| on every other axis.
     """
     names = results["axes"]["names"]
     var = dict(zip(names, results["axes"]["explained_variance"]))
@@ -24,11 +25,15 @@ def summarize(results: dict, alpha: float = ALPHA) -> dict:
     for name in names:
         t = tests[name]
         row = {"axis": name, "explained_variance": var[name], "report_accuracy": t["accuracy"],
-               "shuffled_accuracy": t["shuffled_accuracy"], "report_p_holm": t["p_holm"],
+               "report_acc_low": t.get("acc_low"), "report_acc_high": t.get("acc_high"),
+               "shuffled_accuracy": t["shuffled_accuracy"], "report_diff": t.get("diff"),
+               "report_diff_low": t.get("diff_low"), "report_diff_high": t.get("diff_high"), "report_p_holm": t["p_holm"],
                "reportable": bool(t["p_holm"] is not None and np.isfinite(t["p_holm"]) and t["p_holm"] < alpha)}
         for kind in ("implicit", "explicit"):
             e = control[kind].get(name)
-            row[f"{kind}_d_target"] = e["d_target"] if e else None
+            row[f"{kind}_dz_target"] = e.get("dz_target") if e else None
+            row[f"{kind}_dz_off_target_max"] = e.get("dz_off_target_max_abs") if e else None
+            row[f"{kind}_d_target"] = e["d_target"] if e else None  # the paper's unpaired d, for reference
             row[f"{kind}_d_off_target"] = e["d_off_target_mean_abs"] if e else None
             p = e["p_holm"] if e else None
             row[f"{kind}_p_holm"] = p
@@ -36,6 +41,7 @@ def summarize(results: dict, alpha: float = ALPHA) -> dict:
             row[f"{kind}_specific"] = e["specific"] if e else None
         rows.append(row)
     pcs = [r for r in rows if r["axis"].startswith("PC")]
+    n_control = {kind: len(control[kind]) for kind in control}
     return {
         "alpha": alpha,
         "rows": rows,
@@ -47,9 +53,12 @@ def summarize(results: dict, alpha: float = ALPHA) -> dict:
         "n_explicit_controllable": sum(bool(r["explicit_controllable"]) for r in rows),
         "n_implicit_specific": sum(bool(r["implicit_controllable"] and r["implicit_specific"]) for r in rows),
         "n_explicit_specific": sum(bool(r["explicit_controllable"] and r["explicit_specific"]) for r in rows),
-        "test": ("reporting: one-sided Welch t-test of per-draw accuracy (N >= n_test_min) vs the shuffled-label "
-                 "baseline; control: one-sided paired t-test of the target-axis shift (imposed 1 - imposed 0); "
-                 f"Holm correction across axes within each test family; alpha = {alpha}. Control is called specific when "
-                 "the on-target d also exceeds |d| on every other measured axis (the imposed label token shifts "
-                 "activations along many axes at once)."),
+        "n_comparisons": {"reporting": len(rows), **n_control},
+        "test": ("reporting: one-sided paired t-test over draws of per-draw accuracy (N >= n_test_min) vs the "
+                 "shuffled-label baseline scored on the same sentences; control: one-sided paired t-test over trials "
+                 "of the target-axis shift (imposed 1 - imposed 0); Holm correction within each family (reporting: "
+                 f"{len(rows)} axes; implicit: {n_control['implicit']} targets; explicit: {n_control['explicit']} "
+                 f"targets); alpha = {alpha}. Control is called specific when the on-target paired d_z also exceeds "
+                 "|d_z| on every other measured axis (the imposed label token shifts activations along many axes at "
+                 "once). The paper's Cohen's d is unpaired (pooled SD across trials) and is reported for reference only."),
     }

@@ -91,16 +91,17 @@ class LayerSweep:
 
 def sweep_layers(model, texts: list[str], labels, layers: list[int] | None = None, *,
                  site: Callable[[int], str] = resid_post, positions: str = "mean", batch_size: int = 16,
-                 seed: int = 0, progress: bool = False, **train_kwargs) -> LayerSweep:
+                 seed: int = 0, progress: bool = False, groups=None, **train_kwargs) -> LayerSweep:
     """A `LayerSweep`: `texts` captured once at `site(L)` for every layer in `layers` (default: all),
-    and a probe trained on each (`train_kwargs` go to `train_probe`)."""
+    and a probe trained on each (`train_kwargs` go to `train_probe`). Pass `groups` (one id per
+    text, shared by near-copies) so held-out and CV splits keep each group on one side."""
     import metalens
 
     layers = list(range(model.n_layers)) if layers is None else [model.check_layer(L) for L in layers]
     sites = [site(L) for L in layers]
     acts = metalens.capture(model, texts, sites, positions=positions, batch_size=batch_size, progress=progress)
     meta = {**model.metadata(), "positions": positions, "n_texts": len(texts)}
-    probes = [train_probe(acts[s], labels, seed=seed, metadata={**meta, "layer": L, "site": s}, **train_kwargs)
+    probes = [train_probe(acts[s], labels, seed=seed, groups=groups, metadata={**meta, "layer": L, "site": s}, **train_kwargs)
               for L, s in zip(layers, sites)]
     return LayerSweep(layers, probes, sites, {**meta, "seed": seed})
 
@@ -116,7 +117,7 @@ def run_probe_sweep(model, config: ProbeSweepConfig | None = None, *, out: str |
     ds = load_dataset(cfg.dataset).balanced(cfg.max_sentences, cfg.seed)
     layers = list(cfg.layers) if cfg.layers is not None else None
     sweep = sweep_layers(model, ds.texts, ds.labels, layers, positions=cfg.positions, batch_size=cfg.batch_size,
-                         seed=cfg.seed, progress=progress, cv=cfg.cv, test_size=cfg.test_size, C=cfg.C)
+                         seed=cfg.seed, progress=progress, groups=ds.groups, cv=cfg.cv, test_size=cfg.test_size, C=cfg.C)
     sweep.metadata.update(dataset=ds.name, config=asdict(cfg))
     if out is not None:
         sweep.save(out)

@@ -4,6 +4,13 @@ The JSONL files in `probes/data/` are the output of `python scripts/probes_datag
 checks they match, so the data stay reproducible. Every phrase below was written for this
 project; combinations are drawn with a fixed seed, so sentences vary in framing but each label
 is fixed by the phrase it comes from (a time frame never changes whether an action is acceptable).
+
+Every record carries a `group`: the sentences that are near-copies of each other share one.
+In `moral` a group is one action (up to 5 time frames of it: "Yesterday I ...", "Last week I ...");
+in `facts` it is one subject (a country's capital, an animal's class, a thing's colour, a pair of
+opposites, a day or month, a sum or difference of two numbers), whose true and false
+statements differ by one word. Splits, cross-validation and prompts keep a group together
+(see `metalens.probes`), so a near-copy never sits on both sides of a comparison.
 """
 from __future__ import annotations
 
@@ -136,59 +143,70 @@ def moral_sentences(n_per_label: int = 330, seed: int = 0) -> list[dict]:
             raise ValueError(f"At most {len(actions) * len(FRAMES)} {name} sentences can be generated, not {n_per_label}.")
         # Round-robin over actions, so every action appears before any appears twice.
         frames = {a: rng.sample(FRAMES, len(FRAMES)) for a in actions}
-        chosen = [(a, frames[a][r]) for r in range(len(FRAMES)) for a in actions][:n_per_label]
-        records += [{"text": f.format(a=a), "label": label, "label_name": name} for a, f in chosen]
+        chosen = [(k, a, frames[a][r]) for r in range(len(FRAMES)) for k, a in enumerate(actions)][:n_per_label]
+        records += [{"text": f.format(a=a), "label": label, "label_name": name, "group": f"{name}-{k:02d}"}
+                    for k, a, f in chosen]
     rng.shuffle(records)
     return records
 
 
-def _fact_pool() -> tuple[list[str], list[str]]:
-    true, false = [], []
+def _fact_pool() -> tuple[list[str], list[str], dict[str, str]]:
+    """(true statements, false statements, group of each statement: its subject)."""
+    true, false, group = [], [], {}
+
+    def add(kind: list[str], text: str, subject: str) -> None:
+        kind.append(text)
+        group.setdefault(text, subject)
+
     for i, (country, capital) in enumerate(CAPITALS):
-        true.append(f"The capital of {country} is {capital}.")
+        add(true, f"The capital of {country} is {capital}.", f"capital:{country}")
         for shift in (1, 7):
-            false.append(f"The capital of {country} is {CAPITALS[(i + shift) % len(CAPITALS)][1]}.")
+            add(false, f"The capital of {country} is {CAPITALS[(i + shift) % len(CAPITALS)][1]}.", f"capital:{country}")
     classes = list(ANIMALS)
     for cls, animals in ANIMALS.items():
         for animal in animals:
             article = "An" if animal[0] in "aeiou" else "A"
-            true.append(f"{article} {animal} is a{'n' if cls[0] in 'aeiou' else ''} {cls}.")
+            add(true, f"{article} {animal} is a{'n' if cls[0] in 'aeiou' else ''} {cls}.", f"animal:{animal}")
             for other in (classes[(classes.index(cls) + 1) % 5], classes[(classes.index(cls) + 3) % 5]):
-                false.append(f"{article} {animal} is a{'n' if other[0] in 'aeiou' else ''} {other}.")
+                add(false, f"{article} {animal} is a{'n' if other[0] in 'aeiou' else ''} {other}.", f"animal:{animal}")
     for thing, colour, nots in COLOURS:
-        true.append(f"{thing} is {colour}.")
-        false += [f"{thing} is {c}." for c in nots]
+        add(true, f"{thing} is {colour}.", f"colour:{thing}")
+        for c in nots:
+            add(false, f"{thing} is {c}.", f"colour:{thing}")
     for i, (a, b) in enumerate(OPPOSITES):
-        true += [f"The opposite of {a} is {b}.", f"The opposite of {b} is {a}."]
         wrong = OPPOSITES[(i + 5) % len(OPPOSITES)]
-        false += [f"The opposite of {a} is {wrong[1]}.", f"The opposite of {b} is {wrong[0]}."]
+        for text, kind in [(f"The opposite of {a} is {b}.", true), (f"The opposite of {b} is {a}.", true),
+                           (f"The opposite of {a} is {wrong[1]}.", false), (f"The opposite of {b} is {wrong[0]}.", false)]:
+            add(kind, text, f"opposite:{a}/{b}")
     for seq, unit in [(DAYS, "day"), (MONTHS, "month")]:
         for i, name in enumerate(seq):
-            true.append(f"The {unit} after {name} is {seq[(i + 1) % len(seq)]}.")
-            false.append(f"The {unit} after {name} is {seq[(i + 3) % len(seq)]}.")
+            add(true, f"The {unit} after {name} is {seq[(i + 1) % len(seq)]}.", f"{unit}:{name}")
+            add(false, f"The {unit} after {name} is {seq[(i + 3) % len(seq)]}.", f"{unit}:{name}")
     for a in range(1, 10):
         for b in range(1, 10):
-            true.append(f"{NUMBERS[a].capitalize()} plus {NUMBERS[b]} is {NUMBERS[a + b]}.")
+            subject = f"plus:{min(a, b)}+{max(a, b)}"  # "two plus three" and "three plus two" are near-copies
+            add(true, f"{NUMBERS[a].capitalize()} plus {NUMBERS[b]} is {NUMBERS[a + b]}.", subject)
             wrong = a + b + (1 if (a * b) % 2 else -1)
-            false.append(f"{NUMBERS[a].capitalize()} plus {NUMBERS[b]} is {NUMBERS[wrong]}.")
+            add(false, f"{NUMBERS[a].capitalize()} plus {NUMBERS[b]} is {NUMBERS[wrong]}.", subject)
     for a in range(2, 16):
         for b in range(1, a):
-            true.append(f"{NUMBERS[a].capitalize()} minus {NUMBERS[b]} is {NUMBERS[a - b]}.")
+            add(true, f"{NUMBERS[a].capitalize()} minus {NUMBERS[b]} is {NUMBERS[a - b]}.", f"minus:{a}-{b}")
             wrong = a - b + (1 if (a + b) % 2 or a - b == 0 else -1)
-            false.append(f"{NUMBERS[a].capitalize()} minus {NUMBERS[b]} is {NUMBERS[wrong]}.")
-    return true, false
+            add(false, f"{NUMBERS[a].capitalize()} minus {NUMBERS[b]} is {NUMBERS[wrong]}.", f"minus:{a}-{b}")
+    return true, false, group
 
 
 def fact_sentences(n_per_label: int = 300, seed: int = 0) -> list[dict]:
     """Balanced simple facts: label 1 true, 0 false."""
     rng = random.Random(seed)
-    true, false = _fact_pool()
+    true, false, group = _fact_pool()
     records = []
     for label, name, pool in [(1, "true", true), (0, "false", false)]:
         pool = sorted(set(pool))
         if n_per_label > len(pool):
             raise ValueError(f"At most {len(pool)} {name} facts can be generated, not {n_per_label}.")
-        records += [{"text": t, "label": label, "label_name": name} for t in rng.sample(pool, n_per_label)]
+        records += [{"text": t, "label": label, "label_name": name, "group": group[t]}
+                    for t in rng.sample(pool, n_per_label)]
     rng.shuffle(records)
     return records
 

@@ -1,5 +1,6 @@
 """Control tasks: span means read the right tokens, and effect sizes come out per axis."""
 import numpy as np
+import pytest
 import torch
 
 from metalens.probes import fit_axes
@@ -53,3 +54,47 @@ def test_explicit_control_measures_what_the_model_writes_greedily(tiny_gemma):
         assert res.sentences[0][0][imposed] == alone
         assert alone and np.isfinite(res.projections[0, 0, imposed]).all()
     assert res.metadata["max_new_tokens"] == 4
+
+
+def planted_control(trials=12, seed=0):
+    """Target axis A: a small but consistent shift (0.5 +- 0.05) on sentences that differ by sd 10,
+    so the unpaired d is tiny and the paired d_z large. Axis B: a larger shift relative to its
+    spread between sentences (sd 1) but inconsistent across trials (diff sd 2)."""
+    from metalens.probes.control import ControlResult
+
+    rng = np.random.default_rng(seed)
+    proj = np.zeros((1, trials, 2, 2))
+    base_a = rng.normal(size=trials) * 10
+    proj[0, :, 0, 0] = base_a
+    proj[0, :, 1, 0] = base_a + 0.5 + rng.normal(size=trials) * 0.05
+    base_b = rng.normal(size=trials)
+    proj[0, :, 0, 1] = base_b
+    proj[0, :, 1, 1] = base_b + 0.8 + rng.normal(size=trials) * 2
+    return ControlResult("implicit", ["A", "B"], ["A"], proj, [], "", {})
+
+
+def test_control_effect_is_the_paired_dz_and_specificity_rests_on_it():
+    from metalens.stats import cohens_d
+
+    res = planted_control()
+    row = res.effects()[0]
+    proj = res.projections[0]
+    diff = proj[:, 1, 0] - proj[:, 0, 0]
+    assert row["dz_target"] == pytest.approx(diff.mean() / diff.std(ddof=1))
+    assert row["dz_target"] > 5 and abs(row["d_target"]) < 0.2  # unpaired d misses what pairing shows
+    assert row["d_target"] == pytest.approx(cohens_d(proj[:, 1, 0], proj[:, 0, 0]))
+    assert row["d_by_axis"]["B"] > row["d_target"]  # by the unpaired d, B moves more than the target...
+    assert abs(row["dz_by_axis"]["B"]) < row["dz_target"] and row["specific"]  # ...by d_z it does not
+    assert row["p_holm"] < 1e-6 and row["diff_low"] > 0.4 and row["n_comparisons"] == 1
+
+
+def test_summary_calls_control_on_the_paired_statistic():
+    from metalens.probes.space import summarize
+
+    ctrl = planted_control().to_dict()
+    results = {"axes": {"names": ["A", "B"], "explained_variance": [0.5, 0.1]},
+               "reporting": {"tests": [{"axis": a, "accuracy": 0.5, "shuffled_accuracy": 0.5, "p_holm": 1.0}
+                                       for a in ("A", "B")]},
+               "implicit": ctrl, "explicit": None}
+    row = summarize(results)["rows"][0]
+    assert row["implicit_controllable"] and row["implicit_specific"] and row["implicit_dz_target"] > 5

@@ -1,5 +1,6 @@
 """Target axes and labels: PCs and the LR axis recover planted structure, and no tested
-sentence can influence the axes or the thresholds that label it."""
+sentence can influence the axes or the thresholds that label it (checked through the real
+`run_neurofeedback` path, with a leaking variant that the same check catches)."""
 import numpy as np
 import torch
 
@@ -42,20 +43,64 @@ def test_split_is_disjoint_and_complete():
     assert len(set(fit) & set(pool)) == 0 and sorted([*fit, *pool]) == list(range(101))
 
 
-def test_tested_sentences_cannot_leak_into_axes_or_labels():
+def test_a_label_depends_only_on_its_own_activation():
     X, y, _, _ = data()
     fit, pool = split_indices(len(X), 0.5, seed=0)
     axes = fit_axes(X[fit], y[fit], pcs=(1, 2, 8))
-    poisoned = X.clone()
-    poisoned[pool] = poisoned[pool] * 50 + 100  # wildly change every tested sentence
-    y2 = y.copy()
-    y2[pool] = 1 - y2[pool]
-    axes2 = fit_axes(poisoned[fit], y2[fit], pcs=(1, 2, 8))
-    assert torch.equal(axes.directions, axes2.directions)
-    assert torch.equal(axes.thresholds, axes2.thresholds)
-    # A test sentence's label depends on its own activation only, through the fit-split threshold.
-    single = axes.labels(X[pool[:1]])
-    assert torch.equal(single, axes.labels(X[pool])[:1])
+    assert torch.equal(axes.labels(X[pool[:1]]), axes.labels(X[pool])[:1])
+
+
+LEAK_CFG = {"layer": 1, "max_sentences": 40, "pcs": (1, 2), "n_values": (0, 2), "draws": 1, "control_examples": 2,
+            "implicit_targets": ("LR",), "implicit_trials": 1, "explicit_targets": ()}
+
+
+def fitted_axes(model, monkeypatch, perturb=None):
+    """Run `run_neurofeedback` through its real path, with the captured activations of the
+    sentences at `perturb` (indices into the run's dataset) wildly changed; returns the result."""
+    import metalens
+    from metalens.probes import NeurofeedbackConfig, run_neurofeedback
+
+    real = metalens.capture
+
+    def capture(*args, **kwargs):
+        acts = real(*args, **kwargs)
+        if perturb is not None:
+            for site in acts.sites:
+                acts.acts[site][perturb] = acts.acts[site][perturb] * 50 + 100
+        return acts
+
+    monkeypatch.setattr(metalens, "capture", capture)
+    return run_neurofeedback(model, NeurofeedbackConfig.quick(**LEAK_CFG), progress=False)
+
+
+def same_axes(a, b) -> bool:
+    return (a.names == b.names and torch.equal(a.directions, b.directions) and torch.equal(a.center, b.center)
+            and torch.equal(a.thresholds, b.thresholds) and torch.equal(a.explained_variance, b.explained_variance))
+
+
+def test_perturbing_every_tested_sentence_leaves_axes_and_thresholds_unchanged(tiny_llama, monkeypatch):
+    clean = fitted_axes(tiny_llama, monkeypatch)
+    pool = clean.data["data"]["pool_indices"]
+    poisoned = fitted_axes(tiny_llama, monkeypatch, perturb=pool)
+    assert poisoned.data["data"]["pool_indices"] == pool
+    assert same_axes(clean.axes, poisoned.axes)
+    # The perturbation did reach the run: the pool's labels (its projections) changed.
+    assert clean.data["data"]["pool_label_balance"] != poisoned.data["data"]["pool_label_balance"]
+
+
+def test_the_leak_check_catches_a_run_that_fits_on_tested_sentences(tiny_llama, monkeypatch):
+    import metalens.probes.neurofeedback as nf
+
+    real_split = nf.split_indices
+
+    def leaky_split(n, fit_fraction=0.5, seed=0, groups=None):  # fits on every sentence, pool included
+        _, pool = real_split(n, fit_fraction, seed, groups=groups)
+        return np.arange(n), pool
+
+    monkeypatch.setattr(nf, "split_indices", leaky_split)
+    clean = fitted_axes(tiny_llama, monkeypatch)
+    poisoned = fitted_axes(tiny_llama, monkeypatch, perturb=clean.data["data"]["pool_indices"])
+    assert not same_axes(clean.axes, poisoned.axes)
 
 
 def test_multi_level_labels_cut_at_fit_quantiles():

@@ -6,7 +6,7 @@ import torch
 
 from metalens.probes.prompts import label_token_ids, render
 from metalens.probes.reporting import ReportingResult, label_logprobs, run_reporting
-from metalens.probes.stats import cohens_d, holm, mean_ci
+from metalens.stats import cohens_d, holm, mean_ci
 
 SENTS = ["I ran.", "I hid a cat.", "I ate.", "I sang a song."]
 
@@ -56,8 +56,8 @@ def test_reporting_gives_chance_on_shuffled_labels(tiny_gemma):
     labels = rng.permutation([0, 1] * 8)[:, None]  # balanced, as the median split makes them
     res = run_reporting(tiny_gemma, texts, labels, ["A"], n_values=(0, 2, 4, 8), draws=10, n_test_min=0, progress=False)
     acc = (res.shuffled_p_correct > 0.5).mean(1)
-    m, lo, hi = mean_ci(acc)
-    assert lo <= 0.5 <= hi
+    ci = mean_ci(acc)
+    assert ci.low <= 0.5 <= ci.high
     ce = -np.log(res.shuffled_p_correct).mean()
     assert ce >= np.log(2) - 0.05  # no predictor beats ln 2 on labels that carry no information
     assert res.p_correct.shape == (1, 10, 9) and res.n_values == [0, 2, 4, 8]
@@ -84,7 +84,7 @@ def test_curve_bins_cover_each_position_once():
 def test_holm_and_cohens_d_on_known_values():
     assert np.allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
     assert cohens_d([1, 2, 3], [0, 1, 2]) == pytest.approx(1.0)
-    assert mean_ci([1, 1, 1])[0] == 1
+    assert mean_ci([1, 1, 1]).estimate == 1
 
 
 def test_label_logprobs_apply_the_final_logit_softcap():
@@ -102,3 +102,36 @@ def test_label_logprobs_apply_the_final_logit_softcap():
     model.hf.config.final_logit_softcapping = None
     (uncapped, _), = label_logprobs(model, [r], cand)
     assert not torch.allclose(uncapped, logp, atol=1e-3)
+
+
+def test_reporting_test_pairs_each_draw_with_its_shuffled_baseline():
+    # Draws differ a lot in how easy their sentences are (shared by the axis and the shuffled
+    # labels on them); the axis beats its own draw's baseline by 2 to 4 of 50 items every time. A
+    # paired test sees that; an unpaired (Welch) test drowns it in the between-draw spread.
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    draws, n_items = 10, 50
+    base_correct = rng.integers(5, 40, draws)
+    p = np.full((1, draws, n_items), 0.25)
+    s = np.full((draws, n_items), 0.25)
+    for d, c in enumerate(base_correct):
+        s[d, :c] = 0.75
+        p[0, d, :c + 2 + d % 3] = 0.75
+    row = ReportingResult(["A"], [0, 49], p, s, np.ones_like(p), "", {}).tests(n_min=0)[0]
+    welch = stats.ttest_ind((p[0] > 0.5).mean(1), (s > 0.5).mean(1), equal_var=False, alternative="greater").pvalue
+    assert welch > 0.2
+    assert row["p_holm"] < 1e-4 and "paired" in row["test"]
+    gains = (p[0] > 0.5).mean(1) - (s > 0.5).mean(1)
+    assert row["diff"] == pytest.approx(gains.mean()) and row["d_z"] == pytest.approx(gains.mean() / gains.std(ddof=1))
+    assert row["diff_low"] > 0.03
+    assert row["n_comparisons"] == 1 and row["n_draws"] == draws
+
+
+def test_holm_family_is_every_axis_tested():
+    res = fake_result(0.9, 0.5)
+    res = ReportingResult(["A", "B", "C"], res.n_values, np.repeat(res.p_correct, 3, axis=0), res.shuffled_p_correct,
+                          np.ones((3, *res.p_correct.shape[1:])), "", {})
+    rows = res.tests(n_min=1)
+    assert all(r["n_comparisons"] == 3 for r in rows)
+    assert rows[0]["p_holm"] == pytest.approx(min(1.0, 3 * rows[0]["p"]))

@@ -42,6 +42,7 @@ def test_saved_sweep_loads_back_and_predicts_identically(saved, tiny_gemma):
 def test_max_sentences_caps_the_texts_each_probe_sees(saved):
     sweep, _ = saved
     assert sweep.metadata["n_texts"] == 40 and all(p.metadata["n"] == 40 for p in sweep.probes)
+    assert all(p.metadata["grouped"] for p in sweep.probes)  # the shipped set's groups reach the splits
 
 
 def test_loading_a_folder_without_a_sweep_says_what_to_point_at(tmp_path):
