@@ -48,6 +48,11 @@ def _eval(args) -> None:
         for f in fractions + [{"fraction": "all", **everywhere}]:
             aurocs = ", ".join(f"{k} AUROC {f[k]['auroc']:.3f}" for k in ("head", "probe", "shuffled", "verbal") if k in f)
             print(f"{name} prefix {f['fraction']}: {aurocs}; {_gap('head - shuffled', f['head_vs_shuffled'])}")
+        within, chance = everywhere["within_problem"]["head"], everywhere["head_above_chance"]
+        print(f"{name}, all positions: head AUROC - 0.5 {chance['estimate']:+.3f} [{chance['low']:+.3f}, "
+              f"{chance['high']:+.3f}]; within-problem head AUROC {within['estimate']:.3f} [{within['low']:.3f}, "
+              f"{within['high']:.3f}] over {within['n_mixed']} of {within['n_problems']} problems with mixed outcomes "
+              f"(shuffled heads {everywhere['within_problem']['shuffled']:.3f})")
     print(f"wrote {args.out}/results.json and {args.out}/report.html")
 
 
@@ -65,7 +70,9 @@ def _sample(args) -> None:
             alpha = "" if row["alpha"] is None else f" alpha={row['alpha']:g}"
             print(f"{args.cv}-fold, all questions: {row['method']}{alpha}: acc {row['accuracy']:.3f} at "
                   f"{row['tokens']:.1f} tokens vs majority@{row['majority_n']} {row['majority_accuracy']:.3f} at "
-                  f"{row['majority_tokens']:.1f}: {row['difference']:+.3f} [{row['ci95'][0]:+.3f}, {row['ci95'][1]:+.3f}]")
+                  f"{row['majority_tokens']:.1f}: {row['difference']:+.3f} "
+                  f"[{row['ci95'][0]:+.3f}, {row['ci95'][1]:+.3f}], "
+                  f"Holm p {row['p_holm']:.3f} of {row['n_comparisons']} comparisons")
     for row in res.live or []:
         print(f"live alpha={row['alpha']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} tokens, "
               f"{row['decode_steps']:.1f} steps, {row['seconds']:.2f} s per question ({row['n_problems']} questions)")

@@ -13,17 +13,26 @@ import torch
 from metalens.introspect.bins import BinSpec
 from metalens.introspect.evaluate import FRACTIONS, compare, fit_probe, rows_at_fraction, shuffled_heads
 from metalens.introspect.features import Positions
+from metalens.introspect.runs import problem_units
 from metalens.introspect.sampler import PoolSample, build_pools
 from metalens.introspect.train import train_head
 
 
-def problem_folds(positions: Positions, k: int, seed: int = 0) -> list[list[int]]:
-    """`k` folds of whole problems (task indices), shuffled reproducibly by `seed`."""
+def problem_folds(positions: Positions, k: int, seed: int = 0,
+                  units: dict[int, int] | None = None) -> list[list[int]]:
+    """`k` folds of whole problems (task indices), shuffled reproducibly by `seed`.
+
+    With `units` (task index -> unit, `runs.problem_units`), the problems of one unit (commuted
+    twins such as 3 + 4 and 4 + 3) always share a fold.
+    """
     tasks = positions.task.unique().tolist()
-    if k < 2 or k > len(tasks):
-        raise ValueError(f"--cv {k} needs 2 <= k <= the number of problems ({len(tasks)}).")
-    random.Random(seed).shuffle(tasks)
-    return [tasks[i::k] for i in range(k)]
+    unit_of = units or {t: t for t in tasks}
+    groups = sorted({unit_of[t] for t in tasks})
+    if k < 2 or k > len(groups):
+        raise ValueError(f"--cv {k} needs 2 <= k <= the number of independent problem units ({len(groups)}).")
+    random.Random(seed).shuffle(groups)
+    fold_of = {g: i % k for i, g in enumerate(groups)}
+    return [[t for t in tasks if fold_of[unit_of[t]] == i] for i in range(k)]
 
 
 def out_of_fold_pools(model, positions: Positions, records: list[dict], spec: BinSpec, k: int, steps: int = 100,
@@ -31,7 +40,7 @@ def out_of_fold_pools(model, positions: Positions, records: list[dict], spec: Bi
     """Every problem's sample pool, read by a head trained without that problem (its fold held out),
     so the sampler can be compared on all problems instead of one held-out split."""
     pools = []
-    for fold in problem_folds(positions, k, seed):
+    for fold in problem_folds(positions, k, seed, problem_units(records)):
         test = torch.isin(positions.task, torch.tensor(fold))
         head = train_head(model, positions.select(~test), spec, steps=steps, seed=seed, start=start)
         pools += build_pools(model, records, positions.select(test), head)
@@ -40,15 +49,18 @@ def out_of_fold_pools(model, positions: Positions, records: list[dict], spec: Bi
 
 def cross_validate(model, positions: Positions, spec: BinSpec, k: int = 5, fractions=FRACTIONS, steps: int = 100,
                    n_shuffles: int = 3, n_boot: int = 500, seed: int = 0, start: int | None = None,
-                   levels: dict[int, int] | None = None, progress: bool = False) -> dict:
+                   levels: dict[int, int] | None = None, units: dict[int, int] | None = None,
+                   progress: bool = False) -> dict:
     """Out-of-fold P(correct) for every position, scored per prefix fraction and over all positions.
 
     Folds hold whole problems. Each fold trains the head, `n_shuffles` shuffled-label heads and
     the probe on the other folds. `head_vs_shuffled` carries a bootstrap interval over problems.
     With `levels` (task index -> difficulty level), all positions are also scored within each
-    level (`by_level`), which tells whether the head knows more than how hard a level is.
+    level (`by_level`), which tells whether the head knows more than how hard a level is;
+    `within_problem` (in every block) asks the same within single problems. With `units` (task
+    index -> unit, `runs.problem_units`) folds keep a unit together and bootstraps resample units.
     """
-    folds = problem_folds(positions, k, seed)
+    folds = problem_folds(positions, k, seed, units)
     tasks = [t for fold in folds for t in fold]
     n = len(positions.bin)
     p_head, p_probe, exp_len, const_len = (np.zeros(n) for _ in range(4))
@@ -69,20 +81,22 @@ def cross_validate(model, positions: Positions, spec: BinSpec, k: int = 5, fract
         const_len[sel] = float(train.remaining.float().mean())  # the training folds' mean
         p_probe[sel] = fit_probe(train, seed).predict_proba(positions.hidden[test].numpy())[:, 1]
     y, groups = positions.reward.numpy(), positions.task.numpy()
+    unit = groups if units is None else np.array([units[int(t)] for t in groups])
     remaining = positions.remaining.numpy()
-    result = {"k": k, "n_tasks": len(tasks), "n_samples": int(positions.sample.unique().numel()),
+    result = {"k": k, "n_tasks": len(tasks), "n_units": len(np.unique(unit)),
+              "n_samples": int(positions.sample.unique().numel()),
               "n_correct_samples": int(y[rows_at_fraction(positions, 1.0).numpy()].sum()), "fractions": []}
     for f in fractions:
         rows = rows_at_fraction(positions, f).numpy()
         result["fractions"].append({
             "fraction": f, **compare(y[rows], {"head": p_head[rows], "probe": p_probe[rows]},
-                                     [p[rows] for p in p_shuf], groups[rows], n_boot, seed),
+                                     [p[rows] for p in p_shuf], groups[rows], n_boot, seed, unit[rows]),
             "length_mae": float(np.abs(exp_len[rows] - remaining[rows]).mean()),
             "length_mae_constant": float(np.abs(const_len[rows] - remaining[rows]).mean())})
-    result["all_positions"] = compare(y, {"head": p_head, "probe": p_probe}, p_shuf, groups, n_boot, seed)
+    result["all_positions"] = compare(y, {"head": p_head, "probe": p_probe}, p_shuf, groups, n_boot, seed, unit)
     if levels:
         level_of = np.array([levels[int(t)] for t in positions.task])
         result["by_level"] = {int(lv): compare(y[sel], {"head": p_head[sel], "probe": p_probe[sel]},
-                                               [p[sel] for p in p_shuf], groups[sel], n_boot, seed)
+                                               [p[sel] for p in p_shuf], groups[sel], n_boot, seed, unit[sel])
                               for lv in np.unique(level_of) for sel in [level_of == lv]}
     return result

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from metalens.introspect.crossval import cross_validate
 from metalens.introspect.evaluate import FRACTIONS, evaluate_head
-from metalens.introspect.runs import adapted, by_task, cached_positions, load_trained, load_result, write_results
+from metalens.introspect.runs import (adapted, by_task, cached_positions, load_trained, load_result, problem_units,
+                                      write_results)
 from metalens.introspect.tables import eval_sections
 
 
@@ -72,19 +73,22 @@ class EvalResult:
 def run_eval(model, config: EvalConfig, *, out: str | Path | None = None, progress: bool = True) -> EvalResult:
     """Score the head's reward and length predictions on its held-out questions (and k folds with `cv`).
 
-    A `lora` head is read through its adapter, injected for the run and removed after.
+    A `lora` head is read through its adapter, injected for the run and removed after; `cv` is
+    refused for it (the adapter saw the questions the folds would hold out).
     """
-    head, records, cache = load_trained(config.head, config.rollouts)
+    head, records, cache = load_trained(config.head, config.rollouts, config.cv)
     with adapted(model, head, config.head):
         positions = cached_positions(model, records, head.spec, cache, progress)
         train = by_task(positions, head.metadata["train_tasks"])
         test = by_task(positions, head.metadata["test_tasks"])
+        units = problem_units(records)
         scores = evaluate_head(model, head, train, test, records, config.fractions, verbal=config.verbal,
-                               seed=config.seed, n_shuffles=config.n_shuffles)
+                               seed=config.seed, n_shuffles=config.n_shuffles, units=units)
         if config.cv:
             scores["cv"] = cross_validate(model, positions, head.spec, config.cv, config.fractions,
                                           n_shuffles=config.n_shuffles, seed=config.seed, start=head.start,
-                                          levels={r["task_index"]: r["level"] for r in records}, progress=progress)
+                                          levels={r["task_index"]: r["level"] for r in records}, units=units,
+                                          progress=progress)
     result = EvalResult(config=config, metadata=head.metadata, **scores)
     if out is not None:
         result.save(out)

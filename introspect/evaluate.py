@@ -6,7 +6,7 @@ import torch
 
 from metalens.introspect.features import Positions, final_hidden, flatten
 from metalens.introspect.head import ReservedHead
-from metalens.introspect.metrics import auroc_gap, reliability, summary
+from metalens.introspect.metrics import above_chance, auroc_gap, reliability, summary, within_problem_auroc
 from metalens.introspect.train import shuffled, train_head
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -63,14 +63,25 @@ def verbal_confidence(model, records: list[dict], positions: Positions, rows: to
 
 
 def compare(y: np.ndarray, preds: dict[str, np.ndarray], shuffles: list[np.ndarray], groups: np.ndarray,
-            n_boot: int = 500, seed: int = 0) -> dict:
-    """Summaries of each predictor, the shuffled-label heads (mean over heads), and the head's
-    AUROC gap over them with a bootstrap interval over problems (`groups`)."""
+            n_boot: int = 500, seed: int = 0, units: np.ndarray | None = None) -> dict:
+    """Summaries of each predictor, the shuffled-label heads (mean over heads), and for the head:
+    its AUROC gap over them (`head_vs_shuffled`), its AUROC - 0.5 (`head_above_chance`), and the
+    within-problem AUROC over problems with mixed outcomes (`within_problem`, beside the probe's
+    and the shuffled heads'), each with a 95 % bootstrap interval.
+
+    groups: the problem (task index) of each row; units: the unit a bootstrap resamples (default
+    the problem; e.g. the operand multiset, so commuted twins travel together).
+    """
+    units = groups if units is None else units
     out = {k: summary(y, p) for k, p in preds.items()}
     runs = [summary(y, p) for p in shuffles]
     out["shuffled"] = {k: float(np.mean([r[k] for r in runs])) for k in ("auroc", "brier", "ece")}
     out["shuffled"].update(n=int(len(y)), aurocs=[r["auroc"] for r in runs])
-    out["head_vs_shuffled"] = auroc_gap(y, preds["head"], shuffles, groups, n_boot, seed)
+    out["head_vs_shuffled"] = auroc_gap(y, preds["head"], shuffles, units, n_boot, seed)
+    out["head_above_chance"] = above_chance(y, preds["head"], units, n_boot, seed)
+    within = {k: within_problem_auroc(y, p, groups, units, n_boot, seed) for k, p in preds.items()}
+    shuffled_within = [within_problem_auroc(y, p, groups, units, 0, seed)["estimate"] for p in shuffles]
+    out["within_problem"] = {**within, "shuffled": float(np.mean(shuffled_within)) if shuffles else float("nan")}
     return out
 
 
@@ -92,12 +103,14 @@ def evaluate_head(
     head_steps: int = 100,
     n_shuffles: int = 3,
     n_boot: int = 500,
+    units: dict[int, int] | None = None,
 ) -> dict:
     """Reward-marginal calibration at each prefix fraction, remaining-length error, and baselines.
 
     Baselines: a logistic probe on the same hidden state, `n_shuffles` heads trained on shuffled
     rewards (no signal; `head_vs_shuffled` is the head's AUROC gap over them with a bootstrap
     interval over held-out problems), and the model's verbal confidence (needs all `records`).
+    `units` (task index -> unit, e.g. `runs.problem_units`) sets what the bootstraps resample.
     """
     spec = head.spec
     nulls = shuffled_heads(model, train, spec, n_shuffles, head_steps, seed, head.start)
@@ -107,6 +120,7 @@ def evaluate_head(
     p_shuf = [spec.p_correct(h.probs_from_hidden(model, test.hidden)).numpy() for h in nulls]
     p_probe = probe.predict_proba(test.hidden.numpy())[:, 1]
     groups = test.task.numpy()
+    unit = groups if units is None else np.array([units[int(t)] for t in groups])
     exp_len = spec.expected_remaining(probs).numpy()
     base_len = float(train.remaining.float().mean())
     remaining, reward = test.remaining.numpy(), test.reward.numpy()
@@ -116,7 +130,7 @@ def evaluate_head(
         rows = rows_at_fraction(test, f)
         y = reward[rows]
         entry = {"fraction": f, **compare(y, {"head": p_head[rows], "probe": p_probe[rows]},
-                                          [p[rows] for p in p_shuf], groups[rows], n_boot, seed),
+                                          [p[rows] for p in p_shuf], groups[rows], n_boot, seed, unit[rows]),
                  "length_mae": float(np.abs(exp_len[rows] - remaining[rows]).mean()),
                  "length_mae_constant": float(np.abs(base_len - remaining[rows]).mean()),
                  "length_bin_accuracy": float((spec.length_marginal(probs[rows]).argmax(-1)
@@ -125,7 +139,7 @@ def evaluate_head(
             entry["verbal"] = summary(y, verbal_confidence(model, records, test, rows))
         out["fractions"].append(entry)
         out["reliability"][str(f)] = reliability(y, p_head[rows])
-    out["all_positions"] = {**compare(reward, {"head": p_head, "probe": p_probe}, p_shuf, groups, n_boot, seed),
+    out["all_positions"] = {**compare(reward, {"head": p_head, "probe": p_probe}, p_shuf, groups, n_boot, seed, unit),
                             "length_mae": float(np.abs(exp_len - remaining).mean()),
                             "length_mae_constant": float(np.abs(base_len - remaining).mean())}
     return out

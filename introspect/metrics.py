@@ -3,19 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from metalens import stats
+
 
 def auroc(y: np.ndarray, p: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties count half); NaN when one class is absent.
-
-    Rank-based rather than sklearn's so the bootstrap's thousands of calls stay cheap.
-    """
-    from scipy.stats import rankdata
-
-    y, p = np.asarray(y).astype(bool), np.asarray(p, dtype=float)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    return float((rankdata(p)[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    """Area under the ROC curve (Mann-Whitney, ties count half); NaN when one class is absent."""
+    return stats.auroc(y, p)
 
 
 def brier(y: np.ndarray, p: np.ndarray) -> float:
@@ -52,22 +45,55 @@ def auroc_gap(y: np.ndarray, p: np.ndarray, baselines: list[np.ndarray], groups:
               n_boot: int = 500, seed: int = 0) -> dict:
     """AUROC(p) minus the mean AUROC of `baselines`, with a 95 % interval over whole groups.
 
-    Positions of one problem are correlated, so the bootstrap resamples `groups` (problem ids),
-    never single positions. `share_not_above` is the share of resamples whose gap is <= 0.
+    Positions of one problem are correlated, so the bootstrap (`metalens.stats.bootstrap_ci`)
+    resamples `groups` (problems, or units of problems), never single positions.
+    `share_not_above` is the share of resamples whose gap is <= 0.
     """
-    y, p, groups = np.asarray(y), np.asarray(p), np.asarray(groups)
-    _, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+    y, p = np.asarray(y), np.asarray(p)
+    values: list[float] = []
 
     def gap(idx: np.ndarray) -> float:
-        return auroc(y[idx], p[idx]) - float(np.mean([auroc(y[idx], b[idx]) for b in baselines]))
+        value = auroc(y[idx], p[idx]) - float(np.mean([auroc(y[idx], b[idx]) for b in baselines]))
+        values.append(value)
+        return value
 
-    rng = np.random.default_rng(seed)
-    draws = np.array([gap(np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))]))
-                      for _ in range(n_boot)])
-    draws = draws[~np.isnan(draws)]
-    if len(draws) == 0:
-        return {"gap": float("nan"), "ci95": [float("nan")] * 2, "share_not_above": float("nan"),
-                "n_groups": len(members), "n_boot": 0}
-    return {"gap": gap(np.arange(len(y))), "ci95": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))],
-            "share_not_above": float((draws <= 0).mean()), "n_groups": len(members), "n_boot": int(len(draws))}
+    ci = stats.bootstrap_ci(gap, groups, n_boot=n_boot, seed=seed)
+    draws = np.array(values[1:])  # the first call is the estimate on all rows
+    draws = draws[np.isfinite(draws)]
+    return {"gap": ci.estimate, "ci95": [ci.low, ci.high],
+            "share_not_above": float((draws <= 0).mean()) if len(draws) else float("nan"),
+            "n_groups": ci.n, "n_boot": int(len(draws))}
+
+
+def above_chance(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 500, seed: int = 0) -> dict:
+    """AUROC(p) - 0.5 pooled over all rows, with a 95 % bootstrap interval over whole `groups`."""
+    y, p = np.asarray(y), np.asarray(p)
+    ci = stats.bootstrap_ci(lambda idx: auroc(y[idx], p[idx]) - 0.5, groups, n_boot=n_boot, seed=seed)
+    return ci.to_dict()
+
+
+def within_problem_auroc(y: np.ndarray, p: np.ndarray, problems: np.ndarray, units: np.ndarray | None = None,
+                         n_boot: int = 500, seed: int = 0) -> dict:
+    """Mean over problems with mixed outcomes of the AUROC among that problem's own rows.
+
+    Pooled AUROC also rewards ranking problems by difficulty; within one problem the difficulty is
+    fixed, so this reads only whether the predictor tells its right samples from its wrong ones.
+    The 95 % interval resamples problems (or their `units`: one unit per row, e.g. operand pairs).
+    `n_mixed` of `n_problems` problems have both outcomes; the others cannot be scored.
+    """
+    y, p, problems = np.asarray(y), np.asarray(p), np.asarray(problems)
+    units = problems if units is None else np.asarray(units)
+    ids = np.unique(problems)
+    scores, unit_of = [], []
+    for t in ids:
+        sel = problems == t
+        scores.append(auroc(y[sel], p[sel]))
+        unit_of.append(units[sel][0])
+    scores = np.array(scores)
+    mixed = np.isfinite(scores)
+    if not mixed.any():
+        return {"estimate": float("nan"), "low": float("nan"), "high": float("nan"), "n_mixed": 0,
+                "n_problems": int(len(ids)), "method": "no problem has both outcomes"}
+    scores, unit_of = scores[mixed], np.array(unit_of)[mixed]
+    ci = stats.bootstrap_ci(lambda idx: float(scores[idx].mean()), unit_of, n_boot=n_boot, seed=seed)
+    return {**ci.to_dict(), "n_mixed": int(mixed.sum()), "n_problems": int(len(ids))}

@@ -151,7 +151,12 @@ def generate_rollouts(
 
 
 def load_rollouts(out: str | Path) -> list[dict]:
-    """The task records of a finished rollout store (raises if it is unfinished or altered)."""
+    """The task records of a finished rollout store (raises if it is unfinished or altered).
+
+    Rewards are re-graded from the stored texts with the current grader (`grade`), so a store
+    written under an older grader cannot carry its grading into a result; `regraded` on a record
+    counts the samples whose stored reward the current grader changed.
+    """
     out = Path(out)
     manifest_path = out / "manifest.json"
     if not manifest_path.exists():
@@ -162,7 +167,13 @@ def load_rollouts(out: str | Path) -> list[dict]:
                          "rerun the same command to resume them.")
     if _sha256(out / "rollouts.jsonl") != manifest["sha256"]:
         raise ValueError(f"{out}/rollouts.jsonl does not match its manifest checksum: regenerate it.")
-    return sorted(_read_complete_lines(out / "rollouts.jsonl"), key=lambda r: r["task_index"])
+    records = sorted(_read_complete_lines(out / "rollouts.jsonl"), key=lambda r: r["task_index"])
+    for r in records:
+        question = Question(r["prompt"], r["answer"], r.get("level", 0))
+        rewards = [grade(question, text) for text in r["texts"]]
+        r["regraded"] = sum(a != b for a, b in zip(rewards, r["rewards"]))
+        r["rewards"] = rewards
+    return records
 
 
 def solve_rates(records: list[dict]) -> dict[int, float]:

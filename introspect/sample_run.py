@@ -48,6 +48,7 @@ class SampleResult:
     matched: list[dict]  # each adaptive point vs majority interpolated at its mean tokens
     n_tasks: int
     pool_size: int
+    n_comparisons: int | None = None  # paired comparisons vs majority made (the Holm family of `paired`)
     cv: dict | None = None  # the same on every question with k-fold heads
     live: list[dict] | None = None  # per live alpha: accuracy, tokens, decode steps, seconds per question
     metadata: dict | None = None  # the head's
@@ -91,7 +92,7 @@ def run_sample(model, config: SampleConfig, *, out: str | Path | None = None, pr
     at each of `live_alphas`; with `config.cv` >= 2, the replay covers every question, each read by
     a head trained without its fold (more questions, tighter intervals).
     """
-    head, records, cache = load_trained(config.head, config.rollouts)
+    head, records, cache = load_trained(config.head, config.rollouts, config.cv)
     with adapted(model, head, config.head):
         positions = cached_positions(model, records, head.spec, cache, progress)
         test = by_task(positions, head.metadata["test_tasks"])

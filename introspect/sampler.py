@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from metalens import stats
+
 from metalens.tasks.arithmetic import extract_answer
 from metalens.introspect.features import Positions, flatten
 from metalens.introspect.head import ReservedHead
@@ -137,6 +139,10 @@ def pareto(pools: list[list[PoolSample]], alphas=None, beta: float = 0.0, every:
     for n in range(2, n_max + 1):  # the head as a verifier: best-of-N vs majority over the same N samples
         r = np.array([best_of_n(pool, n) for pool in pools], dtype=float)
         out["paired"].append({"method": f"best-of-{n} (head)", "alpha": None, **paired_vs_majority(r, votes)})
+    tested = [r for r in out["paired"] if r.get("majority_n")]
+    for row, p_holm in zip(tested, stats.holm([r["p"] for r in tested])):
+        row["p_holm"], row["n_comparisons"] = float(p_holm), len(tested)
+    out["n_comparisons"] = len(tested)
     out["matched"] = matched_cost(out["adaptive"], out["majority"])
     out["n_tasks"], out["pool_size"] = len(pools), n_max
     return out
@@ -146,19 +152,20 @@ def paired_vs_majority(runs: np.ndarray, votes: list[np.ndarray], n_boot: int = 
     """The adaptive runs [tasks, (correct, tokens, ...)] against majority@N on the same problems.
 
     N is the smallest pool size whose mean tokens are at least the sampler's, so majority never
-    spends less. Reports per-problem wins/losses, the accuracy difference and a 95 % bootstrap
-    interval over problems (paired: both columns of a resampled problem travel together).
+    spends less. Reports per-problem wins/losses, the accuracy difference with a 95 % bootstrap
+    interval over problems (paired: both columns of a resampled problem travel together) and the
+    paired t-test's two-sided p (`pareto` adds the Holm-adjusted p over all its comparisons).
     """
     tokens = runs[:, 1].mean()
     n = next((i for i, v in enumerate(votes) if v[:, 1].mean() >= tokens), None)
     if n is None:
         return {"majority_n": None, "note": "spends more tokens than majority over the whole pool"}
     diff = runs[:, 0] - votes[n][:, 0]  # [tasks] in {-1, 0, 1}
-    rng = np.random.default_rng(seed)
-    boots = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(n_boot)])
+    ci = stats.bootstrap_ci(lambda idx: float(diff[idx].mean()), np.arange(len(diff)), n_boot=n_boot, seed=seed)
+    test = stats.paired_test(runs[:, 0], votes[n][:, 0])
     return {"majority_n": n + 1, "tokens": float(tokens), "majority_tokens": float(votes[n][:, 1].mean()),
             "accuracy": float(runs[:, 0].mean()), "majority_accuracy": float(votes[n][:, 0].mean()),
-            "difference": float(diff.mean()), "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+            "difference": ci.estimate, "ci95": [ci.low, ci.high], "p": test.p, "d_z": test.d_z,
             "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum())}
 
 

@@ -23,6 +23,21 @@ def gap_rows(results: dict) -> list[dict]:
              "share of resamples <= 0": r["head_vs_shuffled"]["share_not_above"]} for r in rows]
 
 
+def within_rows(results: dict) -> list[dict]:
+    """Per prefix fraction and over all positions: AUROC - 0.5 pooled, and the within-problem AUROC."""
+    rows = [{"prefix": f["fraction"], **f} for f in results["fractions"]]
+    rows.append({"prefix": "all", **results["all_positions"]})
+    out = []
+    for r in rows:
+        chance, within = r["head_above_chance"], r["within_problem"]
+        out.append({"prefix": r["prefix"], "head AUROC - 0.5": chance["estimate"], "95 % low": chance["low"],
+                    "95 % high": chance["high"], "within-problem head": within["head"]["estimate"],
+                    "within 95 % low": within["head"]["low"], "within 95 % high": within["head"]["high"],
+                    "within-problem probe": within["probe"]["estimate"], "within-problem shuffled": within["shuffled"],
+                    "mixed problems": within["head"]["n_mixed"], "problems": within["head"]["n_problems"]})
+    return out
+
+
 def level_rows(by_level: dict) -> list[dict]:
     """All positions within each difficulty level: does the head know more than the level?"""
     return [{"level": lv, "head AUROC": r["head"]["auroc"], "probe AUROC": r["probe"]["auroc"],
@@ -38,6 +53,8 @@ def eval_sections(results: dict) -> list[tuple]:
         ("Summary (held-out problems)", summary_rows(results["fractions"])),
         ("Head vs shuffled-label heads (AUROC gap, 95 % bootstrap interval over held-out problems)",
          gap_rows(results)),
+        ("Pooled AUROC - 0.5, and the AUROC within problems with mixed outcomes (difficulty held fixed)",
+         within_rows(results)),
         ("Reliability of the head's P(correct)", reliability_figure(results["reliability"])),
     ]
     cv = results.get("cv")
@@ -45,6 +62,7 @@ def eval_sections(results: dict) -> list[tuple]:
         k = cv["k"]
         sections += [(f"{k}-fold cross-validation by problem: reward AUROC", auroc_figure(cv["fractions"])),
                      (f"{k}-fold cross-validation: head vs shuffled-label heads", gap_rows(cv)),
+                     (f"{k}-fold cross-validation: AUROC - 0.5 and within-problem AUROC", within_rows(cv)),
                      (f"{k}-fold cross-validation within each difficulty level (all positions)",
                       level_rows(cv.get("by_level", {})))]
     return sections

@@ -147,7 +147,8 @@ def run_train(model, config: TrainConfig, *, out: str | Path | None = None, prog
         head, positions, extra = _train_lora(model, config, records, base, train_ids, test_ids, cache, progress)
     train, test = by_task(positions, train_ids), by_task(positions, test_ids)
     shuf = train_head(model, shuffled(train, spec, seed), spec, steps=config.steps, seed=seed)
-    head.metadata.update(rollouts=str(rollouts), train_tasks=train_ids, test_tasks=test_ids)
+    head.metadata.update(rollouts=str(rollouts), train_tasks=train_ids, test_tasks=test_ids,
+                         n_regraded=sum(r["regraded"] for r in records))  # rewards the current grader changed
 
     def score(h: ReservedHead, p) -> dict:
         return summary(p.reward.numpy(), spec.p_correct(h.probs_from_hidden(model, p.hidden)).numpy())

@@ -57,3 +57,40 @@ def test_cross_validation_finds_a_planted_reward_and_not_an_absent_one(tiny_gemm
     assert planted["n_tasks"] == 30 and planted["n_samples"] == 120
     assert set(planted["by_level"]) == {1, 2}  # the planted reward is there within each level too
     assert all(r["head"]["auroc"] > 0.85 for r in planted["by_level"].values())
+
+
+def _twin_records(n_pairs: int) -> list[dict]:
+    """Questions a + b and b + a for n_pairs operand pairs, interleaved by task index."""
+    records = []
+    for i in range(n_pairs):
+        a, b = i + 1, i + 12
+        for j, (x, y) in enumerate([(a, b), (b, a)]):
+            records.append({"task_index": 2 * i + j, "prompt": f"Q: What is {x} + {y}?\nA:"})
+    return records
+
+
+def test_commuted_twins_share_a_fold_and_a_side_of_the_split():
+    from metalens.introspect.crossval import problem_folds
+    from metalens.introspect.runs import problem_unit, problem_units, split_tasks
+
+    assert problem_unit("Q: What is 3 + 4?\nA:") == problem_unit("Q: What is 4 + 3?\nA:")
+    assert problem_unit("Q: What is 3 + 4?\nA:") != problem_unit("Q: What is 3 + 5?\nA:")
+    records = _twin_records(10)
+    units = problem_units(records)
+    twin = {t: t ^ 1 for t in units}  # 0 <-> 1, 2 <-> 3, ...
+    for seed in range(5):
+        train, test = split_tasks(records, 0.3, seed)
+        assert all(twin[t] in test for t in test) and all(twin[t] in train for t in train)
+        positions = _planted(20, signal=0.0)  # task ids 0..19, as in the records
+        for fold in problem_folds(positions, 4, seed, units):
+            assert all(twin[t] in fold for t in fold)
+
+
+def test_cross_validation_reports_within_problem_auroc_and_distance_from_chance(tiny_gemma):
+    planted = cross_validate(tiny_gemma, _planted(30, signal=1.5), BinSpec(), k=3, steps=30, n_shuffles=1,
+                             n_boot=100)
+    everywhere = planted["all_positions"]
+    assert everywhere["head_above_chance"]["low"] > 0.3
+    # every planted problem has one outcome for all its samples: nothing to rank within a problem
+    assert everywhere["within_problem"]["head"]["n_mixed"] == 0
+    assert np.isnan(everywhere["within_problem"]["head"]["estimate"])

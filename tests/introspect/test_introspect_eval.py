@@ -98,3 +98,44 @@ def test_paired_comparison_picks_a_majority_that_spends_at_least_as_much():
     assert res["majority_n"] == 2 and res["wins"] == 1 and res["losses"] == 0
     assert res["difference"] == pytest.approx(0.25) and res["ci95"][0] >= 0
     assert paired_vs_majority(runs * [1, 3], votes)["majority_n"] is None  # dearer than the whole pool
+
+
+def test_shuffled_permutes_among_the_samples_present_when_ids_are_not_contiguous():
+    spec = BinSpec(edges=(1, 2, 4))
+    pos = _positions([3, 4, 5, 2, 6, 3, 4, 2], [1, 1, 0, 1, 1, 0, 1, 1], spec)
+    # a fold's subset: samples 1, 3, 5, 7 (ids up to 7, four of them present, three correct)
+    subset = pos.select(pos.sample % 2 == 1)
+    for seed in range(20):
+        shuf = shuffled(subset, spec, seed=seed)
+        per_sample = shuf.reward[rows_at_fraction(subset, 0)]
+        # a permutation keeps the positive rate: three of the four present samples stay correct
+        assert sorted(per_sample.tolist()) == [0, 1, 1, 1]
+
+
+def test_within_problem_auroc_is_chance_for_a_predictor_that_only_knows_difficulty():
+    from metalens.introspect.metrics import above_chance, within_problem_auroc
+
+    rng = np.random.default_rng(0)
+    problems = np.repeat(np.arange(60), 8)
+    rate = np.repeat(rng.uniform(0, 1, 60), 8)  # each problem's difficulty
+    y = (rng.random(len(problems)) < rate).astype(int)
+    difficulty_only = rate + rng.normal(0, 1e-6, len(rate))  # the same score for every sample of a problem
+    pooled = above_chance(y, difficulty_only, problems, n_boot=200)
+    assert pooled["estimate"] > 0.2 and pooled["low"] > 0  # pooled, difficulty looks like knowledge
+    within = within_problem_auroc(y, difficulty_only, problems, n_boot=200)
+    assert within["low"] < 0.5 < within["high"] and 0 < within["n_mixed"] < 60 == within["n_problems"]
+    knows = within_problem_auroc(y, y + rng.normal(0, 0.3, len(y)), problems, n_boot=200)
+    assert knows["low"] > 0.8  # a predictor of the sample's own outcome is read within problems
+
+
+def test_best_of_n_comparisons_say_how_many_were_made_and_are_holm_adjusted():
+    from metalens.introspect.sampler import pareto
+
+    rng = np.random.default_rng(0)
+    pools = [[_sample(int(rng.integers(0, 3)), int(rng.random() < 0.3), 4, float(rng.random())) for _ in range(4)]
+             for _ in range(30)]
+    out = pareto(pools, alphas=[0.0, 0.01])
+    tested = [r for r in out["paired"] if r.get("majority_n")]
+    assert out["n_comparisons"] == len(tested) >= 3  # best-of-2..4 at least
+    for r in tested:
+        assert r["n_comparisons"] == len(tested) and r["p_holm"] >= r["p"] - 1e-12

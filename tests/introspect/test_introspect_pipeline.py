@@ -18,10 +18,15 @@ def _rollouts(model, out, n=6):
 
 
 def _planted_store(model, out, n):
-    """A valid rollout store whose rewards are planted (odd tasks correct), so both classes exist."""
+    """A valid rollout store whose texts are planted (odd tasks answered right), so both classes exist.
+
+    Texts, not rewards: `load_rollouts` re-grades the stored texts.
+    """
     from metalens.introspect.rollouts import _sha256
 
     records = _rollouts(model, out, n)
+    for r in records:
+        r["texts"] = [f" The answer is {r['answer'] if r['task_index'] % 2 else -1}."] * len(r["texts"])
     (out / "rollouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["sha256"] = _sha256(out / "rollouts.jsonl")
@@ -114,6 +119,52 @@ def test_lora_head_is_evaluated_on_the_adapted_model(tmp_path, monkeypatch):
     with adapter_applied(model, out / "adapter"):  # the saved adapter is the one the states came from
         torch.testing.assert_close(rollout_positions(model, load_rollouts(tmp_path / "r"), BinSpec()).hidden, adapted)
     assert torch.equal(model.hf(**batch).logits, before)  # adapters removed after train and eval
+
+
+def test_cross_validation_of_a_lora_head_is_refused(tmp_path):
+    from metalens.introspect import EvalConfig, SampleConfig, TrainConfig, run_eval, run_sample, run_train
+
+    model = tiny_model("gemma3", seed=3)
+    _planted_store(model, tmp_path / "r", n=6)
+    run_train(model, TrainConfig(rollouts=tmp_path / "r", mode="lora", lora_steps=2, steps=10, test_fraction=0.5),
+              out=tmp_path / "lora", progress=False)
+    with pytest.raises(ValueError, match="lora head.*not be out of fold"):
+        run_eval(model, EvalConfig(tmp_path / "lora" / "head", verbal=False, cv=2, n_shuffles=1), progress=False)
+    with pytest.raises(ValueError, match="lora head.*not be out of fold"):
+        run_sample(model, SampleConfig(tmp_path / "lora" / "head", alphas=(0.0,), cv=2), progress=False)
+
+
+def test_train_lora_removes_its_adapters_when_training_fails(tmp_path, monkeypatch):
+    from metalens.introspect import lora
+
+    model = tiny_model("gemma3", seed=1)
+    records = _rollouts(model, tmp_path / "r")
+    names = {n for n, _ in model.hf.named_modules()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(lora, "_batch", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        lora.train_lora(model, records, BinSpec(edges=(1, 2, 4)), steps=2)
+    assert {n for n, _ in model.hf.named_modules()} == names  # no lora_A / lora_B left behind
+
+
+def test_hidden_state_cache_is_refused_for_other_rollouts_of_the_same_length(tmp_path):
+    from metalens.introspect.runs import cached_positions
+
+    model = tiny_model("gemma3", seed=2)
+    records = _rollouts(model, tmp_path / "r", n=3)
+    spec = BinSpec(edges=(1, 2, 4))
+    cache = tmp_path / "positions.safetensors"
+    first = cached_positions(model, records, spec, cache, progress=False)
+    other = json.loads(json.dumps(records))
+    completion = other[0]["completions"][0]
+    completion[0] = (completion[0] + 1) % model.d_vocab  # same token count, another token
+    again = cached_positions(model, other, spec, cache, progress=False)
+    assert len(again.bin) == len(first.bin) and not torch.equal(again.hidden, first.hidden)
+    other[1]["rewards"] = [1 - x for x in other[1]["rewards"]]  # a re-graded store: labels change
+    assert not torch.equal(cached_positions(model, other, spec, cache, progress=False).reward, again.reward)
 
 
 def test_train_refuses_rollouts_made_with_other_settings(tmp_path):

@@ -68,3 +68,18 @@ def test_a_store_of_the_older_sampler_is_refused_with_the_way_out(tiny_gemma, tm
                                                    "complete": False}))
     with pytest.raises(ValueError, match="other settings"):
         _gen(tiny_gemma, out)  # unfinished: cannot be resumed draw for draw
+
+
+def test_a_store_graded_by_an_older_grader_is_regraded_on_load(tiny_gemma, tmp_path):
+    from metalens.introspect.rollouts import _sha256
+
+    out = _gen(tiny_gemma, tmp_path / "r")
+    lines = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
+    # The old grader read the first number: "1 + 1 = 3" graded right for "What is 0 + 1?" (answer 1).
+    lines[0]["texts"] = [" 1 + 1 = 3", " The answer is 1."]
+    lines[0]["rewards"] = [1, 0]
+    (out / "rollouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "sha256": _sha256(out / "rollouts.jsonl")}))
+    first = load_rollouts(out)[0]
+    assert first["rewards"] == [0, 1] and first["regraded"] == 2
