@@ -9,14 +9,13 @@ at the last block >= 2.4x.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DTYPE_HELP, MODEL_HELP, abba_times, bench_model, paired_ratio, peak_extra_memory, write_json  # noqa: E402
+from common import bench_parser, abba_times, bench_model, paired_ratio, peak_extra_memory, write_json  # noqa: E402
 
 import metalens  # noqa: E402
 from metalens import sites  # noqa: E402
@@ -25,14 +24,10 @@ SENTENCE = "The quick brown fox jumps over the lazy dog while the farmer counts 
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="gemma-3-270m", help=MODEL_HELP)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default=None, help=DTYPE_HELP)
+    parser = bench_parser(__doc__)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=128, help="tokens per text")
     parser.add_argument("--repeats", type=int, default=6)
-    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
 
     if args.model == "tiny":

@@ -10,10 +10,9 @@ random 3-block test model, a smoke run.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 
-from common import DTYPE_HELP, MODEL_HELP, abba_times, bench_model, paired_ratio, write_json
+from common import bench_parser, abba_times, bench_model, paired_ratio, write_json
 
 from metalens.circuits import attribute_heads, make_task, patch_heads_exact
 from metalens.circuits.heads import spearman
@@ -21,14 +20,10 @@ from metalens.circuits.heads import spearman
 
 def main(argv=None) -> dict:
     """Run the bench; returns the timings, the paired ratio exact/attribution with its interval, and rho."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="gemma-3-270m", help=MODEL_HELP)
+    parser = bench_parser(__doc__)
     parser.add_argument("--task", default="arithmetic")
     parser.add_argument("--n", type=int, default=8, help="prompt pairs")
     parser.add_argument("--repeats", type=int, default=5, help="ABBA repeats (>= 2)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default=None, help=DTYPE_HELP)
-    parser.add_argument("--json", default=None, help="also write the returned numbers to this file")
     args = parser.parse_args(argv)
     model = bench_model(args.model, args.device, args.dtype)
     task = make_task(args.task, model.tokenizer, n=args.n)

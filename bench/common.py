@@ -132,3 +132,15 @@ def write_json(path, result: dict) -> None:
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(result, indent=2))
+
+
+def bench_parser(doc: str):
+    """An argument parser with the options every bench shares: --model, --device, --dtype, --json."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="gemma-3-270m", help=MODEL_HELP)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--dtype", default=None, help=DTYPE_HELP)
+    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    return parser

@@ -13,13 +13,12 @@ interval over repeats. Target <= 1.01.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DTYPE_HELP, MODEL_HELP, abba_times, bench_model, paired_ratio, write_json  # noqa: E402
+from common import bench_parser, abba_times, bench_model, paired_ratio, write_json  # noqa: E402
 
 TARGET = 1.01
 PROMPT = "Q: What is 3 + 4 * 2?\nA:"
@@ -31,15 +30,11 @@ def main(argv=None) -> dict:
     from metalens.introspect import ReservedHead
     from metalens.introspect.head import HeadReadout
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="gemma-3-270m", help=MODEL_HELP)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default=None, help=DTYPE_HELP)
+    parser = bench_parser(__doc__)
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per sample (fewer if EOS comes first)")
     parser.add_argument("--batch", type=int, default=4, help="samples decoded together")
     parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--head", default=None, help="a trained head directory (default: the untrained rows)")
-    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
     model = bench_model(args.model, args.device, args.dtype)
     head = ReservedHead.load(args.head) if args.head else ReservedHead.from_model(model)

@@ -11,7 +11,6 @@ ratios (plain seconds / arm seconds) with a bootstrap 95 % interval. Target: ste
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DTYPE_HELP, MODEL_HELP, abba_times, bench_model, paired_ratio, write_json  # noqa: E402
+from common import bench_parser, abba_times, bench_model, paired_ratio, write_json  # noqa: E402
 
 import metalens  # noqa: E402
 from metalens.steering import SteeringVector  # noqa: E402
@@ -34,16 +33,12 @@ TARGET = 0.95
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="gemma-3-270m", help=MODEL_HELP)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default=None, help=DTYPE_HELP)
+    parser = bench_parser(__doc__)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--new", type=int, default=32, help="new tokens per prompt")
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--strength", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
     threads = torch.get_num_threads()
     if args.threads:

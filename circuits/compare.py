@@ -251,7 +251,7 @@ class Comparison:
     def save(self, path) -> Path:
         """Write comparison.safetensors (both models' node scores) and comparison.json into `path`."""
         meta = {k: v for k, v in asdict(self).items() if k not in ("base_scores", "post_scores", "recurrence")}
-        meta["recurrence"] = _recurrence_to_json(self.recurrence)
+        meta["recurrence"] = recurrence_to_json(self.recurrence)
         return write_artifact(path, "comparison", {"base_scores": self.base_scores, "post_scores": self.post_scores},
                               meta)
 
@@ -266,7 +266,7 @@ class Comparison:
                    recurrence=_recurrence_from_json(meta.get("recurrence")))
 
 
-def _recurrence_to_json(rec: dict) -> dict:
+def recurrence_to_json(rec: dict) -> dict:
     if not rec:
         return {}
     return {"n_boot": rec["n_boot"], **{k: [[l, h, f] for (l, h), f in rec[k].items()] for k in ("emergent", "lost")}}

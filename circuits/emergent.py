@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 import metalens
 from metalens.artifact import read_artifact, write_artifact
 from metalens.checkpoints import list_checkpoints, load_checkpoint, read_checkpoint_meta
-from metalens.circuits.compare import (Comparison, _recurrence_to_json, build_circuit, compare)
+from metalens.circuits.compare import (Comparison, recurrence_to_json, build_circuit, compare)
 from metalens.circuits.tasks import make_task
 from metalens.tasks.arithmetic import Problem
 
@@ -126,7 +126,7 @@ class EmergentResult:
             "format": {"name": "emergent-results", "version": FORMAT_VERSION},
             "emergent": self.emergent, "lost": self.lost, "shared": self.shared, "ablation": self.ablation,
             "base_ablation": self.comparison.base_ablation, "difference_in_differences": self.did,
-            "scaling": self.scaling, "recurrence": _recurrence_to_json(self.recurrence),
+            "scaling": self.scaling, "recurrence": recurrence_to_json(self.recurrence),
             "config": asdict(self.config), "heldout": self.heldout, "metadata": self.metadata,
             "cohort": _cohort_to_json(self.cohort), "checkpoint_steps": self.checkpoint_steps, "curve": self.curve,
         })

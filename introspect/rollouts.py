@@ -9,6 +9,7 @@ from pathlib import Path
 
 from metalens.tasks.arithmetic import Problem, extract_answer, make_problems
 from metalens.introspect.decode import sample
+from metalens.store import sha256 as file_sha256
 
 # /2: samples drawn by `metalens.generate` with a per-question seed. A /1 store (the old sampling
 # loop) cannot be resumed draw for draw, so an unfinished one is refused rather than mixed.
@@ -66,10 +67,6 @@ def _write_manifest(out: Path, manifest: dict) -> None:
     tmp = out / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, out / "manifest.json")  # atomic
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _read_complete_lines(path: Path) -> list[dict]:
@@ -146,7 +143,7 @@ def generate_rollouts(
             "prompt_ids": prompt_ids, "completions": samples.tokens, "texts": texts,
             "truncated": samples.truncated, "rewards": [grade(question, t) for t in texts],
         })
-    _write_manifest(out, {**config, "complete": True, "sha256": _sha256(out / "rollouts.jsonl")})
+    _write_manifest(out, {**config, "complete": True, "sha256": file_sha256(out / "rollouts.jsonl")})
     return out
 
 
@@ -165,7 +162,7 @@ def load_rollouts(out: str | Path) -> list[dict]:
     if not manifest.get("complete"):
         raise ValueError(f"The rollouts in {out} are unfinished (a run was stopped): "
                          "rerun the same command to resume them.")
-    if _sha256(out / "rollouts.jsonl") != manifest["sha256"]:
+    if file_sha256(out / "rollouts.jsonl") != manifest["sha256"]:
         raise ValueError(f"{out}/rollouts.jsonl does not match its manifest checksum: regenerate it.")
     records = sorted(_read_complete_lines(out / "rollouts.jsonl"), key=lambda r: r["task_index"])
     for r in records:

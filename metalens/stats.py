@@ -163,3 +163,13 @@ def holm(pvalues) -> np.ndarray:
         running = max(running, min(1.0, (len(order) - rank) * p[i]))
         out[i] = running
     return out
+
+
+def add_holm(rows: list[dict], key: str = "p") -> list[dict]:
+    """Add `p_holm` (Holm-adjusted `row[key]` over the family of rows) and `n_comparisons` to each row."""
+    adjusted = holm([row[key] for row in rows])
+    n_comparisons = int(np.isfinite(np.asarray([row[key] for row in rows], dtype=float)).sum())
+    for row, adj in zip(rows, adjusted):
+        row["p_holm"] = float(adj)
+        row["n_comparisons"] = n_comparisons
+    return rows

@@ -24,6 +24,7 @@ def part_names(shard_index: int, num_shards: int) -> tuple[str, str]:
 
 
 def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

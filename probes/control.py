@@ -23,7 +23,7 @@ import metalens
 from metalens.probes.datasets import sample_distinct_groups
 from metalens.probes.prompts import Rendered, render
 from metalens.sites import resid_post
-from metalens.stats import cohens_d, holm, paired_test
+from metalens.stats import add_holm, cohens_d, paired_test
 
 
 @torch.inference_mode()
@@ -86,12 +86,7 @@ class ControlResult:
                          "d_target": ds[a_t], "d_off_target_mean_abs": float(np.mean(off_d)) if off_d else float("nan"),
                          "d_is": "unpaired Cohen's d (the paper's): pooled SD across trials, not the paired effect",
                          "dz_by_axis": dict(zip(self.axis_names, dzs)), "d_by_axis": dict(zip(self.axis_names, ds))})
-        adjusted = holm([r["p"] for r in rows])
-        n_comparisons = int(np.isfinite([r["p"] for r in rows]).sum())
-        for row, adj in zip(rows, adjusted):
-            row["p_holm"] = float(adj)
-            row["n_comparisons"] = n_comparisons
-        return rows
+        return add_holm(rows)
 
     def to_dict(self) -> dict:
         """Everything, JSON-ready."""

@@ -19,7 +19,7 @@ import metalens
 from metalens.probes.datasets import sample_distinct_groups
 from metalens.probes.prompts import Rendered, label_token_ids, render
 from metalens.sites import FINAL_NORM
-from metalens.stats import holm, mean_ci, paired_test
+from metalens.stats import add_holm, mean_ci, paired_test
 
 DEFAULT_N = (0, 2, 4, 8, 16, 32, 64)
 
@@ -121,12 +121,7 @@ class ReportingResult:
                          "test": "one-sided paired t-test over draws (axis vs shuffled labels on the same sentences)",
                          # Below chance is information too (the axis is read, the label mapping inverted).
                          "p_below": paired_test(acc, base, alternative="less").p})
-        adjusted = holm([r["p"] for r in rows])
-        n_comparisons = int(np.isfinite([r["p"] for r in rows]).sum())
-        for row, adj in zip(rows, adjusted):
-            row["p_holm"] = float(adj)
-            row["n_comparisons"] = n_comparisons
-        return rows
+        return add_holm(rows)
 
     def to_dict(self) -> dict:
         """Everything, JSON-ready (numpy arrays become lists in save_json)."""

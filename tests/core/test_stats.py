@@ -53,3 +53,9 @@ def test_holm_adjusts_in_order_and_keeps_nan():
 def test_mean_ci_covers_the_mean():
     iv = stats.mean_ci([1.0, 2.0, 3.0, 4.0])
     assert iv.estimate == 2.5 and iv.low < 2.5 < iv.high and iv.excludes(0.0)
+
+
+def test_add_holm_adjusts_a_family_of_rows_and_counts_it():
+    rows = stats.add_holm([{"p": 0.01}, {"p": 0.04}, {"p": float("nan")}])
+    assert [r["n_comparisons"] for r in rows] == [2, 2, 2]
+    assert rows[0]["p_holm"] == pytest.approx(0.02) and rows[1]["p_holm"] == pytest.approx(0.04)

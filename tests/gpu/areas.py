@@ -168,7 +168,7 @@ def check_introspect(device: str, dtype: torch.dtype, tmp) -> list[Row]:
     from metalens.introspect import (BinSpec, EvalConfig, Question, SampleConfig, TrainConfig, generate_rollouts,
                                      load_rollouts, rollout_positions, run_eval, run_sample, run_train, train_head)
     from metalens.introspect.lora import train_lora
-    from metalens.introspect.rollouts import _sha256
+    from metalens.store import sha256 as sha256_text
     from metalens.introspect.train import shuffled
 
     tmp = Path(tmp)
@@ -182,7 +182,7 @@ def check_introspect(device: str, dtype: torch.dtype, tmp) -> list[Row]:
         r["texts"] = [f" {r['answer']}" if ok else " none" for ok in r["rewards"]]  # load_rollouts regrades texts
     (store / "rollouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     manifest = json.loads((store / "manifest.json").read_text())
-    manifest["sha256"] = _sha256(store / "rollouts.jsonl")
+    manifest["sha256"] = sha256_text(store / "rollouts.jsonl")
     (store / "manifest.json").write_text(json.dumps(manifest))
     records = load_rollouts(store)
     spec = BinSpec(edges=(1, 2, 4))

@@ -22,14 +22,14 @@ def _planted_store(model, out, n):
 
     Texts, not rewards: `load_rollouts` re-grades the stored texts.
     """
-    from metalens.introspect.rollouts import _sha256
+    from metalens.store import sha256 as sha256_text
 
     records = _rollouts(model, out, n)
     for r in records:
         r["texts"] = [f" The answer is {r['answer'] if r['task_index'] % 2 else -1}."] * len(r["texts"])
     (out / "rollouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     manifest = json.loads((out / "manifest.json").read_text())
-    manifest["sha256"] = _sha256(out / "rollouts.jsonl")
+    manifest["sha256"] = sha256_text(out / "rollouts.jsonl")
     (out / "manifest.json").write_text(json.dumps(manifest))
 
 

@@ -71,7 +71,7 @@ def test_a_store_of_the_older_sampler_is_refused_with_the_way_out(tiny_gemma, tm
 
 
 def test_a_store_graded_by_an_older_grader_is_regraded_on_load(tiny_gemma, tmp_path):
-    from metalens.introspect.rollouts import _sha256
+    from metalens.store import sha256 as sha256_text
 
     out = _gen(tiny_gemma, tmp_path / "r")
     lines = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
@@ -80,6 +80,6 @@ def test_a_store_graded_by_an_older_grader_is_regraded_on_load(tiny_gemma, tmp_p
     lines[0]["rewards"] = [1, 0]
     (out / "rollouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     manifest = json.loads((out / "manifest.json").read_text())
-    (out / "manifest.json").write_text(json.dumps({**manifest, "sha256": _sha256(out / "rollouts.jsonl")}))
+    (out / "manifest.json").write_text(json.dumps({**manifest, "sha256": sha256_text(out / "rollouts.jsonl")}))
     first = load_rollouts(out)[0]
     assert first["rewards"] == [0, 1] and first["regraded"] == 2
