@@ -71,12 +71,16 @@ def _cut(row: list[int], stops: set[int]) -> list[int]:
     return row
 
 
-def _hf_rows(model, texts, total, prompt, max_new_tokens, do_sample, temperature, mask_ids) -> list[list[int]]:
-    # A fresh adder per call: with prompt=False it must skip this batch's prompt pass, not the first batch's.
-    edits = {sites.resid_post(layer): adder(vec, prompt) for layer, vec in total.items()}
+def _hf_rows(model, texts, total, prompt, max_new_tokens, do_sample, temperature, mask_ids, batch_size,
+             seed) -> list[list[int]]:
+    # A fresh adder per batch (the core's edits factory): with prompt=False each must skip its own
+    # batch's prompt pass, not only the first batch's.
+    def edits():
+        return {sites.resid_post(layer): adder(vec, prompt) for layer, vec in total.items()}
+
     return metalens.generate(model, texts, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
-                             stop_ids=stop_ids(model), edits=edits or None, mask_ids=mask_ids,
-                             batch_size=len(texts)).ids
+                             stop_ids=stop_ids(model), edits=edits if total else None, mask_ids=mask_ids,
+                             batch_size=batch_size, seed=seed).ids
 
 
 def _nnsight_rows(model, texts, total, prompt, max_new_tokens, do_sample, temperature, mask_ids) -> list[list[int]]:
@@ -115,7 +119,8 @@ def generate_ids(model, prompts: list[str], steer=None, *, strength: float | Non
         raise ValueError(f"max_new_tokens must be >= 1, not {max_new_tokens}.")
     texts = format_prompts(model, prompts, chat)
     total = steering_sum(model, steer, strength)
-    run = _hf_rows if backend == "hf" else _nnsight_rows
+    if backend == "hf":
+        return _hf_rows(model, texts, total, prompt, max_new_tokens, do_sample, temperature, mask_ids, batch_size, seed)
     devices = [model.device] if model.device.type == "cuda" else []
     rng = torch.random.fork_rng(devices=devices) if seed is not None else contextlib.nullcontext()
     rows: list[list[int]] = []
@@ -123,8 +128,8 @@ def generate_ids(model, prompts: list[str], steer=None, *, strength: float | Non
         if seed is not None:
             torch.manual_seed(seed)
         for start in range(0, len(texts), batch_size):
-            rows += run(model, texts[start:start + batch_size], total, prompt, max_new_tokens, do_sample,
-                        temperature, mask_ids)
+            rows += _nnsight_rows(model, texts[start:start + batch_size], total, prompt, max_new_tokens, do_sample,
+                                  temperature, mask_ids)
     return rows
 
 
