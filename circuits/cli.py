@@ -9,13 +9,16 @@ def _heads(args) -> None:
     from metalens.circuits.heads import HeadsConfig, run_heads
 
     cfg = HeadsConfig(task=args.task, n=args.n, methods=tuple(args.methods), ig_steps=args.ig_steps,
-                      metric=args.metric, seed=args.seed, detect=not args.no_detect)
+                      metric=args.metric, seed=args.seed, detect=not args.no_detect, show=tuple(args.show),
+                      faithfulness=args.faithfulness)
     model = metalens.load_model(args.model, device=args.device)
     result = run_heads(model, cfg, out=args.out)
     for method, seconds in result.seconds.items():
         rho = result.spearman_vs_exact.get(method)
         print(f"{method}: {seconds:.1f} s" + (f", Spearman vs exact {rho:.3f}" if rho is not None else "")
               + f", top heads {result.top(method, 3)}")
+    for method, c in result.faithfulness.items():
+        print(f"{method}: faithfulness CPR {c['cpr']:.3f}, CMD {c['cmd']:.3f} over {c['total_edges']} edges")
     if result.detectors:
         print(f"induction heads {result.top('induction', 3)}")
     print(f"wrote {args.out}/results.json and report.html")
@@ -31,25 +34,45 @@ def _emergent(args) -> None:
     print(f"emergent {result.emergent}\nlost {result.lost}\nshared {len(result.shared)} heads")
     if result.did:
         d = result.did["metric"]
-        print(f"difference in differences ({cfg.metric} damage, post - base): {d['mean_diff']:+.3f} "
+        print(f"difference in differences ({result.metadata.get('metric', cfg.metric)} damage, post - base): {d['mean_diff']:+.3f} "
               f"[{d['low']:+.3f}, {d['high']:+.3f}] over {d['n']} test pairs")
     if result.heldout is None and cfg.n_problems:
         print("no held-out problems from a posttrain run: accuracy under ablation skipped")
     print(f"wrote {args.out}/results.json and report.html")
 
 
+def _lens(args) -> None:
+    import metalens
+    from metalens.circuits.lens import logit_lens
+
+    model = metalens.load_model(args.model, device=args.device)
+    result = logit_lens(model, args.prompt, target=args.target, backend=args.backend)
+    last = [row[-1] for row in result.top_token]
+    print(f"top next token after each block: {last}")
+    if result.target_prob is not None:
+        print(f"p({result.target_token!r}) after each block: {[round(row[-1], 4) for row in result.target_prob]}")
+    print(f"wrote {result.save(args.out)}/results.json and report.html")
+
+
 def register(sub) -> None:
     """Add the circuits verbs to the `metalens` parser."""
     p = sub.add_parser("heads", help="per-head attribution / EAP-IG / exact patching scores and head detectors")
     add_model_args(p)
-    p.add_argument("--task", default="arithmetic", help="arithmetic, word, induction, factual, or pairs.jsonl")
+    p.add_argument("--task", default="arithmetic",
+                   help="arithmetic, word, induction, factual, ioi, greater-than, pairs.jsonl, or pairs.csv "
+                        "(clean,corrupted,answer,wrong_answer or the EAP-IG greater-than / IOI files)")
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=16, help="prompt pairs")
     p.add_argument("--methods", nargs="+", default=["attribution", "ig", "exact"])
     p.add_argument("--ig-steps", type=int, default=5)
-    p.add_argument("--metric", default="logit_diff", choices=["logit_diff", "logprob", "kl"])
+    p.add_argument("--metric", default=None, choices=["logit_diff", "logprob", "kl", "prob_diff"],
+                   help="default: the task's own (prob_diff for greater-than, logit_diff otherwise)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-detect", action="store_true", help="skip the induction/previous/duplicate detectors")
+    p.add_argument("--faithfulness", action="store_true",
+                   help="also run each method's top-k%% edge circuits: faithfulness curves, CPR and CMD (MIB style)")
+    p.add_argument("--show", nargs="+", default=[], metavar="L.H",
+                   help="heads whose attention pattern on the first clean prompt the report shows, e.g. 5.1 L11.H2")
     p.set_defaults(func=_heads)
     e = sub.add_parser("emergent-heads", help="circuit heads the post-trained model gained or lost, with ablation check")
     e.add_argument("--base", default="gemma-3-270m")
@@ -58,8 +81,8 @@ def register(sub) -> None:
     e.add_argument("--out", required=True)
     e.add_argument("--n", type=int, default=12, help="prompt pairs that pick the heads")
     e.add_argument("--n-test", type=int, default=12, help="other prompt pairs the checks run on")
-    e.add_argument("--metric", default="logit_diff", choices=["logit_diff", "logprob", "kl"],
-                   help="task metric; kl = KL(intact || edited), the emergent-heads paper's metric")
+    e.add_argument("--metric", default=None, choices=["logit_diff", "logprob", "kl", "prob_diff"],
+                   help="task metric (default: the task's own); kl = KL(intact || edited), the emergent-heads paper's metric")
     e.add_argument("--n-boot", type=int, default=10, help="bootstrap resamples for head recurrence (0: skip)")
     e.add_argument("--n-edges", type=int, default=100)
     e.add_argument("--ig-steps", type=int, default=3)
@@ -69,3 +92,10 @@ def register(sub) -> None:
     e.add_argument("--heldout-from", default=None,
                    help="posttrain run or checkpoint dir holding the held-out split (default: --post)")
     e.set_defaults(func=_emergent)
+    lens = sub.add_parser("lens", help="logit lens: top token and probability after every block, per position")
+    add_model_args(lens)
+    lens.add_argument("--prompt", required=True)
+    lens.add_argument("--target", default=None, help="also track this text's first token, e.g. ' Paris'")
+    lens.add_argument("--backend", default="hf", choices=["hf", "transformer_lens", "nnsight"])
+    lens.add_argument("--out", required=True)
+    lens.set_defaults(func=_lens)

@@ -33,7 +33,7 @@ class EmergentConfig:
     task: str = "arithmetic"  # arithmetic, word, induction, factual or a pairs .jsonl
     n: int = 12  # prompt pairs that pick the circuits' heads
     n_test: int = 12  # other prompt pairs every check (ablation, scaling) runs on
-    metric: str = "logit_diff"  # logit_diff, logprob or kl (the emergent-heads paper's KL from the intact model)
+    metric: str | None = None  # None: the task's own; logit_diff, logprob, prob_diff or kl (the emergent-heads paper's KL)
     n_boot: int = 10  # bootstrap resamples of the picking pairs for head recurrence (0: skip)
     n_edges: int = 100  # circuit = top-n EAP-IG edges, pruned to those reaching the logits
     ig_steps: int = 3

@@ -6,13 +6,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from metalens.artifact import read_artifact, write_artifact
+from metalens.circuits.attention import attention_heatmap, attention_patterns, parse_heads
 from metalens.circuits.attribution import attribute_heads
 from metalens.circuits.compare import ablation_effects
 from metalens.circuits.detect import KINDS, detect_heads, top_heads
+from metalens.circuits.faithfulness import KS, faithfulness_curves, method_edge_scores
 from metalens.circuits.patching import patch_heads_exact
 from metalens.circuits.precision import in_float32
 from metalens.circuits.tasks import ContrastTask, make_task
@@ -37,12 +40,19 @@ class HeadsConfig:
     n: int = 16  # prompt pairs (for a named task)
     methods: tuple[str, ...] = METHODS
     ig_steps: int = 5
-    metric: str = "logit_diff"
+    metric: str | None = None  # None: the task's own metric (prob_diff for greater-than, logit_diff otherwise)
     seed: int = 0
     detect: bool = True  # induction / previous-token / duplicate-token detectors, top-3 induction ablation
+    show: tuple[str, ...] = ()  # heads ("L.H") whose attention on the first clean prompt the report shows
+    faithfulness: bool = False  # MIB-style curves: each method's top-k% edge circuits run (see circuits.faithfulness)
+    ks: tuple[float, ...] = KS  # percent of edges kept for the curves
 
     def __post_init__(self):
         self.methods = tuple(self.methods)
+        self.show = tuple(self.show)
+        self.ks = tuple(float(k) for k in self.ks)
+        if not self.ks or any(not 0 <= k <= 100 for k in self.ks):
+            raise ValueError(f"ks must be percentages of edges kept in [0, 100], got {self.ks}.")
         unknown = set(self.methods) - set(METHODS)
         if unknown or not self.methods:
             raise ValueError(f"Unknown method(s) {sorted(unknown)}: use some of {METHODS}.")
@@ -50,7 +60,7 @@ class HeadsConfig:
     def to_dict(self) -> dict:
         """JSON-ready fields (a task object is recorded by name)."""
         task = self.task.name if isinstance(self.task, ContrastTask) else self.task
-        return {**asdict(self), "task": task, "methods": list(self.methods)}
+        return {**asdict(self), "task": task, "methods": list(self.methods), "show": list(self.show), "ks": list(self.ks)}
 
 
 @dataclass
@@ -65,6 +75,8 @@ class HeadsResult:
     task: ContrastTask
     config: HeadsConfig
     metadata: dict = field(default_factory=dict)
+    attention: dict = field(default_factory=dict)  # {"tokens": [...], "patterns": {"L{l}.H{h}": [q][k]}} for `show`
+    faithfulness: dict = field(default_factory=dict)  # {method: {"k", "faithfulness", "cpr", "cmd", ...}}
 
     def top(self, method: str, k: int = 5) -> list[tuple[int, int]]:
         """The k heads with the largest |score| by `method` (or a detector kind), largest first."""
@@ -85,7 +97,8 @@ class HeadsResult:
             "seconds": self.seconds, "spearman_vs_exact": self.spearman_vs_exact,
             "top_heads": {m: self.top(m) for m in [*self.scores, *self.detectors]},
             "induction_ablation": self.induction_ablation,
-            "scores": self.scores, "detectors": self.detectors,
+            "scores": self.scores, "detectors": self.detectors, "attention": self.attention,
+            "faithfulness": self.faithfulness,
         })
         _report(path / "report.html", self)
         return path
@@ -103,7 +116,8 @@ class HeadsResult:
         ablation = {g: {**row, "heads": [tuple(h) for h in row["heads"]]} if "heads" in row else row
                     for g, row in results["induction_ablation"].items()}
         return cls(scores, results["seconds"], results["spearman_vs_exact"], detectors, ablation,
-                   ContrastTask.from_dict(results["task"]), HeadsConfig(**results["config"]), meta)
+                   ContrastTask.from_dict(results["task"]), HeadsConfig(**results["config"]), meta,
+                   results.get("attention", {}), results.get("faithfulness", {}))
 
 
 def run_heads(model, config: HeadsConfig | None = None, *, out=None, progress: bool = True) -> HeadsResult:
@@ -116,6 +130,7 @@ def run_heads(model, config: HeadsConfig | None = None, *, out=None, progress: b
 
 def _run_heads(model, config, out, progress) -> HeadsResult:
     cfg = config or HeadsConfig()
+    show = parse_heads(cfg.show, model=model)  # refuse a bad head before the long work
     task = cfg.task if isinstance(cfg.task, ContrastTask) else make_task(cfg.task, model.tokenizer, n=cfg.n,
                                                                          seed=cfg.seed, metric=cfg.metric)
     scores, seconds = {}, {}
@@ -134,13 +149,31 @@ def _run_heads(model, config, out, progress) -> HeadsResult:
     meta = {**model.metadata(), "task": task.name, "metric": task.metric, "n_pairs": len(task),
             "ig_steps": cfg.ig_steps, "compute_dtype": "float32"}
     result = HeadsResult(scores, seconds, rho, detectors, ablation, task, cfg, meta)
+    if cfg.faithfulness:
+        result.faithfulness = _faithfulness(model, task, cfg, scores, progress)
+    if show:
+        tokens, patterns = attention_patterns(model, task.clean[0], show)
+        result.attention = {"tokens": tokens, "patterns": {f"L{l}.H{h}": p.tolist() for (l, h), p in patterns.items()}}
     if out is not None:
         result.save(out)
     return result
 
 
+def _faithfulness(model, task, cfg: HeadsConfig, head_scores: dict, progress: bool) -> dict:
+    """Each method's edge scores (exact: ranked by its upstream node's exact score), then its curve."""
+    edges, seconds = {}, {}
+    for method in tqdm(cfg.methods, desc="edge scores", unit="method", disable=not progress):
+        start = time.perf_counter()
+        edges[method] = method_edge_scores(model, task, method, cfg.ig_steps, head_scores=head_scores.get("exact"))
+        seconds[method] = time.perf_counter() - start
+    start = time.perf_counter()
+    curves = faithfulness_curves(model, task, edges, cfg.ks)
+    per_curve = (time.perf_counter() - start) / len(curves)
+    return {m: {**c, "seconds_scores": seconds[m], "seconds_curve": per_curve} for m, c in curves.items()}
+
+
 def _report(path: Path, result: HeadsResult) -> None:
-    from metalens.circuits.plots import head_heatmap
+    from metalens.circuits.plots import faithfulness_plot, head_heatmap
     from metalens.report import write_report
 
     task = result.task
@@ -150,12 +183,20 @@ def _report(path: Path, result: HeadsResult) -> None:
     sections = [("Summary", rows)]
     sections += [(f"{m} scores ({task.metric} change when patched from corrupted)", head_heatmap(s, m))
                  for m, s in result.scores.items()]
+    if result.faithfulness:
+        sections.append(("Faithfulness of edge circuits (top k % of edges kept, the rest patched to corrupted)",
+                         faithfulness_plot(result.faithfulness)))
+        sections.append(("Faithfulness summary", [{"method": m, "CPR": c["cpr"], "CMD": c["cmd"],
+                                                   "edges": c["total_edges"]} for m, c in result.faithfulness.items()]))
     if result.induction_ablation:
         sections.append(("Zero-ablating the top-3 induction heads vs random heads (this task)",
                          [{"zero-ablated": k, **{kk: str(vv) if kk == "heads" else vv for kk, vv in v.items()}}
                           for k, v in result.induction_ablation.items()]))
     sections += [(f"{k} head detector", head_heatmap(s, k, "Viridis", symmetric=False))
                  for k, s in result.detectors.items()]
+    for head, pattern in result.attention.get("patterns", {}).items():
+        sections.append((f"Attention of {head} on the first clean prompt",
+                         attention_heatmap(result.attention["tokens"], torch.tensor(pattern), head)))
     sections.append(("Task examples", [{"clean": c, "corrupted": x, "answer": a, "wrong": w} for c, x, a, w in
                                         list(zip(task.clean, task.corrupted, task.answers, task.wrong))[:5]]))
     write_report(path, f"Heads for task '{task.name}' on {result.metadata.get('model', '?')}", sections,

@@ -14,7 +14,11 @@ from metalens.forward import Cache
 
 @dataclass
 class TaskBatch:
-    """Tokenized clean/corrupted prompts (right-padded, equal lengths per pair) and answer ids."""
+    """Tokenized clean/corrupted prompts (right-padded, equal lengths per pair) and answer ids.
+
+    For prob_diff, `good` and `bad` hold each pair's answer-token ids, right-padded with -1
+    (the sets differ in size from pair to pair; ids, not vocabulary masks, keep it small).
+    """
 
     clean_ids: Tensor  # [batch, pos]
     corrupted_ids: Tensor  # [batch, pos]
@@ -23,6 +27,8 @@ class TaskBatch:
     answer: Tensor  # [batch]
     wrong: Tensor  # [batch]
     metric: str
+    good: Tensor | None = None  # [batch, n_good] token ids, -1 padding (prob_diff)
+    bad: Tensor | None = None  # [batch, n_bad] token ids, -1 padding (prob_diff)
 
 
 def prepare(model, task: ContrastTask) -> TaskBatch:
@@ -42,6 +48,9 @@ def prepare(model, task: ContrastTask) -> TaskBatch:
         return torch.nn.functional.pad(ids, (0, width - ids.shape[1]), value=value)
 
     tok, dev = model.tokenizer, model.device
+    good = bad = None
+    if task.good is not None:
+        good, bad = (_padded(sets, dev) for sets in _answer_sets(tok, task))
     return TaskBatch(
         clean_ids=pad(clean["input_ids"], tok.pad_token_id),
         corrupted_ids=pad(corrupted["input_ids"], tok.pad_token_id),
@@ -50,7 +59,34 @@ def prepare(model, task: ContrastTask) -> TaskBatch:
         answer=torch.tensor([answer_token(tok, p, a) for p, a in zip(task.clean, task.answers)], device=dev),
         wrong=torch.tensor([answer_token(tok, p, a) for p, a in zip(task.corrupted, task.wrong)], device=dev),
         metric=task.metric,
+        good=good,
+        bad=bad,
     )
+
+
+def _answer_sets(tokenizer, task: ContrastTask) -> tuple[list[list[int]], list[list[int]]]:
+    """Each pair's good and bad answer-token ids (first token after the clean prompt, deduplicated)."""
+    good, bad = [], []
+    for i, prompt in enumerate(task.clean):
+        g = sorted({answer_token(tokenizer, prompt, a) for a in task.good[i]})
+        b = sorted({answer_token(tokenizer, prompt, a) for a in task.bad[i]})
+        both = set(g) & set(b)
+        if both:
+            raise ValueError(f"Task '{task.name}' pair {i}: token(s) {sorted(both)} start both a good and a bad answer "
+                             f"after {prompt!r}: prob_diff needs answers whose first tokens differ.")
+        good.append(g), bad.append(b)
+    return good, bad
+
+
+def _padded(sets: list[list[int]], device) -> Tensor:
+    """[len(sets), longest] ids, right-padded with -1."""
+    width = max(len(s) for s in sets)
+    return torch.tensor([s + [-1] * (width - len(s)) for s in sets], device=device)
+
+
+def _set_prob(probs: Tensor, ids: Tensor) -> Tensor:
+    """[batch] total probability of each row's ids (-1 padding counts nothing)."""
+    return (probs.gather(-1, ids.clamp(min=0)) * (ids >= 0)).sum(-1)
 
 
 def embeddings(model, ids: Tensor) -> Tensor:
@@ -91,13 +127,19 @@ def metric_per_pair(batch: TaskBatch, logits: Tensor, reference: Tensor | None =
     """[batch] metric of each pair, computed in float32.
 
     logit_diff: logit(answer) - logit(wrong); logprob: log p(answer);
-    kl: KL(p_reference || p), with `reference` the clean logits (0 on the clean run).
+    kl: KL(p_reference || p), with `reference` the clean logits (0 on the clean run);
+    prob_diff: sum p(good) - sum p(bad), each pair's answer sets (Hanna et al. 2023's greater-than metric).
     """
     logits = logits.float()
     rows = torch.arange(len(batch.answer), device=logits.device)
     if batch.metric == "logit_diff":
         return logits[rows, batch.answer] - logits[rows, batch.wrong]
     logp = torch.log_softmax(logits, -1)
+    if batch.metric == "prob_diff":
+        if batch.good is None:
+            raise ValueError("The prob_diff metric needs a task with `good` and `bad` answer sets.")
+        probs = logp.exp()
+        return _set_prob(probs, batch.good) - _set_prob(probs, batch.bad)
     if batch.metric == "logprob":
         return logp[rows, batch.answer]
     if reference is None:

@@ -86,3 +86,22 @@ def circuit_graph(edges: list[tuple[str, str, float]], n_layers: int, title: str
                     textposition="middle right", marker=dict(size=10, color="#444"), showlegend=False)
     fig.update_layout(title=title, xaxis_title="head index (MLP at 5)", yaxis_title="layer", height=700)
     return fig
+
+
+def faithfulness_plot(curves: dict, title: str = "faithfulness of edge circuits"):
+    """Faithfulness against percent of edges kept (log x), one line per method, CPR/CMD in the legend.
+
+    curves: `{method: {"k": [...], "faithfulness": [...], "cpr": x, "cmd": y}}` as from
+    `metalens.circuits.faithfulness.faithfulness_curves`; 1 (the clean model) and 0 (corrupted) dashed.
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for method, c in curves.items():
+        fig.add_scatter(x=c["k"], y=c["faithfulness"], mode="lines+markers",
+                        name=f"{method} (CPR {c['cpr']:.3f}, CMD {c['cmd']:.3f})")
+    for level in (0.0, 1.0):
+        fig.add_hline(y=level, line={"dash": "dash", "color": "#888", "width": 1})
+    fig.update_layout(title=title, xaxis_title="edges kept (%, top |score| first)", yaxis_title="faithfulness",
+                      xaxis_type="log", height=450, width=700)
+    return fig

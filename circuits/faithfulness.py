@@ -1,0 +1,338 @@
+"""Edge circuits that are actually run, and MIB-style faithfulness curves (CPR / CMD) over them.
+
+Semantics (EAP-IG, Hanna et al. 2024; MIB, Mueller et al. 2025): the residual stream is the sum
+of the node outputs (the embedding, every head, every MLP). A circuit is a set of edges
+(upstream, downstream) as in `EdgeScores`; every other edge is patched to the corrupted run:
+
+    input_v = residual at v in this run + sum over excluded u -> v of (out_u(corrupted) - out_u(this run))
+
+where "this run" is the circuit run itself on the clean prompt: an upstream node whose own inputs
+were patched passes its changed output along its kept edges. A head's input is the residual
+before the block's pre-attention norm (the norm, q/k/v and attention then run on that head's own
+input), an MLP's input the residual before the pre-MLP norm, the logits' input the last residual
+before the final norm. A node's output is what it adds to the residual stream, as in
+`edges._output_deltas`: an MLP's is `hook_mlp_out` (gemma's post-feedforward norm included). A
+head's is its slice of o_proj; under gemma's post-attention RMSNorm, which normalises the sum of
+the layer's heads, each head gets its o_proj slice times the norm's scale of that sum in the same
+run (frozen-scale split), so the heads' outputs add up to the attention output exactly (the
+`_output_deltas` linearisation does not add up, so it cannot give exact endpoints). A quirk this
+leaves on gemma: a head's output also depends on the other heads of its layer, through that scale.
+
+Every kept edge set is checked by two identities (tests): all edges kept gives the clean metric,
+none kept the corrupted one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import einops
+import numpy as np
+import torch
+from torch import Tensor
+
+from metalens.circuits.edges import EdgeScores, _layer_of, _node_names
+from metalens.circuits.metrics import TaskBatch, metric_per_pair, prepare, task_forward
+from metalens.circuits.patching import patch_heads_exact
+from metalens.circuits.precision import in_float32
+from metalens.sites import EMBED, attn_out, attn_z, mlp_out, resid_mid, resid_post, resid_pre
+
+KS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)  # percent of edges kept, MIB's grid
+
+
+@dataclass
+class _Reference:
+    """What every circuit run of one task shares: the batch, the clean/corrupted runs, the edge layout."""
+
+    batch: TaskBatch
+    upstream: list[str]
+    downstream: list[str]
+    valid: Tensor  # [n_up, n_down] bool: the edge exists (upstream before downstream)
+    corrupted_out: Tensor  # [n_up, batch, pos, d_model] each upstream node's output on the corrupted run
+    clean_logits: Tensor  # [batch, vocab]
+    corrupted_logits: Tensor  # [batch, vocab]
+
+    def metric(self, logits: Tensor) -> Tensor:
+        """[batch] task metric of `logits` (kl against the clean run)."""
+        return metric_per_pair(self.batch, logits, self.clean_logits)
+
+
+def _head_outputs(model, layer: int, z: Tensor) -> Tensor:
+    """[head, batch, pos, d_model] what each head of `layer` adds to the residual stream, from z [b, p, h, d].
+
+    The o_proj slice of each head; with gemma's post-attention RMSNorm, times the norm's scale of
+    the heads' sum (so the heads add up to `hook_attn_out`). An o_proj bias is no head's output:
+    it is the same in every run, so it cancels in the clean - corrupted differences.
+    """
+    block = model.layers[layer]
+    o_proj = block.self_attn.o_proj
+    w = einops.rearrange(o_proj.weight, "m (h d) -> h m d", h=model.n_heads)
+    out = torch.einsum("bphd,hmd->hbpm", z.to(w.dtype), w)
+    if hasattr(block, "pre_feedforward_layernorm"):  # gemma: norm(sum of heads) = w * sum / rms(sum)
+        if o_proj.bias is not None:
+            raise ValueError(f"{model.name}: an o_proj bias inside gemma's post-attention norm cannot be split "
+                             "between heads; edge circuits support bias-free o_proj only.")
+        norm = block.post_attention_layernorm
+        total = out.sum(0).float()
+        scale = torch.rsqrt(total.pow(2).mean(-1, keepdim=True) + norm.eps) * (1.0 + norm.weight.float())
+        out = (out.float() * scale).to(out.dtype)
+    return out
+
+
+def _reference(model, task) -> _Reference:
+    batch = prepare(model, task)
+    ups, downs = _node_names(model.n_layers, model.n_heads)
+    valid = torch.tensor([[_layer_of(u) < _layer_of(v) for v in downs] for u in ups])
+    keep = [EMBED] + [s for l in range(model.n_layers) for s in (attn_z(l), mlp_out(l))]
+    clean_logits, _ = task_forward(model, batch)
+    corr_logits, corr = task_forward(model, batch, batch.corrupted_ids, keep=keep)
+    outs = [corr[EMBED]]
+    for l in range(model.n_layers):
+        outs += [*_head_outputs(model, l, corr[attn_z(l)]), corr[mlp_out(l)]]
+    return _Reference(batch, ups, downs, valid, torch.stack(outs), clean_logits, corr_logits)
+
+
+def _keep_matrix(ref: _Reference, edges) -> Tensor:
+    """[n_up, n_down] bool of the edges in `edges`; raises on an unknown or backward edge."""
+    up_at = {n: i for i, n in enumerate(ref.upstream)}
+    down_at = {n: j for j, n in enumerate(ref.downstream)}
+    keep = torch.zeros_like(ref.valid)
+    for edge in edges:
+        u, v = edge[0], edge[1]  # (upstream, downstream[, score]) as from EdgeScores.top
+        if u not in up_at or v not in down_at or not ref.valid[up_at[u], down_at[v]]:
+            raise ValueError(f"No edge {u!r} -> {v!r}: upstream nodes are 'embed', 'attn.L{{l}}.H{{h}}', "
+                             f"'mlp.L{{l}}' (here {ref.upstream[1]!r} .. {ref.upstream[-1]!r}); downstream ones the "
+                             "heads, MLPs and 'logits', in a later layer (a head feeds the MLP of its own layer).")
+        keep[up_at[u], down_at[v]] = True
+    return keep
+
+
+def _circuit_logits(model, ref: _Reference, keep: Tensor) -> Tensor:
+    """[batch, vocab] last-position logits of the run in which only the `keep` edges carry the clean run.
+
+    One pass through the core's `run_with_cache` on the batch repeated once per head (replica r
+    computes head r): at each block input every replica r gets head r's own input, the attention
+    runs as usual, and the z edit keeps head r's z from replica r. The MLP input and the block
+    output are then set to the same (true) values in every replica. Cost: one forward pass at
+    n_heads x the batch, plus summing the excluded upstream differences for each node.
+    """
+    batch, H, L = ref.batch, model.n_heads, model.n_layers
+    B = batch.clean_ids.shape[0]
+    excluded = ref.valid & ~keep
+    down_at = {n: j for j, n in enumerate(ref.downstream)}
+    live = torch.zeros_like(ref.corrupted_out)  # each upstream node's output in this run, filled as the pass goes
+    state: dict[str, Tensor] = {}
+
+    def correction(node: str) -> Tensor | float:
+        idx = excluded[:, down_at[node]].nonzero().flatten().to(live.device)
+        if len(idx) == 0:
+            return 0.0
+        return (ref.corrupted_out[idx] - live[idx]).sum(0)  # [batch, pos, d_model]
+
+    def replicate(x: Tensor) -> Tensor:  # [b, ...] -> [(r b), ...]
+        return x.repeat(H, *([1] * (x.dim() - 1)))
+
+    def block_input(l):
+        def fn(x):  # [(r b), pos, d_model]: every replica holds this run's residual
+            resid = x[:B]
+            if l == 0:
+                live[0] = resid
+            state["resid"] = resid
+            return torch.cat([resid + correction(f"attn.L{l}.H{h}") for h in range(H)])
+        return fn
+
+    def own_z(l):
+        def fn(z):  # [(r b), pos, head, d_head]: replica r computed every head from head r's input
+            zr = einops.rearrange(z, "(r b) p h d -> r b p h d", r=H)
+            heads = torch.arange(H, device=z.device)
+            z_run = einops.rearrange(zr[heads, :, :, heads], "h b p d -> b p h d")
+            start = 1 + l * (H + 1)
+            live[start:start + H] = _head_outputs(model, l, z_run).to(live.dtype)
+            return replicate(z_run)
+        return fn
+
+    def record(key, l=None):
+        def fn(x):
+            state[key] = x[:B]
+            if l is not None:
+                live[(l + 1) * (H + 1)] = x[:B]
+        return fn
+
+    def mlp_input(l):
+        def fn(x):  # replica r holds head r's input + attention output; the MLP reads this run's residual
+            state["mid"] = state["resid"] + state["attn"]
+            return replicate(state["mid"] + correction(f"mlp.L{l}"))
+        return fn
+
+    def block_output(l):
+        def fn(x):
+            out = state["mid"] + state["mlp"]
+            return replicate(out + correction("logits") if l == L - 1 else out)
+        return fn
+
+    edits = {}
+    for l in range(L):
+        edits.update({resid_pre(l): block_input(l), attn_z(l): own_z(l), attn_out(l): record("attn"),
+                      resid_mid(l): mlp_input(l), mlp_out(l): record("mlp", l), resid_post(l): block_output(l)})
+    wide = replace(batch, clean_ids=replicate(batch.clean_ids), mask=replicate(batch.mask), last=replicate(batch.last))
+    logits, _ = task_forward(model, wide, edits=edits)
+    return logits[:B]
+
+
+@torch.no_grad()
+def run_edge_circuit(model, task, edges) -> Tensor:
+    """[batch] task metric of each pair when only `edges` carry the clean run (see the module docstring).
+
+    edges: (upstream, downstream) pairs named as in `EdgeScores` (extra tuple items, such as the
+    score in `extract_circuit`'s output, are ignored). Computed in float32.
+    """
+    with in_float32(model):
+        ref = _reference(model, task)
+        return ref.metric(_circuit_logits(model, ref, _keep_matrix(ref, edges))).cpu()
+
+
+def curve_areas(ks, faithfulness) -> tuple[float, float]:
+    """(CPR, CMD): trapezoid areas under faithfulness and under |1 - faithfulness| against k/100.
+
+    The x-axis is the fraction of edges kept, linear, over the given points only (from min(k) to
+    max(k); nothing is extrapolated to 0). CPR: higher is better; CMD: lower is better (MIB).
+    """
+    x = np.asarray(ks, dtype=float) / 100
+    y = np.asarray(faithfulness, dtype=float)
+    order = np.argsort(x)
+    x, y = x[order], y[order]
+    return float(np.trapezoid(y, x)), float(np.trapezoid(np.abs(1 - y), x))
+
+
+def _ranked(scores: EdgeScores) -> list[tuple[int, int]]:
+    """Existing edges by |score|, largest first; ties go to the later downstream node (logits first)."""
+    s = scores.scores.float()
+    i, j = (~torch.isnan(s)).nonzero(as_tuple=True)
+    mag = s[i, j].abs().numpy()
+    order = np.lexsort((-j.numpy(), -mag))  # last key is primary
+    return [(int(i[o]), int(j[o])) for o in order]
+
+
+def _curve(model, ref: _Reference, scores: EdgeScores, ks) -> dict:
+    if scores.upstream != ref.upstream or scores.downstream != ref.downstream:
+        raise ValueError(f"Edge scores are for another model shape ({len(scores.upstream)} upstream nodes, "
+                         f"{ref.upstream[-1]!r} expected last): score edges with attribute_edges on this model.")
+    ranked = _ranked(scores)
+    clean = float(ref.metric(ref.clean_logits).mean())
+    corrupted = float(ref.metric(ref.corrupted_logits).mean())
+    ks = sorted(float(k) for k in ks)
+    n_edges, circuit = [], []
+    for k in ks:
+        n = round(k / 100 * len(ranked))
+        keep = torch.zeros_like(ref.valid)
+        for a, b in ranked[:n]:
+            keep[a, b] = True
+        n_edges.append(n)
+        circuit.append(float(ref.metric(_circuit_logits(model, ref, keep)).mean()))
+    faith = [(c - corrupted) / (clean - corrupted) if clean != corrupted else float("nan") for c in circuit]
+    cpr, cmd = curve_areas(ks, faith)
+    return {"k": ks, "faithfulness": faith, "cpr": cpr, "cmd": cmd, "n_edges": n_edges, "total_edges": len(ranked),
+            "circuit": circuit, "clean": clean, "corrupted": corrupted}
+
+
+@torch.no_grad()
+def faithfulness_curve(model, task, scores: EdgeScores, ks=KS) -> dict:
+    """MIB faithfulness curve of the top-|score| edges: {"k", "faithfulness", "cpr", "cmd", ...}.
+
+    For each k (percent of the existing edges kept, round(k/100 * n_edges) edges, top |score|
+    first, no pruning) the edge circuit is run (`run_edge_circuit`) and faithfulness =
+    (circuit - corrupted) / (clean - corrupted) with metrics averaged over the pairs. Also
+    returned: "n_edges" per k, "total_edges", "circuit" metric per k, "clean", "corrupted"; CPR/CMD
+    as in `curve_areas`. Cost: 2 forward passes + len(ks) passes at n_heads x the batch.
+    """
+    with in_float32(model):
+        return _curve(model, _reference(model, task), scores, ks)
+
+
+@torch.no_grad()
+def faithfulness_curves(model, task, methods: dict[str, EdgeScores], ks=KS) -> dict[str, dict]:
+    """{method: faithfulness_curve(...)} for several methods' edge scores, sharing the clean/corrupted runs."""
+    with in_float32(model):
+        ref = _reference(model, task)
+        return {name: _curve(model, ref, scores, ks) for name, scores in methods.items()}
+
+
+def edge_scores_from_nodes(node_scores: dict[str, float], n_layers: int, n_heads: int) -> EdgeScores:
+    """EdgeScores in which every edge out of a node scores that node's score (for node-level methods).
+
+    node_scores: a score for every upstream node ('embed', 'attn.L{l}.H{h}', 'mlp.L{l}'). A curve
+    then keeps whole nodes' outgoing edges in node order; within a node, edges to later nodes first.
+    Clean information enters only through edges out of 'embed', so until 'embed' ranks in, such a
+    circuit is the corrupted run (faithfulness 0); its exact score is the whole effect, corrupted - clean.
+    """
+    ups, downs = _node_names(n_layers, n_heads)
+    missing = [u for u in ups if u not in node_scores]
+    if missing:
+        raise ValueError(f"No score for upstream node(s) {missing[:5]}{'...' if len(missing) > 5 else ''}: "
+                         "give every one of 'embed', the heads and the MLPs (see exact_node_scores).")
+    scores = torch.tensor([[float(node_scores[u]) if _layer_of(u) < _layer_of(v) else float("nan") for v in downs]
+                           for u in ups])
+    return EdgeScores(ups, downs, scores)
+
+
+@torch.no_grad()
+def exact_node_scores(model, task, head_scores: Tensor | None = None) -> dict[str, float]:
+    """{node: metric change when its output is patched from the corrupted run} for embed, heads and MLPs.
+
+    head_scores: `patch_heads_exact`'s [n_layers, n_heads] when already computed (e.g. by
+    `run_heads`); else computed here (one pass per head). MLPs and the embedding: one pass each.
+    """
+    with in_float32(model):
+        batch = prepare(model, task)
+        heads = head_scores if head_scores is not None else patch_heads_exact(model, task)
+        clean_logits, _ = task_forward(model, batch)
+        keep = [EMBED] + [mlp_out(l) for l in range(model.n_layers)]
+        _, corr = task_forward(model, batch, batch.corrupted_ids, keep=keep)
+        base = float(metric_per_pair(batch, clean_logits, clean_logits).mean())
+
+        def patched(site):
+            logits, _ = task_forward(model, batch, edits={site: lambda x: corr[site].to(x.dtype)})
+            return float(metric_per_pair(batch, logits, clean_logits).mean()) - base
+
+        out = {"embed": patched(EMBED)}
+        for l in range(model.n_layers):
+            out.update({f"attn.L{l}.H{h}": float(heads[l, h]) for h in range(model.n_heads)})
+            out[f"mlp.L{l}"] = patched(mlp_out(l))
+        return out
+
+
+@torch.no_grad()
+def exact_edge_scores(model, task, max_edges: int = 2000) -> EdgeScores:
+    """Exact edge patching: each edge's score is the metric change when only it is patched to corrupted.
+
+    One circuit pass (n_heads x the batch) per edge, so only for small models: raises above `max_edges`.
+    """
+    with in_float32(model):
+        ref = _reference(model, task)
+        n = int(ref.valid.sum())
+        if n > max_edges:
+            raise ValueError(f"{model.name} has {n} edges, one pass each: over max_edges={max_edges}. Use "
+                             "edge_scores_from_nodes(exact_node_scores(...)) or raise max_edges.")
+        clean = float(ref.metric(ref.clean_logits).mean())
+        scores = torch.full(ref.valid.shape, float("nan"))
+        for i, j in ref.valid.nonzero().tolist():
+            keep = ref.valid.clone()
+            keep[i, j] = False
+            scores[i, j] = float(ref.metric(_circuit_logits(model, ref, keep)).mean()) - clean
+        return EdgeScores(ref.upstream, ref.downstream, scores)
+
+
+def method_edge_scores(model, task, method: str, steps: int = 5, head_scores: Tensor | None = None) -> EdgeScores:
+    """Edge scores of one `run_heads` method: 'attribution' (EAP), 'ig' (EAP-IG, `steps`) or 'exact'.
+
+    'exact' ranks edges by the exact patching score of their upstream node (`exact_node_scores`,
+    reusing `head_scores` when given): exact per-edge patching costs one pass per edge.
+    """
+    from metalens.circuits.edges import attribute_edges
+
+    if method == "attribution":
+        return attribute_edges(model, task, steps=1)
+    if method == "ig":
+        return attribute_edges(model, task, steps=steps)
+    if method == "exact":
+        return edge_scores_from_nodes(exact_node_scores(model, task, head_scores), model.n_layers, model.n_heads)
+    raise ValueError(f"Unknown method '{method}': use 'attribution', 'ig' or 'exact'.")
