@@ -1,6 +1,7 @@
-"""Reading texts and labelled JSONL files, with errors that point at the bad line."""
+"""Reading texts and labelled JSONL and CSV files, with errors that point at the bad line."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -36,6 +37,24 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
     if not records:
         raise ValueError(f"{path} holds no records.")
     return records
+
+
+def read_csv(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
+    """Rows of a CSV file with a header line, as {column: string}; the header must name the `required` columns."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"CSV file {path} does not exist.")
+    with path.open(encoding="utf-8-sig", newline="") as f:  # -sig: drop a BOM; newline="": quoted fields hold line breaks
+        reader = csv.DictReader(f)
+        header = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise ValueError(f"{path} has header {header}, without column(s) {missing}; it needs {list(required)}.")
+        reader.fieldnames = header
+        rows = [row for row in reader if any((v or "").strip() for v in row.values())]
+    if not rows:
+        raise ValueError(f"{path} holds no rows under its header.")
+    return rows
 
 
 def record_groups(records: list[dict], key: str = "group") -> list[str]:

@@ -3,7 +3,7 @@
 `train_probe` / `Probe` fit a logistic-regression probe; `run_probe_sweep` (the `metalens probe`
 workflow) and `sweep_layers` probe every layer into a `LayerSweep`. `load_dataset` reads the
 shipped labelled sentences (`moral`, `facts`) or your JSONL. `run_neurofeedback` runs the whole
-paradigm (target axes from `fit_axes`, reporting, implicit and explicit control, the metacognitive
+paradigm (target axes from `fit_axes`, or `directions.fit_paper_axes` under `protocol="paper"`; reporting, implicit and explicit control, the metacognitive
 space) into a `NeurofeedbackResult`. Plotly figures live in `metalens.probes.figures`; the stages
 (`reporting.run_reporting`, `control.run_control`, `space.summarize`) in their own modules.
 """

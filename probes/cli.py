@@ -4,6 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
+_PATH_HELP = ("a path: metalens JSONL (text,label), ETHICS commonsense CSV (label,input,is_short,edited; short rows), "
+              "true/false CSV (statement,label) or model-written-evaluations JSONL (question, answer_[not_]matching_behavior)")
+
+
 def _num(value, spec: str = ".3f") -> str:
     return "nan" if value is None else format(value, spec)  # results.json stores NaN as null
 
@@ -23,18 +27,30 @@ def _neurofeedback(args) -> None:
         overrides["pcs"] = tuple(int(x) for x in args.pcs.split(","))
     if args.n_values:
         overrides["n_values"] = tuple(int(x) for x in args.n_values.split(","))
-    cfg = NeurofeedbackConfig.quick(**overrides) if args.quick else NeurofeedbackConfig(**overrides)
+    if args.layers:
+        overrides["layers"] = tuple(int(x) for x in args.layers.split(","))
+    if args.protocol == "paper":
+        # --quick keeps its small sizes under the paper's design; otherwise the paper's sizes (NeurofeedbackConfig.paper)
+        overrides["protocol"] = "paper"
+    if args.quick:
+        cfg = NeurofeedbackConfig.quick(**overrides)
+    elif args.protocol == "paper":
+        cfg = NeurofeedbackConfig.paper(**overrides)
+    else:
+        cfg = NeurofeedbackConfig(**overrides)
     model = metalens.load_model(args.model, device=args.device)
     result = run_neurofeedback(model, cfg, out=args.out)
     s = result.summary
     for row in s["rows"]:
         print(f"{row['axis']:>6}  var={_num(row['explained_variance'])}  report_acc={_num(row['report_accuracy'])} "
               f"[{_num(row['report_acc_low'], '.2f')}, {_num(row['report_acc_high'], '.2f')}] "
-              f"(shuffled {_num(row['shuffled_accuracy'])}, paired diff {_num(row['report_diff'], '+.3f')} "
+              f"(shuffled {_num(row['shuffled_accuracy'])}, words only {_num(row.get('surface_accuracy'))}, "
+              f"paired diff {_num(row['report_diff'], '+.3f')} "
               f"[{_num(row['report_diff_low'], '+.2f')}, {_num(row['report_diff_high'], '+.2f')}], "
               f"p_holm={_num(row['report_p_holm'], '.3g')})  implicit d_z={_num(row['implicit_dz_target'], '.2f')} "
               f"(unpaired d {_num(row['implicit_d_target'], '.3f')})")
-    print(f"reportable axes: {s['n_reportable']}/{s['n_axes']} (Holm across {s['n_comparisons']['reporting']} axes); "
+    print(f"protocol {s['protocol']}; above 0.5 (the paper's criterion): {s['n_above_half']}/{s['n_axes']}; "
+          f"reportable axes: {s['n_reportable']}/{s['n_axes']} (Holm across {s['n_comparisons']['reporting']} axes); "
           f"wrote {Path(args.out) / 'results.json'} and report.html ({result.data['metadata']['seconds']} s)")
 
 
@@ -59,7 +75,7 @@ def register(subparsers) -> None:
     add_model_args(nf)
     nf.add_argument("--layer", type=int, default=None, help="block whose residual stream defines the axes (default: middle)")
     nf.add_argument("--out", required=True, help="output directory for results.json and report.html")
-    nf.add_argument("--dataset", default=None, help="moral (default), facts, or a JSONL path with text/label")
+    nf.add_argument("--dataset", "--data", dest="dataset", default=None, help=f"moral (default), facts, or {_PATH_HELP}")
     nf.add_argument("--quick", action="store_true", help="small settings that finish in under 2 minutes on CPU")
     nf.add_argument("--draws", type=int, default=None, help="random example draws per point")
     nf.add_argument("--pcs", default=None, help="comma-separated principal components, e.g. 1,2,4,8,32,128")
@@ -71,10 +87,14 @@ def register(subparsers) -> None:
     nf.add_argument("--implicit-targets", default=None, help="comma-separated axes, e.g. LR,PC1 (default: all)")
     nf.add_argument("--explicit-targets", default=None, help="comma-separated axes (default: LR,PC1; empty: none)")
     nf.add_argument("--seed", type=int, default=None)
+    nf.add_argument("--protocol", choices=["strict", "paper"], default="strict",
+                    help="strict (default): metalens' design; paper: Ji-An et al.'s framing, label rule and 2x2 control, "
+                         "at the paper's sizes unless --quick or other flags say otherwise")
+    nf.add_argument("--layers", default=None, help="paper protocol: comma-separated layers to average reporting over")
     nf.set_defaults(func=_neurofeedback)
     pr = subparsers.add_parser("probe", help="train a linear probe at every layer on a labelled JSONL set")
     add_model_args(pr)
-    pr.add_argument("--dataset", default="moral", help="moral, facts, or a JSONL path with text/label")
+    pr.add_argument("--dataset", "--data", dest="dataset", default="moral", help=f"moral (default), facts, or {_PATH_HELP}")
     pr.add_argument("--layers", default=None, help="comma-separated layers (default: all)")
     pr.add_argument("--positions", default="mean", choices=["last", "mean"])
     pr.add_argument("--out", required=True, help="output directory for results.json, report.html and the probes")

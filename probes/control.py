@@ -21,26 +21,35 @@ from tqdm.auto import tqdm
 
 import metalens
 from metalens.probes.datasets import sample_distinct_groups
-from metalens.probes.prompts import Rendered, render
+from metalens.probes.prompts import Rendered, batches, render
 from metalens.sites import resid_post
 from metalens.stats import add_holm, cohens_d, paired_test
 
 
 @torch.inference_mode()
-def span_means(model, layer: int, prompts: list[Rendered], item: int = -1, batch_size: int = 4) -> torch.Tensor:
-    """Mean residual stream after block `layer` over the tokens of sentence `item` in each prompt, [n_prompts, d_model]."""
-    site = resid_post(model.check_layer(layer))
-    out = []
-    for begin in range(0, len(prompts), batch_size):
-        chunk = prompts[begin:begin + batch_size]
+def span_means_by_layer(model, layers: list[int], prompts: list[Rendered], item: int = -1, batch_size: int = 4,
+                        max_tokens: int = 8192) -> dict[int, torch.Tensor]:
+    """{layer: [n_prompts, d_model]}: the mean residual stream after each block in `layers` over the
+    tokens of sentence `item` in each prompt, all layers from one forward pass per batch."""
+    sites = {layer: resid_post(model.check_layer(layer)) for layer in layers}
+    out = {layer: torch.zeros(len(prompts), model.d_model) for layer in layers}
+    for chunk_idx in batches(prompts, batch_size, max_tokens):
+        chunk = [prompts[i] for i in chunk_idx]
         ids, mask = model.pad([r.input_ids for r in chunk])  # right padding keeps render's spans
         weights = torch.zeros(ids.shape)  # [batch, pos]: 1 / span length on the span, else 0
         for j, r in enumerate(chunk):
             a, b = r.sentence_spans[item]
             weights[j, a:b] = 1.0 / (b - a)
-        resid = metalens.run_with_cache(model, ids, mask, sites=[site])[site]  # [batch, pos, d_model]
-        out.append(torch.einsum("bp,bpd->bd", weights.to(resid.device, resid.dtype), resid).float().cpu())
-    return torch.cat(out)
+        cache = metalens.run_with_cache(model, ids, mask, sites=list(sites.values()))
+        for layer, site in sites.items():
+            resid = cache[site]  # [batch, pos, d_model]
+            out[layer][chunk_idx] = torch.einsum("bp,bpd->bd", weights.to(resid.device, resid.dtype), resid).float().cpu()
+    return out
+
+
+def span_means(model, layer: int, prompts: list[Rendered], item: int = -1, batch_size: int = 4) -> torch.Tensor:
+    """Mean residual stream after block `layer` over the tokens of sentence `item` in each prompt, [n_prompts, d_model]."""
+    return span_means_by_layer(model, [layer], prompts, item, batch_size)[layer]
 
 
 @dataclass
@@ -95,7 +104,8 @@ class ControlResult:
                 "example_prompt": self.example_prompt, "metadata": self.metadata}
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
+    """The first non-empty line of generated text, stripped: the sentence a model wrote."""
     return text.strip().split("\n")[0].strip()
 
 
@@ -132,7 +142,7 @@ def run_control(model, layer: int, axes, texts: list[str], labels, targets: list
             open_prompts = [render(model, ex_s + [""], ex_l + [imposed], "control", label_words, open_last=True).input_ids
                             for ex_s, ex_l, _ in draws for imposed in (0, 1)]
             written = metalens.generate(model, open_prompts, max_new_tokens=max_new_tokens, batch_size=batch_size).texts
-            pairs = [[_first_line(written[2 * k]), _first_line(written[2 * k + 1])] for k in range(trials)]
+            pairs = [[first_line(written[2 * k]), first_line(written[2 * k + 1])] for k in range(trials)]
         sentences.append(pairs)
         prompts, where = [], []
         for trial, ((ex_s, ex_l, _), pair) in enumerate(zip(draws, pairs)):

@@ -6,6 +6,11 @@ the sentence's neurofeedback label. Axes and medians are fitted on a `fit` split
 sentences later shown and tested come from the disjoint `pool` split, so no tested sentence
 shapes its own label's definition. With groups (near-copies share one), the split keeps each
 group on one side, so no tested sentence has a near-copy among the fit sentences either.
+
+`fit_paper_axes` is the paper's own label rule (its public code): each axis scores a sentence by
+its projection divided by the fit split's SD of projections, and the label is 1 when the score is
+>= 0 -- at the fit mean for PCs, at the decision boundary of an unregularised-scale logistic
+regression (scikit-learn saga on raw activations) for LR. No median: labels need not be balanced.
 """
 from __future__ import annotations
 
@@ -62,22 +67,34 @@ class Axes:
     directions: Tensor  # [n_axes, d_model]
     center: Tensor  # [d_model]
     explained_variance: Tensor  # [n_axes], fraction of total variance on the fit split
-    thresholds: Tensor  # [n_axes], median projection on the fit split
+    thresholds: Tensor  # [n_axes], median projection on the fit split (paper rule: 0 for PCs, the LR boundary)
     metadata: dict = field(default_factory=dict)
+    scales: Tensor | None = None  # [n_axes], SD of the fit split's projections (paper rule), else None
+
+    @property
+    def rule(self) -> str:
+        """"median" (`fit_axes`) or "paper" (`fit_paper_axes`): how projections become labels."""
+        return self.metadata.get("rule", "median")
 
     def project(self, acts) -> Tensor:
         """Projections [n, n_axes] of activations [n, d_model] on every axis."""
         acts = torch.as_tensor(acts, dtype=torch.float32)
         return (acts - self.center) @ self.directions.T
 
+    def scores(self, acts) -> Tensor:
+        """The paper's neurofeedback scores [n, n_axes]: (projection - threshold) / fit-split SD."""
+        scales = self.scales if self.scales is not None else torch.ones_like(self.thresholds)
+        return (self.project(acts) - self.thresholds) / scales
+
     def labels(self, acts, levels: int = 2) -> Tensor:
-        """Neurofeedback labels [n, n_axes]: 1 above the fit-split median, else 0 (levels=2).
+        """Neurofeedback labels [n, n_axes]: 1 above the fit-split median, else 0 (levels=2); under
+        the paper rule, 1 where the score is >= 0.
 
         With levels > 2 the fit split's quantiles cut the projection into that many bins.
         """
         proj = self.project(acts)
         if levels == 2:
-            return (proj > self.thresholds).long()
+            return (proj >= self.thresholds).long() if self.rule == "paper" else (proj > self.thresholds).long()
         cuts = torch.tensor(np.stack(self.metadata["quantiles"][str(levels)]), dtype=torch.float32)  # [levels-1, n_axes]
         return (proj.unsqueeze(1) > cuts.unsqueeze(0)).sum(1)
 
@@ -89,16 +106,18 @@ class Axes:
 
     def save(self, path: str | Path) -> Path:
         """Write `axes.safetensors` and `axes.json` into directory `path`."""
-        return write_artifact(path, "axes", {"directions": self.directions, "center": self.center,
-                                             "explained_variance": self.explained_variance,
-                                             "thresholds": self.thresholds},
-                              {"names": self.names, "metadata": self.metadata})
+        tensors = {"directions": self.directions, "center": self.center,
+                   "explained_variance": self.explained_variance, "thresholds": self.thresholds}
+        if self.scales is not None:
+            tensors["scales"] = self.scales
+        return write_artifact(path, "axes", tensors, {"names": self.names, "metadata": self.metadata})
 
     @classmethod
     def load(cls, path: str | Path) -> "Axes":
         """Read what `save` wrote."""
         t, meta = read_artifact(path, "axes", "point at a directory written by Axes.save.")
-        return cls(meta["names"], t["directions"], t["center"], t["explained_variance"], t["thresholds"], meta["metadata"])
+        return cls(meta["names"], t["directions"], t["center"], t["explained_variance"], t["thresholds"], meta["metadata"],
+                   t.get("scales"))
 
 
 def fit_axes(acts_fit, labels_fit=None, pcs=DEFAULT_PCS, *, logistic: bool = True, C: float = 1.0,
@@ -137,3 +156,57 @@ def fit_axes(acts_fit, labels_fit=None, pcs=DEFAULT_PCS, *, logistic: bool = Tru
     meta = {"n_fit": len(X), "pcs": list(pcs), "seed": seed, "quantiles": quantiles, **(metadata or {})}
     return Axes(names, directions.float(), center.float(), torch.stack(var).float(),
                 torch.quantile(proj, 0.5, dim=0).float(), meta)  # midpoint of the middle pair: no point sits on it
+
+
+def fit_paper_axes(acts_fit, labels_fit=None, pcs=DEFAULT_PCS, *, logistic: bool = True, C: float = 1.0,
+                   max_iter: int = 1000, seed: int = 0, metadata: dict | None = None) -> Axes:
+    """Axes under the paper's label rule (Ji-An et al., 2025, public code): `PC{k}` through the fit
+    mean with threshold 0, and `LR` from scikit-learn's saga logistic regression on the raw
+    (unstandardised) activations, thresholded at its decision boundary; `scales` holds each axis'
+    SD of fit projections, so `scores` = projection / SD and `labels` = score >= 0.
+
+    Only `acts_fit` [n_fit, d_model] is used. `pcs` may be `"all"`: every PC within the rank
+    (the paper's precision baseline compares a target with all of them).
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    import warnings
+
+    X = torch.as_tensor(acts_fit, dtype=torch.float64)
+    if X.ndim != 2 or len(X) < 4:
+        raise ValueError(f"acts_fit must be [n >= 4, d_model]; got {tuple(X.shape)}.")
+    center = X.mean(0)
+    Xc = X - center
+    _, s, vt = torch.linalg.svd(Xc, full_matrices=False)
+    total = (s**2).sum()
+    rank = int((s > s[0] * 1e-6).sum())
+    pcs = tuple(range(1, rank + 1)) if pcs == "all" else tuple(pcs)
+    names, dirs, thresholds = [], [], []
+    for k in pcs:
+        if 1 <= k <= rank:
+            names.append(f"PC{k}")
+            dirs.append(vt[k - 1])
+            thresholds.append(0.0)  # the fit mean
+    meta = {"rule": "paper", "n_fit": len(X), "pcs": list(pcs), "seed": seed, **(metadata or {})}
+    if logistic and labels_fit is not None:
+        clf = LogisticRegression(C=C, solver="saga", max_iter=max_iter, random_state=seed)
+        with warnings.catch_warnings(record=True) as caught:  # saga on raw activations often stops at max_iter
+            warnings.simplefilter("always", ConvergenceWarning)
+            clf.fit(X.numpy(), np.asarray(labels_fit).ravel())
+        w = torch.as_tensor(clf.coef_[0], dtype=torch.float64)
+        norm = w.norm()
+        names.append("LR")
+        dirs.append(w / norm)
+        # w.x + b = 0  <=>  (x - center).u = -(w.center + b) / |w|
+        thresholds.append(float(-(w @ center + float(clf.intercept_[0])) / norm))
+        meta.update(lr_solver="saga", lr_C=C, lr_n_iter=int(clf.n_iter_[0]),
+                    lr_converged=not any(issubclass(c.category, ConvergenceWarning) for c in caught))
+    if not dirs:
+        raise ValueError(f"No axis to fit: pcs={pcs} exceed the rank {rank} and no labels were given.")
+    directions = torch.stack(dirs)
+    proj = Xc @ directions.T  # [n_fit, n_axes]
+    scales = proj.std(0, unbiased=False)  # the paper divides by the population SD of the fit scores
+    meta["quantiles"] = {str(q): [torch.quantile(proj, i / q, dim=0).float().tolist() for i in range(1, q)]
+                         for q in range(3, 5)}
+    return Axes(names, directions.float(), center.float(), ((proj**2).sum(0) / total).float(),
+                torch.tensor(thresholds, dtype=torch.float32), meta, scales.float())

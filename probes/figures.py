@@ -7,7 +7,8 @@ _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
 
 
 def learning_curves(results: dict, metric: str = "accuracy") -> go.Figure:
-    """Reporting accuracy (or cross_entropy) vs N in-context examples, per axis, with 95% CIs."""
+    """Reporting accuracy (or cross_entropy) vs N in-context examples, per axis, with 95% CIs; for
+    accuracy, each axis' surface (words-only) baseline as a thin dashed line where results carry it."""
     lo, hi = ("acc_low", "acc_high") if metric == "accuracy" else ("ce_low", "ce_high")
     fig = go.Figure()
     curves = results["reporting"]["curves"]
@@ -17,7 +18,12 @@ def learning_curves(results: dict, metric: str = "accuracy") -> go.Figure:
         err_lo = [(r[metric] - r[lo]) if r[lo] is not None else 0 for r in rows]
         style = dict(dash="dot", color="grey") if axis == "shuffled" else dict(color=_PALETTE[k % len(_PALETTE)])
         fig.add_scatter(x=[max(r["N"], 0.5) for r in rows], y=y, name=axis, mode="lines+markers", line=style,
-                        error_y=dict(type="data", array=err_hi, arrayminus=err_lo, thickness=1))
+                        error_y=dict(type="data", array=err_hi, arrayminus=err_lo, thickness=1), legendgroup=axis)
+        if metric == "accuracy" and rows and rows[0].get("surface_accuracy") is not None:
+            # the text-only learner given the same examples (metalens.probes.surface)
+            fig.add_scatter(x=[max(r["N"], 0.5) for r in rows], y=[r["surface_accuracy"] for r in rows],
+                            name=f"{axis}: words only", mode="lines", legendgroup=axis,
+                            line=dict(color=style["color"], dash="dash", width=1))
     chance = 0.5 if metric == "accuracy" else 0.6931
     fig.add_hline(y=chance, line_dash="dash", line_color="black", annotation_text="chance")
     fig.update_layout(title=f"Reporting {metric.replace('_', ' ')} vs in-context examples N "

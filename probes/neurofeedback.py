@@ -11,10 +11,12 @@ import numpy as np
 
 import metalens
 from metalens.probes import figures
-from metalens.probes.control import run_control
+from metalens.probes.control import run_control, span_means_by_layer
 from metalens.probes.datasets import load_dataset
-from metalens.probes.directions import DEFAULT_PCS, Axes, fit_axes, split_indices
-from metalens.probes.reporting import run_reporting
+from metalens.probes.directions import DEFAULT_PCS, Axes, fit_axes, fit_paper_axes, split_indices
+from metalens.probes.flip_control import run_flip_control
+from metalens.probes.prompts import PROTOCOLS, render
+from metalens.probes.reporting import average_reporting, run_reporting
 from metalens.probes.space import summarize
 from metalens.report import save_json, to_jsonable, write_report
 from metalens.sites import resid_post
@@ -24,7 +26,7 @@ from metalens.sites import resid_post
 class NeurofeedbackConfig:
     """Settings of a run; the defaults take well under 20 minutes for a 270M model on 2 CPU cores."""
 
-    dataset: str = "moral"
+    dataset: str | Path = "moral"  # a shipped set or a file `load_dataset` reads (ETHICS/true-false CSV, JSONL)
     layer: int | None = None  # None: the middle block
     positions: str = "mean"  # how a sentence's activation is pooled over its tokens (the paper: mean)
     max_sentences: int | None = 400  # balanced subsample of the dataset (None: all)
@@ -43,6 +45,18 @@ class NeurofeedbackConfig:
     label_words: tuple[str, str] = ("0", "1")
     batch_size: int = 4
     seed: int = 0
+    # "strict" (metalens' design) or "paper" (Ji-An et al.'s: assistant-turn framing, axes fitted in that
+    # context, projection/SD split at 0, saga LR, 2x2 flip control, precision over all PCs); see probes/README.md.
+    protocol: str = "strict"
+    layers: tuple[int, ...] | None = None  # paper protocol: also report at these layers, averaged (control stays at `layer`)
+    max_tokens: int = 8192  # padded tokens per forward pass; a longer prompt runs alone
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, not '{self.protocol}'.")
+        if self.layers is not None and self.protocol != "paper":
+            raise ValueError("layers=... (reporting averaged over layers) is part of the paper protocol: "
+                             "pass protocol='paper', or drop layers and set layer.")
 
     @classmethod
     def quick(cls, **overrides) -> "NeurofeedbackConfig":
@@ -50,6 +64,17 @@ class NeurofeedbackConfig:
         base = cls(max_sentences=120, pcs=(1, 8), n_values=(0, 2, 4, 8), draws=3, n_test_min=4,
                    implicit_targets=("LR",), explicit_targets=("LR",), control_examples=6,
                    implicit_trials=4, explicit_trials=1, max_new_tokens=10)
+        return replace(base, **overrides)
+
+    @classmethod
+    def paper(cls, **overrides) -> "NeurofeedbackConfig":
+        """The paper protocol at the paper's sizes, as far as the data and context allow: every
+        sentence, a 60/40 fit/pool split, N up to 256 (capped by the pool's groups and the context),
+        100 draws, control with 256 examples and 100 trials, PCs up to 512. Hours on a CPU: see the
+        README for settings that fit in minutes."""
+        base = cls(protocol="paper", max_sentences=None, fit_fraction=0.6, pcs=(1, 2, 4, 8, 32, 128, 512),
+                   n_values=(0, 2, 4, 8, 16, 32, 64, 128, 256), draws=100, n_test_min=8, control_examples=256,
+                   implicit_trials=100, explicit_trials=100, max_new_tokens=50, batch_size=1)
         return replace(base, **overrides)
 
 
@@ -94,10 +119,18 @@ class NeurofeedbackResult:
         return cls(json.loads((out / "results.json").read_text()), axes)
 
 
+def _brief(effect: dict) -> dict:
+    return {k: v for k, v in effect.items() if k not in ("d_by_axis", "dz_by_pc", "d_by_pc")}
+
+
 def _sections(result: NeurofeedbackResult) -> list:
     d, s = result.data, result.summary
     groups = d["data"].get("n_groups")
-    prose = (f"Dataset '{d['config']['dataset']}', {d['data']['n_fit']} sentences fit the axes and medians, "
+    paper = d.get("protocol", "strict") == "paper"
+    prose = (("Protocol: paper (Ji-An et al., 2025): sentences framed as the model's own assistant replies, labels "
+              "= projection / fit SD split at 0, 2x2 (imposed x flipped labels) control, precision over all PCs. "
+              if paper else "Protocol: strict (metalens). ")
+             + f"Dataset '{d['config']['dataset']}', {d['data']['n_fit']} sentences fit the axes and thresholds, "
              f"{d['data']['n_pool']} disjoint sentences are shown and tested"
              + (f" (split by group: near-copies stay on one side; {groups} groups; no prompt holds two items of one group)"
                 if groups is not None else "") + f". Layer {d['config']['layer']}, "
@@ -108,12 +141,13 @@ def _sections(result: NeurofeedbackResult) -> list:
              "a point at N averages the items that had more examples than the previous N and at most N.")
     agree = d["data"]["lr_human_agreement"]
     if agree is not None:
-        prose += f" The LR axis' median split agrees with the human labels on {agree:.1%} of the pool sentences."
+        split = "split at its decision boundary" if paper else "median split"
+        prose += f" The LR axis' {split} agrees with the human labels on {agree:.1%} of the pool sentences."
     rows = [{k: v for k, v in r.items()} for r in s["rows"]]
     figs = result.figures()
     return [("Summary", prose), ("Axes", rows), *figs[:2], figs[2], figs[3], figs[4],
-            ("Implicit control effects", [{k: v for k, v in e.items() if k != "d_by_axis"} for e in d["implicit"]["effects"]]),
-            ("Explicit control effects", [{k: v for k, v in e.items() if k != "d_by_axis"} for e in d["explicit"]["effects"]] if d.get("explicit") else []),
+            ("Implicit control effects", [_brief(e) for e in d["implicit"]["effects"]]),
+            ("Explicit control effects", [_brief(e) for e in d["explicit"]["effects"]] if d.get("explicit") else []),
             ("Example reporting prompt", d["reporting"]["example_prompt"][:3000]),
             ("Example control prompt", d["implicit"]["example_prompt"][:3000])]
 
@@ -131,32 +165,67 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
     start = time.time()
     ds = load_dataset(cfg.dataset).balanced(cfg.max_sentences, cfg.seed)
     site = resid_post(layer)
-    acts = metalens.capture(model, ds.texts, [site], positions=cfg.positions, batch_size=16, progress=progress)[site].float()
+    paper = cfg.protocol == "paper"
     fit, pool = split_indices(len(ds), cfg.fit_fraction, cfg.seed, groups=ds.groups)  # near-copies stay on one side
     human = np.asarray(ds.labels)
-    axes = fit_axes(acts[fit], human[fit], cfg.pcs, logistic=cfg.logistic_axis, seed=cfg.seed,
-                    metadata={**model.metadata(), "layer": layer, "site": site, "positions": cfg.positions})
-    pool_labels = axes.labels(acts[pool]).numpy()  # [n_pool, n_axes]; thresholds come from the fit split
+    meta = {**model.metadata(), "layer": layer, "site": site, "positions": cfg.positions, "protocol": cfg.protocol}
     pool_texts = [ds.texts[i] for i in pool]
     common = dict(label_words=cfg.label_words, batch_size=cfg.batch_size, groups=[ds.groups[i] for i in pool],
                   progress=progress)
-    reporting = run_reporting(model, pool_texts, pool_labels, axes.names, n_values=cfg.n_values, draws=cfg.draws,
-                              seed=cfg.seed, n_test_min=cfg.n_test_min, **common)
-    implicit = run_control(model, layer, axes, pool_texts, pool_labels, list(cfg.implicit_targets or axes.names),
-                           kind="implicit", n_examples=cfg.control_examples, trials=cfg.implicit_trials, seed=cfg.seed, **common)
+    report_kw = dict(n_values=cfg.n_values, draws=cfg.draws, seed=cfg.seed, n_test_min=cfg.n_test_min,
+                     protocol=cfg.protocol, max_tokens=cfg.max_tokens, **common)
+    layer_info = None
+    if paper:
+        # The paper's context: each sentence as the assistant's reply to a fixed user turn, its activation the
+        # mean over the reply's tokens; every layer of `layers` from the same forward passes.
+        report_layers = [model.check_layer(x) for x in (cfg.layers or (layer,))]
+        fit_prompts = [render(model, [t], [0], "fit", cfg.label_words, protocol="paper") for t in ds.texts]
+        by_layer = span_means_by_layer(model, sorted({layer, *report_layers}), fit_prompts, 0, batch_size=16,
+                                       max_tokens=cfg.max_tokens)
+        acts = by_layer[layer]
+        meta["positions"] = "mean over the assistant-turn sentence tokens (paper context)"
+        axes = fit_paper_axes(acts[fit], human[fit], cfg.pcs, logistic=cfg.logistic_axis, seed=cfg.seed, metadata=meta)
+        all_pcs = fit_paper_axes(acts[fit], None, "all", logistic=False, seed=cfg.seed, metadata=meta)
+        pool_labels = axes.labels(acts[pool]).numpy()
+        runs, layer_info = [], []
+        for rl in report_layers:
+            ax = axes if rl == layer else fit_paper_axes(by_layer[rl][fit], human[fit], cfg.pcs, logistic=cfg.logistic_axis,
+                                                          seed=cfg.seed, metadata={**meta, "layer": rl})
+            if ax.names != axes.names:
+                raise ValueError(f"Layer {rl} has axes {ax.names}, layer {layer} has {axes.names}: pick pcs within every layer's rank.")
+            labels_rl = pool_labels if rl == layer else ax.labels(by_layer[rl][pool]).numpy()
+            runs.append(run_reporting(model, pool_texts, labels_rl, ax.names, **report_kw))
+            layer_info.append({"layer": rl, "explained_variance": ax.explained_variance, "thresholds": ax.thresholds,
+                               "scales": ax.scales, "pool_label_balance": dict(zip(ax.names, labels_rl.mean(0)))})
+        reporting = runs[0] if len(runs) == 1 else average_reporting(runs, report_layers)
+        control, control_kw = run_flip_control, {"pc_axes": all_pcs}
+    else:
+        acts = metalens.capture(model, ds.texts, [site], positions=cfg.positions, batch_size=16, progress=progress)[site].float()
+        axes = fit_axes(acts[fit], human[fit], cfg.pcs, logistic=cfg.logistic_axis, seed=cfg.seed, metadata=meta)
+        pool_labels = axes.labels(acts[pool]).numpy()  # [n_pool, n_axes]; thresholds come from the fit split
+        reporting = run_reporting(model, pool_texts, pool_labels, axes.names, **report_kw)
+        control, control_kw = run_control, {}
+    implicit = control(model, layer, axes, pool_texts, pool_labels, list(cfg.implicit_targets or axes.names),
+                       kind="implicit", n_examples=cfg.control_examples, trials=cfg.implicit_trials, seed=cfg.seed,
+                       **control_kw, **common)
     explicit_targets = [t for t in cfg.explicit_targets if t in axes.names]
-    explicit = run_control(model, layer, axes, pool_texts, pool_labels, explicit_targets, kind="explicit",
-                           n_examples=cfg.control_examples, trials=cfg.explicit_trials, seed=cfg.seed,
-                           max_new_tokens=cfg.max_new_tokens, **common) if explicit_targets else None
+    explicit = control(model, layer, axes, pool_texts, pool_labels, explicit_targets, kind="explicit",
+                       n_examples=cfg.control_examples, trials=cfg.explicit_trials, seed=cfg.seed,
+                       max_new_tokens=cfg.max_new_tokens, **control_kw, **common) if explicit_targets else None
     lr_agree = float((pool_labels[:, axes.index("LR")] == human[pool]).mean()) if "LR" in axes.names else float("nan")
     data = to_jsonable({
+        "protocol": cfg.protocol,
         "config": asdict(cfg),
-        "metadata": {**model.metadata(), "layer": layer, "site": site, "seconds": round(time.time() - start, 1)},
+        "metadata": {**model.metadata(), "layer": layer, "site": site, "protocol": cfg.protocol,
+                     "seconds": round(time.time() - start, 1)},
         "data": {"dataset": ds.name, "n_fit": len(fit), "n_pool": len(pool), "fit_indices": fit, "pool_indices": pool,
                  "n_groups": len(set(ds.groups)), "groups": ds.groups,
                  "label_names": ds.label_names, "lr_human_agreement": lr_agree,
                  "pool_label_balance": dict(zip(axes.names, pool_labels.mean(0)))},
-        "axes": {"names": axes.names, "explained_variance": axes.explained_variance, "thresholds": axes.thresholds},
+        "axes": {"names": axes.names, "explained_variance": axes.explained_variance, "thresholds": axes.thresholds,
+                 "rule": axes.rule, "scales": axes.scales, "metadata": {k: v for k, v in axes.metadata.items()
+                                                                         if k.startswith("lr_")}},
+        "layers": layer_info,
         "reporting": reporting.to_dict(),
         "implicit": implicit.to_dict(),
         "explicit": explicit.to_dict() if explicit else None,

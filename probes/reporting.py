@@ -17,20 +17,23 @@ from tqdm.auto import tqdm
 
 import metalens
 from metalens.probes.datasets import sample_distinct_groups
-from metalens.probes.prompts import Rendered, label_token_ids, render
+from metalens.probes.prompts import Rendered, batches, label_token_ids, render
+from metalens.probes.surface import prompt_surface_scores
 from metalens.sites import FINAL_NORM
-from metalens.stats import add_holm, mean_ci, paired_test
+from metalens.stats import add_holm, holm, mean_ci, paired_test
 
 DEFAULT_N = (0, 2, 4, 8, 16, 32, 64)
 
 
 @torch.inference_mode()
-def label_logprobs(model, prompts: list[Rendered], cand_ids: list[int], batch_size: int = 4):
+def label_logprobs(model, prompts: list[Rendered], cand_ids: list[int], batch_size: int = 4, max_tokens: int = 8192):
     """Per prompt: (log p over the label tokens at each label position [n_items, n_labels],
-    total probability mass of the label tokens in the full vocabulary [n_items])."""
+    total probability mass of the label tokens in the full vocabulary [n_items]).
+
+    Batches hold at most `max_tokens` padded tokens (a long prompt runs alone; see `prompts.batches`)."""
     out = []
-    for begin in range(0, len(prompts), batch_size):
-        chunk = prompts[begin:begin + batch_size]
+    for chunk_idx in batches(prompts, batch_size, max_tokens):
+        chunk = [prompts[i] for i in chunk_idx]
         ids, mask = model.pad([r.input_ids for r in chunk])  # right padding keeps render's positions
         # Unembed only the label positions, not the whole [batch, pos, vocab].
         hidden = metalens.run_with_cache(model, ids, mask, sites=[FINAL_NORM])[FINAL_NORM]  # [batch, pos, d_model]
@@ -51,6 +54,8 @@ class ReportingResult:
     the sentence, only their base rate). `label_mass` is the share of the full next-token
     distribution on the label tokens, [n_axes, draws, n_max + 1]. `items` [draws, n_max + 1]
     are the indices (into the texts given to `run_reporting`) of each draw's items, in prompt order.
+    `surface` [n_axes, draws, n_max + 1] scores a text-only learner (`metalens.probes.surface`)
+    fitted on the same N examples of the same prompt: 1 right, 0 wrong, 0.5 a coin flip.
     """
 
     axis_names: list[str]
@@ -61,6 +66,7 @@ class ReportingResult:
     example_prompt: str
     metadata: dict = field(default_factory=dict)
     items: np.ndarray | None = None
+    surface: np.ndarray | None = None
 
     def _bins(self) -> list[tuple[int, range]]:
         n_items = self.p_correct.shape[-1]
@@ -77,17 +83,24 @@ class ReportingResult:
         rows = []
         for n, span in self._bins():
             block = p[:, list(span)]
-            acc = mean_ci((block > 0.5).mean(1))
+            per_draw = (block > 0.5).mean(1)
+            acc = mean_ci(per_draw)
             ce = mean_ci((-np.log(np.clip(block, 1e-12, 1))).mean(1))
+            # The paper's criterion: accuracy above 0.5 at this N (one-sided one-sample t over draws).
+            vs_half = paired_test(per_draw, np.full_like(per_draw, 0.5), alternative="greater").p
             # t-intervals over few draws can leave [0, 1] (min/max keep NaN bounds NaN)
             rows.append({"N": n, "N_from": span[0], "accuracy": acc.estimate, "acc_low": max(acc.low, 0.0),
                          "acc_high": min(acc.high, 1.0), "cross_entropy": ce.estimate, "ce_low": max(ce.low, 0.0),
-                         "ce_high": ce.high})
+                         "ce_high": ce.high, "p_vs_half": vs_half})
         return rows
 
     def curves(self) -> dict[str, list[dict]]:
-        """`curve` for every axis, plus "shuffled"."""
+        """`curve` for every axis (each row with the surface learner's accuracy beside the model's), plus "shuffled"."""
         out = {name: self.curve(self.p_correct[a]) for a, name in enumerate(self.axis_names)}
+        if self.surface is not None:
+            for a, name in enumerate(self.axis_names):
+                for row, (_, span) in zip(out[name], self._bins()):
+                    row.update(_surface_fields(self.surface[a][:, list(span)]))
         out["shuffled"] = self.curve(self.shuffled_p_correct)
         return out
 
@@ -99,6 +112,10 @@ class ReportingResult:
         Each row gives the accuracy with its 95% t-interval over draws (clipped to [0, 1]), the paired difference
         (axis - shuffled) with its interval and d_z, `p` (axis above shuffled), `p_holm`,
         `n_comparisons` (the Holm family size) and `p_below` (one-sided, below shuffled; uncorrected).
+        With `surface`, also `surface_accuracy` (the text-only learner on the same items, averaged
+        like the model's accuracy: per draw over items, then over draws) and its interval, and the
+        paired model - surface difference over draws (`vs_surface_diff`, one-sided `p_vs_surface`,
+        Holm-adjusted across the axes in `p_vs_surface_holm`).
         """
         n_min = min(n_min, self.p_correct.shape[-1] - 1)  # a short run still tests its longest items
 
@@ -120,25 +137,55 @@ class ReportingResult:
                          "p": above.p, "n_draws": above.n, "n_min": n_min,
                          "test": "one-sided paired t-test over draws (axis vs shuffled labels on the same sentences)",
                          # Below chance is information too (the axis is read, the label mapping inverted).
-                         "p_below": paired_test(acc, base, alternative="less").p})
-        return add_holm(rows)
+                         "p_below": paired_test(acc, base, alternative="less").p,
+                         # The paper's criterion beside ours: above 0.5 (one-sided one-sample t over draws).
+                         "p_vs_half": paired_test(acc, np.full_like(acc, 0.5), alternative="greater").p,
+                         **(_surface_fields(self.surface[a][:, n_min:], acc) if self.surface is not None else {})})
+        rows = add_holm(rows)
+        for row, adj in zip(rows, holm([row["p_vs_half"] for row in rows])):
+            row["p_vs_half_holm"] = float(adj)
+        if self.surface is not None:  # a second family: the model against the words-only learner
+            for row, adj in zip(rows, holm([row["p_vs_surface"] for row in rows])):
+                row["p_vs_surface_holm"] = float(adj)
+        return rows
 
     def to_dict(self) -> dict:
         """Everything, JSON-ready (numpy arrays become lists in save_json)."""
         return {"axis_names": self.axis_names, "n_values": self.n_values, "p_correct": self.p_correct,
                 "shuffled_p_correct": self.shuffled_p_correct, "label_mass": self.label_mass,
                 "curves": self.curves(), "tests": self.tests(self.metadata.get("n_test_min", 8)),
-                "items": self.items, "example_prompt": self.example_prompt, "metadata": self.metadata}
+                "items": self.items, "surface": self.surface, "example_prompt": self.example_prompt,
+                "metadata": self.metadata}
+
+
+def _surface_fields(scores: np.ndarray, model_acc: np.ndarray | None = None) -> dict:
+    """Surface accuracy of `scores` [draws, items]: mean over items per draw, then a 95% t-interval over draws.
+
+    With `model_acc` (the model's accuracy per draw on the same items), also the paired difference
+    model - surface over draws with its interval and one-sided p (model above the words-only learner).
+    """
+    surface = scores.mean(1)
+    ci = mean_ci(surface)
+    out = {"surface_accuracy": ci.estimate, "surface_low": max(ci.low, 0.0), "surface_high": min(ci.high, 1.0)}
+    if model_acc is not None:
+        above = paired_test(model_acc, surface, alternative="greater")
+        out.update({"vs_surface_diff": above.mean_diff, "vs_surface_low": above.low, "vs_surface_high": above.high,
+                    "p_vs_surface": above.p})
+    return out
 
 
 def run_reporting(model, texts: list[str], labels, axis_names: list[str], *, n_values=DEFAULT_N,
                   draws: int = 12, seed: int = 0, label_words: tuple[str, str] = ("0", "1"),
-                  batch_size: int = 4, n_test_min: int = 8, groups=None, progress: bool = True) -> ReportingResult:
+                  batch_size: int = 4, n_test_min: int = 8, groups=None, protocol: str = "strict",
+                  max_tokens: int = 8192, progress: bool = True) -> ReportingResult:
     """Reporting task over `texts` (the pool split) whose neurofeedback `labels` are [n, n_axes].
 
     Each draw samples n_max + 1 = max(n_values) + 1 sentences (capped by the pool, its number of
     groups and the model's context) and scores every axis on them, and once with permuted labels.
+    Each prompt's labels are also given to the text-only surface learner (`surface`).
     `groups` (one id per text; near-copies share one) keeps two items of a group out of one prompt.
+    `protocol` picks the prompt framing (`metalens.probes.prompts.render`); `max_tokens` bounds a
+    forward pass's padded tokens (long prompts run one at a time).
     """
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.shape != (len(texts), len(axis_names)):
@@ -147,18 +194,20 @@ def run_reporting(model, texts: list[str], labels, axis_names: list[str], *, n_v
     if len(groups) != len(texts):
         raise ValueError(f"{len(groups)} groups for {len(texts)} texts: give one group id per text.")
     n_items = min(max(n_values) + 1, len(np.unique(groups)))
-    cand = label_token_ids(model, "report", label_words)
+    cand = label_token_ids(model, "report", label_words, protocol)
     rng = np.random.default_rng(seed)
     context = getattr(model.hf.config, "max_position_embeddings", None) or 10**9
     # "As many as the context allows": shrink the prompt until a trial render fits, with slack
     # for sentences longer than the trial ones.
     while n_items > 2:
-        trial = render(model, [texts[i] for i in sample_distinct_groups(rng, groups, n_items)], [0] * n_items, "report", label_words)
+        trial = render(model, [texts[i] for i in sample_distinct_groups(rng, groups, n_items)], [0] * n_items, "report", label_words,
+                       protocol=protocol)
         if len(trial.input_ids) * 1.2 <= context:
             break
         n_items = max(2, min(n_items - 1, int(n_items * context / (1.2 * len(trial.input_ids)))))
     p = np.zeros((len(axis_names), draws, n_items))
     mass = np.zeros_like(p)
+    surface = np.zeros_like(p)
     shuffled = np.zeros((draws, n_items))
     items = np.zeros((draws, n_items), dtype=int)
     example = ""
@@ -166,12 +215,14 @@ def run_reporting(model, texts: list[str], labels, axis_names: list[str], *, n_v
         idx = items[d] = sample_distinct_groups(rng, groups, n_items)
         sents = [texts[i] for i in idx]
         label_sets = [labels[idx, a] for a in range(len(axis_names))] + [rng.permutation(labels[idx, 0])]
-        prompts = [render(model, sents, lab.tolist(), "report", label_words) for lab in label_sets]
+        for a in range(len(axis_names)):
+            surface[a, d] = prompt_surface_scores(sents, label_sets[a])
+        prompts = [render(model, sents, lab.tolist(), "report", label_words, protocol=protocol) for lab in label_sets]
         if len(prompts[0].input_ids) > context:
             raise ValueError(f"A prompt of {n_items} items has {len(prompts[0].input_ids)} tokens, over "
                              f"{model.name}'s context of {context}: lower max(n_values).")
         example = example or prompts[0].text
-        scored = label_logprobs(model, prompts, cand, batch_size)
+        scored = label_logprobs(model, prompts, cand, batch_size, max_tokens)
         for k, ((logp, m), lab) in enumerate(zip(scored, label_sets)):
             pc = logp.exp()[torch.arange(n_items), torch.as_tensor(lab)].numpy()
             if k < len(axis_names):
@@ -179,6 +230,22 @@ def run_reporting(model, texts: list[str], labels, axis_names: list[str], *, n_v
             else:
                 shuffled[d] = pc
     meta = {"draws": draws, "seed": seed, "label_words": list(label_words), "n_items": n_items,
-            "n_test_min": n_test_min, "format": "chat" if model.is_chat else "plain",
+            "n_test_min": n_test_min, "format": "chat" if model.is_chat else "plain", "protocol": protocol,
             "n_groups": len(np.unique(groups)), "one_item_per_group": True}
-    return ReportingResult(list(axis_names), [n for n in n_values if n < n_items], p, shuffled, mass, example, meta, items)
+    return ReportingResult(list(axis_names), [n for n in n_values if n < n_items], p, shuffled, mass, example, meta, items,
+                           surface)
+
+
+def average_reporting(results: list[ReportingResult], layers: list[int]) -> ReportingResult:
+    """One `ReportingResult` from runs at several layers on the same items (same texts, groups and
+    seed; each layer labels them with its own axes): p(correct), the shuffled baseline, label mass
+    and surface scores averaged over layers, so accuracy is that of the layer-mean probability."""
+    first = results[0]
+    if any(r.axis_names != first.axis_names or not np.array_equal(r.items, first.items) for r in results):
+        raise ValueError("Layer runs differ in axes or items: run each layer with the same texts, groups and seed.")
+    def mean(name):
+        return np.mean([getattr(r, name) for r in results], axis=0)
+    meta = {**first.metadata, "layers": list(layers), "averaged_over_layers": True}
+    return ReportingResult(first.axis_names, first.n_values, mean("p_correct"), mean("shuffled_p_correct"),
+                           mean("label_mass"), first.example_prompt, meta, first.items,
+                           mean("surface") if first.surface is not None else None)

@@ -26,9 +26,13 @@ def summarize(results: dict, alpha: float = ALPHA) -> dict:
         t = tests[name]
         row = {"axis": name, "explained_variance": var[name], "report_accuracy": t["accuracy"],
                "report_acc_low": t.get("acc_low"), "report_acc_high": t.get("acc_high"),
-               "shuffled_accuracy": t["shuffled_accuracy"], "report_diff": t.get("diff"),
+               "shuffled_accuracy": t["shuffled_accuracy"], "surface_accuracy": t.get("surface_accuracy"),
+               "report_diff": t.get("diff"),
                "report_diff_low": t.get("diff_low"), "report_diff_high": t.get("diff_high"), "report_p_holm": t["p_holm"],
-               "reportable": bool(t["p_holm"] is not None and np.isfinite(t["p_holm"]) and t["p_holm"] < alpha)}
+               "reportable": bool(t["p_holm"] is not None and np.isfinite(t["p_holm"]) and t["p_holm"] < alpha),
+               # The paper's criterion beside ours: accuracy above 0.5 (one-sided, Holm across axes).
+               "report_p_vs_half_holm": t.get("p_vs_half_holm"),
+               "above_half": _passes(t.get("p_vs_half_holm"), alpha)}
         for kind in ("implicit", "explicit"):
             e = control[kind].get(name)
             row[f"{kind}_dz_target"] = e.get("dz_target") if e else None
@@ -39,6 +43,10 @@ def summarize(results: dict, alpha: float = ALPHA) -> dict:
             row[f"{kind}_p_holm"] = p
             row[f"{kind}_controllable"] = bool(p is not None and np.isfinite(p) and p < alpha) if e else None
             row[f"{kind}_specific"] = e["specific"] if e else None
+            if e and "precision" in e:  # 2x2 design (paper protocol)
+                row[f"{kind}_precision"] = e["precision"]  # |d| on target / mean |d| over all PCs (the paper's)
+                row[f"{kind}_precision_dz"] = e["precision_dz"]
+                row[f"{kind}_label_token_dz"] = e["label_token_dz"]
         rows.append(row)
     pcs = [r for r in rows if r["axis"].startswith("PC")]
     n_control = {kind: len(control[kind]) for kind in control}
@@ -47,6 +55,8 @@ def summarize(results: dict, alpha: float = ALPHA) -> dict:
         "rows": rows,
         "n_axes": len(rows),
         "n_reportable": sum(r["reportable"] for r in rows),
+        "n_above_half": sum(bool(r["above_half"]) for r in rows),
+        "protocol": results.get("protocol", "strict"),
         # A lower bound on a sparse grid of PCs: every tested PC that is reportable.
         "reportable_pcs": [r["axis"] for r in pcs if r["reportable"]],
         "n_implicit_controllable": sum(bool(r["implicit_controllable"]) for r in rows),
@@ -62,3 +72,7 @@ def summarize(results: dict, alpha: float = ALPHA) -> dict:
                  "|d_z| on every other measured axis (the imposed label token shifts activations along many axes at "
                  "once). The paper's Cohen's d is unpaired (pooled SD across trials) and is reported for reference only."),
     }
+
+
+def _passes(p, alpha: float):
+    return None if p is None else bool(np.isfinite(p) and p < alpha)

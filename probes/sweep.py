@@ -20,7 +20,7 @@ from metalens.sites import resid_post
 class ProbeSweepConfig:
     """Settings of `run_probe_sweep`."""
 
-    dataset: str = "moral"  # a shipped set (moral, facts) or a JSONL path with text/label
+    dataset: str | Path = "moral"  # a shipped set (moral, facts) or a file `load_dataset` reads (CSV or JSONL)
     layers: tuple[int, ...] | None = None  # None: every block
     positions: str = "mean"  # how a sentence's activation is pooled: "mean" over its tokens or "last"
     max_sentences: int | None = None  # balanced subsample of the dataset (None: all)

@@ -25,6 +25,13 @@ def test_run_writes_results_and_report(run_dir):
     assert "Reporting accuracy vs N" in html and "plotly" in html
 
 
+def test_reporting_rows_and_report_carry_the_surface_baseline(run_dir):
+    data = json.loads((run_dir / "results.json").read_text())
+    assert all(0 <= r["surface_accuracy"] <= 1 for r in data["reporting"]["tests"])
+    assert all("surface_accuracy" in r for r in data["summary"]["rows"])
+    assert "LR: words only" in (run_dir / "report.html").read_text()
+
+
 def test_saved_run_loads_back_with_axes(run_dir):
     res = NeurofeedbackResult.load(run_dir)
     assert res.axes.names == ["PC1", "PC8", "LR"]
