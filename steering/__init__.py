@@ -6,7 +6,13 @@ for adherence and by the unsteered model for fluency (`token_loss`); `sweep` pic
 strength, `RuleBook` holds many rules, `mentor` grows it. `run_steer(model, SteerConfig(...))`
 does it all and returns a `SteerResult` (what `metalens steer` calls). Everything else lives in
 the submodules (`checkers`, `evaluate`, `generate`, `mentor`, `rulebook`, `rules`, `vector`).
+
+A/B behaviours (`metalens steer-ab`): `run_steer_ab(model, SteerABConfig(data=...))` -> `SteerABResult`
+(propensity, steerability and flips per layer x strength, no judge; submodules `ab`, `ab_pipeline`).
+`SteeringVector.to_gguf` / `from_gguf` read and write llama.cpp control vectors (`controlvector`).
 """
+from metalens.steering.ab import read_ab
+from metalens.steering.ab_pipeline import SteerABConfig, SteerABResult, run_steer_ab
 from metalens.steering.checkers import adherence, checker_for
 from metalens.steering.evaluate import sweep, token_loss
 from metalens.steering.generate import generate
@@ -17,6 +23,7 @@ from metalens.steering.rules import Rule, library, pairs_for_rule
 from metalens.steering.vector import SteeringVector, train_steering_vector
 
 __all__ = [
-    "Rule", "RuleBook", "SteerConfig", "SteerResult", "SteeringVector", "adherence", "checker_for", "demo",
-    "generate", "library", "mentor", "pairs_for_rule", "run_steer", "sweep", "token_loss", "train_steering_vector",
+    "Rule", "RuleBook", "SteerABConfig", "SteerABResult", "SteerConfig", "SteerResult", "SteeringVector", "adherence",
+    "checker_for", "demo", "generate", "library", "mentor", "pairs_for_rule", "read_ab", "run_steer", "run_steer_ab",
+    "sweep", "token_loss", "train_steering_vector",
 ]

@@ -1,4 +1,5 @@
-"""`metalens steer`: rule -> steering vector -> sweep -> steered generation -> results.json + report.html."""
+"""`metalens steer` (rule -> vector -> sweep -> steered generation) and `metalens steer-ab` (A/B behaviour
+items -> CAA vector -> propensity per layer x strength): each writes results.json + report.html."""
 from __future__ import annotations
 
 
@@ -15,10 +16,31 @@ def _steer(args) -> None:
     result = run_steer(model, config, out=args.out)
     print(result.summary())
     print(f"wrote {args.out}/results.json, {args.out}/report.html and {args.out}/rulebook/")
+    if args.gguf:
+        path = result.book[result.rule.name].vector.to_gguf(args.gguf)
+        print(f"wrote {path} (llama.cpp control vector, layer {result.layer}; use it as "
+              f"--control-vector-scaled {path} {result.strength:g})")
+
+
+def _steer_ab(args) -> None:
+    import metalens
+    from metalens.steering.ab_pipeline import SteerABConfig, run_steer_ab
+
+    config = SteerABConfig(args.data, layers=args.layers, strengths=tuple(args.strengths), seed=args.seed,
+                           max_items=args.max_items, control_data=args.control_data, neutral=args.neutral,
+                           open_items=args.open_items, max_new_tokens=args.max_new_tokens,
+                           batch_size=args.batch_size)
+    model = metalens.load_model(args.model, device=args.device)
+    result = run_steer_ab(model, config, out=args.out)
+    print(result.summary())
+    print(f"wrote {args.out}/results.json, {args.out}/report.html and {args.out}/vector/")
+    if args.gguf:
+        path = result.vector.restricted([result.layer]).to_gguf(args.gguf)
+        print(f"wrote {path} (llama.cpp control vector, layer {result.layer}, strength 1 = the CAA mean difference)")
 
 
 def register(subparsers) -> None:
-    """Add the `steer` verb."""
+    """Add the `steer` and `steer-ab` verbs."""
     from metalens.cli import add_model_args
 
     p = subparsers.add_parser("steer", help="train a steering vector for a rule, sweep it, and report adherence")
@@ -37,4 +59,26 @@ def register(subparsers) -> None:
     p.add_argument("--n-select", type=int, default=None, help="prompts that choose layer and strength (default: a third)")
     p.add_argument("--n-validate", type=int, default=None,
                    help="prompts MENTOR rounds decide on (default with --rounds: a third); the rest are the test set")
+    p.add_argument("--gguf", default=None, help="also export the chosen vector (times its strength) as a llama.cpp "
+                   "control-vector GGUF")
     p.set_defaults(func=_steer)
+
+    ab = subparsers.add_parser("steer-ab", help="CAA vector from A/B behaviour items; propensity, steerability and "
+                               "costs per layer x strength, no judge")
+    add_model_args(ab)
+    ab.add_argument("--data", required=True, help="model-written-evaluations JSONL (question, answer_matching_behavior, "
+                    "answer_not_matching_behavior)")
+    ab.add_argument("--out", required=True, help="output directory")
+    ab.add_argument("--layers", type=int, nargs="+", default=None, help="candidate layers (default: 4 spread out)")
+    ab.add_argument("--strengths", type=float, nargs="+", default=[-4, -2, -1, 0, 1, 2, 4],
+                    help="strength grid, negatives allowed; 0 is always added")
+    ab.add_argument("--control-data", default=None, help="A/B items unrelated to the behaviour, for the accuracy "
+                    "cost (default: shipped general-knowledge items)")
+    ab.add_argument("--neutral", default=None, help="neutral text, one per line, for the loss cost (default: shipped)")
+    ab.add_argument("--seed", type=int, default=0, help="seed of the train/validation/test split")
+    ab.add_argument("--max-items", type=int, default=None, help="use a seeded sample of this many items")
+    ab.add_argument("--open-items", type=int, default=3, help="test questions answered open-ended, steered both ways")
+    ab.add_argument("--max-new-tokens", type=int, default=40)
+    ab.add_argument("--batch-size", type=int, default=8)
+    ab.add_argument("--gguf", default=None, help="also export the chosen layer's vector as a llama.cpp control vector")
+    ab.set_defaults(func=_steer_ab)

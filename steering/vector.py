@@ -114,6 +114,20 @@ class SteeringVector:
             raise ValueError(f"This vector has no layers {missing}; it has {self.layers}.")
         return SteeringVector(**{**self.__dict__, "directions": {k: self.directions[k] * factor for k in layers}})
 
+    def to_gguf(self, path: str | Path, strength: float = 1.0, model_hint: str | None = None) -> Path:
+        """Write a llama.cpp control-vector GGUF (`direction.L` = this vector's layer L, the output of
+        block L; layer 0 is refused, llama.cpp cannot steer it); returns `path`. See `controlvector`."""
+        from metalens.steering.controlvector import write_gguf
+
+        return write_gguf(self, path, strength, model_hint)
+
+    @classmethod
+    def from_gguf(cls, path: str | Path, model=None) -> "SteeringVector":
+        """The vector in a control-vector GGUF (ours, repeng's, llama.cpp's); `model` names and checks it."""
+        from metalens.steering.controlvector import read_gguf
+
+        return read_gguf(path, model)
+
     def to_artifact(self, prefix: str = "") -> tuple[dict[str, Tensor], dict]:
         """(tensors, metadata) as saved: tensors `{prefix}layer.L` (float32), metadata all other fields."""
         tensors = {f"{prefix}layer.{k}": v.detach().float() for k, v in self.directions.items()}

@@ -1,0 +1,121 @@
+"""llama.cpp control-vector GGUF files: write a `SteeringVector` as one, read one (also repeng's) back.
+
+Layout (llama.cpp `common_control_vector_load_one` in common/common.cpp, repeng's
+`ControlVector.export_gguf` in repeng/extract.py): `general.architecture = "controlvector"`,
+`controlvector.model_hint` (a string llama.cpp does not check), `controlvector.layer_count`, and one
+1-D float32 tensor `direction.{L}` of length n_embd per steered layer.
+
+Layer numbering. llama.cpp adds `direction.L` to the output of block `L` (0-based): the loader puts
+it in row L - 1 of its buffer, `llama_adapter_cvec::apply` copies row il - 1 into `tensors[il]`,
+and every model graph calls `build_cvec(cur, il)` on the block's output (after the FFN residual
+add, the `l_out` tensor) inside `for il in 0..n_layer-1`. That is metalens'
+`blocks.L.hook_resid_post`, the site `SteeringVector` steers, so metalens layer L is written as
+`direction.L` unchanged. repeng agrees: its direction L is read from `hidden_states[L + 1]` (the
+output of block L) and added by a wrapper around block L. llama.cpp rejects `direction.0` ("invalid
+(zero) direction tensor layer index") and allocates no tensor for block 0, so a vector steering
+block 0 cannot be exported: `to_gguf` refuses it rather than write a file llama.cpp will skip.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ARCH = "controlvector"
+META_KEY = "metalens.steering_vector"  # our provenance (JSON), ignored by llama.cpp and repeng
+
+
+def _gguf():
+    try:
+        import gguf
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("Control-vector GGUF files need the `gguf` package: pip install gguf") from None
+    return gguf
+
+
+def write_gguf(vector, path: str | Path, strength: float = 1.0, model_hint: str | None = None) -> Path:
+    """Write `vector` (times `strength`) to `path` in llama.cpp's control-vector layout; returns `path`.
+
+    model_hint defaults to the vector's model name (repeng writes the HF `model_type`).
+    """
+    from metalens.steering.vector import check_strength
+
+    gguf = _gguf()
+    strength = check_strength(strength)
+    if 0 in vector.directions:
+        raise ValueError("This vector steers layer 0 (block 0's output), which llama.cpp cannot steer: it rejects "
+                         "`direction.0`. Export the other layers with vector.restricted([...]).to_gguf(path).")
+    if not vector.directions:
+        raise ValueError("This vector has no layers to export.")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _, meta = vector.to_artifact()
+    writer = gguf.GGUFWriter(str(path), ARCH)
+    writer.add_string(f"{ARCH}.model_hint", model_hint or vector.model_name)
+    writer.add_uint32(f"{ARCH}.layer_count", len(vector.directions))
+    writer.add_string(META_KEY, json.dumps({**meta, "gguf_strength": strength}))
+    for layer in vector.layers:
+        direction = (vector.directions[layer].detach().float().cpu() * strength).numpy().astype(np.float32)
+        writer.add_tensor(f"direction.{layer}", direction)  # [d_model]
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def _string(reader, key: str) -> str | None:
+    field = reader.get_field(key)
+    if field is None or not field.data:
+        return None
+    return bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
+
+
+def read_gguf(path: str | Path, model=None):
+    """The `SteeringVector` in a control-vector GGUF file (ours, repeng's or llama.cpp's generator's).
+
+    Files metalens wrote come back with their provenance. Others take their model name from
+    `model` when given (checked against its d_model and layers), else from `controlvector.model_hint`.
+    """
+    from metalens.steering.vector import SteeringVector
+
+    gguf = _gguf()
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No control-vector file at {path}.")
+    reader = gguf.GGUFReader(str(path))
+    arch = _string(reader, "general.architecture")
+    if arch != ARCH:
+        raise ValueError(f"{path} has general.architecture {arch!r}, not '{ARCH}': it is not a control vector.")
+    directions = {}
+    for tensor in reader.tensors:
+        prefix, _, index = tensor.name.partition(".")
+        if prefix != "direction" or not index.isdigit():
+            raise ValueError(f"{path} holds tensor '{tensor.name}'; a control vector holds only direction.L tensors.")
+        data = np.asarray(tensor.data, dtype=np.float32).reshape(-1)  # [d_model]
+        directions[int(index)] = torch.from_numpy(data.copy())
+    if not directions:
+        raise ValueError(f"{path} holds no direction.L tensors.")
+    if 0 in directions:
+        raise ValueError(f"{path} has direction.0, which llama.cpp rejects (it cannot steer block 0's output).")
+    sizes = {v.numel() for v in directions.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"{path} has directions of different lengths {sorted(sizes)}.")
+    saved = _string(reader, META_KEY)
+    if saved is not None:
+        meta = json.loads(saved)
+        meta["layers"] = sorted(directions)
+        vector = SteeringVector.from_artifact({f"layer.{k}": v for k, v in directions.items()}, meta)
+        strength = meta.get("gguf_strength", 1.0)
+        if strength != 1.0:  # written scaled: hand back the vector as trained
+            vector = vector.scaled(1.0 / strength)
+    else:
+        hint = _string(reader, f"{ARCH}.model_hint") or "unknown"
+        vector = SteeringVector(directions, model_name=model.name if model is not None else hint,
+                                d_model=sizes.pop(), method="gguf", positions="last",
+                                metadata={"source": str(path), "model_hint": hint})
+    if model is not None:
+        vector.check_model(model)
+    return vector
