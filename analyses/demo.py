@@ -17,6 +17,7 @@ AREA_DEMOS = [
     ("steering", "metalens.steering", "demo"),
     ("circuits", "metalens.circuits", "demo"),
     ("introspection", "metalens.introspect", "demo"),
+    ("atlas", "metalens.analyses.atlas", "atlas_demo"),
 ]
 
 

@@ -1,12 +1,21 @@
-"""`run_posttrain`: a short LoRA fine-tune on step-by-step arithmetic, checkpointed every N steps.
+"""`run_posttrain`: short post-training on step-by-step arithmetic, checkpointed every N steps and resumable.
 
 Produces a post-trained model to compare with the base one (`metalens.circuits.run_emergent_heads`),
-offline. The 262k-row embedding (most of gemma-3-270m's weights) stays frozen; LoRA adapters on
-the attention and MLP projections of the last `lora_layers` blocks train, and the loss is
-computed only on solution tokens so the huge LM head is evaluated at few positions.
+offline. Two methods: `sft`, supervised fine-tuning on worked solutions (the loss only on solution
+tokens, so the huge LM head is evaluated at few positions), and `grpo` (`metalens.analyses.grpo`),
+reinforcement learning with the arithmetic grader as a verifiable reward. Either trains LoRA
+adapters on the attention and MLP projections of the last `lora_layers` blocks (None: all
+blocks), or, with `full`, the weights themselves; the 262k-row embedding (most of gemma-3-270m's
+weights, tied to the unembedding) always stays frozen.
+
+Resuming: every checkpoint saves the config in its metadata, and the latest one also the
+optimizer, scheduler, sampler and trainable weights (`trainer-state.pt`). Running again into the
+same `out` continues from there with the same config, and refuses another config naming the
+keys that differ.
 """
 from __future__ import annotations
 
+import copy
 import json
 import random
 import time
@@ -27,6 +36,9 @@ from metalens.tasks.arithmetic import make_problem, make_problems
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 FORMAT_VERSION = 1
+METHODS = ("sft", "grpo")
+STATE_FILE = "trainer-state.pt"  # optimizer, scheduler, sampler and trainable weights; latest checkpoint only
+RESUME_FREE = ("merge_final",)  # config keys a resumed run may change (they do not touch the training)
 
 
 @dataclass
@@ -35,16 +47,31 @@ class PosttrainConfig:
 
     steps: int = 30
     save_every: int = 5
-    batch_size: int = 4
+    batch_size: int = 4  # problems per step (grpo: each sampled `group_size` times)
     lr: float = 3e-3
     lora_rank: int = 8
-    lora_layers: int | None = 6  # adapt only the last N blocks: no backward pass through the others
+    lora_layers: int | None = 6  # train only the last N blocks (None: all); also limits `full`
     levels: tuple[int, ...] = (1, 2, 3)
     n_eval: int = 24  # held-out problems, graded before and after
     heldout_seed: int = 1000  # seed of the held-out split (saved in the metadata; training skips its questions)
     max_new_tokens: int = 26
     seed: int = 0
     merge_final: bool = True  # also save the merged final model, loadable by metalens.load_model
+    method: str = "sft"  # sft (worked solutions) or grpo (sampled solutions, graded)
+    full: bool = False  # train the weights themselves instead of LoRA adapters (embedding frozen)
+    group_size: int = 4  # grpo: completions sampled per problem
+    kl_coef: float = 0.04  # grpo: weight of the k3 KL penalty to the base model
+    temperature: float = 1.0  # grpo: sampling temperature
+    sample_tokens: int = 24  # grpo: new tokens per sampled completion (stops at a newline)
+    checkpoint_accuracy: bool = True  # grade greedy answers on the held-out split at every checkpoint
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown method '{self.method}': use one of {METHODS}.")
+        if self.method == "grpo" and self.group_size < 2:
+            raise ValueError(f"GRPO needs a group of at least 2 samples per problem, not group_size={self.group_size}.")
+        if self.steps < 1 or self.save_every < 1:
+            raise ValueError(f"steps and save_every must be >= 1 (got {self.steps}, {self.save_every}).")
 
 
 @dataclass
@@ -55,12 +82,18 @@ class PosttrainResult:
     accuracy_after: dict
     heldout: dict  # {"seed", "levels", "n", "problems"}: the split both accuracies were measured on
     config: PosttrainConfig
-    curve: list[dict] = field(default_factory=list)  # step, loss, heldout_token_acc
+    curve: list[dict] = field(default_factory=list)  # step, loss, heldout_token_acc[, accuracy, low, high, reward, kl]
     checkpoints: list[str] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
     seconds: float = 0.0
     out: str | None = None  # the run directory (checkpoints, final model); None: nothing was saved
     change: dict = field(default_factory=dict)  # after - before over the same problems: paired test (0/1 grades)
+    resumed_from: int | None = None  # the checkpoint step this call continued from (None: a fresh run)
+
+    @property
+    def finished(self) -> bool:
+        """True when the run reached `config.steps` (False after `stop_after`)."""
+        return bool(self.accuracy_after)
 
     def save(self, path) -> Path:
         """Write results.json and report.html into `path` (checkpoints stay where the run wrote them)."""
@@ -72,7 +105,7 @@ class PosttrainResult:
         return path
 
     @classmethod
-    def load(cls, path) -> "PosttrainResult":
+    def load(cls, path) -> PosttrainResult:
         """The result `save` wrote into `path`."""
         file = Path(path) / "results.json"
         if not file.exists():
@@ -119,81 +152,194 @@ def _heldout_token_acc(model, problems) -> float:
     return (logits.argmax(-1) == targets).float().mean().item()
 
 
-def run_posttrain(model, config: PosttrainConfig | None = None, *, out=None, progress: bool = True) -> PosttrainResult:
-    """Fine-tune `model` with LoRA on step-by-step arithmetic solutions; grade greedy answers on a
-    held-out split before and after.
+def sft_step(model, problems, optimizer) -> float:
+    """One supervised step: cross-entropy on the worked solutions' tokens (prompt tokens masked)."""
+    logits, targets = _solution_logits(model, *_batch(model, problems), grad=True)
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _trained_blocks(model, cfg: PosttrainConfig) -> list[int] | None:
+    """Indices of the blocks that train (None: all)."""
+    if not cfg.lora_layers or cfg.lora_layers >= model.n_layers:
+        return None
+    return list(range(model.n_layers - cfg.lora_layers, model.n_layers))
+
+
+def _make_trainable(model, cfg: PosttrainConfig):
+    """(the module to save, its trainable parameters by name): LoRA adapters or the weights themselves."""
+    blocks = _trained_blocks(model, cfg)
+    if not cfg.full:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0, target_modules=TARGETS,
+                          layers_to_transform=blocks)
+        module = get_peft_model(model.hf, lora)  # injects the adapters into model.hf's own modules
+    else:
+        module = model.hf
+        frozen = {id(model.hf.get_input_embeddings().weight), id(model.hf.get_output_embeddings().weight)}
+        for p in module.parameters():
+            p.requires_grad_(id(p) not in frozen)
+        for i, block in enumerate(model.layers):
+            if blocks is not None and i not in blocks:
+                block.requires_grad_(False)
+    return module, {n: p for n, p in module.named_parameters() if p.requires_grad}
+
+
+def _normalised(config: dict) -> dict:
+    return json.loads(json.dumps(config))
+
+
+def _resume_state(out_dir: Path, cfg: PosttrainConfig) -> dict | None:
+    """The trainer state of `out_dir`'s latest checkpoint, or None for a new run.
+
+    Raises when that run used another config (naming the keys that differ) or left no state.
+    """
+    ckpts = sorted(p for p in out_dir.glob("step-*") if (p / META_FILE).exists())
+    if not ckpts:
+        return None
+    with_state = [p for p in ckpts if (p / STATE_FILE).exists()]
+    if not with_state:
+        raise ValueError(f"{out_dir} holds checkpoints but no {STATE_FILE} to resume from (a run of an older "
+                         "metalens?): choose a new --out.")
+    latest = max(with_state, key=lambda p: json.loads((p / META_FILE).read_text())["step"])
+    saved = json.loads((latest / META_FILE).read_text())["config"]
+    want = _normalised(asdict(cfg))
+    differ = sorted(k for k in set(saved) | set(want) if k not in RESUME_FREE and saved.get(k) != want.get(k))
+    if differ:
+        diffs = ", ".join(f"{k} {saved.get(k)!r} -> {want.get(k)!r}" for k in differ)
+        raise ValueError(f"{out_dir} holds a run with another config (differs in {diffs}); resume it with the same "
+                         "settings, or choose a new --out.")
+    return torch.load(latest / STATE_FILE, weights_only=False)
+
+
+def _save_state(path: Path, previous: Path | None, state: dict) -> None:
+    """Write the trainer state into checkpoint `path` and drop the previous checkpoint's (only the latest is needed)."""
+    tmp = path / (STATE_FILE + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path / STATE_FILE)
+    if previous is not None and previous != path and (previous / STATE_FILE).exists():
+        (previous / STATE_FILE).unlink()
+
+
+def run_posttrain(model, config: PosttrainConfig | None = None, *, out=None, progress: bool = True,
+                  stop_after: int | None = None) -> PosttrainResult:
+    """Post-train `model` on step-by-step arithmetic (SFT or GRPO, LoRA or full); grade greedy answers on
+    a held-out split before, at every checkpoint and after.
 
     model: a loaded model or a name. It is trained in place: its weights end up post-trained (the
-    LoRA update merged), so load the base again to compare. With `out`, writes a checkpoint
-    (LoRA adapter) every `save_every` steps, the merged final model, results.json and
-    report.html; every checkpoint's metadata records the held-out split, which
-    `metalens.circuits.run_emergent_heads` reads to grade on the same problems.
+    LoRA update merged), so load the base again to compare. With `out`, writes a checkpoint (LoRA
+    adapter, or the full model) every `save_every` steps, the merged final model, results.json and
+    report.html; every checkpoint's metadata records the config and the held-out split, which
+    `metalens.circuits.run_emergent_heads` reads to grade on the same problems. If `out` already
+    holds checkpoints of this config, training continues from the latest (`model` must be the
+    base); another config is refused. `stop_after`: checkpoint at that step and return without
+    the final evaluation (`result.finished` is False), e.g. to fit a wall-clock limit.
     """
-    from peft import LoraConfig, get_peft_model
-
     cfg = config or PosttrainConfig()
     start = time.time()
     torch.manual_seed(cfg.seed)
     model = model if isinstance(model, metalens.Model) else metalens.load_model(str(model))
     out_dir = Path(out) if out is not None else None
+    state = None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+        state = _resume_state(out_dir, cfg)
     heldout = make_problems(cfg.n_eval, levels=cfg.levels, seed=cfg.heldout_seed)
     held_q = {p.question for p in heldout}
     split = {"seed": cfg.heldout_seed, "levels": list(cfg.levels), "n": len(heldout),
              "problems": [p.to_dict() for p in heldout]}
     log = print if progress else (lambda *a, **k: None)
-    before = generation_accuracy(model, heldout, cfg.max_new_tokens)
+    before = state["accuracy_before"] if state else generation_accuracy(model, heldout, cfg.max_new_tokens)
     log(f"[posttrain] held-out accuracy before: {_acc(before)} {before['by_level']}")
 
-    layers = None
-    if cfg.lora_layers:
-        layers = list(range(max(0, model.n_layers - cfg.lora_layers), model.n_layers))
-    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0, target_modules=TARGETS,
-                      layers_to_transform=layers)
-    peft_model = get_peft_model(model.hf, lora)  # injects the adapters into model.hf's own modules
-    params = [p for p in peft_model.parameters() if p.requires_grad]
+    # GRPO's reference is the base: the adapters switched off, or (full) a frozen copy taken before training
+    reference = None
+    if cfg.method == "grpo" and cfg.full:
+        reference = metalens.Model(copy.deepcopy(model.hf).eval().requires_grad_(False), model.tokenizer,
+                                   name=model.name, revision=model.revision)
+    module, trainable = _make_trainable(model, cfg)
+    if cfg.method == "grpo" and not cfg.full:
+        reference = module.disable_adapter
+    params = list(trainable.values())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 10) * max(0.1, 1 - s / cfg.steps))
     rng = random.Random(cfg.seed)
-    curve, ckpts = [], []
-    meta = {"base_model": model.name, "config": asdict(cfg), "heldout": split, **model.metadata()}
+    curve, ckpts, loss_ema, first = [], [], None, 1
+    meta = {"base_model": model.name, "config": _normalised(asdict(cfg)), "heldout": split, **model.metadata()}
     probe = heldout[:12]
+    last_ckpt: list[Path | None] = [None]
+    if state:
+        with torch.no_grad():
+            for name, value in state["params"].items():
+                trainable[name].copy_(value)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        rng.setstate(state["rng"])
+        curve, ckpts, loss_ema, first = state["curve"], state["checkpoints"], state["loss_ema"], state["step"] + 1
+        last_ckpt[0] = out_dir / f"step-{state['step']:05d}"
+        log(f"[posttrain] resuming {out_dir} from step {state['step']}")
 
-    def checkpoint(step, loss):
-        peft_model.eval()
-        acc = _heldout_token_acc(model, probe)
-        peft_model.train()
-        curve.append({"step": step, "loss": loss, "heldout_token_acc": acc})
+    def checkpoint(step, loss, extra):
+        module.eval()
+        row = {"step": step, "loss": loss, "heldout_token_acc": _heldout_token_acc(model, probe), **extra}
+        if cfg.checkpoint_accuracy:
+            acc = generation_accuracy(model, heldout, cfg.max_new_tokens)
+            row.update(accuracy=acc["accuracy"], low=acc["low"], high=acc["high"])
+        module.train()
+        curve.append(row)
         where = ""
         if out_dir is not None:
             path = out_dir / f"step-{step:05d}"
-            peft_model.save_pretrained(path)
-            save_json(path / META_FILE, {**meta, "step": step, "loss": loss, "heldout_token_acc": acc})
+            module.save_pretrained(path)
+            if cfg.full:
+                model.tokenizer.save_pretrained(path)
+            save_json(path / META_FILE, {**meta, **row})
             ckpts.append(str(path))
+            _save_state(path, last_ckpt[0], {
+                "step": step, "params": {n: p.detach().clone() for n, p in trainable.items()},
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng.getstate(),
+                "curve": curve, "checkpoints": ckpts, "loss_ema": loss_ema, "accuracy_before": before})
+            last_ckpt[0] = path
             where = f" -> {path}"
-        log(f"[posttrain] step {step}: loss {loss:.3f}, held-out token acc {acc:.3f}{where}")
+        log(f"[posttrain] step {step}: loss {loss:.3f}, held-out token acc {row['heldout_token_acc']:.3f}"
+            + (f", accuracy {row['accuracy']:.3f} [{row['low']:.3f}, {row['high']:.3f}]" if "accuracy" in row else "")
+            + where)
 
-    checkpoint(0, float("nan"))
-    peft_model.train()
-    loss_ema = None
-    for step in range(1, cfg.steps + 1):
+    if not state:
+        checkpoint(0, float("nan"), {})
+    last = min(cfg.steps, stop_after) if stop_after is not None else cfg.steps
+    module.train()
+    extra: dict = {}
+    for step in range(first, last + 1):
         batch = []
         while len(batch) < cfg.batch_size:
             p = make_problem(rng, rng.choice(cfg.levels))
             if p.question not in held_q:
                 batch.append(p)
-        logits, targets = _solution_logits(model, *_batch(model, batch), grad=True)
-        loss = torch.nn.functional.cross_entropy(logits.float(), targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        if cfg.method == "sft":
+            loss = sft_step(model, batch, opt)
+        else:
+            from metalens.analyses.grpo import grpo_step
+
+            stats = grpo_step(model, batch, opt, group_size=cfg.group_size, kl_coef=cfg.kl_coef,
+                              temperature=cfg.temperature, max_new_tokens=cfg.sample_tokens,
+                              seed=cfg.seed * 1_000_003 + step, reference=reference)
+            loss, extra = stats["loss"], {"reward": stats["reward"], "kl": stats["kl"],
+                                          "informative_groups": stats["informative"]}
         sched.step()
-        loss_ema = loss.item() if loss_ema is None else 0.8 * loss_ema + 0.2 * loss.item()
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            checkpoint(step, loss_ema)
-    peft_model.eval()
-    merged = peft_model.merge_and_unload()
+        loss_ema = loss if loss_ema is None else 0.8 * loss_ema + 0.2 * loss
+        if step % cfg.save_every == 0 or step == last:
+            checkpoint(step, loss_ema, extra)
+    module.eval()
+    if last < cfg.steps:
+        return PosttrainResult(before, {}, split, cfg, curve, ckpts, meta, time.time() - start,
+                               str(out_dir) if out_dir is not None else None,
+                               resumed_from=state["step"] if state else None)
+    merged = module if cfg.full else module.merge_and_unload()
     post = metalens.Model(merged, model.tokenizer, name=f"{model.name}-posttrained", revision=f"step{cfg.steps}")
     after = generation_accuracy(post, heldout, cfg.max_new_tokens)
     log(f"[posttrain] held-out accuracy after: {_acc(after)} {after['by_level']}")
@@ -206,7 +352,8 @@ def run_posttrain(model, config: PosttrainConfig | None = None, *, out=None, pro
     log(f"[posttrain] paired change over the same {change['n']} problems: {change['mean_diff']:+.3f} "
         f"[{change['low']:+.3f}, {change['high']:+.3f}]")
     result = PosttrainResult(before, after, split, cfg, curve, ckpts, meta, time.time() - start,
-                             str(out_dir) if out_dir is not None else None, change)
+                             str(out_dir) if out_dir is not None else None, change,
+                             state["step"] if state else None)
     if out_dir is not None:
         result.save(out_dir)
     return result
@@ -227,6 +374,14 @@ def _report(out: Path, result: PosttrainResult) -> None:
     fig = go.Figure()
     fig.add_scatter(x=steps, y=[c["loss"] for c in result.curve], name="train loss (EMA)")
     fig.add_scatter(x=steps, y=[c["heldout_token_acc"] for c in result.curve], name="held-out token acc", yaxis="y2")
+    graded = [c for c in result.curve if "accuracy" in c]
+    if graded:
+        fig.add_scatter(x=[c["step"] for c in graded], y=[c["accuracy"] for c in graded], yaxis="y2",
+                        name="held-out accuracy (greedy, Wilson 95 %)", error_y=dict(
+                            type="data", symmetric=False, array=[c["high"] - c["accuracy"] for c in graded],
+                            arrayminus=[c["accuracy"] - c["low"] for c in graded]))
+    if any("reward" in c for c in result.curve):
+        fig.add_scatter(x=steps, y=[c.get("reward") for c in result.curve], name="mean reward (GRPO)", yaxis="y2")
     fig.update_layout(xaxis_title="step", yaxis2=dict(overlaying="y", side="right", range=[0, 1]))
     rows = [{"when": when, "accuracy": acc["accuracy"], "95% CI": f"[{acc.get('low', float('nan')):.3f}, "
              f"{acc.get('high', float('nan')):.3f}]", "n": acc["n"], **{f"level {k}": v for k, v in acc["by_level"].items()}}
@@ -236,6 +391,9 @@ def _report(out: Path, result: PosttrainResult) -> None:
         rows.append({"when": "after - before (paired over problems)", "accuracy": c["mean_diff"],
                      "95% CI": f"[{c['low']:+.3f}, {c['high']:+.3f}]", "n": c["n"]})
     examples = [{"before": b, "after": a} for b, a in zip(result.accuracy_before["completions"][:8], result.accuracy_after["completions"][:8])]
-    write_report(out / "report.html", "Post-training on step-by-step arithmetic",
+    cfg = result.config
+    how = (f"{cfg.method.upper()}, {'full fine-tuning' if cfg.full else f'LoRA r={cfg.lora_rank}'} on "
+           f"{'all blocks' if not cfg.lora_layers else f'the last {cfg.lora_layers} blocks'}")
+    write_report(out / "report.html", f"Post-training on step-by-step arithmetic ({how})",
                  [("Held-out accuracy (greedy)", rows), ("Training curve", fig), ("Example completions", examples)],
                  result.metadata)

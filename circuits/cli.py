@@ -29,9 +29,12 @@ def _emergent(args) -> None:
 
     cfg = EmergentConfig(task=args.task, n=args.n, n_test=args.n_test, metric=args.metric, n_boot=args.n_boot,
                          n_edges=args.n_edges, ig_steps=args.ig_steps, n_problems=args.n_problems,
-                         device=args.device, seed=args.seed, heldout_from=args.heldout_from)
+                         device=args.device, seed=args.seed, heldout_from=args.heldout_from, pairs=args.pairs,
+                         own_tokens=args.own_tokens, max_checkpoints=args.max_checkpoints)
     result = run_emergent_heads(args.base, args.post, cfg, out=args.out)
     print(f"emergent {result.emergent}\nlost {result.lost}\nshared {len(result.shared)} heads")
+    for row in result.emergent_cohorts:
+        print(f"  L{row['head'][0]}.H{row['head'][1]}: in the circuit from step {row['first_seen']}, {row['fate']}")
     if result.did:
         d = result.did["metric"]
         print(f"difference in differences ({result.metadata.get('metric', cfg.metric)} damage, post - base): {d['mean_diff']:+.3f} "
@@ -76,7 +79,8 @@ def register(sub) -> None:
     p.set_defaults(func=_heads)
     e = sub.add_parser("emergent-heads", help="circuit heads the post-trained model gained or lost, with ablation check")
     e.add_argument("--base", default="gemma-3-270m")
-    e.add_argument("--post", required=True, help="checkpoint dir (full or LoRA adapter) or a `metalens posttrain` run dir")
+    e.add_argument("--post", "--run", dest="post", required=True,
+                   help="checkpoint dir (full or LoRA adapter) or a `metalens posttrain` run dir (--run: the same)")
     e.add_argument("--task", default="arithmetic")
     e.add_argument("--out", required=True)
     e.add_argument("--n", type=int, default=12, help="prompt pairs that pick the heads")
@@ -91,6 +95,11 @@ def register(sub) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--heldout-from", default=None,
                    help="posttrain run or checkpoint dir holding the held-out split (default: --post)")
+    e.add_argument("--pairs", default="task", choices=["task", "own"],
+                   help="own: pairs from the models' own greedy solution openings (post = clean, base = corrupted; kl)")
+    e.add_argument("--own-tokens", type=int, default=8, help="--pairs own: tokens of each solution opening")
+    e.add_argument("--max-checkpoints", type=int, default=4,
+                   help="checkpoints of a posttrain run traced for the cohort view (0: every one)")
     e.set_defaults(func=_emergent)
     lens = sub.add_parser("lens", help="logit lens: top token and probability after every block, per position")
     add_model_args(lens)

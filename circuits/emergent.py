@@ -8,6 +8,7 @@ comparison never grades the post-trained model on problems it trained on.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,9 +19,11 @@ from tqdm.auto import tqdm
 import metalens
 from metalens.artifact import read_artifact, write_artifact
 from metalens.checkpoints import list_checkpoints, load_checkpoint, read_checkpoint_meta
-from metalens.circuits.compare import (Comparison, recurrence_to_json, build_circuit, compare)
-from metalens.circuits.tasks import make_task
-from metalens.tasks.arithmetic import Problem
+from metalens.circuits.cohorts import cohort_from_json, cohort_to_json, cohorts, head_cohorts
+from metalens.circuits.compare import Comparison, build_circuit, compare, recurrence_to_json
+from metalens.circuits.own_pairs import model_divergence, own_solution_task
+from metalens.circuits.tasks import ContrastTask, make_task
+from metalens.tasks.arithmetic import Problem, make_problems
 
 COHORT = "cohort"  # cohort.safetensors: scores [n_checkpoints, n_layers, n_heads]
 FORMAT_VERSION = 1
@@ -40,25 +43,17 @@ class EmergentConfig:
     n_problems: int = 20  # held-out problems for generated-answer accuracy under ablation (0: skip)
     max_emergent: int = 10  # emergent heads ablated together, strongest first
     n_random: int = 3  # random head groups of the same size, the ablation's control
-    max_checkpoints: int = 4  # checkpoints in the cohort view when `post` is a run directory
+    max_checkpoints: int = 4  # checkpoints in the cohort view when `post` is a run directory (0: every one)
     seed: int = 0
     device: str | None = None  # where models given by name are loaded
     heldout_from: str | None = None  # posttrain run or checkpoint dir holding the held-out split (default: `post`)
+    pairs: str = "task"  # "task": `task`'s templated pairs; "own": the models' own solution openings (own_pairs)
+    own_tokens: int = 8  # pairs="own": tokens of each solution opening
 
-
-def cohorts(circuits: list[set], steps: list[int]) -> dict:
-    """When each head first entered the circuit, and whether it is still there at the last checkpoint.
-
-    Returns {'first_seen': {head: step}, 'survived': {head: bool}, 'counts': {first_step: [n in circuit per checkpoint]}}.
-    """
-    first, counts = {}, {}
-    for step, heads in zip(steps, circuits):
-        for h in heads:
-            first.setdefault(h, step)
-    for step0 in dict.fromkeys(first.values()):
-        members = {h for h, s in first.items() if s == step0}
-        counts[step0] = [len(members & c) for c in circuits]
-    return {"first_seen": first, "survived": {h: h in circuits[-1] for h in first}, "counts": counts}
+    def __post_init__(self):
+        if self.pairs not in ("task", "own"):
+            raise ValueError(f"Unknown pairs '{self.pairs}': use 'task' (the task's templated pairs) or 'own' "
+                             "(the models' own solution openings).")
 
 
 @dataclass
@@ -72,6 +67,12 @@ class EmergentResult:
     checkpoint_steps: list[int] = field(default_factory=list)
     checkpoint_scores: Tensor | None = None  # [n_checkpoints, n_layers, n_heads] EAP-IG node scores
     curve: list[dict] = field(default_factory=list)  # step, heldout_token_acc of every checkpoint
+    checkpoint_circuits: list[list[tuple[int, int]]] = field(default_factory=list)  # circuit heads per checkpoint
+
+    @property
+    def emergent_cohorts(self) -> list[dict]:
+        """The final model's emergent heads with the step they entered the circuit and their fate ([] without checkpoints)."""
+        return head_cohorts(self.cohort, self.emergent) if self.cohort is not None else []
 
     @property
     def emergent(self) -> list[tuple[int, int]]:
@@ -128,13 +129,15 @@ class EmergentResult:
             "base_ablation": self.comparison.base_ablation, "difference_in_differences": self.did,
             "scaling": self.scaling, "recurrence": recurrence_to_json(self.recurrence),
             "config": asdict(self.config), "heldout": self.heldout, "metadata": self.metadata,
-            "cohort": _cohort_to_json(self.cohort), "checkpoint_steps": self.checkpoint_steps, "curve": self.curve,
+            "cohort": cohort_to_json(self.cohort), "checkpoint_steps": self.checkpoint_steps, "curve": self.curve,
+            "checkpoint_circuits": [[list(h) for h in c] for c in self.checkpoint_circuits],
+            "emergent_cohorts": self.emergent_cohorts,
         })
         _report(path / "report.html", self)
         return path
 
     @classmethod
-    def load(cls, path) -> "EmergentResult":
+    def load(cls, path) -> EmergentResult:
         """The result `save` wrote into `path`."""
         path = Path(path)
         comparison = Comparison.load(path)
@@ -144,7 +147,8 @@ class EmergentResult:
             scores = read_artifact(path, COHORT, "point at a directory written by run_emergent_heads.",
                                    max_version=FORMAT_VERSION)[0]["scores"]
         return cls(comparison, EmergentConfig(**results["config"]), results["heldout"],
-                   _cohort_from_json(results["cohort"]), results["checkpoint_steps"], scores, results["curve"])
+                   cohort_from_json(results["cohort"]), results["checkpoint_steps"], scores, results["curve"],
+                   [[tuple(h) for h in c] for c in results.get("checkpoint_circuits", [])])
 
 
 def run_emergent_heads(base, post, config: EmergentConfig | None = None, *, out=None,
@@ -153,7 +157,9 @@ def run_emergent_heads(base, post, config: EmergentConfig | None = None, *, out=
 
     base: a loaded model or a name. post: a loaded model, a checkpoint directory (full model or
     LoRA adapter), or a `metalens posttrain` run directory (its final model, plus a cohort view
-    over up to `max_checkpoints` checkpoints). Generated-answer accuracy under ablation uses the
+    over up to `max_checkpoints` checkpoints, 0: all, every circuit traced on the final comparison's
+    picking pairs). `pairs="own"` builds the pairs from both models' own greedy solution openings
+    (`own_pairs.own_solution_task`, kl by default) instead of `task`. Generated-answer accuracy under ablation uses the
     held-out problems that run saved (`heldout_from` when `post` is a loaded model); without
     them it is skipped and `result.heldout` is None. With `out`, saves results and report there.
     """
@@ -174,29 +180,76 @@ def run_emergent_heads(base, post, config: EmergentConfig | None = None, *, out=
     if cfg.n_problems and problems is None:
         log(f"[emergent-heads] no held-out split saved by `metalens posttrain` in {source or 'the loaded model'}: "
             "accuracy under ablation skipped (set heldout_from to a posttrain run).")
-    task = make_task(cfg.task, base.tokenizer, n=cfg.n + cfg.n_test, seed=cfg.seed, metric=cfg.metric)
+    pairs_meta = None
+    if cfg.pairs == "own":
+        every_heldout = heldout_problems(source)[0] if source else None  # none of them may become a pair
+        task, pairs_meta = _own_task(base, post, cfg, every_heldout, heldout)
+    else:
+        task = make_task(cfg.task, base.tokenizer, n=cfg.n + cfg.n_test, seed=cfg.seed, metric=cfg.metric)
     n_pick = round(len(set(task.clean)) * cfg.n / (cfg.n + cfg.n_test))
     comparison = compare(base, post, task, n_edges=cfg.n_edges, steps=cfg.ig_steps, max_emergent=cfg.max_emergent,
                          problems=problems, n_random=cfg.n_random, seed=cfg.seed, n_pick=n_pick, n_boot=cfg.n_boot)
     comparison.metadata["heldout"] = heldout
+    comparison.metadata["pairs"] = pairs_meta or {"source": "task", "task": task.name}
     result = EmergentResult(comparison, cfg, heldout)
     if len(run_ckpts) > 1:
         del post  # one model at a time over the checkpoints
-        picks = run_ckpts if len(run_ckpts) <= cfg.max_checkpoints else [
-            run_ckpts[round(i * (len(run_ckpts) - 1) / (cfg.max_checkpoints - 1))] for i in range(cfg.max_checkpoints)]
+        picks = checkpoint_picks(run_ckpts, cfg.max_checkpoints)
+        pick = task.select([i for i, c in enumerate(task.clean) if c in set(comparison.metadata["pick_prompts"])])
         circuits, scores = [], []
         for ckpt in tqdm(picks, desc="checkpoints", disable=not progress):
-            pick = task.select([i for i, c in enumerate(task.clean) if c in set(comparison.metadata["pick_prompts"])])
             circuit = build_circuit(load_checkpoint(ckpt, device=cfg.device), pick, cfg.n_edges, cfg.ig_steps)
             circuits.append(circuit.heads), scores.append(circuit.node_scores)
             result.checkpoint_steps.append(read_checkpoint_meta(ckpt).get("step", 0))
         result.checkpoint_scores = torch.stack(scores)
+        result.checkpoint_circuits = [sorted(c) for c in circuits]
         result.cohort = cohorts(circuits, result.checkpoint_steps)
-        result.curve = [{"step": read_checkpoint_meta(c).get("step"),
-                         "heldout_token_acc": read_checkpoint_meta(c).get("heldout_token_acc")} for c in run_ckpts]
+        result.curve = [{k: read_checkpoint_meta(c).get(k) for k in ("step", "heldout_token_acc", "accuracy", "low", "high")}
+                        for c in run_ckpts]
     if out is not None:
         result.save(out)
     return result
+
+
+def checkpoint_picks(ckpts: list, max_checkpoints: int) -> list:
+    """`max_checkpoints` checkpoints spread evenly over `ckpts`, first and last included (0, or enough: all)."""
+    if not max_checkpoints or len(ckpts) <= max_checkpoints:
+        return list(ckpts)
+    if max_checkpoints == 1:
+        return [ckpts[-1]]
+    return [ckpts[round(i * (len(ckpts) - 1) / (max_checkpoints - 1))] for i in range(max_checkpoints)]
+
+
+def _own_task(base, post, cfg: EmergentConfig, heldout_list, heldout: dict | None):
+    """n + n_test own-solution pairs on problems outside the held-out split, and their metadata.
+
+    Problems are drawn in growing rounds until enough pairs survive (identical or too short
+    openings are dropped), at most 32 problems per pair asked for.
+    """
+    need = cfg.n + cfg.n_test
+    levels = tuple(heldout["levels"]) if heldout else (1, 2, 3)
+    skip = {p.question for p in heldout_list or []}
+    pool = [p for p in make_problems(32 * need + len(skip), levels=levels, seed=cfg.seed + 1) if p.question not in skip]
+    fields: dict[str, list] = {"clean": [], "corrupted": [], "answers": [], "wrong": []}
+    used, size = 0, 2 * need
+    while len(fields["clean"]) < need and used < len(pool):
+        chunk, used, size = pool[used : used + size], used + size, size * 2
+        try:
+            part = own_solution_task(base, post, chunk, n_tokens=cfg.own_tokens, metric=cfg.metric or "kl")
+        except ValueError:
+            continue
+        for k in fields:
+            fields[k] += getattr(part, k)
+    if not fields["clean"]:
+        raise ValueError(f"No own-solution pairs from {used} problems: base and post open their solutions alike.")
+    task = ContrastTask("own-solutions", metric=cfg.metric or "kl", **fields).subset(need)
+    if len(task) < need:
+        warnings.warn(f"Only {len(task)} of {need} own-solution pairs from {used} problems.", stacklevel=3)
+    divergence = model_divergence(post, base, task)
+    meta = {"source": "own", "n_tokens": cfg.own_tokens, "n_pairs": len(task), "n_problems_tried": min(used, len(pool)),
+            "kl_reference": "the traced model's own next-token distribution on the clean (post-trained) opening",
+            "divergence_post_base": float(divergence.mean())}
+    return task, meta
 
 
 def heldout_problems(path, n: int | None = None) -> tuple[list[Problem] | None, dict | None]:
@@ -214,23 +267,8 @@ def heldout_problems(path, n: int | None = None) -> tuple[list[Problem] | None, 
     return problems, {"source": str(path), "seed": saved["seed"], "levels": saved["levels"], "n": len(problems)}
 
 
-def _cohort_to_json(cohort: dict | None) -> dict | None:
-    if cohort is None:
-        return None
-    return {"first_seen": [[l, h, s] for (l, h), s in cohort["first_seen"].items()],
-            "survived": [[l, h, ok] for (l, h), ok in cohort["survived"].items()],
-            "counts": {str(s): c for s, c in cohort["counts"].items()}}
-
-
-def _cohort_from_json(data: dict | None) -> dict | None:
-    if data is None:
-        return None
-    return {"first_seen": {(l, h): s for l, h, s in data["first_seen"]},
-            "survived": {(l, h): ok for l, h, ok in data["survived"]},
-            "counts": {int(s): c for s, c in data["counts"].items()}}
-
-
 def _report(path: Path, result: EmergentResult) -> None:
+    from metalens.circuits.cohorts import membership_heatmap
     from metalens.circuits.plots import checkpoints_heatmap, cohort_plot, comparison_heatmap, head_heatmap
     from metalens.report import write_report
 
@@ -249,6 +287,11 @@ def _report(path: Path, result: EmergentResult) -> None:
          [{"head": str(h), "fraction": f} for h, f in (cmp.recurrence or {}).get("emergent", {}).items()]),
     ]
     if result.cohort is not None:
+        if result.checkpoint_circuits:
+            sections.append(("Circuit membership over checkpoints (heads grouped by entry step and fate)",
+                             membership_heatmap([set(c) for c in result.checkpoint_circuits], result.checkpoint_steps,
+                                                result.cohort, marked=result.emergent)))
+            sections.append(("Emergent heads of the final model and their cohorts", result.emergent_cohorts))
         sections += [("Head activity over checkpoints", checkpoints_heatmap(result.checkpoint_scores,
                                                                              result.checkpoint_steps)),
                      ("Cohorts", cohort_plot(result.cohort["counts"], result.checkpoint_steps, result.curve))]
@@ -277,6 +320,11 @@ def _reading(result: EmergentResult) -> str:
             f"pairs (metric {m['metric']}), pruned to edges reaching the logits; every check runs on "
             f"{m.get('n_test', '?')} other pairs. Base circuit: {m['base_circuit_size']} heads; post: "
             f"{m['post_circuit_size']} heads. Emergent: {r.emergent}. Lost: {r.lost}. Shared: {r.shared}.")
+    if m.get("pairs", {}).get("source") == "own":
+        text += (f"\n\nPairs from the models' own greedy solutions: clean = problem + the post-trained model's first "
+                 f"{m['pairs']['n_tokens']} tokens (at most), corrupted = problem + the base model's, cut to equal length; "
+                 f"identical openings dropped. KL reference: {m['pairs']['kl_reference']}. Mean KL(post || base) of "
+                 f"the next token after the clean opening: {m['pairs']['divergence_post_base']:.3f}.")
     a = r.ablation
     if a:
         def fmt(k):

@@ -1,6 +1,7 @@
 """metalens.introspect: reward/remaining-length heads in reserved logits, and adaptive sampling.
 
-Train K = R x L never-used unembedding rows to predict, at every token, the joint distribution
+Train K = R x L never-used unembedding rows (mode `head`; or LoRA adapters, or the whole model,
+mode `full`, with a KL to the frozen model) to predict, at every token, the joint distribution
 of the final reward and the tokens remaining (the ZIP-RC idea), read it from the logits the
 forward pass already computes, and spend samples adaptively with it.
 
@@ -9,17 +10,23 @@ a result with `save` / `load`). Building blocks stay importable from their modul
 (`decode.sample`, `policy.decide`, `sampler.pareto`, `crossval.cross_validate`, ...).
 """
 from metalens.introspect.bins import BinSpec
+from metalens.introspect.branching import utility_generate
 from metalens.introspect.demo import demo
 from metalens.introspect.eval_run import EvalConfig, run_eval
 from metalens.introspect.features import rollout_positions
+from metalens.introspect.full import FullConfig, FullWeights, train_full, weights_applied
 from metalens.introspect.head import ReservedHead
 from metalens.introspect.live import adaptive_generate
 from metalens.introspect.rollouts import Question, generate_rollouts, load_rollouts
 from metalens.introspect.sample_run import SampleConfig, run_sample
 from metalens.introspect.train import train_head
 from metalens.introspect.train_run import TrainConfig, run_train
+from metalens.introspect.utility import choose_actions
+from metalens.introspect.values import relabel_with_head
 
 __all__ = [
-    "BinSpec", "EvalConfig", "Question", "ReservedHead", "SampleConfig", "TrainConfig", "adaptive_generate", "demo",
-    "generate_rollouts", "load_rollouts", "rollout_positions", "run_eval", "run_sample", "run_train", "train_head",
+    "BinSpec", "EvalConfig", "FullConfig", "FullWeights", "Question", "ReservedHead", "SampleConfig", "TrainConfig",
+    "adaptive_generate", "choose_actions", "demo", "generate_rollouts", "load_rollouts", "relabel_with_head",
+    "rollout_positions", "run_eval", "run_sample", "run_train", "train_full", "train_head", "utility_generate",
+    "weights_applied",
 ]

@@ -13,25 +13,37 @@ def _gap(name: str, gap: dict) -> str:
 
 
 def _train(args) -> None:
-    from metalens.introspect.rollouts import read_questions
+    from metalens.introspect.bins import BinSpec, geometric_edges
+    from metalens.introspect.rollouts import TASKS, read_questions
     from metalens.introspect.train_run import TrainConfig, run_train
 
-    if args.task not in ("arithmetic", "jsonl"):
-        raise ValueError(f"Unknown --task '{args.task}': use 'arithmetic' or 'jsonl' (with --tasks FILE).")
+    if args.task not in (*TASKS, "jsonl"):
+        raise ValueError(f"Unknown --task '{args.task}': use one of {TASKS} or 'jsonl' (with --tasks FILE).")
     if args.task == "jsonl" and not args.tasks:
         raise ValueError("--task jsonl needs --tasks FILE with one {\"prompt\", \"answer\"} object per line.")
+    trained = args.mode != "head"  # --steps: L-BFGS iterations in mode head, optimiser steps in lora / full
     config = TrainConfig(questions=read_questions(args.tasks) if args.task == "jsonl" else None,
-                         rollouts=args.rollouts, n_questions=args.n_tasks, levels=tuple(args.levels),
-                         n_samples=args.n_samples, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                         mode=args.mode, steps=args.steps, lora_steps=args.lora_steps,
-                         test_fraction=args.test_fraction, seed=args.seed)
+                         rollouts=args.rollouts, task="arithmetic" if args.task == "jsonl" else args.task,
+                         n_questions=args.n_tasks, levels=tuple(args.levels), n_samples=args.n_samples,
+                         max_new_tokens=args.max_new_tokens, temperature=args.temperature, min_p=args.min_p,
+                         batch_questions=args.batch_questions, mode=args.mode,
+                         spec=BinSpec(edges=geometric_edges(args.n_length_bins)), length_bins=args.length_bins,
+                         steps=args.head_steps if trained else (args.steps or 100),
+                         train_steps=args.steps if trained else None, lr=args.lr, kl_coef=args.kl_coef,
+                         warmup=args.warmup, accum=args.accum, batch_size=args.batch_size, grad_clip=args.grad_clip,
+                         top_k=args.top_k, value_labels=args.value_labels, value_window=args.value_window,
+                         n_value_states=args.n_value_states, test_fraction=args.test_fraction, seed=args.seed)
     res = run_train(_model(args), config, out=args.out)
     for level, rate in res.solve_rates.items():
         print(f"level {level}: solve rate {rate:.3f}")
     print(f"held-out reward AUROC (all positions): head {res.heldout_auroc:.3f}, "
           f"shuffled labels {res.shuffled_auroc:.3f} ({len(res.test_tasks)} held-out questions)")
     if res.kl_normal_vocab_heldout is not None:
-        print(f"held-out KL(frozen || adapted) over the normal vocabulary: {res.kl_normal_vocab_heldout:.4f} nats/token")
+        print(f"held-out KL(frozen || trained) over the normal vocabulary: "
+              f"{res.kl_normal_vocab_heldout:.4f} nats/token")
+    if res.value_labels:
+        print(f"value labels: {res.value_labels['state_counts']} rollouts per reward state; value vs graded reward "
+              f"AUROC {res.value_labels['value_vs_graded']['auroc']:.3f}")
     print(f"wrote {args.out}/results.json, {args.out}/report.html and {args.out}/head")
 
 
@@ -48,6 +60,9 @@ def _eval(args) -> None:
         for f in fractions + [{"fraction": "all", **everywhere}]:
             aurocs = ", ".join(f"{k} AUROC {f[k]['auroc']:.3f}" for k in ("head", "probe", "shuffled", "verbal") if k in f)
             print(f"{name} prefix {f['fraction']}: {aurocs}; {_gap('head - shuffled', f['head_vs_shuffled'])}")
+        head_all = everywhere["head"]
+        print(f"{name}, all positions: head Brier {head_all['brier']:.3f}, ECE {head_all['ece']:.3f}, "
+              f"corr with correctness {head_all['corr']:.3f}, accuracy at 0.5 {head_all['acc@0.5']:.3f}")
         within, chance = everywhere["within_problem"]["head"], everywhere["head_above_chance"]
         print(f"{name}, all positions: head AUROC - 0.5 {chance['estimate']:+.3f} [{chance['low']:+.3f}, "
               f"{chance['high']:+.3f}]; within-problem head AUROC {within['estimate']:.3f} [{within['low']:.3f}, "
@@ -60,7 +75,9 @@ def _sample(args) -> None:
     from metalens.introspect.sample_run import SampleConfig, run_sample
 
     config = SampleConfig(args.head, rollouts=args.rollouts, alphas=args.alphas, beta=args.beta, every=args.every,
-                          live=args.live, live_alphas=tuple(args.live_alphas), cv=args.cv)
+                          live=args.live, live_alphas=tuple(args.live_alphas), cv=args.cv, utility=args.utility,
+                          utility_alphas=tuple(args.utility_alphas), utility_betas=tuple(args.utility_betas),
+                          branch=not args.no_branch)
     res = run_sample(_model(args), config, out=args.out)
     for row in res.matched:
         print(f"{row['method']} alpha={row['alpha']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} tokens "
@@ -76,11 +93,42 @@ def _sample(args) -> None:
     for row in res.live or []:
         print(f"live alpha={row['alpha']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} tokens, "
               f"{row['decode_steps']:.1f} steps, {row['seconds']:.2f} s per question ({row['n_problems']} questions)")
+    for row in res.utility or []:
+        majority = row["vs"]["majority"]
+        versus = "" if majority.get("setting") is None else (
+            f" vs majority@{majority['setting']} {majority['accuracy']:.3f}: {majority['difference']:+.3f} "
+            f"[{majority['ci95'][0]:+.3f}, {majority['ci95'][1]:+.3f}], Holm p {majority['p_holm']:.3f}")
+        print(f"utility alpha={row['alpha']:g} beta={row['beta']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} "
+              f"tokens, latency {row['latency']:.1f} steps, {row['branches']:.2f} branches{versus}")
     print(f"wrote {args.out}/results.json and {args.out}/report.html")
 
 
+def _rollout_args(parser) -> None:
+    """The arguments that say how rollouts are drawn (train and rollouts verbs)."""
+    parser.add_argument("--n-tasks", type=int, default=80)
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--n-samples", type=int, default=6)
+    parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--min-p", type=float, default=None, help="min-p sampling (ZIP-RC: 0.1 at temperature 1.0)")
+    parser.add_argument("--batch-questions", type=int, default=1, help="questions per generation call")
+
+
+def _rollouts(args) -> None:
+    from metalens.introspect.rollouts import (few_shot_prefix, generate_rollouts, load_rollouts, solve_rates,
+                                              task_questions)
+
+    questions = task_questions(args.task, args.n_tasks, tuple(args.levels), args.seed)
+    generate_rollouts(_model(args), questions, args.out, args.n_samples, args.max_new_tokens, args.temperature,
+                      args.seed, prefix=few_shot_prefix(task=args.task), progress=True, min_p=args.min_p,
+                      batch_questions=args.batch_questions)
+    for level, rate in solve_rates(load_rollouts(args.out)).items():
+        print(f"level {level}: solve rate {rate:.3f}")
+    print(f"wrote {args.out}/rollouts.jsonl and {args.out}/manifest.json")
+
+
 def register(subparsers) -> None:
-    """Add `introspect` with sub-verbs train, eval and sample."""
+    """Add `introspect` with sub-verbs train, rollouts, eval and sample."""
     from metalens.cli import add_model_args
 
     intro = subparsers.add_parser("introspect", help="reward/length heads in reserved logits, adaptive sampling")
@@ -88,27 +136,48 @@ def register(subparsers) -> None:
 
     train = sub.add_parser("train", help="generate rollouts (resumable) and train the reserved-logit head")
     add_model_args(train)
-    train.add_argument("--task", default="arithmetic", help="'arithmetic' or 'jsonl'")
+    train.add_argument("--task", default="arithmetic", help="'arithmetic', 'words' or 'jsonl'")
     train.add_argument("--tasks", default=None, help="JSONL of {prompt, answer} (with --task jsonl)")
     train.add_argument("--out", required=True)
     train.add_argument("--rollouts", default=None, help="rollout directory (default OUT/rollouts)")
-    train.add_argument("--n-tasks", type=int, default=80)
-    train.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4])
-    train.add_argument("--n-samples", type=int, default=6)
-    train.add_argument("--max-new-tokens", type=int, default=40)
-    train.add_argument("--temperature", type=float, default=1.0)
-    train.add_argument("--mode", default="head", choices=["head", "lora"])
-    train.add_argument("--steps", type=int, default=100, help="L-BFGS iterations of the head fit")
-    train.add_argument("--lora-steps", type=int, default=20)
+    _rollout_args(train)
+    train.add_argument("--mode", default="head", choices=["head", "lora", "full"])
+    train.add_argument("--steps", type=int, default=None,
+                       help="mode head: L-BFGS iterations (100); lora / full: optimiser steps (20 / 100)")
+    train.add_argument("--head-steps", type=int, default=100,
+                       help="lora / full: L-BFGS iterations of the head-mode init and the baselines")
+    train.add_argument("--lr", type=float, default=None, help="lora: 1e-3 constant; full: 1e-5 peak (warmup + cosine)")
+    train.add_argument("--kl-coef", type=float, default=None, help="weight of KL(frozen || trained): lora 1, full 10")
+    train.add_argument("--warmup", type=int, default=5, help="full: warmup steps")
+    train.add_argument("--accum", type=int, default=4, help="full: micro-batches per optimiser step")
+    train.add_argument("--batch-size", type=int, default=None, help="lora / full: samples per micro-batch (2 / 4)")
+    train.add_argument("--grad-clip", type=float, default=1.0, help="full: gradient-norm clip")
+    train.add_argument("--top-k", type=int, default=32, help="full: frozen tokens kept in the KL, renormalised")
+    train.add_argument("--length-bins", default="geometric", choices=["geometric", "fitted"],
+                       help="length-bin edges: 1, 2, 4, ... or fitted to the rollouts' lengths")
+    train.add_argument("--n-length-bins", type=int, default=8)
+    train.add_argument("--value-labels", action="store_true",
+                       help="second stage: train on a first head's smoothed expected reward (ZIP-RC's value)")
+    train.add_argument("--value-window", type=int, default=64, help="last positions averaged into a value")
+    train.add_argument("--n-value-states", type=int, default=7, help="reward states of the value-labelled head")
     train.add_argument("--test-fraction", type=float, default=0.3)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=_train)
+
+    ro = sub.add_parser("rollouts", help="generate (or resume) a rollout store, e.g. another generator to evaluate on")
+    add_model_args(ro)
+    ro.add_argument("--task", default="words", help="'arithmetic' or 'words'")
+    ro.add_argument("--out", required=True)
+    _rollout_args(ro)
+    ro.add_argument("--seed", type=int, default=0)
+    ro.set_defaults(func=_rollouts)
 
     ev = sub.add_parser("eval", help="held-out calibration vs probe, verbal confidence, shuffled labels")
     add_model_args(ev)
     ev.add_argument("--head", required=True, help="the head directory written by `train` (OUT/head)")
     ev.add_argument("--out", required=True)
-    ev.add_argument("--rollouts", default=None)
+    ev.add_argument("--rollouts", default=None,
+                    help="another rollout store (e.g. from `introspect rollouts --task words`): score all of it")
     ev.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     ev.add_argument("--no-verbal", action="store_true", help="skip asking the model for its confidence")
     ev.add_argument("--cv", type=int, default=0, help="also K-fold cross-validation by problem over all rollouts")
@@ -127,4 +196,9 @@ def register(subparsers) -> None:
     sa.add_argument("--live", type=int, default=0, help="also generate live on this many held-out problems")
     sa.add_argument("--live-alphas", type=float, nargs="+", default=[0.003, 0.01])
     sa.add_argument("--cv", type=int, default=0, help="also compare on every problem with K-fold heads")
+    sa.add_argument("--utility", type=int, default=0,
+                    help="also run the utility sampler (stop/start/branch) live on this many held-out problems")
+    sa.add_argument("--utility-alphas", type=float, nargs="+", default=[0.001, 0.01], help="its token costs")
+    sa.add_argument("--utility-betas", type=float, nargs="+", default=[0.0, 0.01], help="its latency costs per step")
+    sa.add_argument("--no-branch", action="store_true", help="utility sampler without branching")
     sa.set_defaults(func=_sample)

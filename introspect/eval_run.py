@@ -4,10 +4,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import torch
+
 from metalens.introspect.crossval import cross_validate
 from metalens.introspect.evaluate import FRACTIONS, evaluate_head
+from metalens.introspect.head import ReservedHead
+from metalens.introspect.metrics import summary
+from metalens.introspect.rollouts import load_rollouts
 from metalens.introspect.runs import (adapted, by_task, cached_positions, load_trained, load_result, problem_units,
-                                      write_results)
+                                      same_store, write_results)
 from metalens.introspect.tables import eval_sections
 
 
@@ -16,7 +21,7 @@ class EvalConfig:
     """Settings of `run_eval`: which head (the `head/` directory `run_train` wrote) and which baselines."""
 
     head: str | Path
-    rollouts: str | Path | None = None  # default: the rollouts the head was trained on
+    rollouts: str | Path | None = None  # default: the head's own (its held-out split); another store: all of it
     fractions: tuple[float, ...] = FRACTIONS  # prefix fractions scored (0: at the prompt, 1: last token)
     verbal: bool = True  # also ask the model whether its partial answer is right
     cv: int = 0  # >= 2: also k-fold cross-validation by question over all rollouts
@@ -43,6 +48,8 @@ class EvalResult:
     n_test_positions: int
     cv: dict | None = None  # the same, out of fold over every question (config.cv >= 2)
     metadata: dict | None = None  # the head's
+    transfer: str | None = None  # the other rollout store scored (all its questions), when not the head's own
+    by_level: dict | None = None  # per difficulty level of the scored questions: the head's summary, all positions
 
     @property
     def heldout_auroc(self) -> float:
@@ -70,17 +77,39 @@ class EvalResult:
         return load_result(cls, EvalConfig, out)
 
 
+def level_scores(model, head, test, records: list[dict]) -> dict:
+    """The head's summary over all positions of the scored questions, per difficulty level."""
+    level_of = {r["task_index"]: r["level"] for r in records}
+    levels = torch.tensor([level_of[int(t)] for t in test.task])
+    p = head.spec.p_correct(head.probs_from_hidden(model, test.hidden))
+    return {int(lv): summary(test.reward[levels == lv].numpy(), p[levels == lv].numpy())
+            for lv in levels.unique().tolist()}
+
+
 def run_eval(model, config: EvalConfig, *, out: str | Path | None = None, progress: bool = True) -> EvalResult:
     """Score the head's reward and length predictions on its held-out questions (and k folds with `cv`).
 
-    A `lora` head is read through its adapter, injected for the run and removed after; `cv` is
-    refused for it (the adapter saw the questions the folds would hold out).
+    A `lora` head is read through its adapter, a `full` head through its weights, each put in for
+    the run and removed after; `cv` is refused for them (they saw the questions the folds would
+    hold out). `config.rollouts` naming another store than the head's (e.g. word problems for a
+    head trained on arithmetic) scores every question of that store: a transfer evaluation, with
+    the probe and shuffled heads still fitted on the head's own training questions.
     """
-    head, records, cache = load_trained(config.head, config.rollouts, config.cv)
+    trained_on = ReservedHead.load(config.head).metadata["rollouts"]
+    transfer = config.rollouts is not None and not same_store(config.rollouts, trained_on)
+    if transfer and config.cv:
+        raise ValueError(f"cv={config.cv} with other rollouts ({config.rollouts}) than the head's: cross-validation "
+                         "refits heads on the store it scores, which is not transfer. Drop --cv.")
+    head, records, cache = load_trained(config.head, None, config.cv)
     with adapted(model, head, config.head):
         positions = cached_positions(model, records, head.spec, cache, progress)
         train = by_task(positions, head.metadata["train_tasks"])
-        test = by_task(positions, head.metadata["test_tasks"])
+        if transfer:  # trained on one store (generator), scored on every question of another
+            records = load_rollouts(config.rollouts)
+            own = Path(out) / "positions.safetensors" if out is not None else None
+            test = cached_positions(model, records, head.spec, own, progress)
+        else:
+            test = by_task(positions, head.metadata["test_tasks"])
         units = problem_units(records)
         scores = evaluate_head(model, head, train, test, records, config.fractions, verbal=config.verbal,
                                seed=config.seed, n_shuffles=config.n_shuffles, units=units)
@@ -89,6 +118,8 @@ def run_eval(model, config: EvalConfig, *, out: str | Path | None = None, progre
                                           n_shuffles=config.n_shuffles, seed=config.seed, start=head.start,
                                           levels={r["task_index"]: r["level"] for r in records}, units=units,
                                           progress=progress)
+        scores["by_level"] = level_scores(model, head, test, records)
+    scores["transfer"] = str(config.rollouts) if transfer else None
     result = EvalResult(config=config, metadata=head.metadata, **scores)
     if out is not None:
         result.save(out)

@@ -75,7 +75,7 @@ def compare(y: np.ndarray, preds: dict[str, np.ndarray], shuffles: list[np.ndarr
     units = groups if units is None else units
     out = {k: summary(y, p) for k, p in preds.items()}
     runs = [summary(y, p) for p in shuffles]
-    out["shuffled"] = {k: float(np.mean([r[k] for r in runs])) for k in ("auroc", "brier", "ece")}
+    out["shuffled"] = {k: float(np.mean([r[k] for r in runs])) for k in ("auroc", "brier", "ece", "corr", "acc@0.5")}
     out["shuffled"].update(n=int(len(y)), aurocs=[r["auroc"] for r in runs])
     out["head_vs_shuffled"] = auroc_gap(y, preds["head"], shuffles, units, n_boot, seed)
     out["head_above_chance"] = above_chance(y, preds["head"], units, n_boot, seed)

@@ -36,6 +36,7 @@ class AdaptiveResult:
     tokens: int  # tokens sampled in all
     steps: int  # decode steps (the latency)
     events: list[dict] = field(default_factory=list)  # per checkpoint: step, pruned, started
+    token_ids: dict[int, list[int]] | None = None  # sample id -> its token ids (the utility sampler fills it)
 
 
 @dataclass

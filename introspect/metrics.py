@@ -36,9 +36,25 @@ def ece(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
     return float(sum(r["count"] * abs(r["observed"] - r["predicted"]) for r in rows) / max(total, 1))
 
 
+def correlation(y: np.ndarray, p: np.ndarray) -> float:
+    """Pearson correlation of the predicted value with correctness (ZIP-RC reports it); NaN when
+    either is constant."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    if len(y) < 2 or y.std() == 0 or p.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(y, p)[0, 1])
+
+
+def accuracy_at(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> float:
+    """Share of rows where (p >= threshold) equals correctness (ZIP-RC's accuracy at 0.5)."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    return float(np.mean((p >= threshold) == (y == 1))) if len(y) else float("nan")
+
+
 def summary(y: np.ndarray, p: np.ndarray) -> dict:
-    """AUROC, Brier, ECE and n for one set of predictions."""
-    return {"auroc": auroc(y, p), "brier": brier(y, p), "ece": ece(y, p), "n": int(len(y))}
+    """AUROC, Brier, ECE, correlation with correctness, accuracy at 0.5 and n for one set of predictions."""
+    return {"auroc": auroc(y, p), "brier": brier(y, p), "ece": ece(y, p), "corr": correlation(y, p),
+            "acc@0.5": accuracy_at(y, p), "n": int(len(y))}
 
 
 def auroc_gap(y: np.ndarray, p: np.ndarray, baselines: list[np.ndarray], groups: np.ndarray,

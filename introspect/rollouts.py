@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metalens.tasks.arithmetic import Problem, extract_answer, make_problems
-from metalens.introspect.decode import sample
+from metalens.tasks.words import make_word_problems
+from metalens.introspect.decode import sample_many
 from metalens.store import sha256 as file_sha256
 
 # /2: samples drawn by `metalens.generate` with a per-question seed. A /1 store (the old sampling
@@ -16,6 +17,7 @@ from metalens.store import sha256 as file_sha256
 FORMAT = "metalens.introspect.rollouts/2"
 N_SHOTS = 3
 SHOT_SEED = 10_000  # few-shot examples come from their own seed, never from the task's problems
+TASKS = ("arithmetic", "words")  # built-in generators (a user JSONL is the third kind of task)
 
 
 @dataclass(frozen=True)
@@ -32,15 +34,30 @@ class Question:
         return cls(problem.prompt, problem.answer, problem.level)
 
 
-def few_shot_prefix(n_shots: int = N_SHOTS) -> str:
-    """Worked examples that teach a base model the answer format and to end with a newline."""
-    shots = make_problems(n_shots, levels=(1, 2, 3), seed=SHOT_SEED)
+def few_shot_prefix(n_shots: int = N_SHOTS, task: str = "arithmetic") -> str:
+    """Worked examples of `task` that teach a base model the answer format and to end with a newline."""
+    if task not in TASKS:
+        raise ValueError(f"Unknown task '{task}': use one of {TASKS}.")
+    make = make_problems if task == "arithmetic" else make_word_problems
+    shots = make(n_shots, levels=(1, 2, 3), seed=SHOT_SEED)
     return "".join(p.prompt + p.solution + "\n\n" for p in shots)
 
 
 def arithmetic_questions(n: int, levels=(1, 2, 3), seed: int = 0) -> list[Question]:
     """`n` arithmetic questions cycling through `levels` (see metalens.tasks.arithmetic.LEVELS)."""
     return [Question.from_problem(p) for p in make_problems(n, levels=levels, seed=seed)]
+
+
+def word_questions(n: int, levels=(1, 2, 3), seed: int = 0) -> list[Question]:
+    """`n` word problems cycling through `levels` (see metalens.tasks.words.LEVELS), same grader."""
+    return [Question(p.prompt, p.answer, p.level) for p in make_word_problems(n, levels=levels, seed=seed)]
+
+
+def task_questions(task: str, n: int, levels=(1, 2, 3), seed: int = 0) -> list[Question]:
+    """`n` questions of a built-in generator: 'arithmetic' or 'words'."""
+    if task not in TASKS:
+        raise ValueError(f"Unknown task '{task}': use one of {TASKS} (or a JSONL file of questions).")
+    return (arithmetic_questions if task == "arithmetic" else word_questions)(n, levels, seed)
 
 
 def read_questions(path: str | Path) -> list[Question]:
@@ -99,13 +116,21 @@ def generate_rollouts(
     seed: int = 0,
     prefix: str | None = None,
     progress: bool = False,
+    min_p: float | None = None,
+    batch_questions: int = 1,
 ) -> Path:
     """Sample `n_samples` completions per question, grade them, append one JSONL line per question.
 
-    Resumable: rerunning the same call skips the questions already written, and a line torn by a
-    killed run is dropped and redone. The manifest says `complete: true` only at the end;
-    `load_rollouts` refuses unfinished stores. A different config in `out` raises. Returns `out`.
+    `min_p` (with `temperature`) is min-p sampling (ZIP-RC's rollouts: T = 1.0, min_p = 0.1).
+    `batch_questions` questions share one batched generation call (their `n_samples` rows each);
+    the seed is per chunk of questions (chunks fixed by index), so a resumed run redraws an
+    unfinished chunk exactly. Resumable: rerunning the same call skips the questions already
+    written, and a line torn by a killed run is dropped and redone. The manifest says
+    `complete: true` only at the end; `load_rollouts` refuses unfinished stores. A different
+    config in `out` raises. Returns `out`.
     """
+    if batch_questions < 1:
+        raise ValueError(f"batch_questions={batch_questions}: put at least one question in each generation call.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     prefix = few_shot_prefix() if prefix is None else prefix
@@ -113,6 +138,11 @@ def generate_rollouts(
               "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed, "prefix": prefix,
               "tasks_sha256": hashlib.sha256(json.dumps([t.__dict__ for t in questions]).encode()).hexdigest(),
               "n_tasks": len(questions)}
+    # Written only when set, so stores made before these options existed keep their config.
+    if min_p is not None:
+        config["min_p"] = min_p
+    if batch_questions != 1:
+        config["batch_questions"] = batch_questions
     if (out / "manifest.json").exists():
         old = json.loads((out / "manifest.json").read_text())
         changed = sorted(k for k in config if old.get(k) != config[k])
@@ -125,24 +155,30 @@ def generate_rollouts(
                              "Use another --out directory, or delete this one to start over.")
     _write_manifest(out, {**config, "complete": False})
     done = {r["task_index"] for r in _read_complete_lines(out / "rollouts.jsonl")}
-    iterator = range(len(questions))
+    chunks = range(0, len(questions), batch_questions)
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(iterator, desc="rollouts")
-    for index in iterator:
-        if index in done:
+        chunks = tqdm(chunks, desc="rollouts", unit="call")
+    for first in chunks:
+        indices = list(range(first, min(first + batch_questions, len(questions))))
+        if all(i in done for i in indices):
             continue
-        question = questions[index]
-        prompt_ids = model.tokenizer(prefix + question.prompt)["input_ids"]
-        # One seed per question: a resumed run draws exactly what an uninterrupted one would.
-        samples = sample(model, prompt_ids, n_samples, max_new_tokens, temperature, seed=seed * 1_000_003 + index)
-        texts = [model.tokenizer.decode(t, skip_special_tokens=True) for t in samples.tokens]
-        _append(out / "rollouts.jsonl", {
-            "task_index": index, "prompt": question.prompt, "answer": question.answer, "level": question.level,
-            "prompt_ids": prompt_ids, "completions": samples.tokens, "texts": texts,
-            "truncated": samples.truncated, "rewards": [grade(question, t) for t in texts],
-        })
+        prompts = [model.tokenizer(prefix + questions[i].prompt)["input_ids"] for i in indices]
+        # One seed per chunk of questions (per question when batch_questions = 1): a resumed run
+        # draws exactly what an uninterrupted one would.
+        drawn = sample_many(model, prompts, n_samples, max_new_tokens, temperature, seed=seed * 1_000_003 + first,
+                            min_p=min_p)
+        for index, prompt_ids, samples in zip(indices, prompts, drawn):
+            if index in done:
+                continue
+            question = questions[index]
+            texts = [model.tokenizer.decode(t, skip_special_tokens=True) for t in samples.tokens]
+            _append(out / "rollouts.jsonl", {
+                "task_index": index, "prompt": question.prompt, "answer": question.answer, "level": question.level,
+                "prompt_ids": prompt_ids, "completions": samples.tokens, "texts": texts,
+                "truncated": samples.truncated, "rewards": [grade(question, t) for t in texts],
+            })
     _write_manifest(out, {**config, "complete": True, "sha256": file_sha256(out / "rollouts.jsonl")})
     return out
 

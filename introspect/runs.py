@@ -101,8 +101,10 @@ def load_trained(head_dir, rollouts=None, cv: int = 0) -> tuple[ReservedHead, li
     questions, so heads re-fitted per fold on its states would not be out of fold.
     """
     head = ReservedHead.load(head_dir)
-    if cv and head.metadata.get("mode") == "lora":
-        raise ValueError(f"cv={cv} on the lora head {head_dir}: its adapter was trained on the questions the folds "
+    mode = head.metadata.get("mode", "head")
+    if cv and mode in ("lora", "full"):
+        what = "adapter was" if mode == "lora" else "weights were"
+        raise ValueError(f"cv={cv} on the {mode} head {head_dir}: its {what} trained on the questions the folds "
                          "would hold out, so the scores would not be out of fold. Drop --cv (the held-out split "
                          "is sound), or cross-validate a mode 'head' run.")
     records = load_rollouts(rollouts or head.metadata["rollouts"])
@@ -110,12 +112,23 @@ def load_trained(head_dir, rollouts=None, cv: int = 0) -> tuple[ReservedHead, li
 
 
 def adapted(model, head: ReservedHead, head_dir):
-    """The LoRA adapter a `lora` head was trained with, injected for the block (else nothing)."""
-    if head.metadata.get("mode") != "lora":
+    """The model a head was trained with, for the block: a `lora` head's adapter injected, a `full`
+    head's weights loaded (the originals restored on exit); nothing for a `head` head."""
+    mode = head.metadata.get("mode")
+    if mode == "full":
+        from metalens.introspect.full import FullWeights, weights_applied
+
+        return weights_applied(model, FullWeights.load(Path(head_dir).parent / "weights"))
+    if mode != "lora":
         return nullcontext()
     from metalens.introspect.lora import adapter_applied
 
     return adapter_applied(model, Path(head_dir).parent / "adapter")
+
+
+def same_store(a, b) -> bool:
+    """True when two rollout directories are the same place."""
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def write_results(out, title: str, data: dict, metadata: dict, sections: list) -> Path:

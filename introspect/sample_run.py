@@ -23,10 +23,15 @@ class SampleConfig:
     live: int = 0  # also generate for real on this many held-out questions
     live_alphas: tuple[float, ...] = (0.003, 0.01)
     cv: int = 0  # >= 2: also compare on every question, each read by a head trained without its fold
+    utility: int = 0  # also run the utility sampler (stop / start / branch) live on this many held-out questions
+    utility_alphas: tuple[float, ...] = (0.001, 0.01)  # its token costs
+    utility_betas: tuple[float, ...] = (0.0, 0.01)  # its latency costs (per decode step)
+    branch: bool = True  # let it branch from running samples (else stop / start only)
     seed: int = 0
 
     def __post_init__(self):
         self.head, self.live_alphas = str(self.head), tuple(self.live_alphas)  # JSON-ready, equal after load
+        self.utility_alphas, self.utility_betas = tuple(self.utility_alphas), tuple(self.utility_betas)
         self.rollouts = None if self.rollouts is None else str(self.rollouts)
         self.alphas = None if self.alphas is None else tuple(self.alphas)
         if self.every < 1:
@@ -51,6 +56,7 @@ class SampleResult:
     n_comparisons: int | None = None  # paired comparisons vs majority made (the Holm family of `paired`)
     cv: dict | None = None  # the same on every question with k-fold heads
     live: list[dict] | None = None  # per live alpha: accuracy, tokens, decode steps, seconds per question
+    utility: list[dict] | None = None  # per (alpha, beta): the live utility sampler vs stored baselines
     metadata: dict | None = None  # the head's
 
     def data(self) -> dict:
@@ -77,6 +83,12 @@ class SampleResult:
                           [r for r in self.cv["paired"] if r.get("majority_n")])]
         if self.live:
             sections.append(("Live adaptive generation on held-out questions", self.live))
+        if self.utility:
+            sections.append(("Utility sampler (continue / stop / start / branch), live, vs the stored samples of the "
+                             "same questions at matched tokens (paired, 95 % bootstrap over questions)",
+                             [{k: v for k, v in r.items() if k != "vs"} | {
+                                 f"{name} {key}": r["vs"][name].get(key) for name in r["vs"]
+                                 for key in ("setting", "accuracy", "difference", "p_holm")} for r in self.utility]))
         return write_results(out, "introspect sample", data, self.metadata or {}, sections)
 
     @classmethod
@@ -97,15 +109,22 @@ def run_sample(model, config: SampleConfig, *, out: str | Path | None = None, pr
         positions = cached_positions(model, records, head.spec, cache, progress)
         test = by_task(positions, head.metadata["test_tasks"])
         curves = pareto(build_pools(model, records, test, head), config.alphas, config.beta, config.every)
-        cv = live = None
+        cv = live = utility = None
         if config.cv:
             pools = out_of_fold_pools(model, positions, records, head.spec, config.cv, seed=config.seed,
                                       start=head.start)
             cv = {**pareto(pools, config.alphas, config.beta, config.every), "k": config.cv}
+        if config.utility:
+            from metalens.introspect.branching import utility_runs
+
+            tasks = sorted(head.metadata["test_tasks"])[: config.utility]
+            pools = build_pools(model, records, by_task(positions, tasks), head)
+            utility = utility_runs(model, head, records, pools, tasks, config.utility_alphas, config.utility_betas,
+                                   config.every, config.seed, config.branch)
         if config.live:
             live = live_runs(model, head, records, head.metadata["test_tasks"][: config.live], config.live_alphas,
                              config.beta, config.every, config.seed)
-    result = SampleResult(config=config, cv=cv, live=live, metadata=head.metadata, **curves)
+    result = SampleResult(config=config, cv=cv, live=live, utility=utility, metadata=head.metadata, **curves)
     if out is not None:
         result.save(out)
     return result

@@ -9,7 +9,8 @@ PREDICTORS = ("head", "probe", "shuffled", "verbal")
 def summary_rows(fractions: list[dict]) -> list[dict]:
     """Per prefix fraction: AUROC of each predictor, the head's calibration and length error."""
     return [{"prefix": f["fraction"], **{f"{k} AUROC": f[k]["auroc"] for k in PREDICTORS if k in f},
-             "head Brier": f["head"]["brier"], "head ECE": f["head"]["ece"], "length MAE": f["length_mae"],
+             "head Brier": f["head"]["brier"], "head ECE": f["head"]["ece"], "head corr": f["head"].get("corr"),
+             "head acc@0.5": f["head"].get("acc@0.5"), "length MAE": f["length_mae"],
              "length MAE (constant)": f["length_mae_constant"]} for f in fractions]
 
 
@@ -57,6 +58,12 @@ def eval_sections(results: dict) -> list[tuple]:
          within_rows(results)),
         ("Reliability of the head's P(correct)", reliability_figure(results["reliability"])),
     ]
+    if results.get("by_level"):
+        sections.append(("Head by difficulty level of the scored questions (all positions)",
+                         [{"level": lv, **r} for lv, r in results["by_level"].items()]))
+    if results.get("transfer"):
+        sections.insert(0, ("Transfer", f"Trained on the head's own rollouts, scored on every question of "
+                                        f"{results['transfer']}."))
     cv = results.get("cv")
     if cv:
         k = cv["k"]

@@ -67,4 +67,5 @@ def shuffled(positions: Positions, spec: BinSpec, seed: int = 0) -> Positions:
     per_sample = torch.zeros(len(samples), dtype=torch.long)
     per_sample[which] = positions.reward.long()
     reward = per_sample[torch.randperm(len(samples), generator=gen)][which]
-    return dataclasses.replace(positions, reward=reward, bin=spec.joint_bin(reward, positions.remaining))
+    return dataclasses.replace(positions, reward=reward,
+                               bin=spec.joint_bin(spec.reward_state(reward.float()), positions.remaining))

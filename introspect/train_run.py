@@ -4,32 +4,57 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from metalens.introspect.bins import BinSpec
+import dataclasses
+
+import torch
+
+from metalens.introspect.bins import BinSpec, fitted_edges
+from metalens.introspect.features import flatten
 from metalens.introspect.head import ReservedHead
 from metalens.introspect.metrics import summary
-from metalens.introspect.rollouts import Question, arithmetic_questions, generate_rollouts, load_rollouts, solve_rates
+from metalens.introspect.rollouts import (Question, few_shot_prefix, generate_rollouts, load_rollouts, solve_rates,
+                                          task_questions)
 from metalens.introspect.runs import (by_task, cache_path, cached_positions, is_complete, read_results, split_tasks,
                                       write_results)
 from metalens.introspect.train import shuffled, train_head
+from metalens.introspect.values import relabel_with_head
 
-MODES = ("head", "lora")
+MODES = ("head", "lora", "full")
+LENGTH_BINS = ("geometric", "fitted")
+# Per-mode defaults of the trained modes (lora: the earlier runs; full: ZIP-RC's KL coefficient).
+DEFAULTS = {"lora": {"train_steps": 20, "lr": 1e-3, "kl_coef": 1.0, "batch_size": 2},
+            "full": {"train_steps": 100, "lr": 1e-5, "kl_coef": 10.0, "batch_size": 4}}
 
 
 @dataclass
 class TrainConfig:
     """Settings of `run_train`: which rollouts, which head, how it is fitted and split."""
 
-    questions: list[Question] | None = None  # default: `n_questions` arithmetic questions at `levels`
+    questions: list[Question] | None = None  # default: `n_questions` questions of `task` at `levels`
     rollouts: str | Path | None = None  # a finished store is reused as is; else rollouts go here (default OUT/rollouts)
+    task: str = "arithmetic"  # built-in generator when no questions are given: 'arithmetic' or 'words'
     n_questions: int = 80
     levels: tuple[int, ...] = (1, 2, 3, 4)
     n_samples: int = 6
     max_new_tokens: int = 40
     temperature: float = 1.0
-    mode: str = "head"  # 'head': the reserved rows only; 'lora': adapters + rows with a KL penalty
+    min_p: float | None = None  # min-p sampling of the rollouts (ZIP-RC: T = 1.0, min_p = 0.1)
+    batch_questions: int = 1  # questions per generation call (their samples batched together)
+    mode: str = "head"  # 'head': reserved rows only; 'lora': adapters + rows, KL; 'full': every weight, sparse KL
     spec: BinSpec = field(default_factory=BinSpec)
-    steps: int = 100  # L-BFGS iterations of the head fit
-    lora_steps: int = 20
+    length_bins: str = "geometric"  # 'fitted': length edges from the rollouts' lengths (`bins.fitted_edges`)
+    steps: int = 100  # L-BFGS iterations of every head-mode fit (the head, lora/full inits, baselines)
+    train_steps: int | None = None  # optimiser steps of lora / full (default per mode: DEFAULTS)
+    lr: float | None = None  # lora: Adam lr (constant); full: AdamW peak lr (warmup + cosine)
+    kl_coef: float | None = None  # weight of KL(frozen || trained) over the normal vocabulary
+    warmup: int = 5  # full: warmup steps
+    accum: int = 4  # full: micro-batches per optimiser step
+    batch_size: int | None = None  # lora / full: samples per (micro-)batch (default per mode: DEFAULTS)
+    grad_clip: float = 1.0  # full
+    top_k: int = 32  # full: frozen-model tokens kept in the KL (renormalised)
+    value_labels: bool = False  # second stage on a first head's smoothed expected reward (values.py)
+    value_window: int = 64  # last positions averaged into a rollout's value
+    n_value_states: int = 7  # reward states of the value-labelled head
     test_fraction: float = 0.3
     seed: int = 0
 
@@ -37,9 +62,16 @@ class TrainConfig:
         self.rollouts = None if self.rollouts is None else str(self.rollouts)  # JSON-ready, equal after load
         self.levels = tuple(self.levels)
         if self.mode not in MODES:
-            raise ValueError(f"Unknown mode '{self.mode}': use 'head' (reserved rows only) or 'lora'.")
+            raise ValueError(f"Unknown mode '{self.mode}': use 'head' (reserved rows only), 'lora' or 'full'.")
+        if self.length_bins not in LENGTH_BINS:
+            raise ValueError(f"length_bins='{self.length_bins}': use 'geometric' (spec.edges) or 'fitted'.")
+        if self.value_labels and self.mode == "lora":
+            raise ValueError("value_labels with mode 'lora' is not supported: use mode 'head' or 'full'.")
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"test_fraction={self.test_fraction}: hold out a share strictly between 0 and 1.")
+        for name, value in DEFAULTS.get(self.mode, {}).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
 
     def to_dict(self) -> dict:
         """JSON form (user questions by count only: they are in the rollouts)."""
@@ -48,10 +80,20 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        """The config `to_dict` wrote (without user questions)."""
+        """The config `to_dict` wrote (without user questions); `lora_steps` of older runs is `train_steps`."""
         names = {f.name for f in fields(cls)} - {"questions", "spec"}
         kept = {k: v for k, v in data.items() if k in names}
+        if "lora_steps" in data and kept.get("train_steps") is None and data.get("mode") == "lora":
+            kept["train_steps"] = data["lora_steps"]
         return cls(**kept, spec=BinSpec.from_dict(data["spec"]))
+
+    def full_config(self):
+        """The `full.FullConfig` these settings give."""
+        from metalens.introspect.full import FullConfig
+
+        return FullConfig(steps=self.train_steps, lr=self.lr, kl_coef=self.kl_coef, warmup=self.warmup,
+                          accum=self.accum, batch_size=self.batch_size, grad_clip=self.grad_clip, top_k=self.top_k,
+                          seed=self.seed)
 
 
 @dataclass
@@ -67,9 +109,13 @@ class TrainResult:
     test_tasks: list[int]
     heldout_all_positions: dict[str, dict]  # predictor -> {auroc, brier, ece, n} on held-out questions
     train_all_positions: dict[str, dict]
-    kl_normal_vocab_heldout: float | None = None  # mode lora: KL(frozen || adapted), nats per token
+    kl_normal_vocab_heldout: float | None = None  # modes lora / full: KL(frozen || trained), nats per token
     lora_history: list[dict] | None = None
     adapter: object = None  # mode lora: the LoraAdapter the head's states come from
+    spec: dict | None = None  # the head's bins (fitted edges, value states)
+    full_history: list[dict] | None = None  # mode full: per step lr, ce, kl, grad norm
+    weights: object = None  # mode full: the FullWeights the head's states come from
+    value_labels: dict | None = None  # value stage: the values' summary (and the first head's held-out scores)
 
     @property
     def heldout_auroc(self) -> float:
@@ -83,8 +129,8 @@ class TrainResult:
 
     def data(self) -> dict:
         """What results.json holds (the head and adapter are written beside it)."""
-        skip = {"head", "config", "adapter"}
-        return {"config": self.config.to_dict(), "mode": self.config.mode, "spec": self.config.spec.to_dict(),
+        skip = {"head", "config", "adapter", "weights", "spec"}
+        return {"config": self.config.to_dict(), "mode": self.config.mode, "spec": self.head.spec.to_dict(),
                 **{f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}}
 
     def save(self, out: str | Path) -> Path:
@@ -93,7 +139,9 @@ class TrainResult:
         self.head.save(out / "head")
         if self.adapter is not None:
             self.adapter.save(out / "adapter")
-        spec = self.config.spec
+        if self.weights is not None:
+            self.weights.save(out / "weights")
+        spec = self.head.spec
         return write_results(out, "introspect train", self.data(), self.head.metadata, [
             ("What was trained", f"Mode '{self.config.mode}': {spec.n_bins} reserved tokens from id {self.head.start} "
                                  f"({spec.n_rewards} reward states x {spec.n_lengths} remaining-length bins)."),
@@ -111,10 +159,16 @@ class TrainResult:
             from metalens.introspect.lora import LoraAdapter
 
             adapter = LoraAdapter.load(out / "adapter")
-        kept = {f.name: data.get(f.name) for f in fields(cls) if f.name not in ("head", "config", "adapter")}
+        weights = None
+        if (out / "weights").is_dir():
+            from metalens.introspect.full import FullWeights
+
+            weights = FullWeights.load(out / "weights")
+        skip = ("head", "config", "adapter", "weights")
+        kept = {f.name: data.get(f.name) for f in fields(cls) if f.name not in skip}
         kept["solve_rates"] = {int(k): v for k, v in data["solve_rates"].items()}
         return cls(head=ReservedHead.load(out / "head"), config=TrainConfig.from_dict(data["config"]),
-                   adapter=adapter, **kept)
+                   adapter=adapter, weights=weights, **kept)
 
 
 def run_train(model, config: TrainConfig, *, out: str | Path | None = None, progress: bool = True) -> TrainResult:
@@ -127,52 +181,129 @@ def run_train(model, config: TrainConfig, *, out: str | Path | None = None, prog
     if out is None and config.rollouts is None:
         raise ValueError("run_train needs a directory for the rollouts: pass out=DIR or TrainConfig(rollouts=DIR).")
     out = Path(out) if out is not None else None
-    spec, seed = config.spec, config.seed
+    seed = config.seed
     # A finished store the user named is reused as it is; otherwise generate_rollouts resumes the
     # store, and refuses one written with other settings instead of silently training on it.
     rollouts = Path(config.rollouts) if config.rollouts is not None else out / "rollouts"
     if not (config.rollouts is not None and is_complete(rollouts)):
-        questions = config.questions or arithmetic_questions(config.n_questions, config.levels, seed)
+        questions = config.questions or task_questions(config.task, config.n_questions, config.levels, seed)
+        prefix = None if config.task == "arithmetic" or config.questions else few_shot_prefix(task=config.task)
         generate_rollouts(model, questions, rollouts, config.n_samples, config.max_new_tokens, config.temperature,
-                          seed, progress=progress)
+                          seed, prefix=prefix, progress=progress, min_p=config.min_p,
+                          batch_questions=config.batch_questions)
     records = load_rollouts(rollouts)
+    spec = head_spec(config, records)
     train_ids, test_ids = split_tasks(records, config.test_fraction, seed)
     cache = (lambda mode: cache_path(out, mode)) if out is not None else (lambda mode: None)  # noqa: E731
     base = cached_positions(model, records, spec, cache("head"), progress)  # the frozen model's states
-    extra = {}
+    labelled, extra = base, {}
+    if config.value_labels:  # the first stage: a head on graded rewards, read back as smoothed values
+        labelled, extra["value_labels"] = _value_stage(model, config, spec, base, train_ids, test_ids)
     if config.mode == "head":
         positions = base
-        head = train_head(model, by_task(base, train_ids), spec, steps=config.steps, seed=seed)
+        head = train_head(model, by_task(labelled, train_ids), spec, steps=config.steps, seed=seed)
+        head.metadata["labels"] = "values" if config.value_labels else "graded rewards"
+    elif config.mode == "lora":
+        head, positions, more = _train_lora(model, config, spec, records, base, train_ids, test_ids, cache, progress)
+        extra.update(more)
     else:
-        head, positions, extra = _train_lora(model, config, records, base, train_ids, test_ids, cache, progress)
+        head, positions, more = _train_full(model, config, spec, records, labelled, train_ids, test_ids, cache,
+                                            progress)
+        extra.update(more)
     train, test = by_task(positions, train_ids), by_task(positions, test_ids)
     shuf = train_head(model, shuffled(train, spec, seed), spec, steps=config.steps, seed=seed)
     head.metadata.update(rollouts=str(rollouts), train_tasks=train_ids, test_tasks=test_ids,
                          n_regraded=sum(r["regraded"] for r in records))  # rewards the current grader changed
 
     def score(h: ReservedHead, p) -> dict:
-        return summary(p.reward.numpy(), spec.p_correct(h.probs_from_hidden(model, p.hidden)).numpy())
+        return summary(p.reward.numpy(), h.spec.p_correct(h.probs_from_hidden(model, p.hidden)).numpy())
 
     heldout = {"head": score(head, test), "shuffled": score(shuf, test)}
-    if config.mode == "lora":  # the head-mode rows it started from, on the frozen model's states
-        heldout["head mode (lora init)"] = score(extra.pop("init"), by_task(base, test_ids))
+    if config.mode in ("lora", "full"):  # the head-mode rows it started from, on the frozen model's states
+        heldout[f"head mode ({config.mode} init)"] = score(extra.pop("init"), by_task(base, test_ids))
+    if config.value_labels:
+        heldout["first stage (graded rewards)"] = extra["value_labels"].pop("first_heldout")
     result = TrainResult(head, config, str(rollouts), solve_rates(records), len(records), train_ids, test_ids,
-                         heldout, {"head": score(head, train)}, **extra)
+                         heldout, {"head": score(head, train)}, spec=spec.to_dict(), **extra)
     if out is not None:
         result.save(out)
     return result
 
 
-def _train_lora(model, config, records, base, train_ids, test_ids, cache, progress):
+def head_spec(config: TrainConfig, records: list[dict]) -> BinSpec:
+    """The bins of the head: `config.spec`, with its length edges fitted to the rollouts' lengths
+    when `length_bins == 'fitted'`, and `n_value_states` reward states with value labels."""
+    edges = config.spec.edges
+    if config.length_bins == "fitted":
+        edges = fitted_edges([len(c) for r in records for c in r["completions"]], len(config.spec.edges))
+    return BinSpec(config.n_value_states if config.value_labels else config.spec.n_rewards, tuple(edges))
+
+
+def _value_stage(model, config, spec, base, train_ids, test_ids):
+    """Stage one of value labels: a head-mode fit on graded rewards (2 states), read on every
+    position and smoothed per rollout into a value; returns (relabelled positions, summary).
+
+    ZIP-RC's first stage trains the whole model (KL 0); here it is the head-mode fit on the frozen
+    states (seconds), for every mode.
+    """
+    import numpy as np
+
+    binary = BinSpec(2, spec.edges)
+    graded = dataclasses.replace(base, bin=binary.joint_bin(base.reward.long(), base.remaining))
+    first = train_head(model, by_task(graded, train_ids), binary, steps=config.steps, seed=config.seed)
+    labelled, values = relabel_with_head(model, first, base, spec, config.value_window)
+    test = by_task(graded, test_ids)
+    first_heldout = summary(test.reward.numpy(), binary.p_correct(first.probs_from_hidden(model, test.hidden)).numpy())
+    samples = sorted(values)
+    graded_reward = np.array([int(base.reward[base.sample == s][0]) for s in samples])
+    value = np.array([values[s] for s in samples])
+    states = spec.reward_state(torch.tensor(value)).numpy()
+    return labelled, {"window": config.value_window, "n_states": spec.n_rewards, "first_heldout": first_heldout,
+                      "state_counts": np.bincount(states, minlength=spec.n_rewards).tolist(),
+                      "mean_value_correct": _mean_or_none(value[graded_reward == 1]),
+                      "mean_value_incorrect": _mean_or_none(value[graded_reward == 0]),
+                      "value_vs_graded": summary(graded_reward, value)}
+
+
+def _mean_or_none(values) -> float | None:
+    return float(values.mean()) if len(values) else None
+
+
+def _train_full(model, config, spec, records, labelled, train_ids, test_ids, cache, progress):
+    """Mode full: rows started from the head fit, every weight trained, states re-read through them."""
+    from metalens.introspect.full import measure_kl, train_full, weights_applied
+
+    seed = config.seed
+    train_pos = by_task(labelled, train_ids)
+    init = train_head(model, train_pos, spec, steps=config.steps, seed=seed)
+    rows = flatten(records)  # positions.sample indexes these rows
+    train_samples = train_pos.sample.unique(sorted=True).tolist()
+    labels = [train_pos.bin[train_pos.sample == i] for i in train_samples]
+    head, weights, history = train_full(model, [rows[i] for i in train_samples], labels, spec, config.full_config(),
+                                        init=init, progress=progress)
+    held = set(test_ids)
+    kl = measure_kl(model, weights, [r for r in rows if r["task_index"] in held], head.token_ids)
+    if cache("full") is not None:
+        cache("full").unlink(missing_ok=True)  # states of earlier weights are stale
+    with weights_applied(model, weights):
+        positions = cached_positions(model, records, spec, cache("full"), progress)  # the trained model's states
+    if config.value_labels:  # train/test scores read graded rewards; the bins carry the values
+        positions = dataclasses.replace(positions, bin=labelled.bin)
+    return head, positions, {"init": init, "kl_normal_vocab_heldout": kl, "full_history": history,
+                             "weights": weights}
+
+
+def _train_lora(model, config, spec, records, base, train_ids, test_ids, cache, progress):
     """Mode lora: rows started from the head fit, adapters + rows trained, states re-read through them."""
     from metalens.introspect.lora import LoraAdapter, measure_kl, train_lora
 
-    spec, seed = config.spec, config.seed
+    seed = config.seed
     init = train_head(model, by_task(base, train_ids), spec, steps=config.steps, seed=seed)
     train_recs = [r for r in records if r["task_index"] in set(train_ids)]
     test_recs = [r for r in records if r["task_index"] in set(test_ids)]
-    head, peft_model, history = train_lora(model, train_recs, spec, steps=config.lora_steps, seed=seed, init=init,
-                                          progress=progress)
+    head, peft_model, history = train_lora(model, train_recs, spec, steps=config.train_steps,
+                                          batch_size=config.batch_size, lr=config.lr, kl_coef=config.kl_coef, seed=seed,
+                                          init=init, progress=progress)
     try:
         kl = measure_kl(model, peft_model, test_recs, head)
         adapter = LoraAdapter.from_peft(peft_model)

@@ -2,3 +2,6 @@
 from metalens.tasks.arithmetic import LEVELS, Problem, extract_answer, grade, make_problem, make_problems
 
 __all__ = ["LEVELS", "Problem", "extract_answer", "grade", "make_problem", "make_problems"]
+from metalens.tasks.words import WordProblem, make_word_problem, make_word_problems
+
+__all__ += ["WordProblem", "make_word_problem", "make_word_problems"]

@@ -66,8 +66,10 @@ def test_area_demos_name_the_installed_area_modules():
     import importlib
 
     modules = [m for _, m, _ in demo_module.AREA_DEMOS]
-    assert modules == ["metalens.probes", "metalens.steering", "metalens.circuits", "metalens.introspect"]
+    assert modules == ["metalens.probes", "metalens.steering", "metalens.circuits", "metalens.introspect",
+                       "metalens.analyses.atlas"]
     assert callable(getattr(importlib.import_module("metalens.probes"), "demo"))
+    assert callable(getattr(importlib.import_module("metalens.analyses.atlas"), "atlas_demo"))
 
 
 def test_probes_demo_headline_and_reports_reach_the_index(tiny_gemma, tmp_path, monkeypatch):
@@ -84,3 +86,14 @@ def test_probes_demo_headline_and_reports_reach_the_index(tiny_gemma, tmp_path, 
     for page in ("probes/probe_sweep/report.html", "probes/neurofeedback/report.html"):
         assert f"href='{page}'" in index
         assert (tmp_path / page).parent.joinpath(PLOTLY_JS).exists()  # each page's script sits beside it
+
+
+def test_atlas_demo_headline_and_report_reach_the_index(tiny_gemma, tmp_path, monkeypatch):
+    monkeypatch.setattr(demo_module, "AREA_DEMOS", [("atlas", "metalens.analyses.atlas", "atlas_demo")])
+    results = demo_module.run_demo(tiny_gemma, tmp_path)
+    summary = results["areas"]["atlas"]["summary"]
+    assert results["areas"]["atlas"]["status"] == "ok", summary
+    assert summary["headline"].startswith("accuracy ") and "withdraw delta" in summary["headline"]
+    assert summary["n_items"] == 24
+    index = (tmp_path / "index.html").read_text()
+    assert summary["headline"] in index and "href='atlas/atlas.html'" in index

@@ -101,7 +101,7 @@ def test_lora_head_is_evaluated_on_the_adapted_model(tmp_path, monkeypatch):
     before = model.hf(**batch).logits
     out = tmp_path / "lora"
     assert main(["introspect", "train", "--out", str(out), "--rollouts", str(tmp_path / "r"), "--mode", "lora",
-                 "--lora-steps", "4", "--steps", "20", "--test-fraction", "0.5"]) == 0
+                 "--steps", "4", "--head-steps", "20", "--test-fraction", "0.5"]) == 0
     assert (out / "adapter").is_dir() and (out / "positions_lora.safetensors").exists()
     trained = json.loads((out / "results.json").read_text())
     assert trained["kl_normal_vocab_heldout"] > 0
@@ -126,7 +126,7 @@ def test_cross_validation_of_a_lora_head_is_refused(tmp_path):
 
     model = tiny_model("gemma3", seed=3)
     _planted_store(model, tmp_path / "r", n=6)
-    run_train(model, TrainConfig(rollouts=tmp_path / "r", mode="lora", lora_steps=2, steps=10, test_fraction=0.5),
+    run_train(model, TrainConfig(rollouts=tmp_path / "r", mode="lora", train_steps=2, steps=10, test_fraction=0.5),
               out=tmp_path / "lora", progress=False)
     with pytest.raises(ValueError, match="lora head.*not be out of fold"):
         run_eval(model, EvalConfig(tmp_path / "lora" / "head", verbal=False, cv=2, n_shuffles=1), progress=False)
@@ -189,7 +189,7 @@ def test_workflows_run_in_memory_and_their_results_save_and_load(tmp_path):
     with pytest.raises(ValueError, match="directory for the rollouts"):
         run_train(model, TrainConfig())
     with pytest.raises(ValueError, match="Unknown mode"):
-        TrainConfig(mode="full")
+        TrainConfig(mode="everything")
     trained = run_train(model, TrainConfig(rollouts=tmp_path / "r", steps=30, test_fraction=0.5), progress=False)
     assert not any(tmp_path.glob("**/results.json"))  # out=None writes nothing
     assert trained.n_tasks == 8 and len(trained.test_tasks) == 4 and trained.solve_rates == {1: 0.5}

@@ -1,0 +1,440 @@
+"""`run_atlas`: the metacognitive atlas, behavioural and internal signals of correctness side by side.
+
+For each model: the battery (`metalens.analyses.battery`: answer, confidence, KEEP/WITHDRAW,
+BET/PASS, all read from option-token probabilities), a correctness probe on the residual stream
+(grouped cross-validation, layer chosen inside each fold), a trained reward head when one is
+given, and the probe axis's reportability (`metalens.probes.reporting.run_reporting`). Every
+AUROC, delta and gap comes with a bootstrap interval over item groups (`metalens.analyses.metacog`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+import metalens
+from metalens.analyses import metacog
+from metalens.analyses.battery import FOLLOW_UPS, Item, Readout, arithmetic_items, read_battery, read_items, shipped_facts
+from metalens.report import save_json
+from metalens.stats import auroc, bootstrap_ci, wilson_ci
+
+FORMAT_VERSION = 1
+REPORTED = ("verbal confidence", "keep/withdraw", "bet/pass")  # what the model says, for the gap
+
+
+@dataclass
+class AtlasConfig:
+    """Items, prompts and statistics of `run_atlas` (about 3 CPU minutes per 80 items on gemma-3-270m)."""
+
+    n_arithmetic: int = 40  # two-choice arithmetic items, cycling through `levels`
+    levels: tuple[int, ...] = (1, 2, 3, 4)
+    n_facts: int = 40  # shipped two-choice world facts (at most 40)
+    items: str | None = None  # your JSONL of {"question", "choices", "answer"} (added to the above)
+    n_shots: int = 2  # worked examples before each prompt for base models (chat models: zero-shot)
+    probe_at: str = "keep"  # where the probe reads: the last token of the "keep" prompt, or "answer"
+    layers: tuple[int, ...] | None = None  # probe layers (None: every block)
+    cv: int = 5  # grouped folds for the probe
+    probe_c: float = 0.1  # inverse L2 strength on standardised activations (few items, many dims)
+    n_boot: int = 1000
+    n_bins: int = 10  # calibration bins
+    reporting: bool = True  # the probe axis's reportability (run_reporting); off saves ~20 s
+    reporting_draws: int = 8
+    reporting_n: tuple[int, ...] = (0, 2, 4, 8, 16)
+    heads: dict[str, str] = field(default_factory=dict)  # model name -> trained reward head dir
+    batch_size: int = 8
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, **overrides) -> "AtlasConfig":
+        """Demo sizes: 24 items, fewer resamples and draws (about a minute on gemma-3-270m)."""
+        return cls(**{**dict(n_arithmetic=12, n_facts=12, n_boot=300, reporting_draws=4,
+                             reporting_n=(0, 2, 4, 8)), **overrides})
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AtlasConfig":
+        """The config `asdict` wrote (lists back to tuples)."""
+        tuples = {"levels", "layers", "reporting_n"}
+        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in data.items()})
+
+
+@dataclass
+class AtlasResult:
+    """One profile per model (`signals`, `accuracy`, `gap`, `probe`, `reportability`, per-item rows)."""
+
+    models: list[dict]
+    config: AtlasConfig
+    command: str
+    seconds: float = 0.0
+    out: str | None = None
+
+    def profile(self, model: str) -> dict:
+        """The profile of `model` (its name as given)."""
+        for p in self.models:
+            if p["model"] == model:
+                return p
+        raise KeyError(f"No model {model!r} in this atlas; it has {[p['model'] for p in self.models]}.")
+
+    def signal(self, model: str, name: str) -> dict:
+        """One signal's entry (name, kind, auroc with its interval, calibration, deltas) for `model`."""
+        found = [s for s in self.profile(model)["signals"] if s["name"] == name]
+        if not found:
+            raise KeyError(f"No signal {name!r} for {model}; it has {[s['name'] for s in self.profile(model)['signals']]}.")
+        return found[0]
+
+    def save(self, path) -> Path:
+        """Write atlas.json and atlas.html into `path`."""
+        from metalens.analyses.atlas_report import write_atlas_html
+
+        path = Path(path)
+        save_json(path / "atlas.json", {"format": {"name": "atlas", "version": FORMAT_VERSION}, "command": self.command,
+                                        "config": asdict(self.config), "seconds": self.seconds, "models": self.models})
+        write_atlas_html(path / "atlas.html", self)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "AtlasResult":
+        """The atlas `save` wrote into `path`."""
+        file = Path(path) / "atlas.json"
+        if not file.exists():
+            raise FileNotFoundError(f"No atlas.json in {path}: point at a `metalens atlas --out DIR` directory.")
+        data = json.loads(file.read_text())
+        version = data.get("format", {}).get("version", 1)
+        if version > FORMAT_VERSION:
+            raise ValueError(f"{file} is format version {version}; this metalens reads up to {FORMAT_VERSION}: "
+                             "upgrade metalens to read it.")
+        return cls(data["models"], AtlasConfig.from_dict(data["config"]), data["command"], data["seconds"], str(path))
+
+
+def atlas_items(config: AtlasConfig) -> list[Item]:
+    """The battery's items: arithmetic, then shipped facts, then the user's file."""
+    facts = shipped_facts()
+    if not 0 <= config.n_facts <= len(facts):
+        raise ValueError(f"n_facts={config.n_facts}: the shipped set has {len(facts)} facts; add more with items=FILE.")
+    items = arithmetic_items(config.n_arithmetic, config.levels, config.seed) if config.n_arithmetic else []
+    items += facts[: config.n_facts]
+    if config.items:
+        items += read_items(config.items)
+    if len(items) < 4:
+        raise ValueError(f"Only {len(items)} items: raise n_arithmetic / n_facts or pass items=FILE.")
+    return items
+
+
+def atlas_command(models: list[str], config: AtlasConfig, out) -> str:
+    """The `metalens atlas` command line that makes this atlas (options that differ from the defaults)."""
+    parts = ["metalens", "atlas"] + [f"--model {m}" for m in models] + [f"--out {out}"]
+    default = AtlasConfig()
+    for f in fields(AtlasConfig):
+        value = getattr(config, f.name)
+        if value == getattr(default, f.name):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "heads":
+            parts += [f"--head {m}={p}" for m, p in value.items()]
+        elif isinstance(value, bool):
+            parts.append(flag if value else f"--no-{f.name.replace('_', '-')}")
+        elif isinstance(value, tuple):
+            parts.append(f"{flag} {' '.join(map(str, value))}")
+        else:
+            parts.append(f"{flag} {value}")
+    return " ".join(parts)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip("/")).strip("_")[-80:] or "model"
+
+
+def _fingerprint(name: str, config: AtlasConfig) -> str:
+    return hashlib.sha256(json.dumps([name, asdict(config)], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# --- internal signals ------------------------------------------------------------------------
+
+
+def _cv_predict(X: np.ndarray, y: np.ndarray, folds, C: float, seed: int) -> np.ndarray:
+    """Held-out p(right) for every row: each row scored by the probe of the fold that left it out."""
+    from metalens.probes import train_probe
+
+    out = np.full(len(y), np.nan)
+    for train, test in folds:
+        probe = train_probe(X[train], y[train], test_size=0, cv=0, C=C, seed=seed)
+        out[test] = probe.predict_proba(X[test]).numpy()
+    return out
+
+
+def probe_signal(resid, correct, groups, layers: list[int], cv: int = 5, C: float = 0.1, seed: int = 0) -> dict:
+    """A correctness probe per layer, scored on held-out predictions from grouped folds.
+
+    resid: [n_items, n_layers, d_model]. Returns `per_layer` held-out predictions {layer: [n]} and
+    `predictions` [n] from nested cross-validation: in each outer fold the layer is chosen by an
+    inner grouped CV on the training part only, so the reported AUROC carries no selection bias;
+    `fold_layers` are the layers chosen.
+    """
+    from metalens.probes.probe import group_folds  # group-aware stratified splits, as train_probe uses
+
+    X = np.asarray(resid, dtype=np.float64)
+    y, g = np.asarray(correct).astype(int), np.asarray(groups)
+    folds = group_folds(y, g, cv, seed)
+    per_layer = {L: _cv_predict(X[:, L], y, folds, C, seed) for L in layers}
+    nested, chosen = np.full(len(y), np.nan), []
+    for train, test in folds:
+        inner = group_folds(y[train], g[train], max(2, cv - 1), seed)
+        scores = {L: auroc(y[train], _cv_predict(X[train][:, L], y[train], inner, C, seed)) for L in layers}
+        best = max(layers, key=lambda L: (np.nan_to_num(scores[L], nan=-1.0), -L))
+        chosen.append(best)
+        nested[test] = _cv_predict(X[:, best], y, [(train, test)], C, seed)[test]
+    return {"per_layer": per_layer, "predictions": nested, "fold_layers": chosen}
+
+
+def reward_head_scores(model, head_dir, answer_hidden) -> tuple[np.ndarray, dict]:
+    """P(correct) of a trained reserved-logit reward head at the position predicting the answer, and its metadata."""
+    from metalens.introspect import ReservedHead
+
+    head = ReservedHead.load(head_dir)
+    if head.weight.shape[1] != answer_hidden.shape[1]:
+        raise ValueError(f"The head in {head_dir} has width {head.weight.shape[1]}; {model.name} has d_model "
+                         f"{answer_hidden.shape[1]}: train a head for this model (`metalens introspect train`).")
+    p = head.spec.p_correct(head.probs_from_hidden(model, answer_hidden.float())).numpy()
+    return p, {"dir": str(head_dir), "trained_on": head.metadata.get("model"), "start": head.start}
+
+
+def probe_reportability(model, X: np.ndarray, correct, groups, texts: list[str], config: AtlasConfig,
+                        progress: bool) -> dict:
+    """Can the model report its own correctness-probe axis? The probe (fit on all items at one layer)
+    labels each item by a median split of its decision value; `run_reporting` asks the model for
+    those labels from N in-context examples, against shuffled labels."""
+    from metalens.probes import train_probe
+    from metalens.probes.reporting import run_reporting
+
+    probe = train_probe(X, np.asarray(correct).astype(int), test_size=0, cv=0, C=config.probe_c, seed=config.seed)
+    decision = probe.decision(X).numpy()
+    labels = (decision > np.median(decision)).astype(int)[:, None]
+    result = run_reporting(model, texts, labels, ["correctness probe"], n_values=config.reporting_n,
+                           draws=config.reporting_draws, seed=config.seed, groups=groups, progress=progress)
+    row = result.tests(n_min=max(1, max(result.n_values) // 2))[0]
+    keep = ("accuracy", "acc_low", "acc_high", "shuffled_accuracy", "shuffled_low", "shuffled_high", "diff",
+            "diff_low", "diff_high", "p", "n_draws", "n_min", "test")
+    return {**{k: row[k] for k in keep}, "n_values": result.n_values, "curve": result.curves()["correctness probe"],
+            "labels": "probe decision above its median", "example_prompt": result.example_prompt[:2000]}
+
+
+# --- one model's profile ---------------------------------------------------------------------
+
+
+def _signal(name: str, kind: str, score, y, groups, cfg: AtlasConfig, reported: bool, **extra) -> dict:
+    """A signal's entry: AUROC, and for probability-like scores ECE and Brier, each with its bootstrap interval."""
+    ci = metacog.auroc_ci(y, score, groups, cfg.n_boot, cfg.seed)
+    entry = {"name": name, "kind": kind, "reported": reported, "auroc": ci.estimate, "auroc_low": ci.low,
+             "auroc_high": ci.high, "n": ci.n, "interval": ci.method}
+    if np.all((score >= 0) & (score <= 1)):
+        metrics = {"ece": lambda r: metacog.ece(score[r], y[r], cfg.n_bins), "brier": lambda r: metacog.brier(score[r], y[r])}
+        for key, fn in metrics.items():
+            ci = bootstrap_ci(fn, groups, cfg.n_boot, cfg.seed)
+            entry.update({key: ci.estimate, f"{key}_low": ci.low, f"{key}_high": ci.high})
+        entry["calibration"] = metacog.reliability(score, y, cfg.n_bins)
+    return {**entry, **extra}
+
+
+def _rate(decisions) -> dict:
+    ci = wilson_ci(int(np.sum(decisions)), len(decisions))
+    return {"estimate": ci.estimate, "low": ci.low, "high": ci.high, "n": ci.n, "interval": ci.method}
+
+
+def _delta(fn, decisions, y, groups, cfg, soft, definition) -> dict:
+    hard = metacog.delta_ci(fn, decisions, y, groups, cfg.n_boot, cfg.seed)
+    soft_ci = metacog.delta_ci(fn, soft, y, groups, cfg.n_boot, cfg.seed)
+    return {"estimate": hard.estimate, "low": hard.low, "high": hard.high, "n": hard.n, "interval": hard.method,
+            "definition": definition, "soft": {"estimate": soft_ci.estimate, "low": soft_ci.low, "high": soft_ci.high}}
+
+
+def _accuracy(items: list[Item], y: np.ndarray) -> dict:
+    overall = wilson_ci(int(y.sum()), len(y))
+    rows = []
+    for source, level in sorted({(it.source, it.level) for it in items}):
+        mask = np.array([(it.source, it.level) == (source, level) for it in items])
+        ci = wilson_ci(int(y[mask].sum()), int(mask.sum()))
+        rows.append({"source": source, "level": level, "n": ci.n, "accuracy": ci.estimate, "low": ci.low, "high": ci.high})
+    return {"accuracy": overall.estimate, "low": overall.low, "high": overall.high, "n": overall.n,
+            "interval": overall.method, "by_difficulty": rows}
+
+
+def model_profile(model, items: list[Item], config: AtlasConfig, *, head_dir=None, out=None,
+                  progress: bool = True) -> dict:
+    """Read the battery on `model` and score every signal of correctness (with `head_dir`, also a trained
+    reward head's); with `out`, also save the probes as a `LayerSweep` (probes' own report) under `out/probe_sweep`."""
+    cfg = config
+    read = read_battery(model, items, n_shots=cfg.n_shots, probe_at=cfg.probe_at, batch_size=cfg.batch_size,
+                        progress=progress)
+    y, groups = read.correct, np.array([it.group for it in items])
+    withdraw = np.array([int(np.argmax(p)) == 1 for p in read.probs["keep"]], float)  # WITHDRAW beats KEEP
+    bet = np.array([int(np.argmax(p)) == 0 for p in read.probs["bet"]], float)
+    signals = [
+        _signal("answer probability", "behavioural", read.score("answer"), y, groups, cfg, False,
+                option_mass=float(read.mass["answer"].mean())),
+        _signal("verbal confidence", "behavioural", read.score("confidence"), y, groups, cfg, True,
+                option_mass=float(read.mass["confidence"].mean())),
+        _signal("keep/withdraw", "behavioural", read.score("keep"), y, groups, cfg, True,
+                option_mass=float(read.mass["keep"].mean()), withdraw_rate=_rate(withdraw),
+                withdraw_delta=_delta(metacog.withdraw_delta, withdraw, y, groups, cfg, 1 - read.score("keep"),
+                                      "withdrawal rate on wrong answers - on right answers")),
+        _signal("bet/pass", "behavioural", read.score("bet"), y, groups, cfg, True,
+                option_mass=float(read.mass["bet"].mean()), bet_rate=_rate(bet),
+                bet_delta=_delta(metacog.bet_delta, bet, y, groups, cfg, read.score("bet"),
+                                 "betting rate on right answers - on wrong answers")),
+    ]
+    scores = {k: read.score(k) for k in ("answer", *FOLLOW_UPS)}
+    rows = [{**it.to_dict(), "choice": int(c), "correct": bool(ok), **{k: float(v[i]) for k, v in scores.items()}}
+            for i, (it, c, ok) in enumerate(zip(items, read.choice, y))]
+    layers = list(cfg.layers) if cfg.layers is not None else list(range(model.n_layers))
+    for L in layers:
+        model.check_layer(L)
+    profile = {"model": model.name, "metadata": model.metadata(), "n_items": len(items),
+               "accuracy": _accuracy(items, y), "examples": read.examples, "links": {}}
+    probe = None
+    try:
+        probe = probe_signal(read.resid.numpy(), y, groups, layers, cfg.cv, cfg.probe_c, cfg.seed)
+    except ValueError as err:  # too few right (or wrong) answers for grouped folds
+        profile["probe"] = {"skipped": str(err)}
+    if probe is not None:
+        signals.append(_signal("correctness probe", "internal", probe["predictions"], y, groups, cfg, False,
+                               site=f"resid_post at the last token of the {cfg.probe_at} prompt",
+                               fold_layers=probe["fold_layers"]))
+        per_layer = [{"layer": L, **{k: v for k, v in zip(("auroc", "low", "high"), _ci3(y, p, groups, cfg))}}
+                     for L, p in probe["per_layer"].items()]
+        best = max(per_layer, key=lambda r: -1 if r["auroc"] is None or np.isnan(r["auroc"]) else r["auroc"])["layer"]
+        profile["probe"] = {"per_layer": per_layer, "fold_layers": probe["fold_layers"], "best_layer": best,
+                            "selection": "nested grouped CV: the layer is chosen inside each outer fold"}
+        for i, p in enumerate(probe["predictions"]):
+            rows[i]["probe"] = float(p)
+        reported = {s["name"]: s_score for s, s_score in zip(signals[1:4], (read.score(k) for k in FOLLOW_UPS))}
+        for key, versus in (("gap", reported), ("gap_vs_answer_probability", {"answer probability": read.score("answer")})):
+            ci = metacog.gap_ci(y, probe["predictions"], versus, groups, cfg.n_boot, cfg.seed)
+            best_name = max(versus, key=lambda n: np.nan_to_num(auroc(y, versus[n]), nan=-1))
+            profile[key] = {"estimate": ci.estimate, "low": ci.low, "high": ci.high, "n": ci.n, "interval": ci.method,
+                            "internal": "correctness probe", "versus": list(versus), "best_on_all_items": best_name,
+                            "definition": "probe AUROC - best AUROC among the behavioural signals (re-picked per resample)"}
+        if out is not None:
+            _save_sweep(model, read, y, groups, layers, probe, cfg, Path(out) / "probe_sweep")
+            profile["links"]["probe sweep"] = "probe_sweep/report.html"
+        if cfg.reporting:
+            texts = [f"{it.question} {it.choices[c]}" for it, c in zip(items, read.choice)]
+            try:
+                profile["reportability"] = probe_reportability(model, read.resid[:, best].numpy(), y, groups, texts,
+                                                               cfg, progress)
+                profile["reportability"]["layer"] = best
+            except ValueError as err:
+                profile["reportability"] = {"skipped": str(err)}
+    else:
+        profile["reportability"] = {"skipped": "no probe"}
+    if head_dir:
+        p, meta = reward_head_scores(model, head_dir, read.answer_hidden)
+        signals.append(_signal("reward head", "internal", p, y, groups, cfg, False, head=meta))
+        for i, v in enumerate(p):
+            rows[i]["reward_head"] = float(v)
+    else:
+        profile["reward_head"] = {"skipped": "no trained head given for this model (heads={model: dir})"}
+    profile["signals"], profile["items"] = signals, rows
+    return profile
+
+
+def _ci3(y, score, groups, cfg) -> tuple[float, float, float]:
+    ci = metacog.auroc_ci(y, score, groups, cfg.n_boot, cfg.seed)
+    return ci.estimate, ci.low, ci.high
+
+
+def _save_sweep(model, read: Readout, y, groups, layers, probe, cfg, path: Path) -> None:
+    """The per-layer probes, fit on all items, as the probes area's `LayerSweep` (its report and loader);
+    `cv_accuracy` is the grouped held-out accuracy of the atlas's folds."""
+    from metalens.probes import LayerSweep, train_probe
+    from metalens.sites import resid_post
+
+    probes = []
+    for L in layers:
+        p = train_probe(read.resid[:, L].numpy(), y.astype(int), test_size=0, cv=0, C=cfg.probe_c, seed=cfg.seed,
+                        metadata={"layer": L, "site": resid_post(L), "labels": "answer correct"})
+        p.cv_accuracy = float(((probe["per_layer"][L] > 0.5) == y).mean())
+        p.cv_std = 0.0
+        probes.append(p)
+    meta = {**model.metadata(), "dataset": "atlas battery (answer correct)", "n_texts": len(y), "grouped_cv": cfg.cv,
+            "positions": f"last token of {cfg.probe_at} prompt"}
+    LayerSweep(layers, probes, [resid_post(L) for L in layers], meta).save(path)
+
+
+def run_atlas(models, config: AtlasConfig | None = None, *, out=None, progress: bool = True,
+              device: str | None = None, command: str | None = None) -> AtlasResult:
+    """The atlas of one or more models (loaded `Model`s or names to load, one at a time).
+
+    With `out`, each model's profile is saved as it finishes (`out/models/NAME/profile.json`) and
+    reused by a rerun with the same config, then `out/atlas.json` and `out/atlas.html` are written.
+    """
+    if config is not None and not isinstance(config, AtlasConfig):
+        raise TypeError(f"config must be an AtlasConfig, not {type(config).__name__}.")
+    cfg = config or AtlasConfig()
+    models = [models] if isinstance(models, (str, metalens.Model)) else list(models)
+    if not models:
+        raise ValueError("No models given: pass a name or a loaded Model (or a list of them).")
+    names = [m.name if isinstance(m, metalens.Model) else str(m) for m in models]
+    start = time.time()
+    items = atlas_items(cfg)
+    out_dir = Path(out) if out is not None else None
+    log = print if progress else (lambda *a, **k: None)
+    profiles = []
+    for given, name in zip(models, names):
+        folder = out_dir / "models" / _slug(name) if out_dir is not None else None
+        key = _fingerprint(name, cfg)
+        if folder is not None and (folder / "profile.json").exists():
+            saved = json.loads((folder / "profile.json").read_text())
+            if saved.get("fingerprint") == key:
+                log(f"[atlas] {name}: reusing {folder / 'profile.json'}")
+                profiles.append(saved)
+                continue
+        t0 = time.time()
+        model = given if isinstance(given, metalens.Model) else metalens.load_model(name, device=device)
+        profile = model_profile(model, items, cfg, head_dir=cfg.heads.get(name), out=folder, progress=progress)
+        profile.update(model=name, fingerprint=key, seconds=time.time() - t0,
+                       command=command or atlas_command([name], cfg, out if out is not None else "DIR"))
+        if folder is not None:
+            profile["links"] = {k: f"models/{_slug(name)}/{v}" for k, v in profile["links"].items()}
+            save_json(folder / "profile.json", profile)
+            profile = json.loads((folder / "profile.json").read_text())  # what a reuse would read
+        profiles.append(profile)
+        log(f"[atlas] {name}: {headline(profile)} ({time.time() - t0:.0f}s)")
+    result = AtlasResult(profiles, cfg, command or atlas_command(names, cfg, out if out is not None else "DIR"),
+                         time.time() - start, str(out_dir) if out_dir is not None else None)
+    if out_dir is not None:
+        result.save(out_dir)
+    return result
+
+
+def _fmt(x) -> str:
+    return "nan" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.2f}"
+
+
+def headline(profile: dict) -> str:
+    """One line: accuracy, the best reported signal's AUROC, the probe's, the withdraw delta."""
+    acc = profile["accuracy"]
+    sig = {s["name"]: s for s in profile["signals"]}
+    said = [sig[n] for n in REPORTED if n in sig]
+    best = max(said, key=lambda s: -1 if s["auroc"] is None or np.isnan(s["auroc"]) else s["auroc"])
+    wd = sig["keep/withdraw"]["withdraw_delta"]
+    text = (f"accuracy {_fmt(acc['accuracy'])} (n={acc['n']}); best reported signal {best['name']} AUROC "
+            f"{_fmt(best['auroc'])} [{_fmt(best['auroc_low'])}, {_fmt(best['auroc_high'])}]")
+    if "correctness probe" in sig:
+        p = sig["correctness probe"]
+        text += f"; probe {_fmt(p['auroc'])} [{_fmt(p['auroc_low'])}, {_fmt(p['auroc_high'])}]"
+    return text + f"; withdraw delta {_fmt(wd['estimate'])} [{_fmt(wd['low'])}, {_fmt(wd['high'])}]"
+
+
+def atlas_demo(model, out) -> dict:
+    """A quick atlas (24 items, `AtlasConfig.quick`) for `metalens demo`; returns the key numbers and a `headline`."""
+    result = run_atlas([model], AtlasConfig.quick(), out=out, progress=False)
+    p = result.models[0]
+    sig = {s["name"]: s for s in p["signals"]}
+    return {"headline": headline(p), "accuracy": p["accuracy"]["accuracy"], "n_items": p["n_items"],
+            "aurocs": {n: s["auroc"] for n, s in sig.items()},
+            "withdraw_delta": sig["keep/withdraw"]["withdraw_delta"]["estimate"],
+            "gap": p.get("gap", {}).get("estimate"), "report": str(Path(out) / "atlas.html")}

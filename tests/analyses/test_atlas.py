@@ -1,0 +1,283 @@
+"""The metacognitive atlas: metrics on planted arrays, the battery's readings, atlas.json, the CLI."""
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from metalens.analyses import metacog
+from metalens.analyses.atlas import AtlasConfig, AtlasResult, atlas_command, probe_signal, run_atlas
+from metalens.analyses.battery import Item, arithmetic_items, option_reading, read_battery, read_items, render
+
+SMALL = dict(n_arithmetic=8, n_facts=8, n_shots=1, n_boot=100, reporting_draws=2, reporting_n=(0, 2, 4), cv=3)
+
+
+def _planted(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.5
+    return rng, y
+
+
+# --- metrics on arrays -------------------------------------------------------------------------
+
+
+def test_signal_right_by_construction_scores_auroc_one():
+    rng, y = _planted()
+    ci = metacog.auroc_ci(y, y + 0.1 * rng.random(len(y)), n_boot=200)
+    assert ci.estimate == 1.0 and ci.low > 0.99
+
+
+def test_shuffled_signal_scores_auroc_near_half_with_an_interval_covering_it():
+    rng, y = _planted(400)
+    ci = metacog.auroc_ci(y, rng.permutation(y + 0.1 * rng.random(len(y))), n_boot=300)
+    assert abs(ci.estimate - 0.5) < 0.08 and ci.low < 0.5 < ci.high
+
+
+def test_bootstrap_resamples_whole_groups():
+    rng, y = _planted(40)
+    ci = metacog.auroc_ci(np.repeat(y, 3), np.repeat(rng.random(40), 3), groups=np.repeat(np.arange(40), 3), n_boot=50)
+    assert ci.n == 40 and "40 groups" in ci.method
+
+
+def test_blanket_confident_model_has_withdraw_delta_zero():
+    _, y = _planted()
+    p_withdraw = np.full(len(y), 0.02)  # never withdraws, whatever the answer
+    decisions = (p_withdraw > 0.5).astype(float)
+    assert metacog.withdraw_delta(decisions, y) == 0.0
+    assert metacog.withdraw_delta(p_withdraw, y) == pytest.approx(0.0)
+    ci = metacog.delta_ci(metacog.withdraw_delta, decisions, y, n_boot=100)
+    assert ci.estimate == ci.low == ci.high == 0.0
+
+
+def test_withdrawing_exactly_the_wrong_answers_gives_delta_one_and_betting_on_the_right_ones_too():
+    _, y = _planted()
+    assert metacog.withdraw_delta((~y).astype(float), y) == 1.0
+    assert metacog.bet_delta(y.astype(float), y) == 1.0
+    assert metacog.bet_delta((~y).astype(float), y) == -1.0
+    assert np.isnan(metacog.withdraw_delta(np.zeros(4), np.ones(4)))  # no wrong answers: undefined
+
+
+def test_ece_and_brier_on_a_hand_computed_case():
+    conf, right = np.array([0.9, 0.9, 0.1, 0.1]), np.array([1, 0, 0, 0])
+    # 2 bins: [0, .5) holds 0.1, 0.1 (accuracy 0): |0 - .1| x 1/2; [.5, 1] holds 0.9, 0.9 (accuracy .5): |.5 - .9| x 1/2
+    assert metacog.ece(conf, right, n_bins=2) == pytest.approx(0.05 + 0.2)
+    assert metacog.brier(conf, right) == pytest.approx((0.01 + 0.81 + 0.01 + 0.01) / 4)
+    bins = metacog.reliability(conf, right, n_bins=2)
+    assert [(b["n"], b["confidence"], b["accuracy"]) for b in bins] == [(2, pytest.approx(0.1), 0.0),
+                                                                         (2, pytest.approx(0.9), 0.5)]
+
+
+def test_certain_and_right_is_perfectly_calibrated_and_confidence_one_lands_in_the_last_bin():
+    assert metacog.ece(np.ones(5), np.ones(5)) == 0.0 and metacog.brier(np.ones(5), np.ones(5)) == 0.0
+    assert metacog.reliability(np.ones(3), np.ones(3), n_bins=10)[0]["low"] == 0.9
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        metacog.ece(np.array([1.5]), np.array([1]))
+
+
+def test_gap_is_probe_minus_best_behavioural_auroc():
+    from metalens.stats import auroc
+
+    rng, y = _planted()
+    perfect, a, b = y + 0.1 * rng.random(len(y)), rng.random(len(y)), rng.random(len(y))
+    ci = metacog.gap_ci(y, perfect, {"a": a, "b": b}, n_boot=200)
+    assert ci.estimate == pytest.approx(1 - max(auroc(y, a), auroc(y, b)))
+    assert ci.low > 0.2
+    same = metacog.gap_ci(y, perfect, {"same": perfect}, n_boot=50)
+    assert same.estimate == same.low == same.high == 0.0
+
+
+def test_probe_finds_a_planted_correctness_direction_at_its_layer_and_not_in_shuffled_labels():
+    rng, y = _planted(80)
+    resid = rng.normal(size=(80, 3, 16))
+    resid[:, 1, 0] += 3.0 * (2 * y - 1)  # layer 1 carries correctness
+    groups = np.arange(80) // 2  # pairs of near-copies
+    out = probe_signal(resid, y, groups, [0, 1, 2], cv=4, C=1.0)
+    assert metacog.auroc_ci(y, out["predictions"], n_boot=0).estimate > 0.95
+    assert out["fold_layers"] == [1, 1, 1, 1]
+    shuffled = probe_signal(resid, rng.permutation(y), groups, [0, 1, 2], cv=4, C=1.0)
+    assert abs(metacog.auroc_ci(rng.permutation(y), shuffled["predictions"], n_boot=0).estimate - 0.5) < 0.25
+
+
+# --- items and the battery on tiny models ----------------------------------------------------
+
+
+def test_arithmetic_items_balance_the_right_position_and_group_by_operands():
+    items = arithmetic_items(20, levels=(1, 2), seed=3)
+    assert sum(it.answer for it in items) == 10
+    for it in items:
+        assert int(it.choices[it.answer]) == eval(it.question.removeprefix("What is ").rstrip("?"))
+        assert it.choices[0] != it.choices[1] and it.group.startswith("arith:")
+
+
+def test_shipped_facts_are_balanced_and_user_items_take_the_answer_as_text(tmp_path):
+    from metalens.analyses.battery import shipped_facts
+
+    facts = shipped_facts()
+    assert len(facts) == 40 and sum(f.answer for f in facts) == 20 and len({f.group for f in facts}) == 40
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "Sky?", "choices": ["red", "blue"], "answer": "blue"}\n'
+                    '{"question": "Grass?", "choices": ["green", "red"], "answer": 0, "level": 2}\n')
+    items = read_items(path)
+    assert [(i.answer, i.level, i.source) for i in items] == [(1, 0, "user"), (0, 2, "user")]
+    path.write_text('{"question": "Sky?", "choices": ["red", "blue"], "answer": "green"}\n')
+    with pytest.raises(ValueError, match="not one of the choices"):
+        read_items(path)
+
+
+ITEM = Item("What is 2 + 5?", ("6", "7"), 1, "arithmetic", 1, "arith:2,5")
+
+
+def test_keep_reading_asks_keep_or_withdraw_after_the_models_answer_and_reads_those_tokens(tiny_gemma):
+    text, options = render(tiny_gemma, ITEM, "keep", letter=0, n_shots=1)
+    assert text.endswith("Question: What is 2 + 5?\nA) 6\nB) 7\nAnswer: A\n"
+                         "Keep your answer or withdraw it? Reply KEEP or WITHDRAW.\nDecision:")
+    assert text.count("Question:") == 2  # one worked example, then the item
+    ids, option_ids = option_reading(tiny_gemma, text, options)
+    tok = tiny_gemma.tokenizer
+    # Character tokens: " KEEP" / " WITHDRAW" share the space, so it is run and the options read after it.
+    assert ids == tok(text + " ")["input_ids"]
+    assert tok.convert_ids_to_tokens(option_ids) == ["K", "W"]
+    read = read_battery(tiny_gemma, [ITEM], n_shots=1, progress=False)
+    assert read.examples["keep"] == render(tiny_gemma, ITEM, "keep", int(read.choice[0]), 1)[0]
+    ids, option_ids = option_reading(tiny_gemma, read.examples["keep"], options)
+    with torch.no_grad():
+        logits = tiny_gemma.hf(torch.tensor([ids])).logits[0, -1]
+    expected = logits[option_ids].softmax(-1).numpy()
+    np.testing.assert_allclose(read.probs["keep"][0], expected, rtol=1e-4)
+    assert read.score("keep")[0] == pytest.approx(expected[0])  # P(KEEP), the first option
+
+
+def test_chat_model_gets_its_template_and_its_own_answer_as_the_assistant_turn(tiny_llama):
+    text, options = render(tiny_llama, ITEM, "bet", letter=1)
+    assert text.startswith("<|user|>Answer with the letter") and "<|assistant|>B<eos><|user|>Bet on your answer?" in text
+    assert text.endswith("Reply BET or PASS.<eos><|assistant|>") and options == ("BET", "PASS")
+    _, option_ids = option_reading(tiny_llama, text, options)
+    assert tiny_llama.tokenizer.convert_ids_to_tokens(option_ids) == ["B", "P"]
+    digits = option_reading(tiny_llama, *render(tiny_llama, ITEM, "confidence", letter=1))[1]
+    assert tiny_llama.tokenizer.convert_ids_to_tokens(digits) == list("0123456789")
+
+
+def test_options_that_do_not_tokenise_apart_are_refused(tiny_gemma):
+    with pytest.raises(ValueError, match="distinct tokens"):
+        option_reading(tiny_gemma, "Decision:", (" KEEP", " KEEP"))
+
+
+# --- the workflow ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def atlas_run(tmp_path_factory):
+    from metalens.testing import tiny_model
+
+    out = tmp_path_factory.mktemp("atlas")
+    return run_atlas([tiny_model("gemma3")], AtlasConfig(**SMALL), out=out, progress=False), out
+
+
+def test_atlas_json_has_every_signal_with_its_interval_and_the_command(atlas_run):
+    _, out = atlas_run
+    data = json.loads((out / "atlas.json").read_text())
+    assert data["command"].startswith("metalens atlas --model tiny-gemma3 --out ") and "--n-shots 1" in data["command"]
+    (profile,) = data["models"]
+    names = {s["name"]: s for s in profile["signals"]}
+    assert {"answer probability", "verbal confidence", "keep/withdraw", "bet/pass", "correctness probe"} <= set(names)
+    for s in profile["signals"]:
+        assert {"name", "kind", "auroc", "auroc_low", "auroc_high"} <= set(s) and s["kind"] in ("behavioural", "internal")
+    assert names["correctness probe"]["kind"] == "internal" and names["keep/withdraw"]["kind"] == "behavioural"
+    assert {"estimate", "low", "high"} <= set(names["keep/withdraw"]["withdraw_delta"])
+    assert {"estimate", "low", "high"} <= set(names["bet/pass"]["bet_delta"])
+    assert {"estimate", "low", "high"} <= set(profile["gap"]) and profile["command"]
+    assert {"accuracy", "low", "high", "by_difficulty"} <= set(profile["accuracy"])
+    assert len(profile["items"]) == profile["n_items"] == 16
+    assert "skipped" in profile["reward_head"]
+    html = (out / "atlas.html").read_text()
+    assert "Metacognitive atlas" in html and "href='models/tiny-gemma3/probe_sweep/report.html'" in html
+    assert (out / "models" / "tiny-gemma3" / "probe_sweep" / "report.html").exists()
+
+
+def test_atlas_round_trips_through_save_and_load(atlas_run, tmp_path):
+    result, out = atlas_run
+    loaded = AtlasResult.load(out)
+    assert loaded.config == result.config and loaded.command == result.command
+    assert json.dumps(loaded.models, sort_keys=True) == json.dumps(result.models, sort_keys=True)
+    loaded.save(tmp_path)
+    assert json.loads((tmp_path / "atlas.json").read_text()) == json.loads((out / "atlas.json").read_text())
+    with pytest.raises(FileNotFoundError, match="metalens atlas"):
+        AtlasResult.load(tmp_path / "nowhere")
+
+
+def test_rerun_with_the_same_config_reuses_the_saved_profile_and_another_config_does_not(atlas_run, monkeypatch):
+    from metalens.analyses import atlas as atlas_module
+    from metalens.testing import tiny_model
+
+    _, out = atlas_run
+    calls = []
+    monkeypatch.setattr(atlas_module, "model_profile", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(
+        RuntimeError("recomputed")))
+    again = run_atlas([tiny_model("gemma3")], AtlasConfig(**SMALL), out=out, progress=False)
+    assert calls == [] and again.models[0]["n_items"] == 16
+    with pytest.raises(RuntimeError, match="recomputed"):
+        run_atlas([tiny_model("gemma3")], AtlasConfig(**{**SMALL, "seed": 1}), out=out, progress=False)
+
+
+def test_command_names_the_options_that_differ_from_the_defaults():
+    cmd = atlas_command(["a", "b"], AtlasConfig(n_facts=10, reporting=False, levels=(1, 2), heads={"a": "h"}), "OUT")
+    assert cmd == "metalens atlas --model a --model b --out OUT --levels 1 2 --n-facts 10 --no-reporting --head a=h"
+
+
+@pytest.fixture()
+def saved_tiny(tmp_path):
+    from metalens.testing import tiny_model
+
+    model = tiny_model("gemma3", seed=4)
+    model.hf.save_pretrained(tmp_path / "m")
+    model.tokenizer.save_pretrained(tmp_path / "m")
+    return str(tmp_path / "m")
+
+
+def test_cli_writes_the_atlas_for_a_saved_model(saved_tiny, tmp_path, capsys):
+    from metalens.analyses.cli import register
+
+    parser = argparse.ArgumentParser(prog="metalens")
+    register(parser.add_subparsers(dest="verb", required=True))
+    args = parser.parse_args(["atlas", "--model", saved_tiny, "--out", str(tmp_path / "out"), "--device", "cpu",
+                              "--n-arithmetic", "8", "--n-facts", "8", "--n-shots", "1", "--n-boot", "50", "--cv", "3",
+                              "--no-reporting"])
+    args.func(args)
+    data = json.loads((tmp_path / "out" / "atlas.json").read_text())
+    assert data["models"][0]["model"] == saved_tiny and data["config"]["reporting"] is False
+    assert data["command"] == (f"metalens atlas --model {saved_tiny} --out {tmp_path / 'out'} --n-arithmetic 8 "
+                               "--n-facts 8 --n-shots 1 --cv 3 --n-boot 50 --no-reporting")
+    assert "wrote" in capsys.readouterr().out and (tmp_path / "out" / "atlas.html").exists()
+
+
+def test_cli_refuses_a_head_for_a_model_not_given():
+    from metalens.analyses.cli import _heads
+
+    assert _heads(["m"], ["dir"]) == {"m": "dir"}
+    with pytest.raises(ValueError, match="MODEL=DIR"):
+        _heads(["a", "b"], ["dir"])
+    with pytest.raises(ValueError, match="not one of"):
+        _heads(["a"], ["c=dir"])
+
+
+def test_reward_head_is_read_when_given(tiny_gemma, tmp_path):
+    from metalens.introspect import ReservedHead
+
+    head = ReservedHead.from_model(tiny_gemma)
+    head.weight[: head.spec.n_lengths] = -head.weight[head.spec.n_lengths:]  # anything: the head is only read
+    head.save(tmp_path / "head")
+    cfg = AtlasConfig(**{**SMALL, "reporting": False, "heads": {"tiny-gemma3": str(tmp_path / "head")}})
+    result = run_atlas([tiny_gemma], cfg, progress=False)
+    s = result.signal("tiny-gemma3", "reward head")
+    assert s["kind"] == "internal" and 0 <= s["auroc"] <= 1
+    p = [row["reward_head"] for row in result.models[0]["items"]]
+    assert all(0 <= v <= 1 for v in p) and len(set(np.round(p, 6))) > 1
+
+
+def test_chat_model_runs_the_whole_atlas_with_its_template(tiny_llama):
+    result = run_atlas(tiny_llama, AtlasConfig(**{**SMALL, "reporting": False}), progress=False)
+    profile = result.profile("tiny-llama")
+    assert profile["examples"]["keep"].endswith("Reply KEEP or WITHDRAW.<eos><|assistant|>")
+    assert "Question: What is 2 + 2?" not in profile["examples"]["answer"]  # chat models get no worked examples
+    assert all(0 <= s["auroc"] <= 1 for s in profile["signals"] if s["auroc"] is not None and not np.isnan(s["auroc"]))

@@ -1,0 +1,179 @@
+"""Mode `full`: the learning-rate schedule, the sparse KL, the KL budget, and the model handed back."""
+import json
+import math
+
+import pytest
+import torch
+
+from metalens.testing import tiny_model
+from metalens.introspect import BinSpec, Question, generate_rollouts, load_rollouts
+from metalens.introspect.bins import prefix_labels
+from metalens.introspect.features import flatten
+from metalens.introspect.full import (FullConfig, lr_at, measure_kl, sparse_kl, teacher_topk, train_full,
+                                      weights_applied)
+
+SPEC = BinSpec(edges=(1, 2, 4))
+
+
+def _rows(model, out, n=12):
+    """Rollout rows of a random model, with rewards planted (odd questions right) and their labels."""
+    questions = [Question(f"Q: What is {i} + 1?\nA:", i + 1, level=1) for i in range(n)]
+    generate_rollouts(model, questions, out, n_samples=2, max_new_tokens=8, seed=0, prefix="")
+    rows = flatten(load_rollouts(out))
+    for r in rows:
+        r["reward"] = r["task_index"] % 2
+    return rows, [prefix_labels(len(r["completion"]), r["reward"], SPEC)["bin"] for r in rows]
+
+
+def test_learning_rate_warms_up_linearly_then_decays_by_cosine():
+    lr, warmup, total, floor = 1.0, 4, 13, 0.1
+    assert [lr_at(s, lr, warmup, total, floor) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_at(4, lr, warmup, total, floor) == pytest.approx(1.0)  # the cosine starts at the peak
+    assert lr_at(8, lr, warmup, total, floor) == pytest.approx(0.55)  # halfway: (peak + floor) / 2
+    assert lr_at(12, lr, warmup, total, floor) == pytest.approx(0.1)  # the last step reaches the floor
+    assert lr_at(6, lr, warmup, total, floor) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi / 4)))
+    assert lr_at(0, 2e-5, 0, 10) == pytest.approx(2e-5)  # no warmup
+
+
+def test_sparse_kl_at_the_frozen_model_is_minus_log_of_its_top_k_mass():
+    # Truncating the teacher to its top k makes the KL's minimum not the frozen model: at the frozen
+    # model it equals -log(mass of the top k), which is why a flat (random) model drifts under it.
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0, -1.0]])
+    values, ids = logits.topk(2)
+    kl = sparse_kl(logits, ids, values.log_softmax(-1))
+    mass = logits.softmax(-1)[0, :2].sum()
+    assert kl.item() == pytest.approx(-math.log(mass.item()), rel=1e-5)
+    full_values, full_ids = logits.topk(5)
+    assert sparse_kl(logits, full_ids, full_values.log_softmax(-1)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kl_penalty_keeps_the_normal_vocabulary_within_budget_on_held_out_rollouts(tmp_path):
+    model = tiny_model("gemma3", seed=1)
+    rows, labels = _rows(model, tmp_path / "r")
+    train, held = slice(0, 16), slice(16, None)
+    kls, ces = {}, {}
+    for coef in (0.0, 10.0):
+        # top_k above the tiny vocabulary: the exact KL (a flat random model's top 32 hold little mass)
+        config = FullConfig(steps=20, lr=3e-3, kl_coef=coef, top_k=1000, warmup=2, accum=2, batch_size=4)
+        head, weights, history = train_full(model, rows[train], labels[train], SPEC, config)
+        kls[coef] = measure_kl(model, weights, rows[held], head.token_ids)
+        ces[coef] = history[-1]["ce"]
+        assert history[-1]["ce"] < history[0]["ce"]  # the reserved slice learns in both runs
+    assert kls[10.0] < 0.015  # the budget
+    assert kls[10.0] < 0.5 * kls[0.0]  # without the penalty the model drifts more
+
+
+def test_full_training_hands_the_model_back_and_its_weights_apply_inside_a_block(tmp_path):
+    model = tiny_model("gemma3", seed=2)
+    rows, labels = _rows(model, tmp_path / "r", n=6)
+    batch = model.tokenize(["Q: 2 + 2?"])
+    before = model.hf(**batch).logits
+    head, weights, _ = train_full(model, rows, labels, SPEC, FullConfig(steps=3, lr=1e-2, warmup=1, accum=1))
+    assert torch.equal(model.hf(**batch).logits, before)
+    assert all(p.grad is None for p in model.hf.parameters())
+    with weights_applied(model, weights):
+        inside = model.hf(**batch).logits
+        rows_now = model.hf.get_output_embeddings().weight[list(head.token_ids)]
+        torch.testing.assert_close(rows_now.float(), head.weight)  # the head's rows are the trained ones
+    assert not torch.allclose(inside, before)
+    assert torch.equal(model.hf(**batch).logits, before)
+    weights.save(tmp_path / "w")
+    from metalens.introspect.full import FullWeights
+
+    with weights_applied(model, FullWeights.load(tmp_path / "w")):
+        torch.testing.assert_close(model.hf(**batch).logits, inside)
+
+
+def test_full_training_that_raises_restores_the_model(tmp_path, monkeypatch):
+    from metalens.introspect import full
+
+    model = tiny_model("gemma3", seed=2)
+    rows, labels = _rows(model, tmp_path / "r", n=4)
+    before = {k: v.clone() for k, v in model.hf.state_dict().items()}
+
+    def broken(model, *args):
+        with torch.no_grad():
+            next(model.hf.parameters()).add_(1.0)  # a half-done step
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(full, "_fit", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        train_full(model, rows, labels, SPEC, FullConfig(steps=2))
+    assert all(torch.equal(before[k], v) for k, v in model.hf.state_dict().items())
+
+
+def test_reserved_tokens_are_never_sampled_after_full_training(tmp_path):
+    from metalens.introspect.decode import sample
+
+    model = tiny_model("gemma3", seed=3)
+    rows, labels = _rows(model, tmp_path / "r", n=6)
+    head, weights, _ = train_full(model, rows, labels, SPEC, FullConfig(steps=8, lr=3e-2, kl_coef=0.0, warmup=1,
+                                                                       accum=1))
+    prompt = model.tokenizer("Q: What is 3 + 1?\nA:")["input_ids"]
+    with weights_applied(model, weights):
+        drawn = sample(model, prompt, 16, max_new_tokens=12, temperature=1.0, head=head, stop_strings=(), seed=0)
+        unmasked = model.hf(input_ids=torch.tensor([prompt])).logits[0].softmax(-1)[:, list(head.token_ids)]
+    assert not {t for tokens in drawn.tokens for t in tokens} & set(head.token_ids)
+    assert sum(len(t) for t in drawn.tokens) > 100  # many draws (a row ends early only at EOS)
+    assert unmasked.sum(-1).max() > 0.05, "the test must be able to fail: unmasked, reserved ids carry mass"
+
+
+def test_teacher_top_k_is_the_frozen_models_renormalised_top_tokens(tmp_path):
+    model = tiny_model("gemma3", seed=4)
+    rows, _ = _rows(model, tmp_path / "r", n=2)
+    head_ids = range(10, 16)
+    teacher = teacher_topk(model, rows[:1], head_ids, k=5)
+    row = rows[0]
+    logits = model.hf(input_ids=torch.tensor([row["prompt_ids"] + row["completion"][:-1]])).logits[0]
+    logits = logits[len(row["prompt_ids"]) - 1 :]
+    logits[:, 10:16] = float("-inf")
+    values, ids = logits.topk(5)
+    assert torch.equal(teacher.ids[0], ids)
+    torch.testing.assert_close(teacher.logp[0], values.log_softmax(-1), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(teacher.logp[0].exp().sum(-1), torch.ones(len(ids)))
+
+
+def _planted_store(model, out, n):
+    from metalens.store import sha256
+
+    questions = [Question(f"Q: What is {i} + 1?\nA:", i + 1, level=1 + i % 2) for i in range(n)]
+    generate_rollouts(model, questions, out, n_samples=2, max_new_tokens=5, seed=0, prefix="")
+    records = load_rollouts(out)
+    for r in records:  # texts, not rewards: load_rollouts re-grades
+        r["texts"] = [f" The answer is {r['answer'] if r['task_index'] % 2 else -1}."] * len(r["texts"])
+    (out / "rollouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["sha256"] = sha256(out / "rollouts.jsonl")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_cli_full_mode_trains_evaluates_and_samples_through_its_weights(tmp_path, monkeypatch):
+    import metalens
+    from metalens.cli import main
+
+    model = tiny_model("gemma3", seed=5)
+    monkeypatch.setattr(metalens, "load_model", lambda *a, **k: model)
+    _planted_store(model, tmp_path / "r", n=8)
+    batch = model.tokenize(["Q: 2 + 2?"])
+    before = model.hf(**batch).logits
+    out = tmp_path / "full"
+    assert main(["introspect", "train", "--out", str(out), "--rollouts", str(tmp_path / "r"), "--mode", "full",
+                 "--steps", "4", "--lr", "1e-3", "--kl-coef", "5", "--warmup", "1", "--accum", "2",
+                 "--batch-size", "2", "--head-steps", "20", "--test-fraction", "0.5"]) == 0
+    trained = json.loads((out / "results.json").read_text())
+    assert trained["config"]["train_steps"] == 4 and trained["config"]["kl_coef"] == 5.0
+    assert [h["lr"] for h in trained["full_history"]] == [lr_at(s, 1e-3, 1, 4) for s in range(4)]
+    assert trained["kl_normal_vocab_heldout"] > 0 and (out / "weights" / "weights.safetensors").exists()
+    assert "head mode (full init)" in trained["heldout_all_positions"]
+    assert main(["introspect", "eval", "--head", str(out / "head"), "--out", str(out / "eval"), "--no-verbal",
+                 "--fractions", "0", "1", "--n-shuffles", "1"]) == 0
+    assert main(["introspect", "sample", "--head", str(out / "head"), "--out", str(out / "sample"),
+                 "--alphas", "0", "0.01"]) == 0
+    evaluation = json.loads((out / "eval" / "results.json").read_text())
+    assert evaluation["all_positions"]["head"]["auroc"] == pytest.approx(
+        trained["heldout_all_positions"]["head"]["auroc"])  # the same trained states
+    assert torch.equal(model.hf(**batch).logits, before)  # weights removed after train, eval and sample
+    from metalens.introspect import EvalConfig, run_eval
+
+    with pytest.raises(ValueError, match="full head.*not be out of fold"):
+        run_eval(model, EvalConfig(out / "head", verbal=False, cv=2), progress=False)
