@@ -109,6 +109,19 @@ def first_line(text: str) -> str:
     return text.strip().split("\n")[0].strip()
 
 
+def check_control_inputs(kind: str, texts, labels, groups, n_examples: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, groups) as arrays after checking a control run's inputs; groups default to one per text."""
+    if kind not in ("implicit", "explicit"):
+        raise ValueError(f"kind must be 'implicit' or 'explicit', not '{kind}'.")
+    groups = np.arange(len(texts)) if groups is None else np.asarray(groups).ravel()
+    if len(groups) != len(texts):
+        raise ValueError(f"{len(groups)} groups for {len(texts)} texts: give one group id per text.")
+    if n_examples + 1 > len(np.unique(groups)):
+        raise ValueError(f"n_examples={n_examples} needs more than {len(np.unique(groups))} pool sentences "
+                         "(of distinct groups).")
+    return np.asarray(labels), groups
+
+
 def run_control(model, layer: int, axes, texts: list[str], labels, targets: list[str], *,
                 kind: str = "implicit", n_examples: int = 16, trials: int = 16, seed: int = 0,
                 label_words: tuple[str, str] = ("0", "1"), max_new_tokens: int = 24,
@@ -118,15 +131,7 @@ def run_control(model, layer: int, axes, texts: list[str], labels, targets: list
     `texts` / `labels` [n, n_axes] are the pool split with its neurofeedback labels; `groups`
     (one id per text; near-copies share one) keeps two items of a group out of one prompt.
     """
-    if kind not in ("implicit", "explicit"):
-        raise ValueError(f"kind must be 'implicit' or 'explicit', not '{kind}'.")
-    labels = np.asarray(labels)
-    groups = np.arange(len(texts)) if groups is None else np.asarray(groups).ravel()
-    if len(groups) != len(texts):
-        raise ValueError(f"{len(groups)} groups for {len(texts)} texts: give one group id per text.")
-    if n_examples + 1 > len(np.unique(groups)):
-        raise ValueError(f"n_examples={n_examples} needs more than {len(np.unique(groups))} pool sentences "
-                         "(of distinct groups).")
+    labels, groups = check_control_inputs(kind, texts, labels, groups, n_examples)
     rng = np.random.default_rng(seed)
     proj = np.full((len(targets), trials, 2, len(axes.names)), np.nan)
     sentences, example = [], ""

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from metalens.probes.control import first_line, span_means
+from metalens.probes.control import check_control_inputs, first_line, span_means
 from metalens.probes.datasets import sample_distinct_groups
 from metalens.probes.prompts import render
 from tqdm.auto import tqdm
@@ -121,15 +121,7 @@ def run_flip_control(model, layer: int, axes, texts: list[str], labels, targets:
     Implicit control measures the given test sentence in all four prompts; explicit control the
     sentence the model writes (greedy) in each. `groups` keeps two items of a group out of one prompt.
     """
-    if kind not in ("implicit", "explicit"):
-        raise ValueError(f"kind must be 'implicit' or 'explicit', not '{kind}'.")
-    labels = np.asarray(labels)
-    groups = np.arange(len(texts)) if groups is None else np.asarray(groups).ravel()
-    if len(groups) != len(texts):
-        raise ValueError(f"{len(groups)} groups for {len(texts)} texts: give one group id per text.")
-    if n_examples + 1 > len(np.unique(groups)):
-        raise ValueError(f"n_examples={n_examples} needs more than {len(np.unique(groups))} pool sentences "
-                         "(of distinct groups).")
+    labels, groups = check_control_inputs(kind, texts, labels, groups, n_examples)
     pc_axes = pc_axes or axes
     rng = np.random.default_rng(seed)
     proj = np.full((len(targets), trials, 2, 2, len(axes.names)), np.nan)

@@ -7,9 +7,9 @@ evaluating it on another. Answers are integers; solutions end "The answer is N."
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from metalens.tasks.arithmetic import extract_answer
+from metalens.tasks.arithmetic import Problem, extract_answer
 
 NAMES = ("Ann", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jo")
 ITEMS = ("apples", "pens", "cards", "shells", "stamps", "marbles", "books", "coins")
@@ -25,27 +25,17 @@ LEVELS = {
 
 
 @dataclass(frozen=True)
-class WordProblem:
-    """A word problem, its integer answer, the worked steps and its level."""
+class WordProblem(Problem):
+    """A word problem (its text in `question`), its integer answer, the worked steps and its level."""
 
-    text: str  # e.g. "Ann has 3 apples and buys 4 more. How many apples does Ann have?"
-    answer: int
-    steps: tuple[str, ...]  # e.g. ("3 + 4 = 7",)
-    level: int
+    @property
+    def text(self) -> str:
+        """The problem's wording, e.g. "Ann has 3 apples and buys 4 more. How many apples does Ann have?"."""
+        return self.question
 
     @property
     def prompt(self) -> str:
-        return f"Q: {self.text}\nA:"
-
-    @property
-    def solution(self) -> str:
-        """Worked solution that ends in 'The answer is N.'."""
-        steps = " ".join(f"{s}." for s in self.steps)
-        return f" {steps} The answer is {self.answer}."
-
-    def to_dict(self) -> dict:
-        """JSON-ready fields, plus the prompt and worked solution as the model sees them."""
-        return {**asdict(self), "steps": list(self.steps), "prompt": self.prompt, "solution": self.solution}
+        return f"Q: {self.question}\nA:"
 
 
 def make_word_problem(rng: random.Random, level: int) -> WordProblem:
