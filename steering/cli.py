@@ -1,5 +1,6 @@
-"""`metalens steer` (rule -> vector -> sweep -> steered generation) and `metalens steer-ab` (A/B behaviour
-items -> CAA vector -> propensity per layer x strength): each writes results.json + report.html."""
+"""`metalens steer` (rule -> vector -> sweep -> steered generation), `metalens steer-ab` (A/B behaviour
+items -> CAA vector -> propensity per layer x strength) and `metalens mentor` (rule graph -> retrieved rule
+vectors -> attack success): each writes results.json + report.html."""
 from __future__ import annotations
 
 
@@ -39,8 +40,48 @@ def _steer_ab(args) -> None:
         print(f"wrote {path} (llama.cpp control vector, layer {result.layer}, strength 1 = the CAA mean difference)")
 
 
+def _mentor(args) -> None:
+    import metalens
+    from metalens.steering.mentor_run import MentorConfig, run_mentor
+
+    config = MentorConfig(queries=args.queries, tree=args.tree, rounds=args.rounds, layer=args.layer,
+                          top_k=args.top_k, strengths=tuple(args.strengths), retrieval=args.retrieval,
+                          seed=args.seed, max_per_domain=args.max_per_domain, max_new_tokens=args.max_new_tokens,
+                          reflect_tokens=args.reflect_tokens, assessor=args.assessor,
+                          eval_assessor=not args.no_eval_assessor, batch_size=args.batch_size)
+    model = metalens.load_model(args.model, device=args.device)
+    result = run_mentor(model, config, out=args.out)
+    print(result.summary())
+    print(f"wrote {args.out}/results.json, {args.out}/report.html, {args.out}/graph/ and {args.out}/vectors/")
+
+
+def _add_mentor(subparsers) -> None:
+    from metalens.cli import add_model_args
+
+    p = subparsers.add_parser("mentor", help="MENTOR: rule graph from self-assessment, retrieved rule vectors, "
+                              "attack success on held-out risk queries")
+    add_model_args(p)
+    p.add_argument("--queries", default=None, help="JSONL of {query, domain, rubric, keywords} (default: shipped 60)")
+    p.add_argument("--tree", default=None, help="static rule tree JSON (default: steering/data/mentor_tree.json)")
+    p.add_argument("--rounds", type=int, default=2, help="self-evolution rounds after the static round 0")
+    p.add_argument("--out", required=True, help="output directory (resumable: a rerun continues after the last round)")
+    p.add_argument("--layer", type=int, default=None, help="steering layer (default: n_layers // 3)")
+    p.add_argument("--top-k", type=int, default=2, help="rules retrieved per query")
+    p.add_argument("--strengths", type=float, nargs="+", default=[0.5, 1.0, 2.0],
+                   help="strength grid; chosen on the validation queries")
+    p.add_argument("--retrieval", default="activations", choices=["activations", "bow"])
+    p.add_argument("--seed", type=int, default=0, help="seed of the build/validation/test split")
+    p.add_argument("--max-per-domain", type=int, default=None, help="use a seeded sample of this many queries per domain")
+    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--reflect-tokens", type=int, default=24, help="tokens per reflection (0: verdict only)")
+    p.add_argument("--assessor", default="self", help="'self', 'none', or a model to load as the assessor")
+    p.add_argument("--no-eval-assessor", action="store_true", help="do not judge test responses with the assessor")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(func=_mentor)
+
+
 def register(subparsers) -> None:
-    """Add the `steer` and `steer-ab` verbs."""
+    """Add the `steer`, `steer-ab` and `mentor` verbs."""
     from metalens.cli import add_model_args
 
     p = subparsers.add_parser("steer", help="train a steering vector for a rule, sweep it, and report adherence")
@@ -82,3 +123,4 @@ def register(subparsers) -> None:
     ab.add_argument("--batch-size", type=int, default=8)
     ab.add_argument("--gguf", default=None, help="also export the chosen layer's vector as a llama.cpp control vector")
     ab.set_defaults(func=_steer_ab)
+    _add_mentor(subparsers)
