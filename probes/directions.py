@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from metalens.artifact import read_artifact, write_artifact
-from metalens.probes.probe import train_probe
+from metalens.probes.probe import group_folds, train_probe
 
 DEFAULT_PCS = (1, 2, 4, 8, 32, 128)
 
@@ -121,11 +121,17 @@ class Axes:
 
 
 def fit_axes(acts_fit, labels_fit=None, pcs=DEFAULT_PCS, *, logistic: bool = True, C: float = 1.0,
-             max_levels: int = 4, seed: int = 0, metadata: dict | None = None) -> Axes:
+             max_levels: int = 4, seed: int = 0, metadata: dict | None = None, groups=None,
+             calibration: float = 1 / 3) -> Axes:
     """PCA axes `PC{k}` for k in `pcs` (1-based; those beyond the rank are dropped) and, with
     `labels_fit` and `logistic`, the logistic-regression axis `LR` (positive = label 1).
 
-    Only `acts_fit` [n_fit, d_model] is used: pass the fit split, never tested sentences.
+    Only `acts_fit` [n_fit, d_model] is used: pass the fit split, never tested sentences. A PC's
+    threshold is the median fit projection. LR is trained on part of the fit split and its
+    threshold is the median projection of the rest (`calibration`, whole `groups`): an LR that
+    separates its own training sentences puts their median anywhere in the gap between the classes,
+    which labelled ~90 % of unseen sentences alike, so a model answering one label all the time
+    looked like it reported the axis.
     """
     X = torch.as_tensor(acts_fit, dtype=torch.float64)
     if X.ndim != 2 or len(X) < 4:
@@ -141,8 +147,10 @@ def fit_axes(acts_fit, labels_fit=None, pcs=DEFAULT_PCS, *, logistic: bool = Tru
             names.append(f"PC{k}")
             dirs.append(vt[k - 1])
             var.append(s[k - 1] ** 2 / total)
+    calib = None
     if logistic and labels_fit is not None:
-        probe = train_probe(X.float(), labels_fit, test_size=0, cv=0, C=C, seed=seed)
+        train, calib = _calibration_split(labels_fit, groups, len(X), calibration, seed)
+        probe = train_probe(X[train].float(), np.asarray(labels_fit)[train], test_size=0, cv=0, C=C, seed=seed)
         w = probe.direction.double()
         names.append("LR")
         dirs.append(w)
@@ -151,11 +159,28 @@ def fit_axes(acts_fit, labels_fit=None, pcs=DEFAULT_PCS, *, logistic: bool = Tru
         raise ValueError(f"No axis to fit: pcs={pcs} exceed the rank {rank} and no labels were given.")
     directions = torch.stack(dirs)
     proj = Xc @ directions.T  # [n_fit, n_axes]
-    quantiles = {str(q): [torch.quantile(proj, i / q, dim=0).float().tolist() for i in range(1, q)]
-                 for q in range(3, max_levels + 1)}
-    meta = {"n_fit": len(X), "pcs": list(pcs), "seed": seed, "quantiles": quantiles, **(metadata or {})}
+
+    def quantile(q: float) -> Tensor:  # [n_axes]; LR's from its calibration rows only
+        out = torch.quantile(proj, q, dim=0)
+        if calib is not None:
+            out[-1] = torch.quantile(proj[calib, -1], q)
+        return out
+
+    quantiles = {str(q): [quantile(i / q).float().tolist() for i in range(1, q)] for q in range(3, max_levels + 1)}
+    meta = {"n_fit": len(X), "pcs": list(pcs), "seed": seed, "quantiles": quantiles,
+            "lr_calibration": None if calib is None else {"n": len(calib), "fraction": calibration},
+            **(metadata or {})}
     return Axes(names, directions.float(), center.float(), torch.stack(var).float(),
-                torch.quantile(proj, 0.5, dim=0).float(), meta)  # midpoint of the middle pair: no point sits on it
+                quantile(0.5).float(), meta)  # midpoint of the middle pair: no point sits on it
+
+
+def _calibration_split(labels, groups, n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, calibration) row indices of the fit split, stratified by label, groups kept whole."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"calibration must be a fraction in (0, 1), got {fraction}.")
+    groups = np.arange(n) if groups is None else np.asarray(groups).ravel()
+    train, calib = group_folds(labels, groups, max(2, round(1 / fraction)), seed)[0]
+    return train, calib
 
 
 def fit_paper_axes(acts_fit, labels_fit=None, pcs=DEFAULT_PCS, *, logistic: bool = True, C: float = 1.0,

@@ -201,7 +201,8 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
         control, control_kw = run_flip_control, {"pc_axes": all_pcs}
     else:
         acts = metalens.capture(model, ds.texts, [site], positions=cfg.positions, batch_size=16, progress=progress)[site].float()
-        axes = fit_axes(acts[fit], human[fit], cfg.pcs, logistic=cfg.logistic_axis, seed=cfg.seed, metadata=meta)
+        axes = fit_axes(acts[fit], human[fit], cfg.pcs, logistic=cfg.logistic_axis, seed=cfg.seed, metadata=meta,
+                        groups=[ds.groups[i] for i in fit])
         pool_labels = axes.labels(acts[pool]).numpy()  # [n_pool, n_axes]; thresholds come from the fit split
         reporting = run_reporting(model, pool_texts, pool_labels, axes.names, **report_kw)
         control, control_kw = run_control, {}

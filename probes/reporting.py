@@ -49,9 +49,10 @@ def label_logprobs(model, prompts: list[Rendered], cand_ids: list[int], batch_si
 class ReportingResult:
     """Probability of the correct label per axis, draw and item position (= N examples before it).
 
-    `p_correct` is [n_axes, draws, n_max + 1]; `shuffled_p_correct` [draws, n_max + 1] uses the
-    same sentences with labels permuted (the chance baseline: labels carry no information about
-    the sentence, only their base rate). `label_mass` is the share of the full next-token
+    `p_correct` is [n_axes, draws, n_max + 1]; `shuffled_p_correct` [n_axes, draws, n_max + 1]
+    uses the same sentences with each axis' own labels permuted (the chance baseline: labels carry
+    no information about the sentence, only that axis' base rate; a result saved with one shared
+    baseline [draws, n_max + 1] loads as that baseline for every axis). `label_mass` is the share of the full next-token
     distribution on the label tokens, [n_axes, draws, n_max + 1]. `items` [draws, n_max + 1]
     are the indices (into the texts given to `run_reporting`) of each draw's items, in prompt order.
     `surface` [n_axes, draws, n_max + 1] scores a text-only learner (`metalens.probes.surface`)
@@ -67,6 +68,14 @@ class ReportingResult:
     metadata: dict = field(default_factory=dict)
     items: np.ndarray | None = None
     surface: np.ndarray | None = None
+
+    def __post_init__(self):
+        shuffled = np.asarray(self.shuffled_p_correct)
+        if shuffled.ndim == 2:  # results from before the per-axis baseline
+            shuffled = shuffled[None]
+        if shuffled.shape[0] == 1 < len(self.axis_names):
+            shuffled = np.broadcast_to(shuffled, (len(self.axis_names), *shuffled.shape[1:])).copy()
+        self.shuffled_p_correct = shuffled
 
     def _bins(self) -> list[tuple[int, range]]:
         n_items = self.p_correct.shape[-1]
@@ -95,19 +104,20 @@ class ReportingResult:
         return rows
 
     def curves(self) -> dict[str, list[dict]]:
-        """`curve` for every axis (each row with the surface learner's accuracy beside the model's), plus "shuffled"."""
+        """`curve` for every axis (each row with the surface learner's accuracy beside the model's), plus
+        "shuffled" (every axis' shuffled draws pooled: the figure's chance line; tests use each axis' own)."""
         out = {name: self.curve(self.p_correct[a]) for a, name in enumerate(self.axis_names)}
         if self.surface is not None:
             for a, name in enumerate(self.axis_names):
                 for row, (_, span) in zip(out[name], self._bins()):
                     row.update(_surface_fields(self.surface[a][:, list(span)]))
-        out["shuffled"] = self.curve(self.shuffled_p_correct)
+        out["shuffled"] = self.curve(self.shuffled_p_correct.reshape(-1, self.shuffled_p_correct.shape[-1]))
         return out
 
     def tests(self, n_min: int = 8) -> list[dict]:
-        """Per axis: accuracy over items with N >= n_min (per-draw means) against the shuffled
-        baseline, by a one-sided *paired* t-test over draws (each draw scores every axis and the
-        shuffled labels on the same sentences), Holm-corrected across the axes tested.
+        """Per axis: accuracy over items with N >= n_min (per-draw means) against its shuffled
+        baseline (that axis' labels permuted, so the base rate is kept), by a one-sided *paired*
+        t-test over draws (same sentences), Holm-corrected across the axes tested.
 
         Each row gives the accuracy with its 95% t-interval over draws (clipped to [0, 1]), the paired difference
         (axis - shuffled) with its interval and d_z, `p` (axis above shuffled), `p_holm`,
@@ -122,10 +132,10 @@ class ReportingResult:
         def per_draw(p):
             return (p[:, n_min:] > 0.5).mean(1)
 
-        base = per_draw(self.shuffled_p_correct)
-        base_ci = mean_ci(base)
         rows = []
         for a, name in enumerate(self.axis_names):
+            base = per_draw(self.shuffled_p_correct[a])  # this axis' labels permuted: same base rate
+            base_ci = mean_ci(base)
             acc = per_draw(self.p_correct[a])
             ci = mean_ci(acc)
             above = paired_test(acc, base, alternative="greater")
@@ -174,6 +184,17 @@ def _surface_fields(scores: np.ndarray, model_acc: np.ndarray | None = None) -> 
     return out
 
 
+def prompt_label_sets(labels: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Each axis' labels of one prompt's items [n_items, n_axes], then each axis' labels permuted.
+
+    The shuffled baseline of an axis keeps that axis' label counts: an axis labelling 90 % of
+    items alike is matched by a baseline answering the majority label 90 % right, not by another
+    axis' (balanced) shuffle.
+    """
+    labels = np.asarray(labels)
+    return [labels[:, a] for a in range(labels.shape[1])] + [rng.permutation(labels[:, a]) for a in range(labels.shape[1])]
+
+
 def run_reporting(model, texts: list[str], labels, axis_names: list[str], *, n_values=DEFAULT_N,
                   draws: int = 12, seed: int = 0, label_words: tuple[str, str] = ("0", "1"),
                   batch_size: int = 4, n_test_min: int = 8, groups=None, protocol: str = "strict",
@@ -208,13 +229,13 @@ def run_reporting(model, texts: list[str], labels, axis_names: list[str], *, n_v
     p = np.zeros((len(axis_names), draws, n_items))
     mass = np.zeros_like(p)
     surface = np.zeros_like(p)
-    shuffled = np.zeros((draws, n_items))
+    shuffled = np.zeros((len(axis_names), draws, n_items))
     items = np.zeros((draws, n_items), dtype=int)
     example = ""
     for d in tqdm(range(draws), desc="reporting", disable=not progress):
         idx = items[d] = sample_distinct_groups(rng, groups, n_items)
         sents = [texts[i] for i in idx]
-        label_sets = [labels[idx, a] for a in range(len(axis_names))] + [rng.permutation(labels[idx, 0])]
+        label_sets = prompt_label_sets(labels[idx], rng)
         for a in range(len(axis_names)):
             surface[a, d] = prompt_surface_scores(sents, label_sets[a])
         prompts = [render(model, sents, lab.tolist(), "report", label_words, protocol=protocol) for lab in label_sets]
@@ -228,7 +249,7 @@ def run_reporting(model, texts: list[str], labels, axis_names: list[str], *, n_v
             if k < len(axis_names):
                 p[k, d], mass[k, d] = pc, m.numpy()
             else:
-                shuffled[d] = pc
+                shuffled[k - len(axis_names), d] = pc
     meta = {"draws": draws, "seed": seed, "label_words": list(label_words), "n_items": n_items,
             "n_test_min": n_test_min, "format": "chat" if model.is_chat else "plain", "protocol": protocol,
             "n_groups": len(np.unique(groups)), "one_item_per_group": True}

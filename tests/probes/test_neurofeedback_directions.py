@@ -27,10 +27,25 @@ def test_pcs_and_lr_axis_recover_planted_directions():
     assert ev[0] > ev[1] > ev[2] and ev[0] > 0.8
 
 
-def test_median_split_balances_the_fit_split():
+def test_median_split_balances_the_fit_split_and_lr_its_calibration_rows():
     X, y, _, _ = data()
     axes = fit_axes(X, y, pcs=(1, 2))
-    assert (axes.labels(X).float().mean(0) == 0.5).all()
+    assert (axes.labels(X)[:, :2].float().mean(0) == 0.5).all()
+    assert axes.metadata["lr_calibration"]["n"] == 100  # a third of the 300 fit rows
+    assert 0.4 <= float(axes.labels(X)[:, 2].float().mean()) <= 0.6
+
+
+def test_lr_labels_unseen_sentences_in_balance_where_it_separates_its_training_rows():
+    # More dimensions than fit rows: the LR separates its training rows, whose median then sits
+    # anywhere in the gap between the classes; thresholding there labelled 5-90 % of unseen rows
+    # alike. Its threshold now comes from fit rows it was not trained on.
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        y = rng.integers(0, 2, 320)
+        X = rng.normal(size=(320, 300)) + np.outer(2 * y - 1, np.eye(300)[3]) * 0.5 + rng.normal(size=300) * 0.5
+        X = torch.tensor(X, dtype=torch.float32)
+        axes = fit_axes(X[:80], y[:80], pcs=(1,))
+        assert 0.3 <= float(axes.labels(X[80:])[:, -1].float().mean()) <= 0.7
 
 
 def test_pcs_beyond_rank_are_dropped():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from metalens.probes.prompts import label_token_ids, render
-from metalens.probes.reporting import ReportingResult, label_logprobs, run_reporting
+from metalens.probes.reporting import ReportingResult, label_logprobs, prompt_label_sets, run_reporting
 from metalens.stats import cohens_d, holm, mean_ci
 
 SENTS = ["I ran.", "I hid a cat.", "I ate.", "I sang a song."]
@@ -55,7 +55,8 @@ def test_reporting_gives_chance_on_shuffled_labels(tiny_gemma):
                                  "drove", "knit", "dug", "hummed", "biked", "fished"]]
     labels = rng.permutation([0, 1] * 8)[:, None]  # balanced, as the median split makes them
     res = run_reporting(tiny_gemma, texts, labels, ["A"], n_values=(0, 2, 4, 8), draws=10, n_test_min=0, progress=False)
-    acc = (res.shuffled_p_correct > 0.5).mean(1)
+    assert res.shuffled_p_correct.shape == (1, 10, 9)
+    acc = (res.shuffled_p_correct[0] > 0.5).mean(1)
     ci = mean_ci(acc)
     assert ci.low <= 0.5 <= ci.high
     ce = -np.log(res.shuffled_p_correct).mean()
@@ -135,3 +136,30 @@ def test_holm_family_is_every_axis_tested():
     rows = res.tests(n_min=1)
     assert all(r["n_comparisons"] == 3 for r in rows)
     assert rows[0]["p_holm"] == pytest.approx(min(1.0, 3 * rows[0]["p"]))
+
+
+def test_each_axis_shuffle_keeps_that_axis_label_counts():
+    rng = np.random.default_rng(0)
+    labels = np.stack([np.r_[np.ones(9), 0], np.r_[np.ones(5), np.zeros(5)]], 1).astype(int)  # 90 % vs 50 % ones
+    sets = prompt_label_sets(labels, rng)
+    assert len(sets) == 4 and all((sets[a] == labels[:, a]).all() for a in range(2))
+    for a in range(2):
+        assert sorted(sets[2 + a]) == sorted(labels[:, a])
+
+
+def test_an_axis_is_tested_against_its_own_shuffle():
+    # axis A: 90 % of labels alike; a model answering the majority label scores 0.9 on it and on its
+    # own shuffle (no gain); axis B is balanced, its shuffle scores 0.5
+    draws, items = 6, 10
+    p = np.full((2, draws, items), 0.9)
+    p[0, :, -1] = 0.1  # the one minority item
+    shuffled = np.stack([p[0], np.tile([0.9, 0.1], (draws, items // 2))])
+    res = ReportingResult(["A", "B"], [0, 4, 8], p, shuffled, np.ones_like(p), "", {})
+    rows = {r["axis"]: r for r in res.tests(n_min=1)}
+    assert rows["A"]["shuffled_accuracy"] == pytest.approx(8 / 9) and rows["A"]["diff"] == pytest.approx(0)
+    assert rows["B"]["shuffled_accuracy"] == pytest.approx(4 / 9)
+
+
+def test_a_result_saved_with_one_shared_shuffle_still_loads_for_every_axis():
+    res = ReportingResult(["A", "B"], [0], np.full((2, 3, 4), 0.9), np.full((3, 4), 0.4), np.ones((2, 3, 4)), "", {})
+    assert res.shuffled_p_correct.shape == (2, 3, 4)
