@@ -78,14 +78,17 @@ class Item:
 
 def arithmetic_items(n: int, levels=(1, 2, 3, 4), seed: int = 0) -> list[Item]:
     """`n` two-choice arithmetic items cycling through `levels`: the answer and a near-miss distractor,
-    the right one first on even items and second on odd ones. Group: the problem's operands (sorted)."""
+    the right one first and second in turn *within each level* (alternating over all items would put
+    it always first at some levels, so a model that always answers "A" would look good at exactly
+    those). Group: the problem's operands (sorted)."""
     rng = random.Random(seed)
-    items = []
-    for i, p in enumerate(make_problems(n, levels=tuple(levels), seed=seed)):
+    items, seen = [], {}
+    for p in make_problems(n, levels=tuple(levels), seed=seed):
         wrong = p.answer + rng.choice(DISTRACTOR_OFFSETS)
-        choices = (str(p.answer), str(wrong)) if i % 2 == 0 else (str(wrong), str(p.answer))
+        right = seen[p.level] = (seen.get(p.level, -1) + 1) % 2
+        choices = (str(p.answer), str(wrong)) if right == 0 else (str(wrong), str(p.answer))
         operands = sorted(int(t) for t in p.question.split() if t.lstrip("-").isdigit())
-        items.append(Item(f"What is {p.question}?", choices, i % 2, "arithmetic", p.level,
+        items.append(Item(f"What is {p.question}?", choices, right, "arithmetic", p.level,
                           "arith:" + ",".join(map(str, operands))))
     return items
 

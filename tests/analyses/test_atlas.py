@@ -103,8 +103,9 @@ def test_probe_finds_a_planted_correctness_direction_at_its_layer_and_not_in_shu
 
 
 def test_arithmetic_items_balance_the_right_position_and_group_by_operands():
-    items = arithmetic_items(20, levels=(1, 2), seed=3)
-    assert sum(it.answer for it in items) == 10
+    items = arithmetic_items(40, levels=(1, 2, 3, 4), seed=3)
+    for level in (1, 2, 3, 4):  # balanced within every level, not only overall
+        assert sum(it.answer for it in items if it.level == level) == 5
     for it in items:
         assert int(it.choices[it.answer]) == eval(it.question.removeprefix("What is ").rstrip("?"))
         assert it.choices[0] != it.choices[1] and it.group.startswith("arith:")
