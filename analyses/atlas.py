@@ -148,8 +148,11 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip("/")).strip("_")[-80:] or "model"
 
 
-def _fingerprint(name: str, config: AtlasConfig) -> str:
-    return hashlib.sha256(json.dumps([name, asdict(config)], sort_keys=True, default=str).encode()).hexdigest()[:16]
+def _fingerprint(name: str, config: AtlasConfig, items) -> str:
+    """Key of a saved profile: the model, the config and the items themselves (a change in how items
+    are built must not reuse profiles measured on other items)."""
+    return hashlib.sha256(json.dumps([name, asdict(config), [asdict(it) for it in items]], sort_keys=True,
+                                     default=str).encode()).hexdigest()[:16]
 
 
 # --- internal signals ------------------------------------------------------------------------
@@ -385,7 +388,7 @@ def run_atlas(models, config: AtlasConfig | None = None, *, out=None, progress: 
     profiles = []
     for given, name in zip(models, names):
         folder = out_dir / "models" / _slug(name) if out_dir is not None else None
-        key = _fingerprint(name, cfg)
+        key = _fingerprint(name, cfg, items)
         if folder is not None and (folder / "profile.json").exists():
             saved = json.loads((folder / "profile.json").read_text())
             if saved.get("fingerprint") == key:

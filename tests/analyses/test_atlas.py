@@ -219,6 +219,11 @@ def test_rerun_with_the_same_config_reuses_the_saved_profile_and_another_config_
     assert calls == [] and again.models[0]["n_items"] == 16
     with pytest.raises(RuntimeError, match="recomputed"):
         run_atlas([tiny_model("gemma3")], AtlasConfig(**{**SMALL, "seed": 1}), out=out, progress=False)
+    # same config, other items (e.g. after a change in how items are built): recomputed too
+    real_items = atlas_module.atlas_items
+    monkeypatch.setattr(atlas_module, "atlas_items", lambda cfg: real_items(cfg)[::-1])
+    with pytest.raises(RuntimeError, match="recomputed"):
+        run_atlas([tiny_model("gemma3")], AtlasConfig(**SMALL), out=out, progress=False)
 
 
 def test_command_names_the_options_that_differ_from_the_defaults():
