@@ -80,9 +80,14 @@ def make_problem(rng: random.Random, level: int) -> Problem:
 
 def make_problems(n: int, levels=(1, 2, 3), seed: int = 0) -> list[Problem]:
     """`n` distinct problems cycling through `levels`, reproducible from `seed`."""
+    return draw_distinct(make_problem, n, levels, seed)
+
+
+def draw_distinct(make, n: int, levels, seed: int) -> list:
+    """`n` problems `make(rng, level)` with distinct questions, cycling through `levels`, reproducible from `seed`."""
     rng, seen, out = random.Random(seed), set(), []
-    for attempt in range(n * 50):
-        problem = make_problem(rng, levels[len(out) % len(levels)])
+    for _ in range(n * 50):
+        problem = make(rng, levels[len(out) % len(levels)])
         if problem.question not in seen:
             seen.add(problem.question)
             out.append(problem)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from metalens.tasks.arithmetic import Problem, extract_answer
+from metalens.tasks.arithmetic import Problem, draw_distinct, extract_answer
 
 NAMES = ("Ann", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jo")
 ITEMS = ("apples", "pens", "cards", "shells", "stamps", "marbles", "books", "coins")
@@ -72,15 +72,7 @@ def make_word_problem(rng: random.Random, level: int) -> WordProblem:
 
 def make_word_problems(n: int, levels=(1, 2, 3), seed: int = 0) -> list[WordProblem]:
     """`n` distinct word problems cycling through `levels`, reproducible from `seed`."""
-    rng, seen, out = random.Random(seed), set(), []
-    for _ in range(n * 50):
-        problem = make_word_problem(rng, levels[len(out) % len(levels)])
-        if problem.text not in seen:
-            seen.add(problem.text)
-            out.append(problem)
-        if len(out) == n:
-            return out
-    raise ValueError(f"Could not draw {n} distinct word problems at levels {levels}: ask for fewer.")
+    return draw_distinct(make_word_problem, n, levels, seed)
 
 
 def grade(problem: WordProblem, completion: str) -> bool:
