@@ -78,23 +78,8 @@ class ControlResult:
             ok = np.isfinite(proj).all(axis=(1, 2))
             proj = proj[ok]
             a_t = self.axis_names.index(target)
-            ds = [cohens_d(proj[:, 1, a], proj[:, 0, a]) for a in range(len(self.axis_names))]
-            tests = [paired_test(proj[:, 1, a], proj[:, 0, a], alternative="greater") for a in range(len(self.axis_names))]
-            dzs = [tt.d_z for tt in tests]
-            on = tests[a_t]
-            off_dz = [abs(d) for a, d in enumerate(dzs) if a != a_t and not np.isnan(d)]
-            off_d = [abs(d) for a, d in enumerate(ds) if a != a_t and np.isfinite(d)]
-            rows.append({"target": target,
-                         "dz_target": on.d_z, "dz_off_target_mean_abs": float(np.mean(off_dz)) if off_dz else float("nan"),
-                         "dz_off_target_max_abs": float(np.max(off_dz)) if off_dz else float("nan"),
-                         "diff": on.mean_diff, "diff_low": on.low, "diff_high": on.high,
-                         # Any label-driven shift shows on every axis; specific = larger on target than on every other axis.
-                         "specific": bool(off_dz) and not np.isnan(on.d_z) and on.d_z > max(off_dz),
-                         "p": on.p, "n_trials": int(ok.sum()),
-                         "test": "one-sided paired t-test over trials of the target-axis shift",
-                         "d_target": ds[a_t], "d_off_target_mean_abs": float(np.mean(off_d)) if off_d else float("nan"),
-                         "d_is": "unpaired Cohen's d (the paper's): pooled SD across trials, not the paired effect",
-                         "dz_by_axis": dict(zip(self.axis_names, dzs)), "d_by_axis": dict(zip(self.axis_names, ds))})
+            rows.append(axis_effects(target, proj[:, 1], proj[:, 0], self.axis_names, a_t,
+                                     "one-sided paired t-test over trials of the target-axis shift"))
         return add_holm(rows)
 
     def to_dict(self) -> dict:
@@ -107,6 +92,28 @@ class ControlResult:
 def first_line(text: str) -> str:
     """The first non-empty line of generated text, stripped: the sentence a model wrote."""
     return text.strip().split("\n")[0].strip()
+
+
+def axis_effects(target: str, high: np.ndarray, low: np.ndarray, axis_names: list[str], a_t: int, test: str) -> dict:
+    """Effect row of one control target from paired projections `high`/`low` [trials, n_axes]: the
+    on-target paired d_z (one-sided t, high above low) beside |d_z| on every other axis, and the
+    paper's unpaired d for reference. `specific`: on-target d_z above every off-target |d_z| (a
+    label-driven shift shows on every axis)."""
+    tests = [paired_test(high[:, a], low[:, a], alternative="greater") for a in range(len(axis_names))]
+    dzs = [tt.d_z for tt in tests]
+    ds = [cohens_d(high[:, a], low[:, a]) for a in range(len(axis_names))]
+    on = tests[a_t]
+    off_dz = [abs(d) for a, d in enumerate(dzs) if a != a_t and not np.isnan(d)]
+    off_d = [abs(d) for a, d in enumerate(ds) if a != a_t and np.isfinite(d)]
+    return {"target": target,
+            "dz_target": on.d_z, "dz_off_target_mean_abs": float(np.mean(off_dz)) if off_dz else float("nan"),
+            "dz_off_target_max_abs": float(np.max(off_dz)) if off_dz else float("nan"),
+            "diff": on.mean_diff, "diff_low": on.low, "diff_high": on.high,
+            "specific": bool(off_dz) and not np.isnan(on.d_z) and on.d_z > max(off_dz),
+            "p": on.p, "n_trials": len(high), "test": test,
+            "d_target": ds[a_t], "d_off_target_mean_abs": float(np.mean(off_d)) if off_d else float("nan"),
+            "d_is": "unpaired Cohen's d (the paper's): pooled SD across trials, not the paired effect",
+            "dz_by_axis": dict(zip(axis_names, dzs)), "d_by_axis": dict(zip(axis_names, ds))}
 
 
 def check_control_inputs(kind: str, texts, labels, groups, n_examples: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from metalens.probes.control import check_control_inputs, first_line, span_means
+from metalens.probes.control import axis_effects, check_control_inputs, first_line, span_means
 from metalens.probes.datasets import sample_distinct_groups
 from metalens.probes.prompts import render
 from tqdm.auto import tqdm
@@ -67,34 +67,21 @@ class FlipControlResult:
             proj, pcs = proj[ok], pcs[ok]
             a_t = self.axis_names.index(target)
             high, low = high_low(proj)  # [trials, n_axes]
-            tests = [paired_test(high[:, a], low[:, a], alternative="greater") for a in range(len(self.axis_names))]
-            dzs = [tt.d_z for tt in tests]
-            ds = [cohens_d(high[:, a], low[:, a]) for a in range(len(self.axis_names))]
-            on = tests[a_t]
-            off_dz = [abs(d) for a, d in enumerate(dzs) if a != a_t and not np.isnan(d)]
-            off_d = [abs(d) for a, d in enumerate(ds) if a != a_t and np.isfinite(d)]
+            row = axis_effects(target, high, low, self.axis_names, a_t,
+                               "one-sided paired t-test over trials of the 2x2 effect (high - low) on the target axis")
             pc_high, pc_low = high_low(pcs)  # [trials, n_pcs]
             pc_dz = np.array([paired_test(pc_high[:, k], pc_low[:, k]).d_z for k in range(pcs.shape[-1])])
             pc_d = np.array([cohens_d(pc_high[:, k], pc_low[:, k]) for k in range(pcs.shape[-1])])
             token = paired_test((proj[:, 0, 1, a_t] + proj[:, 1, 1, a_t]) / 2, (proj[:, 0, 0, a_t] + proj[:, 1, 0, a_t]) / 2)
             noflip = paired_test(proj[:, 0, 1, a_t], proj[:, 0, 0, a_t])
-            rows.append({"target": target, "design": DESIGN,
-                         "dz_target": on.d_z, "dz_off_target_mean_abs": float(np.mean(off_dz)) if off_dz else float("nan"),
-                         "dz_off_target_max_abs": float(np.max(off_dz)) if off_dz else float("nan"),
-                         "diff": on.mean_diff, "diff_low": on.low, "diff_high": on.high,
-                         "specific": bool(off_dz) and not np.isnan(on.d_z) and on.d_z > max(off_dz),
-                         "p": on.p, "n_trials": int(ok.sum()),
-                         "test": "one-sided paired t-test over trials of the 2x2 effect (high - low) on the target axis",
-                         "d_target": ds[a_t], "d_off_target_mean_abs": float(np.mean(off_d)) if off_d else float("nan"),
-                         "d_is": "unpaired Cohen's d (the paper's): pooled SD across trials, not the paired effect",
+            rows.append({**row, "design": DESIGN,
                          # The paper's precision: |d| on target over mean |d| across all PCs of the fit split.
-                         "precision": _ratio(ds[a_t], pc_d), "precision_dz": _ratio(on.d_z, pc_dz),
+                         "precision": _ratio(row["d_target"], pc_d), "precision_dz": _ratio(row["dz_target"], pc_dz),
                          "n_precision_pcs": int(pcs.shape[-1]),
                          # What the flip removes: imposed 1 vs 0 whatever the labels mean (the label token's own effect),
                          # and the no-flip contrast a one-condition design would have reported.
                          "label_token_diff": token.mean_diff, "label_token_dz": token.d_z,
                          "noflip_diff": noflip.mean_diff, "noflip_dz": noflip.d_z,
-                         "dz_by_axis": dict(zip(self.axis_names, dzs)), "d_by_axis": dict(zip(self.axis_names, ds)),
                          "dz_by_pc": pc_dz, "d_by_pc": pc_d})
         return add_holm(rows)
 
