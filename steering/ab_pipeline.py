@@ -28,6 +28,7 @@ from metalens.steering.vector import SteeringVector, check_strength, train_steer
 DATA = Path(__file__).parent / "data"
 CONTROL = DATA / "general_ab.jsonl"  # 24 general-knowledge two-choice items, written for the project
 NEUTRAL = DATA / "neutral.txt"  # 30 plain sentences, written for the project
+UNITS = ("residual", "raw")  # what strength 1 means; see SteeringVector.residual_scaled
 
 
 @dataclass
@@ -36,7 +37,8 @@ class SteerABConfig:
 
     data: str  # model-written-evaluations JSONL (question, answer_matching_behavior, answer_not_matching_behavior)
     layers: list[int] | None = None  # candidate layers; default: 4 spread over the model
-    strengths: tuple[float, ...] = (-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0)  # 0 is added when missing
+    strengths: tuple[float, ...] = (-0.5, -0.2, -0.1, 0.0, 0.1, 0.2, 0.5)  # 0 is added when missing
+    unit: str = "residual"  # "residual": strength 1 = the layer's mean residual norm; "raw": the CAA mean difference
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train / validation / test, by item
     seed: int = 0
     max_items: int | None = None  # use a seeded sample of this many items
@@ -57,6 +59,8 @@ class SteerABConfig:
         self.fractions = tuple(float(f) for f in self.fractions)
         if self.open_items < 0 or self.max_new_tokens < 1:
             raise ValueError("open_items must be >= 0 and max_new_tokens >= 1.")
+        if self.unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, not {self.unit!r}.")
         self.data = str(self.data)
 
     def to_dict(self) -> dict:
@@ -254,6 +258,8 @@ def run_steer_ab(model, config: SteerABConfig, *, out: str | Path | None = None,
     positive, negative = caa_pairs(model, train, config.chat)
     vector = train_steering_vector(model, positive, negative, layers=layers, positions="last",
                                    batch_size=config.batch_size, seed=config.seed)
+    if config.unit == "residual":
+        vector = vector.residual_scaled()
     strengths = list(config.strengths)
     n_steps = 2 * (1 + len(layers) * (len(strengths) - 1)) + len(strengths)
     bar = tqdm(total=n_steps, desc="steer-ab", unit="setting", disable=not progress)
@@ -318,7 +324,10 @@ def _sections(result: SteerABResult) -> list:
         ("Open-ended answers (choices stripped; no judge)", result.samples),
         ("How to read this", "Propensity is the probability the model gives the answer letter that shows the "
          "behaviour, normalised over the two letters, averaged over test items (t-interval). Steerability is the "
-         "least-squares slope of each item's propensity over the strength grid, averaged over items. A flip is an "
+         "least-squares slope of each item's propensity over the strength grid, averaged over items; "
+         + ("strength 1 adds a vector as long as the layer's mean residual-stream norm at the answer letter. "
+            if result.config.unit == "residual" else "strength 1 adds the raw CAA mean difference. ")
+         + "A flip is an "
          "item whose preferred letter differs from the unsteered one (Wilson interval). The vector is the CAA mean "
          f"difference at the answer letter over {s['train']} training items ({s['train_matching_A']} matching with "
          f"(A), {s['train_matching_B']} with (B)); the layer was chosen on {s['validation']} validation items and "

@@ -28,7 +28,8 @@ def _steer_ab(args) -> None:
     from metalens.steering.ab_pipeline import SteerABConfig, run_steer_ab
 
     config = SteerABConfig(args.data, layers=args.layers, strengths=tuple(args.strengths), seed=args.seed,
-                           max_items=args.max_items, control_data=args.control_data, neutral=args.neutral,
+                           unit=args.unit, max_items=args.max_items, control_data=args.control_data,
+                           neutral=args.neutral,
                            open_items=args.open_items, max_new_tokens=args.max_new_tokens,
                            batch_size=args.batch_size)
     model = metalens.load_model(args.model, device=args.device)
@@ -37,7 +38,8 @@ def _steer_ab(args) -> None:
     print(f"wrote {args.out}/results.json, {args.out}/report.html and {args.out}/vector/")
     if args.gguf:
         path = result.vector.restricted([result.layer]).to_gguf(args.gguf)
-        print(f"wrote {path} (llama.cpp control vector, layer {result.layer}, strength 1 = the CAA mean difference)")
+        unit = "the layer's mean residual norm" if args.unit == "residual" else "the CAA mean difference"
+        print(f"wrote {path} (llama.cpp control vector, layer {result.layer}, strength 1 = {unit})")
 
 
 def _mentor(args) -> None:
@@ -111,8 +113,11 @@ def register(subparsers) -> None:
                     "answer_not_matching_behavior)")
     ab.add_argument("--out", required=True, help="output directory")
     ab.add_argument("--layers", type=int, nargs="+", default=None, help="candidate layers (default: 4 spread out)")
-    ab.add_argument("--strengths", type=float, nargs="+", default=[-4, -2, -1, 0, 1, 2, 4],
+    ab.add_argument("--strengths", type=float, nargs="+", default=[-0.5, -0.2, -0.1, 0, 0.1, 0.2, 0.5],
                     help="strength grid, negatives allowed; 0 is always added")
+    ab.add_argument("--unit", choices=("residual", "raw"), default="residual",
+                    help="what strength 1 adds: a vector as long as the layer's mean residual norm (default) or the "
+                    "raw CAA mean difference")
     ab.add_argument("--control-data", default=None, help="A/B items unrelated to the behaviour, for the accuracy "
                     "cost (default: shipped general-knowledge items)")
     ab.add_argument("--neutral", default=None, help="neutral text, one per line, for the loss cost (default: shipped)")

@@ -103,6 +103,21 @@ class SteeringVector:
         with metalens.hooks(model, self.edits(model, strength, prompt)):
             yield self
 
+    def residual_scaled(self) -> "SteeringVector":
+        """A copy whose direction at each layer is as long as the mean residual-stream norm there over the
+        training texts (`metadata["resid_norm"]`), so strength s adds s times a typical activation's norm:
+        a unit that means the same at every layer and in every model (gemma-3-270m's A/B mean differences are
+        about 1 % of its residual norm). The raw lengths go to `metadata["raw_norm"]`."""
+        norms = self.metadata.get("resid_norm")
+        if not norms:
+            raise ValueError("This vector has no residual norms in its metadata: train it with "
+                             "metalens.steering.train_steering_vector, which records them.")
+        norms = {int(k): float(v) for k, v in norms.items()}
+        directions = {k: d / d.norm().clamp_min(1e-12) * norms[k] for k, d in self.directions.items()}
+        raw = {str(k): float(d.norm()) for k, d in self.directions.items()}
+        return SteeringVector(**{**self.__dict__, "directions": directions,
+                                 "metadata": {**self.metadata, "unit": "residual", "raw_norm": raw}})
+
     def scaled(self, factor: float) -> "SteeringVector":
         """A copy with every direction multiplied by `factor`."""
         return self.restricted(self.layers, factor)
@@ -210,7 +225,7 @@ def train_steering_vector(model, positive: list[str], negative: list[str], layer
     kw = dict(positions=positions, batch_size=batch_size, progress=False, dtype=torch.float32)
     pos = metalens.capture(model, positive, names, **kw)
     neg = metalens.capture(model, negative, names, **kw)
-    directions = {}
+    directions, resid_norm = {}, {}
     for layer, site in zip(layers, names):
         p: Float[Tensor, "n d_model"] = pos[site]
         n: Float[Tensor, "n d_model"] = neg[site]
@@ -221,8 +236,10 @@ def train_steering_vector(model, positive: list[str], negative: list[str], layer
             top = top if torch.dot(top, diff) >= 0 else -top
             diff = top * diff.norm()
         directions[layer] = diff
+        resid_norm[str(layer)] = float(torch.cat([p, n]).norm(dim=-1).mean())  # read at the same positions
     return SteeringVector(
         directions=directions, model_name=model.name, d_model=model.d_model, method=method,
         positions=positions, revision=model.revision, seed=seed, n_pairs=min(len(positive), len(negative)),
-        metadata={k: v for k, v in model.metadata().items() if k in ("versions", "dtype", "n_layers")},
+        metadata={**{k: v for k, v in model.metadata().items() if k in ("versions", "dtype", "n_layers")},
+                  "resid_norm": resid_norm},
     )

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import numpy as np
 import pytest
@@ -47,7 +48,7 @@ def test_run_steer_ab_writes_propensity_steerability_layer_and_splits(tiny_llama
 
 def test_layer_is_chosen_on_validation_items_and_reported_on_test_items(tiny_gemma, tmp_path, monkeypatch):
     data = write_items(tmp_path / "d.jsonl", LETTERS)
-    config = SteerABConfig(str(data), layers=[1, 2], strengths=(-1, 1), open_items=0)
+    config = SteerABConfig(str(data), layers=[1, 2], strengths=(-1, 1), open_items=0, unit="raw")
     _, val, test = split_items(read_ab(data), config.fractions, config.seed)
     val_q, test_q = {i.question for i in val}, {i.question for i in test}
     # Validation items say layer 1 steers best, test items say layer 2: the choice must follow validation.
@@ -89,6 +90,7 @@ def test_steer_ab_verb_parses_negative_strengths_and_layers():
                                 "--strengths", "-4", "-2", "-1", "0", "1", "2", "4", "--out", "d", "--gguf", "v.gguf"])
     assert args.layers == [4, 6, 8] and args.strengths == [-4, -2, -1, 0, 1, 2, 4] and args.out == "d"
     assert args.gguf == "v.gguf" and args.control_data is None and args.func.__name__ == "_steer_ab"
+    assert args.unit == "residual"
     assert parser().parse_args(["steer", "--rule", "ocean", "--out", "d", "--gguf", "x.gguf"]).gguf == "x.gguf"
 
 
@@ -102,3 +104,18 @@ def test_steer_ab_verb_runs_and_exports_the_chosen_layer(tiny_llama, tmp_path, m
     saved = json.loads((tmp_path / "o" / "results.json").read_text())
     vec = SteeringVector.from_gguf(tmp_path / "v.gguf", tiny_llama)
     assert vec.layers == [saved["layer"]] and saved["config"]["strengths"] == [-1.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("unit", ["residual", "raw"])
+def test_the_unit_decides_how_long_the_applied_vector_is(tiny_llama, tmp_path, unit):
+    data = write_items(tmp_path / "d.jsonl", LETTERS)
+    config = SteerABConfig(str(data), layers=[1], strengths=(-1, 1), open_items=0, unit=unit)
+    result = run_steer_ab(tiny_llama, config, progress=False)
+    norm = float(result.vector.directions[1].norm())
+    resid = result.vector.metadata["resid_norm"]["1"]
+    assert math.isclose(norm, resid, rel_tol=1e-4) == (unit == "residual")
+
+
+def test_an_unknown_unit_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="residual"):
+        SteerABConfig(str(tmp_path / "d.jsonl"), unit="sd")

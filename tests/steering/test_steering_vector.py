@@ -27,6 +27,26 @@ def test_mean_diff_equals_difference_of_mean_activations(tiny_gemma):
     torch.testing.assert_close(vec.directions[1], expected)
 
 
+def test_residual_scaled_directions_are_as_long_as_the_mean_residual_and_keep_their_sign(tiny_gemma):
+    vec = train_steering_vector(tiny_gemma, POS, NEG, layers=[1, 2])
+    scaled = vec.residual_scaled()
+    for layer in (1, 2):
+        acts = _resid(tiny_gemma, POS + NEG, layer)  # the same positions the vector was read at
+        expected_norm = acts.norm(dim=-1).mean()
+        assert math.isclose(float(scaled.directions[layer].norm()), float(expected_norm), rel_tol=1e-4)
+        cos = torch.nn.functional.cosine_similarity(scaled.directions[layer], vec.directions[layer], dim=0)
+        assert float(cos) > 0.9999
+        assert math.isclose(scaled.metadata["raw_norm"][str(layer)], float(vec.directions[layer].norm()), rel_tol=1e-6)
+    assert scaled.metadata["unit"] == "residual" and "unit" not in vec.metadata  # the original is untouched
+
+
+def test_residual_scaling_without_recorded_norms_names_the_fix(tiny_gemma):
+    vec = train_steering_vector(tiny_gemma, POS, NEG, layers=[1])
+    bare = SteeringVector(**{**vec.__dict__, "metadata": {}})
+    with pytest.raises(ValueError, match="train_steering_vector"):
+        bare.residual_scaled()
+
+
 def test_strength_one_moves_negative_mean_onto_positive_mean_at_that_layer(tiny_gemma):
     # Steering at block 1's output shifts that site by exactly the vector, so mean(neg) + v = mean(pos).
     vec = train_steering_vector(tiny_gemma, POS, NEG, layers=[1])
