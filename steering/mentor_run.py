@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 import metalens
 from metalens.report import save_json, write_report
+from metalens.stats import wilson_ci
 
 ASSESSORS = ("self", "none")  # or a model name / path, loaded by run_mentor on the same device
 RESUME_FREE = ("rounds",)  # config keys a rerun may change: more rounds continue the saved ones
@@ -82,7 +83,7 @@ class MentorResult:
     vectors: dict  # rule id -> SteeringVector (after the last round)
     strengths: dict = field(default_factory=dict)  # condition -> strength chosen on validation
     assessor_attack_success: dict = field(default_factory=dict)  # condition -> ASR by the assessor's verdicts
-    agreement: dict = field(default_factory=dict)  # condition -> {"agreement", "n"} assessor vs keyword checker
+    agreement: dict = field(default_factory=dict)  # condition -> {"agreement", "low", "high", "n"}: assessor vs keyword checker
     rounds: list = field(default_factory=list)  # one row per round (0: static tree)
     samples: list = field(default_factory=list)  # per test query: responses side by side
     splits: dict = field(default_factory=dict)  # split -> number of queries
@@ -333,7 +334,8 @@ def run_mentor(model, config: MentorConfig | None = None, *, out: str | Path | N
         if "assessor" in t:
             result.assessor_attack_success[c] = attack_success(t["assessor"])
             same = [a == b for a, b in zip(t["assessor"], t["violations"])]
-            result.agreement[c] = {"agreement": sum(same) / len(same), "n": len(same)}
+            ci = wilson_ci(sum(same), len(same))
+            result.agreement[c] = {"agreement": ci.estimate, "low": ci.low, "high": ci.high, "n": ci.n}
     result.samples = [
         {"query": q.query, "domain": q.domain, "rubric": q.rubric,
          "retrieved": [graph.nodes[r].text for r in tests[config.rounds]["picks"][i]],
@@ -344,6 +346,12 @@ def run_mentor(model, config: MentorConfig | None = None, *, out: str | Path | N
     if out is not None:
         result.save(out)
     return result
+
+
+def _agreement(a: dict | None) -> str:
+    if not a:
+        return "-"
+    return f"{a['agreement']:.2f} [{a['low']:.2f}, {a['high']:.2f}]" if "low" in a else f"{a['agreement']:.2f}"
 
 
 def _sections(result: MentorResult) -> list:
@@ -360,7 +368,7 @@ def _sections(result: MentorResult) -> list:
     table = [{"condition": c, "ASR": a["rate"], "95% CI": f"[{a['low']:.2f}, {a['high']:.2f}]", "n": a["n"],
               "strength": result.strengths.get(c, "-"),
               "assessor ASR": result.assessor_attack_success.get(c, {}).get("rate", "-"),
-              "agreement": result.agreement.get(c, {}).get("agreement", "-")} for c, a in zip(conds, asr)]
+              "agreement (95% CI)": _agreement(result.agreement.get(c))} for c, a in zip(conds, asr)]
     rounds = [{k: v for k, v in r.items() if k != "selection"} | {"test ASR": r["test_asr"]["rate"]}
               for r in result.rounds]
     for r in rounds:

@@ -112,6 +112,10 @@ def test_result_files_hold_every_condition_and_round_trip(tiny_gemma, tmp_path):
         assert set(a) == {"rate", "low", "high", "n"} and a["n"] == 6 and 0 <= a["low"] <= a["rate"] <= a["high"] <= 1
     assert saved["assessor_attack_success"]["no_rules"]["rate"] == 1.0  # the planting assessor flags everything
     assert set(saved["agreement"]) == set(conds) and saved["splits"] == {"build": 6, "validation": 3, "test": 6}
+    for c in conds:  # an assessor flagging everything agrees exactly where the keyword checker finds a violation
+        a = saved["agreement"][c]
+        assert a["agreement"] == pytest.approx(saved["attack_success"][c]["rate"]) and a["n"] == 6
+        assert 0 <= a["low"] <= a["agreement"] <= a["high"] <= 1 and a["high"] - a["low"] > 0.2  # n = 6: wide
     assert len(saved["samples"]) == 6 and all(set(conds) <= set(s) for s in saved["samples"])
     html = (tmp_path / "report.html").read_text()
     assert "plotly" in html and "Rule knowledge graph" in html and "Responses side by side" in html
