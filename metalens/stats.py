@@ -134,6 +134,18 @@ def paired_test(a, b, alternative: str = "two-sided", level: float = 0.95) -> Pa
                       float(res.pvalue), n, alternative)
 
 
+def mcnemar_exact(a, b) -> float:
+    """Two-sided exact McNemar p-value for paired binary outcomes (a[i], b[i] on the same unit): a
+    binomial test of the discordant pairs; 1.0 when there are none."""
+    a, b = np.asarray(a, dtype=bool).ravel(), np.asarray(b, dtype=bool).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"Paired outcomes need equal lengths, got {len(a)} and {len(b)}: pair each unit's values.")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    if only_a + only_b == 0:
+        return 1.0
+    return float(_st.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
 def cohens_d(a, b) -> float:
     """Unpaired effect size: (mean(a) - mean(b)) / pooled SD; 0 when both groups are constant.
 

@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 from metalens.steering import mentor_steer as ms
 from metalens.steering.evaluate import token_loss
 from metalens.steering.mentor_assess import assessor_for
@@ -28,7 +29,7 @@ from tqdm.auto import tqdm
 
 import metalens
 from metalens.report import save_json, write_report
-from metalens.stats import wilson_ci
+from metalens.stats import add_holm, mcnemar_exact, paired_test, wilson_ci
 
 ASSESSORS = ("self", "none")  # or a model name / path, loaded by run_mentor on the same device
 RESUME_FREE = ("rounds",)  # config keys a rerun may change: more rounds continue the saved ones
@@ -103,10 +104,25 @@ class MentorResult:
         lines.append(f"graph: {self.graph.summary()}")
         return "\n".join(lines)
 
+    def paired(self) -> list[dict]:
+        """Each condition against `no_rules` on the same test queries: the ASR difference with a paired
+        t-interval, the exact McNemar p and Holm over the conditions compared (from `samples`)."""
+        conds = [c for c in self.attack_success if c != "no_rules"]
+        if "no_rules" not in self.attack_success or not self.samples:
+            return []
+        violated = {c: np.array([c in s["violated"] for s in self.samples]) for c in self.attack_success}
+        rows = []
+        for c in conds:
+            t = paired_test(violated[c].astype(float), violated["no_rules"].astype(float))
+            rows.append({"condition": c, "vs": "no_rules", "asr_difference": t.mean_diff, "low": t.low,
+                         "high": t.high, "n": t.n, "p": mcnemar_exact(violated[c], violated["no_rules"]),
+                         "test": "exact McNemar"})
+        return add_holm(rows)
+
     def to_dict(self) -> dict:
         """What results.json holds (everything but the graph and the vectors' tensors)."""
         return {"config": self.config.to_dict(), "model": self.model, "layer": self.layer, "splits": self.splits,
-                "attack_success": self.attack_success, "strengths": self.strengths,
+                "attack_success": self.attack_success, "paired_vs_no_rules": self.paired(), "strengths": self.strengths,
                 "assessor_attack_success": self.assessor_attack_success, "agreement": self.agreement,
                 "rounds": self.rounds, "graph_summary": self.graph.summary(), "samples": self.samples,
                 "seconds": self.seconds, "checker": "keyword: a response violates its query's rubric when it "
@@ -250,15 +266,11 @@ class _Run:
 
 
 def _nanmean(x) -> float:
-    import numpy as np
-
     x = np.asarray(x, dtype=float)
     return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
 
 
 def _subsample(queries, n: int, seed: int):
-    import numpy as np
-
     rng, out = np.random.default_rng(seed + 1), []
     for domain in sorted({q.domain for q in queries}):
         items = [q for q in queries if q.domain == domain]
@@ -386,6 +398,10 @@ def _sections(result: MentorResult) -> list:
     return [
         ("Attack success per condition (test queries)", fig),
         ("Table", table),
+        ("Each condition against no_rules (same test queries; exact McNemar, Holm over the conditions)",
+         [{"condition": r["condition"], "ASR difference": r["asr_difference"],
+           "95% CI": f"[{r['low']:+.2f}, {r['high']:+.2f}]", "p": r["p"], "p (Holm)": r["p_holm"],
+           "comparisons": r["n_comparisons"]} for r in result.paired()]),
         ("How to read this", f"Queries are split build ({result.splits.get('build')}) / validation "
          f"({result.splits.get('validation')}) / test ({result.splits.get('test')}) by a seeded shuffle within each "
          "domain. Rule vectors are trained on build queries, self-assessment rounds assess build-query responses, "

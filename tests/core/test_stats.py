@@ -59,3 +59,13 @@ def test_add_holm_adjusts_a_family_of_rows_and_counts_it():
     rows = stats.add_holm([{"p": 0.01}, {"p": 0.04}, {"p": float("nan")}])
     assert [r["n_comparisons"] for r in rows] == [2, 2, 2]
     assert rows[0]["p_holm"] == pytest.approx(0.02) and rows[1]["p_holm"] == pytest.approx(0.04)
+def test_mcnemar_counts_only_discordant_pairs():
+    from metalens.stats import mcnemar_exact
+
+    a = [1] * 10 + [0] * 10 + [1] * 8 + [0] * 2  # 8 units only a has, 2 only b has, 20 concordant
+    b = [1] * 10 + [0] * 10 + [0] * 8 + [1] * 2
+    assert mcnemar_exact(a, b) == pytest.approx(0.109375)  # 2 x P(X <= 2), X ~ Bin(10, 0.5)
+    assert mcnemar_exact(a[:20], b[:20]) == 1.0  # no discordant pair
+    assert mcnemar_exact([1] * 6, [0] * 6) == pytest.approx(2 / 64)
+    with pytest.raises(ValueError, match="equal lengths"):
+        mcnemar_exact([1, 0], [1])

@@ -117,6 +117,12 @@ def test_result_files_hold_every_condition_and_round_trip(tiny_gemma, tmp_path):
         assert a["agreement"] == pytest.approx(saved["attack_success"][c]["rate"]) and a["n"] == 6
         assert 0 <= a["low"] <= a["agreement"] <= a["high"] <= 1 and a["high"] - a["low"] > 0.2  # n = 6: wide
     assert len(saved["samples"]) == 6 and all(set(conds) <= set(s) for s in saved["samples"])
+    paired = {r["condition"]: r for r in saved["paired_vs_no_rules"]}
+    assert set(paired) == set(conds) - {"no_rules"} and all(r["n_comparisons"] == 4 for r in paired.values())
+    for c, r in paired.items():  # the paired difference is the difference of the two rates on the same queries
+        assert r["asr_difference"] == pytest.approx(saved["attack_success"][c]["rate"]
+                                                    - saved["attack_success"]["no_rules"]["rate"])
+        assert 0 <= r["p"] <= r["p_holm"] <= 1
     html = (tmp_path / "report.html").read_text()
     assert "plotly" in html and "Rule knowledge graph" in html and "Responses side by side" in html
     back = MentorResult.load(tmp_path)
