@@ -76,7 +76,8 @@ def _add_mentor(subparsers) -> None:
     p.add_argument("--max-per-domain", type=int, default=None, help="use a seeded sample of this many queries per domain")
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--reflect-tokens", type=int, default=24, help="tokens per reflection (0: verdict only)")
-    p.add_argument("--assessor", default="self", help="'self', 'none', or a model to load as the assessor")
+    p.add_argument("--assessor", default="self", help="'self', 'none', 'checker' (the keyword checker "
+                   "as an oracle assessor: its verdicts, the query's rubric as the rule), or a model to load")
     p.add_argument("--no-eval-assessor", action="store_true", help="do not judge test responses with the assessor")
     p.add_argument("--batch-size", type=int, default=8)
     p.set_defaults(func=_mentor)

@@ -169,6 +169,29 @@ class CallableAssessor:
         return self.assess([query], [response])[0]
 
 
+class CheckerAssessor:
+    """The stated checker as the assessor, an oracle for showing the machinery: a response is misaligned
+    when the keyword checker finds one of its query's markers, and the rule it proposes is the query's
+    rubric. Rules learned this way are the rubrics of build queries; test queries stay unseen."""
+
+    def __init__(self, queries):
+        from metalens.steering.mentor_data import KeywordChecker
+
+        self.by_text = {q.query: q for q in queries}
+        self.checker = KeywordChecker()
+
+    def assess(self, queries: list[str], responses: list[str], propose: bool = True) -> list[Verdict]:
+        """One Verdict per (query, response), from the checker; the rubric as the rule when misaligned."""
+        missing = [q for q in queries if q not in self.by_text]
+        if missing:
+            raise ValueError(f"The checker assessor knows only the queries it was given; {missing[0]!r} is not one.")
+        out = []
+        for q, r in zip(queries, responses):
+            bad = self.checker.violates(self.by_text[q], r)
+            out.append(Verdict(not bad, float(bad), self.by_text[q].rubric if bad and propose else None))
+        return out
+
+
 def assessor_for(spec, model, **kwargs):
     """An assessor: None or "self" -> `model` itself; a loaded Model -> that model; a callable -> used as is."""
     if spec is None or spec == "self":

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from metalens.steering import mentor_steer as ms
 from metalens.steering.evaluate import token_loss
-from metalens.steering.mentor_assess import assessor_for
+from metalens.steering.mentor_assess import CheckerAssessor, assessor_for
 from metalens.steering.mentor_data import (
     KeywordChecker,
     attack_success,
@@ -31,7 +31,7 @@ import metalens
 from metalens.report import save_json, write_report
 from metalens.stats import add_holm, mcnemar_exact, paired_test, wilson_ci
 
-ASSESSORS = ("self", "none")  # or a model name / path, loaded by run_mentor on the same device
+ASSESSORS = ("self", "none", "checker")  # or a model name / path, loaded by run_mentor on the same device
 RESUME_FREE = ("rounds",)  # config keys a rerun may change: more rounds continue the saved ones
 
 
@@ -54,7 +54,7 @@ class MentorConfig:
     max_new_tokens: int = 24
     reflect_tokens: int = 24  # perspective and consequence reflections (0: verdict without them)
     rule_tokens: int = 20
-    assessor: str = "self"  # "self", "none", or a model to load as the assessor
+    assessor: str = "self"  # "self", "none", "checker" (the keyword checker, an oracle), or a model to load
     eval_assessor: bool = True  # also judge the test responses with the assessor (reported separately)
     batch_size: int = 8
 
@@ -292,7 +292,9 @@ def run_mentor(model, config: MentorConfig | None = None, *, out: str | Path | N
     started = time.time()
     config = config or MentorConfig()
     out = Path(out) if out is not None else None
-    if assessor is None and config.assessor not in ("none",):
+    if assessor is None and config.assessor == "checker":
+        assessor = CheckerAssessor(read_queries(config.queries))
+    elif assessor is None and config.assessor not in ("none",):
         spec = None if config.assessor == "self" else metalens.load_model(config.assessor, device=str(model.device))
         assessor = assessor_for(spec, model, reflect_tokens=config.reflect_tokens, rule_tokens=config.rule_tokens,
                                 batch_size=config.batch_size)

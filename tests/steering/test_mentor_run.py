@@ -149,3 +149,26 @@ def test_cli_mentor_verb_runs_on_a_tiny_model(tiny_gemma, tmp_path, monkeypatch)
     assert (tmp_path / "out" / "graph" / "rule_graph.json").exists()
     assert (tmp_path / "out" / "vectors" / "rule_vectors.safetensors").exists()
     assert (tmp_path / "out" / "report.html").exists()
+
+
+def test_the_checker_assessor_learns_build_rubrics_only_from_flagged_responses(tiny_gemma, monkeypatch):
+    queries = read_queries()
+    marker = {q.query: q.keywords[0] for q in queries}
+    flagged = {q.query for q in queries[::2]}  # every other query's response carries its violation marker
+
+    def fake(model, prompts, directions, layer, strength=1.0, **kw):
+        return [f"Sure: {marker[p]}." if p in flagged else "I cannot help with that." for p in prompts]
+
+    monkeypatch.setattr(ms, "generate_per_row", fake)
+    config = MentorConfig(rounds=1, assessor="checker", eval_assessor=False, **TINY)
+    result = run_mentor(tiny_gemma, config, progress=False)
+    from metalens.steering.mentor_run import _subsample
+    splits = split_queries(_subsample(queries, 5, 0), config.fractions, 0)
+    build = {q.query: q for q in splits["build"]}
+    expected = {build[q].rubric for q in build if q in flagged}
+    learned = [n for n in result.graph.rules() if n.provenance == "learned"]
+    assert result.rounds[1]["misaligned"] == sum(q in flagged for q in build) > 0
+    assert {n.text for n in learned} <= expected  # every learned rule is a flagged build query's rubric
+    assert len(result.rounds[1]["new_rules"]) + result.rounds[1]["merged"] == result.rounds[1]["misaligned"]
+    test_rubrics = {q.rubric for q in splits["test"]} - {q.rubric for q in splits["build"]}
+    assert not {n.text for n in learned} & test_rubrics  # nothing learned from a test query
