@@ -220,6 +220,18 @@ def checkpoint_picks(ckpts: list, max_checkpoints: int) -> list:
     return [ckpts[round(i * (len(ckpts) - 1) / (max_checkpoints - 1))] for i in range(max_checkpoints)]
 
 
+def problem_pool(n: int, levels, seed: int) -> list[Problem]:
+    """Up to `n` distinct problems cycling through `levels`, halving `n` until the levels hold that many
+    (level 1, one-digit sums, has only 81)."""
+    while True:
+        try:
+            return make_problems(n, levels=tuple(levels), seed=seed)
+        except ValueError:
+            if n <= 1:
+                raise
+            n //= 2
+
+
 def _own_task(base, post, cfg: EmergentConfig, heldout_list, heldout: dict | None):
     """n + n_test own-solution pairs on problems outside the held-out split, and their metadata.
 
@@ -229,7 +241,7 @@ def _own_task(base, post, cfg: EmergentConfig, heldout_list, heldout: dict | Non
     need = cfg.n + cfg.n_test
     levels = tuple(heldout["levels"]) if heldout else (1, 2, 3)
     skip = {p.question for p in heldout_list or []}
-    pool = [p for p in make_problems(32 * need + len(skip), levels=levels, seed=cfg.seed + 1) if p.question not in skip]
+    pool = [p for p in problem_pool(32 * need + len(skip), levels, cfg.seed + 1) if p.question not in skip]
     fields: dict[str, list] = {"clean": [], "corrupted": [], "answers": [], "wrong": []}
     used, size = 0, 2 * need
     while len(fields["clean"]) < need and used < len(pool):

@@ -86,3 +86,14 @@ def test_emergent_heads_run_on_own_pairs_with_the_kl_metric(models, tmp_path):
 def test_emergent_config_refuses_an_unknown_pair_source():
     with pytest.raises(ValueError, match="'task'.*'own'"):
         EmergentConfig(pairs="mine")
+
+
+def test_the_problem_pool_shrinks_to_what_the_levels_hold():
+    from metalens.circuits.emergent import problem_pool
+    from metalens.tasks.arithmetic import make_problems
+
+    with pytest.raises(ValueError, match="ask for fewer"):
+        make_problems(792, levels=(1, 2, 3), seed=1)  # level 1 has 81 one-digit sums; a third of 792 is 264
+    pool = problem_pool(792, (1, 2, 3), seed=1)  # 24 pairs asked for with 32 problems each: what failed a run
+    assert 100 <= len(pool) <= 792 and len({p.question for p in pool}) == len(pool)
+    assert pool == make_problems(len(pool), levels=(1, 2, 3), seed=1)  # the same seeded draw, only shorter
