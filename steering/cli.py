@@ -29,8 +29,7 @@ def _steer_ab(args) -> None:
 
     config = SteerABConfig(args.data, layers=args.layers, strengths=tuple(args.strengths), seed=args.seed,
                            unit=args.unit, max_items=args.max_items, control_data=args.control_data,
-                           neutral=args.neutral,
-                           open_items=args.open_items, max_new_tokens=args.max_new_tokens,
+                           neutral=args.neutral, open_items=args.open_items, max_new_tokens=args.max_new_tokens,
                            batch_size=args.batch_size)
     model = metalens.load_model(args.model, device=args.device)
     result = run_steer_ab(model, config, out=args.out)

@@ -84,7 +84,7 @@ class MentorResult:
     vectors: dict  # rule id -> SteeringVector (after the last round)
     strengths: dict = field(default_factory=dict)  # condition -> strength chosen on validation
     assessor_attack_success: dict = field(default_factory=dict)  # condition -> ASR by the assessor's verdicts
-    agreement: dict = field(default_factory=dict)  # condition -> {"agreement", "low", "high", "n"}: assessor vs keyword checker
+    agreement: dict = field(default_factory=dict)  # condition -> {"agreement", "low", "high", "n"}: assessor vs checker
     rounds: list = field(default_factory=list)  # one row per round (0: static tree)
     samples: list = field(default_factory=list)  # per test query: responses side by side
     splits: dict = field(default_factory=dict)  # split -> number of queries
@@ -122,7 +122,8 @@ class MentorResult:
     def to_dict(self) -> dict:
         """What results.json holds (everything but the graph and the vectors' tensors)."""
         return {"config": self.config.to_dict(), "model": self.model, "layer": self.layer, "splits": self.splits,
-                "attack_success": self.attack_success, "paired_vs_no_rules": self.paired(), "strengths": self.strengths,
+                "attack_success": self.attack_success, "paired_vs_no_rules": self.paired(),
+                "strengths": self.strengths,
                 "assessor_attack_success": self.assessor_attack_success, "agreement": self.agreement,
                 "rounds": self.rounds, "graph_summary": self.graph.summary(), "samples": self.samples,
                 "seconds": self.seconds, "checker": "keyword: a response violates its query's rubric when it "
