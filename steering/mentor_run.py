@@ -31,7 +31,6 @@ import metalens
 from metalens.report import save_json, write_report
 from metalens.stats import add_holm, mcnemar_exact, paired_test, wilson_ci
 
-ASSESSORS = ("self", "none", "checker")  # or a model name / path, loaded by run_mentor on the same device
 RESUME_FREE = ("rounds",)  # config keys a rerun may change: more rounds continue the saved ones
 
 
