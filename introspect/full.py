@@ -45,6 +45,7 @@ class FullConfig:
     weight_decay: float = 0.0
     min_lr: float = 0.0
     top_k: int = 32  # frozen-model tokens kept for the KL (renormalised)
+    monitor_every: int = 5  # steps between readings of the monitor rows' CE (with `monitor` given)
     seed: int = 0
 
 
@@ -156,13 +157,17 @@ def weights_applied(model, weights: FullWeights):
 
 def train_full(model, rows: list[dict], labels: list[Tensor], spec: BinSpec, config: FullConfig | None = None,
                init: ReservedHead | None = None, teacher: Teacher | None = None,
+               monitor: tuple[list[dict], list[Tensor]] | None = None,
                progress: bool = False) -> tuple[ReservedHead, FullWeights, list[dict]]:
     """Train every parameter of `model` on `rows` (`features.flatten` rows) and their per-position
     joint-bin `labels` (one [n_tokens] tensor per row); returns (head, weights, history).
 
     `init`: start the reserved rows from a head (e.g. mode `head`'s fit). `teacher`: the frozen
-    top-k of these rows (computed here when not given and `kl_coef` > 0). The model comes back
-    with its original parameters (also when training raises).
+    top-k of these rows (computed here when not given and `kl_coef` > 0). `monitor`: (rows, labels)
+    of other samples whose reserved-slice cross-entropy is read before the first step and every
+    `monitor_every` steps (`monitor_ce` in the history): a held-out curve, for reading, not for
+    choosing the step count. The model comes back with its original parameters (also when
+    training raises).
     """
     config = config or FullConfig()
     if len(rows) != len(labels) or not rows:
@@ -178,7 +183,7 @@ def train_full(model, rows: list[dict], labels: list[Tensor], spec: BinSpec, con
     try:
         if init is not None:
             init.install(model)
-        history = _fit(model, rows, labels, reserved, teacher, config, progress)
+        history = _fit(model, rows, labels, reserved, teacher, config, monitor, progress)
         head.weight = model.hf.get_output_embeddings().weight[reserved.start : reserved.stop].detach().float().cpu()
         trained = {name: p.detach().cpu().clone() for name, p in model.hf.named_parameters()}
     finally:
@@ -193,8 +198,26 @@ def train_full(model, rows: list[dict], labels: list[Tensor], spec: BinSpec, con
     return head, FullWeights(trained, {**model.metadata(), **meta}), history
 
 
-def _fit(model, rows, labels, reserved: range, teacher: Teacher | None, config: FullConfig, progress) -> list[dict]:
-    """The optimisation loop of `train_full`; returns per-step {step, lr, ce, kl, grad_norm}."""
+def _reserved_ce(model, rows: list[dict], labels: list[Tensor], reserved: range, batch_size: int = 8) -> float:
+    """Mean cross-entropy of the reserved slice against `labels` over every position of `rows`."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(rows), batch_size):
+            ids, mask, where = _rows_batch(model, rows[i : i + batch_size])
+            hidden = final_states(model, ids, mask)[where]
+            weight = model.hf.get_output_embeddings().weight[reserved.start : reserved.stop]
+            logits = model.softcap(hidden.float() @ weight.float().T)
+            bins = torch.cat(labels[i : i + batch_size]).to(model.device)
+            total += F.cross_entropy(logits, bins, reduction="sum").item()
+            count += len(bins)
+    return total / max(count, 1)
+
+
+def _fit(model, rows, labels, reserved: range, teacher: Teacher | None, config: FullConfig, monitor,
+         progress) -> list[dict]:
+    """The optimisation loop of `train_full`; returns per-step {step, lr, ce, kl, grad_norm} (and
+    `monitor_ce`, the monitor rows' CE after the step, every `monitor_every` steps and at the last;
+    step -1 is the start)."""
     params = [p for p in model.hf.parameters()]
     for p in params:
         p.requires_grad_(True)
@@ -202,6 +225,15 @@ def _fit(model, rows, labels, reserved: range, teacher: Teacher | None, config: 
     gen = torch.Generator().manual_seed(config.seed)
     model.hf.train()
     history, order, cursor = [], [], 0
+
+    def read_monitor() -> float:
+        model.hf.eval()
+        value = _reserved_ce(model, *monitor, reserved)
+        model.hf.train()
+        return value
+
+    if monitor is not None:
+        history.append({"step": -1, "monitor_ce": read_monitor()})
     steps = range(config.steps)
     if progress:
         from tqdm import tqdm
@@ -236,6 +268,8 @@ def _fit(model, rows, labels, reserved: range, teacher: Teacher | None, config: 
         opt.zero_grad(set_to_none=True)
         history.append({"step": step, "lr": lr, "ce": ce_sum / config.accum, "kl": kl_sum / config.accum,
                         "grad_norm": float(norm)})
+        if monitor is not None and ((step + 1) % config.monitor_every == 0 or step == config.steps - 1):
+            history[-1]["monitor_ce"] = read_monitor()
     return history
 
 

@@ -20,6 +20,7 @@ from metalens.introspect.train import shuffled, train_head
 from metalens.introspect.values import relabel_with_head
 
 MODES = ("head", "lora", "full")
+MONITOR_SAMPLES = 32  # mode full: held-out samples whose CE is read during training (read, never selected on)
 LENGTH_BINS = ("geometric", "fitted")
 # Per-mode defaults of the trained modes (lora: the earlier runs; full: ZIP-RC's KL coefficient).
 DEFAULTS = {"lora": {"train_steps": 20, "lr": 1e-3, "kl_coef": 1.0, "batch_size": 2},
@@ -279,8 +280,11 @@ def _train_full(model, config, spec, records, labelled, train_ids, test_ids, cac
     rows = flatten(records)  # positions.sample indexes these rows
     train_samples = train_pos.sample.unique(sorted=True).tolist()
     labels = [train_pos.bin[train_pos.sample == i] for i in train_samples]
+    test_pos = by_task(labelled, test_ids)
+    watch = test_pos.sample.unique(sorted=True).tolist()[:: max(len(test_pos.sample.unique()) // MONITOR_SAMPLES, 1)]
+    monitor = ([rows[i] for i in watch], [test_pos.bin[test_pos.sample == i] for i in watch])  # a held-out curve
     head, weights, history = train_full(model, [rows[i] for i in train_samples], labels, spec, config.full_config(),
-                                        init=init, progress=progress)
+                                        init=init, monitor=monitor, progress=progress)
     held = set(test_ids)
     kl = measure_kl(model, weights, [r for r in rows if r["task_index"] in held], head.token_ids)
     if cache("full") is not None:

@@ -4,8 +4,9 @@
 # problems levels 1-4 (40 x 8) to test transfer; heads in mode head, head on value labels, lora and
 # full on the same split; held-out and transfer evaluation; the utility sampler against majority
 # voting and best-of-N. Run from the repository root: `bash results/ziprc-gemma/run.sh [STAGE ...]`,
-# stages rollouts, heads, lora, full, eval, sample (default: all, in that order; each resumes or
-# skips what is done). Outputs go to runs/ziprc (ignored); the small results.json files are copied
+# stages rollouts, value, lrprobe, lora, full, eval, sample (default: all, in that order; each
+# resumes or skips what is done). Mode full's peak lr comes from the lrprobe stage (one AdamW step
+# at 1e-8 .. 1e-5 on training questions only: lr-probe.json); LR= overrides it. Outputs go to runs/ziprc (ignored); the small results.json files are copied
 # here, wall/CPU times appended to time.txt. CPU, 2 cores.
 set -euo pipefail
 HERE=results/ziprc-gemma
@@ -27,4 +28,40 @@ stage_rollouts() {
   [ -f "$R/words/manifest.json" ] && grep -q '"complete": true' "$R/words/manifest.json" || timed "words rollouts" \
     $ML introspect rollouts --model $M --device cpu --task words --n-tasks 40 "${SAMPLING[@]}" --out "$R/words"
 }
-for stage in "${@:-rollouts heads lora full eval sample}"; do for s in $stage; do "stage_$s"; done; done
+train_on() {  # train_on NAME ARGS...: a head on the arithmetic rollouts' same split
+  local name=$1; shift
+  [ -f "$R/$name/results.json" ] || timed "train $name" $ML introspect train --model $M --device cpu \
+    --rollouts "$R/head/rollouts" --length-bins fitted --out "$R/$name" "$@"
+  cp "$R/$name/results.json" "$HERE/$name-train.json"
+}
+stage_value() { train_on value --value-labels; }
+stage_lrprobe() {
+  [ -f "$HERE/lr-probe.json" ] || timed "lr probe" .venv/bin/python scripts/full_lr_probe.py --model $M \
+    --train "$R/head" --out "$HERE/lr-probe.json"
+}
+stage_lora() { train_on lora --mode lora --steps 60; }
+stage_full() {
+  # the largest probed lr whose one step lowers the CE of the other training batch (B)
+  local lr=${LR:-$(.venv/bin/python -c "import json; d = json.load(open('$HERE/lr-probe.json'));
+print(max(s['lr'] for s in d['steps'] if s['ce_b'] < d['ce_b_start']))")}
+  train_on full --mode full --steps 40 --warmup 4 --accum 2 --batch-size 4 --lr "$lr" --kl-coef 10
+}
+stage_eval() {
+  for h in head value lora full; do
+    [ -f "$R/$h/eval/results.json" ] || timed "eval $h" $ML introspect eval --model $M --device cpu \
+      --head "$R/$h/head" --out "$R/$h/eval" --no-verbal
+    [ -f "$R/$h/eval-words/results.json" ] || timed "eval $h on words" $ML introspect eval --model $M --device cpu \
+      --head "$R/$h/head" --rollouts "$R/words" --out "$R/$h/eval-words" --no-verbal
+    cp "$R/$h/eval/results.json" "$HERE/$h-eval.json"
+    cp "$R/$h/eval-words/results.json" "$HERE/$h-eval-words.json"
+  done
+}
+stage_sample() {
+  # the head-mode head: its model's sampling distribution is the frozen one, so the live utility runs
+  # and the majority / best-of-N baselines replayed from the stored rollouts draw from the same model
+  [ -f "$R/head/sample/results.json" ] || timed "sample" $ML introspect sample --model $M --device cpu \
+    --head "$R/head/head" --out "$R/head/sample" --every 4 \
+    --utility 24 --utility-alphas 0.001 0.003 0.01 --utility-betas 0 0.005
+  cp "$R/head/sample/results.json" "$HERE/sample.json"
+}
+for stage in "${@:-rollouts value lrprobe lora full eval sample}"; do for s in $stage; do "stage_$s"; done; done

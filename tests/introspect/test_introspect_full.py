@@ -63,6 +63,26 @@ def test_kl_penalty_keeps_the_normal_vocabulary_within_budget_on_held_out_rollou
     assert kls[10.0] < 0.5 * kls[0.0]  # without the penalty the model drifts more
 
 
+def test_monitor_reads_the_cross_entropy_of_other_rows_before_and_during_training(tmp_path):
+    model = tiny_model("gemma3", seed=1)
+    rows, labels = _rows(model, tmp_path / "r")
+    config = FullConfig(steps=6, lr=3e-3, kl_coef=0.0, warmup=1, accum=1, batch_size=4, monitor_every=4)
+    _, _, history = train_full(model, rows[:16], labels[:16], SPEC, config, monitor=(rows[16:], labels[16:]))
+    readings = {h["step"]: h["monitor_ce"] for h in history if "monitor_ce" in h}
+    assert sorted(readings) == [-1, 3, 5]  # the start, every 4 steps, the last
+    # the start is the untrained model's CE on the monitor rows, computed independently here
+    from metalens.introspect.head import ReservedHead
+    from metalens.introspect.features import final_hidden
+
+    head = ReservedHead.from_model(model, SPEC)
+    mon = rows[16:]
+    hidden = torch.cat(final_hidden(model, [r["prompt_ids"] + r["completion"][:-1] for r in mon],
+                                    [len(r["prompt_ids"]) - 1 for r in mon], [len(r["completion"]) for r in mon]))
+    expected = torch.nn.functional.nll_loss(head.probs_from_hidden(model, hidden).log(), torch.cat(labels[16:]))
+    assert readings[-1] == pytest.approx(expected.item(), rel=1e-4)
+    assert readings[5] != readings[-1]  # the model it reads is the one being trained
+
+
 def test_full_training_hands_the_model_back_and_its_weights_apply_inside_a_block(tmp_path):
     model = tiny_model("gemma3", seed=2)
     rows, labels = _rows(model, tmp_path / "r", n=6)
@@ -162,7 +182,7 @@ def test_cli_full_mode_trains_evaluates_and_samples_through_its_weights(tmp_path
                  "--batch-size", "2", "--head-steps", "20", "--test-fraction", "0.5"]) == 0
     trained = json.loads((out / "results.json").read_text())
     assert trained["config"]["train_steps"] == 4 and trained["config"]["kl_coef"] == 5.0
-    assert [h["lr"] for h in trained["full_history"]] == [lr_at(s, 1e-3, 1, 4) for s in range(4)]
+    assert [h["lr"] for h in trained["full_history"] if h["step"] >= 0] == [lr_at(s, 1e-3, 1, 4) for s in range(4)]
     assert trained["kl_normal_vocab_heldout"] > 0 and (out / "weights" / "weights.safetensors").exists()
     assert "head mode (full init)" in trained["heldout_all_positions"]
     assert main(["introspect", "eval", "--head", str(out / "head"), "--out", str(out / "eval"), "--no-verbal",
