@@ -47,3 +47,20 @@ def pareto_figure(result: dict):
                                  text=[f"param={p['param']}" for p in pts]))
     fig.update_layout(xaxis_title="mean generated tokens per problem", yaxis_title="accuracy", height=450)
     return fig
+
+
+def training_figure(history: list[dict]):
+    """Mode full: the reserved-slice CE of each step's batch, the truncated KL x 10 and the held-out
+    monitor's CE (step -1 is before the first step)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    steps = [h for h in history if h["step"] >= 0]
+    fig.add_trace(go.Scatter(x=[h["step"] for h in steps], y=[h["ce"] for h in steps], mode="lines", name="train CE"))
+    fig.add_trace(go.Scatter(x=[h["step"] for h in steps], y=[10 * h["kl"] for h in steps], mode="lines",
+                             name="truncated KL x 10"))
+    watched = [h for h in history if "monitor_ce" in h]
+    fig.add_trace(go.Scatter(x=[h["step"] for h in watched], y=[h["monitor_ce"] for h in watched],
+                             mode="lines+markers", name="held-out CE (monitor)"))
+    fig.update_layout(xaxis_title="optimiser step", yaxis_title="nats per position", height=400)
+    return fig

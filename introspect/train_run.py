@@ -143,13 +143,18 @@ class TrainResult:
         if self.weights is not None:
             self.weights.save(out / "weights")
         spec = self.head.spec
+        curve = []
+        if self.full_history:
+            from metalens.introspect.figures import training_figure
+
+            curve = [("Training curve (mode full)", training_figure(self.full_history))]
         return write_results(out, "introspect train", self.data(), self.head.metadata, [
             ("What was trained", f"Mode '{self.config.mode}': {spec.n_bins} reserved tokens from id {self.head.start} "
                                  f"({spec.n_rewards} reward states x {spec.n_lengths} remaining-length bins)."),
             ("Solve rate per level", [{"level": k, "solve_rate": v} for k, v in self.solve_rates.items()]),
             ("Held-out reward AUROC (all positions)",
              [{"predictor": k, **v} for k, v in self.heldout_all_positions.items()]),
-        ])
+        ] + curve)
 
     @classmethod
     def load(cls, out: str | Path) -> "TrainResult":
