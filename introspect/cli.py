@@ -39,8 +39,10 @@ def _train(args) -> None:
     print(f"held-out reward AUROC (all positions): head {res.heldout_auroc:.3f}, "
           f"shuffled labels {res.shuffled_auroc:.3f} ({len(res.test_tasks)} held-out questions)")
     if res.kl_normal_vocab_heldout is not None:
-        print(f"held-out KL(frozen || trained) over the normal vocabulary: "
-              f"{res.kl_normal_vocab_heldout:.4f} nats/token")
+        drift = res.normal_vocab_heldout
+        print(f"held-out KL(frozen || trained) over the normal vocabulary: {drift['kl']:.4f} nats/token; "
+              f"NLL of the sampled tokens {drift['nll_frozen']:.3f} -> {drift['nll_trained']:.3f}; "
+              f"top-1 agreement {drift['top1_agreement']:.3f}")
     if res.value_labels:
         print(f"value labels: {res.value_labels['state_counts']} rollouts per reward state; value vs graded reward "
               f"AUROC {res.value_labels['value_vs_graded']['auroc']:.3f}")

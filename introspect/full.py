@@ -27,6 +27,7 @@ from torch import Tensor
 
 from metalens.artifact import read_artifact, write_artifact
 from metalens.introspect.bins import BinSpec
+from metalens.introspect.drift import Drift
 from metalens.introspect.features import final_states
 from metalens.introspect.head import ReservedHead
 
@@ -274,16 +275,22 @@ def _fit(model, rows, labels, reserved: range, teacher: Teacher | None, config: 
 
 
 @torch.no_grad()
-def measure_kl(model, weights: FullWeights, rows: list[dict], reserved: range, batch_size: int = 8) -> float:
-    """Mean KL(frozen || trained) over the whole normal vocabulary at the response positions of
-    `rows`: `model` as given is the frozen one, `weights` the trained one (loaded per batch)."""
-    total, count = 0.0, 0
+def measure_drift(model, weights: FullWeights, rows: list[dict], reserved: range, batch_size: int = 8) -> dict:
+    """`drift.Drift` summary (KL(frozen || trained), NLL of the sampled tokens under each, top-1
+    agreement) over the normal vocabulary at the response positions of `rows`: `model` as given is
+    the frozen one, `weights` the trained one (loaded per batch)."""
+    drift = Drift()
     for i in range(0, len(rows), batch_size):
-        ids, mask, where = _rows_batch(model, rows[i : i + batch_size])
+        chunk = rows[i : i + batch_size]
+        ids, mask, where = _rows_batch(model, chunk)
         ref = _logits(model, final_states(model, ids, mask)[where], reserved).log_softmax(-1)
         with weights_applied(model, weights):
             new = _logits(model, final_states(model, ids, mask)[where], reserved).log_softmax(-1)
-        keep = torch.isfinite(ref)
-        total += (ref.exp() * (ref - new)).where(keep, torch.zeros_like(ref)).sum().item()
-        count += len(ref)
-    return total / max(count, 1)
+        targets = torch.tensor([t for r in chunk for t in r["completion"]], device=ref.device)
+        drift.add(ref, new, targets.where((targets < reserved.start) | (targets >= reserved.stop), -1))
+    return drift.summary()
+
+
+def measure_kl(model, weights: FullWeights, rows: list[dict], reserved: range, batch_size: int = 8) -> float:
+    """Mean KL(frozen || trained) over the whole normal vocabulary at the response positions of `rows`."""
+    return measure_drift(model, weights, rows, reserved, batch_size)["kl"]

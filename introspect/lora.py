@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from metalens.introspect.bins import BinSpec, prefix_labels
+from metalens.introspect.drift import Drift
 from metalens.introspect.features import final_states, flatten
 from metalens.introspect.head import ReservedHead
 
@@ -100,19 +101,27 @@ def _fit(model, peft_model, head: ReservedHead, records, steps, batch_size, lr, 
 
 
 @torch.no_grad()
-def measure_kl(model, peft_model, records: list[dict], head: ReservedHead, batch_size: int = 2) -> float:
-    """Mean KL(frozen || adapted) over the normal vocabulary at the response positions of `records`."""
+def measure_drift(model, peft_model, records: list[dict], head: ReservedHead, batch_size: int = 2) -> dict:
+    """`drift.Drift` summary (KL(frozen || adapted), NLL of the sampled tokens under each, top-1
+    agreement) over the normal vocabulary at the response positions of `records`."""
     keep = torch.ones(model.d_vocab, dtype=torch.bool, device=model.device)
     keep[list(head.token_ids)] = False
-    rows, total, count = flatten(records), 0.0, 0
+    rows, drift = flatten(records), Drift()
     for i in range(0, len(rows), batch_size):
-        ids, mask, where, _ = _batch(model, rows[i : i + batch_size], head.spec)
+        chunk = rows[i : i + batch_size]
+        ids, mask, where, _ = _batch(model, chunk, head.spec)
         new = _normal_logprobs(model, final_states(model, ids, mask)[where], keep)
         with peft_model.disable_adapter():
             ref = _normal_logprobs(model, final_states(model, ids, mask)[where], keep)
-        total += F.kl_div(new, ref, log_target=True, reduction="sum").item()
-        count += len(new)
-    return total / max(count, 1)
+        targets = torch.tensor([t for r in chunk for t in r["completion"]], device=ref.device)
+        columns = keep.cumsum(0)[targets] - 1  # token ids -> columns of the vocabulary without the reserved
+        drift.add(ref, new, columns.where(keep[targets], -1))
+    return drift.summary()
+
+
+def measure_kl(model, peft_model, records: list[dict], head: ReservedHead, batch_size: int = 2) -> float:
+    """Mean KL(frozen || adapted) over the normal vocabulary at the response positions of `records`."""
+    return measure_drift(model, peft_model, records, head, batch_size)["kl"]
 
 
 @dataclass

@@ -111,6 +111,7 @@ class TrainResult:
     heldout_all_positions: dict[str, dict]  # predictor -> {auroc, brier, ece, n} on held-out questions
     train_all_positions: dict[str, dict]
     kl_normal_vocab_heldout: float | None = None  # modes lora / full: KL(frozen || trained), nats per token
+    normal_vocab_heldout: dict | None = None  # modes lora / full: `drift.Drift` summary (KL, NLLs, top-1 agreement)
     lora_history: list[dict] | None = None
     adapter: object = None  # mode lora: the LoraAdapter the head's states come from
     spec: dict | None = None  # the head's bins (fitted edges, value states)
@@ -277,7 +278,7 @@ def _mean_or_none(values) -> float | None:
 
 def _train_full(model, config, spec, records, labelled, train_ids, test_ids, cache, progress):
     """Mode full: rows started from the head fit, every weight trained, states re-read through them."""
-    from metalens.introspect.full import measure_kl, train_full, weights_applied
+    from metalens.introspect.full import measure_drift, train_full, weights_applied
 
     seed = config.seed
     train_pos = by_task(labelled, train_ids)
@@ -291,20 +292,21 @@ def _train_full(model, config, spec, records, labelled, train_ids, test_ids, cac
     head, weights, history = train_full(model, [rows[i] for i in train_samples], labels, spec, config.full_config(),
                                         init=init, monitor=monitor, progress=progress)
     held = set(test_ids)
-    kl = measure_kl(model, weights, [r for r in rows if r["task_index"] in held], head.token_ids)
+    drift = measure_drift(model, weights, [r for r in rows if r["task_index"] in held], head.token_ids)
     if cache("full") is not None:
         cache("full").unlink(missing_ok=True)  # states of earlier weights are stale
     with weights_applied(model, weights):
         positions = cached_positions(model, records, spec, cache("full"), progress)  # the trained model's states
     if config.value_labels:  # train/test scores read graded rewards; the bins carry the values
         positions = dataclasses.replace(positions, bin=labelled.bin)
-    return head, positions, {"init": init, "kl_normal_vocab_heldout": kl, "full_history": history,
+    return head, positions, {"init": init, "kl_normal_vocab_heldout": drift["kl"], "normal_vocab_heldout": drift,
+                             "full_history": history,
                              "weights": weights}
 
 
 def _train_lora(model, config, spec, records, base, train_ids, test_ids, cache, progress):
     """Mode lora: rows started from the head fit, adapters + rows trained, states re-read through them."""
-    from metalens.introspect.lora import LoraAdapter, measure_kl, train_lora
+    from metalens.introspect.lora import LoraAdapter, measure_drift, train_lora
 
     seed = config.seed
     init = train_head(model, by_task(base, train_ids), spec, steps=config.steps, seed=seed)
@@ -314,11 +316,12 @@ def _train_lora(model, config, spec, records, base, train_ids, test_ids, cache, 
                                           batch_size=config.batch_size, lr=config.lr, kl_coef=config.kl_coef, seed=seed,
                                           init=init, progress=progress)
     try:
-        kl = measure_kl(model, peft_model, test_recs, head)
+        drift = measure_drift(model, peft_model, test_recs, head)
         adapter = LoraAdapter.from_peft(peft_model)
         if cache("lora") is not None:
             cache("lora").unlink(missing_ok=True)  # states of an earlier adapter are stale
         positions = cached_positions(model, records, spec, cache("lora"), progress)  # the adapted model's states
     finally:
         peft_model.unload()  # leave `model` as it was given (adapters removed, not merged)
-    return head, positions, {"init": init, "kl_normal_vocab_heldout": kl, "lora_history": history, "adapter": adapter}
+    return head, positions, {"init": init, "kl_normal_vocab_heldout": drift["kl"], "normal_vocab_heldout": drift,
+                             "lora_history": history, "adapter": adapter}

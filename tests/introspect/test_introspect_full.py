@@ -9,7 +9,7 @@ from metalens.testing import tiny_model
 from metalens.introspect import BinSpec, Question, generate_rollouts, load_rollouts
 from metalens.introspect.bins import prefix_labels
 from metalens.introspect.features import flatten
-from metalens.introspect.full import (FullConfig, lr_at, measure_kl, sparse_kl, teacher_topk, train_full,
+from metalens.introspect.full import (FullConfig, FullWeights, lr_at, measure_kl, sparse_kl, teacher_topk, train_full,
                                       weights_applied)
 
 SPEC = BinSpec(edges=(1, 2, 4))
@@ -197,3 +197,22 @@ def test_cli_full_mode_trains_evaluates_and_samples_through_its_weights(tmp_path
 
     with pytest.raises(ValueError, match="full head.*not be out of fold"):
         run_eval(model, EvalConfig(out / "head", verbal=False, cv=2), progress=False)
+
+
+def test_drift_of_the_frozen_model_is_none_and_a_trained_one_costs_likelihood(tmp_path):
+    from metalens.introspect.full import measure_drift
+
+    model = tiny_model("gemma3", seed=1)
+    rows, labels = _rows(model, tmp_path / "r")
+    head, weights, _ = train_full(model, rows[:16], labels[:16], SPEC,
+                                  FullConfig(steps=10, lr=1e-2, kl_coef=0.0, warmup=1, accum=1, batch_size=4))
+    trained = measure_drift(model, weights, rows[16:], head.token_ids)
+    frozen = FullWeights({n: p.detach().clone() for n, p in model.hf.named_parameters()})
+    same = measure_drift(model, frozen, rows[16:], head.token_ids)
+    assert same["kl"] == pytest.approx(0.0, abs=1e-6) and same["top1_agreement"] == 1.0
+    assert same["nll_trained"] == pytest.approx(same["nll_frozen"], abs=1e-6)
+    # the frozen model sampled these tokens, so their NLL under it is what sampling saw; the
+    # untethered (KL 0) trained model gives them less probability and moves its argmax
+    assert trained["nll_frozen"] == pytest.approx(same["nll_frozen"], abs=1e-6)
+    assert trained["kl"] > 0 and trained["nll_trained"] > trained["nll_frozen"]
+    assert trained["n_positions"] == sum(len(r["completion"]) for r in rows[16:])

@@ -49,6 +49,30 @@ def test_lora_reports_kl_and_leaves_the_model_as_given(tmp_path):
     assert torch.equal(model.hf(**batch).logits, before)
 
 
+def test_lora_drift_reads_the_sampled_tokens_likelihood_like_full_mode(tmp_path):
+    # lora drops the reserved columns from its log-probabilities, full mode sets them to -inf: the
+    # sampled tokens' NLL under the frozen model must come out the same through both
+    from metalens.introspect.features import flatten
+    from metalens.introspect.full import FullWeights
+    from metalens.introspect.full import measure_drift as full_drift
+    from metalens.introspect.head import ReservedHead
+    from metalens.introspect.lora import measure_drift, train_lora
+
+    model = tiny_model("gemma3", seed=1)
+    records = _rollouts(model, tmp_path / "r")
+    spec = BinSpec(edges=(1, 2, 4))
+    reserved = ReservedHead.from_model(model, spec).token_ids
+    frozen = full_drift(model, FullWeights({n: p.detach().clone() for n, p in model.hf.named_parameters()}),
+                        flatten(records), reserved)
+    head, peft_model, _ = train_lora(model, records, spec, steps=15, lr=5e-3)
+    assert head.token_ids == reserved
+    drift = measure_drift(model, peft_model, records, head)
+    peft_model.unload()
+    assert drift["nll_frozen"] == pytest.approx(frozen["nll_frozen"], rel=1e-5)
+    assert drift["kl"] > 0 and drift["n_scored"] == frozen["n_scored"] < drift["n_positions"]  # reserved sampled
+    assert drift["nll_trained"] != pytest.approx(drift["nll_frozen"], rel=1e-4)
+
+
 def test_lora_kl_penalty_keeps_the_model_closer(tmp_path):
     from metalens.introspect.lora import measure_kl, train_lora
 
