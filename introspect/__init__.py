@@ -5,12 +5,13 @@ mode `full`, with a KL to the frozen model) to predict, at every token, the join
 of the final reward and the tokens remaining (the ZIP-RC idea), read it from the logits the
 forward pass already computes, and spend samples adaptively with it.
 
-Workflows: `run_train`, `run_eval`, `run_sample` (each `(model, config, *, out=None)`, returning
+Workflows: `run_train`, `run_eval`, `run_sample`, `compare_heads` (each `(model, config, *, out=None)`, returning
 a result with `save` / `load`). Building blocks stay importable from their modules
 (`decode.sample`, `policy.decide`, `sampler.pareto`, `crossval.cross_validate`, ...).
 """
 from metalens.introspect.bins import BinSpec
 from metalens.introspect.branching import utility_generate
+from metalens.introspect.compare import compare_heads
 from metalens.introspect.demo import demo
 from metalens.introspect.eval_run import EvalConfig, run_eval
 from metalens.introspect.features import rollout_positions
@@ -26,7 +27,7 @@ from metalens.introspect.values import relabel_with_head
 
 __all__ = [
     "BinSpec", "EvalConfig", "FullConfig", "FullWeights", "Question", "ReservedHead", "SampleConfig", "TrainConfig",
-    "adaptive_generate", "choose_actions", "demo", "generate_rollouts", "load_rollouts", "relabel_with_head",
+    "adaptive_generate", "choose_actions", "compare_heads", "demo", "generate_rollouts", "load_rollouts", "relabel_with_head",
     "rollout_positions", "run_eval", "run_sample", "run_train", "train_full", "train_head", "utility_generate",
     "weights_applied",
 ]

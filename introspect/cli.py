@@ -129,6 +129,18 @@ def _rollouts(args) -> None:
     print(f"wrote {args.out}/rollouts.jsonl and {args.out}/manifest.json")
 
 
+def _compare(args) -> None:
+    from metalens.introspect.compare import compare_heads
+
+    res = compare_heads(_model(args), args.heads, n_boot=args.n_boot, seed=args.seed, out=args.out)
+    for head, score in res.scores.items():
+        print(f"{head}: AUROC {score['auroc']:.3f}, Brier {score['brier']:.3f}, ECE {score['ece']:.3f}")
+    for d in res.differences:
+        print(f"{d['head']} - {d['reference']}: AUROC {d['auroc_diff']:+.3f} [{d['ci95'][0]:+.3f}, "
+              f"{d['ci95'][1]:+.3f}], Holm p {d['p_holm']:.3f} ({res.n_comparisons} comparisons, {res.n_units} units)")
+    print(f"wrote {args.out}/results.json")
+
+
 def register(subparsers) -> None:
     """Add `introspect` with sub-verbs train, rollouts, eval and sample."""
     from metalens.cli import add_model_args
@@ -186,6 +198,14 @@ def register(subparsers) -> None:
     ev.add_argument("--n-shuffles", type=int, default=3, help="shuffled-label heads in the null baseline")
     ev.add_argument("--seed", type=int, default=0)
     ev.set_defaults(func=_eval)
+
+    co = sub.add_parser("compare", help="heads of several modes on the same held-out questions, paired")
+    add_model_args(co)
+    co.add_argument("--heads", nargs="+", required=True, help="train OUT/head directories; the first is the reference")
+    co.add_argument("--out", required=True)
+    co.add_argument("--n-boot", type=int, default=1000)
+    co.add_argument("--seed", type=int, default=0)
+    co.set_defaults(func=_compare)
 
     sa = sub.add_parser("sample", help="adaptive sampler vs majority voting / best-of-N (Pareto curve)")
     add_model_args(sa)

@@ -4,7 +4,7 @@
 # problems levels 1-4 (40 x 8) to test transfer; heads in mode head, head on value labels, lora and
 # full on the same split; held-out and transfer evaluation; the utility sampler against majority
 # voting and best-of-N. Run from the repository root: `bash results/ziprc-gemma/run.sh [STAGE ...]`,
-# stages rollouts, value, lrprobe, lora, full, eval, sample (default: all, in that order; each
+# stages rollouts, value, lrprobe, lora, full, compare, eval, sample (default: all, in that order; each
 # resumes or skips what is done). Mode full's peak lr comes from the lrprobe stage (one AdamW step
 # at 1e-8 .. 1e-5 on training questions only: lr-probe.json); LR= overrides it. Outputs go to runs/ziprc (ignored); the small results.json files are copied
 # here, wall/CPU times appended to time.txt. CPU, 2 cores.
@@ -56,6 +56,11 @@ stage_eval() {
     cp "$R/$h/eval-words/results.json" "$HERE/$h-eval-words.json"
   done
 }
+stage_compare() {  # the four heads on the same held-out positions, paired with the head-mode head
+  [ -f "$R/compare/results.json" ] || timed "compare" $ML introspect compare --model $M --device cpu \
+    --heads "$R/head/head" "$R/value/head" "$R/lora/head" "$R/full/head" --out "$R/compare"
+  cp "$R/compare/results.json" "$HERE/compare.json"
+}
 stage_sample() {
   # the head-mode head: its model's sampling distribution is the frozen one, so the live utility runs
   # and the majority / best-of-N baselines replayed from the stored rollouts draw from the same model
@@ -64,4 +69,4 @@ stage_sample() {
     --utility 24 --utility-alphas 0.001 0.003 0.01 --utility-betas 0 0.005
   cp "$R/head/sample/results.json" "$HERE/sample.json"
 }
-for stage in "${@:-rollouts value lrprobe lora full eval sample}"; do for s in $stage; do "stage_$s"; done; done
+for stage in "${@:-rollouts value lrprobe lora full compare eval sample}"; do for s in $stage; do "stage_$s"; done; done

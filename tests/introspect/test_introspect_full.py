@@ -198,6 +198,26 @@ def test_cli_full_mode_trains_evaluates_and_samples_through_its_weights(tmp_path
     with pytest.raises(ValueError, match="full head.*not be out of fold"):
         run_eval(model, EvalConfig(out / "head", verbal=False, cv=2), progress=False)
 
+    # compare: a head-mode head on the same store and split, paired with the full head
+    common = ["--rollouts", str(tmp_path / "r"), "--steps", "20", "--test-fraction", "0.5"]
+    assert main(["introspect", "train", "--out", str(tmp_path / "h"), *common]) == 0
+    assert main(["introspect", "compare", "--heads", str(tmp_path / "h" / "head"), str(out / "head"),
+                 str(tmp_path / "h" / "head"), "--out", str(tmp_path / "cmp"), "--n-boot", "200"]) == 0
+    cmp = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    plain = json.loads((tmp_path / "h" / "results.json").read_text())
+    full_score, head_score = cmp["scores"][str(out / "head")], cmp["scores"][str(tmp_path / "h" / "head")]
+    assert full_score["auroc"] == pytest.approx(trained["heldout_all_positions"]["head"]["auroc"])  # through weights
+    assert head_score["auroc"] == pytest.approx(plain["heldout_all_positions"]["head"]["auroc"])
+    to_full, to_self = cmp["differences"]
+    assert to_full["auroc_diff"] == pytest.approx(full_score["auroc"] - head_score["auroc"])
+    assert to_self["auroc_diff"] == 0 and to_self["ci95"] == [0, 0]  # paired: identical heads never differ
+    assert cmp["n_comparisons"] == 2 and torch.equal(model.hf(**batch).logits, before)
+    assert main(["introspect", "train", "--out", str(tmp_path / "h2"), *common[:-1], "0.3"]) == 0
+    from metalens.introspect.compare import compare_heads
+
+    with pytest.raises(ValueError, match="same rollouts and split"):
+        compare_heads(model, [str(tmp_path / "h" / "head"), str(tmp_path / "h2" / "head")])
+
 
 def test_drift_of_the_frozen_model_is_none_and_a_trained_one_costs_likelihood(tmp_path):
     from metalens.introspect.full import measure_drift
