@@ -149,7 +149,7 @@ def _matched(pools, tokens: float, fn, sizes) -> tuple[object, np.ndarray | None
 def utility_runs(model, head, records: list[dict], pools: list, task_ids: list[int], alphas, betas, every: int = 4,
                  seed: int = 0, branch: bool = True, prune_alphas=(0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
                  max_new_tokens: int | None = None, temperature: float | None = None,
-                 min_p: float | None = None) -> list[dict]:
+                 min_p: float | None = None, progress: bool = False) -> list[dict]:
     """The live utility sampler on `task_ids` at each (alpha, beta), against the stored samples of the
     same problems (`pools`, one per task in `task_ids` order): majority@N, best-of-N (head) and the
     prune-only replay, each at the smallest N (alpha) spending at least the sampler's mean tokens.
@@ -163,10 +163,17 @@ def utility_runs(model, head, records: list[dict], pools: list, task_ids: list[i
     pool_size = min(len(p) for p in pools)
     levels = np.array([by_id[t]["level"] for t in task_ids])
     rows = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(alphas) * len(betas) * len(task_ids), desc="utility sampler", unit="problem")
     for alpha in alphas:
         for beta in betas:
             runs, seconds = [], 0.0
             for t in task_ids:
+                if bar is not None:
+                    bar.update()
                 begin = time.perf_counter()
                 run = utility_generate(model, head, by_id[t]["prompt_ids"], alpha, beta, every, max_samples=pool_size,
                                        max_new_tokens=max_new_tokens or manifest["max_new_tokens"],

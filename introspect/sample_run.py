@@ -120,7 +120,7 @@ def run_sample(model, config: SampleConfig, *, out: str | Path | None = None, pr
             tasks = sorted(head.metadata["test_tasks"])[: config.utility]
             pools = build_pools(model, records, by_task(positions, tasks), head)
             utility = utility_runs(model, head, records, pools, tasks, config.utility_alphas, config.utility_betas,
-                                   config.every, config.seed, config.branch)
+                                   config.every, config.seed, config.branch, progress=progress)
         if config.live:
             live = live_runs(model, head, records, head.metadata["test_tasks"][: config.live], config.live_alphas,
                              config.beta, config.every, config.seed)

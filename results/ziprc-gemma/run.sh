@@ -46,8 +46,8 @@ stage_full() {
 print(max(s['lr'] for s in d['steps'] if s['ce_b'] < d['ce_b_start']))")}
   train_on full --mode full --steps 40 --warmup 4 --accum 2 --batch-size 4 --lr "$lr" --kl-coef 10
 }
-stage_eval() {
-  for h in head value lora full; do
+stage_eval() {  # HEADS= picks some of them
+  for h in ${HEADS:-head value lora full}; do
     [ -f "$R/$h/eval/results.json" ] || timed "eval $h" $ML introspect eval --model $M --device cpu \
       --head "$R/$h/head" --out "$R/$h/eval" --no-verbal
     [ -f "$R/$h/eval-words/results.json" ] || timed "eval $h on words" $ML introspect eval --model $M --device cpu \
