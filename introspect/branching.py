@@ -149,12 +149,14 @@ def _matched(pools, tokens: float, fn, sizes) -> tuple[object, np.ndarray | None
 def utility_runs(model, head, records: list[dict], pools: list, task_ids: list[int], alphas, betas, every: int = 4,
                  seed: int = 0, branch: bool = True, prune_alphas=(0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
                  max_new_tokens: int | None = None, temperature: float | None = None,
-                 min_p: float | None = None, progress: bool = False) -> list[dict]:
+                 min_p: float | None = None, progress: bool = False,
+                 heads: dict[int, ReservedHead] | None = None) -> list[dict]:
     """The live utility sampler on `task_ids` at each (alpha, beta), against the stored samples of the
     same problems (`pools`, one per task in `task_ids` order): majority@N, best-of-N (head) and the
     prune-only replay, each at the smallest N (alpha) spending at least the sampler's mean tokens.
     Differences are paired per problem with 95 % bootstrap intervals over problems, overall and per
-    difficulty level; every row carries its Holm-adjusted p over the rows' comparisons."""
+    difficulty level; every row carries its Holm-adjusted p over the rows' comparisons. `heads`: a
+    head per task (cross-validation: each read by a head trained without its fold), else `head`."""
     import json
     from pathlib import Path
 
@@ -175,7 +177,7 @@ def utility_runs(model, head, records: list[dict], pools: list, task_ids: list[i
                 if bar is not None:
                     bar.update()
                 begin = time.perf_counter()
-                run = utility_generate(model, head, by_id[t]["prompt_ids"], alpha, beta, every, max_samples=pool_size,
+                run = utility_generate(model, heads[t] if heads else head, by_id[t]["prompt_ids"], alpha, beta, every, max_samples=pool_size,
                                        max_new_tokens=max_new_tokens or manifest["max_new_tokens"],
                                        temperature=manifest["temperature"] if temperature is None else temperature,
                                        min_p=manifest.get("min_p") if min_p is None else min_p, branch=branch,

@@ -219,7 +219,8 @@ def register(subparsers) -> None:
     sa.add_argument("--live-alphas", type=float, nargs="+", default=[0.003, 0.01])
     sa.add_argument("--cv", type=int, default=0, help="also compare on every problem with K-fold heads")
     sa.add_argument("--utility", type=int, default=0,
-                    help="also run the utility sampler (stop/start/branch) live on this many held-out problems")
+                    help="also run the utility sampler (stop/start/branch) live on this many held-out problems "
+                         "(with --cv: of all problems, each read by its fold's head)")
     sa.add_argument("--utility-alphas", type=float, nargs="+", default=[0.001, 0.01], help="its token costs")
     sa.add_argument("--utility-betas", type=float, nargs="+", default=[0.0, 0.01], help="its latency costs per step")
     sa.add_argument("--no-branch", action="store_true", help="utility sampler without branching")

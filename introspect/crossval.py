@@ -36,14 +36,17 @@ def problem_folds(positions: Positions, k: int, seed: int = 0,
 
 
 def out_of_fold_pools(model, positions: Positions, records: list[dict], spec: BinSpec, k: int, steps: int = 100,
-                      seed: int = 0, start: int | None = None) -> list[list[PoolSample]]:
+                      seed: int = 0, start: int | None = None, heads: dict | None = None) -> list[list[PoolSample]]:
     """Every problem's sample pool, read by a head trained without that problem (its fold held out),
-    so the sampler can be compared on all problems instead of one held-out split."""
+    so the sampler can be compared on all problems instead of one held-out split. Pools come fold by
+    fold, sorted by task within a fold; `heads`, a dict, receives task index -> its fold's head."""
     pools = []
     for fold in problem_folds(positions, k, seed, problem_units(records)):
         test = torch.isin(positions.task, torch.tensor(fold))
         head = train_head(model, positions.select(~test), spec, steps=steps, seed=seed, start=start)
         pools += build_pools(model, records, positions.select(test), head)
+        if heads is not None:
+            heads.update({t: head for t in sorted(fold)})
     return pools
 
 

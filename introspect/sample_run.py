@@ -24,6 +24,7 @@ class SampleConfig:
     live_alphas: tuple[float, ...] = (0.003, 0.01)
     cv: int = 0  # >= 2: also compare on every question, each read by a head trained without its fold
     utility: int = 0  # also run the utility sampler (stop / start / branch) live on this many held-out questions
+    # (with cv: on this many of all questions, in fold order, each read by its fold's head)
     utility_alphas: tuple[float, ...] = (0.001, 0.01)  # its token costs
     utility_betas: tuple[float, ...] = (0.0, 0.01)  # its latency costs (per decode step)
     branch: bool = True  # let it branch from running samples (else stop / start only)
@@ -110,17 +111,23 @@ def run_sample(model, config: SampleConfig, *, out: str | Path | None = None, pr
         test = by_task(positions, head.metadata["test_tasks"])
         curves = pareto(build_pools(model, records, test, head), config.alphas, config.beta, config.every)
         cv = live = utility = None
+        fold_heads: dict = {}
         if config.cv:
-            pools = out_of_fold_pools(model, positions, records, head.spec, config.cv, seed=config.seed,
-                                      start=head.start)
-            cv = {**pareto(pools, config.alphas, config.beta, config.every), "k": config.cv}
+            cv_pools = out_of_fold_pools(model, positions, records, head.spec, config.cv, seed=config.seed,
+                                         start=head.start, heads=fold_heads)
+            cv = {**pareto(cv_pools, config.alphas, config.beta, config.every), "k": config.cv}
         if config.utility:
             from metalens.introspect.branching import utility_runs
 
-            tasks = sorted(head.metadata["test_tasks"])[: config.utility]
-            pools = build_pools(model, records, by_task(positions, tasks), head)
+            if config.cv:  # every question (up to `utility`), each read by its fold's head
+                tasks = list(fold_heads)[: config.utility]
+                pools = cv_pools[: len(tasks)]
+            else:
+                tasks = sorted(head.metadata["test_tasks"])[: config.utility]
+                pools = build_pools(model, records, by_task(positions, tasks), head)
             utility = utility_runs(model, head, records, pools, tasks, config.utility_alphas, config.utility_betas,
-                                   config.every, config.seed, config.branch, progress=progress)
+                                   config.every, config.seed, config.branch, progress=progress,
+                                   heads=fold_heads or None)
         if config.live:
             live = live_runs(model, head, records, head.metadata["test_tasks"][: config.live], config.live_alphas,
                              config.beta, config.every, config.seed)

@@ -4,7 +4,7 @@
 # problems levels 1-4 (40 x 8) to test transfer; heads in mode head, head on value labels, lora and
 # full on the same split; held-out and transfer evaluation; the utility sampler against majority
 # voting and best-of-N. Run from the repository root: `bash results/ziprc-gemma/run.sh [STAGE ...]`,
-# stages rollouts, value, lrprobe, lora, full, compare, eval, sample (default: all, in that order; each
+# stages rollouts, value, lrprobe, lora, full, compare, eval, sample, samplecv (default: all, in that order; each
 # resumes or skips what is done). Mode full's peak lr comes from the lrprobe stage (one AdamW step
 # at 1e-8 .. 1e-5 on training questions only: lr-probe.json); LR= overrides it. Outputs go to runs/ziprc (ignored); the small results.json files are copied
 # here, wall/CPU times appended to time.txt. CPU, 2 cores.
@@ -69,4 +69,11 @@ stage_sample() {
     --utility 24 --utility-alphas 0.001 0.003 0.01 --utility-betas 0 0.005
   cp "$R/head/sample/results.json" "$HERE/sample.json"
 }
-for stage in "${@:-rollouts value lrprobe lora full compare eval sample}"; do for s in $stage; do "stage_$s"; done; done
+stage_samplecv() {
+  # every one of the 80 questions, each read by a head trained without its fold (5 folds by unit)
+  [ -f "$R/head/sample-cv/results.json" ] || timed "sample cv" $ML introspect sample --model $M --device cpu \
+    --head "$R/head/head" --out "$R/head/sample-cv" --every 4 --cv 5 \
+    --utility 80 --utility-alphas 0.001 0.003 --utility-betas 0 0.005
+  cp "$R/head/sample-cv/results.json" "$HERE/sample-cv.json"
+}
+for stage in "${@:-rollouts value lrprobe lora full compare eval sample samplecv}"; do for s in $stage; do "stage_$s"; done; done

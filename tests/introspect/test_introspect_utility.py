@@ -164,3 +164,44 @@ def test_sample_reports_the_utility_sampler_against_matched_baselines(tmp_path, 
     compared = [v for r in rows for v in r["vs"].values() if "p_holm" in v]
     assert compared and all(v["n_comparisons"] == len(compared) for v in compared)
     assert all(set(v["by_level"]) <= {"1", "2"} for v in compared)
+
+
+def test_cross_validated_utility_runs_read_each_question_with_its_folds_head(tmp_path, monkeypatch):
+    import metalens
+    from metalens.cli import main
+    from metalens.introspect import branching
+    from metalens.introspect.crossval import problem_folds
+    from metalens.introspect.rollouts import load_rollouts
+    from metalens.testing import tiny_model
+    from test_introspect_full import _planted_store
+
+    model = tiny_model("gemma3", seed=10)
+    monkeypatch.setattr(metalens, "load_model", lambda *a, **k: model)
+    _planted_store(model, tmp_path / "r", n=8)
+    out = tmp_path / "run"
+    assert main(["introspect", "train", "--out", str(out), "--rollouts", str(tmp_path / "r"), "--steps", "30",
+                 "--test-fraction", "0.5"]) == 0
+    used = {}
+    real = branching.utility_generate
+
+    def spy(model, head, prompt_ids, *args, **kwargs):
+        used.setdefault(tuple(prompt_ids), set()).add(id(head))
+        return real(model, head, prompt_ids, *args, **kwargs)
+
+    monkeypatch.setattr(branching, "utility_generate", spy)
+    assert main(["introspect", "sample", "--head", str(out / "head"), "--out", str(out / "s"), "--alphas", "0",
+                 "--cv", "2", "--utility", "8", "--utility-alphas", "0", "--utility-betas", "0"]) == 0
+    rows = json.loads((out / "s" / "results.json").read_text())["utility"]
+    assert rows[0]["n_problems"] == 8  # every question, not only the 4 held out
+    records = {r["task_index"]: r for r in load_rollouts(tmp_path / "r")}
+    heads = {t: used[tuple(records[t]["prompt_ids"])] for t in records}
+    assert all(len(h) == 1 for h in heads.values())  # one head per question across its runs
+    from types import SimpleNamespace
+
+    import torch
+    from metalens.introspect.runs import problem_units
+
+    folds = problem_folds(SimpleNamespace(task=torch.tensor(sorted(records))), 2, seed=0,
+                          units=problem_units(list(records.values())))
+    per_fold = [{next(iter(heads[t])) for t in fold} for fold in folds]
+    assert all(len(h) == 1 for h in per_fold) and per_fold[0] != per_fold[1]  # the same head within a fold only
