@@ -5,6 +5,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import dataclasses
+import json
 
 import torch
 
@@ -20,6 +21,8 @@ from metalens.introspect.train import shuffled, train_head
 from metalens.introspect.values import relabel_with_head
 
 MODES = ("head", "lora", "full")
+ROLLOUT_SETTINGS = ("format", "model", "revision", "n_tasks", "n_samples", "max_new_tokens", "temperature", "min_p",
+                    "batch_questions", "seed", "tasks_sha256", "sha256")
 MONITOR_SAMPLES = 32  # mode full: held-out samples whose CE is read during training (read, never selected on)
 LENGTH_BINS = ("geometric", "fitted")
 # Per-mode defaults of the trained modes (lora: the earlier runs; full: ZIP-RC's KL coefficient).
@@ -117,6 +120,8 @@ class TrainResult:
     spec: dict | None = None  # the head's bins (fitted edges, value states)
     full_history: list[dict] | None = None  # mode full: per step lr, ce, kl, grad norm
     weights: object = None  # mode full: the FullWeights the head's states come from
+    rollout_settings: dict | None = None  # how the store was sampled (its manifest): what a named store's
+    # results rest on, whatever the config's own sampling fields (unused then) say
     value_labels: dict | None = None  # value stage: the values' summary (and the first head's held-out scores)
 
     @property
@@ -230,8 +235,11 @@ def run_train(model, config: TrainConfig, *, out: str | Path | None = None, prog
         heldout[f"head mode ({config.mode} init)"] = score(extra.pop("init"), by_task(base, test_ids))
     if config.value_labels:
         heldout["first stage (graded rewards)"] = extra["value_labels"].pop("first_heldout")
+    manifest = json.loads((rollouts / "manifest.json").read_text())
+    settings = {k: manifest.get(k) for k in ROLLOUT_SETTINGS}
     result = TrainResult(head, config, str(rollouts), solve_rates(records), len(records), train_ids, test_ids,
-                         heldout, {"head": score(head, train)}, spec=spec.to_dict(), **extra)
+                         heldout, {"head": score(head, train)}, spec=spec.to_dict(), rollout_settings=settings,
+                         **extra)
     if out is not None:
         result.save(out)
     return result

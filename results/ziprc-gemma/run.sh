@@ -46,6 +46,11 @@ stage_full() {
 print(max(s['lr'] for s in d['steps'] if s['ce_b'] < d['ce_b_start']))")}
   train_on full --mode full --steps 40 --warmup 4 --accum 2 --batch-size 4 --lr "$lr" --kl-coef 10
 }
+stage_full2() {
+  # a second full run at a tenth of the probed lr, decided after the first one's held-out result
+  # (so its held-out figures are not a clean test): is it the lr or the recipe at 8 samples a step?
+  train_on full-lr1e-7 --mode full --steps 40 --warmup 4 --accum 2 --batch-size 4 --lr 1e-7 --kl-coef 10
+}
 stage_eval() {  # HEADS= picks some of them
   for h in ${HEADS:-head value lora full}; do
     [ -f "$R/$h/eval/results.json" ] || timed "eval $h" $ML introspect eval --model $M --device cpu \

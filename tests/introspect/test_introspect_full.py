@@ -182,6 +182,8 @@ def test_cli_full_mode_trains_evaluates_and_samples_through_its_weights(tmp_path
                  "--batch-size", "2", "--head-steps", "20", "--test-fraction", "0.5"]) == 0
     trained = json.loads((out / "results.json").read_text())
     assert trained["config"]["train_steps"] == 4 and trained["config"]["kl_coef"] == 5.0
+    # the named store's own sampling, not the config's unused defaults (6 samples, 40 tokens)
+    assert trained["rollout_settings"]["n_samples"] == 2 and trained["rollout_settings"]["max_new_tokens"] == 5
     assert [h["lr"] for h in trained["full_history"] if h["step"] >= 0] == [lr_at(s, 1e-3, 1, 4) for s in range(4)]
     assert trained["kl_normal_vocab_heldout"] > 0 and (out / "weights" / "weights.safetensors").exists()
     assert "head mode (full init)" in trained["heldout_all_positions"]
