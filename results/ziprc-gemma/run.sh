@@ -78,7 +78,7 @@ stage_samplecv() {
   # every one of the 80 questions, each read by a head trained without its fold (5 folds by unit)
   [ -f "$R/head/sample-cv/results.json" ] || timed "sample cv" $ML introspect sample --model $M --device cpu \
     --head "$R/head/head" --out "$R/head/sample-cv" --every 4 --cv 5 \
-    --utility 80 --utility-alphas 0.001 0.003 --utility-betas 0 0.005
+    --utility 80 --utility-alphas 0.001 --utility-betas 0 0.005
   cp "$R/head/sample-cv/results.json" "$HERE/sample-cv.json"
 }
 for stage in "${@:-rollouts value lrprobe lora full compare eval sample samplecv}"; do for s in $stage; do "stage_$s"; done; done

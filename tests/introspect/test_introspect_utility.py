@@ -142,7 +142,8 @@ def test_the_utility_sampler_never_samples_reserved_tokens_and_leaves_the_model(
     assert again.texts == run.texts
 
 
-def test_sample_reports_the_utility_sampler_against_matched_baselines(tmp_path, monkeypatch):
+def _trained_on_planted_store(tmp_path, monkeypatch):
+    """A head-mode head trained through the CLI on 8 planted questions, half held out: its run dir."""
     import metalens
     from metalens.cli import main
     from metalens.testing import tiny_model
@@ -154,6 +155,13 @@ def test_sample_reports_the_utility_sampler_against_matched_baselines(tmp_path, 
     out = tmp_path / "run"
     assert main(["introspect", "train", "--out", str(out), "--rollouts", str(tmp_path / "r"), "--steps", "30",
                  "--test-fraction", "0.5"]) == 0
+    return out
+
+
+def test_sample_reports_the_utility_sampler_against_matched_baselines(tmp_path, monkeypatch):
+    from metalens.cli import main
+
+    out = _trained_on_planted_store(tmp_path, monkeypatch)
     assert main(["introspect", "sample", "--head", str(out / "head"), "--out", str(out / "s"), "--alphas", "0",
                  "--utility", "3", "--utility-alphas", "0", "0.01", "--utility-betas", "0", "0.1"]) == 0
     rows = json.loads((out / "s" / "results.json").read_text())["utility"]
@@ -167,20 +175,12 @@ def test_sample_reports_the_utility_sampler_against_matched_baselines(tmp_path, 
 
 
 def test_cross_validated_utility_runs_read_each_question_with_its_folds_head(tmp_path, monkeypatch):
-    import metalens
     from metalens.cli import main
     from metalens.introspect import branching
     from metalens.introspect.crossval import problem_folds
     from metalens.introspect.rollouts import load_rollouts
-    from metalens.testing import tiny_model
-    from test_introspect_full import _planted_store
 
-    model = tiny_model("gemma3", seed=10)
-    monkeypatch.setattr(metalens, "load_model", lambda *a, **k: model)
-    _planted_store(model, tmp_path / "r", n=8)
-    out = tmp_path / "run"
-    assert main(["introspect", "train", "--out", str(out), "--rollouts", str(tmp_path / "r"), "--steps", "30",
-                 "--test-fraction", "0.5"]) == 0
+    out = _trained_on_planted_store(tmp_path, monkeypatch)
     used = {}
     real = branching.utility_generate
 
