@@ -45,6 +45,11 @@ def pareto_figure(result: dict):
                                  mode="lines+markers", name=method,
                                  line=dict(dash="dot") if "oracle" in method else None,
                                  text=[f"param={p['param']}" for p in pts]))
+    if result.get("utility"):  # the live utility sampler, one point per (alpha, beta)
+        rows = result["utility"]
+        fig.add_trace(go.Scatter(x=[r["tokens"] for r in rows], y=[r["accuracy"] for r in rows], mode="markers",
+                                 marker=dict(size=10, symbol="diamond"), name="utility sampler (live)",
+                                 text=[f"alpha={r['alpha']}, beta={r['beta']}" for r in rows]))
     fig.update_layout(xaxis_title="mean generated tokens per problem", yaxis_title="accuracy", height=450)
     return fig
 

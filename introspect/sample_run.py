@@ -69,7 +69,8 @@ class SampleResult:
         """Write results.json and report.html into `out`."""
         data = self.data()
         sections = [
-            ("Accuracy vs tokens (held-out questions)", pareto_figure(data)),
+            # the utility points sit on the figure of the questions they ran on
+            ("Accuracy vs tokens (held-out questions)", pareto_figure({**data, "utility": None} if self.cv else data)),
             ("Adaptive sampler vs majority voting at the same mean tokens", self.matched),
             ("Paired per question: adaptive vs majority@N with N the smallest pool spending at least as many tokens",
              [r for r in self.paired if r.get("majority_n")]),
@@ -79,7 +80,7 @@ class SampleResult:
         if self.cv:
             k = self.cv["k"]
             sections += [(f"Accuracy vs tokens, all {self.cv['n_tasks']} questions ({k}-fold heads)",
-                          pareto_figure(self.cv)),
+                          pareto_figure({**self.cv, "utility": self.utility})),
                          (f"{k}-fold, paired per question: adaptive vs majority@N spending at least as many tokens",
                           [r for r in self.cv["paired"] if r.get("majority_n")])]
         if self.live:
