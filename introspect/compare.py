@@ -14,11 +14,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from metalens.introspect.metrics import auroc, summary
+from metalens.introspect.runs import (
+    adapted,
+    by_task,
+    cached_positions,
+    load_trained,
+    problem_units,
+    read_results,
+    write_results,
+)
 
 from metalens import stats
-from metalens.introspect.metrics import auroc, summary
-from metalens.introspect.runs import (adapted, by_task, cached_positions, load_trained, problem_units, read_results,
-                                      write_results)
 
 
 @dataclass
@@ -41,7 +48,7 @@ class CompareResult:
         ])
 
     @classmethod
-    def load(cls, out: str | Path) -> "CompareResult":
+    def load(cls, out: str | Path) -> CompareResult:
         """The result `save` wrote into `out`."""
         data = read_results(out)
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})

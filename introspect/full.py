@@ -75,6 +75,12 @@ def _rows_batch(model, rows):
     return ids, mask, tuple(torch.tensor(x, device=model.device) for x in zip(*select))
 
 
+def _reserved_logits(model, hidden: Tensor, reserved: range) -> Tensor:
+    """[n, K] softcapped logits of the reserved slice (the head's) from final-norm states [n, d_model]."""
+    weight = model.hf.get_output_embeddings().weight[reserved.start : reserved.stop]
+    return model.softcap(hidden.float() @ weight.float().T)
+
+
 def _logits(model, hidden: Tensor, reserved: range) -> Tensor:
     """[n, vocab] softcapped logits with the reserved tokens at -inf (the normal vocabulary)."""
     weight = model.hf.get_output_embeddings().weight
@@ -205,9 +211,7 @@ def _reserved_ce(model, rows: list[dict], labels: list[Tensor], reserved: range,
     with torch.no_grad():
         for i in range(0, len(rows), batch_size):
             ids, mask, where = _rows_batch(model, rows[i : i + batch_size])
-            hidden = final_states(model, ids, mask)[where]
-            weight = model.hf.get_output_embeddings().weight[reserved.start : reserved.stop]
-            logits = model.softcap(hidden.float() @ weight.float().T)
+            logits = _reserved_logits(model, final_states(model, ids, mask)[where], reserved)
             bins = torch.cat(labels[i : i + batch_size]).to(model.device)
             total += F.cross_entropy(logits, bins, reduction="sum").item()
             count += len(bins)
@@ -253,8 +257,7 @@ def _fit(model, rows, labels, reserved: range, teacher: Teacher | None, config: 
             ids, mask, where = _rows_batch(model, [rows[i] for i in pick])
             hidden = final_states(model, ids, mask)[where]  # [n_resp, d_model]
             bins = torch.cat([labels[i] for i in pick]).to(model.device)
-            weight = model.hf.get_output_embeddings().weight
-            ce = F.cross_entropy(model.softcap(hidden.float() @ weight[reserved.start : reserved.stop].float().T), bins)
+            ce = F.cross_entropy(_reserved_logits(model, hidden, reserved), bins)
             loss = ce
             if config.kl_coef > 0:
                 top_ids = torch.cat([teacher.ids[i] for i in pick]).to(model.device)  # [n_resp, k]

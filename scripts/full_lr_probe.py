@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-import metalens
 from metalens.introspect import ReservedHead, load_rollouts
 from metalens.introspect.bins import prefix_labels
-from metalens.introspect.features import flatten, final_states
-from metalens.introspect.full import _load, _rows_batch, _snapshot
+from metalens.introspect.features import final_states, flatten
+from metalens.introspect.full import _load, _reserved_logits, _rows_batch, _snapshot
 from metalens.introspect.runs import split_tasks
+
+import metalens
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model = metalens.load_model(args.model, device="cpu")
-    result = json.load(open(f"{args.train}/results.json"))
+    result = json.loads(Path(args.train, "results.json").read_text())
     head = ReservedHead.load(f"{args.train}/head")
     records = load_rollouts(result["rollouts"])
     train_ids, _ = split_tasks(records, result["config"]["test_fraction"], result["config"]["seed"])
@@ -54,9 +55,7 @@ def main() -> None:
         ids, mask, where = _rows_batch(model, batch)
         bins = torch.cat([prefix_labels(len(r["completion"]), r["reward"], head.spec)["bin"] for r in batch])
         with torch.set_grad_enabled(grad):
-            hidden = final_states(model, ids, mask)[where]
-            weight = model.hf.get_output_embeddings().weight[reserved.start : reserved.stop]
-            return F.cross_entropy(model.softcap(hidden.float() @ weight.float().T), bins)
+            return F.cross_entropy(_reserved_logits(model, final_states(model, ids, mask)[where], reserved), bins)
 
     original = _snapshot(model)
     head.install(model)
@@ -76,7 +75,7 @@ def main() -> None:
         out["steps"].append(row)
         print(json.dumps(row), flush=True)
     _load(model, original)
-    json.dump(out, open(args.out, "w"), indent=1)
+    Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"start CE A {out['ce_a_start']:.3f}, B {out['ce_b_start']:.3f}; wrote {args.out}")
 
 
