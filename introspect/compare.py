@@ -14,18 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from metalens.introspect.metrics import auroc, summary
-from metalens.introspect.runs import (
-    adapted,
-    by_task,
-    cached_positions,
-    load_trained,
-    problem_units,
-    read_results,
-    write_results,
-)
 
 from metalens import stats
+from metalens.introspect.metrics import auroc, summary
+from metalens.introspect.runs import (adapted, by_task, cached_positions, load_trained, problem_units, read_results,
+                                      write_results)
 
 
 @dataclass

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+import metalens
 from metalens.introspect import ReservedHead, load_rollouts
 from metalens.introspect.bins import prefix_labels
 from metalens.introspect.features import final_states, flatten
 from metalens.introspect.full import _load, _reserved_logits, _rows_batch, _snapshot
 from metalens.introspect.runs import split_tasks
-
-import metalens
 
 
 def main() -> None:
