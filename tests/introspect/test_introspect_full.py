@@ -238,3 +238,32 @@ def test_drift_of_the_frozen_model_is_none_and_a_trained_one_costs_likelihood(tm
     assert trained["nll_frozen"] == pytest.approx(same["nll_frozen"], abs=1e-6)
     assert trained["kl"] > 0 and trained["nll_trained"] > trained["nll_frozen"]
     assert trained["n_positions"] == sum(len(r["completion"]) for r in rows[16:])
+
+
+def test_lr_probe_steps_from_the_head_fit_on_training_questions_only(tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import metalens
+    from metalens.cli import main
+
+    model = tiny_model("gemma3", seed=5)
+    monkeypatch.setattr(metalens, "load_model", lambda *a, **k: model)
+    _planted_store(model, tmp_path / "r", n=8)
+    assert main(["introspect", "train", "--out", str(tmp_path / "h"), "--rollouts", str(tmp_path / "r"),
+                 "--steps", "20", "--test-fraction", "0.5"]) == 0
+    path = Path(__file__).resolve().parents[2] / "scripts" / "full_lr_probe.py"
+    spec = importlib.util.spec_from_file_location("full_lr_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    before = {n: p.detach().clone() for n, p in model.hf.named_parameters()}
+    monkeypatch.setattr(sys, "argv", ["probe", "--train", str(tmp_path / "h"), "--lrs", "0", "0.1",
+                                      "--batch-size", "2", "--out", str(tmp_path / "probe.json")])
+    probe.main()
+    out = json.loads((tmp_path / "probe.json").read_text())
+    zero, big = out["steps"]
+    assert zero["ce_a"] == pytest.approx(out["ce_a_start"], rel=1e-6)  # a step of lr 0 moves nothing
+    assert zero["ce_b"] == pytest.approx(out["ce_b_start"], rel=1e-6)
+    assert abs(big["ce_a"] - out["ce_a_start"]) > 1e-3  # and each lr starts again from the head fit
+    assert all(torch.equal(p, before[n]) for n, p in model.hf.named_parameters())  # the model handed back
