@@ -191,7 +191,8 @@ def train_full(model, rows: list[dict], labels: list[Tensor], spec: BinSpec, con
         if init is not None:
             init.install(model)
         history = _fit(model, rows, labels, reserved, teacher, config, monitor, progress)
-        head.weight = model.hf.get_output_embeddings().weight[reserved.start : reserved.stop].detach().float().cpu()
+        # a copy: on a CPU fp32 model .float().cpu() is a view, which the restore below would overwrite
+        head.weight = model.hf.get_output_embeddings().weight[reserved.start : reserved.stop].detach().float().cpu().clone()
         trained = {name: p.detach().cpu().clone() for name, p in model.hf.named_parameters()}
     finally:
         _load(model, original)

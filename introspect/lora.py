@@ -60,7 +60,7 @@ def train_lora(model, records: list[dict], spec: BinSpec | None = None, steps: i
         peft_model.unload()
         raise
     peft_model.eval()
-    head.weight = reserved.detach().cpu()
+    head.weight = reserved.detach().cpu().clone()
     head.metadata = {**head.metadata, "mode": "lora", "steps": steps, "rank": rank, "kl_coef": kl_coef,
                      "lr": lr, "seed": seed, "target_modules": list(target_modules),
                      "init": "given head" if init is not None else "model rows"}

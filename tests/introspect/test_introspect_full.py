@@ -9,6 +9,7 @@ from metalens.testing import tiny_model
 from metalens.introspect import BinSpec, Question, generate_rollouts, load_rollouts
 from metalens.introspect.bins import prefix_labels
 from metalens.introspect.features import flatten
+from metalens.introspect.head import ReservedHead
 from metalens.introspect.full import (FullConfig, FullWeights, lr_at, measure_kl, sparse_kl, teacher_topk, train_full,
                                       weights_applied)
 
@@ -71,7 +72,6 @@ def test_monitor_reads_the_cross_entropy_of_other_rows_before_and_during_trainin
     readings = {h["step"]: h["monitor_ce"] for h in history if "monitor_ce" in h}
     assert sorted(readings) == [-1, 3, 5]  # the start, every 4 steps, the last
     # the start is the untrained model's CE on the monitor rows, computed independently here
-    from metalens.introspect.head import ReservedHead
     from metalens.introspect.features import final_hidden
 
     head = ReservedHead.from_model(model, SPEC)
@@ -267,3 +267,20 @@ def test_lr_probe_steps_from_the_head_fit_on_training_questions_only(tmp_path, m
     assert zero["ce_b"] == pytest.approx(out["ce_b_start"], rel=1e-6)
     assert abs(big["ce_a"] - out["ce_a_start"]) > 1e-3  # and each lr starts again from the head fit
     assert all(torch.equal(p, before[n]) for n, p in model.hf.named_parameters())  # the model handed back
+
+
+def test_the_returned_head_holds_the_trained_rows_not_the_restored_originals(tmp_path):
+    # On a CPU fp32 model a row slice taken with .float().cpu() is a view of the embedding; restoring
+    # the original parameters after training would then overwrite the returned head with the
+    # untrained <unused> rows. At lr 0 the returned rows must be exactly the init head's.
+    model = tiny_model("gemma3", seed=1)
+    rows, labels = _rows(model, tmp_path / "r")
+    init = ReservedHead.from_model(model, SPEC)
+    init.weight = torch.randn_like(init.weight)
+    untrained = ReservedHead.from_model(model, SPEC).weight
+    config = FullConfig(steps=2, lr=0.0, kl_coef=0.0, warmup=1, accum=1, batch_size=4)
+    head, weights, _ = train_full(model, rows[:8], labels[:8], SPEC, config, init=init)
+    assert torch.equal(head.weight, init.weight) and not torch.equal(head.weight, untrained)
+    embedding = weights.tensors[next(n for n in weights.tensors if "embed" in n)]
+    assert torch.equal(embedding[head.token_ids.start : head.token_ids.stop], head.weight)  # the saved weights agree
+    assert torch.equal(ReservedHead.from_model(model, SPEC).weight, untrained)  # the model handed back
