@@ -4,7 +4,7 @@
 # problems levels 1-4 (40 x 8) to test transfer; heads in mode head, head on value labels, lora and
 # full on the same split; held-out and transfer evaluation; the utility sampler against majority
 # voting and best-of-N. Run from the repository root: `bash results/ziprc-gemma/run.sh [STAGE ...]`,
-# stages rollouts, value, lrprobe, lora, full, compare, eval, sample, samplecv (default: all, in that order; each
+# stages rollouts, value, lrprobe, lora, full, full2, rehead, compare, eval, sample, samplecv (default: all, in that order; each
 # resumes or skips what is done). Mode full's peak lr comes from the lrprobe stage (one AdamW step
 # at 1e-8 .. 1e-5 on training questions only: lr-probe.json); LR= overrides it. Outputs go to runs/ziprc (ignored); the small results.json files are copied
 # here, wall/CPU times appended to time.txt. CPU, 2 cores.
@@ -51,6 +51,15 @@ stage_full2() {
   # (so its held-out figures are not a clean test): is it the lr or the recipe at 8 samples a step?
   train_on full-lr1e-7 --mode full --steps 40 --warmup 4 --accum 2 --batch-size 4 --lr 1e-7 --kl-coef 10
 }
+stage_rehead() {
+  # the full runs trained before the fix of train_full's returned rows (a view on CPU, overwritten
+  # by the restore): their heads are re-read from weights/ and rescored, then compared and
+  # evaluated again (their earlier eval / compare outputs are removed first)
+  .venv/bin/python scripts/rehead_full.py "$R/full" "$R/full-lr1e-7"
+  cp "$R/full/results.json" "$HERE/full-train.json"
+  cp "$R/full-lr1e-7/results.json" "$HERE/full-lr1e-7-train.json"
+  rm -rf "$R/full/eval" "$R/full/eval-words" "$R/compare"
+}
 stage_eval() {  # HEADS= picks some of them
   for h in ${HEADS:-head value lora full}; do
     [ -f "$R/$h/eval/results.json" ] || timed "eval $h" $ML introspect eval --model $M --device cpu \
@@ -81,4 +90,4 @@ stage_samplecv() {
     --utility 80 --utility-alphas 0.001 --utility-betas 0 0.005
   cp "$R/head/sample-cv/results.json" "$HERE/sample-cv.json"
 }
-for stage in "${@:-rollouts value lrprobe lora full compare eval sample samplecv}"; do for s in $stage; do "stage_$s"; done; done
+for stage in "${@:-rollouts value lrprobe lora full full2 rehead compare eval sample samplecv}"; do for s in $stage; do "stage_$s"; done; done
