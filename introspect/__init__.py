@@ -5,8 +5,8 @@ mode `full`, with a KL to the frozen model) to predict, at every token, the join
 of the final reward and the tokens remaining (the ZIP-RC idea), read it from the logits the
 forward pass already computes, and spend samples adaptively with it.
 
-Workflows: `run_train`, `run_eval`, `run_sample`, `compare_heads` (each `(model, config, *, out=None)`, returning
-a result with `save` / `load`). Building blocks stay importable from their modules
+Workflows: `run_train`, `run_eval`, `run_sample` (each `(model, config, *, out=None)`, returning
+a result with `save` / `load`) and `compare_heads(model, heads, out=None)`. Building blocks stay importable from their modules
 (`decode.sample`, `policy.decide`, `sampler.pareto`, `crossval.cross_validate`, ...).
 """
 from metalens.introspect.bins import BinSpec
@@ -27,7 +27,7 @@ from metalens.introspect.values import relabel_with_head
 
 __all__ = [
     "BinSpec", "EvalConfig", "FullConfig", "FullWeights", "Question", "ReservedHead", "SampleConfig", "TrainConfig",
-    "adaptive_generate", "choose_actions", "compare_heads", "demo", "generate_rollouts", "load_rollouts", "relabel_with_head",
-    "rollout_positions", "run_eval", "run_sample", "run_train", "train_full", "train_head", "utility_generate",
+    "adaptive_generate", "choose_actions", "compare_heads", "demo", "generate_rollouts", "load_rollouts",
+    "relabel_with_head", "rollout_positions", "run_eval", "run_sample", "run_train", "train_full", "train_head", "utility_generate",
     "weights_applied",
 ]

@@ -177,7 +177,8 @@ def utility_runs(model, head, records: list[dict], pools: list, task_ids: list[i
                 if bar is not None:
                     bar.update()
                 begin = time.perf_counter()
-                run = utility_generate(model, heads[t] if heads else head, by_id[t]["prompt_ids"], alpha, beta, every, max_samples=pool_size,
+                run = utility_generate(model, heads[t] if heads else head, by_id[t]["prompt_ids"], alpha, beta, every,
+                                       max_samples=pool_size,
                                        max_new_tokens=max_new_tokens or manifest["max_new_tokens"],
                                        temperature=manifest["temperature"] if temperature is None else temperature,
                                        min_p=manifest.get("min_p") if min_p is None else min_p, branch=branch,

@@ -48,7 +48,7 @@ class CompareResult:
 
 
 def _heldout(model, head_dir: str):
-    """(head, held-out task ids, positions of the held-out questions as its model reads them)."""
+    """(head, its rollout records, positions of its held-out questions as its own model reads them)."""
     head, records, cache = load_trained(head_dir)
     with adapted(model, head, head_dir):
         positions = cached_positions(model, records, head.spec, cache)

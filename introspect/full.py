@@ -192,7 +192,8 @@ def train_full(model, rows: list[dict], labels: list[Tensor], spec: BinSpec, con
             init.install(model)
         history = _fit(model, rows, labels, reserved, teacher, config, monitor, progress)
         # a copy: on a CPU fp32 model .float().cpu() is a view, which the restore below would overwrite
-        head.weight = model.hf.get_output_embeddings().weight[reserved.start : reserved.stop].detach().float().cpu().clone()
+        rows = model.hf.get_output_embeddings().weight[reserved.start : reserved.stop]
+        head.weight = rows.detach().float().cpu().clone()
         trained = {name: p.detach().cpu().clone() for name, p in model.hf.named_parameters()}
     finally:
         _load(model, original)

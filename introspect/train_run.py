@@ -23,7 +23,8 @@ from metalens.introspect.values import relabel_with_head
 MODES = ("head", "lora", "full")
 ROLLOUT_SETTINGS = ("format", "model", "revision", "n_tasks", "n_samples", "max_new_tokens", "temperature", "min_p",
                     "batch_questions", "seed", "tasks_sha256", "sha256")
-MONITOR_SAMPLES = 32  # mode full: held-out samples whose CE is read during training (read, never selected on)
+MONITOR_SAMPLES = 32  # mode full: about this many held-out samples (every n // 32-th) whose CE is read during
+# training (read, never selected on)
 LENGTH_BINS = ("geometric", "fitted")
 # Per-mode defaults of the trained modes (lora: the earlier runs; full: ZIP-RC's KL coefficient).
 DEFAULTS = {"lora": {"train_steps": 20, "lr": 1e-3, "kl_coef": 1.0, "batch_size": 2},
