@@ -28,7 +28,7 @@ from torch import Tensor
 
 import metalens
 from metalens.checkpoints import META_FILE
-from metalens.circuits.accuracy import generation_accuracy
+from metalens.tasks import generation_accuracy
 from metalens.report import save_json
 from metalens.sites import FINAL_NORM
 from metalens.stats import paired_test

@@ -22,10 +22,10 @@ from torch import Tensor
 
 from metalens.artifact import read_artifact, write_artifact
 from metalens.circuits.ablation import ablate, scale_heads
-from metalens.circuits.accuracy import generation_accuracy
+from metalens.tasks import generation_accuracy
 from metalens.circuits.edges import attribute_edges, circuit_heads, extract_circuit
 from metalens.circuits.metrics import last_logits, metric_per_pair, prepare
-from metalens.circuits.precision import in_float32
+from metalens.precision import in_float32
 from metalens.stats import mean_ci, paired_test
 
 SCALES = (1.3, 0.5)  # the emergent-heads study's strengthen / weaken factors

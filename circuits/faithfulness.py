@@ -33,7 +33,7 @@ from torch import Tensor
 from metalens.circuits.edges import EdgeScores, _layer_of, _node_names
 from metalens.circuits.metrics import TaskBatch, metric_per_pair, prepare, task_forward
 from metalens.circuits.patching import patch_heads_exact
-from metalens.circuits.precision import in_float32
+from metalens.precision import in_float32
 from metalens.sites import EMBED, attn_out, attn_z, mlp_out, resid_mid, resid_post, resid_pre
 
 KS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)  # percent of edges kept, MIB's grid

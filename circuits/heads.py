@@ -17,7 +17,7 @@ from metalens.circuits.compare import ablation_effects
 from metalens.circuits.detect import KINDS, detect_heads, top_heads
 from metalens.circuits.faithfulness import KS, faithfulness_curves, method_edge_scores
 from metalens.circuits.patching import patch_heads_exact
-from metalens.circuits.precision import in_float32
+from metalens.precision import in_float32
 from metalens.circuits.tasks import ContrastTask, make_task
 
 METHODS = ("attribution", "ig", "exact")

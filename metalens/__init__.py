@@ -17,6 +17,8 @@ from metalens.generate import Generation, generate
 from metalens.hooks import StopForward, hooks
 from metalens.loading import cache_dir, default_device, load_model
 from metalens.model import Model, library_versions
+from metalens.precision import in_float32
+from metalens.readout import NextTokenReads, next_token_logprobs
 from metalens.registry import DEFAULT_MODEL, EMBEDDED
 from metalens.sites import resolve_site, site_names
 from metalens.store import iter_shards, load_activations, merge_manifests, read_manifest
@@ -30,6 +32,7 @@ __all__ = [
     "EMBEDDED",
     "Generation",
     "Model",
+    "NextTokenReads",
     "StopForward",
     "cache_dir",
     "capture",
@@ -37,6 +40,7 @@ __all__ = [
     "default_device",
     "generate",
     "hooks",
+    "in_float32",
     "iter_shards",
     "library_versions",
     "list_checkpoints",
@@ -44,6 +48,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "merge_manifests",
+    "next_token_logprobs",
     "read_jsonl",
     "read_manifest",
     "read_texts",

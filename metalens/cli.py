@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from importlib.metadata import entry_points
+
+from metalens.options import (Parser, add_model_args, add_out_arg, check_out, existing_dir, existing_file,
+                              load_model_from_args, nonneg_int, positive_int)
 
 VERB_GROUP = "metalens.verbs"
 
@@ -16,9 +20,13 @@ VERB_GROUP = "metalens.verbs"
 def _capture(args) -> None:
     import metalens
 
-    model = metalens.load_model(args.model, device=args.device)
+    check_out(args.out, "capture")
+    if args.shard_index >= args.num_shards:
+        raise ValueError(f"--shard-index {args.shard_index} must be below --num-shards {args.num_shards}.")
+    texts = metalens.read_texts(args.texts)
+    model = load_model_from_args(args)
     out = metalens.capture(
-        model, metalens.read_texts(args.texts), args.site, positions=args.positions,
+        model, texts, args.site, positions=args.positions,
         batch_size=args.batch_size, out=args.out, max_length=args.max_length,
         shard_index=args.shard_index, num_shards=args.num_shards,
     )
@@ -29,12 +37,6 @@ def _merge(args) -> None:
     import metalens
 
     print(f"wrote {metalens.merge_manifests(args.dir)}")
-
-
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """--model and --device, shared by every verb that loads a model."""
-    parser.add_argument("--model", default="gemma-3-270m", help="embedded name, local dir or hub id")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
 
 class AreaImportError(RuntimeError):
@@ -74,24 +76,40 @@ def register_area_verbs(sub, points=None) -> None:
 
 def build_parser(points=None) -> argparse.ArgumentParser:
     """The `metalens` parser: core verbs plus every area's registered verbs."""
-    parser = argparse.ArgumentParser(prog="metalens", description=__doc__.splitlines()[0])
+    parser = Parser(prog="metalens", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on an error")
     sub = parser.add_subparsers(dest="verb", required=True)
     cap = sub.add_parser("capture", help="capture activations of texts into sharded safetensors")
     add_model_args(cap)
     cap.add_argument("--site", action="append", required=True, help="hook name; repeat for several")
-    cap.add_argument("--texts", required=True, help="file with one text per line")
-    cap.add_argument("--out", required=True, help="output directory (resumable)")
+    cap.add_argument("--texts", type=existing_file, required=True, help="file with one text per line")
+    add_out_arg(cap, help="output directory (resumable)")
     cap.add_argument("--positions", default="last", choices=["last", "mean", "all"])
-    cap.add_argument("--batch-size", type=int, default=16)
-    cap.add_argument("--max-length", type=int, default=None)
-    cap.add_argument("--shard-index", type=int, default=0, help="this process's part (0-based)")
-    cap.add_argument("--num-shards", type=int, default=1, help="number of processes splitting the texts")
+    cap.add_argument("--batch-size", type=positive_int, default=16)
+    cap.add_argument("--max-length", type=positive_int, default=None, help="truncate texts to this many tokens")
+    cap.add_argument("--shard-index", type=nonneg_int, default=0, help="this process's part (0-based)")
+    cap.add_argument("--num-shards", type=positive_int, default=1, help="number of processes splitting the texts")
     cap.set_defaults(func=_capture)
     merge = sub.add_parser("merge", help="merge the part manifests of a multi-process capture")
-    merge.add_argument("dir")
+    merge.add_argument("dir", type=existing_dir, help="the capture folder holding part manifests")
     merge.set_defaults(func=_merge)
     register_area_verbs(sub, points)
     return parser
+
+
+# Errors a user can cause and fix (bad values, files, folders, missing packages): one line, exit 2.
+# Anything else is a bug in metalens and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, ModuleNotFoundError, AreaImportError)
+
+
+def one_line(err: BaseException) -> str:
+    """The error as one line: its message with newlines folded, its file named when the OS gave one."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        text = f"{err.filename}: {text}"
+    if isinstance(err, UnicodeDecodeError):
+        text = f"a file is not UTF-8 text ({text}); save it as UTF-8"
+    return text
 
 
 def main(argv: list[str] | None = None, points=None) -> int:
@@ -101,9 +119,15 @@ def main(argv: list[str] | None = None, points=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, ModuleNotFoundError, AreaImportError) as err:
-        print(f"metalens: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"metalens {args.verb}: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"metalens {args.verb}: interrupted; rerun the same command to resume where it supports it",
+              file=sys.stderr)
+        return 130
     return 0
 
 

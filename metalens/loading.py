@@ -27,6 +27,9 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 def _default_dtype(device: str | torch.device | None, device_map) -> torch.dtype:
     on_gpu = device_map is not None or str(device).startswith("cuda")
     return torch.bfloat16 if on_gpu else torch.float32
@@ -99,7 +102,7 @@ def _resolve(name: str) -> tuple[str, str | None, str | None]:
 def load_model(
     name: str = "gemma-3-270m",
     device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     *,
     device_map: str | dict | None = None,
     revision: str | None = None,
@@ -119,6 +122,10 @@ def load_model(
         raise ValueError("Pass either device= or device_map=, not both.")
     if device_map is None and device is None:
         device = default_device()
+    if isinstance(dtype, str):
+        if dtype not in _DTYPES:
+            raise ValueError(f"Unknown dtype {dtype!r}: use one of {sorted(_DTYPES)}.")
+        dtype = _DTYPES[dtype]
     dtype = dtype or _default_dtype(device, device_map)
     source, hub_id, note = _resolve(name)
     load_kwargs = dict(dtype=dtype, attn_implementation=attn_implementation, **hf_kwargs)

@@ -102,6 +102,32 @@ class Model:
             )
         return layer
 
+    def default_layers(self, count: int = 1) -> list[int]:
+        """The blocks a verb uses when the user names none: `count` blocks spread evenly inside the stack.
+
+        One block is the middle one (`n_layers // 2`); several sit at (i + 1) / (count + 1) of the depth,
+        so neither the first nor the last block is a default. Every area calls this, so a default means
+        the same thing on every verb.
+        """
+        if not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be a positive integer, not {count!r}.")
+        if count == 1:
+            return [self.n_layers // 2]
+        spread = [round((i + 1) * self.n_layers / (count + 1)) for i in range(count)]
+        return sorted(set(min(self.n_layers - 1, max(0, layer)) for layer in spread))
+
+    def resolve_layers(self, layers) -> list[int]:
+        """Blocks from a user's choice: None -> `default_layers()`, "all" -> every block, else checked ints."""
+        if layers is None:
+            return self.default_layers()
+        if isinstance(layers, str) or (isinstance(layers, (list, tuple)) and "all" in layers):
+            if layers not in ("all", ["all"], ("all",)):
+                raise ValueError(f"Layers {layers!r}: give block numbers or 'all' alone, not both.")
+            return list(range(self.n_layers))
+        if isinstance(layers, int):
+            layers = [layers]
+        return [self.check_layer(layer) for layer in dict.fromkeys(layers)]
+
     def tokenize(self, texts: list[str], max_length: int | None = None, add_special_tokens: bool = True,
                  side: str = "right"):
         """Padded batch on the model's device: input_ids and attention_mask, [batch, pos].
@@ -161,6 +187,24 @@ class Model:
         """
         head = self.hf.get_output_embeddings()
         return self.softcap(head(hidden.to(head.weight.device, head.weight.dtype)))
+
+    def unembed(self, hidden: torch.Tensor, rows=None) -> torch.Tensor:
+        """Softcapped logits `[..., n_rows]` from final-norm states `[..., d_model]`, through `rows` only.
+
+        rows: None for the whole vocabulary (as `final_logits`), or a range, slice, list or tensor of
+        token ids (a reserved block, a few option tokens): only those rows of the unembedding are
+        multiplied, in float32, and the softcap is elementwise, so the values equal the model's own
+        logits at those ids. The one place a reserved or option slice is read from the unembedding.
+        """
+        if rows is None:
+            return self.final_logits(hidden)
+        weight = self.hf.get_output_embeddings().weight  # [vocab, d_model]
+        if isinstance(rows, range):
+            rows = slice(rows.start, rows.stop, rows.step)
+        elif not isinstance(rows, slice):
+            rows = torch.as_tensor(rows, dtype=torch.long, device=weight.device)
+        picked = weight[rows].float()  # [n_rows, d_model]
+        return self.softcap(hidden.to(picked.device).float() @ picked.T)
 
     @property
     def bridge(self):

@@ -1,7 +1,7 @@
 """Generated-answer accuracy: one-line completions from the core's generate, graded by tasks.arithmetic."""
 import metalens
 from metalens import sites
-from metalens.circuits.accuracy import generation_accuracy
+from metalens.tasks import generation_accuracy
 from metalens.tasks.arithmetic import make_problems
 
 
