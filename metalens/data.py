@@ -6,12 +6,24 @@ import json
 from pathlib import Path
 
 
+def read_text_file(path: str | Path, what: str = "file") -> str:
+    """The UTF-8 text of `path`; a missing path, a folder or non-UTF-8 bytes is one error naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what.capitalize()} {path} does not exist.")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory: give the {what} itself.")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line} is not UTF-8 text (byte {err.start}): save the {what} as UTF-8.") from None
+
+
 def read_texts(path: str | Path) -> list[str]:
     """One text per non-empty line of a UTF-8 file."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"Texts file {path} does not exist.")
-    texts = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [line.rstrip("\n") for line in read_text_file(path, "texts file").splitlines() if line.strip()]
     if not texts:
         raise ValueError(f"{path} has no texts: write one text per line.")
     return texts
@@ -20,16 +32,16 @@ def read_texts(path: str | Path) -> list[str]:
 def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
     """Records of a JSONL file; each must hold the `required` keys."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"JSONL file {path} does not exist.")
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text_file(path, "JSONL file").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}:{number} is not valid JSON ({err.msg}).") from err
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number} is a JSON {type(record).__name__}; each line must be an object.")
         missing = [k for k in required if k not in record]
         if missing:
             raise ValueError(f"{path}:{number} lacks key(s) {missing}; each line needs {list(required)}.")
@@ -42,8 +54,7 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
 def read_csv(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
     """Rows of a CSV file with a header line, as {column: string}; the header must name the `required` columns."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"CSV file {path} does not exist.")
+    read_text_file(path, "CSV file")  # missing, a folder, not UTF-8: one error naming the file
     with path.open(encoding="utf-8-sig", newline="") as f:  # -sig: drop a BOM; newline="": quoted fields hold line breaks
         reader = csv.DictReader(f)
         header = [c.strip() for c in reader.fieldnames or []]
@@ -51,7 +62,14 @@ def read_csv(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
         if missing:
             raise ValueError(f"{path} has header {header}, without column(s) {missing}; it needs {list(required)}.")
         reader.fieldnames = header
-        rows = [row for row in reader if any((v or "").strip() for v in row.values())]
+        rows = []
+        for row in reader:
+            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                continue
+            short = [c for c in required if row.get(c) is None]
+            if short:
+                raise ValueError(f"{path}:{reader.line_num} has fewer fields than the header: no {short}.")
+            rows.append(row)
     if not rows:
         raise ValueError(f"{path} holds no rows under its header.")
     return rows
