@@ -1,0 +1,138 @@
+"""Minimum detectable effects: what a null result could have seen, at its own n, variance and alpha.
+
+A null is a result only beside its sensitivity. Each function answers: with this many units, this
+spread and this test (alpha Holm-adjusted where the family is corrected, two-sided unless said),
+how large must the true effect be for the test to reject with probability `power` (default 80 %)?
+Designs: a paired mean difference (t-test), an AUROC against 0.5 (Mann-Whitney), paired binary
+outcomes (McNemar), two independent proportions, and a least-squares slope. `tests/core/test_power.py`
+checks each against a simulation of the test it stands for.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import optimize
+from scipy import stats as _st
+
+
+def family_alpha(alpha: float = 0.05, n_comparisons: int = 1) -> float:
+    """The level the best test of a Holm family must pass: alpha / m (Holm's first step)."""
+    if n_comparisons < 1:
+        raise ValueError(f"n_comparisons must be >= 1, got {n_comparisons}.")
+    return alpha / n_comparisons
+
+
+def _z(alpha: float, alternative: str) -> float:
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', not {alternative!r}.")
+    return float(_st.norm.ppf(1 - alpha / 2 if alternative == "two-sided" else 1 - alpha))
+
+
+def _check(n: int, need: int, what: str) -> None:
+    if n < need:
+        raise ValueError(f"{what} needs at least {need} units to have any power, got {n}.")
+
+
+def t_power(effect: float, n: int, df: int, alpha: float = 0.05, alternative: str = "two-sided") -> float:
+    """Power of a one-sample/paired t-test with standardised effect `effect` (d_z), n units, df degrees."""
+    nc = effect * math.sqrt(n)
+    if alternative == "two-sided":
+        crit = _st.t.ppf(1 - alpha / 2, df)
+        return float(_st.nct.sf(crit, df, nc) + _st.nct.cdf(-crit, df, nc))
+    crit = _st.t.ppf(1 - alpha, df)
+    return float(_st.nct.sf(crit, df, nc))
+
+
+def _solve(power_at, power: float) -> float:
+    """The effect at which `power_at` (increasing in the effect) reaches `power`, bracketed by doubling."""
+    if not 0 < power < 1:
+        raise ValueError(f"power must be in (0, 1), got {power}.")
+    high = 0.01
+    while power_at(high) < power:  # the noncentral t fails far out, so grow the bracket only as needed
+        high *= 2
+    return float(optimize.brentq(lambda x: power_at(x) - power, high / 2 if high > 0.01 else 1e-9, high))
+
+
+def mde_paired_mean(sd_diff: float, n: int, alpha: float = 0.05, power: float = 0.8,
+                    alternative: str = "two-sided") -> float:
+    """Smallest mean paired difference a paired t-test over `n` units detects (in the units of sd_diff)."""
+    _check(n, 2, "A paired t-test")
+    d_z = _solve(lambda d: t_power(d, n, n - 1, alpha, alternative), power)
+    return d_z * float(sd_diff)
+
+
+def mde_auroc(n_pos: int, n_neg: int, alpha: float = 0.05, power: float = 0.8,
+              alternative: str = "greater") -> float:
+    """Smallest AUROC a Mann-Whitney test against 0.5 detects with n_pos and n_neg (normal approximation;
+    the variance under the alternative from Hanley and McNeil 1982)."""
+    _check(min(n_pos, n_neg), 1, "An AUROC")
+    z_a, z_b = _z(alpha, alternative), float(_st.norm.ppf(power))
+    se0 = math.sqrt((n_pos + n_neg + 1) / (12 * n_pos * n_neg))
+
+    def se1(a: float) -> float:
+        q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+        return math.sqrt((a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg))
+
+    gap = lambda a: (a - 0.5) - z_a * se0 - z_b * se1(a)  # noqa: E731 - a one-line root function
+    if gap(1 - 1e-9) < 0:
+        return float("nan")  # not even a perfect classifier is detectable at this n
+    return float(optimize.brentq(gap, 0.5, 1 - 1e-9))
+
+
+def mde_mcnemar(n_pairs: int, discordant: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest difference of paired proportions McNemar's test detects, given the share of discordant
+    pairs `discordant` (Connor 1987's normal approximation)."""
+    _check(n_pairs, 2, "McNemar's test")
+    if not 0 < discordant <= 1:
+        raise ValueError(f"discordant must be in (0, 1], got {discordant}: estimate it from the run.")
+    z_a, z_b = _z(alpha, "two-sided"), float(_st.norm.ppf(power))
+
+    def gap(diff: float) -> float:
+        return diff * math.sqrt(n_pairs) - z_a * math.sqrt(discordant) - z_b * math.sqrt(discordant - diff * diff)
+
+    top = math.sqrt(discordant)
+    if gap(top * (1 - 1e-9)) < 0:
+        return float("nan")
+    return float(optimize.brentq(gap, 0.0, top * (1 - 1e-9)))
+
+
+def mde_two_proportions(p0: float, n0: int, n1: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest rise p1 - p0 a two-sided test of independent proportions detects (normal approximation)."""
+    _check(min(n0, n1), 1, "A test of two proportions")
+    z_a, z_b = _z(alpha, "two-sided"), float(_st.norm.ppf(power))
+
+    def gap(diff: float) -> float:
+        p1 = p0 + diff
+        pooled = (n0 * p0 + n1 * p1) / (n0 + n1)
+        se0 = math.sqrt(pooled * (1 - pooled) * (1 / n0 + 1 / n1))
+        se1 = math.sqrt(p0 * (1 - p0) / n0 + p1 * (1 - p1) / n1)
+        return diff - z_a * se0 - z_b * se1
+
+    top = 1 - p0 - 1e-9
+    if top <= 0 or gap(top) < 0:
+        return float("nan")
+    return float(optimize.brentq(gap, 1e-12, top))
+
+
+def mde_slope(sd_resid: float, x, alpha: float = 0.05, power: float = 0.8, alternative: str = "two-sided") -> float:
+    """Smallest least-squares slope a t-test on the slope detects, for design points `x` and residual SD."""
+    x = np.asarray(x, dtype=float).ravel()
+    _check(len(x), 3, "A slope test")
+    sxx = float(((x - x.mean()) ** 2).sum())
+    if sxx == 0:
+        raise ValueError("All x values are equal: a slope cannot be estimated; spread the design points.")
+    se = float(sd_resid) / math.sqrt(sxx)
+    # t = slope / se with n - 2 df; t_power takes effect * sqrt(n), so pass slope / (se * sqrt(n)).
+    n = len(x)
+    scaled = _solve(lambda e: t_power(e, n, n - 2, alpha, alternative), power)
+    return scaled * se * math.sqrt(n)
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test p-value (ties dropped): wins against losses under p = 0.5; 1.0 with none."""
+    if wins < 0 or losses < 0:
+        raise ValueError(f"Counts must be >= 0, got wins={wins}, losses={losses}.")
+    if wins + losses == 0:
+        return 1.0
+    return float(_st.binomtest(wins, wins + losses, 0.5).pvalue)
