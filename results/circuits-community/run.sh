@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Circuits on the community's tasks, from the public EAP-IG data files (Hanna et al.; MIT): IOI
 # (ioi_llama.csv; names read from the text, the file's token ids ignored) and greater-than
-# (greater_than_data.csv; digit form for digit tokenizers, see circuits/README.md), the first 16
+# (greater_than_data.csv; digit form for digit tokenizers, see docs/methods/circuits.md), the first 16
 # usable pairs of each, on gemma-3-270m and smollm2-135m-instruct, CPU, float32. Per head:
 # attribution, EAP-IG (5 steps) and exact patching with Spearman vs exact; per method the MIB
 # faithfulness curve of its top-k % edge circuits (run, not scored), CPR and CMD.

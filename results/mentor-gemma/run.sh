@@ -2,7 +2,7 @@
 # MENTOR (`metalens mentor`) on gemma-3-270m as the subject: the shipped rule tree (20 rules) and 60
 # queries (24 build / 12 validation / 24 test), 2 evolution rounds, layer n_layers // 3, strengths 1
 # and 2 chosen on validation, 16 new tokens per response and per reflection (the ~15-minute size in
-# steering/README.md). Two assessors:
+# docs/methods/steering.md). Two assessors:
 #   smollm2-assessor: smollm2-135m-instruct writes the reflections, verdicts and proposed rules
 #                     (unsteered) and also judges every condition's test responses;
 #   checker-assessor: the stated keyword checker as an oracle assessor (its verdicts; the query's
