@@ -1,0 +1,24 @@
+"""Sparse dictionaries (SAEs and transcoders) in the community's file formats, scored and trained here.
+
+`SAE` holds the weights (encode / decode / splice); `load_sae` reads SAELens and Gemma Scope
+(2) folders and `save_saelens` writes SAELens' layout; `evaluate_sae` scores a dictionary on a
+model (variance explained, L0, dead share, CE loss recovered); `train_sae` trains a small one
+on captured activations.
+"""
+from metalens.sae.dictionary import ARCHITECTURES, SAE
+from metalens.sae.formats import load_sae, save_saelens
+from metalens.sae.metrics import SAEEval, evaluate_sae, splice_edits
+from metalens.sae.train import SAETrainConfig, SAETraining, train_sae
+
+__all__ = [
+    "ARCHITECTURES",
+    "SAE",
+    "SAEEval",
+    "SAETrainConfig",
+    "SAETraining",
+    "evaluate_sae",
+    "load_sae",
+    "save_saelens",
+    "splice_edits",
+    "train_sae",
+]
