@@ -8,6 +8,7 @@ A transcoder reads `site` and writes `out_site`; a plain SAE reconstructs `site`
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -157,7 +158,7 @@ class SAE:
         out = self.forward(flat.to(self.W_enc.dtype)).to(act.dtype)
         return out.reshape(act.shape)
 
-    def save(self, path) -> "Path":  # noqa: F821 - documented return
+    def save(self, path) -> Path:
         """Write SAELens' layout into directory `path` (cfg.json + sae_weights.safetensors)."""
         from metalens.sae.formats import save_saelens
 

@@ -140,7 +140,8 @@ def _load_saelens(path: Path) -> SAE:
             model=meta.get("model_name", cfg.get("model_name")),
             k=k if architecture == "topk" else None,
             threshold=tensors["threshold"].float() if "threshold" in tensors else None,
-            out_site=(meta.get("hook_name_out", cfg.get("hook_name_out")) or "?") if transcoder else None,
+            # A transcoder config that names no output hook still loads; splicing it then asks for the site.
+            out_site=(meta.get("hook_name_out", cfg.get("hook_name_out")) or "unknown") if transcoder else None,
             # SAELens stores the skip matrix as [d_out, d_in]; metalens keeps x @ W_skip's [d_in, d_out].
             W_skip=skip_w.float().T.contiguous() if skip_w is not None else None,
             apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", not transcoder)),
@@ -152,7 +153,8 @@ def _load_saelens(path: Path) -> SAE:
         raise ValueError(f"{path}: {err}") from None
 
 
-def _gemma_site(path: Path, raw: dict, key: str) -> str | None:
+def _gemma_site(raw: dict, key: str) -> str | None:
+    """The TransformerLens hook name for Gemma Scope config key `key` (an HF module path), if it maps."""
     hf_name = raw.get(key)
     for pattern, hook in _GEMMA_HOOKS:
         match = pattern.search(hf_name or "")
@@ -195,8 +197,8 @@ def _load_gemma_scope_2(path: Path) -> SAE:
     if "threshold" not in tensors:
         raise ValueError(f"{weights} holds no 'threshold': a Gemma Scope JumpReLU needs it; re-download the file.")
     folder_site, folder_out = _gemma_folder_sites(path)
-    site = _gemma_site(path, raw, "hf_hook_point_in") or folder_site
-    out_site = _gemma_site(path, raw, "hf_hook_point_out") or folder_out
+    site = _gemma_site(raw, "hf_hook_point_in") or folder_site
+    out_site = _gemma_site(raw, "hf_hook_point_out") or folder_out
     skip = tensors.get("affine_skip_connection")  # stored [d_in, d_out], as metalens keeps it
     try:
         return SAE(
