@@ -278,3 +278,14 @@ def test_transcoder_splices_its_output_site(tiny_gemma):
         sae.splice(torch.zeros(1, 2, 64))
     result = evaluate_sae(tiny_gemma, sae, TEXTS[:2])
     assert result.site == "blocks.1.hook_mlp_out" and result.ce_spliced != result.ce_clean
+
+
+def test_gemma_scope_1_npz_folder_reads_with_a_given_site(tmp_path):
+    import numpy as np
+
+    arrays = {"W_enc": np.random.randn(8, 16).astype("float32"), "W_dec": np.random.randn(16, 8).astype("float32"),
+              "b_enc": np.zeros(16, "float32"), "b_dec": np.zeros(8, "float32"), "threshold": np.ones(16, "float32")}
+    np.savez(tmp_path / "params.npz", **arrays)
+    sae = load_sae(tmp_path, site="blocks.0.hook_resid_post", model="gemma-2-2b")
+    assert (sae.architecture, sae.site, sae.model, sae.d_sae) == ("jumprelu", "blocks.0.hook_resid_post", "gemma-2-2b", 16)
+    assert torch.equal(sae.W_enc, torch.from_numpy(arrays["W_enc"]))
