@@ -278,7 +278,8 @@ def train_sae(model, texts, config: SAETrainConfig, *, out=None, progress: bool 
         scale = float(d_in**0.5 / data.norm(dim=-1).mean())
     bar = tqdm(total=config.steps, initial=min(step, config.steps), desc=f"train SAE {config.site}",
                unit="step", disable=not progress)
-    first_write = out is not None and not (out / RUN_JSON).exists()
+    # A fresh start (re)writes the record, so a stale one from a run that never checkpointed cannot linger.
+    first_write = out is not None and step == 0
     while step < config.steps:
         x = data[_batch_indices(step, data.shape[0], config.batch_size, config.seed)] * scale
         loss = _loss(params, x, config)
