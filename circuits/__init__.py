@@ -17,7 +17,7 @@ from metalens.circuits.compare import compare
 from metalens.circuits.demo import demo
 from metalens.circuits.detect import detect_heads
 from metalens.circuits.edges import attribute_edges, extract_circuit
-from metalens.circuits.faithfulness import faithfulness_curves, run_edge_circuit
+from metalens.circuits.faithfulness import faithfulness_curves, find_edge_circuit
 from metalens.circuits.graph import export_graph, import_graph
 from metalens.circuits.lens import LensResult, logit_lens
 from metalens.circuits.emergent import EmergentConfig, EmergentResult, run_emergent_heads
@@ -28,7 +28,7 @@ from metalens.circuits.tasks import ContrastTask, make_task
 __all__ = [
     "ContrastTask", "make_task",
     "attribute_heads", "patch_heads_exact", "attribute_edges", "extract_circuit",
-    "run_edge_circuit", "faithfulness_curves", "export_graph", "import_graph",
+    "find_edge_circuit", "faithfulness_curves", "export_graph", "import_graph",
     "ablate", "scale_heads", "detect_heads", "compare", "attention_patterns",
     "HeadsConfig", "HeadsResult", "run_heads",
     "EmergentConfig", "EmergentResult", "run_emergent_heads",

@@ -179,7 +179,7 @@ def _circuit_logits(model, ref: _Reference, keep: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def run_edge_circuit(model, task, edges) -> Tensor:
+def find_edge_circuit(model, task, edges) -> Tensor:
     """[batch] task metric of each pair when only `edges` carry the clean run (see the module docstring).
 
     edges: (upstream, downstream) pairs named as in `EdgeScores` (extra tuple items, such as the
@@ -239,7 +239,7 @@ def faithfulness_curve(model, task, scores: EdgeScores, ks=KS) -> dict:
     """MIB faithfulness curve of the top-|score| edges: {"k", "faithfulness", "cpr", "cmd", ...}.
 
     For each k (percent of the existing edges kept, round(k/100 * n_edges) edges, top |score|
-    first, no pruning) the edge circuit is run (`run_edge_circuit`) and faithfulness =
+    first, no pruning) the edge circuit is run (`find_edge_circuit`) and faithfulness =
     (circuit - corrupted) / (clean - corrupted) with metrics averaged over the pairs. Also
     returned: "n_edges" per k, "total_edges", "circuit" metric per k, "clean", "corrupted"; CPR/CMD
     as in `curve_areas`. Cost: 2 forward passes + len(ks) passes at n_heads x the batch.

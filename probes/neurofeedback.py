@@ -11,12 +11,12 @@ import numpy as np
 
 import metalens
 from metalens.probes import figures
-from metalens.probes.control import run_control, span_means_by_layer
+from metalens.probes.control import measure_control, span_means_by_layer
 from metalens.probes.datasets import load_dataset
 from metalens.probes.directions import DEFAULT_PCS, Axes, fit_axes, fit_paper_axes, split_indices
-from metalens.probes.flip_control import run_flip_control
+from metalens.probes.flip_control import measure_flip_control
 from metalens.probes.prompts import PROTOCOLS, render
-from metalens.probes.reporting import average_reporting, run_reporting
+from metalens.probes.reporting import average_reporting, measure_reporting
 from metalens.probes.space import summarize
 from metalens.report import save_json, to_jsonable, write_report
 from metalens.sites import resid_post
@@ -194,18 +194,18 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
             if ax.names != axes.names:
                 raise ValueError(f"Layer {rl} has axes {ax.names}, layer {layer} has {axes.names}: pick pcs within every layer's rank.")
             labels_rl = pool_labels if rl == layer else ax.labels(by_layer[rl][pool]).numpy()
-            runs.append(run_reporting(model, pool_texts, labels_rl, ax.names, **report_kw))
+            runs.append(measure_reporting(model, pool_texts, labels_rl, ax.names, **report_kw))
             layer_info.append({"layer": rl, "explained_variance": ax.explained_variance, "thresholds": ax.thresholds,
                                "scales": ax.scales, "pool_label_balance": dict(zip(ax.names, labels_rl.mean(0)))})
         reporting = runs[0] if len(runs) == 1 else average_reporting(runs, report_layers)
-        control, control_kw = run_flip_control, {"pc_axes": all_pcs}
+        control, control_kw = measure_flip_control, {"pc_axes": all_pcs}
     else:
         acts = metalens.capture(model, ds.texts, [site], positions=cfg.positions, batch_size=16, progress=progress)[site].float()
         axes = fit_axes(acts[fit], human[fit], cfg.pcs, logistic=cfg.logistic_axis, seed=cfg.seed, metadata=meta,
                         groups=[ds.groups[i] for i in fit])
         pool_labels = axes.labels(acts[pool]).numpy()  # [n_pool, n_axes]; thresholds come from the fit split
-        reporting = run_reporting(model, pool_texts, pool_labels, axes.names, **report_kw)
-        control, control_kw = run_control, {}
+        reporting = measure_reporting(model, pool_texts, pool_labels, axes.names, **report_kw)
+        control, control_kw = measure_control, {}
     implicit = control(model, layer, axes, pool_texts, pool_labels, list(cfg.implicit_targets or axes.names),
                        kind="implicit", n_examples=cfg.control_examples, trials=cfg.implicit_trials, seed=cfg.seed,
                        **control_kw, **common)
