@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metalens.circuits.edges import EdgeScores, _layer_of, _node_names
+from metalens.circuits.edges import EdgeScores, node_depth, node_names
 from metalens.circuits.metrics import TaskBatch, metric_per_pair, prepare, task_forward
 from metalens.circuits.patching import patch_heads_exact
 from metalens.precision import in_float32
@@ -80,8 +80,8 @@ def _head_outputs(model, layer: int, z: Tensor) -> Tensor:
 
 def _reference(model, task) -> _Reference:
     batch = prepare(model, task)
-    ups, downs = _node_names(model.n_layers, model.n_heads)
-    valid = torch.tensor([[_layer_of(u) < _layer_of(v) for v in downs] for u in ups])
+    ups, downs = node_names(model.n_layers, model.n_heads)
+    valid = torch.tensor([[node_depth(u) < node_depth(v) for v in downs] for u in ups])
     keep = [EMBED] + [s for l in range(model.n_layers) for s in (attn_z(l), mlp_out(l))]
     clean_logits, _ = task_forward(model, batch)
     corr_logits, corr = task_forward(model, batch, batch.corrupted_ids, keep=keep)
@@ -264,12 +264,12 @@ def edge_scores_from_nodes(node_scores: dict[str, float], n_layers: int, n_heads
     Clean information enters only through edges out of 'embed', so until 'embed' ranks in, such a
     circuit is the corrupted run (faithfulness 0); its exact score is the whole effect, corrupted - clean.
     """
-    ups, downs = _node_names(n_layers, n_heads)
+    ups, downs = node_names(n_layers, n_heads)
     missing = [u for u in ups if u not in node_scores]
     if missing:
         raise ValueError(f"No score for upstream node(s) {missing[:5]}{'...' if len(missing) > 5 else ''}: "
                          "give every one of 'embed', the heads and the MLPs (see exact_node_scores).")
-    scores = torch.tensor([[float(node_scores[u]) if _layer_of(u) < _layer_of(v) else float("nan") for v in downs]
+    scores = torch.tensor([[float(node_scores[u]) if node_depth(u) < node_depth(v) else float("nan") for v in downs]
                            for u in ups])
     return EdgeScores(ups, downs, scores)
 

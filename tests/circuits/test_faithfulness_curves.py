@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from metalens.circuits.edges import EdgeScores, _node_names
+from metalens.circuits.edges import EdgeScores, node_depth, node_names
 from metalens.circuits.faithfulness import (
     _head_outputs, curve_areas, edge_scores_from_nodes, exact_node_scores, faithfulness_curve,
     faithfulness_curves, find_edge_circuit,
@@ -16,10 +16,8 @@ ARCHS = ["tiny_gemma", "tiny_llama"]
 
 
 def all_edges(model):
-    ups, downs = _node_names(model.n_layers, model.n_heads)
-    from metalens.circuits.edges import _layer_of
-
-    return {(u, v) for u in ups for v in downs if _layer_of(u) < _layer_of(v)}
+    ups, downs = node_names(model.n_layers, model.n_heads)
+    return {(u, v) for u in ups for v in downs if node_depth(u) < node_depth(v)}
 
 
 def per_pair(model, task, logits):
@@ -107,7 +105,7 @@ def test_cpr_and_cmd_are_trapezoid_areas_against_the_fraction_of_edges():
 
 def test_the_curve_runs_the_top_scored_edges(tiny_llama):
     task = induction_task(tiny_llama.tokenizer, n=4)
-    ups, downs = _node_names(tiny_llama.n_layers, tiny_llama.n_heads)
+    ups, downs = node_names(tiny_llama.n_layers, tiny_llama.n_heads)
     edges = sorted(all_edges(tiny_llama))
     scores = torch.full((len(ups), len(downs)), float("nan"))
     values = torch.randn(len(edges))
@@ -127,7 +125,7 @@ def test_the_curve_runs_the_top_scored_edges(tiny_llama):
 
 def test_faithfulness_curves_gives_one_curve_per_method(tiny_gemma):
     task = induction_task(tiny_gemma.tokenizer, n=3)
-    nodes = {u: float(i) for i, u in enumerate(_node_names(tiny_gemma.n_layers, tiny_gemma.n_heads)[0])}
+    nodes = {u: float(i) for i, u in enumerate(node_names(tiny_gemma.n_layers, tiny_gemma.n_heads)[0])}
     scores = edge_scores_from_nodes(nodes, tiny_gemma.n_layers, tiny_gemma.n_heads)
     curves = faithfulness_curves(tiny_gemma, task, {"a": scores, "b": scores}, ks=(50, 100))
     assert set(curves) == {"a", "b"} and curves["a"]["faithfulness"] == curves["b"]["faithfulness"]
@@ -135,7 +133,7 @@ def test_faithfulness_curves_gives_one_curve_per_method(tiny_gemma):
 
 
 def test_node_scores_become_the_scores_of_every_edge_out_of_the_node():
-    ups, downs = _node_names(2, 2)
+    ups, downs = node_names(2, 2)
     scores = edge_scores_from_nodes({u: float(i) for i, u in enumerate(ups)}, 2, 2)
     row = scores.scores[ups.index("attn.L0.H1")]
     assert set(row[~row.isnan()].tolist()) == {float(ups.index("attn.L0.H1"))}
