@@ -51,6 +51,11 @@ class EmergentConfig:
     own_tokens: int = 8  # pairs="own": tokens of each solution opening
 
     def __post_init__(self):
+        for name, low in (("n", 1), ("n_test", 1), ("n_boot", 0), ("n_edges", 1), ("ig_steps", 1), ("n_problems", 0),
+                          ("max_emergent", 1), ("n_random", 0), ("max_checkpoints", 0), ("seed", 0), ("own_tokens", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
         if self.pairs not in ("task", "own"):
             raise ValueError(f"Unknown pairs '{self.pairs}': use 'task' (the task's templated pairs) or 'own' "
                              "(the models' own solution openings).")
@@ -171,8 +176,14 @@ def run_emergent_heads(base, post, config: EmergentConfig | None = None, *, out=
     if not isinstance(post, metalens.Model):
         post_path = Path(post)
         if not (post_path / "config.json").exists() and not (post_path / "adapter_config.json").exists():
+            if not post_path.is_dir():
+                raise ValueError(f"post {post_path} is not a folder: give a checkpoint folder (full model or LoRA "
+                                 "adapter) or a `metalens posttrain` run folder.")
             run_ckpts = [c for c in list_checkpoints(post_path) if not read_checkpoint_meta(c).get("merged")]
             final = post_path / "final"
+            if not (final / "config.json").exists() and not run_ckpts:
+                raise ValueError(f"{post_path} holds no model (config.json or adapter_config.json) and no checkpoints "
+                                 "of a `metalens posttrain` run: point --post at one of those.")
             post_path = final if (final / "config.json").exists() else run_ckpts[-1]
         source = source or str(post_path)
         post = load_checkpoint(post_path, device=cfg.device)

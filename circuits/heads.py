@@ -53,6 +53,10 @@ class HeadsConfig:
         self.ks = tuple(float(k) for k in self.ks)
         if not self.ks or any(not 0 <= k <= 100 for k in self.ks):
             raise ValueError(f"ks must be percentages of edges kept in [0, 100], got {self.ks}.")
+        for name, low in (("n", 1), ("ig_steps", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
         unknown = set(self.methods) - set(METHODS)
         if unknown or not self.methods:
             raise ValueError(f"Unknown method(s) {sorted(unknown)}: use some of {METHODS}.")
@@ -141,6 +145,12 @@ def _run_heads(model, config, out, progress) -> HeadsResult:
         else:
             scores[method] = attribute_heads(model, task, method, steps=cfg.ig_steps)
         seconds[method] = time.perf_counter() - start
+        if not torch.isfinite(scores[method]).all():
+            raise ValueError(f"{method} scores on task '{task.name}' are not finite (NaN or inf): the model overflowed "
+                             "or the task's metric is undefined on its pairs; check the pairs and the model's dtype.")
+        if not scores[method].any():
+            raise ValueError(f"Every head scores 0 by {method} on task '{task.name}': its clean and corrupted runs "
+                             "do not differ in the metric; use pairs whose answers differ.")
     rho = {m: spearman(s, scores["exact"]) for m, s in scores.items() if m != "exact" and "exact" in scores}
     detectors, ablation = {}, {}
     if cfg.detect:

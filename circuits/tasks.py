@@ -17,9 +17,9 @@ from metalens.circuits.contrast import METRICS, ContrastTask, answer_token, toke
 from metalens.data import read_jsonl, read_text_file
 from metalens.tasks.arithmetic import make_problem
 
-__all__ = ["METRICS", "TASKS", "CSV_LAYOUTS", "ContrastTask", "answer_token", "arithmetic_task", "copy_units",
-           "factual_task", "greater_than_task", "induction_task", "ioi_task", "load_task", "make_task",
-           "two_digit_years"]
+__all__ = ["METRICS", "TASKS", "CSV_LAYOUTS", "ContrastTask", "answer_token", "arithmetic_task", "check_pairs_file",
+           "copy_units", "factual_task", "greater_than_task", "induction_task", "ioi_task", "load_task", "make_task",
+           "read_pairs_csv", "two_digit_years"]
 
 
 CSV_LAYOUTS = ("clean,corrupted,answer,wrong_answer", "clean,corrupted,label",
@@ -46,6 +46,10 @@ def load_task(path, metric: str | None = None, name: str | None = None, tokenize
         task = task if metric is None else task.with_metric(metric)
         return task if tokenizer is None else _equal_lengths(task, tokenizer)
     recs = read_jsonl(path, required=("clean", "corrupted", "answer"))
+    for number, rec in enumerate(recs, start=1):
+        bad = [k for k in ("clean", "corrupted", "answer", "wrong") if k in rec and not isinstance(rec[k], str)]
+        if bad:
+            raise ValueError(f"{path}: record {number} has non-text {bad}; clean, corrupted, answer and wrong are strings.")
     has_sets = all("good" in r and "bad" in r for r in recs)
     return ContrastTask(name, [r["clean"] for r in recs], [r["corrupted"] for r in recs],
                         [r["answer"] for r in recs], [r.get("wrong", r["answer"]) for r in recs],
@@ -53,7 +57,17 @@ def load_task(path, metric: str | None = None, name: str | None = None, tokenize
                         bad=[r["bad"] for r in recs] if has_sets else None)
 
 
-def _load_csv(path, name: str, tokenizer) -> ContrastTask:
+def check_pairs_file(path) -> None:
+    """Refuse a pairs file that cannot be read (missing, a folder, not UTF-8, short rows, bad JSONL) before
+    any model work; what needs the tokenizer (token lengths, greater-than's year form) is checked on load."""
+    if Path(path).suffix.lower() == ".csv":
+        read_pairs_csv(path)
+    else:
+        load_task(path)
+
+
+def read_pairs_csv(path) -> tuple[list[str], list[dict]]:
+    """(header, rows as {column: cell}) of a pairs CSV; blank rows skipped, a short row refused naming its line."""
     read_text_file(path, "pairs CSV")  # missing, a folder, not UTF-8: one error naming the file
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
@@ -68,6 +82,11 @@ def _load_csv(path, name: str, tokenizer) -> ContrastTask:
             rows.append(dict(zip(header, row)))
     if not rows:
         raise ValueError(f"{path}: no prompt pairs under the header {','.join(header)!r}.")
+    return header, rows
+
+
+def _load_csv(path, name: str, tokenizer) -> ContrastTask:
+    header, rows = read_pairs_csv(path)
     if {"clean", "corrupted", "correct_idx", "incorrect_idx"} <= set(header):
         clean, corrupted = [r["clean"] for r in rows], [r["corrupted"] for r in rows]
         io_s = [ioi_names_in(text, f"{path} row {i + 1}") for i, text in enumerate(clean)]
