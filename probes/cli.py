@@ -107,7 +107,8 @@ def register(subparsers) -> None:
     nf.add_argument("--data", "--dataset", dest="dataset", type=dataset_arg, default=None,
                     help=f"moral (default), facts, or {_PATH_HELP}")
     nf.add_argument("--quick", action="store_true", help="small settings that finish in under 2 minutes on CPU")
-    nf.add_argument("--draws", type=int_range(2), default=None, help="random example draws per point (>= 2)")
+    nf.add_argument("--draws", type=int_range(2), default=None,
+                    help="random example draws per point (>= 2: intervals and tests need two)")
     nf.add_argument("--pcs", type=int_list(1), default=None,
                     help="comma-separated principal components (1-based), e.g. 1,2,4,8,32,128; at most the fit "
                          "split's size minus one")

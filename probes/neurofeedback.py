@@ -56,7 +56,7 @@ class NeurofeedbackConfig:
 
     def __post_init__(self):
         self.pcs, self.n_values = tuple(self.pcs), tuple(self.n_values)
-        for name, low in (("draws", 2), ("n_test_min", 0), ("control_examples", 1), ("implicit_trials", 1),
+        for name, low in (("draws", 1), ("n_test_min", 0), ("control_examples", 1), ("implicit_trials", 1),
                           ("explicit_trials", 1), ("max_new_tokens", 1), ("batch_size", 1), ("seed", 0),
                           ("max_tokens", 1)):
             _check_int(name, getattr(self, name), low)
