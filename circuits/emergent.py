@@ -170,7 +170,6 @@ def run_emergent_heads(base, post, config: EmergentConfig | None = None, *, out=
     """
     cfg = config or EmergentConfig()
     log = print if progress else (lambda *a, **k: None)
-    base = base if isinstance(base, metalens.Model) else metalens.load_model(str(base), device=cfg.device)
     run_ckpts: list[Path] = []
     source = cfg.heldout_from
     if not isinstance(post, metalens.Model):
@@ -186,6 +185,9 @@ def run_emergent_heads(base, post, config: EmergentConfig | None = None, *, out=
                                  "of a `metalens posttrain` run: point --post at one of those.")
             post_path = final if (final / "config.json").exists() else run_ckpts[-1]
         source = source or str(post_path)
+    # the post folder is checked above before either model loads
+    base = base if isinstance(base, metalens.Model) else metalens.load_model(str(base), device=cfg.device)
+    if not isinstance(post, metalens.Model):
         post = load_checkpoint(post_path, device=cfg.device)
     problems, heldout = heldout_problems(source, cfg.n_problems) if source and cfg.n_problems else (None, None)
     if cfg.n_problems and problems is None:
