@@ -56,7 +56,7 @@ class _Reference:
         return metric_per_pair(self.batch, logits, self.clean_logits)
 
 
-def _head_outputs(model, layer: int, z: Tensor) -> Tensor:
+def head_outputs(model, layer: int, z: Tensor) -> Tensor:
     """[head, batch, pos, d_model] what each head of `layer` adds to the residual stream, from z [b, p, h, d].
 
     The o_proj slice of each head; with gemma's post-attention RMSNorm, times the norm's scale of
@@ -87,7 +87,7 @@ def _reference(model, task) -> _Reference:
     corr_logits, corr = task_forward(model, batch, batch.corrupted_ids, keep=keep)
     outs = [corr[EMBED]]
     for l in range(model.n_layers):
-        outs += [*_head_outputs(model, l, corr[attn_z(l)]), corr[mlp_out(l)]]
+        outs += [*head_outputs(model, l, corr[attn_z(l)]), corr[mlp_out(l)]]
     return _Reference(batch, ups, downs, valid, torch.stack(outs), clean_logits, corr_logits)
 
 
@@ -146,7 +146,7 @@ def _circuit_logits(model, ref: _Reference, keep: Tensor) -> Tensor:
             heads = torch.arange(H, device=z.device)
             z_run = einops.rearrange(zr[heads, :, :, heads], "h b p d -> b p h d")
             start = 1 + l * (H + 1)
-            live[start:start + H] = _head_outputs(model, l, z_run).to(live.dtype)
+            live[start:start + H] = head_outputs(model, l, z_run).to(live.dtype)
             return replicate(z_run)
         return fn
 

@@ -4,7 +4,7 @@ import torch
 
 from metalens.circuits.edges import EdgeScores, node_depth, node_names
 from metalens.circuits.faithfulness import (
-    _head_outputs, curve_areas, edge_scores_from_nodes, exact_node_scores, faithfulness_curve,
+    head_outputs, curve_areas, edge_scores_from_nodes, exact_node_scores, faithfulness_curve,
     faithfulness_curves, find_edge_circuit,
 )
 from metalens.circuits.metrics import embeddings, last_logits, metric_per_pair, prepare, task_forward
@@ -92,7 +92,7 @@ def test_head_outputs_add_up_to_the_attention_output(model, task):
     batch = prepare(model, task)
     _, cache = task_forward(model, batch, keep=[attn_z(1), attn_out(1)])
     with torch.no_grad():
-        close(_head_outputs(model, 1, cache[attn_z(1)]).sum(0), cache[attn_out(1)])
+        close(head_outputs(model, 1, cache[attn_z(1)]).sum(0), cache[attn_out(1)])
 
 
 def test_cpr_and_cmd_are_trapezoid_areas_against_the_fraction_of_edges():
