@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from metalens.options import (add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out, existing_dir,
-                              existing_file, int_range, load_model_from_args, mark_out, nonneg_int, positive_int)
+                              existing_file, load_model_from_args, mark_out, nonneg_int, positive_int)
 
 
 def task_arg(text: str) -> str:

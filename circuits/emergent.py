@@ -7,7 +7,6 @@ comparison never grades the post-trained model on problems it trained on.
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 import metalens
-from metalens.artifact import read_artifact, write_artifact
+from metalens.artifact import read_artifact, read_json, write_artifact
 from metalens.checkpoints import list_checkpoints, load_checkpoint, read_checkpoint_meta
 from metalens.circuits.cohorts import cohort_from_json, cohort_to_json, cohorts, head_cohorts
 from metalens.circuits.compare import Comparison, build_circuit, compare, recurrence_to_json
@@ -146,7 +145,7 @@ class EmergentResult:
         """The result `save` wrote into `path`."""
         path = Path(path)
         comparison = Comparison.load(path)
-        results = json.loads((path / "results.json").read_text())
+        results = read_json(path / "results.json", "emergent-heads results")
         scores = None
         if (path / f"{COHORT}.json").exists():
             scores = read_artifact(path, COHORT, "point at a directory written by run_emergent_heads.",
@@ -285,7 +284,7 @@ def heldout_problems(path, n: int | None = None) -> tuple[list[Problem] | None, 
     path = Path(path)
     saved = read_checkpoint_meta(path).get("heldout")
     if saved is None and (path / "results.json").exists():
-        saved = json.loads((path / "results.json").read_text()).get("heldout")
+        saved = read_json(path / "results.json", "emergent-heads results").get("heldout")
     if not saved:
         return None, None
     problems = [Problem.from_dict(p) for p in saved["problems"][:n]]

@@ -1,7 +1,6 @@
 """`run_heads`: per-head scores for a task by several methods, the head detectors, saved with a report."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,7 +9,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from metalens.artifact import read_artifact, write_artifact
+from metalens.artifact import read_artifact, read_json, write_artifact
 from metalens.circuits.attention import attention_heatmap, attention_patterns, parse_heads
 from metalens.circuits.attribution import attribute_heads
 from metalens.circuits.compare import ablation_effects
@@ -114,7 +113,7 @@ class HeadsResult:
         tensors, meta = read_artifact(path, ARTIFACT, "point at a directory written by run_heads or HeadsResult.save.",
                                       max_version=FORMAT_VERSION)
         meta.pop("format", None)
-        results = json.loads((path / "results.json").read_text())
+        results = read_json(path / "results.json", "heads results")
         scores = {k.removeprefix("scores."): v for k, v in tensors.items() if k.startswith("scores.")}
         detectors = {k.removeprefix("detect."): v for k, v in tensors.items() if k.startswith("detect.")}
         ablation = {g: {**row, "heads": [tuple(h) for h in row["heads"]]} if "heads" in row else row

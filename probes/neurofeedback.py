@@ -2,7 +2,6 @@
 capture -> axes and labels -> reporting -> implicit and explicit control -> metacognitive space."""
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 import metalens
+from metalens.artifact import read_json
 from metalens.probes import figures
 from metalens.probes.control import measure_control, span_means_by_layer
 from metalens.probes.datasets import load_dataset
@@ -139,7 +139,7 @@ class NeurofeedbackResult:
         if not (out / "results.json").exists():
             raise FileNotFoundError(f"No results.json in {out}: point at a folder written by run_neurofeedback(..., out=DIR).")
         axes = Axes.load(out / "axes") if (out / "axes").exists() else None
-        return cls(json.loads((out / "results.json").read_text()), axes)
+        return cls(read_json(out / "results.json", "neurofeedback results"), axes)
 
 
 def _check_int(name: str, value, low: int) -> None:
