@@ -139,3 +139,20 @@ def test_lens_reads_only_the_layers_asked_and_refuses_a_missing_block(tiny_gemma
     assert (out / "results.json").is_file() and (out / "metalens-run.json").is_file()
     torch.testing.assert_close(torch.tensor(type(result).load(out).top_prob[0]),
                                torch.tensor(run_lens(tiny_gemma, LensConfig(prompt="abc")).top_prob[0]))
+
+
+def test_probes_and_circuits_verbs_speak_one_vocabulary():
+    """--layers (nargs, never --layer), --out through add_out_arg, --seed a checked integer, on every verb here."""
+    import argparse
+
+    from metalens.cli import build_parser
+
+    verbs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for verb in ("probe", "neurofeedback", "heads", "emergent-heads", "lens"):
+        flags = {s: a for a in verbs[verb]._actions for s in a.option_strings}
+        assert "--layer" not in flags and "--out" in flags and flags["--out"].type.__name__ == "out_path", verb
+        if "--layers" in flags:
+            assert flags["--layers"].nargs == "+", verb
+        if "--seed" in flags:
+            assert flags["--seed"].type("3") == 3, verb
+    assert {"--layers"} <= set(s for a in verbs["lens"]._actions for s in a.option_strings)
