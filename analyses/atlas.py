@@ -177,7 +177,7 @@ def probe_signal(resid, correct, groups, layers: list[int], cv: int = 5, C: floa
     inner grouped CV on the training part only, so the reported AUROC carries no selection bias;
     `fold_layers` are the layers chosen.
     """
-    from metalens.probes.probe import group_folds  # group-aware stratified splits, as train_probe uses
+    from metalens.probes import group_folds  # group-aware stratified splits, as train_probe uses
 
     X = np.asarray(resid, dtype=np.float64)
     y, g = np.asarray(correct).astype(int), np.asarray(groups)
@@ -211,13 +211,13 @@ def probe_reportability(model, X: np.ndarray, correct, groups, texts: list[str],
     labels each item by a median split of its decision value; `run_reporting` asks the model for
     those labels from N in-context examples, against shuffled labels."""
     from metalens.probes import train_probe
-    from metalens.probes.reporting import run_reporting
+    from metalens.probes import measure_reporting
 
     probe = train_probe(X, np.asarray(correct).astype(int), test_size=0, cv=0, C=config.probe_c, seed=config.seed)
     decision = probe.decision(X).numpy()
     labels = (decision > np.median(decision)).astype(int)[:, None]
-    result = run_reporting(model, texts, labels, ["correctness probe"], n_values=config.reporting_n,
-                           draws=config.reporting_draws, seed=config.seed, groups=groups, progress=progress)
+    result = measure_reporting(model, texts, labels, ["correctness probe"], n_values=config.reporting_n,
+                               draws=config.reporting_draws, seed=config.seed, groups=groups, progress=progress)
     row = result.tests(n_min=max(1, max(result.n_values) // 2))[0]
     keep = ("accuracy", "acc_low", "acc_high", "shuffled_accuracy", "shuffled_low", "shuffled_high", "diff",
             "diff_low", "diff_high", "p", "n_draws", "n_min", "test")

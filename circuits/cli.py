@@ -1,18 +1,37 @@
-"""`metalens heads` and `metalens emergent-heads`: thin wrappers over circuits functions."""
+"""`metalens heads`, `metalens emergent-heads` and `metalens lens`: thin wrappers over the circuits workflows."""
 from __future__ import annotations
 
-from metalens.cli import add_model_args
+import argparse
+
+from metalens.options import (add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out, existing_dir,
+                              existing_file, load_model_from_args, mark_out, nonneg_int, positive_int)
+
+
+def task_arg(text: str) -> str:
+    """A `type=` for --task: a shipped task's name, or an existing .jsonl / .csv file of pairs."""
+    from metalens.circuits.tasks import TASKS
+
+    if text in TASKS:
+        return text
+    if not text.lower().endswith((".jsonl", ".csv")):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a task ({', '.join(TASKS)}) nor a .jsonl / .csv file of pairs")
+    return str(existing_file(text))
 
 
 def _heads(args) -> None:
-    import metalens
     from metalens.circuits.heads import HeadsConfig, run_heads
+    from metalens.circuits.tasks import TASKS, check_pairs_file
 
+    check_out(args.out, "heads")
     cfg = HeadsConfig(task=args.task, n=args.n, methods=tuple(args.methods), ig_steps=args.ig_steps,
                       metric=args.metric, seed=args.seed, detect=not args.no_detect, show=tuple(args.show),
                       faithfulness=args.faithfulness)
-    model = metalens.load_model(args.model, device=args.device)
-    result = run_heads(model, cfg, out=args.out)
+    if args.task not in TASKS:
+        check_pairs_file(args.task)  # a malformed pairs file is refused before the model loads
+    model = load_model_from_args(args)
+    result = run_heads(model, cfg)
+    mark_out(args.out, "heads")
+    result.save(args.out)
     for method, seconds in result.seconds.items():
         rho = result.spearman_vs_exact.get(method)
         print(f"{method}: {seconds:.1f} s" + (f", Spearman vs exact {rho:.3f}" if rho is not None else "")
@@ -27,11 +46,19 @@ def _heads(args) -> None:
 def _emergent(args) -> None:
     from metalens.circuits.emergent import EmergentConfig, run_emergent_heads
 
+    from metalens.circuits.tasks import TASKS, check_pairs_file
+
+    check_out(args.out, "emergent-heads")
+    if args.task not in TASKS:
+        check_pairs_file(args.task)
     cfg = EmergentConfig(task=args.task, n=args.n, n_test=args.n_test, metric=args.metric, n_boot=args.n_boot,
                          n_edges=args.n_edges, ig_steps=args.ig_steps, n_problems=args.n_problems,
-                         device=args.device, seed=args.seed, heldout_from=args.heldout_from, pairs=args.pairs,
+                         device=args.device, seed=args.seed,
+                         heldout_from=None if args.heldout_from is None else str(args.heldout_from), pairs=args.pairs,
                          own_tokens=args.own_tokens, max_checkpoints=args.max_checkpoints)
-    result = run_emergent_heads(args.base, args.post, cfg, out=args.out)
+    result = run_emergent_heads(args.base, args.post, cfg)
+    mark_out(args.out, "emergent-heads")
+    result.save(args.out)
     print(f"emergent {result.emergent}\nlost {result.lost}\nshared {len(result.shared)} heads")
     for row in result.emergent_cohorts:
         print(f"  L{row['head'][0]}.H{row['head'][1]}: in the circuit from step {row['first_seen']}, {row['fate']}")
@@ -45,32 +72,37 @@ def _emergent(args) -> None:
 
 
 def _lens(args) -> None:
-    import metalens
-    from metalens.circuits.lens import logit_lens
+    from metalens.circuits.lens import LensConfig, run_lens
 
-    model = metalens.load_model(args.model, device=args.device)
-    result = logit_lens(model, args.prompt, target=args.target, backend=args.backend)
+    check_out(args.out, "lens")
+    cfg = LensConfig(prompt=args.prompt, target=args.target, backend=args.backend,
+                     layers=None if args.layers is None else tuple(args.layers))
+    model = load_model_from_args(args)
+    result = run_lens(model, cfg)
+    mark_out(args.out, "lens")
+    result.save(args.out)
     last = [row[-1] for row in result.top_token]
-    print(f"top next token after each block: {last}")
+    print(f"top next token after each block{'' if cfg.layers is None else f' of {result.blocks}'}: {last}")
     if result.target_prob is not None:
         print(f"p({result.target_token!r}) after each block: {[round(row[-1], 4) for row in result.target_prob]}")
-    print(f"wrote {result.save(args.out)}/results.json and report.html")
+    print(f"wrote {args.out}/results.json and report.html")
 
 
 def register(sub) -> None:
     """Add the circuits verbs to the `metalens` parser."""
+    metrics = ["logit_diff", "logprob", "kl", "prob_diff"]
     p = sub.add_parser("heads", help="per-head attribution / EAP-IG / exact patching scores and head detectors")
     add_model_args(p)
-    p.add_argument("--task", default="arithmetic",
+    p.add_argument("--task", default="arithmetic", type=task_arg,
                    help="arithmetic, word, induction, factual, ioi, greater-than, pairs.jsonl, or pairs.csv "
                         "(clean,corrupted,answer,wrong_answer or the EAP-IG greater-than / IOI files)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--n", type=int, default=16, help="prompt pairs")
-    p.add_argument("--methods", nargs="+", default=["attribution", "ig", "exact"])
-    p.add_argument("--ig-steps", type=int, default=5)
-    p.add_argument("--metric", default=None, choices=["logit_diff", "logprob", "kl", "prob_diff"],
+    add_out_arg(p)
+    p.add_argument("--n", type=positive_int, default=16, help="prompt pairs (>= 1)")
+    p.add_argument("--methods", nargs="+", default=["attribution", "ig", "exact"], choices=["attribution", "ig", "exact"])
+    p.add_argument("--ig-steps", type=positive_int, default=5, help="integration steps of EAP-IG (>= 1)")
+    p.add_argument("--metric", default=None, choices=metrics,
                    help="default: the task's own (prob_diff for greater-than, logit_diff otherwise)")
-    p.add_argument("--seed", type=int, default=0)
+    add_seed_arg(p)
     p.add_argument("--no-detect", action="store_true", help="skip the induction/previous/duplicate detectors")
     p.add_argument("--faithfulness", action="store_true",
                    help="also run each method's top-k%% edge circuits: faithfulness curves, CPR and CMD (MIB style)")
@@ -78,27 +110,27 @@ def register(sub) -> None:
                    help="heads whose attention pattern on the first clean prompt the report shows, e.g. 5.1 L11.H2")
     p.set_defaults(func=_heads)
     e = sub.add_parser("emergent-heads", help="circuit heads the post-trained model gained or lost, with ablation check")
-    e.add_argument("--base", default="gemma-3-270m")
-    e.add_argument("--post", "--run", dest="post", required=True,
+    e.add_argument("--base", default="gemma-3-270m", help="the base model: embedded name, local dir or hub id")
+    e.add_argument("--post", "--run", dest="post", required=True, type=existing_dir,
                    help="checkpoint dir (full or LoRA adapter) or a `metalens posttrain` run dir (--run: the same)")
-    e.add_argument("--task", default="arithmetic")
-    e.add_argument("--out", required=True)
-    e.add_argument("--n", type=int, default=12, help="prompt pairs that pick the heads")
-    e.add_argument("--n-test", type=int, default=12, help="other prompt pairs the checks run on")
-    e.add_argument("--metric", default=None, choices=["logit_diff", "logprob", "kl", "prob_diff"],
+    e.add_argument("--task", default="arithmetic", type=task_arg)
+    add_out_arg(e)
+    e.add_argument("--n", type=positive_int, default=12, help="prompt pairs that pick the heads")
+    e.add_argument("--n-test", type=positive_int, default=12, help="other prompt pairs the checks run on")
+    e.add_argument("--metric", default=None, choices=metrics,
                    help="task metric (default: the task's own); kl = KL(intact || edited), the emergent-heads paper's metric")
-    e.add_argument("--n-boot", type=int, default=10, help="bootstrap resamples for head recurrence (0: skip)")
-    e.add_argument("--n-edges", type=int, default=100)
-    e.add_argument("--ig-steps", type=int, default=3)
-    e.add_argument("--n-problems", type=int, default=20, help="held-out problems for accuracy under ablation (0: skip)")
-    e.add_argument("--device", default=None)
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--heldout-from", default=None,
+    e.add_argument("--n-boot", type=nonneg_int, default=10, help="bootstrap resamples for head recurrence (0: skip)")
+    e.add_argument("--n-edges", type=positive_int, default=100)
+    e.add_argument("--ig-steps", type=positive_int, default=3)
+    e.add_argument("--n-problems", type=nonneg_int, default=20, help="held-out problems for accuracy under ablation (0: skip)")
+    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    add_seed_arg(e)
+    e.add_argument("--heldout-from", default=None, type=existing_dir,
                    help="posttrain run or checkpoint dir holding the held-out split (default: --post)")
     e.add_argument("--pairs", default="task", choices=["task", "own"],
                    help="own: pairs from the models' own greedy solution openings (post = clean, base = corrupted; kl)")
-    e.add_argument("--own-tokens", type=int, default=8, help="--pairs own: tokens of each solution opening")
-    e.add_argument("--max-checkpoints", type=int, default=4,
+    e.add_argument("--own-tokens", type=positive_int, default=8, help="--pairs own: tokens of each solution opening")
+    e.add_argument("--max-checkpoints", type=nonneg_int, default=4,
                    help="checkpoints of a posttrain run traced for the cohort view (0: every one)")
     e.set_defaults(func=_emergent)
     lens = sub.add_parser("lens", help="logit lens: top token and probability after every block, per position")
@@ -106,5 +138,6 @@ def register(sub) -> None:
     lens.add_argument("--prompt", required=True)
     lens.add_argument("--target", default=None, help="also track this text's first token, e.g. ' Paris'")
     lens.add_argument("--backend", default="hf", choices=["hf", "transformer_lens", "nnsight"])
-    lens.add_argument("--out", required=True)
+    add_layers_arg(lens, default_note="every block", help="blocks to read out")
+    add_out_arg(lens)
     lens.set_defaults(func=_lens)

@@ -38,7 +38,9 @@ class EdgeScores:
         return [(self.upstream[i // n], self.downstream[i % n], float(self.scores[i // n, i % n])) for i in idx.tolist()]
 
 
-def _layer_of(node: str) -> float:
+def node_depth(node: str) -> float:
+    """Where a node sits in the forward pass: embed -1, attention heads at their layer, the MLP half a
+    layer later, logits at infinity; an edge u -> v exists only when node_depth(u) < node_depth(v)."""
     if node == "embed":
         return -1
     if node == "logits":
@@ -58,7 +60,8 @@ def _run_capture(model, batch: TaskBatch, embeds: Tensor, grad: bool) -> tuple[T
     return task_forward(model, batch, embeds=embeds.detach().requires_grad_(grad), keep=keep, grad=grad)
 
 
-def _node_names(L: int, H: int) -> tuple[list[str], list[str]]:
+def node_names(L: int, H: int) -> tuple[list[str], list[str]]:
+    """(upstream, downstream) node names of a model with L layers of H heads: embed, attn.Ll.Hh, mlp.Ll, logits."""
     per_layer = [[f"attn.L{l}.H{h}" for h in range(H)] + [f"mlp.L{l}"] for l in range(L)]
     body = [n for layer in per_layer for n in layer]
     return ["embed"] + body, body + ["logits"]
@@ -110,7 +113,7 @@ def attribute_edges(model, task, steps: int = 5) -> EdgeScores:
     `steps` = 1 is plain EAP (gradient at the clean run).
     """
     batch = prepare(model, task)
-    ups, downs = _node_names(model.n_layers, model.n_heads)
+    ups, downs = node_names(model.n_layers, model.n_heads)
     e_clean, e_corr = embeddings(model, batch.clean_ids), embeddings(model, batch.corrupted_ids)
     _, corr = _run_capture(model, batch, e_corr, grad=False)
     clean_logits = last_logits(model, batch)
@@ -124,7 +127,7 @@ def attribute_edges(model, task, steps: int = 5) -> EdgeScores:
     D = torch.stack([(deltas[u] * mask).flatten() for u in ups]).float()  # [n_up, batch*pos*d]
     G = torch.stack([(grads[v] * mask).flatten() for v in downs]).float() / len(alphas)
     scores = (D @ G.T).cpu()
-    valid = torch.tensor([[_layer_of(u) < _layer_of(v) for v in downs] for u in ups])
+    valid = torch.tensor([[node_depth(u) < node_depth(v) for v in downs] for u in ups])
     scores[~valid] = float("nan")
     return EdgeScores(ups, downs, scores)
 

@@ -7,7 +7,6 @@ comparison never grades the post-trained model on problems it trained on.
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 import metalens
-from metalens.artifact import read_artifact, write_artifact
+from metalens.artifact import read_artifact, read_json, write_artifact
 from metalens.checkpoints import list_checkpoints, load_checkpoint, read_checkpoint_meta
 from metalens.circuits.cohorts import cohort_from_json, cohort_to_json, cohorts, head_cohorts
 from metalens.circuits.compare import Comparison, build_circuit, compare, recurrence_to_json
@@ -51,6 +50,11 @@ class EmergentConfig:
     own_tokens: int = 8  # pairs="own": tokens of each solution opening
 
     def __post_init__(self):
+        for name, low in (("n", 1), ("n_test", 1), ("n_boot", 0), ("n_edges", 1), ("ig_steps", 1), ("n_problems", 0),
+                          ("max_emergent", 1), ("n_random", 0), ("max_checkpoints", 0), ("seed", 0), ("own_tokens", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
         if self.pairs not in ("task", "own"):
             raise ValueError(f"Unknown pairs '{self.pairs}': use 'task' (the task's templated pairs) or 'own' "
                              "(the models' own solution openings).")
@@ -141,7 +145,7 @@ class EmergentResult:
         """The result `save` wrote into `path`."""
         path = Path(path)
         comparison = Comparison.load(path)
-        results = json.loads((path / "results.json").read_text())
+        results = read_json(path / "results.json", "emergent-heads results")
         scores = None
         if (path / f"{COHORT}.json").exists():
             scores = read_artifact(path, COHORT, "point at a directory written by run_emergent_heads.",
@@ -165,16 +169,24 @@ def run_emergent_heads(base, post, config: EmergentConfig | None = None, *, out=
     """
     cfg = config or EmergentConfig()
     log = print if progress else (lambda *a, **k: None)
-    base = base if isinstance(base, metalens.Model) else metalens.load_model(str(base), device=cfg.device)
     run_ckpts: list[Path] = []
     source = cfg.heldout_from
     if not isinstance(post, metalens.Model):
         post_path = Path(post)
         if not (post_path / "config.json").exists() and not (post_path / "adapter_config.json").exists():
+            if not post_path.is_dir():
+                raise ValueError(f"post {post_path} is not a folder: give a checkpoint folder (full model or LoRA "
+                                 "adapter) or a `metalens posttrain` run folder.")
             run_ckpts = [c for c in list_checkpoints(post_path) if not read_checkpoint_meta(c).get("merged")]
             final = post_path / "final"
+            if not (final / "config.json").exists() and not run_ckpts:
+                raise ValueError(f"{post_path} holds no model (config.json or adapter_config.json) and no checkpoints "
+                                 "of a `metalens posttrain` run: point --post at one of those.")
             post_path = final if (final / "config.json").exists() else run_ckpts[-1]
         source = source or str(post_path)
+    # the post folder is checked above before either model loads
+    base = base if isinstance(base, metalens.Model) else metalens.load_model(str(base), device=cfg.device)
+    if not isinstance(post, metalens.Model):
         post = load_checkpoint(post_path, device=cfg.device)
     problems, heldout = heldout_problems(source, cfg.n_problems) if source and cfg.n_problems else (None, None)
     if cfg.n_problems and problems is None:
@@ -272,7 +284,7 @@ def heldout_problems(path, n: int | None = None) -> tuple[list[Problem] | None, 
     path = Path(path)
     saved = read_checkpoint_meta(path).get("heldout")
     if saved is None and (path / "results.json").exists():
-        saved = json.loads((path / "results.json").read_text()).get("heldout")
+        saved = read_json(path / "results.json", "emergent-heads results").get("heldout")
     if not saved:
         return None, None
     problems = [Problem.from_dict(p) for p in saved["problems"][:n]]

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metalens.circuits.edges import EdgeScores, _layer_of, _node_names
+from metalens.circuits.edges import EdgeScores, node_depth, node_names
 from metalens.circuits.metrics import TaskBatch, metric_per_pair, prepare, task_forward
 from metalens.circuits.patching import patch_heads_exact
 from metalens.precision import in_float32
@@ -56,7 +56,7 @@ class _Reference:
         return metric_per_pair(self.batch, logits, self.clean_logits)
 
 
-def _head_outputs(model, layer: int, z: Tensor) -> Tensor:
+def head_outputs(model, layer: int, z: Tensor) -> Tensor:
     """[head, batch, pos, d_model] what each head of `layer` adds to the residual stream, from z [b, p, h, d].
 
     The o_proj slice of each head; with gemma's post-attention RMSNorm, times the norm's scale of
@@ -80,14 +80,14 @@ def _head_outputs(model, layer: int, z: Tensor) -> Tensor:
 
 def _reference(model, task) -> _Reference:
     batch = prepare(model, task)
-    ups, downs = _node_names(model.n_layers, model.n_heads)
-    valid = torch.tensor([[_layer_of(u) < _layer_of(v) for v in downs] for u in ups])
+    ups, downs = node_names(model.n_layers, model.n_heads)
+    valid = torch.tensor([[node_depth(u) < node_depth(v) for v in downs] for u in ups])
     keep = [EMBED] + [s for l in range(model.n_layers) for s in (attn_z(l), mlp_out(l))]
     clean_logits, _ = task_forward(model, batch)
     corr_logits, corr = task_forward(model, batch, batch.corrupted_ids, keep=keep)
     outs = [corr[EMBED]]
     for l in range(model.n_layers):
-        outs += [*_head_outputs(model, l, corr[attn_z(l)]), corr[mlp_out(l)]]
+        outs += [*head_outputs(model, l, corr[attn_z(l)]), corr[mlp_out(l)]]
     return _Reference(batch, ups, downs, valid, torch.stack(outs), clean_logits, corr_logits)
 
 
@@ -146,7 +146,7 @@ def _circuit_logits(model, ref: _Reference, keep: Tensor) -> Tensor:
             heads = torch.arange(H, device=z.device)
             z_run = einops.rearrange(zr[heads, :, :, heads], "h b p d -> b p h d")
             start = 1 + l * (H + 1)
-            live[start:start + H] = _head_outputs(model, l, z_run).to(live.dtype)
+            live[start:start + H] = head_outputs(model, l, z_run).to(live.dtype)
             return replicate(z_run)
         return fn
 
@@ -179,7 +179,7 @@ def _circuit_logits(model, ref: _Reference, keep: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def run_edge_circuit(model, task, edges) -> Tensor:
+def find_edge_circuit(model, task, edges) -> Tensor:
     """[batch] task metric of each pair when only `edges` carry the clean run (see the module docstring).
 
     edges: (upstream, downstream) pairs named as in `EdgeScores` (extra tuple items, such as the
@@ -239,7 +239,7 @@ def faithfulness_curve(model, task, scores: EdgeScores, ks=KS) -> dict:
     """MIB faithfulness curve of the top-|score| edges: {"k", "faithfulness", "cpr", "cmd", ...}.
 
     For each k (percent of the existing edges kept, round(k/100 * n_edges) edges, top |score|
-    first, no pruning) the edge circuit is run (`run_edge_circuit`) and faithfulness =
+    first, no pruning) the edge circuit is run (`find_edge_circuit`) and faithfulness =
     (circuit - corrupted) / (clean - corrupted) with metrics averaged over the pairs. Also
     returned: "n_edges" per k, "total_edges", "circuit" metric per k, "clean", "corrupted"; CPR/CMD
     as in `curve_areas`. Cost: 2 forward passes + len(ks) passes at n_heads x the batch.
@@ -264,12 +264,12 @@ def edge_scores_from_nodes(node_scores: dict[str, float], n_layers: int, n_heads
     Clean information enters only through edges out of 'embed', so until 'embed' ranks in, such a
     circuit is the corrupted run (faithfulness 0); its exact score is the whole effect, corrupted - clean.
     """
-    ups, downs = _node_names(n_layers, n_heads)
+    ups, downs = node_names(n_layers, n_heads)
     missing = [u for u in ups if u not in node_scores]
     if missing:
         raise ValueError(f"No score for upstream node(s) {missing[:5]}{'...' if len(missing) > 5 else ''}: "
                          "give every one of 'embed', the heads and the MLPs (see exact_node_scores).")
-    scores = torch.tensor([[float(node_scores[u]) if _layer_of(u) < _layer_of(v) else float("nan") for v in downs]
+    scores = torch.tensor([[float(node_scores[u]) if node_depth(u) < node_depth(v) else float("nan") for v in downs]
                            for u in ups])
     return EdgeScores(ups, downs, scores)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from metalens.circuits.edges import EdgeScores, _layer_of, _node_names
+from metalens.circuits.edges import EdgeScores, node_depth, node_names
 from metalens.report import save_json
 
 QKV = "qkv"
@@ -77,7 +77,7 @@ def export_graph(edges: EdgeScores, circuit_edges=None, path=None, *, model_cfg)
     NaN scores (edges that cannot exist) are left out; EAP-IG's graph has no such edges.
     """
     cfg = _shape(model_cfg)
-    ups, downs = _node_names(cfg["n_layers"], cfg["n_heads"])
+    ups, downs = node_names(cfg["n_layers"], cfg["n_heads"])
     if set(edges.upstream) != set(ups) or set(edges.downstream) != set(downs):
         raise ValueError(f"These edge scores do not match a model of {cfg['n_layers']} layers x {cfg['n_heads']} "
                          "heads: pass the model_cfg of the model that produced them.")
@@ -131,7 +131,7 @@ def import_graph(path_or_dict) -> tuple[EdgeScores, set[tuple[str, str]]]:
         raise ValueError(f"Not an EAP-IG graph: missing {missing} (expected keys cfg, nodes, edges).")
     n_layers, n_heads = int(data["cfg"]["n_layers"]), int(data["cfg"]["n_heads"])
     combined = data.get("metalens", {}).get("qkv") == "combined"
-    ups, downs = _node_names(n_layers, n_heads)
+    ups, downs = node_names(n_layers, n_heads)
     row, col = {n: i for i, n in enumerate(ups)}, {n: j for j, n in enumerate(downs)}
     parts: dict[tuple[str, str], list[tuple[float, bool]]] = {}
     for name, info in data["edges"].items():
@@ -139,7 +139,7 @@ def import_graph(path_or_dict) -> tuple[EdgeScores, set[tuple[str, str]]]:
         if match is None:
             raise ValueError(f"Bad EAP-IG edge name '{name}': expected 'up->down', with <q>/<k>/<v> into a head.")
         up, down = from_eap_name(match["up"]), from_eap_name(match["down"])
-        if up not in row or down not in col or not _layer_of(up) < _layer_of(down):
+        if up not in row or down not in col or not node_depth(up) < node_depth(down):
             raise ValueError(f"Edge '{name}' does not exist in a graph of {n_layers} layers x {n_heads} heads.")
         if down.startswith("attn.") != (match["qkv"] is not None):
             raise ValueError(f"Edge '{name}': edges into a head need <q>, <k> or <v>, and only those do.")

@@ -1,7 +1,6 @@
 """`run_heads`: per-head scores for a task by several methods, the head detectors, saved with a report."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,7 +9,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from metalens.artifact import read_artifact, write_artifact
+from metalens.artifact import read_artifact, read_json, write_artifact
 from metalens.circuits.attention import attention_heatmap, attention_patterns, parse_heads
 from metalens.circuits.attribution import attribute_heads
 from metalens.circuits.compare import ablation_effects
@@ -53,6 +52,10 @@ class HeadsConfig:
         self.ks = tuple(float(k) for k in self.ks)
         if not self.ks or any(not 0 <= k <= 100 for k in self.ks):
             raise ValueError(f"ks must be percentages of edges kept in [0, 100], got {self.ks}.")
+        for name, low in (("n", 1), ("ig_steps", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
         unknown = set(self.methods) - set(METHODS)
         if unknown or not self.methods:
             raise ValueError(f"Unknown method(s) {sorted(unknown)}: use some of {METHODS}.")
@@ -110,7 +113,7 @@ class HeadsResult:
         tensors, meta = read_artifact(path, ARTIFACT, "point at a directory written by run_heads or HeadsResult.save.",
                                       max_version=FORMAT_VERSION)
         meta.pop("format", None)
-        results = json.loads((path / "results.json").read_text())
+        results = read_json(path / "results.json", "heads results")
         scores = {k.removeprefix("scores."): v for k, v in tensors.items() if k.startswith("scores.")}
         detectors = {k.removeprefix("detect."): v for k, v in tensors.items() if k.startswith("detect.")}
         ablation = {g: {**row, "heads": [tuple(h) for h in row["heads"]]} if "heads" in row else row
@@ -141,6 +144,12 @@ def _run_heads(model, config, out, progress) -> HeadsResult:
         else:
             scores[method] = attribute_heads(model, task, method, steps=cfg.ig_steps)
         seconds[method] = time.perf_counter() - start
+        if not torch.isfinite(scores[method]).all():
+            raise ValueError(f"{method} scores on task '{task.name}' are not finite (NaN or inf): the model overflowed "
+                             "or the task's metric is undefined on its pairs; check the pairs and the model's dtype.")
+        if not scores[method].any():
+            raise ValueError(f"Every head scores 0 by {method} on task '{task.name}': its clean and corrupted runs "
+                             "do not differ in the metric; use pairs whose answers differ.")
     rho = {m: spearman(s, scores["exact"]) for m, s in scores.items() if m != "exact" and "exact" in scores}
     detectors, ablation = {}, {}
     if cfg.detect:

@@ -5,13 +5,13 @@ model would predict if it stopped after block l: final norm, unembedding and the
 softcap (`Model.final_logits`) applied to `blocks.l.hook_resid_post`. The last layer's lens is
 the model's own next-token distribution.
 
+`run_lens` is the workflow (`metalens lens`): a `LensConfig` in, a `LensResult` out, saved with `out`.
 The decoding is written once; a backend only decides how the residuals are captured: "hf"
 (`metalens.run_with_cache`), "transformer_lens" (`model.bridge`) or "nnsight" (`model.nnsight`).
 They read the same weights, so the three must agree; the tests hold them to it.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 import metalens
+from metalens.artifact import read_json
 from metalens.report import save_json, write_report
 from metalens.sites import resid_post
 
@@ -26,10 +27,29 @@ BACKENDS = ("hf", "transformer_lens", "nnsight")
 
 
 @dataclass
+class LensConfig:
+    """Settings of `run_lens`: the prompt, an optional target text and the backend that captures."""
+
+    prompt: str
+    target: str | None = None  # also track this text's first token, e.g. " Paris"
+    backend: str = "hf"  # hf, transformer_lens or nnsight: how the residuals are captured
+    layers: tuple[int, ...] | None = None  # blocks read out (None: every block)
+
+    def __post_init__(self):
+        if not isinstance(self.prompt, str) or not self.prompt:
+            raise ValueError("The logit lens needs a non-empty prompt.")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"Unknown backend '{self.backend}': use one of {BACKENDS}.")
+        if self.target is not None and not self.target:
+            raise ValueError("An empty target has no token to track: pass text such as ' Paris', or no target.")
+
+
+@dataclass
 class LensResult:
     """Top token and its probability (and the target's) per layer x position of one prompt.
 
-    Lists are [n_layers][n_positions]; layer l is the residual stream after block l.
+    Lists are [n_layers][n_positions]; row i is the residual stream after block `layers[i]`
+    (`layers` None, as in results saved before it existed: every block in order).
     """
 
     prompt: str
@@ -41,6 +61,12 @@ class LensResult:
     target_prob: list[list[float]] | None = None
     backend: str = "hf"
     metadata: dict = field(default_factory=dict)
+    layers: list[int] | None = None
+
+    @property
+    def blocks(self) -> list[int]:
+        """The block each row reads (every block when `layers` is None)."""
+        return list(range(len(self.top_prob))) if self.layers is None else list(self.layers)
 
     def save(self, path) -> Path:
         """Write results.json and report.html into the folder `path`; returns it."""
@@ -53,7 +79,7 @@ class LensResult:
     @classmethod
     def load(cls, path) -> LensResult:
         """The result saved in the folder `path`."""
-        return cls(**json.loads((Path(path) / "results.json").read_text()))
+        return cls(**read_json(Path(path) / "results.json", "logit-lens results"))
 
     def _sections(self) -> list:
         sections = [("Prompt", f"{self.prompt!r} ({len(self.tokens)} tokens, read through the {self.backend} backend)"),
@@ -75,7 +101,7 @@ def lens_heatmap(result: LensResult):
     ))
     # numeric axes with token labels: repeated tokens would merge on a categorical axis
     fig.update_xaxes(tickvals=list(range(n_pos)), ticktext=result.tokens, title="input token (position)")
-    fig.update_yaxes(tickvals=list(range(n_layers)), ticktext=[f"L{l}" for l in range(n_layers)],
+    fig.update_yaxes(tickvals=list(range(n_layers)), ticktext=[f"L{l}" for l in result.blocks],
                      title="after block")
     fig.update_layout(height=200 + 28 * n_layers, width=max(600, 70 * n_pos))
     return fig
@@ -86,7 +112,7 @@ def target_plot(result: LensResult):
     import plotly.graph_objects as go
 
     probs = [row[-1] for row in result.target_prob]
-    fig = go.Figure(go.Scatter(x=list(range(len(probs))), y=probs, mode="lines+markers"))
+    fig = go.Figure(go.Scatter(x=result.blocks, y=probs, mode="lines+markers"))
     fig.update_layout(xaxis_title="after block", yaxis_title=f"p({result.target_token!r})", yaxis_range=[0, 1],
                       height=350)
     return fig
@@ -123,25 +149,40 @@ def lens_probs(model, resid: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def logit_lens(model, prompt: str, *, target: str | None = None, backend: str = "hf") -> LensResult:
-    """Logit lens of `prompt` after every block; with `target`, its first token's probability too."""
+def logit_lens(model, prompt: str, *, target: str | None = None, backend: str = "hf", layers=None) -> LensResult:
+    """Logit lens of `prompt` after each block of `layers` (default: every block); with `target`,
+    its first token's probability too."""
     if backend not in _CAPTURE:
         raise ValueError(f"Unknown backend '{backend}': use one of {BACKENDS}.")
+    blocks = list(range(model.n_layers)) if layers is None else model.resolve_layers(layers)
+    target_id = None
+    if target is not None:
+        target_ids = model.tokenizer(target, add_special_tokens=False)["input_ids"]
+        if not target_ids:
+            raise ValueError(f"Target {target!r} has no tokens: pass a non-empty string such as ' Paris'.")
+        target_id = target_ids[0]
     ids = model.tokenize([prompt])["input_ids"]  # [1, pos]
-    resid = torch.stack(_CAPTURE[backend](model, ids))  # [layer, pos, d_model]
+    resid = torch.stack(_CAPTURE[backend](model, ids))[blocks]  # [layer, pos, d_model]
     probs = lens_probs(model, resid)  # [layer, pos, vocab]
     top_prob, top_id = probs.max(-1)
     decode = model.tokenizer.decode
     result = LensResult(
         prompt=prompt, tokens=[decode([i]) for i in ids[0].tolist()],
         top_token=[[decode([i]) for i in row] for row in top_id.tolist()], top_prob=top_prob.tolist(),
-        backend=backend, metadata=model.metadata(),
+        backend=backend, metadata=model.metadata(), layers=None if layers is None else blocks,
     )
-    if target is not None:
-        target_ids = model.tokenizer(target, add_special_tokens=False)["input_ids"]
-        if not target_ids:
-            raise ValueError(f"Target {target!r} has no tokens: pass a non-empty string such as ' Paris'.")
-        result.target, result.target_token = target, decode([target_ids[0]])
-        result.target_prob = probs[..., target_ids[0]].tolist()
+    if target_id is not None:
+        result.target, result.target_token = target, decode([target_id])
+        result.target_prob = probs[..., target_id].tolist()
     return result
 
+
+def run_lens(model, config: LensConfig, *, out=None, progress: bool = True) -> LensResult:
+    """The logit lens of `config.prompt` (`logit_lens`); with `out`, results.json and report.html saved there."""
+    if not isinstance(config, LensConfig):
+        raise TypeError(f"config must be a LensConfig, not {type(config).__name__}: call "
+                        "run_lens(model, LensConfig(prompt='The capital of France is'), out=DIR).")
+    result = logit_lens(model, config.prompt, target=config.target, backend=config.backend, layers=config.layers)
+    if out is not None:
+        result.save(out)
+    return result

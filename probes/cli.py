@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from metalens.options import (add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out, existing_file,
+                              int_list, int_range, load_model_from_args, mark_out, positive_int)
 
 _PATH_HELP = ("a path: metalens JSONL (text,label), ETHICS commonsense CSV (label,input,is_short,edited; short rows), "
               "true/false CSV (statement,label) or model-written-evaluations JSONL (question, answer_[not_]matching_behavior)")
@@ -12,34 +14,57 @@ def _num(value, spec: str = ".3f") -> str:
     return "nan" if value is None else format(value, spec)  # results.json stores NaN as null
 
 
-def _neurofeedback(args) -> None:
-    import metalens
-    from metalens.probes.neurofeedback import NeurofeedbackConfig, run_neurofeedback
+def dataset_arg(text: str) -> str:
+    """A `type=` for --data: a shipped set's name, or an existing file (not a folder)."""
+    from metalens.probes.datasets import SHIPPED
 
-    overrides = {k: v for k, v in {"layer": args.layer, "dataset": args.dataset, "draws": args.draws, "seed": args.seed,
+    return text if text in SHIPPED else str(existing_file(text))
+
+
+def neurofeedback_config(args):
+    """The `NeurofeedbackConfig` the flags describe (--quick and --protocol pick the base sizes)."""
+    from metalens.probes.neurofeedback import NeurofeedbackConfig
+
+    overrides = {k: v for k, v in {"dataset": args.dataset, "draws": args.draws, "seed": args.seed,
                                    "max_sentences": args.max_sentences, "implicit_trials": args.implicit_trials,
                                    "explicit_trials": args.explicit_trials, "control_examples": args.control_examples,
-                                   }.items() if v is not None}
+                                   "pcs": args.pcs, "n_values": args.n_values}.items() if v is not None}
     for key in ("implicit_targets", "explicit_targets"):
         if getattr(args, key) is not None:
-            overrides[key] = tuple(t for t in getattr(args, key).split(",") if t)
-    if args.pcs:
-        overrides["pcs"] = tuple(int(x) for x in args.pcs.split(","))
-    if args.n_values:
-        overrides["n_values"] = tuple(int(x) for x in args.n_values.split(","))
-    if args.layers:
-        overrides["layers"] = tuple(int(x) for x in args.layers.split(","))
+            overrides[key] = tuple(t.strip() for t in getattr(args, key).split(",") if t.strip())
+    for key in ("pcs", "n_values"):
+        if key in overrides:
+            overrides[key] = tuple(overrides[key])
+    if args.layers is not None:
+        if "all" in args.layers:
+            raise ValueError("--layers: neurofeedback reads named blocks (e.g. --layers 9, or --layers 9 6 12 "
+                             "with --protocol paper), not 'all'.")
+        if len(args.layers) > 1 and args.protocol != "paper":
+            raise ValueError(f"--layers {' '.join(map(str, args.layers))}: the strict protocol reads one block; "
+                             "give one, or add --protocol paper to average reporting over several.")
+        overrides["layer"] = args.layers[0]
+        if len(args.layers) > 1:
+            overrides["layers"] = tuple(args.layers)
     if args.protocol == "paper":
         # --quick keeps its small sizes under the paper's design; otherwise the paper's sizes (NeurofeedbackConfig.paper)
         overrides["protocol"] = "paper"
     if args.quick:
-        cfg = NeurofeedbackConfig.quick(**overrides)
-    elif args.protocol == "paper":
-        cfg = NeurofeedbackConfig.paper(**overrides)
-    else:
-        cfg = NeurofeedbackConfig(**overrides)
-    model = metalens.load_model(args.model, device=args.device)
-    result = run_neurofeedback(model, cfg, out=args.out)
+        return NeurofeedbackConfig.quick(**overrides)
+    if args.protocol == "paper":
+        return NeurofeedbackConfig.paper(**overrides)
+    return NeurofeedbackConfig(**overrides)
+
+
+def _neurofeedback(args) -> None:
+    from metalens.probes.neurofeedback import prepare_data, run_neurofeedback
+
+    check_out(args.out, "neurofeedback")
+    cfg = neurofeedback_config(args)
+    prepare_data(cfg)  # the data file, the split and the PCs it allows: refused before the model loads
+    model = load_model_from_args(args)
+    result = run_neurofeedback(model, cfg)
+    mark_out(args.out, "neurofeedback")
+    result.save(args.out)
     s = result.summary
     for row in s["rows"]:
         print(f"{row['axis']:>6}  var={_num(row['explained_variance'])}  report_acc={_num(row['report_accuracy'])} "
@@ -55,13 +80,17 @@ def _neurofeedback(args) -> None:
 
 
 def _probe(args) -> None:
-    import metalens
+    from metalens.probes.datasets import load_dataset
     from metalens.probes.sweep import ProbeSweepConfig, run_probe_sweep
 
-    layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else None
-    cfg = ProbeSweepConfig(dataset=args.dataset, layers=layers, positions=args.positions)
-    model = metalens.load_model(args.model, device=args.device)
-    sweep = run_probe_sweep(model, cfg, out=args.out)
+    check_out(args.out, "probe")
+    load_dataset(args.dataset)  # a bad data file is refused before the model loads
+    cfg = ProbeSweepConfig(dataset=args.dataset, layers=None if args.layers is None else tuple(args.layers),
+                           positions=args.positions, seed=args.seed)
+    model = load_model_from_args(args)
+    sweep = run_probe_sweep(model, cfg)
+    mark_out(args.out, "probe")
+    sweep.save(args.out)
     for row in sweep.rows():
         print(f"layer {row['layer']:>3}  cv={row['cv_accuracy']:.3f}±{row['cv_std']:.3f}  held-out={row['test_accuracy']:.3f}")
     print(f"best layer {sweep.best_layer}; wrote {Path(args.out) / 'results.json'}, report.html and the probes")
@@ -69,33 +98,39 @@ def _probe(args) -> None:
 
 def register(subparsers) -> None:
     """Add the `neurofeedback` and `probe` verbs."""
-    from metalens.cli import add_model_args
-
     nf = subparsers.add_parser("neurofeedback", help="metacognitive reporting and control of activation axes")
     add_model_args(nf)
-    nf.add_argument("--layer", type=int, default=None, help="block whose residual stream defines the axes (default: middle)")
-    nf.add_argument("--out", required=True, help="output directory for results.json and report.html")
-    nf.add_argument("--dataset", "--data", dest="dataset", default=None, help=f"moral (default), facts, or {_PATH_HELP}")
+    add_layers_arg(nf, allow_all=False, default_note="the model's default_layers(), the middle block",
+                   help="the block whose residual stream defines the axes and is controlled; with --protocol paper, "
+                        "reporting is averaged over every block given")
+    add_out_arg(nf, help="output directory for results.json, report.html and axes/")
+    nf.add_argument("--data", "--dataset", dest="dataset", type=dataset_arg, default=None,
+                    help=f"moral (default), facts, or {_PATH_HELP}")
     nf.add_argument("--quick", action="store_true", help="small settings that finish in under 2 minutes on CPU")
-    nf.add_argument("--draws", type=int, default=None, help="random example draws per point")
-    nf.add_argument("--pcs", default=None, help="comma-separated principal components, e.g. 1,2,4,8,32,128")
-    nf.add_argument("--n-values", default=None, help="comma-separated N in-context examples, e.g. 0,2,4,8,16,32,64")
-    nf.add_argument("--max-sentences", type=int, default=None, help="balanced subsample size of the dataset")
-    nf.add_argument("--implicit-trials", type=int, default=None, help="implicit-control trials per target axis")
-    nf.add_argument("--explicit-trials", type=int, default=None, help="explicit-control trials per target axis")
-    nf.add_argument("--control-examples", type=int, default=None, help="N examples in control prompts")
+    nf.add_argument("--draws", type=int_range(2), default=None,
+                    help="random example draws per point (>= 2: intervals and tests need two)")
+    nf.add_argument("--pcs", type=int_list(1), default=None,
+                    help="comma-separated principal components (1-based), e.g. 1,2,4,8,32,128; at most the fit "
+                         "split's size minus one")
+    nf.add_argument("--n-values", type=int_list(0), default=None,
+                    help="comma-separated N in-context examples, e.g. 0,2,4,8,16,32,64")
+    nf.add_argument("--max-sentences", type=int_range(4), default=None, help="balanced subsample size of the dataset")
+    nf.add_argument("--implicit-trials", type=positive_int, default=None, help="implicit-control trials per target axis")
+    nf.add_argument("--explicit-trials", type=positive_int, default=None, help="explicit-control trials per target axis")
+    nf.add_argument("--control-examples", type=positive_int, default=None, help="N examples in control prompts")
     nf.add_argument("--implicit-targets", default=None, help="comma-separated axes, e.g. LR,PC1 (default: all)")
     nf.add_argument("--explicit-targets", default=None, help="comma-separated axes (default: LR,PC1; empty: none)")
-    nf.add_argument("--seed", type=int, default=None)
+    add_seed_arg(nf)
     nf.add_argument("--protocol", choices=["strict", "paper"], default="strict",
                     help="strict (default): metalens' design; paper: Ji-An et al.'s framing, label rule and 2x2 control, "
                          "at the paper's sizes unless --quick or other flags say otherwise")
-    nf.add_argument("--layers", default=None, help="paper protocol: comma-separated layers to average reporting over")
     nf.set_defaults(func=_neurofeedback)
     pr = subparsers.add_parser("probe", help="train a linear probe at every layer on a labelled JSONL set")
     add_model_args(pr)
-    pr.add_argument("--dataset", "--data", dest="dataset", default="moral", help=f"moral (default), facts, or {_PATH_HELP}")
-    pr.add_argument("--layers", default=None, help="comma-separated layers (default: all)")
+    pr.add_argument("--data", "--dataset", dest="dataset", type=dataset_arg, default="moral",
+                    help=f"moral (default), facts, or {_PATH_HELP}")
+    add_layers_arg(pr, default_note="every block", help="blocks to probe")
     pr.add_argument("--positions", default="mean", choices=["last", "mean"])
-    pr.add_argument("--out", required=True, help="output directory for results.json, report.html and the probes")
+    add_seed_arg(pr)
+    add_out_arg(pr, help="output directory for results.json, report.html and the probes")
     pr.set_defaults(func=_probe)

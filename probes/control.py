@@ -129,7 +129,7 @@ def check_control_inputs(kind: str, texts, labels, groups, n_examples: int) -> t
     return np.asarray(labels), groups
 
 
-def run_control(model, layer: int, axes, texts: list[str], labels, targets: list[str], *,
+def measure_control(model, layer: int, axes, texts: list[str], labels, targets: list[str], *,
                 kind: str = "implicit", n_examples: int = 16, trials: int = 16, seed: int = 0,
                 label_words: tuple[str, str] = ("0", "1"), max_new_tokens: int = 24,
                 batch_size: int = 4, groups=None, progress: bool = True) -> ControlResult:

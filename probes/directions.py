@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metalens.artifact import read_artifact, write_artifact
+from metalens.artifact import read_artifact, read_json, write_artifact
 from metalens.probes.probe import group_folds, train_probe
 
 DEFAULT_PCS = (1, 2, 4, 8, 32, 128)
@@ -79,6 +79,9 @@ class Axes:
     def project(self, acts) -> Tensor:
         """Projections [n, n_axes] of activations [n, d_model] on every axis."""
         acts = torch.as_tensor(acts, dtype=torch.float32)
+        if acts.shape[-1] != self.center.shape[0]:
+            raise ValueError(f"Activations have width {acts.shape[-1]}, the axes {self.names} expect "
+                             f"{self.center.shape[0]}: they were fitted on another model.")
         return (acts - self.center) @ self.directions.T
 
     def scores(self, acts) -> Tensor:
@@ -115,7 +118,18 @@ class Axes:
     @classmethod
     def load(cls, path: str | Path) -> "Axes":
         """Read what `save` wrote."""
-        t, meta = read_artifact(path, "axes", "point at a directory written by Axes.save.")
+        hint = "point at a directory written by Axes.save."
+        declared = read_json(Path(path) / "axes.json", "axes metadata") if (Path(path) / "axes.json").exists() else {}
+        names = declared.get("names")
+        n = len(names) if isinstance(names, list) else None
+        width = (declared.get("metadata") or {}).get("d_model") if isinstance(declared.get("metadata"), dict) else None
+        expect = {"directions": (n, width), "center": (width,), "explained_variance": (n,), "thresholds": (n,)}
+        t, meta = read_artifact(path, "axes", hint, expect=expect, required=("names", "metadata"))
+        if n is None:
+            raise ValueError(f"{Path(path) / 'axes.json'}: 'names' must be a list of axis names; re-save the axes.")
+        if "scales" in t and tuple(t["scales"].shape) != (n,):
+            raise ValueError(f"{Path(path) / 'axes.safetensors'}: tensor 'scales' has shape {list(t['scales'].shape)}, "
+                             f"expected [{n}]: it was edited; re-save the axes.")
         return cls(meta["names"], t["directions"], t["center"], t["explained_variance"], t["thresholds"], meta["metadata"],
                    t.get("scales"))
 

@@ -9,7 +9,7 @@ flipped labels, imposing 0 asks for the *high* side of the axis. So the control 
 
 where s is the projection of the measured sentence. A direct effect of the label token itself
 ("1" vs "0" shifting activations whatever the labels mean) appears once in each of high and low
-and cancels; a design without the flip condition (`control.run_control`) cannot tell it from control.
+and cancels; a design without the flip condition (`control.measure_control`) cannot tell it from control.
 
 Our conclusion statistic is the paired d_z of high - low over trials (`metalens.stats.paired_test`);
 the paper's unpaired Cohen's d (pooled SD across trials) is reported beside it and labelled so.
@@ -97,7 +97,7 @@ def _ratio(on: float, all_pcs: np.ndarray) -> float:
     return float(abs(on) / base) if np.isfinite(on) and base and np.isfinite(base) else float("nan")
 
 
-def run_flip_control(model, layer: int, axes, texts: list[str], labels, targets: list[str], *, pc_axes=None,
+def measure_flip_control(model, layer: int, axes, texts: list[str], labels, targets: list[str], *, pc_axes=None,
                      kind: str = "implicit", n_examples: int = 16, trials: int = 16, seed: int = 0,
                      label_words: tuple[str, str] = ("0", "1"), max_new_tokens: int = 24, batch_size: int = 4,
                      groups=None, progress: bool = True) -> FlipControlResult:

@@ -2,7 +2,7 @@
 capture -> axes and labels -> reporting -> implicit and explicit control -> metacognitive space."""
 from __future__ import annotations
 
-import json
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 
 import metalens
+from metalens.artifact import read_json
 from metalens.probes import figures
-from metalens.probes.control import run_control, span_means_by_layer
+from metalens.probes.control import measure_control, span_means_by_layer
 from metalens.probes.datasets import load_dataset
 from metalens.probes.directions import DEFAULT_PCS, Axes, fit_axes, fit_paper_axes, split_indices
-from metalens.probes.flip_control import run_flip_control
+from metalens.probes.flip_control import measure_flip_control
 from metalens.probes.prompts import PROTOCOLS, render
-from metalens.probes.reporting import average_reporting, run_reporting
+from metalens.probes.reporting import average_reporting, measure_reporting
 from metalens.probes.space import summarize
 from metalens.report import save_json, to_jsonable, write_report
 from metalens.sites import resid_post
@@ -50,8 +51,29 @@ class NeurofeedbackConfig:
     protocol: str = "strict"
     layers: tuple[int, ...] | None = None  # paper protocol: also report at these layers, averaged (control stays at `layer`)
     max_tokens: int = 8192  # padded tokens per forward pass; a longer prompt runs alone
+    # False: a PC beyond what the fit split allows is an error; True (the paper preset): such PCs are left out
+    pcs_up_to_rank: bool = False
 
     def __post_init__(self):
+        self.pcs, self.n_values = tuple(self.pcs), tuple(self.n_values)
+        for name, low in (("draws", 1), ("n_test_min", 0), ("control_examples", 1), ("implicit_trials", 1),
+                          ("explicit_trials", 1), ("max_new_tokens", 1), ("batch_size", 1), ("seed", 0),
+                          ("max_tokens", 1)):
+            _check_int(name, getattr(self, name), low)
+        if self.max_sentences is not None:
+            _check_int("max_sentences", self.max_sentences, 4)
+        if self.layer is not None:
+            _check_int("layer", self.layer, 0)
+        if not 0 < self.fit_fraction < 1:
+            raise ValueError(f"fit_fraction must be in (0, 1), got {self.fit_fraction}.")
+        if not self.n_values:
+            raise ValueError("n_values must name at least one N (examples before a tested item), e.g. (0, 2, 4).")
+        for n in self.n_values:
+            _check_int("each of n_values", n, 0)
+        for k in self.pcs:
+            _check_int("each of pcs (1-based principal components)", k, 1)
+        if len(set(self.label_words)) != 2:
+            raise ValueError(f"label_words must be two different words, got {self.label_words}.")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, not '{self.protocol}'.")
         if self.layers is not None and self.protocol != "paper":
@@ -74,7 +96,8 @@ class NeurofeedbackConfig:
         README for settings that fit in minutes."""
         base = cls(protocol="paper", max_sentences=None, fit_fraction=0.6, pcs=(1, 2, 4, 8, 32, 128, 512),
                    n_values=(0, 2, 4, 8, 16, 32, 64, 128, 256), draws=100, n_test_min=8, control_examples=256,
-                   implicit_trials=100, explicit_trials=100, max_new_tokens=50, batch_size=1)
+                   implicit_trials=100, explicit_trials=100, max_new_tokens=50, batch_size=1,
+                   pcs_up_to_rank="pcs" not in overrides)
         return replace(base, **overrides)
 
 
@@ -116,7 +139,43 @@ class NeurofeedbackResult:
         if not (out / "results.json").exists():
             raise FileNotFoundError(f"No results.json in {out}: point at a folder written by run_neurofeedback(..., out=DIR).")
         axes = Axes.load(out / "axes") if (out / "axes").exists() else None
-        return cls(json.loads((out / "results.json").read_text()), axes)
+        return cls(read_json(out / "results.json", "neurofeedback results"), axes)
+
+
+def _check_int(name: str, value, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+
+
+def max_pc(n_fit: int, d_model: int | None = None) -> int:
+    """The highest principal component a fit split of `n_fit` sentences (of width `d_model`) can have."""
+    return n_fit - 1 if d_model is None else min(n_fit - 1, d_model)
+
+
+def prepare_data(cfg: NeurofeedbackConfig, d_model: int | None = None):
+    """(dataset, fit indices, pool indices, pcs) of a run, checked before any model work.
+
+    Reads and subsamples `cfg.dataset`, splits it, and refuses PCs beyond what the fit split (and
+    `d_model`) allows -- unless `cfg.pcs_up_to_rank`, where they are left out -- and target axes that
+    no fitted axis will carry. Cheap: the CLI calls it before loading the model.
+    """
+    ds = load_dataset(cfg.dataset).balanced(cfg.max_sentences, cfg.seed)
+    fit, pool = split_indices(len(ds), cfg.fit_fraction, cfg.seed, groups=ds.groups)  # near-copies stay on one side
+    top = max_pc(len(fit), d_model)
+    pcs = cfg.pcs
+    beyond = [k for k in pcs if k > top]
+    if beyond and not cfg.pcs_up_to_rank:
+        raise ValueError(f"pcs {beyond} exceed what the data allow: {len(fit)} fit sentences"
+                         f"{f' of width {d_model}' if d_model else ''} give at most PC{top}. Ask for PCs up to "
+                         f"{top}, or more sentences (max_sentences, a larger dataset).")
+    pcs = tuple(k for k in pcs if k <= top)
+    names = [f"PC{k}" for k in pcs] + (["LR"] if cfg.logistic_axis else [])
+    unknown = [t for t in (cfg.implicit_targets or ()) if t not in names]
+    unknown += [t for t in cfg.explicit_targets if not re.fullmatch(r"LR|PC[1-9][0-9]*", t)]
+    if unknown:
+        raise ValueError(f"Target axes {unknown} are not among the run's axes {names}: name axes from pcs "
+                         "(PC1, PC8, ...) or LR.")
+    return ds, fit, pool, pcs
 
 
 def _brief(effect: dict) -> dict:
@@ -160,13 +219,14 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
         raise TypeError(f"config must be a NeurofeedbackConfig, not {type(config).__name__}: call "
                         "run_neurofeedback(model, NeurofeedbackConfig(layer=9), out=DIR).")
     cfg = config or NeurofeedbackConfig()
-    layer = model.check_layer(model.n_layers // 2 if cfg.layer is None else cfg.layer)
+    layer = model.resolve_layers(cfg.layer)[0]
+    if cfg.layers is not None:
+        model.resolve_layers(list(cfg.layers))  # refuse a bad block before the long work
     cfg = replace(cfg, layer=layer)
     start = time.time()
-    ds = load_dataset(cfg.dataset).balanced(cfg.max_sentences, cfg.seed)
+    ds, fit, pool, pcs = prepare_data(cfg, model.d_model)  # pcs: those the fit split allows
     site = resid_post(layer)
     paper = cfg.protocol == "paper"
-    fit, pool = split_indices(len(ds), cfg.fit_fraction, cfg.seed, groups=ds.groups)  # near-copies stay on one side
     human = np.asarray(ds.labels)
     meta = {**model.metadata(), "layer": layer, "site": site, "positions": cfg.positions, "protocol": cfg.protocol}
     pool_texts = [ds.texts[i] for i in pool]
@@ -194,18 +254,22 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
             if ax.names != axes.names:
                 raise ValueError(f"Layer {rl} has axes {ax.names}, layer {layer} has {axes.names}: pick pcs within every layer's rank.")
             labels_rl = pool_labels if rl == layer else ax.labels(by_layer[rl][pool]).numpy()
-            runs.append(run_reporting(model, pool_texts, labels_rl, ax.names, **report_kw))
+            runs.append(measure_reporting(model, pool_texts, labels_rl, ax.names, **report_kw))
             layer_info.append({"layer": rl, "explained_variance": ax.explained_variance, "thresholds": ax.thresholds,
                                "scales": ax.scales, "pool_label_balance": dict(zip(ax.names, labels_rl.mean(0)))})
         reporting = runs[0] if len(runs) == 1 else average_reporting(runs, report_layers)
-        control, control_kw = run_flip_control, {"pc_axes": all_pcs}
+        control, control_kw = measure_flip_control, {"pc_axes": all_pcs}
     else:
         acts = metalens.capture(model, ds.texts, [site], positions=cfg.positions, batch_size=16, progress=progress)[site].float()
         axes = fit_axes(acts[fit], human[fit], cfg.pcs, logistic=cfg.logistic_axis, seed=cfg.seed, metadata=meta,
                         groups=[ds.groups[i] for i in fit])
         pool_labels = axes.labels(acts[pool]).numpy()  # [n_pool, n_axes]; thresholds come from the fit split
-        reporting = run_reporting(model, pool_texts, pool_labels, axes.names, **report_kw)
-        control, control_kw = run_control, {}
+        reporting = measure_reporting(model, pool_texts, pool_labels, axes.names, **report_kw)
+        control, control_kw = measure_control, {}
+    dropped = [k for k in pcs if f"PC{k}" not in axes.names]
+    if dropped and not cfg.pcs_up_to_rank:
+        raise ValueError(f"pcs {dropped} exceed the rank of the layer-{layer} activations of the fit split "
+                         f"(axes fitted: {axes.names}): ask for fewer PCs.")
     implicit = control(model, layer, axes, pool_texts, pool_labels, list(cfg.implicit_targets or axes.names),
                        kind="implicit", n_examples=cfg.control_examples, trials=cfg.implicit_trials, seed=cfg.seed,
                        **control_kw, **common)

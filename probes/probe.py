@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metalens.artifact import read_artifact, write_artifact
+from metalens.artifact import read_artifact, read_json, write_artifact
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -65,7 +65,10 @@ class Probe:
     @classmethod
     def load(cls, path: str | Path) -> "Probe":
         """Read what `save` wrote."""
-        tensors, meta = read_artifact(path, "probe", "point at a directory written by Probe.save.")
+        declared = read_json(Path(path) / "probe.json", "probe metadata") if (Path(path) / "probe.json").exists() else {}
+        width = (declared.get("metadata") or {}).get("d_model") if isinstance(declared.get("metadata"), dict) else None
+        tensors, meta = read_artifact(path, "probe", "point at a directory written by Probe.save.",
+                                      expect={"weight": (width,)}, required=("bias", "metadata"))
         nan = float("nan")
         return cls(tensors["weight"], meta["bias"],
                    meta["cv_accuracy"] if meta["cv_accuracy"] is not None else nan,

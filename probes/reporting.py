@@ -17,32 +17,23 @@ from tqdm.auto import tqdm
 
 import metalens
 from metalens.probes.datasets import sample_distinct_groups
-from metalens.probes.prompts import Rendered, batches, label_token_ids, render
+from metalens.probes.prompts import Rendered, label_token_ids, render
 from metalens.probes.surface import prompt_surface_scores
-from metalens.sites import FINAL_NORM
 from metalens.stats import add_holm, holm, mean_ci, paired_test
 
 DEFAULT_N = (0, 2, 4, 8, 16, 32, 64)
 
 
-@torch.inference_mode()
 def label_logprobs(model, prompts: list[Rendered], cand_ids: list[int], batch_size: int = 4, max_tokens: int = 8192):
     """Per prompt: (log p over the label tokens at each label position [n_items, n_labels],
     total probability mass of the label tokens in the full vocabulary [n_items]).
 
     Batches hold at most `max_tokens` padded tokens (a long prompt runs alone; see `prompts.batches`)."""
-    out = []
-    for chunk_idx in batches(prompts, batch_size, max_tokens):
-        chunk = [prompts[i] for i in chunk_idx]
-        ids, mask = model.pad([r.input_ids for r in chunk])  # right padding keeps render's positions
-        # Unembed only the label positions, not the whole [batch, pos, vocab].
-        hidden = metalens.run_with_cache(model, ids, mask, sites=[FINAL_NORM])[FINAL_NORM]  # [batch, pos, d_model]
-        for j, r in enumerate(chunk):
-            pos = torch.tensor(r.label_pos, device=hidden.device) - 1  # the position predicting each label
-            logits = model.final_logits(hidden[j, pos]).float()  # [n_items, vocab], softcap included
-            full = torch.log_softmax(logits, -1)[:, cand_ids]  # [n_items, n_labels]
-            out.append((torch.log_softmax(full, -1).cpu(), full.exp().sum(-1).cpu()))
-    return out
+    # Each label is read at the position before it: the one that predicts it.
+    reads = metalens.next_token_logprobs(model, [r.input_ids for r in prompts], cand_ids,
+                                         positions=[[p - 1 for p in r.label_pos] for r in prompts],
+                                         batch_size=batch_size, max_tokens=max_tokens)
+    return [(full.log_softmax(-1), full.exp().sum(-1)) for full in reads.logprobs]  # full: [n_items, n_labels]
 
 
 @dataclass
@@ -54,7 +45,7 @@ class ReportingResult:
     no information about the sentence, only that axis' base rate; a result saved with one shared
     baseline [draws, n_max + 1] loads as that baseline for every axis). `label_mass` is the share of the full next-token
     distribution on the label tokens, [n_axes, draws, n_max + 1]. `items` [draws, n_max + 1]
-    are the indices (into the texts given to `run_reporting`) of each draw's items, in prompt order.
+    are the indices (into the texts given to `measure_reporting`) of each draw's items, in prompt order.
     `surface` [n_axes, draws, n_max + 1] scores a text-only learner (`metalens.probes.surface`)
     fitted on the same N examples of the same prompt: 1 right, 0 wrong, 0.5 a coin flip.
     """
@@ -195,7 +186,7 @@ def prompt_label_sets(labels: np.ndarray, rng: np.random.Generator) -> list[np.n
     return [labels[:, a] for a in range(labels.shape[1])] + [rng.permutation(labels[:, a]) for a in range(labels.shape[1])]
 
 
-def run_reporting(model, texts: list[str], labels, axis_names: list[str], *, n_values=DEFAULT_N,
+def measure_reporting(model, texts: list[str], labels, axis_names: list[str], *, n_values=DEFAULT_N,
                   draws: int = 12, seed: int = 0, label_words: tuple[str, str] = ("0", "1"),
                   batch_size: int = 4, n_test_min: int = 8, groups=None, protocol: str = "strict",
                   max_tokens: int = 8192, progress: bool = True) -> ReportingResult:

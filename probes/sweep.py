@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from metalens.artifact import read_artifact, write_artifact
+from metalens.artifact import read_artifact, read_json, write_artifact
 from metalens.probes import figures
 from metalens.probes.datasets import load_dataset
 from metalens.probes.probe import Probe, train_probe
@@ -21,7 +21,7 @@ class ProbeSweepConfig:
     """Settings of `run_probe_sweep`."""
 
     dataset: str | Path = "moral"  # a shipped set (moral, facts) or a file `load_dataset` reads (CSV or JSONL)
-    layers: tuple[int, ...] | None = None  # None: every block
+    layers: tuple[int, ...] | None = None  # None or ("all",): every block
     positions: str = "mean"  # how a sentence's activation is pooled: "mean" over its tokens or "last"
     max_sentences: int | None = None  # balanced subsample of the dataset (None: all)
     cv: int = 5
@@ -29,6 +29,22 @@ class ProbeSweepConfig:
     C: float = 1.0
     batch_size: int = 16
     seed: int = 0
+
+    def __post_init__(self):
+        if self.layers is not None:
+            self.layers = ("all",) if self.layers in ("all", ["all"], ("all",)) else tuple(self.layers)
+        if self.positions not in ("mean", "last"):
+            raise ValueError(f"positions must be 'mean' or 'last', not {self.positions!r}.")
+        for name, low in (("cv", 2), ("batch_size", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+        if self.max_sentences is not None and (not isinstance(self.max_sentences, int) or self.max_sentences < 4):
+            raise ValueError(f"max_sentences must be an integer >= 4 or None, got {self.max_sentences!r}.")
+        if not 0 < self.test_size < 1:
+            raise ValueError(f"test_size must be a fraction in (0, 1), got {self.test_size}.")
+        if not self.C > 0:
+            raise ValueError(f"C (inverse regularisation) must be > 0, got {self.C}.")
 
 
 def _nan(value) -> float:
@@ -43,6 +59,7 @@ class LayerSweep:
     probes: list[Probe]
     sites: list[str]
     metadata: dict = field(default_factory=dict)
+    source: str | None = field(default=None, repr=False, compare=False)  # the folder `load` read, for errors
 
     @property
     def best_layer(self) -> int:
@@ -54,6 +71,17 @@ class LayerSweep:
         if layer not in self.layers:
             raise KeyError(f"No probe at layer {layer}; this sweep has layers {self.layers}.")
         return self.probes[self.layers.index(layer)]
+
+    def check_model(self, model) -> None:
+        """Refuse a `model` whose width or depth the probes do not fit (they were trained on another model)."""
+        where = f"The layer sweep in {self.source}" if self.source else "This layer sweep"
+        width = self.probes[0].weight.shape[0] if self.probes else model.d_model
+        if width != model.d_model:
+            raise ValueError(f"{where} holds probes of width {width}; {model.name} has d_model={model.d_model}: "
+                             "use the sweep trained on this model.")
+        if self.layers and max(self.layers) >= model.n_layers:
+            raise ValueError(f"{where} has a probe at layer {max(self.layers)}; {model.name} has blocks "
+                             f"0-{model.n_layers - 1}: use the sweep trained on this model.")
 
     def rows(self) -> list[dict]:
         """One row per layer: cv accuracy (mean, std) and held-out accuracy."""
@@ -82,11 +110,24 @@ class LayerSweep:
     @classmethod
     def load(cls, path: str | Path) -> "LayerSweep":
         """Read what `save` wrote."""
-        tensors, meta = read_artifact(path, "layer_sweep", "point at a directory written by LayerSweep.save "
-                                      "(`metalens probe --out DIR`).")
-        probes = [Probe(w, p["bias"], _nan(p["cv_accuracy"]), _nan(p["cv_std"]), _nan(p["test_accuracy"]), p["metadata"])
-                  for w, p in zip(tensors["weights"], meta["probes"])]
-        return cls(meta["layers"], probes, meta["sites"], meta["metadata"])
+        hint = "point at a directory written by LayerSweep.save (`metalens probe --out DIR`)."
+        file = Path(path) / "layer_sweep.json"
+        declared = read_json(file, "layer-sweep metadata") if file.exists() else {}
+        layers, meta_d = declared.get("layers"), declared.get("metadata")
+        n = len(layers) if isinstance(layers, list) else None
+        width = meta_d.get("d_model") if isinstance(meta_d, dict) else None
+        tensors, meta = read_artifact(path, "layer_sweep", hint, expect={"weights": (n, width)},
+                                      required=("layers", "sites", "probes", "metadata"))
+        if n is None or not isinstance(meta["probes"], list) or len(meta["probes"]) != n or len(meta["sites"]) != n:
+            raise ValueError(f"{file}: 'layers', 'sites' and 'probes' must be lists of one entry per probe "
+                             f"({len(tensors['weights'])} weights): the file was edited; re-save the sweep.")
+        try:
+            probes = [Probe(w, p["bias"], _nan(p["cv_accuracy"]), _nan(p["cv_std"]), _nan(p["test_accuracy"]),
+                            p["metadata"]) for w, p in zip(tensors["weights"], meta["probes"])]
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{file}: a probe entry lacks {err} (each needs bias, cv_accuracy, cv_std, test_accuracy, "
+                             "metadata): re-save the sweep.") from None
+        return cls(meta["layers"], probes, meta["sites"], meta["metadata"], source=str(path))
 
 
 def sweep_layers(model, texts: list[str], labels, layers: list[int] | None = None, *,
@@ -97,7 +138,7 @@ def sweep_layers(model, texts: list[str], labels, layers: list[int] | None = Non
     text, shared by near-copies) so held-out and CV splits keep each group on one side."""
     import metalens
 
-    layers = list(range(model.n_layers)) if layers is None else [model.check_layer(L) for L in layers]
+    layers = list(range(model.n_layers)) if layers is None else model.resolve_layers(list(layers))
     sites = [site(L) for L in layers]
     acts = metalens.capture(model, texts, sites, positions=positions, batch_size=batch_size, progress=progress)
     meta = {**model.metadata(), "positions": positions, "n_texts": len(texts)}

@@ -56,17 +56,17 @@ def test_ioi_pairs_are_half_abba_half_baba_and_corrupt_only_the_subject(tiny_gem
 
 
 def test_ioi_uses_space_prefixed_single_token_names_when_the_tokenizer_has_them():
-    from metalens.circuits.tasks import _IOI_NAMES, _IOI_TEMPLATES
+    from metalens.circuits.community import IOI_NAMES, IOI_TEMPLATES
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = {w for t in _IOI_TEMPLATES for w in re.findall(r"\w+|[^\w\s]", t.format(A="", B="", S=""))}
-    pieces = ["<pad>", "<unk>", *sorted(words), *(f"Ġ{w}" for w in sorted(words | set(_IOI_NAMES)))]
+    words = {w for t in IOI_TEMPLATES for w in re.findall(r"\w+|[^\w\s]", t.format(A="", B="", S=""))}
+    pieces = ["<pad>", "<unk>", *sorted(words), *(f"Ġ{w}" for w in sorted(words | set(IOI_NAMES)))]
     tok = Tokenizer(models.WordLevel({p: i for i, p in enumerate(pieces)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>")
     task = ioi_task(tok, n=4)
-    assert all(a.startswith(" ") and a.strip() in _IOI_NAMES for a in task.answers)
+    assert all(a.startswith(" ") and a.strip() in IOI_NAMES for a in task.answers)
     assert all(c.endswith(" to") for c in task.clean)
 
 

@@ -60,9 +60,11 @@ def test_emergent_heads_trace_every_checkpoint_and_name_the_cohorts_of_the_emerg
     assert loaded.checkpoint_circuits == result.checkpoint_circuits and loaded.cohort == result.cohort
 
 
-def test_emergent_heads_verb_takes_run_pairs_and_max_checkpoints():
+def test_emergent_heads_verb_takes_run_pairs_and_max_checkpoints(tmp_path):
     from metalens.cli import build_parser
 
-    args = build_parser().parse_args(["emergent-heads", "--run", "runs/grpo", "--out", "o", "--pairs", "own",
-                                      "--own-tokens", "6", "--max-checkpoints", "0"])
-    assert (args.post, args.pairs, args.own_tokens, args.max_checkpoints) == ("runs/grpo", "own", 6, 0)
+    run = tmp_path / "grpo"
+    run.mkdir()
+    args = build_parser().parse_args(["emergent-heads", "--run", str(run), "--out", str(tmp_path / "o"), "--pairs",
+                                      "own", "--own-tokens", "6", "--max-checkpoints", "0"])
+    assert (args.post, args.pairs, args.own_tokens, args.max_checkpoints) == (run, "own", 6, 0)

@@ -99,10 +99,10 @@ def test_emergent_heads_run_the_base_ablation_scaling_and_recurrence_with_the_kl
     assert saved["config"]["metric"] == "kl"
 
 
-def test_emergent_heads_verb_passes_metric_and_the_new_options():
+def test_emergent_heads_verb_passes_metric_and_the_new_options(tmp_path):
     from metalens.cli import build_parser
 
-    args = build_parser().parse_args(["emergent-heads", "--post", "p", "--out", "o", "--metric", "kl",
+    args = build_parser().parse_args(["emergent-heads", "--post", str(tmp_path), "--out", "o", "--metric", "kl",
                                       "--n-test", "6", "--n-boot", "0"])
     assert (args.metric, args.n_test, args.n_boot) == ("kl", 6, 0)
 

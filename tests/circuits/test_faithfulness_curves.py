@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from metalens.circuits.edges import EdgeScores, _node_names
+from metalens.circuits.edges import EdgeScores, node_depth, node_names
 from metalens.circuits.faithfulness import (
-    _head_outputs, curve_areas, edge_scores_from_nodes, exact_node_scores, faithfulness_curve,
-    faithfulness_curves, run_edge_circuit,
+    head_outputs, curve_areas, edge_scores_from_nodes, exact_node_scores, faithfulness_curve,
+    faithfulness_curves, find_edge_circuit,
 )
 from metalens.circuits.metrics import embeddings, last_logits, metric_per_pair, prepare, task_forward
 from metalens.circuits.patching import patch_heads, z_run
@@ -16,10 +16,8 @@ ARCHS = ["tiny_gemma", "tiny_llama"]
 
 
 def all_edges(model):
-    ups, downs = _node_names(model.n_layers, model.n_heads)
-    from metalens.circuits.edges import _layer_of
-
-    return {(u, v) for u in ups for v in downs if _layer_of(u) < _layer_of(v)}
+    ups, downs = node_names(model.n_layers, model.n_heads)
+    return {(u, v) for u in ups for v in downs if node_depth(u) < node_depth(v)}
 
 
 def per_pair(model, task, logits):
@@ -43,14 +41,14 @@ def task(model):
 
 def test_keeping_every_edge_gives_the_clean_metric(model, task):
     batch = prepare(model, task)
-    close(run_edge_circuit(model, task, all_edges(model)), per_pair(model, task, last_logits(model, batch)))
+    close(find_edge_circuit(model, task, all_edges(model)), per_pair(model, task, last_logits(model, batch)))
 
 
 def test_keeping_no_edge_gives_the_corrupted_metric(model, task):
     batch = prepare(model, task)
     corrupted = per_pair(model, task, last_logits(model, batch, batch.corrupted_ids))
     assert (corrupted - per_pair(model, task, last_logits(model, batch))).abs().max() > 1e-3  # not trivial
-    close(run_edge_circuit(model, task, set()), corrupted)
+    close(find_edge_circuit(model, task, set()), corrupted)
 
 
 def test_cutting_embed_to_logits_adds_the_embedding_difference_before_the_final_norm(model):
@@ -60,7 +58,7 @@ def test_cutting_embed_to_logits_adds_the_embedding_difference_before_the_final_
     batch = prepare(model, task)
     delta = embeddings(model, batch.corrupted_ids) - embeddings(model, batch.clean_ids)
     expected = per_pair(model, task, last_logits(model, batch, edits={resid_post(model.n_layers - 1): lambda x: x + delta}))
-    got = run_edge_circuit(model, task, all_edges(model) - {("embed", "logits")})
+    got = find_edge_circuit(model, task, all_edges(model) - {("embed", "logits")})
     assert (got - per_pair(model, task, last_logits(model, batch))).abs().max() > 1e-4
     close(got, expected)
 
@@ -70,7 +68,7 @@ def test_cutting_every_edge_into_a_head_equals_patching_its_z(model, task):
     batch = prepare(model, task)
     _, corr_z = z_run(model, batch, batch.corrupted_ids)
     expected = per_pair(model, task, patch_heads(model, batch, corr_z, {1: [2]}))
-    got = run_edge_circuit(model, task, {e for e in all_edges(model) if e[1] != "attn.L1.H2"})
+    got = find_edge_circuit(model, task, {e for e in all_edges(model) if e[1] != "attn.L1.H2"})
     assert (got - per_pair(model, task, last_logits(model, batch))).abs().max() > 1e-4
     close(got, expected)
 
@@ -79,7 +77,7 @@ def test_cutting_every_edge_out_of_an_mlp_equals_patching_its_output(model, task
     batch = prepare(model, task)
     _, corr = task_forward(model, batch, batch.corrupted_ids, keep=[mlp_out(0)])
     expected = per_pair(model, task, last_logits(model, batch, edits={mlp_out(0): lambda x: corr[mlp_out(0)]}))
-    close(run_edge_circuit(model, task, {e for e in all_edges(model) if e[0] != "mlp.L0"}), expected)
+    close(find_edge_circuit(model, task, {e for e in all_edges(model) if e[0] != "mlp.L0"}), expected)
 
 
 def test_cutting_every_edge_out_of_a_head_equals_patching_its_z_without_a_post_attention_norm(tiny_llama):
@@ -87,14 +85,14 @@ def test_cutting_every_edge_out_of_a_head_equals_patching_its_z_without_a_post_a
     batch = prepare(tiny_llama, task)
     _, corr_z = z_run(tiny_llama, batch, batch.corrupted_ids)
     expected = per_pair(tiny_llama, task, patch_heads(tiny_llama, batch, corr_z, {0: [1]}))
-    close(run_edge_circuit(tiny_llama, task, {e for e in all_edges(tiny_llama) if e[0] != "attn.L0.H1"}), expected)
+    close(find_edge_circuit(tiny_llama, task, {e for e in all_edges(tiny_llama) if e[0] != "attn.L0.H1"}), expected)
 
 
 def test_head_outputs_add_up_to_the_attention_output(model, task):
     batch = prepare(model, task)
     _, cache = task_forward(model, batch, keep=[attn_z(1), attn_out(1)])
     with torch.no_grad():
-        close(_head_outputs(model, 1, cache[attn_z(1)]).sum(0), cache[attn_out(1)])
+        close(head_outputs(model, 1, cache[attn_z(1)]).sum(0), cache[attn_out(1)])
 
 
 def test_cpr_and_cmd_are_trapezoid_areas_against_the_fraction_of_edges():
@@ -107,7 +105,7 @@ def test_cpr_and_cmd_are_trapezoid_areas_against_the_fraction_of_edges():
 
 def test_the_curve_runs_the_top_scored_edges(tiny_llama):
     task = induction_task(tiny_llama.tokenizer, n=4)
-    ups, downs = _node_names(tiny_llama.n_layers, tiny_llama.n_heads)
+    ups, downs = node_names(tiny_llama.n_layers, tiny_llama.n_heads)
     edges = sorted(all_edges(tiny_llama))
     scores = torch.full((len(ups), len(downs)), float("nan"))
     values = torch.randn(len(edges))
@@ -118,7 +116,7 @@ def test_the_curve_runs_the_top_scored_edges(tiny_llama):
     n = round(0.2 * len(edges))
     top = [edges[i] for i in values.abs().argsort(descending=True)[:n].tolist()]
     assert curve["n_edges"] == [n, len(edges)]
-    assert curve["circuit"][0] == pytest.approx(float(run_edge_circuit(tiny_llama, task, top).mean()), abs=1e-6)
+    assert curve["circuit"][0] == pytest.approx(float(find_edge_circuit(tiny_llama, task, top).mean()), abs=1e-6)
     assert curve["faithfulness"][1] == pytest.approx(1.0, abs=1e-4)
     expected_f = (curve["circuit"][0] - curve["corrupted"]) / (curve["clean"] - curve["corrupted"])
     assert curve["faithfulness"][0] == pytest.approx(expected_f)
@@ -127,7 +125,7 @@ def test_the_curve_runs_the_top_scored_edges(tiny_llama):
 
 def test_faithfulness_curves_gives_one_curve_per_method(tiny_gemma):
     task = induction_task(tiny_gemma.tokenizer, n=3)
-    nodes = {u: float(i) for i, u in enumerate(_node_names(tiny_gemma.n_layers, tiny_gemma.n_heads)[0])}
+    nodes = {u: float(i) for i, u in enumerate(node_names(tiny_gemma.n_layers, tiny_gemma.n_heads)[0])}
     scores = edge_scores_from_nodes(nodes, tiny_gemma.n_layers, tiny_gemma.n_heads)
     curves = faithfulness_curves(tiny_gemma, task, {"a": scores, "b": scores}, ks=(50, 100))
     assert set(curves) == {"a", "b"} and curves["a"]["faithfulness"] == curves["b"]["faithfulness"]
@@ -135,7 +133,7 @@ def test_faithfulness_curves_gives_one_curve_per_method(tiny_gemma):
 
 
 def test_node_scores_become_the_scores_of_every_edge_out_of_the_node():
-    ups, downs = _node_names(2, 2)
+    ups, downs = node_names(2, 2)
     scores = edge_scores_from_nodes({u: float(i) for i, u in enumerate(ups)}, 2, 2)
     row = scores.scores[ups.index("attn.L0.H1")]
     assert set(row[~row.isnan()].tolist()) == {float(ups.index("attn.L0.H1"))}
@@ -148,17 +146,17 @@ def test_an_mlps_exact_node_score_is_cutting_its_outgoing_edges(tiny_gemma):
     task = induction_task(tiny_gemma.tokenizer, n=3)
     heads = torch.zeros(tiny_gemma.n_layers, tiny_gemma.n_heads)  # not under test
     scores = exact_node_scores(tiny_gemma, task, heads)
-    clean = float(run_edge_circuit(tiny_gemma, task, all_edges(tiny_gemma)).mean())
-    cut = float(run_edge_circuit(tiny_gemma, task, {e for e in all_edges(tiny_gemma) if e[0] != "mlp.L1"}).mean())
+    clean = float(find_edge_circuit(tiny_gemma, task, all_edges(tiny_gemma)).mean())
+    cut = float(find_edge_circuit(tiny_gemma, task, {e for e in all_edges(tiny_gemma) if e[0] != "mlp.L1"}).mean())
     assert scores["mlp.L1"] == pytest.approx(cut - clean, abs=1e-5)
 
 
 def test_an_unknown_or_backward_edge_is_refused(tiny_gemma):
     task = induction_task(tiny_gemma.tokenizer, n=2)
     with pytest.raises(ValueError, match="attn.L2.H0.*attn.L1.H0"):
-        run_edge_circuit(tiny_gemma, task, {("attn.L2.H0", "attn.L1.H0")})
+        find_edge_circuit(tiny_gemma, task, {("attn.L2.H0", "attn.L1.H0")})
     with pytest.raises(ValueError, match="No edge 'attn.L9.H0'"):
-        run_edge_circuit(tiny_gemma, task, {("attn.L9.H0", "logits")})
+        find_edge_circuit(tiny_gemma, task, {("attn.L9.H0", "logits")})
 
 
 def test_hooks_are_removed_when_the_circuit_run_fails(tiny_gemma, monkeypatch):
@@ -182,7 +180,7 @@ def test_hooks_are_removed_when_the_circuit_run_fails(tiny_gemma, monkeypatch):
 
     monkeypatch.setattr(module, "_circuit_logits", failing)
     with pytest.raises(RuntimeError, match="boom"):
-        run_edge_circuit(tiny_gemma, task, edges)
+        find_edge_circuit(tiny_gemma, task, edges)
     assert hooked() == []
 
 

@@ -4,16 +4,16 @@ import json
 import pytest
 import torch
 
-from metalens.circuits.edges import EdgeScores, _layer_of, _node_names, extract_circuit
+from metalens.circuits.edges import EdgeScores, node_depth, node_names, extract_circuit
 from metalens.circuits.graph import export_graph, from_eap_name, import_graph, to_eap_name
 
 CFG = {"n_layers": 2, "n_heads": 2, "d_model": 8}
 
 
 def _random_edges(seed: int = 0) -> EdgeScores:
-    ups, downs = _node_names(CFG["n_layers"], CFG["n_heads"])
+    ups, downs = node_names(CFG["n_layers"], CFG["n_heads"])
     scores = torch.randn(len(ups), len(downs), generator=torch.Generator().manual_seed(seed))
-    valid = torch.tensor([[_layer_of(u) < _layer_of(v) for v in downs] for u in ups])
+    valid = torch.tensor([[node_depth(u) < node_depth(v) for v in downs] for u in ups])
     scores[~valid] = float("nan")
     return EdgeScores(ups, downs, scores)
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from metalens.probes import fit_axes
-from metalens.probes.control import run_control, span_means
+from metalens.probes.control import measure_control, span_means
 from metalens.probes.prompts import render
 
 SENTS = ["I ran.", "I hid a cat.", "I ate.", "I sang a song.", "I slept.", "I swam far.", "I read.", "I dug."]
@@ -25,7 +25,7 @@ def test_implicit_control_measures_every_axis_for_each_target(tiny_gemma):
     acts = torch.tensor(rng.normal(size=(40, tiny_gemma.d_model)), dtype=torch.float32)
     axes = fit_axes(acts, rng.integers(0, 2, 40), pcs=(1, 2))
     labels = rng.integers(0, 2, (len(SENTS), len(axes.names)))
-    res = run_control(tiny_gemma, 1, axes, SENTS, labels, ["PC1", "LR"], n_examples=2, trials=3, progress=False)
+    res = measure_control(tiny_gemma, 1, axes, SENTS, labels, ["PC1", "LR"], n_examples=2, trials=3, progress=False)
     assert res.projections.shape == (2, 3, 2, 3) and np.isfinite(res.projections).all()
     # Implicit control reads the given sentence under both imposed labels.
     assert all(pair[0] == pair[1] for target in res.sentences for pair in target)
@@ -40,7 +40,7 @@ def test_explicit_control_measures_what_the_model_writes_greedily(tiny_gemma):
     acts = torch.tensor(rng.normal(size=(40, tiny_gemma.d_model)), dtype=torch.float32)
     axes = fit_axes(acts, rng.integers(0, 2, 40), pcs=(1,))
     labels = rng.integers(0, 2, (len(SENTS), len(axes.names)))
-    res = run_control(tiny_gemma, 1, axes, SENTS, labels, ["LR"], kind="explicit", n_examples=2, trials=2,
+    res = measure_control(tiny_gemma, 1, axes, SENTS, labels, ["LR"], kind="explicit", n_examples=2, trials=2,
                       max_new_tokens=4, seed=5, progress=False)
     # Redraw trial 0's examples with the same seed and decode each imposed label's prompt alone.
     idx = np.random.default_rng(5).choice(len(SENTS), 3, replace=False)

@@ -202,9 +202,9 @@ def test_cli_accepts_protocol_paper(monkeypatch, tmp_path, tiny_llama):
     from metalens.cli import build_parser, main
 
     assert build_parser().parse_args(["neurofeedback", "--model", "x", "--out", "o"]).protocol == "strict"
-    monkeypatch.setattr(metalens, "load_model", lambda name, device=None: tiny_llama)
+    monkeypatch.setattr(metalens, "load_model", lambda name, device=None, dtype=None: tiny_llama)
     out = tmp_path / "cli"
-    argv = ["neurofeedback", "--model", "tiny", "--quick", "--protocol", "paper", "--layer", "1", "--out", str(out),
+    argv = ["neurofeedback", "--model", "tiny", "--quick", "--protocol", "paper", "--layers", "1", "--out", str(out),
             "--max-sentences", "40", "--pcs", "1", "--n-values", "0,1,2", "--draws", "2", "--control-examples", "2",
             "--implicit-trials", "2", "--explicit-targets", ""]
     assert main(argv) == 0

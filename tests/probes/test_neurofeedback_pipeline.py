@@ -41,10 +41,11 @@ def test_saved_run_loads_back_with_axes(run_dir):
 def test_cli_registers_neurofeedback_with_quick():
     from metalens.cli import build_parser
 
-    args = build_parser().parse_args(["neurofeedback", "--model", "x", "--out", "o", "--quick", "--layer", "3"])
-    assert args.quick and args.layer == 3 and args.func.__name__ == "_neurofeedback"
-    args = build_parser().parse_args(["probe", "--out", "o", "--layers", "1,2"])
-    assert args.layers == "1,2"
+    args = build_parser().parse_args(["neurofeedback", "--model", "x", "--out", "o", "--quick", "--layers", "3"])
+    assert args.quick and args.layers == [3] and args.func.__name__ == "_neurofeedback"
+    args = build_parser().parse_args(["probe", "--out", "o", "--layers", "1", "2"])
+    assert args.layers == [1, 2]
+    assert build_parser().parse_args(["probe", "--out", "o", "--layers", "all"]).layers == ["all"]
 
 
 def test_old_positional_layer_is_refused_with_the_new_form(tiny_llama):
@@ -67,9 +68,9 @@ def test_neurofeedback_cli_runs_the_config_it_parsed(monkeypatch, tmp_path, tiny
     import metalens
     from metalens.cli import main
 
-    monkeypatch.setattr(metalens, "load_model", lambda name, device=None: tiny_llama)
+    monkeypatch.setattr(metalens, "load_model", lambda name, device=None, dtype=None: tiny_llama)
     out = tmp_path / "cli"
-    argv = ["neurofeedback", "--model", "tiny", "--quick", "--layer", "2", "--out", str(out), "--max-sentences", "40",
+    argv = ["neurofeedback", "--model", "tiny", "--quick", "--layers", "2", "--out", str(out), "--max-sentences", "40",
             "--pcs", "1", "--n-values", "0,1,2", "--draws", "2", "--control-examples", "2", "--implicit-trials", "2",
             "--explicit-targets", ""]
     assert main(argv) == 0

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from metalens.probes.prompts import label_token_ids, render
-from metalens.probes.reporting import ReportingResult, label_logprobs, prompt_label_sets, run_reporting
+from metalens.probes.reporting import ReportingResult, label_logprobs, prompt_label_sets, measure_reporting
 from metalens.stats import cohens_d, holm, mean_ci
 
 SENTS = ["I ran.", "I hid a cat.", "I ate.", "I sang a song."]
@@ -54,7 +54,7 @@ def test_reporting_gives_chance_on_shuffled_labels(tiny_gemma):
     texts = [f"I {w}." for w in ["ran", "sat", "ate", "hid", "sang", "slept", "swam", "read", "cooked", "wrote",
                                  "drove", "knit", "dug", "hummed", "biked", "fished"]]
     labels = rng.permutation([0, 1] * 8)[:, None]  # balanced, as the median split makes them
-    res = run_reporting(tiny_gemma, texts, labels, ["A"], n_values=(0, 2, 4, 8), draws=10, n_test_min=0, progress=False)
+    res = measure_reporting(tiny_gemma, texts, labels, ["A"], n_values=(0, 2, 4, 8), draws=10, n_test_min=0, progress=False)
     assert res.shuffled_p_correct.shape == (1, 10, 9)
     acc = (res.shuffled_p_correct[0] > 0.5).mean(1)
     ci = mean_ci(acc)

@@ -112,12 +112,14 @@ def test_bad_values_are_refused_with_their_row(tmp_path):
         load_dataset(write_mwe(tmp_path / "mwe.jsonl", [{"question": "q?", "answer_matching_behavior": " (A)"}]))
 
 
-def test_data_flag_is_the_dataset_argument_of_both_verbs():
+def test_data_flag_is_the_dataset_argument_of_both_verbs(tmp_path):
     from metalens.cli import build_parser
 
+    path = tmp_path / "cm_test.csv"
+    path.write_text("label,input,is_short,edited\n")
     for verb in ("neurofeedback", "probe"):
-        args = build_parser().parse_args([verb, "--model", "x", "--out", "o", "--data", "cm_test.csv"])
-        assert args.dataset == "cm_test.csv"
+        args = build_parser().parse_args([verb, "--model", "x", "--out", "o", "--data", str(path)])
+        assert args.dataset == str(path)
         assert build_parser().parse_args([verb, "--model", "x", "--out", "o", "--dataset", "facts"]).dataset == "facts"
 
 
@@ -130,9 +132,9 @@ def test_neurofeedback_runs_on_a_csv_path_from_the_cli(monkeypatch, tmp_path, ti
              "boat", "fish", "tree", "rock", "coat", "bell"]
     rows = [row for n in nouns for row in ((0, f"I fed the {n} at noon.", True), (1, f"I kicked the {n} at noon.", True))]
     path = write_ethics(tmp_path / "cm_small.csv", rows)
-    monkeypatch.setattr(metalens, "load_model", lambda name, device=None: tiny_llama)
+    monkeypatch.setattr(metalens, "load_model", lambda name, device=None, dtype=None: tiny_llama)
     out = tmp_path / "run"
-    argv = ["neurofeedback", "--model", "tiny", "--quick", "--layer", "1", "--out", str(out), "--data", str(path),
+    argv = ["neurofeedback", "--model", "tiny", "--quick", "--layers", "1", "--out", str(out), "--data", str(path),
             "--pcs", "1", "--n-values", "0,1,2", "--draws", "2", "--control-examples", "2", "--implicit-trials", "2",
             "--explicit-targets", ""]
     assert main(argv) == 0

@@ -64,7 +64,7 @@ def test_probe_cli_builds_its_config_from_arguments(monkeypatch, tmp_path, tiny_
     import metalens
     from metalens.cli import main
 
-    monkeypatch.setattr(metalens, "load_model", lambda name, device=None: tiny_gemma)
+    monkeypatch.setattr(metalens, "load_model", lambda name, device=None, dtype=None: tiny_gemma)
     out = tmp_path / "cli"
     assert main(["probe", "--model", "tiny", "--layers", "1", "--out", str(out)]) == 0
     assert LayerSweep.load(out).layers == [1]

@@ -9,7 +9,7 @@ AREA_FILES = sorted((ROOT / "probes").glob("*.py")) + [ROOT / "analyses" / "demo
 
 
 def test_public_api_fits_on_one_screen_and_every_name_says_what_it_is():
-    assert len(probes.__all__) <= 15
+    assert len(probes.__all__) <= 20  # one screen: workflows, their configs/results, the stages and pieces
     for name in probes.__all__:
         obj = getattr(probes, name)
         assert (obj.__doc__ or "").strip(), f"metalens.probes.{name} has no docstring"

@@ -4,7 +4,7 @@ item, and rides along in every reporting row."""
 import numpy as np
 import pytest
 
-from metalens.probes.reporting import run_reporting
+from metalens.probes.reporting import measure_reporting
 from metalens.probes.surface import prompt_surface_scores, surface_accuracy, surface_scores
 
 VOCAB = ["apple", "river", "stone", "cloud", "green", "table", "quiet", "lamp", "horse", "paper", "north", "salt",
@@ -82,7 +82,7 @@ def test_reporting_rows_carry_the_surface_accuracy_of_the_same_prompts(tiny_gemm
     zebra = rng.permutation([0, 1] * 20)
     texts = sentences(rng, 40, zebra=zebra == 1)
     labels = np.stack([zebra, rng.permutation(zebra)], 1)  # axis "zebra" is in the words; axis "noise" is not
-    res = run_reporting(tiny_gemma, texts, labels, ["zebra", "noise"], n_values=(0, 4, 8, 16), draws=3, n_test_min=8,
+    res = measure_reporting(tiny_gemma, texts, labels, ["zebra", "noise"], n_values=(0, 4, 8, 16), draws=3, n_test_min=8,
                         progress=False)
     assert res.surface.shape == (2, 3, 17)
     rows = {r["axis"]: r for r in res.to_dict()["tests"]}
