@@ -24,7 +24,7 @@ for spec in gemma-3-270m:9 smollm2-135m-instruct:15; do
     run=runs/nf-ethics/$model-$protocol
     /usr/bin/time -f "$model $protocol: wall %e s, user CPU %U s, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" \
       -a -o "$OUT/time.txt" \
-      $PY -m metalens.cli neurofeedback --model $model --device cpu --layer $layer --data "$DATA/ethics/cm_test.csv" \
+      $PY -m metalens.cli neurofeedback --model $model --device cpu --layers $layer --data "$DATA/ethics/cm_test.csv" \
       --protocol $protocol "${extra[@]}" --out "$run"
     cp "$run/results.json" "$OUT/$model-$protocol.json"
   done

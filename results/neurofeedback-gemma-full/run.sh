@@ -10,6 +10,6 @@ RUN=${RUN:-runs/probes/gemma-full}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 /usr/bin/time -f "wall %e s, user CPU %U s, system %S s, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" \
   -o "$OUT/time.txt" \
-  $PY -m metalens.cli neurofeedback --model gemma-3-270m --layer 9 --out "$RUN"
+  $PY -m metalens.cli neurofeedback --model gemma-3-270m --layers 9 --out "$RUN"
 cp "$RUN/results.json" "$OUT/results.json"
 cat "$OUT/time.txt"
