@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 import metalens
 from metalens.sites import FINAL_NORM, resid_post
@@ -221,26 +220,16 @@ class Readout:
         return p[:, 0]
 
 
-@torch.inference_mode()
 def read_options(model, readings: list[tuple[list[int], list[int]]], sites=(), batch_size: int = 8,
                  desc: str = "read", progress: bool = False):
     """For each (ids, option ids): option probabilities renormalised [n_options], their mass in the
     full distribution, and the activations at `sites` at the last token ({site: [n, d_model]})."""
-    probs, mass, acts = [], [], {s: [] for s in sites}
-    for start in tqdm(range(0, len(readings), batch_size), desc=desc, disable=not progress):
-        chunk = readings[start : start + batch_size]
-        ids, attn = model.pad([r[0] for r in chunk])  # right padding: each row's last token at len - 1
-        last = torch.tensor([len(r[0]) - 1 for r in chunk], device=ids.device)
-        cache = metalens.run_with_cache(model, ids, attn, sites=list(dict.fromkeys([*sites, FINAL_NORM])))
-        rows = torch.arange(len(chunk), device=ids.device)
-        logp = torch.log_softmax(model.final_logits(cache[FINAL_NORM][rows, last]).float(), -1)  # [b, vocab]
-        for j, (_, option_ids) in enumerate(chunk):
-            picked = logp[j, option_ids]
-            probs.append(picked.softmax(-1).cpu().numpy())
-            mass.append(float(picked.exp().sum()))
-        for s in sites:
-            acts[s].append(cache[s][rows, last].float().cpu())
-    return probs, np.array(mass), {s: torch.cat(v) for s, v in acts.items()}
+    reads = metalens.next_token_logprobs(model, [ids for ids, _ in readings], [options for _, options in readings],
+                                         sites=sites, batch_size=batch_size, progress=progress, desc=desc)
+    picked = [lp[0] for lp in reads.logprobs]  # [n_options] log p under the full vocabulary, per item
+    probs = [p.softmax(-1).numpy() for p in picked]
+    mass = np.array([float(p.exp().sum()) for p in picked])
+    return probs, mass, {s: torch.cat(v) for s, v in reads.acts.items()}
 
 
 def read_battery(model, items: list[Item], *, n_shots: int = 2, probe_at: str = "keep", batch_size: int = 8,

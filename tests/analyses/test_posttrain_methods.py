@@ -170,10 +170,11 @@ def test_checkpoints_carry_heldout_accuracy_with_wilson_intervals(base_dir, tmp_
 def test_posttrain_verb_takes_the_method_and_grpo_options():
     from metalens.cli import build_parser
 
-    args = build_parser().parse_args(["posttrain", "--out", "o", "--method", "grpo", "--layers", "all", "--full",
+    args = build_parser().parse_args(["posttrain", "--out", "o", "--method", "grpo", "--train-blocks", "all", "--full",
                                       "--group-size", "6", "--kl-coef", "0.1", "--temperature", "0.7",
                                       "--steps", "20", "--save-every", "2", "--stop-after", "4"])
-    assert (args.method, args.layers, args.full, args.group_size, args.kl_coef, args.temperature) == (
-        "grpo", "all", True, 6, 0.1, 0.7)
+    assert (args.method, args.train_blocks, args.full, args.group_size, args.kl_coef, args.temperature) == (
+        "grpo", None, True, 6, 0.1, 0.7)
     defaults = build_parser().parse_args(["posttrain", "--out", "o"])
-    assert (defaults.method, defaults.layers, defaults.lora_layers, defaults.full) == ("sft", None, 6, False)
+    assert (defaults.method, defaults.train_blocks, defaults.full) == ("sft", 6, False)
+    assert build_parser().parse_args(["posttrain", "--out", "o", "--train-blocks", "2"]).train_blocks == 2
