@@ -99,14 +99,20 @@ def read_items(path: str | Path, source: str = "user") -> list[Item]:
 
     items = []
     for number, r in enumerate(read_jsonl(path, required=("question", "choices", "answer")), start=1):
+        where = f"{path}:{number}"
+        if not isinstance(r["question"], str) or not isinstance(r["choices"], list):
+            raise ValueError(f"{where}: 'question' must be a string and 'choices' a list of options.")
         choices = tuple(str(c) for c in r["choices"])
         answer = r["answer"]
         if isinstance(answer, str) and not answer.isdigit():
             if answer not in choices:
-                raise ValueError(f"{path}:{number}: answer {answer!r} is not one of the choices {list(choices)}.")
+                raise ValueError(f"{where}: answer {answer!r} is not one of the choices {list(choices)}.")
             answer = choices.index(answer)
-        items.append(Item(r["question"], choices, int(answer), r.get("source", source), int(r.get("level", 0)),
-                          str(r.get("group", f"{source}:{number}"))))
+        try:
+            items.append(Item(r["question"], choices, int(answer), r.get("source", source), int(r.get("level", 0)),
+                              str(r.get("group", f"{source}:{number}"))))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: {err}") from None
     return items
 
 
