@@ -115,7 +115,7 @@ def _add_posttrain(sub) -> None:
     p.add_argument("--batch-size", type=BATCH, default=4, help="problems per step")
     p.add_argument("--lr", type=float_range(0, 10, low_open=True), default=3e-3, help="learning rate in (0, 10]")
     p.add_argument("--lora-rank", type=int_range(1, 4096), default=8)
-    p.add_argument("--n-eval", type=int_range(1, 100_000), default=24, help="held-out problems for accuracy before/after")
+    p.add_argument("--n-eval", type=int_range(2, 100_000), default=24, help="held-out problems for accuracy before/after")
     p.add_argument("--train-blocks", type=train_blocks, default=6, metavar="N|all",
                    help="train the last N blocks, or all of them (default 6)")
     p.add_argument("--levels", type=LEVEL, nargs="+", default=[1, 2, 3], help="arithmetic difficulty levels (1-4)")

@@ -74,9 +74,11 @@ class PosttrainConfig:
             raise ValueError(f"Unknown method '{self.method}': use one of {METHODS}.")
         if self.method == "grpo" and self.group_size < 2:
             raise ValueError(f"GRPO needs a group of at least 2 samples per problem, not group_size={self.group_size}.")
-        for name in ("steps", "save_every", "batch_size", "lora_rank", "n_eval", "max_new_tokens", "sample_tokens"):
+        for name in ("steps", "save_every", "batch_size", "lora_rank", "max_new_tokens", "sample_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)!r}.")
+        if not isinstance(self.n_eval, int) or self.n_eval < 2:  # the paired before/after interval needs two problems
+            raise ValueError(f"n_eval must be an integer >= 2 (held-out problems), not {self.n_eval!r}.")
         if self.lora_layers is not None and (not isinstance(self.lora_layers, int) or self.lora_layers < 0):
             raise ValueError(f"lora_layers must be a number of blocks (0 or None: all), not {self.lora_layers!r}.")
         for name, low in (("lr", 0.0), ("temperature", 0.0), ("kl_coef", None)):
