@@ -83,10 +83,12 @@ def _heads(models: list[str], given: list[str]) -> dict[str, str]:
 
 
 def _atlas(args) -> None:
-    from metalens.analyses.atlas import AtlasConfig, atlas_command, headline, run_atlas
+    from metalens.analyses.atlas import AtlasConfig, atlas_command, atlas_items, headline, run_atlas
 
     check_out(args.out, "atlas")
     models = args.model or ["gemma-3-270m"]
+    if args.layers is not None and "all" in args.layers and len(args.layers) > 1:
+        raise ValueError(f"--layers {' '.join(map(str, args.layers))}: give block numbers or 'all' alone, not both.")
     layers = None if args.layers is None or "all" in args.layers else tuple(args.layers)
     cfg = AtlasConfig(
         n_arithmetic=args.n_arithmetic, levels=tuple(args.levels), n_facts=args.n_facts,
@@ -95,8 +97,6 @@ def _atlas(args) -> None:
         reporting_draws=args.reporting_draws, reporting_n=tuple(args.reporting_n), heads=_heads(models, args.head),
         batch_size=args.batch_size, seed=args.seed,
     )
-    from metalens.analyses.atlas import atlas_items
-
     atlas_items(cfg)  # the items file is read (and checked) before any model loads
     mark_out(args.out, "atlas")
     result = run_atlas(models, cfg, out=args.out, device=args.device, dtype=args.dtype,

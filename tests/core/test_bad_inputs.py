@@ -81,6 +81,7 @@ def _rows() -> list[Case]:
         Case("capture", "unknown site", {"--site": ["blocks.0.hook_nothing"]}, "blocks.0.hook_nothing"),
         Case("capture", "positions not a choice", {"--positions": "first"}, "--positions"),
         Case("atlas", "layer past the last block", {"--layers": ["99"]}, "99"),
+        Case("atlas", "layers mix numbers and all", {"--layers": ["1", "all"]}, "--layers"),
         Case("atlas", "data line not JSON", {"--data": "{bad_json}"}, "{bad_json}:2"),
         Case("atlas", "data line lacks answer", {"--data": "{no_answer}"}, "{no_answer}:1"),
         Case("atlas", "data choices not a list", {"--data": "{choices_text}"}, "{choices_text}:1"),
