@@ -30,8 +30,8 @@ import torch
 from torch import Tensor
 
 import metalens
-from metalens.analyses.trainer_state import (PICKLE_FILE, drop_trainer_state, has_state, load_trainer_state,
-                                             save_trainer_state)
+from metalens.analyses.trainer_state import (PICKLE_FILE, has_state, load_trainer_state, read_resume_meta,
+                                             save_latest_state)
 from metalens.checkpoints import META_FILE
 from metalens.tasks import generation_accuracy
 from metalens.report import save_json
@@ -225,8 +225,9 @@ def _resume_state(out_dir: Path, cfg: PosttrainConfig, log) -> dict | None:
             raise ValueError(f"{out_dir} holds a {PICKLE_FILE} (a pickle from an older metalens); metalens no longer "
                              "reads pickles, which can run code from whoever wrote them: choose a new --out.")
         raise ValueError(f"{out_dir} holds checkpoints but no trainer state to resume from: choose a new --out.")
-    latest = max(with_state, key=lambda p: json.loads((p / META_FILE).read_text())["step"])
-    saved_meta = json.loads((latest / META_FILE).read_text())
+    metas = {p: read_resume_meta(p) for p in with_state}
+    latest = max(with_state, key=lambda p: metas[p]["step"])
+    saved_meta = metas[latest]
     saved = saved_meta["config"]
     want = _normalised(asdict(cfg))
     differ = sorted(k for k in set(saved) | set(want) if k not in RESUME_FREE and saved.get(k) != want.get(k))
@@ -240,13 +241,6 @@ def _resume_state(out_dir: Path, cfg: PosttrainConfig, log) -> dict | None:
         raise ValueError(f"{out_dir} holds a run with another config (differs in {diffs}); resume it with the same "
                          "settings, or choose a new --out.")
     return load_trainer_state(latest)
-
-
-def _save_state(path: Path, previous: Path | None, state: dict) -> None:
-    """Write the trainer state into checkpoint `path` and drop the previous checkpoint's (only the latest is needed)."""
-    save_trainer_state(path, state)
-    if previous is not None and previous != path:
-        drop_trainer_state(previous)
 
 
 def run_posttrain(model, config: PosttrainConfig | None = None, *, out=None, progress: bool = True,
@@ -325,7 +319,7 @@ def run_posttrain(model, config: PosttrainConfig | None = None, *, out=None, pro
                 model.tokenizer.save_pretrained(path)
             save_json(path / META_FILE, {**meta, **row})
             ckpts.append(str(path))
-            _save_state(path, last_ckpt[0], {
+            save_latest_state(path, last_ckpt[0], {
                 "step": step, "params": {n: p.detach().clone() for n, p in trainable.items()},
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng.getstate(),
                 "curve": curve, "checkpoints": ckpts, "loss_ema": loss_ema, "accuracy_before": before})

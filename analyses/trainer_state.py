@@ -88,3 +88,22 @@ def load_trainer_state(checkpoint: Path) -> dict:
                          f"{err}): choose a new --out.") from None
     return {**meta, "params": params, "optimizer": {"state": slots, "param_groups": opt["param_groups"]},
             "rng": (version, tuple(internal), gauss)}
+
+
+def save_latest_state(checkpoint: Path, previous: Path | None, state: dict) -> None:
+    """Write the trainer state into `checkpoint` and drop `previous`'s (only the latest checkpoint keeps one)."""
+    save_trainer_state(checkpoint, state)
+    if previous is not None and previous != checkpoint:
+        drop_trainer_state(previous)
+
+
+def read_resume_meta(checkpoint: Path) -> dict:
+    """A checkpoint's metadata (metalens-checkpoint.json), checked for the fields resuming reads."""
+    from metalens.artifact import read_json
+    from metalens.checkpoints import META_FILE
+
+    meta = read_json(checkpoint / META_FILE, "checkpoint metadata")
+    if not isinstance(meta.get("step"), int) or not isinstance(meta.get("config"), dict):
+        raise ValueError(f"{checkpoint / META_FILE} lacks an integer 'step' or a 'config': it is not a checkpoint "
+                         "`metalens posttrain` wrote; choose a new --out.")
+    return meta
