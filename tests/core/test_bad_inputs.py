@@ -30,6 +30,7 @@ GOOD: dict[str, dict[str, object]] = {
               "--cv": "2", "--layers": ["1"], "--no-reporting": None, "--data": "{items}"},
     "lens": {"--prompt": "2 + 2 =", "--out": "{out}"},
 }
+REPEATED = {"--site"}  # flags given once per value (the other lists are nargs="+": one flag, several values)
 LOADS_MODEL = {"capture", "demo", "posttrain", "atlas", "lens"}
 # Verbs whose --out is not yet checked with `check_out` before the model loads (their areas land it in the same merge).
 OUT_UNCHECKED = {"lens"}
@@ -77,6 +78,10 @@ def _rows() -> list[Case]:
                  Case(verb, f"{flag} not UTF-8", {flag: "{binary}"}, "{binary}"),
                  Case(verb, f"{flag} is a folder", {flag: "{folder}"}, flag)]
     rows += [
+        Case("capture", "texts not given", {"--texts": DROP}, "--texts"),
+        Case("capture", "site not given", {"--site": DROP}, "--site"),
+        Case("posttrain", "out not given", {"--out": DROP}, "--out"),
+        Case("atlas", "out not given", {"--out": DROP}, "--out"),
         Case("capture", "site past the last block", {"--site": ["blocks.9.hook_resid_post"]}, "blocks.9"),
         Case("capture", "unknown site", {"--site": ["blocks.0.hook_nothing"]}, "blocks.0.hook_nothing"),
         Case("capture", "positions not a choice", {"--positions": "first"}, "--positions"),
@@ -159,7 +164,7 @@ def _argv_of(flags: dict, values: dict | None = None) -> list[str]:
         parts = value if isinstance(value, list) else [] if value is None else [value]
         if flag == "":
             argv += parts
-        elif isinstance(flags[flag], list) and flag in ("--site",):
+        elif flag in REPEATED:
             for p in parts:
                 argv += [flag, p]
         else:
