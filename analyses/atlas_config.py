@@ -8,6 +8,7 @@ from pathlib import Path
 
 from metalens.analyses.battery import FOLLOW_UPS, SHOTS, Item, arithmetic_items, read_items, shipped_facts
 from metalens.report import save_json
+from metalens.tasks.arithmetic import LEVELS
 
 FORMAT_VERSION = 1
 
@@ -47,8 +48,8 @@ class AtlasConfig:
             raise ValueError(f"probe_c must be a finite number > 0, not {self.probe_c!r}.")
         if self.probe_at != "answer" and self.probe_at not in FOLLOW_UPS:
             raise ValueError(f"probe_at={self.probe_at!r}: use 'answer' or one of {list(FOLLOW_UPS)}.")
-        if not self.levels or any(level not in (1, 2, 3, 4) for level in self.levels):
-            raise ValueError(f"levels must be arithmetic difficulty levels 1-4, not {list(self.levels)}.")
+        if not self.levels or any(level not in LEVELS for level in self.levels):
+            raise ValueError(f"levels must be arithmetic difficulty levels {sorted(LEVELS)}, not {list(self.levels)}.")
         if not self.reporting_n or any(not isinstance(n, int) or n < 0 for n in self.reporting_n):
             raise ValueError(f"reporting_n must be example counts >= 0, not {list(self.reporting_n)}.")
         if self.layers is not None and any(not isinstance(L, int) or L < 0 for L in self.layers):

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from metalens.tasks.arithmetic import LEVELS
+
 from metalens.options import (add_data_arg, add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out,
                               float_range, int_range, load_model_from_args, mark_out, nonneg_int, positive_float,
                               positive_int)
 
-LEVEL = int_range(1, 4)  # arithmetic difficulty levels
+LEVEL = int_range(min(LEVELS), max(LEVELS))  # arithmetic difficulty levels
+LEVELS_HELP = f"arithmetic difficulty levels ({min(LEVELS)}-{max(LEVELS)})"
 BATCH = int_range(1, 4096)
 
 
@@ -118,7 +121,7 @@ def _add_posttrain(sub) -> None:
     p.add_argument("--n-eval", type=int_range(2, 100_000), default=24, help="held-out problems for accuracy before/after")
     p.add_argument("--train-blocks", type=train_blocks, default=6, metavar="N|all",
                    help="train the last N blocks, or all of them (default 6)")
-    p.add_argument("--levels", type=LEVEL, nargs="+", default=[1, 2, 3], help="arithmetic difficulty levels (1-4)")
+    p.add_argument("--levels", type=LEVEL, nargs="+", default=[1, 2, 3], help=LEVELS_HELP)
     add_seed_arg(p)
     p.add_argument("--heldout-seed", type=nonneg_int, default=1000,
                    help="seed of the held-out problems (saved in the metadata)")
@@ -141,7 +144,7 @@ def _add_atlas(sub) -> None:
     add_model_args(a, several=True)
     add_out_arg(a, help="output folder: atlas.json, atlas.html, models/NAME/ (a rerun reuses finished models)")
     a.add_argument("--n-arithmetic", type=int_range(0, 100_000), default=40, help="two-choice arithmetic items")
-    a.add_argument("--levels", type=LEVEL, nargs="+", default=[1, 2, 3, 4], help="arithmetic difficulty levels (1-4)")
+    a.add_argument("--levels", type=LEVEL, nargs="+", default=[1, 2, 3, 4], help=LEVELS_HELP)
     a.add_argument("--n-facts", type=int_range(0, 40), default=40, help="shipped two-choice facts (at most 40)")
     add_data_arg(a, help="your JSONL of {question, choices, answer} items (added to the above)")
     a.add_argument("--n-shots", type=int_range(0, 4), default=2, help="worked examples for base models (chat: none)")

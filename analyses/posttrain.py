@@ -37,7 +37,7 @@ from metalens.tasks import generation_accuracy
 from metalens.report import save_json
 from metalens.sites import FINAL_NORM
 from metalens.stats import paired_test
-from metalens.tasks.arithmetic import make_problem, make_problems
+from metalens.tasks.arithmetic import LEVELS, make_problem, make_problems
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 FORMAT_VERSION = 1
@@ -85,8 +85,8 @@ class PosttrainConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or (low is not None and value <= low) or (low is None and value < 0):
                 raise ValueError(f"{name} must be a finite number {'> 0' if low is not None else '>= 0'}, not {value!r}.")
-        if not self.levels or any(level not in (1, 2, 3, 4) for level in self.levels):
-            raise ValueError(f"levels must be arithmetic difficulty levels 1-4, not {list(self.levels)}.")
+        if not self.levels or any(level not in LEVELS for level in self.levels):
+            raise ValueError(f"levels must be arithmetic difficulty levels {sorted(LEVELS)}, not {list(self.levels)}.")
 
 
 @dataclass

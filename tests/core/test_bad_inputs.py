@@ -57,7 +57,7 @@ NUMBERS = {  # (flag, bad values) per verb: zero, negative, NaN, huge, not a num
                   ("--kl-coef", ["-1"]), ("--stop-after", ["0", "3"]), ("--lora-rank", ["0"]),
                   ("--sample-tokens", ["0"]), ("--heldout-seed", ["-1"]), ("--seed", ["-1", "1.5"])],
     "atlas": [("--n-arithmetic", ["-1"]), ("--n-facts", ["41", "-1"]), ("--cv", ["1", "0"]), ("--n-boot", ["0"]),
-              ("--probe-c", ["0", "nan", "-1"]), ("--n-shots", ["9"]), ("--n-bins", ["0"]), ("--levels", ["5"]),
+              ("--probe-c", ["0", "nan", "-1"]), ("--n-shots", ["9"]), ("--n-bins", ["0"]), ("--levels", ["6"]),
               ("--reporting-draws", ["0"]), ("--reporting-n", ["-1"]), ("--batch-size", ["0"]), ("--layers", ["-1", "x"])],
 }
 
