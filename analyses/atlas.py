@@ -12,136 +12,21 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 import metalens
 from metalens.analyses import metacog
-from metalens.analyses.battery import FOLLOW_UPS, Item, Readout, arithmetic_items, read_battery, read_items, shipped_facts
+from metalens.analyses.atlas_config import AtlasConfig, AtlasResult, atlas_command, atlas_items
+from metalens.analyses.battery import FOLLOW_UPS, Item, Readout, read_battery
 from metalens.report import save_json
 from metalens.stats import auroc, bootstrap_ci, wilson_ci
 
-FORMAT_VERSION = 1
 REPORTED = ("verbal confidence", "keep/withdraw", "bet/pass")  # what the model says, for the gap
-
-
-@dataclass
-class AtlasConfig:
-    """Items, prompts and statistics of `run_atlas` (about 3 CPU minutes per 80 items on gemma-3-270m)."""
-
-    n_arithmetic: int = 40  # two-choice arithmetic items, cycling through `levels`
-    levels: tuple[int, ...] = (1, 2, 3, 4)
-    n_facts: int = 40  # shipped two-choice world facts (at most 40)
-    items: str | None = None  # your JSONL of {"question", "choices", "answer"} (added to the above)
-    n_shots: int = 2  # worked examples before each prompt for base models (chat models: zero-shot)
-    probe_at: str = "keep"  # where the probe reads: the last token of the "keep" prompt, or "answer"
-    layers: tuple[int, ...] | None = None  # probe layers (None: every block)
-    cv: int = 5  # grouped folds for the probe
-    probe_c: float = 0.1  # inverse L2 strength on standardised activations (few items, many dims)
-    n_boot: int = 1000
-    n_bins: int = 10  # calibration bins
-    reporting: bool = True  # the probe axis's reportability (run_reporting); off saves ~20 s
-    reporting_draws: int = 8
-    reporting_n: tuple[int, ...] = (0, 2, 4, 8, 16)
-    heads: dict[str, str] = field(default_factory=dict)  # model name -> trained reward head dir
-    batch_size: int = 8
-    seed: int = 0
-
-    @classmethod
-    def quick(cls, **overrides) -> "AtlasConfig":
-        """Demo sizes: 24 items, fewer resamples and draws (about a minute on gemma-3-270m)."""
-        return cls(**{**dict(n_arithmetic=12, n_facts=12, n_boot=300, reporting_draws=4,
-                             reporting_n=(0, 2, 4, 8)), **overrides})
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "AtlasConfig":
-        """The config `asdict` wrote (lists back to tuples)."""
-        tuples = {"levels", "layers", "reporting_n"}
-        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in data.items()})
-
-
-@dataclass
-class AtlasResult:
-    """One profile per model (`signals`, `accuracy`, `gap`, `probe`, `reportability`, per-item rows)."""
-
-    models: list[dict]
-    config: AtlasConfig
-    command: str
-    seconds: float = 0.0
-    out: str | None = None
-
-    def profile(self, model: str) -> dict:
-        """The profile of `model` (its name as given)."""
-        for p in self.models:
-            if p["model"] == model:
-                return p
-        raise KeyError(f"No model {model!r} in this atlas; it has {[p['model'] for p in self.models]}.")
-
-    def signal(self, model: str, name: str) -> dict:
-        """One signal's entry (name, kind, auroc with its interval, calibration, deltas) for `model`."""
-        found = [s for s in self.profile(model)["signals"] if s["name"] == name]
-        if not found:
-            raise KeyError(f"No signal {name!r} for {model}; it has {[s['name'] for s in self.profile(model)['signals']]}.")
-        return found[0]
-
-    def save(self, path) -> Path:
-        """Write atlas.json and atlas.html into `path`."""
-        from metalens.analyses.atlas_report import write_atlas_html
-
-        path = Path(path)
-        save_json(path / "atlas.json", {"format": {"name": "atlas", "version": FORMAT_VERSION}, "command": self.command,
-                                        "config": asdict(self.config), "seconds": self.seconds, "models": self.models})
-        write_atlas_html(path / "atlas.html", self)
-        return path
-
-    @classmethod
-    def load(cls, path) -> "AtlasResult":
-        """The atlas `save` wrote into `path`."""
-        file = Path(path) / "atlas.json"
-        if not file.exists():
-            raise FileNotFoundError(f"No atlas.json in {path}: point at a `metalens atlas --out DIR` directory.")
-        data = json.loads(file.read_text())
-        version = data.get("format", {}).get("version", 1)
-        if version > FORMAT_VERSION:
-            raise ValueError(f"{file} is format version {version}; this metalens reads up to {FORMAT_VERSION}: "
-                             "upgrade metalens to read it.")
-        return cls(data["models"], AtlasConfig.from_dict(data["config"]), data["command"], data["seconds"], str(path))
-
-
-def atlas_items(config: AtlasConfig) -> list[Item]:
-    """The battery's items: arithmetic, then shipped facts, then the user's file."""
-    facts = shipped_facts()
-    if not 0 <= config.n_facts <= len(facts):
-        raise ValueError(f"n_facts={config.n_facts}: the shipped set has {len(facts)} facts; add more with items=FILE.")
-    items = arithmetic_items(config.n_arithmetic, config.levels, config.seed) if config.n_arithmetic else []
-    items += facts[: config.n_facts]
-    if config.items:
-        items += read_items(config.items)
-    if len(items) < 4:
-        raise ValueError(f"Only {len(items)} items: raise n_arithmetic / n_facts or pass items=FILE.")
-    return items
-
-
-def atlas_command(models: list[str], config: AtlasConfig, out) -> str:
-    """The `metalens atlas` command line that makes this atlas (options that differ from the defaults)."""
-    parts = ["metalens", "atlas"] + [f"--model {m}" for m in models] + [f"--out {out}"]
-    default = AtlasConfig()
-    for f in fields(AtlasConfig):
-        value = getattr(config, f.name)
-        if value == getattr(default, f.name):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "heads":
-            parts += [f"--head {m}={p}" for m, p in value.items()]
-        elif isinstance(value, bool):
-            parts.append(flag if value else f"--no-{f.name.replace('_', '-')}")
-        elif isinstance(value, tuple):
-            parts.append(f"{flag} {' '.join(map(str, value))}")
-        else:
-            parts.append(f"{flag} {value}")
-    return " ".join(parts)
+__all__ = ["AtlasConfig", "AtlasResult", "atlas_command", "atlas_demo", "atlas_items", "headline", "model_profile",
+           "probe_signal", "run_atlas"]
 
 
 def _slug(name: str) -> str:
@@ -270,6 +155,9 @@ def model_profile(model, items: list[Item], config: AtlasConfig, *, head_dir=Non
     """Read the battery on `model` and score every signal of correctness (with `head_dir`, also a trained
     reward head's); with `out`, also save the probes as a `LayerSweep` (probes' own report) under `out/probe_sweep`."""
     cfg = config
+    layers = model.resolve_layers(list(cfg.layers) if cfg.layers is not None else "all")  # before minutes of reading
+    if head_dir:
+        check_head(model, head_dir)
     read = read_battery(model, items, n_shots=cfg.n_shots, probe_at=cfg.probe_at, batch_size=cfg.batch_size,
                         progress=progress)
     y, groups = read.correct, np.array([it.group for it in items])
@@ -292,9 +180,6 @@ def model_profile(model, items: list[Item], config: AtlasConfig, *, head_dir=Non
     scores = {k: read.score(k) for k in ("answer", *FOLLOW_UPS)}
     rows = [{**it.to_dict(), "choice": int(c), "correct": bool(ok), **{k: float(v[i]) for k, v in scores.items()}}
             for i, (it, c, ok) in enumerate(zip(items, read.choice, y))]
-    layers = list(cfg.layers) if cfg.layers is not None else list(range(model.n_layers))
-    for L in layers:
-        model.check_layer(L)
     profile = {"model": model.name, "metadata": model.metadata(), "n_items": len(items),
                "accuracy": _accuracy(items, y), "examples": read.examples, "links": {}}
     probe = None
@@ -344,6 +229,16 @@ def model_profile(model, items: list[Item], config: AtlasConfig, *, head_dir=Non
     return profile
 
 
+def check_head(model, head_dir) -> None:
+    """Refuse a reward head that is missing, corrupt or of another width than `model`, before any reading."""
+    from metalens.introspect import ReservedHead
+
+    head = ReservedHead.load(head_dir)
+    if head.weight.shape[1] != model.d_model:
+        raise ValueError(f"The head in {head_dir} has width {head.weight.shape[1]}; {model.name} has d_model "
+                         f"{model.d_model}: train a head for this model (`metalens introspect train`).")
+
+
 def _ci3(y, score, groups, cfg) -> tuple[float, float, float]:
     ci = metacog.auroc_ci(y, score, groups, cfg.n_boot, cfg.seed)
     return ci.estimate, ci.low, ci.high
@@ -368,7 +263,7 @@ def _save_sweep(model, read: Readout, y, groups, layers, probe, cfg, path: Path)
 
 
 def run_atlas(models, config: AtlasConfig | None = None, *, out=None, progress: bool = True,
-              device: str | None = None, command: str | None = None) -> AtlasResult:
+              device: str | None = None, dtype: str | None = None, command: str | None = None) -> AtlasResult:
     """The atlas of one or more models (loaded `Model`s or names to load, one at a time).
 
     With `out`, each model's profile is saved as it finishes (`out/models/NAME/profile.json`) and
@@ -396,7 +291,7 @@ def run_atlas(models, config: AtlasConfig | None = None, *, out=None, progress: 
                 profiles.append(saved)
                 continue
         t0 = time.time()
-        model = given if isinstance(given, metalens.Model) else metalens.load_model(name, device=device)
+        model = given if isinstance(given, metalens.Model) else metalens.load_model(name, device=device, dtype=dtype)
         profile = model_profile(model, items, cfg, head_dir=cfg.heads.get(name), out=folder, progress=progress)
         profile.update(model=name, fingerprint=key, seconds=time.time() - t0,
                        command=command or atlas_command([name], cfg, out if out is not None else "DIR"))

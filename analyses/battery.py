@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 import metalens
 from metalens.sites import FINAL_NORM, resid_post
@@ -100,14 +99,20 @@ def read_items(path: str | Path, source: str = "user") -> list[Item]:
 
     items = []
     for number, r in enumerate(read_jsonl(path, required=("question", "choices", "answer")), start=1):
+        where = f"{path}:{number}"
+        if not isinstance(r["question"], str) or not isinstance(r["choices"], list):
+            raise ValueError(f"{where}: 'question' must be a string and 'choices' a list of options.")
         choices = tuple(str(c) for c in r["choices"])
         answer = r["answer"]
         if isinstance(answer, str) and not answer.isdigit():
             if answer not in choices:
-                raise ValueError(f"{path}:{number}: answer {answer!r} is not one of the choices {list(choices)}.")
+                raise ValueError(f"{where}: answer {answer!r} is not one of the choices {list(choices)}.")
             answer = choices.index(answer)
-        items.append(Item(r["question"], choices, int(answer), r.get("source", source), int(r.get("level", 0)),
-                          str(r.get("group", f"{source}:{number}"))))
+        try:
+            items.append(Item(r["question"], choices, int(answer), r.get("source", source), int(r.get("level", 0)),
+                              str(r.get("group", f"{source}:{number}"))))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: {err}") from None
     return items
 
 
@@ -221,26 +226,16 @@ class Readout:
         return p[:, 0]
 
 
-@torch.inference_mode()
 def read_options(model, readings: list[tuple[list[int], list[int]]], sites=(), batch_size: int = 8,
                  desc: str = "read", progress: bool = False):
     """For each (ids, option ids): option probabilities renormalised [n_options], their mass in the
     full distribution, and the activations at `sites` at the last token ({site: [n, d_model]})."""
-    probs, mass, acts = [], [], {s: [] for s in sites}
-    for start in tqdm(range(0, len(readings), batch_size), desc=desc, disable=not progress):
-        chunk = readings[start : start + batch_size]
-        ids, attn = model.pad([r[0] for r in chunk])  # right padding: each row's last token at len - 1
-        last = torch.tensor([len(r[0]) - 1 for r in chunk], device=ids.device)
-        cache = metalens.run_with_cache(model, ids, attn, sites=list(dict.fromkeys([*sites, FINAL_NORM])))
-        rows = torch.arange(len(chunk), device=ids.device)
-        logp = torch.log_softmax(model.final_logits(cache[FINAL_NORM][rows, last]).float(), -1)  # [b, vocab]
-        for j, (_, option_ids) in enumerate(chunk):
-            picked = logp[j, option_ids]
-            probs.append(picked.softmax(-1).cpu().numpy())
-            mass.append(float(picked.exp().sum()))
-        for s in sites:
-            acts[s].append(cache[s][rows, last].float().cpu())
-    return probs, np.array(mass), {s: torch.cat(v) for s, v in acts.items()}
+    reads = metalens.next_token_logprobs(model, [ids for ids, _ in readings], [options for _, options in readings],
+                                         sites=sites, batch_size=batch_size, progress=progress, desc=desc)
+    picked = [lp[0] for lp in reads.logprobs]  # [n_options] log p under the full vocabulary, per item
+    probs = [p.softmax(-1).numpy() for p in picked]
+    mass = np.array([float(p.exp().sum()) for p in picked])
+    return probs, mass, {s: torch.cat(v) for s, v in reads.acts.items()}
 
 
 def read_battery(model, items: list[Item], *, n_shots: int = 2, probe_at: str = "keep", batch_size: int = 8,

@@ -1,22 +1,48 @@
-"""`metalens demo`, `metalens posttrain` and `metalens atlas`: thin wrappers over analyses functions."""
+"""`metalens demo`, `metalens posttrain` and `metalens atlas`: thin wrappers over analyses functions.
+
+Each checks its flags and files, then `--out` (`check_out`), before any model loads; the folder is
+claimed (`mark_out`) only when the run starts writing.
+"""
 from __future__ import annotations
 
-from metalens.cli import add_model_args
+from pathlib import Path
+
+from metalens.tasks.arithmetic import LEVELS
+
+from metalens.options import (add_data_arg, add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out,
+                              float_range, int_range, load_model_from_args, mark_out, nonneg_int, positive_float,
+                              positive_int)
+
+LEVEL = int_range(min(LEVELS), max(LEVELS))  # arithmetic difficulty levels
+LEVELS_HELP = f"arithmetic difficulty levels ({min(LEVELS)}-{max(LEVELS)})"
+BATCH = int_range(1, 4096)
+
+
+def train_blocks(text: str):
+    """--train-blocks: 'all' (None) or how many of the last blocks train (>= 1)."""
+    if text == "all":
+        return None
+    return positive_int(text)
+
+
+train_blocks.__name__ = "'all' or a positive number of blocks"
 
 
 def _posttrain(args) -> None:
-    import metalens
     from metalens.analyses.posttrain import PosttrainConfig, run_posttrain
 
-    layers = args.lora_layers if args.layers is None else 0 if args.layers == "all" else int(args.layers)
+    check_out(args.out, "posttrain")
     cfg = PosttrainConfig(
         steps=args.steps, save_every=args.save_every, batch_size=args.batch_size, lr=args.lr,
-        lora_rank=args.lora_rank, lora_layers=layers or None, n_eval=args.n_eval, seed=args.seed,
+        lora_rank=args.lora_rank, lora_layers=args.train_blocks, n_eval=args.n_eval, seed=args.seed,
         heldout_seed=args.heldout_seed, levels=tuple(args.levels), merge_final=not args.no_merge,
         method=args.method, full=args.full, group_size=args.group_size, kl_coef=args.kl_coef,
         temperature=args.temperature, sample_tokens=args.sample_tokens,
     )
-    model = metalens.load_model(args.model, device=args.device)
+    if args.stop_after is not None and args.stop_after > cfg.steps:
+        raise ValueError(f"--stop-after {args.stop_after} is past --steps {cfg.steps}: give a step in [1, {cfg.steps}].")
+    model = load_model_from_args(args)
+    mark_out(args.out, "posttrain")
     result = run_posttrain(model, cfg, out=args.out, stop_after=args.stop_after)
     if not result.finished:
         print(f"stopped after step {result.curve[-1]['step']}; run the same command without --stop-after to resume")
@@ -31,14 +57,18 @@ def _posttrain(args) -> None:
 
 
 def _demo(args) -> None:
-    from metalens.analyses.demo import run_demo
+    from metalens.analyses.demo import DemoConfig, run_demo
 
-    run_demo(args.model, args.out, device=args.device, areas=args.area)
+    check_out(args.out, "demo")
+    cfg = DemoConfig(areas=tuple(args.area) if args.area else None)
+    model = load_model_from_args(args)
+    mark_out(args.out, "demo")
+    run_demo(model, cfg, out=args.out)
     print(f"open {args.out}/index.html")
 
 
 def _heads(models: list[str], given: list[str]) -> dict[str, str]:
-    """--head MODEL=DIR (or a bare DIR with one --model) -> {model: dir}."""
+    """--head MODEL=DIR (or a bare DIR with one --model) -> {model: dir}; each DIR must be a folder."""
     heads = {}
     for value in given:
         model, sep, path = value.rpartition("=")
@@ -48,80 +78,101 @@ def _heads(models: list[str], given: list[str]) -> dict[str, str]:
             model = models[0]
         if model not in models:
             raise ValueError(f"--head names {model!r}, which is not one of the --model values {models}.")
+        if not Path(path).expanduser().is_dir():
+            raise ValueError(f"--head {value}: {path} is not a folder; give a trained head's folder "
+                             "(`metalens introspect train --out DIR`).")
         heads[model] = path
     return heads
 
 
 def _atlas(args) -> None:
-    from metalens.analyses.atlas import AtlasConfig, atlas_command, headline, run_atlas
+    from metalens.analyses.atlas import AtlasConfig, atlas_command, atlas_items, headline, run_atlas
 
+    check_out(args.out, "atlas")
     models = args.model or ["gemma-3-270m"]
+    if args.layers is not None and "all" in args.layers and len(args.layers) > 1:
+        raise ValueError(f"--layers {' '.join(map(str, args.layers))}: give block numbers or 'all' alone, not both.")
+    layers = None if args.layers is None or "all" in args.layers else tuple(args.layers)
     cfg = AtlasConfig(
-        n_arithmetic=args.n_arithmetic, levels=tuple(args.levels), n_facts=args.n_facts, items=args.items,
-        n_shots=args.n_shots, probe_at=args.probe_at, layers=tuple(args.layers) if args.layers else None, cv=args.cv,
-        probe_c=args.probe_c, n_boot=args.n_boot, n_bins=args.n_bins, reporting=not args.no_reporting,
+        n_arithmetic=args.n_arithmetic, levels=tuple(args.levels), n_facts=args.n_facts,
+        items=str(args.data) if args.data else None, n_shots=args.n_shots, probe_at=args.probe_at, layers=layers,
+        cv=args.cv, probe_c=args.probe_c, n_boot=args.n_boot, n_bins=args.n_bins, reporting=not args.no_reporting,
         reporting_draws=args.reporting_draws, reporting_n=tuple(args.reporting_n), heads=_heads(models, args.head),
         batch_size=args.batch_size, seed=args.seed,
     )
-    result = run_atlas(models, cfg, out=args.out, device=args.device, command=atlas_command(models, cfg, args.out))
+    atlas_items(cfg)  # the items file is read (and checked) before any model loads
+    mark_out(args.out, "atlas")
+    result = run_atlas(models, cfg, out=args.out, device=args.device, dtype=args.dtype,
+                       command=atlas_command(models, cfg, args.out))
     for profile in result.models:
         print(f"{profile['model']}: {headline(profile)}")
     print(f"wrote {args.out}/atlas.json and atlas.html in {result.seconds:.0f}s")
 
 
-def register(sub) -> None:
-    """Add the analyses verbs to the `metalens` parser."""
-    demo = sub.add_parser("demo", help="quick run of every area on one model; writes OUT/index.html")
-    add_model_args(demo)
-    demo.add_argument("--out", default="reports")
-    demo.add_argument("--area", action="append", default=None, help="only these areas (repeatable)")
-    demo.set_defaults(func=_demo)
+def _add_posttrain(sub) -> None:
     p = sub.add_parser("posttrain", help="short SFT or GRPO post-training on step-by-step arithmetic, resumable checkpoints")
     add_model_args(p)
-    p.add_argument("--out", required=True, help="output directory for checkpoints, results.json, report.html")
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--save-every", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--lora-rank", type=int, default=8)
-    p.add_argument("--n-eval", type=int, default=24, help="held-out problems for accuracy before/after")
-    p.add_argument("--lora-layers", type=int, default=6, help="adapt only the last N blocks (0: all)")
-    p.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--heldout-seed", type=int, default=1000, help="seed of the held-out problems (saved in the metadata)")
+    add_out_arg(p, help="output folder for checkpoints, results.json, report.html (a rerun resumes it)")
+    p.add_argument("--steps", type=int_range(1, 10**6), default=30)
+    p.add_argument("--save-every", type=positive_int, default=5)
+    p.add_argument("--batch-size", type=BATCH, default=4, help="problems per step")
+    p.add_argument("--lr", type=float_range(0, 10, low_open=True), default=3e-3, help="learning rate in (0, 10]")
+    p.add_argument("--lora-rank", type=int_range(1, 4096), default=8)
+    p.add_argument("--n-eval", type=int_range(2, 100_000), default=24, help="held-out problems for accuracy before/after")
+    p.add_argument("--train-blocks", type=train_blocks, default=6, metavar="N|all",
+                   help="train the last N blocks, or all of them (default 6)")
+    p.add_argument("--levels", type=LEVEL, nargs="+", default=[1, 2, 3], help=LEVELS_HELP)
+    add_seed_arg(p)
+    p.add_argument("--heldout-seed", type=nonneg_int, default=1000,
+                   help="seed of the held-out problems (saved in the metadata)")
     p.add_argument("--no-merge", action="store_true", help="skip saving the merged final model (~1 GB)")
     p.add_argument("--method", default="sft", choices=["sft", "grpo"],
                    help="sft: worked solutions; grpo: sampled solutions rewarded by the arithmetic grader")
-    p.add_argument("--layers", default=None, help="blocks to train: 'all' or the last N (default: --lora-layers)")
     p.add_argument("--full", action="store_true", help="train the weights, not LoRA adapters (embedding frozen)")
-    p.add_argument("--group-size", type=int, default=4, help="grpo: completions sampled per problem")
-    p.add_argument("--kl-coef", type=float, default=0.04, help="grpo: weight of the k3 KL penalty to the base")
-    p.add_argument("--temperature", type=float, default=1.0, help="grpo: sampling temperature")
-    p.add_argument("--sample-tokens", type=int, default=24, help="grpo: new tokens per sampled completion")
-    p.add_argument("--stop-after", type=int, default=None,
+    p.add_argument("--group-size", type=int_range(2, 1024), default=4, help="grpo: completions sampled per problem")
+    p.add_argument("--kl-coef", type=float_range(0, 100), default=0.04, help="grpo: weight of the k3 KL penalty")
+    p.add_argument("--temperature", type=float_range(0, 100, low_open=True), default=1.0,
+                   help="grpo: sampling temperature in (0, 100]")
+    p.add_argument("--sample-tokens", type=int_range(1, 4096), default=24, help="grpo: new tokens per completion")
+    p.add_argument("--stop-after", type=positive_int, default=None,
                    help="checkpoint at this step and stop; the same command without it resumes from --out")
     p.set_defaults(func=_posttrain)
+
+
+def _add_atlas(sub) -> None:
     a = sub.add_parser("atlas", help="metacognitive atlas: behavioural and internal signals of correctness per model")
-    a.add_argument("--model", action="append", default=None,
-                   help="embedded name, local dir or hub id; repeat to put several models in one atlas")
-    a.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    a.add_argument("--out", required=True, help="output directory: atlas.json, atlas.html, models/NAME/")
-    a.add_argument("--n-arithmetic", type=int, default=40, help="two-choice arithmetic items")
-    a.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4], help="arithmetic difficulty levels")
-    a.add_argument("--n-facts", type=int, default=40, help="shipped two-choice facts (at most 40)")
-    a.add_argument("--items", default=None, help="your JSONL of {question, choices, answer} (added to the above)")
-    a.add_argument("--n-shots", type=int, default=2, help="worked examples for base models (chat models: none)")
+    add_model_args(a, several=True)
+    add_out_arg(a, help="output folder: atlas.json, atlas.html, models/NAME/ (a rerun reuses finished models)")
+    a.add_argument("--n-arithmetic", type=int_range(0, 100_000), default=40, help="two-choice arithmetic items")
+    a.add_argument("--levels", type=LEVEL, nargs="+", default=[1, 2, 3, 4], help=LEVELS_HELP)
+    a.add_argument("--n-facts", type=int_range(0, 40), default=40, help="shipped two-choice facts (at most 40)")
+    add_data_arg(a, help="your JSONL of {question, choices, answer} items (added to the above)")
+    a.add_argument("--n-shots", type=int_range(0, 4), default=2, help="worked examples for base models (chat: none)")
     a.add_argument("--probe-at", default="keep", choices=["keep", "answer", "confidence", "bet"],
                    help="prompt whose last token the probe reads")
-    a.add_argument("--layers", type=int, nargs="+", default=None, help="probe layers (default: every block)")
-    a.add_argument("--cv", type=int, default=5, help="grouped folds for the probe")
-    a.add_argument("--probe-c", type=float, default=0.1, help="probe's inverse L2 strength")
-    a.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for every interval")
-    a.add_argument("--n-bins", type=int, default=10, help="calibration bins")
+    add_layers_arg(a, help="probe layers", default_note="every block")
+    a.add_argument("--cv", type=int_range(2, 100), default=5, help="grouped folds for the probe")
+    a.add_argument("--probe-c", type=positive_float, default=0.1, help="probe's inverse L2 strength")
+    a.add_argument("--n-boot", type=int_range(1, 1_000_000), default=1000, help="bootstrap resamples per interval")
+    a.add_argument("--n-bins", type=int_range(1, 1000), default=10, help="calibration bins")
     a.add_argument("--no-reporting", action="store_true", help="skip the probe axis's reportability")
-    a.add_argument("--reporting-draws", type=int, default=8)
-    a.add_argument("--reporting-n", type=int, nargs="+", default=[0, 2, 4, 8, 16])
+    a.add_argument("--reporting-draws", type=int_range(1, 10_000), default=8)
+    a.add_argument("--reporting-n", type=int_range(0, 10_000), nargs="+", default=[0, 2, 4, 8, 16])
     a.add_argument("--head", action="append", default=[], help="trained reward head: MODEL=DIR (or DIR with one model)")
-    a.add_argument("--batch-size", type=int, default=8)
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--batch-size", type=BATCH, default=8)
+    add_seed_arg(a)
     a.set_defaults(func=_atlas)
+
+
+def register(sub) -> None:
+    """Add the analyses verbs to the `metalens` parser."""
+    from metalens.analyses.demo import AREAS
+
+    demo = sub.add_parser("demo", help="quick run of every area on one model; writes OUT/index.html")
+    add_model_args(demo)
+    add_out_arg(demo, required=False, default="reports", help="output folder (default: reports)")
+    demo.add_argument("--area", action="append", default=None, choices=AREAS, help="only these areas (repeatable)")
+    demo.set_defaults(func=_demo)
+    _add_posttrain(sub)
+    _add_atlas(sub)
+

@@ -9,15 +9,18 @@ blocks), or, with `full`, the weights themselves; the 262k-row embedding (most o
 weights, tied to the unembedding) always stays frozen.
 
 Resuming: every checkpoint saves the config in its metadata, and the latest one also the
-optimizer, scheduler, sampler and trainable weights (`trainer-state.pt`). Running again into the
-same `out` continues from there with the same config, and refuses another config naming the
-keys that differ.
+optimizer, scheduler, sampler and trainable weights (`metalens.analyses.trainer_state`: safetensors
+and JSON, no pickle). Running again into the same `out` continues from there with the same config,
+and refuses another config naming the keys that differ, unless no training step has finished yet
+(only `step-00000`): such an incomplete run is replaced, and the log says so.
 """
 from __future__ import annotations
 
 import copy
 import json
+import math
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,17 +30,18 @@ import torch
 from torch import Tensor
 
 import metalens
+from metalens.analyses.trainer_state import (PICKLE_FILE, has_state, load_trainer_state, read_resume_meta,
+                                             save_latest_state)
 from metalens.checkpoints import META_FILE
 from metalens.tasks import generation_accuracy
 from metalens.report import save_json
 from metalens.sites import FINAL_NORM
 from metalens.stats import paired_test
-from metalens.tasks.arithmetic import make_problem, make_problems
+from metalens.tasks.arithmetic import LEVELS, make_problem, make_problems
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 FORMAT_VERSION = 1
 METHODS = ("sft", "grpo")
-STATE_FILE = "trainer-state.pt"  # optimizer, scheduler, sampler and trainable weights; latest checkpoint only
 RESUME_FREE = ("merge_final",)  # config keys a resumed run may change (they do not touch the training)
 
 
@@ -70,8 +74,19 @@ class PosttrainConfig:
             raise ValueError(f"Unknown method '{self.method}': use one of {METHODS}.")
         if self.method == "grpo" and self.group_size < 2:
             raise ValueError(f"GRPO needs a group of at least 2 samples per problem, not group_size={self.group_size}.")
-        if self.steps < 1 or self.save_every < 1:
-            raise ValueError(f"steps and save_every must be >= 1 (got {self.steps}, {self.save_every}).")
+        for name in ("steps", "save_every", "batch_size", "lora_rank", "max_new_tokens", "sample_tokens"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)!r}.")
+        if not isinstance(self.n_eval, int) or self.n_eval < 2:  # the paired before/after interval needs two problems
+            raise ValueError(f"n_eval must be an integer >= 2 (held-out problems), not {self.n_eval!r}.")
+        if self.lora_layers is not None and (not isinstance(self.lora_layers, int) or self.lora_layers < 0):
+            raise ValueError(f"lora_layers must be a number of blocks (0 or None: all), not {self.lora_layers!r}.")
+        for name, low in (("lr", 0.0), ("temperature", 0.0), ("kl_coef", None)):
+            value = getattr(self, name)
+            if not math.isfinite(value) or (low is not None and value <= low) or (low is None and value < 0):
+                raise ValueError(f"{name} must be a finite number {'> 0' if low is not None else '>= 0'}, not {value!r}.")
+        if not self.levels or any(level not in LEVELS for level in self.levels):
+            raise ValueError(f"levels must be arithmetic difficulty levels {sorted(LEVELS)}, not {list(self.levels)}.")
 
 
 @dataclass
@@ -101,7 +116,9 @@ class PosttrainResult:
         data = {**asdict(self), "config": asdict(self.config), "format": {"name": "posttrain-results",
                                                                            "version": FORMAT_VERSION}}
         save_json(path / "results.json", data)
-        _report(path, self)
+        from metalens.analyses.posttrain_report import write_posttrain_report
+
+        write_posttrain_report(path / "report.html", self)
         return path
 
     @classmethod
@@ -193,36 +210,37 @@ def _normalised(config: dict) -> dict:
     return json.loads(json.dumps(config))
 
 
-def _resume_state(out_dir: Path, cfg: PosttrainConfig) -> dict | None:
+def _resume_state(out_dir: Path, cfg: PosttrainConfig, log) -> dict | None:
     """The trainer state of `out_dir`'s latest checkpoint, or None for a new run.
 
-    Raises when that run used another config (naming the keys that differ) or left no state.
+    Raises when that run used another config (naming the keys that differ) or left no state. A run
+    with no finished training step (only step 0) is incomplete: another config replaces it.
     """
     ckpts = sorted(p for p in out_dir.glob("step-*") if (p / META_FILE).exists())
     if not ckpts:
         return None
-    with_state = [p for p in ckpts if (p / STATE_FILE).exists()]
+    with_state = [p for p in ckpts if has_state(p)]
     if not with_state:
-        raise ValueError(f"{out_dir} holds checkpoints but no {STATE_FILE} to resume from (a run of an older "
-                         "metalens?): choose a new --out.")
-    latest = max(with_state, key=lambda p: json.loads((p / META_FILE).read_text())["step"])
-    saved = json.loads((latest / META_FILE).read_text())["config"]
+        if any((p / PICKLE_FILE).exists() for p in ckpts):
+            raise ValueError(f"{out_dir} holds a {PICKLE_FILE} (a pickle from an older metalens); metalens no longer "
+                             "reads pickles, which can run code from whoever wrote them: choose a new --out.")
+        raise ValueError(f"{out_dir} holds checkpoints but no trainer state to resume from: choose a new --out.")
+    metas = {p: read_resume_meta(p) for p in with_state}
+    latest = max(with_state, key=lambda p: metas[p]["step"])
+    saved_meta = metas[latest]
+    saved = saved_meta["config"]
     want = _normalised(asdict(cfg))
     differ = sorted(k for k in set(saved) | set(want) if k not in RESUME_FREE and saved.get(k) != want.get(k))
     if differ:
         diffs = ", ".join(f"{k} {saved.get(k)!r} -> {want.get(k)!r}" for k in differ)
+        if saved_meta["step"] == 0 and len(ckpts) == 1:
+            log(f"[posttrain] {out_dir} holds an incomplete run (no training step finished) with another config "
+                f"({diffs}): replacing it")
+            shutil.rmtree(ckpts[0])
+            return None
         raise ValueError(f"{out_dir} holds a run with another config (differs in {diffs}); resume it with the same "
                          "settings, or choose a new --out.")
-    return torch.load(latest / STATE_FILE, weights_only=False)
-
-
-def _save_state(path: Path, previous: Path | None, state: dict) -> None:
-    """Write the trainer state into checkpoint `path` and drop the previous checkpoint's (only the latest is needed)."""
-    tmp = path / (STATE_FILE + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path / STATE_FILE)
-    if previous is not None and previous != path and (previous / STATE_FILE).exists():
-        (previous / STATE_FILE).unlink()
+    return load_trainer_state(latest)
 
 
 def run_posttrain(model, config: PosttrainConfig | None = None, *, out=None, progress: bool = True,
@@ -240,19 +258,21 @@ def run_posttrain(model, config: PosttrainConfig | None = None, *, out=None, pro
     the final evaluation (`result.finished` is False), e.g. to fit a wall-clock limit.
     """
     cfg = config or PosttrainConfig()
+    if stop_after is not None and stop_after < 1:
+        raise ValueError(f"stop_after must be a step >= 1, not {stop_after!r}.")
     start = time.time()
     torch.manual_seed(cfg.seed)
     model = model if isinstance(model, metalens.Model) else metalens.load_model(str(model))
     out_dir = Path(out) if out is not None else None
+    log = print if progress else (lambda *a, **k: None)
     state = None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        state = _resume_state(out_dir, cfg)
+        state = _resume_state(out_dir, cfg, log)
     heldout = make_problems(cfg.n_eval, levels=cfg.levels, seed=cfg.heldout_seed)
     held_q = {p.question for p in heldout}
     split = {"seed": cfg.heldout_seed, "levels": list(cfg.levels), "n": len(heldout),
              "problems": [p.to_dict() for p in heldout]}
-    log = print if progress else (lambda *a, **k: None)
     before = state["accuracy_before"] if state else generation_accuracy(model, heldout, cfg.max_new_tokens)
     log(f"[posttrain] held-out accuracy before: {_acc(before)} {before['by_level']}")
 
@@ -299,7 +319,7 @@ def run_posttrain(model, config: PosttrainConfig | None = None, *, out=None, pro
                 model.tokenizer.save_pretrained(path)
             save_json(path / META_FILE, {**meta, **row})
             ckpts.append(str(path))
-            _save_state(path, last_ckpt[0], {
+            save_latest_state(path, last_ckpt[0], {
                 "step": step, "params": {n: p.detach().clone() for n, p in trainable.items()},
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng.getstate(),
                 "curve": curve, "checkpoints": ckpts, "loss_ema": loss_ema, "accuracy_before": before})
@@ -363,37 +383,3 @@ def _acc(acc: dict) -> str:
     """'0.292 [0.149, 0.492] (n=24)': accuracy with its Wilson 95 % interval."""
     low, high = acc.get("low", float("nan")), acc.get("high", float("nan"))
     return f"{acc['accuracy']:.3f} [{low:.3f}, {high:.3f}] (n={acc['n']})"
-
-
-def _report(out: Path, result: PosttrainResult) -> None:
-    import plotly.graph_objects as go
-
-    from metalens.report import write_report
-
-    steps = [c["step"] for c in result.curve]
-    fig = go.Figure()
-    fig.add_scatter(x=steps, y=[c["loss"] for c in result.curve], name="train loss (EMA)")
-    fig.add_scatter(x=steps, y=[c["heldout_token_acc"] for c in result.curve], name="held-out token acc", yaxis="y2")
-    graded = [c for c in result.curve if "accuracy" in c]
-    if graded:
-        fig.add_scatter(x=[c["step"] for c in graded], y=[c["accuracy"] for c in graded], yaxis="y2",
-                        name="held-out accuracy (greedy, Wilson 95 %)", error_y=dict(
-                            type="data", symmetric=False, array=[c["high"] - c["accuracy"] for c in graded],
-                            arrayminus=[c["accuracy"] - c["low"] for c in graded]))
-    if any("reward" in c for c in result.curve):
-        fig.add_scatter(x=steps, y=[c.get("reward") for c in result.curve], name="mean reward (GRPO)", yaxis="y2")
-    fig.update_layout(xaxis_title="step", yaxis2=dict(overlaying="y", side="right", range=[0, 1]))
-    rows = [{"when": when, "accuracy": acc["accuracy"], "95% CI": f"[{acc.get('low', float('nan')):.3f}, "
-             f"{acc.get('high', float('nan')):.3f}]", "n": acc["n"], **{f"level {k}": v for k, v in acc["by_level"].items()}}
-            for when, acc in (("before", result.accuracy_before), ("after", result.accuracy_after))]
-    if result.change:
-        c = result.change
-        rows.append({"when": "after - before (paired over problems)", "accuracy": c["mean_diff"],
-                     "95% CI": f"[{c['low']:+.3f}, {c['high']:+.3f}]", "n": c["n"]})
-    examples = [{"before": b, "after": a} for b, a in zip(result.accuracy_before["completions"][:8], result.accuracy_after["completions"][:8])]
-    cfg = result.config
-    how = (f"{cfg.method.upper()}, {'full fine-tuning' if cfg.full else f'LoRA r={cfg.lora_rank}'} on "
-           f"{'all blocks' if not cfg.lora_layers else f'the last {cfg.lora_layers} blocks'}")
-    write_report(out / "report.html", f"Post-training on step-by-step arithmetic ({how})",
-                 [("Held-out accuracy (greedy)", rows), ("Training curve", fig), ("Example completions", examples)],
-                 result.metadata)

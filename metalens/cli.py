@@ -11,8 +11,8 @@ import sys
 import traceback
 from importlib.metadata import entry_points
 
-from metalens.options import (Parser, add_model_args, add_out_arg, check_out, existing_dir, existing_file,
-                              load_model_from_args, nonneg_int, positive_int)
+from metalens.options import (Parser, add_model_args, add_out_arg, check_out, existing_dir, existing_file, int_range,
+                              load_model_from_args, mark_out, nonneg_int, positive_int)
 
 VERB_GROUP = "metalens.verbs"
 
@@ -25,6 +25,9 @@ def _capture(args) -> None:
         raise ValueError(f"--shard-index {args.shard_index} must be below --num-shards {args.num_shards}.")
     texts = metalens.read_texts(args.texts)
     model = load_model_from_args(args)
+    for site in args.site:
+        metalens.resolve_site(model, site)  # a bad site is refused before --out is touched
+    mark_out(args.out, "capture")
     out = metalens.capture(
         model, texts, args.site, positions=args.positions,
         batch_size=args.batch_size, out=args.out, max_length=args.max_length,
@@ -85,8 +88,9 @@ def build_parser(points=None) -> argparse.ArgumentParser:
     cap.add_argument("--texts", type=existing_file, required=True, help="file with one text per line")
     add_out_arg(cap, help="output directory (resumable)")
     cap.add_argument("--positions", default="last", choices=["last", "mean", "all"])
-    cap.add_argument("--batch-size", type=positive_int, default=16)
-    cap.add_argument("--max-length", type=positive_int, default=None, help="truncate texts to this many tokens")
+    cap.add_argument("--batch-size", type=int_range(1, 65536), default=16)
+    cap.add_argument("--max-length", type=int_range(1, 1_000_000), default=None,
+                     help="truncate texts to this many tokens")
     cap.add_argument("--shard-index", type=nonneg_int, default=0, help="this process's part (0-based)")
     cap.add_argument("--num-shards", type=positive_int, default=1, help="number of processes splitting the texts")
     cap.set_defaults(func=_capture)

@@ -84,17 +84,70 @@ def converted_dir(spec: EmbeddedModel) -> Path:
     return target
 
 
+RANDOM_PREFIX = "random:"
+# random:NAME -> (metalens.testing builder, its argument): tiny ones for tests, real shapes for benches
+RANDOM_TINY = {"tiny-gemma3": "gemma3", "tiny-llama": "llama"}
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_TOKENIZER = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+def random_names() -> list[str]:
+    """Every `random:` model name `load_model` accepts."""
+    from metalens.testing import RANDOM_CONFIGS
+
+    return [RANDOM_PREFIX + n for n in [*RANDOM_TINY, *RANDOM_CONFIGS]]
+
+
+def _random_model(name: str, device, dtype) -> Model:
+    from metalens.testing import RANDOM_CONFIGS, random_model, tiny_model
+
+    key = name.removeprefix(RANDOM_PREFIX)
+    if key in RANDOM_TINY:
+        model = tiny_model(RANDOM_TINY[key], device=str(device or "cpu"), dtype=dtype)
+    elif key in RANDOM_CONFIGS:
+        model = random_model(key, device=str(device or default_device()), dtype=dtype)
+    else:
+        raise ValueError(f"Unknown random model '{name}': use one of {random_names()}.")
+    model.name = name
+    return model
+
+
+def check_model_dir(path: Path) -> None:
+    """Refuse a local folder that lacks a model's config, weights or tokenizer, saying what is missing."""
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    if not any((path / f).is_file() for f in _WEIGHTS) and not any(path.glob("*.safetensors")):
+        missing.append("weights (model.safetensors)")
+    if not any((path / f).is_file() for f in _TOKENIZER):
+        missing.append("a tokenizer (tokenizer.json or tokenizer.model)")
+    if missing:
+        hint = (" It holds a LoRA adapter: load it with metalens.load_checkpoint." if (path / "adapter_config.json")
+                .is_file() else "")
+        raise ValueError(f"--model {path} is a folder without a model: it lacks {', '.join(missing)}.{hint} Point "
+                         "--model at a folder saved with save_pretrained (model and tokenizer), an embedded name "
+                         f"{sorted(EMBEDDED)} or a hub id.")
+
+
 def _resolve(name: str) -> tuple[str, str | None, str | None]:
     """(path or hub id to load from, upstream hub id, revision note)."""
     if name in EMBEDDED:
         spec = EMBEDDED[name]
         return str(converted_dir(spec)), spec.hub_id, spec.revision
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser()), None, None
+    path = Path(name).expanduser()
+    if path.is_dir():
+        check_model_dir(path)
+        return str(path), None, None
+    if path.exists():
+        raise ValueError(f"--model {name} is a file: give a model folder, an embedded name {sorted(EMBEDDED)} "
+                         "or a hub id.")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ValueError(f"--model {name}: no such folder. Give a model folder, an embedded name {sorted(EMBEDDED)} "
+                         "or a hub id such as 'google/gemma-3-270m'.")
     if "/" not in name:
         raise ValueError(
-            f"Unknown model '{name}'. Embedded models (offline): {sorted(EMBEDDED)}. "
-            "Otherwise pass a local model directory or a hub id such as 'google/gemma-3-270m'."
+            f"Unknown model '{name}'. Embedded models (offline): {sorted(EMBEDDED)}; random weights for tests: "
+            f"{random_names()}. Otherwise pass a local model directory or a hub id such as 'google/gemma-3-270m'."
         )
     return name, name, None
 
@@ -109,8 +162,13 @@ def load_model(
     attn_implementation: str = "eager",
     **hf_kwargs,
 ) -> Model:
-    """Load a causal LM by embedded name, local directory or hub id; returns a `Model`.
+    """Load a causal LM by embedded name, local directory, hub id or `random:` name; returns a `Model`.
 
+    `random:tiny-gemma3` / `random:tiny-llama` are `metalens.testing.tiny_model`'s 3-block models
+    (d_model 64, character tokenizer) and `random:gemma-3-270m` / `random:llama-1b` real shapes
+    (`metalens.testing.random_model`): random weights, seeded (the same model every call), no
+    network; for tests, smoke runs of every verb and benches. A local directory must hold
+    config.json, weights and a tokenizer; what is missing is named.
     Eager attention is the default so that attention patterns can be read and so that the
     HF, TransformerLens and nnsight views compute exactly the same thing.
     `device_map` ("auto", or a dict) is passed to accelerate to split a model across GPUs;
@@ -126,6 +184,8 @@ def load_model(
         if dtype not in _DTYPES:
             raise ValueError(f"Unknown dtype {dtype!r}: use one of {sorted(_DTYPES)}.")
         dtype = _DTYPES[dtype]
+    if str(name).startswith(RANDOM_PREFIX):
+        return _random_model(str(name), device, dtype)
     dtype = dtype or _default_dtype(device, device_map)
     source, hub_id, note = _resolve(name)
     load_kwargs = dict(dtype=dtype, attn_implementation=attn_implementation, **hf_kwargs)

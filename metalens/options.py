@@ -135,9 +135,17 @@ def out_path(text: str) -> Path:
 # --- shared flags ----------------------------------------------------------------------------------------------
 
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """--model, --device and --dtype, shared by every verb that loads a model."""
-    parser.add_argument("--model", default="gemma-3-270m", help="embedded name, local dir or hub id")
+def add_model_args(parser: argparse.ArgumentParser, *, several: bool = False) -> None:
+    """--model, --device and --dtype, shared by every verb that loads a model.
+
+    several: --model may repeat (a list; None when not given: the verb picks its default).
+    """
+    if several:
+        parser.add_argument("--model", action="append", default=None,
+                            help="embedded name, local dir, hub id or random:NAME; repeat for several models")
+    else:
+        parser.add_argument("--model", default="gemma-3-270m",
+                            help="embedded name, local dir, hub id or random:NAME (random weights, for tests)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                         help="weights' dtype (default: bfloat16 on a GPU, float32 on CPU)")

@@ -10,6 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from metalens.activations import Activations, concat
+from metalens.artifact import read_json
+
+_PART_KEYS = ("num_shards", "shard_index", "complete", "shards", "n_texts")
 
 FORMAT = "metalens.activations/1"
 MANIFEST = "manifest.json"
@@ -104,7 +107,14 @@ def merge_manifests(out: str | Path) -> Path:
     parts = sorted(out.glob("manifest.part*-of-*.json"))
     if not parts:
         raise FileNotFoundError(f"No part manifests (manifest.partIII-of-NNN.json) in {out}.")
-    manifests = [json.loads(p.read_text()) for p in parts]
+    manifests = []
+    for part in parts:
+        manifest = read_json(part, "part manifest")
+        missing = [k for k in _PART_KEYS if k not in manifest]
+        if missing:
+            raise ValueError(f"{part} lacks {missing}: it is not a part manifest `metalens capture --num-shards` wrote; "
+                             "rerun that part.")
+        manifests.append(manifest)
     num_shards = manifests[0]["num_shards"]
     indices = sorted(m["shard_index"] for m in manifests)
     if indices != list(range(num_shards)):
@@ -134,8 +144,8 @@ def read_manifest(out: str | Path) -> dict:
         if list(Path(out).glob("manifest.part*")):
             raise FileNotFoundError(f"{out} holds parts of a multi-process capture: run `metalens merge {out}` first.")
         raise FileNotFoundError(f"No {MANIFEST} in {out}: is it a metalens capture directory?")
-    manifest = json.loads(path.read_text())
-    if not manifest["complete"]:
+    manifest = read_json(path, "capture manifest")
+    if not manifest.get("complete"):
         raise ValueError(f"The capture in {out} is unfinished: rerun the same command to resume it.")
     return manifest
 

@@ -1,4 +1,7 @@
-"""Load a script from `scripts/` or `bench/` (not installed modules) by file path, for tests."""
+"""Load a tool from `tools/` (or a script from `scripts/`) or a bench from `bench/` by file path, for tests.
+
+These are not installed modules: product tools live in tools/, benches in bench/.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -6,6 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ROOT / "tools"
 SCRIPTS = ROOT / "scripts"
 BENCH = ROOT / "bench"
 
@@ -17,8 +21,15 @@ def _load(path: Path, name: str):
     return module
 
 
+def load_tool(name: str):
+    """The module `tools/NAME.py`, executed once per call."""
+    return _load(TOOLS / f"{name}.py", f"tools_{name}")
+
+
 def load_script(name: str):
-    """The module `scripts/NAME.py`, executed once per call."""
+    """`tools/NAME.py` where it is a product tool, else `scripts/NAME.py`, executed once per call."""
+    if (TOOLS / f"{name}.py").exists():
+        return load_tool(name)
     return _load(SCRIPTS / f"{name}.py", f"scripts_{name}")
 
 

@@ -22,7 +22,7 @@ for method in sft grpo; do
                                  --temperature 1.0)
   /usr/bin/time -f "$method posttrain: wall %e s, user CPU %U s, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" \
     -a -o "$OUT/time.txt" \
-    $PY -m metalens.cli posttrain --model gemma-3-270m --device cpu --method $method --layers all "${extra[@]}" \
+    $PY -m metalens.cli posttrain --model gemma-3-270m --device cpu --method $method --train-blocks all "${extra[@]}" \
     --out "$run"
   cp "$run/results.json" "$OUT/$method-posttrain.json"
   /usr/bin/time -f "$method emergent-heads: wall %e s, user CPU %U s, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" \

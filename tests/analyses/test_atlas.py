@@ -257,14 +257,17 @@ def test_cli_writes_the_atlas_for_a_saved_model(saved_tiny, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out and (tmp_path / "out" / "atlas.html").exists()
 
 
-def test_cli_refuses_a_head_for_a_model_not_given():
+def test_cli_refuses_a_head_for_a_model_not_given_or_not_a_folder(tmp_path):
     from metalens.analyses.cli import _heads
 
-    assert _heads(["m"], ["dir"]) == {"m": "dir"}
+    head = str(tmp_path)
+    assert _heads(["m"], [head]) == {"m": head}
     with pytest.raises(ValueError, match="MODEL=DIR"):
-        _heads(["a", "b"], ["dir"])
+        _heads(["a", "b"], [head])
     with pytest.raises(ValueError, match="not one of"):
-        _heads(["a"], ["c=dir"])
+        _heads(["a"], [f"c={head}"])
+    with pytest.raises(ValueError, match="is not a folder"):
+        _heads(["a"], [f"a={tmp_path / 'gone'}"])
 
 
 def test_reward_head_is_read_when_given(tiny_gemma, tmp_path):
@@ -287,3 +290,20 @@ def test_chat_model_runs_the_whole_atlas_with_its_template(tiny_llama):
     assert profile["examples"]["keep"].endswith("Reply KEEP or WITHDRAW.<eos><|assistant|>")
     assert "Question: What is 2 + 2?" not in profile["examples"]["answer"]  # chat models get no worked examples
     assert all(0 <= s["auroc"] <= 1 for s in profile["signals"] if s["auroc"] is not None and not np.isnan(s["auroc"]))
+
+
+def test_option_reads_match_a_direct_softmax_over_the_final_logits(tiny_gemma):
+    """read_options goes through metalens.next_token_logprobs; the numbers are those of one plain forward pass."""
+    import torch
+
+    from metalens.analyses.battery import option_reading, read_options, render
+
+    items = arithmetic_items(5, (1, 2), seed=3)
+    readings = [option_reading(tiny_gemma, *render(tiny_gemma, it, "answer")) for it in items]
+    probs, mass, _ = read_options(tiny_gemma, readings, batch_size=2)
+    for (ids, options), p, m in zip(readings, probs, mass):
+        with torch.no_grad():
+            logits = tiny_gemma.hf(torch.tensor([ids])).logits[0, -1].float()
+        logp = logits.log_softmax(-1)[options]
+        np.testing.assert_allclose(p, logp.softmax(-1).numpy(), rtol=1e-5, atol=1e-6)
+        assert m == pytest.approx(float(logp.exp().sum()), rel=1e-5)

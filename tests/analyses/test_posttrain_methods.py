@@ -5,6 +5,7 @@ import torch
 import metalens
 import metalens.analyses.grpo as grpo_module
 from metalens.analyses.posttrain import PosttrainConfig, _make_trainable, run_posttrain
+from metalens.analyses.trainer_state import PICKLE_FILE, load_trainer_state, save_trainer_state
 from metalens.checkpoints import read_checkpoint_meta
 from metalens.testing import tiny_model
 
@@ -77,11 +78,11 @@ def test_resuming_without_the_optimizer_state_would_not_match(base_dir, tmp_path
     whole = _fresh(base_dir)
     run_posttrain(whole, cfg, out=tmp_path / "whole", progress=False)
     run_posttrain(_fresh(base_dir), cfg, out=tmp_path / "split", progress=False, stop_after=2)
-    state_file = tmp_path / "split" / "step-00002" / "trainer-state.pt"
-    state = torch.load(state_file, weights_only=False)
+    checkpoint = tmp_path / "split" / "step-00002"
+    state = load_trainer_state(checkpoint)
     fresh_opt = torch.optim.AdamW([torch.nn.Parameter(v.clone()) for v in state["params"].values()], lr=cfg.lr)
     state["optimizer"] = fresh_opt.state_dict()
-    torch.save(state, state_file)
+    save_trainer_state(checkpoint, state)
     resumed = _fresh(base_dir)
     run_posttrain(resumed, cfg, out=tmp_path / "split", progress=False)
     want, got = _weights(whole), _weights(resumed)
@@ -100,6 +101,64 @@ def test_a_resumed_run_with_another_config_is_refused_naming_the_keys(base_dir, 
     assert resumed.resumed_from == 1
 
 
+class _Payload:
+    """Unpickling this writes a file: what a crafted checkpoint from someone else could do."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return Path.write_text, (Path(self.target), "payload ran")
+
+
+def test_a_pickle_trainer_state_is_refused_without_running_it(base_dir, tmp_path):
+    cfg = PosttrainConfig(**SMALL, merge_final=False, checkpoint_accuracy=False)
+    run_posttrain(_fresh(base_dir), cfg, out=tmp_path / "run", progress=False, stop_after=1)
+    latest = tmp_path / "run" / "step-00001"
+    for name in ("trainer-state.json", "trainer-state.safetensors"):
+        (latest / name).unlink()
+    witness = tmp_path / "witness.txt"
+    torch.save({"step": 1, "payload": _Payload(witness)}, latest / PICKLE_FILE)
+    with pytest.raises(ValueError, match=r"trainer-state\.pt .*no longer reads pickles"):
+        run_posttrain(_fresh(base_dir), cfg, out=tmp_path / "run", progress=False)
+    assert not witness.exists()
+
+
+def test_the_trainer_state_is_safetensors_and_json_only(base_dir, tmp_path):
+    run_posttrain(_fresh(base_dir), PosttrainConfig(**SMALL, merge_final=False, checkpoint_accuracy=False),
+                  out=tmp_path, progress=False, stop_after=1)
+    assert sorted(p.name for p in (tmp_path / "step-00001").glob("trainer-state*")) == [
+        "trainer-state.json", "trainer-state.safetensors"]
+    assert not list((tmp_path / "step-00000").glob("trainer-state*"))  # only the latest checkpoint keeps one
+
+
+def test_an_incomplete_run_is_replaced_by_another_config(base_dir, tmp_path, capsys, monkeypatch):
+    import metalens.analyses.posttrain as posttrain_module
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the first step failed")
+
+    cfg = PosttrainConfig(**SMALL, merge_final=False, checkpoint_accuracy=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(posttrain_module, "sft_step", fail)
+        with pytest.raises(RuntimeError):
+            run_posttrain(_fresh(base_dir), cfg, out=tmp_path, progress=False)
+    assert [p.name for p in tmp_path.glob("step-*")] == ["step-00000"]
+    other = PosttrainConfig(**{**SMALL, "batch_size": 1}, merge_final=False, checkpoint_accuracy=False)
+    result = run_posttrain(_fresh(base_dir), other, out=tmp_path, progress=True, stop_after=1)
+    assert result.resumed_from is None and [c["step"] for c in result.curve] == [0, 1]
+    assert "incomplete run" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("field,value", [("batch_size", 0), ("steps", -1), ("lr", float("nan")), ("lr", 0.0),
+                                         ("n_eval", 0), ("temperature", float("inf")), ("levels", (9,))])
+def test_a_bad_config_is_refused_before_anything_is_written(field, value):
+    with pytest.raises(ValueError, match=field):
+        PosttrainConfig(**{**SMALL, field: value})
+
+
 def test_checkpoints_carry_heldout_accuracy_with_wilson_intervals(base_dir, tmp_path):
     result = run_posttrain(_fresh(base_dir), PosttrainConfig(**SMALL, merge_final=False), out=tmp_path,
                            progress=False, stop_after=1)
@@ -111,10 +170,11 @@ def test_checkpoints_carry_heldout_accuracy_with_wilson_intervals(base_dir, tmp_
 def test_posttrain_verb_takes_the_method_and_grpo_options():
     from metalens.cli import build_parser
 
-    args = build_parser().parse_args(["posttrain", "--out", "o", "--method", "grpo", "--layers", "all", "--full",
+    args = build_parser().parse_args(["posttrain", "--out", "o", "--method", "grpo", "--train-blocks", "all", "--full",
                                       "--group-size", "6", "--kl-coef", "0.1", "--temperature", "0.7",
                                       "--steps", "20", "--save-every", "2", "--stop-after", "4"])
-    assert (args.method, args.layers, args.full, args.group_size, args.kl_coef, args.temperature) == (
-        "grpo", "all", True, 6, 0.1, 0.7)
+    assert (args.method, args.train_blocks, args.full, args.group_size, args.kl_coef, args.temperature) == (
+        "grpo", None, True, 6, 0.1, 0.7)
     defaults = build_parser().parse_args(["posttrain", "--out", "o"])
-    assert (defaults.method, defaults.layers, defaults.lora_layers, defaults.full) == ("sft", None, 6, False)
+    assert (defaults.method, defaults.train_blocks, defaults.full) == ("sft", 6, False)
+    assert build_parser().parse_args(["posttrain", "--out", "o", "--train-blocks", "2"]).train_blocks == 2

@@ -46,7 +46,7 @@ def test_random_configs_have_the_real_shapes():
 
 
 def test_gpu_check_smoke_prints_one_table_and_writes_results(tmp_path, capsys):
-    script = _load(ROOT / "scripts" / "gpu_check.py", "gpu_check_script")
+    script = _load(ROOT / "tools" / "gpu_check.py", "gpu_check_script")
     out = script.main(["--smoke", "--device", "cpu", "--out", str(tmp_path / "results.json"), "--skip-benches"])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert out["ok"] and saved["ok"] and not out["errors"] and len(saved["checks"]) == len(out["checks"]) > 20
@@ -55,7 +55,7 @@ def test_gpu_check_smoke_prints_one_table_and_writes_results(tmp_path, capsys):
 
 
 def test_gpu_check_bench_rows_carry_ratio_and_tokens_per_second():
-    script = _load(ROOT / "scripts" / "gpu_check.py", "gpu_check_script")
+    script = _load(ROOT / "tools" / "gpu_check.py", "gpu_check_script")
     steer = {"paired_ratio": {"steered (HF hooks)": {"median": 0.97, "low": 0.9, "high": 1.0, "n": 4}},
              "tokens_per_s": {"steered (HF hooks)": 900.0, "plain generate": 950.0}}
     row = script.headline("steer", steer)

@@ -1,6 +1,6 @@
 """`make gpu-check`: every area's quick path on the GPU against the CPU, then the four benches, in one table.
 
-    python3 scripts/gpu_check.py [--device cuda] [--out results/gpu/results.json] [--smoke]
+    python3 tools/gpu_check.py [--device cuda] [--out results/gpu/results.json] [--smoke]
 
 (a) tests/gpu/areas.py's checks (the ones tests/gpu runs under pytest) in float32 and bfloat16 on the
 device, each compared with the CPU float32 result on the same tiny model and inputs; (b) the four

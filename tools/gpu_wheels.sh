@@ -2,7 +2,7 @@
 # Wheels for `make gpu-check` on a lent GPU machine (Python 3.12, x86-64, no package index): the
 # packages metalens needs that the machine's image lacks (compared with .library KINDS.md's list),
 # at the versions this .venv holds, plus the metalens wheel itself, into .whl/ (ignored by git).
-# Run from the repo root: bash scripts/gpu_wheels.sh [PY]. Checks that .whl/ plus the working tree
+# Run from the repo root: bash tools/gpu_wheels.sh [PY]. Checks that .whl/ plus the working tree
 # stay under the 64 MiB that travels. wandb and transformers-stream-generator (transformer-lens
 # requirements; the latter has no wheel) are left out: they are
 # imported only by transformer-lens' training utilities, never by metalens.

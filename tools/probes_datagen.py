@@ -1,6 +1,6 @@
 """Generate the shipped labelled sentence sets from hand-written phrase lists.
 
-The JSONL files in `probes/data/` are the output of `python scripts/probes_datagen.py`; a test regenerates them and
+The JSONL files in `probes/data/` are the output of `python tools/probes_datagen.py`; a test regenerates them and
 checks they match, so the data stay reproducible. Every phrase below was written for this
 project; combinations are drawn with a fixed seed, so sentences vary in framing but each label
 is fixed by the phrase it comes from (a time frame never changes whether an action is acceptable).

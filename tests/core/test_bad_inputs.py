@@ -1,0 +1,242 @@
+"""Every verb answers a bad input with one line naming the flag or file, exit 2, and leaves --out usable.
+
+The cases are rows of data: a verb's good command (GOOD), the flags a row changes, and what the
+error line must name. Each row runs `metalens.cli.main` in-process on `random:tiny-gemma3` and
+checks: exit code 2, exactly one line on stderr, no traceback, that line names the flag or file,
+and nothing under --out but the `metalens-run.json` marker. Then, per verb, the good command
+succeeds in the same --out the bad rows ran into. Other verbs join by adding GOOD entries and rows.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from metalens.cli import main
+from metalens.options import RUN_MARKER
+
+MODEL = ["--model", "random:tiny-gemma3", "--device", "cpu"]
+
+# The good command of each verb: flag -> value(s) (a list for nargs / repeated flags); "" is the positional.
+GOOD: dict[str, dict[str, object]] = {
+    "capture": {"--site": ["blocks.1.hook_resid_post"], "--texts": "{texts}", "--out": "{out}", "--batch-size": "2"},
+    "merge": {"": "{parts}"},
+    "demo": {"--out": "{out}", "--area": "probes"},
+    "posttrain": {"--out": "{out}", "--steps": "2", "--stop-after": "1", "--n-eval": "2", "--batch-size": "1",
+                  "--train-blocks": "1", "--full": None, "--no-merge": None},  # full: no peft import
+    "atlas": {"--out": "{out}", "--n-arithmetic": "4", "--n-facts": "0", "--n-shots": "0", "--n-boot": "10",
+              "--cv": "2", "--layers": ["1"], "--no-reporting": None, "--data": "{items}"},
+    "lens": {"--prompt": "2 + 2 =", "--out": "{out}"},
+}
+REPEATED = {"--site"}  # flags given once per value (the other lists are nargs="+": one flag, several values)
+LOADS_MODEL = {"capture", "demo", "posttrain", "atlas", "lens"}
+# Verbs whose --out is not yet checked with `check_out` before the model loads (their areas land it in the same merge).
+OUT_UNCHECKED = {"lens"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: `verb`'s good command with `change` applied ({flag: value, or DROP}); `names` must be in the error."""
+
+    verb: str
+    id: str
+    change: dict = field(default_factory=dict)
+    names: str = ""
+    fix_in_same_out: bool = True  # False where the fault is the --out itself
+
+
+DROP = object()
+NUMBERS = {  # (flag, bad values) per verb: zero, negative, NaN, huge, not a number
+    "capture": [("--batch-size", ["0", "-3", "nan", "1e9", "99999999999"]), ("--max-length", ["0", "-5", "1e30"]),
+                ("--num-shards", ["0"]), ("--shard-index", ["-1", "5"])],
+    "posttrain": [("--batch-size", ["0", "-1", "x"]), ("--steps", ["0", "-5", "1e9"]), ("--lr", ["nan", "-1", "0", "1e30", "inf"]),
+                  ("--save-every", ["0"]), ("--n-eval", ["0", "1", "1000000"]), ("--train-blocks", ["0", "-2", "some"]),
+                  ("--levels", ["9", "0"]), ("--group-size", ["1"]), ("--temperature", ["0", "nan"]),
+                  ("--kl-coef", ["-1"]), ("--stop-after", ["0", "3"]), ("--lora-rank", ["0"]),
+                  ("--sample-tokens", ["0"]), ("--heldout-seed", ["-1"]), ("--seed", ["-1", "1.5"])],
+    "atlas": [("--n-arithmetic", ["-1"]), ("--n-facts", ["41", "-1"]), ("--cv", ["1", "0"]), ("--n-boot", ["0"]),
+              ("--probe-c", ["0", "nan", "-1"]), ("--n-shots", ["9"]), ("--n-bins", ["0"]), ("--levels", ["6"]),
+              ("--reporting-draws", ["0"]), ("--reporting-n", ["-1"]), ("--batch-size", ["0"]), ("--layers", ["-1", "x"])],
+}
+
+
+def _rows() -> list[Case]:
+    rows = [Case(verb, f"{flag}={value}", {flag: [value] if isinstance(GOOD[verb].get(flag), list) else value}, flag)
+            for verb, flags in NUMBERS.items() for flag, values in flags for value in values]
+    for verb in sorted(LOADS_MODEL):
+        rows += [Case(verb, "unknown model", {"--model": "no-such-model"}, "no-such-model"),
+                 Case(verb, "model is a plain folder", {"--model": "{folder}"}, "{folder}"),
+                 Case(verb, "model is a missing path", {"--model": "{missing}"}, "{missing}")]
+        if verb not in OUT_UNCHECKED:
+            rows += [Case(verb, "out is a file", {"--out": "{a_file}"}, "--out", fix_in_same_out=False),
+                     Case(verb, "out holds another verb's run", {"--out": "{other_run}"}, "--out", fix_in_same_out=False)]
+    for flag, verb in (("--texts", "capture"), ("--data", "atlas")):
+        rows += [Case(verb, f"{flag} missing", {flag: "{missing}"}, flag),
+                 Case(verb, f"{flag} empty", {flag: "{empty}"}, "{empty}"),
+                 Case(verb, f"{flag} not UTF-8", {flag: "{binary}"}, "{binary}"),
+                 Case(verb, f"{flag} is a folder", {flag: "{folder}"}, flag)]
+    rows += [
+        Case("capture", "texts not given", {"--texts": DROP}, "--texts"),
+        Case("capture", "site not given", {"--site": DROP}, "--site"),
+        Case("posttrain", "out not given", {"--out": DROP}, "--out"),
+        Case("atlas", "out not given", {"--out": DROP}, "--out"),
+        Case("capture", "site past the last block", {"--site": ["blocks.9.hook_resid_post"]}, "blocks.9"),
+        Case("capture", "unknown site", {"--site": ["blocks.0.hook_nothing"]}, "blocks.0.hook_nothing"),
+        Case("capture", "positions not a choice", {"--positions": "first"}, "--positions"),
+        Case("atlas", "layer past the last block", {"--layers": ["99"]}, "99"),
+        Case("atlas", "layers mix numbers and all", {"--layers": ["1", "all"]}, "--layers"),
+        Case("atlas", "data line not JSON", {"--data": "{bad_json}"}, "{bad_json}:2"),
+        Case("atlas", "data line lacks answer", {"--data": "{no_answer}"}, "{no_answer}:1"),
+        Case("atlas", "data choices not a list", {"--data": "{choices_text}"}, "{choices_text}:1"),
+        Case("atlas", "data answer out of range", {"--data": "{answer_range}"}, "{answer_range}:1"),
+        Case("atlas", "head folder missing", {"--head": "{missing}"}, "--head"),
+        Case("atlas", "probe-at not a choice", {"--probe-at": "middle"}, "--probe-at"),
+        Case("demo", "unknown area", {"--area": "probs"}, "--area"),
+        Case("posttrain", "unknown method", {"--method": "dpo"}, "--method"),
+        Case("merge", "folder missing", {"": "{missing}"}, "{missing}"),
+        Case("merge", "a file, not a folder", {"": "{a_file}"}, "{a_file}"),
+        Case("merge", "folder without parts", {"": "{folder}"}, "{folder}"),
+        Case("merge", "part manifest malformed", {"": "{bad_parts}"}, "{bad_parts}"),
+    ]
+    return rows
+
+
+ROWS = _rows()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """On 64-wide tiny models thread hand-offs cost more than the arithmetic (3-4x slower on a busy CPU)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, str]:
+    """Paths every row may name: good inputs and each kind of bad file."""
+    root = tmp_path_factory.mktemp("inputs")
+    item = {"question": "Is water wet?", "choices": ["yes", "no"], "answer": 0}
+    write = {
+        "texts": "first text\nsecond one is longer\nthird\n",
+        "empty": "",
+        "items": "".join(json.dumps({**item, "group": f"g{i}"}) + "\n" for i in range(4)),
+        "bad_json": json.dumps(item) + "\n{\"question\": oops}\n",
+        "no_answer": json.dumps({"question": "q", "choices": ["a", "b"]}) + "\n",
+        "choices_text": json.dumps({"question": "q", "choices": "ab", "answer": 0}) + "\n",
+        "answer_range": json.dumps({"question": "q", "choices": ["a", "b"], "answer": 7}) + "\n",
+        "a_file": "not a folder\n",
+    }
+    paths = {name: root / f"{name}.txt" for name in write}
+    for name, text in write.items():
+        paths[name].write_text(text)
+    paths["binary"] = root / "binary.txt"
+    paths["binary"].write_bytes(b"caf\xe9 au lait\n\xff\xfe\n")
+    paths["folder"] = root / "a-folder"
+    paths["folder"].mkdir()
+    (paths["folder"] / "notes.txt").write_text("no model here\n")
+    paths["missing"] = root / "no-such-path"
+    paths["other_run"] = root / "other-run"
+    paths["other_run"].mkdir()
+    (paths["other_run"] / RUN_MARKER).write_text(json.dumps({"kind": "steer"}))
+    paths["parts"] = root / "parts"
+    for i in range(2):
+        assert main(["capture", *MODEL, *_argv_of(GOOD["capture"], {"--out": str(paths["parts"]), "--texts":
+                                                                   str(paths["texts"])}),
+                     "--shard-index", str(i), "--num-shards", "2"]) == 0
+    paths["bad_parts"] = root / "bad-parts"
+    paths["bad_parts"].mkdir()
+    (paths["bad_parts"] / "manifest.part0-of-2.json").write_text("{not json")
+    return {k: str(v) for k, v in paths.items()}
+
+
+def _argv_of(flags: dict, values: dict | None = None) -> list[str]:
+    argv: list[str] = []
+    for flag, value in flags.items():
+        value = (values or {}).get(flag, value)
+        if value is DROP:
+            continue
+        parts = value if isinstance(value, list) else [] if value is None else [value]
+        if flag == "":
+            argv += parts
+        elif flag in REPEATED:
+            for p in parts:
+                argv += [flag, p]
+        else:
+            argv += [flag, *parts]
+    return argv
+
+
+def command(verb: str, change: dict, paths: dict) -> list[str]:
+    """The argv of `verb`'s good command with `change` applied, placeholders filled from `paths`."""
+    flags = dict(GOOD[verb])
+    model = {"--model": MODEL[1], "--device": "cpu"} if verb in LOADS_MODEL else {}
+    flags = {**model, **flags, **change}
+    filled = {k: ([v.format(**paths) for v in val] if isinstance(val, list) else
+                  val.format(**paths) if isinstance(val, str) else val) for k, val in flags.items()}
+    return [verb, *_argv_of(filled)]
+
+
+def run(argv: list[str], capsys) -> tuple[int, str]:
+    """(exit code, stderr) of `metalens ARGV` run in-process."""
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+def _written(out: Path) -> list[str]:
+    if not out.exists():
+        return []
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.name != RUN_MARKER)
+
+
+@pytest.mark.parametrize("case", ROWS, ids=[f"{c.verb}: {c.id}" for c in ROWS])
+def test_a_bad_input_is_one_line_naming_it_and_writes_nothing(case, files, tmp_path, capsys):
+    paths = {**files, "out": str(tmp_path / "out")}
+    before = _written(Path(paths["other_run"])) + _written(Path(files["folder"]))
+    code, err = run(command(case.verb, case.change, paths), capsys)
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert case.names.format(**paths) in lines[0], lines[0]
+    assert _written(tmp_path / "out") == []
+    assert _written(Path(paths["other_run"])) + _written(Path(files["folder"])) == before
+
+
+@pytest.fixture()
+def fast_demo(monkeypatch):
+    """The demo's area list with one quick area: the verb's own checks and writing run for real."""
+    import sys
+    import types
+
+    from metalens.analyses import demo as demo_module
+
+    def quick(model, out):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.html").write_text("<html></html>")
+        return {"headline": f"{model.n_layers} blocks"}
+
+    area = types.ModuleType("quick_area")
+    area.demo = quick
+    monkeypatch.setitem(sys.modules, "quick_area", area)
+    monkeypatch.setattr(demo_module, "AREA_DEMOS", [("probes", "quick_area", "demo")])
+
+
+@pytest.mark.parametrize("verb", sorted(GOOD))
+def test_after_its_bad_inputs_the_corrected_command_succeeds_in_the_same_out(verb, files, tmp_path, capsys,
+                                                                              fast_demo):
+    paths = {**files, "out": str(tmp_path / "out")}
+    for case in (c for c in ROWS if c.verb == verb and c.fix_in_same_out):
+        assert run(command(verb, case.change, paths), capsys)[0] == 2, case
+    code, err = run(command(verb, {}, paths), capsys)
+    assert code == 0, err
+    if "--out" in GOOD[verb] and verb not in OUT_UNCHECKED:
+        assert json.loads((tmp_path / "out" / RUN_MARKER).read_text())["kind"] == verb
