@@ -1,4 +1,4 @@
-"""Load a script from `scripts/` or `bench/` (not installed modules) by file path, for tests."""
+"""Load a script from `scripts/`, `bench/` or an experiment in `results/` (not installed modules) by file path, for tests."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,6 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 BENCH = ROOT / "bench"
+RESULTS = ROOT / "results"
 
 
 def _load(path: Path, name: str):
@@ -27,3 +28,8 @@ def load_bench(name: str):
     if str(BENCH) not in sys.path:
         sys.path.insert(0, str(BENCH))
     return _load(BENCH / f"{name}.py", f"bench_{name}")
+
+
+def load_result_script(experiment: str, name: str):
+    """The one-off script `results/EXPERIMENT/NAME.py` of an experiment, executed once per call."""
+    return _load(RESULTS / experiment / f"{name}.py", f"results_{experiment.replace('-', '_')}_{name}")

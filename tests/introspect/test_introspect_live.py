@@ -4,10 +4,10 @@ import torch
 
 from metalens.tasks.arithmetic import extract_answer
 from metalens.introspect import BinSpec, ReservedHead
-from metalens.introspect.decode import sample
-from metalens.introspect.live import adaptive_generate
-from metalens.introspect.policy import decide
-from metalens.introspect.sampler import PoolSample, adaptive
+from metalens.introspect.rollouts.decode import sample
+from metalens.introspect.sampling.live import adaptive_generate
+from metalens.introspect.sampling.policy import decide
+from metalens.introspect.sampling.sampler import PoolSample, adaptive
 
 
 def _head(model, seed=0):

@@ -7,7 +7,7 @@ from metalens.testing import tiny_model
 from metalens.tasks.arithmetic import extract_answer
 from metalens.tasks.words import LEVELS, make_word_problems
 from metalens.introspect import Question, generate_rollouts, load_rollouts
-from metalens.introspect.rollouts import few_shot_prefix, task_questions
+from metalens.introspect.rollouts.store import few_shot_prefix, task_questions
 
 
 def test_word_problems_have_worked_solutions_the_arithmetic_grader_reads():
@@ -50,7 +50,7 @@ def test_batched_min_p_rollouts_resume_to_what_an_uninterrupted_run_writes(tmp_p
 
 
 def test_min_p_drops_tokens_below_its_share_of_the_top_token(tmp_path):
-    from metalens.introspect.decode import sample
+    from metalens.introspect.rollouts.decode import sample
 
     model = tiny_model("gemma3", seed=8)
     prompt = model.tokenizer("Q: 1 + 1?\nA:")["input_ids"]
@@ -79,7 +79,7 @@ def test_a_head_trained_on_arithmetic_is_scored_on_every_word_problem(tmp_path, 
     assert len(words) == 5 and words[0]["prompt"].startswith("Q: ") and "What is" not in words[0]["prompt"]
     assert main(["introspect", "train", "--out", str(tmp_path / "run"), "--rollouts", str(tmp_path / "arith"),
                  "--steps", "30", "--test-fraction", "0.5"]) == 0
-    assert main(["introspect", "eval", "--head", str(tmp_path / "run" / "head"), "--out", str(tmp_path / "ev"),
+    assert main(["introspect", "eval", "--train", str(tmp_path / "run"), "--out", str(tmp_path / "ev"),
                  "--rollouts", str(tmp_path / "words"), "--no-verbal", "--fractions", "0", "1",
                  "--n-shuffles", "1"]) == 0
     result = json.loads((tmp_path / "ev" / "results.json").read_text())
@@ -89,4 +89,4 @@ def test_a_head_trained_on_arithmetic_is_scored_on_every_word_problem(tmp_path, 
     from metalens.introspect import EvalConfig, run_eval
 
     with pytest.raises(ValueError, match="not transfer"):
-        run_eval(model, EvalConfig(tmp_path / "run" / "head", rollouts=tmp_path / "words", cv=2), progress=False)
+        run_eval(model, EvalConfig(tmp_path / "run", rollouts=tmp_path / "words", cv=2), progress=False)
