@@ -154,10 +154,15 @@ def test_teacher_top_k_is_the_frozen_models_renormalised_top_tokens(tmp_path):
 
 
 def _planted_store(model, out, n):
-    from metalens.store import sha256
-
     questions = [Question(f"Q: What is {i} + 1?\nA:", i + 1, level=1 + i % 2) for i in range(n)]
     generate_rollouts(model, questions, out, n_samples=2, max_new_tokens=5, seed=0, prefix="")
+    plant_rewards(out)
+
+
+def plant_rewards(out):
+    """Rewrite a store's texts so every other question is answered right (a random model never is)."""
+    from metalens.store import sha256
+
     records = load_rollouts(out)
     for r in records:  # texts, not rewards: load_rollouts re-grades
         r["texts"] = [f" The answer is {r['answer'] if r['task_index'] % 2 else -1}."] * len(r["texts"])

@@ -67,7 +67,7 @@ def test_min_p_drops_tokens_below_its_share_of_the_top_token(tmp_path):
 def test_a_head_trained_on_arithmetic_is_scored_on_every_word_problem(tmp_path, monkeypatch):
     import metalens
     from metalens.cli import main
-    from test_introspect_full import _planted_store
+    from test_introspect_full import _planted_store, plant_rewards
 
     model = tiny_model("gemma3", seed=9)
     monkeypatch.setattr(metalens, "load_model", lambda *a, **k: model)
@@ -75,6 +75,7 @@ def test_a_head_trained_on_arithmetic_is_scored_on_every_word_problem(tmp_path, 
     assert main(["introspect", "rollouts", "--task", "words", "--out", str(tmp_path / "words"), "--n-tasks", "5",
                  "--levels", "1", "2", "--n-samples", "2", "--max-new-tokens", "4", "--min-p", "0.1",
                  "--batch-questions", "2"]) == 0
+    plant_rewards(tmp_path / "words")  # both rewards among the scored questions: an AUROC is defined
     words = load_rollouts(tmp_path / "words")
     assert len(words) == 5 and words[0]["prompt"].startswith("Q: ") and "What is" not in words[0]["prompt"]
     assert main(["introspect", "train", "--out", str(tmp_path / "run"), "--rollouts", str(tmp_path / "arith"),
@@ -86,6 +87,7 @@ def test_a_head_trained_on_arithmetic_is_scored_on_every_word_problem(tmp_path, 
     assert result["transfer"] == str(tmp_path / "words")
     assert result["n_test_samples"] == sum(len([c for c in r["completions"] if c]) for r in words)
     assert set(result["by_level"]) == {"1", "2"}
+    assert 0 <= result["all_positions"]["head"]["auroc"] <= 1
     from metalens.introspect import EvalConfig, run_eval
 
     with pytest.raises(ValueError, match="not transfer"):
