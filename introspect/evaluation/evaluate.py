@@ -109,7 +109,7 @@ def evaluate_head(
     Baselines: a logistic probe on the same hidden state, `n_shuffles` heads trained on shuffled
     rewards (no signal; `head_vs_shuffled` is the head's AUROC gap over them with a bootstrap
     interval over held-out problems), and the model's verbal confidence (needs all `records`).
-    `units` (task index -> unit, e.g. `runs.problem_units`) sets what the bootstraps resample.
+    `units` (task index -> unit, e.g. `rollouts.problem_units`) sets what the bootstraps resample.
     """
     spec = head.spec
     nulls = shuffled_heads(model, train, spec, n_shuffles, head_steps, seed, head.start)

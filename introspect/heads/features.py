@@ -1,4 +1,4 @@
-"""Final-norm hidden states at every response position of stored rollouts, with labels."""
+"""Final-norm hidden states at every response position of stored rollouts, with labels, and their cache."""
 from __future__ import annotations
 
 import hashlib

@@ -143,6 +143,10 @@ def load_parameters(model, tensors: dict[str, Tensor]) -> None:
     missing = set(tensors) - set(params)
     if missing:
         raise ValueError(f"These weights do not fit {model.name}: no parameters {sorted(missing)[:3]} ...")
+    wrong = [n for n, v in tensors.items() if v.shape != params[n].shape]
+    if wrong:
+        raise ValueError(f"These weights do not fit {model.name}: {wrong[0]} is {list(tensors[wrong[0]].shape)}, the "
+                         f"model's is {list(params[wrong[0]].shape)}; they belong to another model.")
     for name, value in tensors.items():
         params[name].copy_(value.to(params[name].device, params[name].dtype))
 
