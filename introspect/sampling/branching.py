@@ -39,11 +39,11 @@ def utility_generate(model, head: ReservedHead, prompt_ids: list[int], alpha: fl
         raise ValueError(f"Need 1 <= initial ({initial}) <= max_samples ({max_samples}).")
     generator = None if seed is None else torch.Generator(model.device).manual_seed(seed)
     with head.applied(model):
-        return _run(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_new_tokens, temperature,
+        return _decode(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_new_tokens, temperature,
                     min_p, branch, stop or StopRule(model.tokenizer, ["\n"]), generator, answer_fn)
 
 
-def _run(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_new_tokens, temperature, min_p,
+def _decode(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_new_tokens, temperature, min_p,
          branch, stop, generator, answer_fn) -> AdaptiveResult:
     spec = head.spec
     shape = (spec.n_rewards, spec.n_lengths)

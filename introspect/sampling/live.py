@@ -59,11 +59,11 @@ def adaptive_generate(
         raise ValueError(f"Need 1 <= initial ({initial}) <= max_samples ({max_samples}).")
     generator = None if seed is None else torch.Generator(model.device).manual_seed(seed)
     with head.applied(model):  # the head's rows sit in the unembedding only for this call
-        return _run(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_new_tokens,
+        return _decode(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_new_tokens,
                     temperature, stop, generator, answer_fn)
 
 
-def _run(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_new_tokens, temperature, stop,
+def _decode(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_new_tokens, temperature, stop,
          generator, answer_fn) -> AdaptiveResult:
     spec = head.spec
     decoder = CohortDecoder(model, head, prompt_ids, max_new_tokens, temperature, stop=stop, generator=generator)
