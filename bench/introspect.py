@@ -27,8 +27,7 @@ PROMPT = "Q: What is 3 + 4 * 2?\nA:"
 def main(argv=None) -> dict:
     """Time both arms, print one line, and return the measurements as a dict."""
     import metalens
-    from metalens.introspect import ReservedHead
-    from metalens.introspect.head import HeadReadout
+    from metalens.introspect.heads import HeadReadout, ReservedHead
 
     parser = bench_parser(__doc__)
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per sample (fewer if EOS comes first)")

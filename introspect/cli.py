@@ -1,11 +1,49 @@
-"""`metalens introspect train|eval|sample`: parse arguments, call run_train / run_eval / run_sample, print."""
+"""`metalens introspect train|rollouts|eval|compare|sample`: parse and check arguments, call the
+workflow (run_train / run_eval / run_compare / run_sample, or generate_rollouts), print.
+
+Every value is checked before the model loads; --out is checked (`check_out`) first and claimed
+(`mark_out`) only once the inputs are valid, so a refused command leaves nothing behind.
+"""
 from __future__ import annotations
 
+import argparse
 
-def _model(args):
-    import metalens
+from metalens.options import (add_model_args, add_out_arg, add_seed_arg, check_out, existing_dir, existing_file,
+                              float_range, int_range, load_model_from_args, mark_out, nonneg_float, nonneg_int,
+                              out_path, positive_float, positive_int, probability)
 
-    return metalens.load_model(args.model, device=args.device)
+
+def _share(text: str) -> float:
+    """A `type=` for a share strictly between 0 and 1 (--test-fraction)."""
+    value = float_range(0, 1, low_open=True)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a finite number in (0, 1), got {value:g}")
+    return value
+
+
+def _folds(text: str) -> int:
+    """A `type=` for --cv: 0 (none) or k >= 2 folds."""
+    value = nonneg_int(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError("must be 0 (no cross-validation) or k >= 2 folds, got 1")
+    return value
+
+
+def _model(args, kind: str, trained=()):
+    """Load the model once the inputs are checked, check the `trained` runs' heads against it, then
+    claim --out for this verb (a refused command writes nothing)."""
+    model = load_model_from_args(args)
+    for run in trained:
+        run.head.check_fits(model)
+    mark_out(args.out, kind)
+    return model
+
+
+def _trained(path):
+    """The TrainResult of a train run's folder (or its head/ folder), its files checked."""
+    from metalens.introspect.workflows.train import TrainResult
+
+    return TrainResult.load(path)
 
 
 def _gap(name: str, gap: dict) -> str:
@@ -13,12 +51,11 @@ def _gap(name: str, gap: dict) -> str:
 
 
 def _train(args) -> None:
-    from metalens.introspect.bins import BinSpec, geometric_edges
-    from metalens.introspect.rollouts import TASKS, read_questions
-    from metalens.introspect.train_run import TrainConfig, run_train
+    from metalens.introspect.heads.bins import BinSpec, geometric_edges
+    from metalens.introspect.rollouts.store import read_questions
+    from metalens.introspect.workflows.train import TrainConfig, run_train
 
-    if args.task not in (*TASKS, "jsonl"):
-        raise ValueError(f"Unknown --task '{args.task}': use one of {TASKS} or 'jsonl' (with --tasks FILE).")
+    check_out(args.out, "introspect-train")
     if args.task == "jsonl" and not args.tasks:
         raise ValueError("--task jsonl needs --tasks FILE with one {\"prompt\", \"answer\"} object per line.")
     trained = args.mode != "head"  # --steps: L-BFGS iterations in mode head, optimiser steps in lora / full
@@ -33,7 +70,7 @@ def _train(args) -> None:
                          warmup=args.warmup, accum=args.accum, batch_size=args.batch_size, grad_clip=args.grad_clip,
                          top_k=args.top_k, value_labels=args.value_labels, value_window=args.value_window,
                          n_value_states=args.n_value_states, test_fraction=args.test_fraction, seed=args.seed)
-    res = run_train(_model(args), config, out=args.out)
+    res = run_train(_model(args, "introspect-train"), config, out=args.out)
     for level, rate in res.solve_rates.items():
         print(f"level {level}: solve rate {rate:.3f}")
     print(f"held-out reward AUROC (all positions): head {res.heldout_auroc:.3f}, "
@@ -50,11 +87,13 @@ def _train(args) -> None:
 
 
 def _eval(args) -> None:
-    from metalens.introspect.eval_run import EvalConfig, run_eval
+    from metalens.introspect.workflows.eval import EvalConfig, run_eval
 
-    config = EvalConfig(args.head, rollouts=args.rollouts, fractions=tuple(args.fractions),
+    check_out(args.out, "introspect-eval")
+    trained = _trained(args.train)
+    config = EvalConfig(trained, rollouts=args.rollouts, fractions=tuple(args.fractions),
                         verbal=not args.no_verbal, cv=args.cv, n_shuffles=args.n_shuffles, seed=args.seed)
-    res = run_eval(_model(args), config, out=args.out)
+    res = run_eval(_model(args, "introspect-eval", [trained]), config, out=args.out)
     blocks = [("held-out", res.fractions, res.all_positions)]
     if res.cv:
         blocks.append((f"{args.cv}-fold CV", res.cv["fractions"], res.cv["all_positions"]))
@@ -74,13 +113,15 @@ def _eval(args) -> None:
 
 
 def _sample(args) -> None:
-    from metalens.introspect.sample_run import SampleConfig, run_sample
+    from metalens.introspect.workflows.sample import SampleConfig, run_sample
 
-    config = SampleConfig(args.head, rollouts=args.rollouts, alphas=args.alphas, beta=args.beta, every=args.every,
-                          live=args.live, live_alphas=tuple(args.live_alphas), cv=args.cv, utility=args.utility,
-                          utility_alphas=tuple(args.utility_alphas), utility_betas=tuple(args.utility_betas),
-                          branch=not args.no_branch)
-    res = run_sample(_model(args), config, out=args.out)
+    check_out(args.out, "introspect-sample")
+    trained = _trained(args.train)
+    config = SampleConfig(trained, rollouts=args.rollouts, alphas=args.alphas, beta=args.beta,
+                          every=args.every, live=args.live, live_alphas=tuple(args.live_alphas), cv=args.cv,
+                          utility=args.utility, utility_alphas=tuple(args.utility_alphas),
+                          utility_betas=tuple(args.utility_betas), branch=not args.no_branch, seed=args.seed)
+    res = run_sample(_model(args, "introspect-sample", [trained]), config, out=args.out)
     for row in res.matched:
         print(f"{row['method']} alpha={row['alpha']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} tokens "
               f"(majority at same tokens: {row['majority_at_same_tokens']:.3f})")
@@ -105,34 +146,13 @@ def _sample(args) -> None:
     print(f"wrote {args.out}/results.json and {args.out}/report.html")
 
 
-def _rollout_args(parser) -> None:
-    """The arguments that say how rollouts are drawn (train and rollouts verbs)."""
-    parser.add_argument("--n-tasks", type=int, default=80)
-    parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4])
-    parser.add_argument("--n-samples", type=int, default=6)
-    parser.add_argument("--max-new-tokens", type=int, default=40)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--min-p", type=float, default=None, help="min-p sampling (ZIP-RC: 0.1 at temperature 1.0)")
-    parser.add_argument("--batch-questions", type=int, default=1, help="questions per generation call")
-
-
-def _rollouts(args) -> None:
-    from metalens.introspect.rollouts import (few_shot_prefix, generate_rollouts, load_rollouts, solve_rates,
-                                              task_questions)
-
-    questions = task_questions(args.task, args.n_tasks, tuple(args.levels), args.seed)
-    generate_rollouts(_model(args), questions, args.out, args.n_samples, args.max_new_tokens, args.temperature,
-                      args.seed, prefix=few_shot_prefix(task=args.task), progress=True, min_p=args.min_p,
-                      batch_questions=args.batch_questions)
-    for level, rate in solve_rates(load_rollouts(args.out)).items():
-        print(f"level {level}: solve rate {rate:.3f}")
-    print(f"wrote {args.out}/rollouts.jsonl and {args.out}/manifest.json")
-
-
 def _compare(args) -> None:
-    from metalens.introspect.compare import compare_heads
+    from metalens.introspect.workflows.compare import CompareConfig, run_compare
 
-    res = compare_heads(_model(args), args.heads, n_boot=args.n_boot, seed=args.seed, out=args.out)
+    check_out(args.out, "introspect-compare")
+    trained = [_trained(path) for path in args.heads]  # every run's files checked before the model loads
+    config = CompareConfig([str(h) for h in args.heads], n_boot=args.n_boot, seed=args.seed)
+    res = run_compare(_model(args, "introspect-compare", trained), config, out=args.out)
     for head, score in res.scores.items():
         print(f"{head}: AUROC {score['auroc']:.3f}, Brier {score['brier']:.3f}, ECE {score['ece']:.3f}")
     for d in res.differences:
@@ -141,87 +161,122 @@ def _compare(args) -> None:
     print(f"wrote {args.out}/results.json")
 
 
+def _rollout_args(parser) -> None:
+    """The arguments that say how rollouts are drawn (train and rollouts verbs)."""
+    parser.add_argument("--n-tasks", type=positive_int, default=80, help="questions to draw")
+    parser.add_argument("--levels", type=int_range(1, 5), nargs="+", default=[1, 2, 3, 4], help="difficulty levels 1-5")
+    parser.add_argument("--n-samples", type=positive_int, default=6, help="samples per question")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=40)
+    parser.add_argument("--temperature", type=nonneg_float, default=1.0, help="0 decodes greedily")
+    parser.add_argument("--min-p", type=probability, default=None, help="min-p sampling (ZIP-RC: 0.1 at temperature 1.0)")
+    parser.add_argument("--batch-questions", type=positive_int, default=1, help="questions per generation call")
+
+
+def _rollouts(args) -> None:
+    from metalens.introspect.rollouts.store import (few_shot_prefix, generate_rollouts, load_rollouts, solve_rates,
+                                              task_questions)
+
+    check_out(args.out, "introspect-rollouts")
+    questions = task_questions(args.task, args.n_tasks, tuple(args.levels), args.seed)
+    generate_rollouts(_model(args, "introspect-rollouts"), questions, args.out, args.n_samples, args.max_new_tokens, args.temperature,
+                      args.seed, prefix=few_shot_prefix(task=args.task), progress=True, min_p=args.min_p,
+                      batch_questions=args.batch_questions)
+    for level, rate in solve_rates(load_rollouts(args.out)).items():
+        print(f"level {level}: solve rate {rate:.3f}")
+    print(f"wrote {args.out}/rollouts.jsonl and {args.out}/manifest.json")
+
+
 def register(subparsers) -> None:
-    """Add `introspect` with sub-verbs train, rollouts, eval and sample."""
-    from metalens.cli import add_model_args
+    """Add `introspect` with sub-verbs train, rollouts, eval, compare and sample."""
+    from metalens.introspect.rollouts.store import TASKS
 
     intro = subparsers.add_parser("introspect", help="reward/length heads in reserved logits, adaptive sampling")
     sub = intro.add_subparsers(dest="introspect_verb", required=True)
 
     train = sub.add_parser("train", help="generate rollouts (resumable) and train the reserved-logit head")
     add_model_args(train)
-    train.add_argument("--task", default="arithmetic", help="'arithmetic', 'words' or 'jsonl'")
-    train.add_argument("--tasks", default=None, help="JSONL of {prompt, answer} (with --task jsonl)")
-    train.add_argument("--out", required=True)
-    train.add_argument("--rollouts", default=None, help="rollout directory (default OUT/rollouts)")
+    train.add_argument("--task", default="arithmetic", choices=[*TASKS, "jsonl"], help="built-in generator or jsonl")
+    train.add_argument("--tasks", type=existing_file, default=None, help="JSONL of {prompt, answer} (with --task jsonl)")
+    add_out_arg(train, help="output folder: rollouts, head, results (resumed)")
+    train.add_argument("--rollouts", type=out_path, default=None,
+                       help="rollout folder: a finished one is reused, else generated there (default OUT/rollouts)")
     _rollout_args(train)
     train.add_argument("--mode", default="head", choices=["head", "lora", "full"])
-    train.add_argument("--steps", type=int, default=None,
+    train.add_argument("--steps", type=positive_int, default=None,
                        help="mode head: L-BFGS iterations (100); lora / full: optimiser steps (20 / 100)")
-    train.add_argument("--head-steps", type=int, default=100,
+    train.add_argument("--head-steps", type=positive_int, default=100,
                        help="lora / full: L-BFGS iterations of the head-mode init and the baselines")
-    train.add_argument("--lr", type=float, default=None, help="lora: 1e-3 constant; full: 1e-5 peak (warmup + cosine)")
-    train.add_argument("--kl-coef", type=float, default=None, help="weight of KL(frozen || trained): lora 1, full 10")
-    train.add_argument("--warmup", type=int, default=5, help="full: warmup steps")
-    train.add_argument("--accum", type=int, default=4, help="full: micro-batches per optimiser step")
-    train.add_argument("--batch-size", type=int, default=None, help="lora / full: samples per micro-batch (2 / 4)")
-    train.add_argument("--grad-clip", type=float, default=1.0, help="full: gradient-norm clip")
-    train.add_argument("--top-k", type=int, default=32, help="full: frozen tokens kept in the KL, renormalised")
+    train.add_argument("--lr", type=positive_float, default=None,
+                       help="lora: 1e-3 constant; full: 1e-5 peak (warmup + cosine)")
+    train.add_argument("--kl-coef", type=nonneg_float, default=None,
+                       help="weight of KL(frozen || trained): lora 1, full 10")
+    train.add_argument("--warmup", type=nonneg_int, default=5, help="full: warmup steps")
+    train.add_argument("--accum", type=positive_int, default=4, help="full: micro-batches per optimiser step")
+    train.add_argument("--batch-size", type=positive_int, default=None,
+                       help="lora / full: samples per micro-batch (2 / 4)")
+    train.add_argument("--grad-clip", type=nonneg_float, default=1.0, help="full: gradient-norm clip (0: none)")
+    train.add_argument("--top-k", type=positive_int, default=32, help="full: frozen tokens kept in the KL, renormalised")
     train.add_argument("--length-bins", default="geometric", choices=["geometric", "fitted"],
                        help="length-bin edges: 1, 2, 4, ... or fitted to the rollouts' lengths")
-    train.add_argument("--n-length-bins", type=int, default=8)
+    train.add_argument("--n-length-bins", type=positive_int, default=8)
     train.add_argument("--value-labels", action="store_true",
                        help="second stage: train on a first head's smoothed expected reward (ZIP-RC's value)")
-    train.add_argument("--value-window", type=int, default=64, help="last positions averaged into a value")
-    train.add_argument("--n-value-states", type=int, default=7, help="reward states of the value-labelled head")
-    train.add_argument("--test-fraction", type=float, default=0.3)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--value-window", type=positive_int, default=64, help="last positions averaged into a value")
+    train.add_argument("--n-value-states", type=int_range(2), default=7, help="reward states of the value-labelled head")
+    train.add_argument("--test-fraction", type=_share, default=0.3, help="share of questions held out, in (0, 1)")
+    add_seed_arg(train)
     train.set_defaults(func=_train)
 
     ro = sub.add_parser("rollouts", help="generate (or resume) a rollout store, e.g. another generator to evaluate on")
     add_model_args(ro)
-    ro.add_argument("--task", default="words", help="'arithmetic' or 'words'")
-    ro.add_argument("--out", required=True)
+    ro.add_argument("--task", default="words", choices=list(TASKS))
+    add_out_arg(ro, help="rollout folder (resumed)")
     _rollout_args(ro)
-    ro.add_argument("--seed", type=int, default=0)
+    add_seed_arg(ro)
     ro.set_defaults(func=_rollouts)
 
     ev = sub.add_parser("eval", help="held-out calibration vs probe, verbal confidence, shuffled labels")
     add_model_args(ev)
-    ev.add_argument("--head", required=True, help="the head directory written by `train` (OUT/head)")
-    ev.add_argument("--out", required=True)
-    ev.add_argument("--rollouts", default=None,
+    ev.add_argument("--train", "--head", dest="train", type=existing_dir, required=True,
+                    help="the folder `introspect train` wrote (its head/ folder is accepted too)")
+    add_out_arg(ev)
+    ev.add_argument("--rollouts", type=existing_dir, default=None,
                     help="another rollout store (e.g. from `introspect rollouts --task words`): score all of it")
-    ev.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    ev.add_argument("--fractions", type=probability, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0],
+                    help="prefix fractions scored, each in [0, 1]")
     ev.add_argument("--no-verbal", action="store_true", help="skip asking the model for its confidence")
-    ev.add_argument("--cv", type=int, default=0, help="also K-fold cross-validation by problem over all rollouts")
-    ev.add_argument("--n-shuffles", type=int, default=3, help="shuffled-label heads in the null baseline")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--cv", type=_folds, default=0, help="also K-fold cross-validation by problem over all rollouts")
+    ev.add_argument("--n-shuffles", type=positive_int, default=3, help="shuffled-label heads in the null baseline")
+    add_seed_arg(ev)
     ev.set_defaults(func=_eval)
 
     co = sub.add_parser("compare", help="heads of several modes on the same held-out questions, paired")
     add_model_args(co)
-    co.add_argument("--heads", nargs="+", required=True, help="train OUT/head directories; the first is the reference")
-    co.add_argument("--out", required=True)
-    co.add_argument("--n-boot", type=int, default=1000)
-    co.add_argument("--seed", type=int, default=0)
+    co.add_argument("--heads", type=existing_dir, nargs="+", required=True,
+                    help="train folders (or their head/ folders) of one rollout store and split; the first is the reference")
+    add_out_arg(co)
+    co.add_argument("--n-boot", type=positive_int, default=1000)
+    add_seed_arg(co)
     co.set_defaults(func=_compare)
 
     sa = sub.add_parser("sample", help="adaptive sampler vs majority voting / best-of-N (Pareto curve)")
     add_model_args(sa)
-    sa.add_argument("--head", required=True)
-    sa.add_argument("--out", required=True)
-    sa.add_argument("--rollouts", default=None)
-    sa.add_argument("--alphas", type=float, nargs="+", default=None, help="token costs to sweep")
-    sa.add_argument("--beta", type=float, default=0.0, help="latency cost per decode step")
-    sa.add_argument("--every", type=int, default=4, help="tokens between checkpoints")
-    sa.add_argument("--live", type=int, default=0, help="also generate live on this many held-out problems")
-    sa.add_argument("--live-alphas", type=float, nargs="+", default=[0.003, 0.01])
-    sa.add_argument("--cv", type=int, default=0, help="also compare on every problem with K-fold heads")
-    sa.add_argument("--utility", type=int, default=0,
+    sa.add_argument("--train", "--head", dest="train", type=existing_dir, required=True,
+                    help="the folder `introspect train` wrote (its head/ folder is accepted too)")
+    add_out_arg(sa)
+    sa.add_argument("--rollouts", type=existing_dir, default=None)
+    sa.add_argument("--alphas", type=nonneg_float, nargs="+", default=None, help="token costs to sweep (>= 0)")
+    sa.add_argument("--beta", type=nonneg_float, default=0.0, help="latency cost per decode step")
+    sa.add_argument("--every", type=positive_int, default=4, help="tokens between checkpoints")
+    sa.add_argument("--live", type=nonneg_int, default=0, help="also generate live on this many held-out problems")
+    sa.add_argument("--live-alphas", type=nonneg_float, nargs="+", default=[0.003, 0.01])
+    sa.add_argument("--cv", type=_folds, default=0, help="also compare on every problem with K-fold heads")
+    sa.add_argument("--utility", type=nonneg_int, default=0,
                     help="also run the utility sampler (stop/start/branch) live on this many held-out problems "
                          "(with --cv: of all problems, each read by its fold's head)")
-    sa.add_argument("--utility-alphas", type=float, nargs="+", default=[0.001, 0.01], help="its token costs")
-    sa.add_argument("--utility-betas", type=float, nargs="+", default=[0.0, 0.01], help="its latency costs per step")
+    sa.add_argument("--utility-alphas", type=nonneg_float, nargs="+", default=[0.001, 0.01], help="its token costs")
+    sa.add_argument("--utility-betas", type=nonneg_float, nargs="+", default=[0.0, 0.01],
+                    help="its latency costs per step")
     sa.add_argument("--no-branch", action="store_true", help="utility sampler without branching")
+    add_seed_arg(sa)
     sa.set_defaults(func=_sample)

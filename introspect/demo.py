@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metalens.introspect.eval_run import EvalConfig, run_eval
-from metalens.introspect.sample_run import SampleConfig, run_sample
-from metalens.introspect.train_run import TrainConfig, run_train
+from metalens.introspect.workflows.eval import EvalConfig, run_eval
+from metalens.introspect.workflows.sample import SampleConfig, run_sample
+from metalens.introspect.workflows.train import TrainConfig, run_train
 
 
 def demo(model=None, out="runs/introspect/demo", n_questions: int = 16, n_samples: int = 4) -> dict:
@@ -22,9 +22,9 @@ def demo(model=None, out="runs/introspect/demo", n_questions: int = 16, n_sample
     train = run_train(model, TrainConfig(n_questions=n_questions, levels=(1,), n_samples=n_samples,
                                          max_new_tokens=24, temperature=0.3, steps=100, test_fraction=0.5),
                       out=out, progress=False)
-    evaluation = run_eval(model, EvalConfig(out / "head", fractions=(0.0, 0.5, 1.0), verbal=False),
+    evaluation = run_eval(model, EvalConfig(train, fractions=(0.0, 0.5, 1.0), verbal=False),
                           out=out / "eval", progress=False)
-    sampling = run_sample(model, SampleConfig(out / "head"), out=out / "sample", progress=False)
+    sampling = run_sample(model, SampleConfig(train), out=out / "sample", progress=False)
     solve = sum(train.solve_rates.values()) / len(train.solve_rates)
     # One fixed operating point (not the best of the sweep): alpha = 1e-3, one sample to start.
     point = next(r for r in sampling.matched if r["method"] == "adaptive (start 1)" and r["alpha"] == 1e-3)

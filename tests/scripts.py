@@ -1,6 +1,5 @@
-"""Load a tool from `tools/` (or a script from `scripts/`) or a bench from `bench/` by file path, for tests.
-
-These are not installed modules: product tools live in tools/, benches in bench/.
+"""Load a tool from `tools/`, a bench from `bench/` or an experiment's one-off script from `results/` by
+file path, for tests: none of them is an installed module.
 """
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "tools"
 SCRIPTS = ROOT / "scripts"
 BENCH = ROOT / "bench"
+RESULTS = ROOT / "results"
 
 
 def _load(path: Path, name: str):
@@ -38,3 +38,8 @@ def load_bench(name: str):
     if str(BENCH) not in sys.path:
         sys.path.insert(0, str(BENCH))
     return _load(BENCH / f"{name}.py", f"bench_{name}")
+
+
+def load_result_script(experiment: str, name: str):
+    """The one-off script `results/EXPERIMENT/NAME.py` of an experiment, executed once per call."""
+    return _load(RESULTS / experiment / f"{name}.py", f"results_{experiment.replace('-', '_')}_{name}")

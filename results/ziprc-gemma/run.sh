@@ -36,7 +36,7 @@ train_on() {  # train_on NAME ARGS...: a head on the arithmetic rollouts' same s
 }
 stage_value() { train_on value --value-labels; }
 stage_lrprobe() {
-  [ -f "$HERE/lr-probe.json" ] || timed "lr probe" .venv/bin/python scripts/full_lr_probe.py --model $M \
+  [ -f "$HERE/lr-probe.json" ] || timed "lr probe" .venv/bin/python $HERE/full_lr_probe.py --model $M \
     --train "$R/head" --out "$HERE/lr-probe.json"
 }
 stage_lora() { train_on lora --mode lora --steps 60; }
@@ -55,7 +55,7 @@ stage_rehead() {
   # the full runs trained before the fix of train_full's returned rows (a view on CPU, overwritten
   # by the restore): their heads are re-read from weights/ and rescored, then compared and
   # evaluated again (their earlier eval / compare outputs are removed first)
-  .venv/bin/python scripts/rehead_full.py "$R/full" "$R/full-lr1e-7"
+  .venv/bin/python $HERE/rehead_full.py "$R/full" "$R/full-lr1e-7"
   cp "$R/full/results.json" "$HERE/full-train.json"
   cp "$R/full-lr1e-7/results.json" "$HERE/full-lr1e-7-train.json"
   rm -rf "$R/full/eval" "$R/full/eval-words" "$R/compare"
@@ -63,9 +63,9 @@ stage_rehead() {
 stage_eval() {  # HEADS= picks some of them
   for h in ${HEADS:-head value lora full}; do
     [ -f "$R/$h/eval/results.json" ] || timed "eval $h" $ML introspect eval --model $M --device cpu \
-      --head "$R/$h/head" --out "$R/$h/eval" --no-verbal
+      --train "$R/$h" --out "$R/$h/eval" --no-verbal
     [ -f "$R/$h/eval-words/results.json" ] || timed "eval $h on words" $ML introspect eval --model $M --device cpu \
-      --head "$R/$h/head" --rollouts "$R/words" --out "$R/$h/eval-words" --no-verbal
+      --train "$R/$h" --rollouts "$R/words" --out "$R/$h/eval-words" --no-verbal
     cp "$R/$h/eval/results.json" "$HERE/$h-eval.json"
     cp "$R/$h/eval-words/results.json" "$HERE/$h-eval-words.json"
   done
@@ -79,14 +79,14 @@ stage_sample() {
   # the head-mode head: its model's sampling distribution is the frozen one, so the live utility runs
   # and the majority / best-of-N baselines replayed from the stored rollouts draw from the same model
   [ -f "$R/head/sample/results.json" ] || timed "sample" $ML introspect sample --model $M --device cpu \
-    --head "$R/head/head" --out "$R/head/sample" --every 4 \
+    --train "$R/head" --out "$R/head/sample" --every 4 \
     --utility 24 --utility-alphas 0.001 0.003 0.01 --utility-betas 0 0.005
   cp "$R/head/sample/results.json" "$HERE/sample.json"
 }
 stage_samplecv() {
   # every one of the 80 questions, each read by a head trained without its fold (5 folds by unit)
   [ -f "$R/head/sample-cv/results.json" ] || timed "sample cv" $ML introspect sample --model $M --device cpu \
-    --head "$R/head/head" --out "$R/head/sample-cv" --every 4 --cv 5 \
+    --train "$R/head" --out "$R/head/sample-cv" --every 4 --cv 5 \
     --utility 80 --utility-alphas 0.001 --utility-betas 0 0.005
   cp "$R/head/sample-cv/results.json" "$HERE/sample-cv.json"
 }

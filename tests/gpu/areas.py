@@ -167,9 +167,8 @@ def check_introspect(device: str, dtype: torch.dtype, tmp) -> list[Row]:
 
     from metalens.introspect import (BinSpec, EvalConfig, Question, SampleConfig, TrainConfig, generate_rollouts,
                                      load_rollouts, rollout_positions, run_eval, run_sample, run_train, train_head)
-    from metalens.introspect.lora import train_lora
+    from metalens.introspect.heads import shuffled, train_lora
     from metalens.store import sha256 as sha256_text
-    from metalens.introspect.train import shuffled
 
     tmp = Path(tmp)
     ref, dev = pair("gemma3", device, dtype, seed=2)
@@ -200,9 +199,9 @@ def check_introspect(device: str, dtype: torch.dtype, tmp) -> list[Row]:
     for tag, m in (("ref", ref), ("dev", dev)):
         trained = run_train(m, TrainConfig(rollouts=store, steps=30, test_fraction=0.5), out=tmp / tag / "train",
                             progress=False)
-        evaluation = run_eval(m, EvalConfig(tmp / tag / "train" / "head", fractions=(0.0, 1.0), verbal=False,
+        evaluation = run_eval(m, EvalConfig(tmp / tag / "train", fractions=(0.0, 1.0), verbal=False,
                                             n_shuffles=1), progress=False)
-        sampling = run_sample(m, SampleConfig(tmp / tag / "train" / "head", alphas=(0.0, 0.01)), progress=False)
+        sampling = run_sample(m, SampleConfig(tmp / tag / "train", alphas=(0.0, 0.01)), progress=False)
         results[tag] = (trained.heldout_auroc, evaluation.heldout_auroc, sampling.pool_size)
     rows.append(Row("introspect", "train/eval held-out AUROC (abs)", device, _name(dtype),
                     max(abs(a - b) for a, b in zip(results["dev"][:2], results["ref"][:2])), 2 * REL_GRAD[dtype]))

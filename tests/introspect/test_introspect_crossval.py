@@ -3,10 +3,10 @@ import numpy as np
 import torch
 
 from metalens.introspect import BinSpec
-from metalens.introspect.bins import prefix_labels
-from metalens.introspect.features import Positions
-from metalens.introspect.crossval import cross_validate
-from metalens.introspect.metrics import auroc_gap
+from metalens.introspect.heads.bins import prefix_labels
+from metalens.introspect.heads.features import Positions
+from metalens.introspect.evaluation.crossval import cross_validate
+from metalens.introspect.evaluation.metrics import auroc_gap
 
 
 def _planted(n_tasks: int, signal: float, d_model: int = 64, seed: int = 0) -> Positions:
@@ -70,8 +70,8 @@ def _twin_records(n_pairs: int) -> list[dict]:
 
 
 def test_commuted_twins_share_a_fold_and_a_side_of_the_split():
-    from metalens.introspect.crossval import problem_folds
-    from metalens.introspect.runs import problem_unit, problem_units, split_tasks
+    from metalens.introspect.evaluation.crossval import problem_folds
+    from metalens.introspect.rollouts import problem_unit, problem_units, split_tasks
 
     assert problem_unit("Q: What is 3 + 4?\nA:") == problem_unit("Q: What is 4 + 3?\nA:")
     assert problem_unit("Q: What is 3 + 4?\nA:") != problem_unit("Q: What is 3 + 5?\nA:")

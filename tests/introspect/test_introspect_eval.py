@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from metalens.introspect import BinSpec
-from metalens.introspect.features import Positions
-from metalens.introspect.evaluate import rows_at_fraction
-from metalens.introspect.metrics import auroc, brier, ece, reliability
-from metalens.introspect.sampler import PoolSample, adaptive, best_of_n, majority, matched_cost
-from metalens.introspect.train import shuffled
+from metalens.introspect.heads.features import Positions
+from metalens.introspect.evaluation.evaluate import rows_at_fraction
+from metalens.introspect.evaluation.metrics import auroc, brier, ece, reliability
+from metalens.introspect.sampling.sampler import PoolSample, adaptive, best_of_n, majority, matched_cost
+from metalens.introspect.heads.train import shuffled
 
 
 def test_metrics_on_known_predictions():
@@ -26,7 +26,7 @@ def test_metrics_on_known_predictions():
 
 
 def _positions(lengths, rewards, spec):
-    from metalens.introspect.bins import prefix_labels
+    from metalens.introspect.heads.bins import prefix_labels
 
     parts = {k: [] for k in ("reward", "remaining", "bin", "task", "sample", "frac")}
     for s, (n, r) in enumerate(zip(lengths, rewards)):
@@ -89,7 +89,7 @@ def test_matched_cost_interpolates_the_baseline():
 
 
 def test_paired_comparison_picks_a_majority_that_spends_at_least_as_much():
-    from metalens.introspect.sampler import paired_vs_majority
+    from metalens.introspect.sampling.sampler import paired_vs_majority
 
     votes = [np.array([[0, 10], [0, 10], [1, 10], [0, 10]], float),  # majority@1: 10 tokens
              np.array([[1, 20], [0, 20], [1, 20], [0, 20]], float)]  # majority@2: 20 tokens
@@ -113,7 +113,7 @@ def test_shuffled_permutes_among_the_samples_present_when_ids_are_not_contiguous
 
 
 def test_within_problem_auroc_is_chance_for_a_predictor_that_only_knows_difficulty():
-    from metalens.introspect.metrics import above_chance, within_problem_auroc
+    from metalens.introspect.evaluation.metrics import above_chance, within_problem_auroc
 
     rng = np.random.default_rng(0)
     problems = np.repeat(np.arange(60), 8)
@@ -129,7 +129,7 @@ def test_within_problem_auroc_is_chance_for_a_predictor_that_only_knows_difficul
 
 
 def test_best_of_n_comparisons_say_how_many_were_made_and_are_holm_adjusted():
-    from metalens.introspect.sampler import pareto
+    from metalens.introspect.sampling.sampler import pareto
 
     rng = np.random.default_rng(0)
     pools = [[_sample(int(rng.integers(0, 3)), int(rng.random() < 0.3), 4, float(rng.random())) for _ in range(4)]

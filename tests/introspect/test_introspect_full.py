@@ -7,10 +7,10 @@ import torch
 
 from metalens.testing import tiny_model
 from metalens.introspect import BinSpec, Question, generate_rollouts, load_rollouts
-from metalens.introspect.bins import prefix_labels
-from metalens.introspect.features import flatten
-from metalens.introspect.head import ReservedHead
-from metalens.introspect.full import (FullConfig, FullWeights, lr_at, measure_kl, sparse_kl, teacher_topk, train_full,
+from metalens.introspect.heads.bins import prefix_labels
+from metalens.introspect.heads.features import flatten
+from metalens.introspect.heads.head import ReservedHead
+from metalens.introspect.heads.full import (FullConfig, FullWeights, lr_at, measure_kl, sparse_kl, teacher_topk, train_full,
                                       weights_applied)
 
 SPEC = BinSpec(edges=(1, 2, 4))
@@ -72,7 +72,7 @@ def test_monitor_reads_the_cross_entropy_of_other_rows_before_and_during_trainin
     readings = {h["step"]: h["monitor_ce"] for h in history if "monitor_ce" in h}
     assert sorted(readings) == [-1, 3, 5]  # the start, every 4 steps, the last
     # the start is the untrained model's CE on the monitor rows, computed independently here
-    from metalens.introspect.features import final_hidden
+    from metalens.introspect.heads.features import final_hidden
 
     head = ReservedHead.from_model(model, SPEC)
     mon = rows[16:]
@@ -98,14 +98,14 @@ def test_full_training_hands_the_model_back_and_its_weights_apply_inside_a_block
     assert not torch.allclose(inside, before)
     assert torch.equal(model.hf(**batch).logits, before)
     weights.save(tmp_path / "w")
-    from metalens.introspect.full import FullWeights
+    from metalens.introspect.heads.full import FullWeights
 
     with weights_applied(model, FullWeights.load(tmp_path / "w")):
         torch.testing.assert_close(model.hf(**batch).logits, inside)
 
 
 def test_full_training_that_raises_restores_the_model(tmp_path, monkeypatch):
-    from metalens.introspect import full
+    from metalens.introspect.heads import full
 
     model = tiny_model("gemma3", seed=2)
     rows, labels = _rows(model, tmp_path / "r", n=4)
@@ -123,7 +123,7 @@ def test_full_training_that_raises_restores_the_model(tmp_path, monkeypatch):
 
 
 def test_reserved_tokens_are_never_sampled_after_full_training(tmp_path):
-    from metalens.introspect.decode import sample
+    from metalens.introspect.rollouts.decode import sample
 
     model = tiny_model("gemma3", seed=3)
     rows, labels = _rows(model, tmp_path / "r", n=6)
@@ -154,10 +154,15 @@ def test_teacher_top_k_is_the_frozen_models_renormalised_top_tokens(tmp_path):
 
 
 def _planted_store(model, out, n):
-    from metalens.store import sha256
-
     questions = [Question(f"Q: What is {i} + 1?\nA:", i + 1, level=1 + i % 2) for i in range(n)]
     generate_rollouts(model, questions, out, n_samples=2, max_new_tokens=5, seed=0, prefix="")
+    plant_rewards(out)
+
+
+def plant_rewards(out):
+    """Rewrite a store's texts so every other question is answered right (a random model never is)."""
+    from metalens.store import sha256
+
     records = load_rollouts(out)
     for r in records:  # texts, not rewards: load_rollouts re-grades
         r["texts"] = [f" The answer is {r['answer'] if r['task_index'] % 2 else -1}."] * len(r["texts"])
@@ -187,9 +192,9 @@ def test_cli_full_mode_trains_evaluates_and_samples_through_its_weights(tmp_path
     assert [h["lr"] for h in trained["full_history"] if h["step"] >= 0] == [lr_at(s, 1e-3, 1, 4) for s in range(4)]
     assert trained["kl_normal_vocab_heldout"] > 0 and (out / "weights" / "weights.safetensors").exists()
     assert "head mode (full init)" in trained["heldout_all_positions"]
-    assert main(["introspect", "eval", "--head", str(out / "head"), "--out", str(out / "eval"), "--no-verbal",
+    assert main(["introspect", "eval", "--train", str(out), "--out", str(out / "eval"), "--no-verbal",
                  "--fractions", "0", "1", "--n-shuffles", "1"]) == 0
-    assert main(["introspect", "sample", "--head", str(out / "head"), "--out", str(out / "sample"),
+    assert main(["introspect", "sample", "--train", str(out), "--out", str(out / "sample"),
                  "--alphas", "0", "0.01"]) == 0
     evaluation = json.loads((out / "eval" / "results.json").read_text())
     assert evaluation["all_positions"]["head"]["auroc"] == pytest.approx(
@@ -198,7 +203,7 @@ def test_cli_full_mode_trains_evaluates_and_samples_through_its_weights(tmp_path
     from metalens.introspect import EvalConfig, run_eval
 
     with pytest.raises(ValueError, match="full head.*not be out of fold"):
-        run_eval(model, EvalConfig(out / "head", verbal=False, cv=2), progress=False)
+        run_eval(model, EvalConfig(out, verbal=False, cv=2), progress=False)
 
     # compare: a head-mode head on the same store and split, paired with the full head
     common = ["--rollouts", str(tmp_path / "r"), "--steps", "20", "--test-fraction", "0.5"]
@@ -215,14 +220,14 @@ def test_cli_full_mode_trains_evaluates_and_samples_through_its_weights(tmp_path
     assert to_self["auroc_diff"] == 0 and to_self["ci95"] == [0, 0]  # paired: identical heads never differ
     assert cmp["n_comparisons"] == 2 and torch.equal(model.hf(**batch).logits, before)
     assert main(["introspect", "train", "--out", str(tmp_path / "h2"), *common[:-1], "0.3"]) == 0
-    from metalens.introspect.compare import compare_heads
+    from metalens.introspect import CompareConfig, run_compare
 
     with pytest.raises(ValueError, match="same rollouts and split"):
-        compare_heads(model, [str(tmp_path / "h" / "head"), str(tmp_path / "h2" / "head")])
+        run_compare(model, CompareConfig([tmp_path / "h", tmp_path / "h2"]))
 
 
 def test_drift_of_the_frozen_model_is_none_and_a_trained_one_costs_likelihood(tmp_path):
-    from metalens.introspect.full import measure_drift
+    from metalens.introspect.heads.full import measure_drift
 
     model = tiny_model("gemma3", seed=1)
     rows, labels = _rows(model, tmp_path / "r")
@@ -241,22 +246,18 @@ def test_drift_of_the_frozen_model_is_none_and_a_trained_one_costs_likelihood(tm
 
 
 def test_lr_probe_steps_from_the_head_fit_on_training_questions_only(tmp_path, monkeypatch):
-    import importlib.util
     import sys
-    from pathlib import Path
 
     import metalens
     from metalens.cli import main
+    from tests.scripts import load_result_script
 
     model = tiny_model("gemma3", seed=5)
     monkeypatch.setattr(metalens, "load_model", lambda *a, **k: model)
     _planted_store(model, tmp_path / "r", n=8)
     assert main(["introspect", "train", "--out", str(tmp_path / "h"), "--rollouts", str(tmp_path / "r"),
                  "--steps", "20", "--test-fraction", "0.5"]) == 0
-    path = Path(__file__).resolve().parents[2] / "scripts" / "full_lr_probe.py"
-    spec = importlib.util.spec_from_file_location("full_lr_probe", path)
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = load_result_script("ziprc-gemma", "full_lr_probe")
     before = {n: p.detach().clone() for n, p in model.hf.named_parameters()}
     monkeypatch.setattr(sys, "argv", ["probe", "--train", str(tmp_path / "h"), "--lrs", "0", "0.1",
                                       "--batch-size", "2", "--out", str(tmp_path / "probe.json")])

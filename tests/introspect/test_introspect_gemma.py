@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from metalens.introspect import ReservedHead
-from metalens.introspect.decode import sample
+from metalens.introspect.rollouts.decode import sample
 
 pytestmark = pytest.mark.integration
 

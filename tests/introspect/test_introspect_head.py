@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from metalens.introspect import BinSpec, Question, ReservedHead, rollout_positions, train_head
-from metalens.introspect.bins import prefix_labels
-from metalens.introspect.decode import sample
-from metalens.introspect.head import ReservedMask, reserved_block
+from metalens.introspect.heads.bins import prefix_labels
+from metalens.introspect.rollouts.decode import sample
+from metalens.introspect.heads.head import ReservedMask, reserved_block
 
 
 def test_prefix_labels_match_a_hand_made_rollout():
@@ -128,7 +128,7 @@ def test_head_save_load_roundtrip(tiny_gemma, tmp_path):
 
 
 def test_head_read_from_hidden_states_matches_the_softcapped_logits():
-    from metalens.introspect.features import final_states
+    from metalens.introspect.heads.features import final_states
     from metalens.testing import tiny_model
 
     model = tiny_model("gemma3", seed=5)  # its own copy: the softcap is set on its config
@@ -145,7 +145,7 @@ def test_head_read_from_hidden_states_matches_the_softcapped_logits():
 
 
 def test_final_states_keep_the_graph_only_when_gradients_are_on(tiny_gemma):
-    from metalens.introspect.features import final_states
+    from metalens.introspect.heads.features import final_states
 
     ids, mask = tiny_gemma.pad([[2, 40, 41, 42], [2, 43]])
     with torch.no_grad():

@@ -4,10 +4,10 @@ import torch
 
 from metalens.tasks.arithmetic import extract_answer
 from metalens.introspect import BinSpec, ReservedHead
-from metalens.introspect.decode import sample
-from metalens.introspect.live import adaptive_generate
-from metalens.introspect.policy import decide
-from metalens.introspect.sampler import PoolSample, adaptive
+from metalens.introspect.rollouts.decode import sample
+from metalens.introspect.sampling.live import adaptive_generate
+from metalens.introspect.sampling.policy import decide
+from metalens.introspect.sampling.sampler import PoolSample, adaptive
 
 
 def _head(model, seed=0):
@@ -71,3 +71,15 @@ def test_live_sampler_uses_the_supported_cache_argument(tiny_gemma):
     again = adaptive_generate(tiny_gemma, head, tiny_gemma.tokenizer("Q: 2 + 2?\nA:")["input_ids"], alpha=0.0,
                               max_samples=2, max_new_tokens=4, seed=0)
     assert again.texts == run.texts  # the seed replays the draws
+
+
+def test_the_one_sampling_step_is_greedy_at_zero_and_keeps_min_p_tokens_only():
+    from metalens.introspect.sampling import draw
+
+    scores = torch.tensor([[1.0, 3.0, 2.9, -5.0]] * 512)
+    assert draw(scores, temperature=0).tolist() == [1] * 512
+    gen = torch.Generator().manual_seed(0)
+    kept = set(draw(scores, temperature=1.0, min_p=0.5, generator=gen).tolist())
+    assert kept == {1, 2}  # 0 and 3 are below half the top probability
+    loose = set(draw(scores, temperature=1.0, generator=torch.Generator().manual_seed(0)).tolist())
+    assert 0 in loose, "the test must be able to fail"

@@ -34,7 +34,7 @@ def _planted_store(model, out, n):
 
 
 def test_lora_reports_kl_and_leaves_the_model_as_given(tmp_path):
-    from metalens.introspect.lora import measure_kl, train_lora
+    from metalens.introspect.heads.lora import measure_kl, train_lora
 
     model = tiny_model("gemma3", seed=1)  # its own copy: peft edits modules in place
     records = _rollouts(model, tmp_path / "r")
@@ -52,11 +52,11 @@ def test_lora_reports_kl_and_leaves_the_model_as_given(tmp_path):
 def test_lora_drift_reads_the_sampled_tokens_likelihood_like_full_mode(tmp_path):
     # lora drops the reserved columns from its log-probabilities, full mode sets them to -inf: the
     # sampled tokens' NLL under the frozen model must come out the same through both
-    from metalens.introspect.features import flatten
-    from metalens.introspect.full import FullWeights
-    from metalens.introspect.full import measure_drift as full_drift
-    from metalens.introspect.head import ReservedHead
-    from metalens.introspect.lora import measure_drift, train_lora
+    from metalens.introspect.heads.features import flatten
+    from metalens.introspect.heads.full import FullWeights
+    from metalens.introspect.heads.full import measure_drift as full_drift
+    from metalens.introspect.heads.head import ReservedHead
+    from metalens.introspect.heads.lora import measure_drift, train_lora
 
     model = tiny_model("gemma3", seed=1)
     records = _rollouts(model, tmp_path / "r")
@@ -74,7 +74,7 @@ def test_lora_drift_reads_the_sampled_tokens_likelihood_like_full_mode(tmp_path)
 
 
 def test_lora_kl_penalty_keeps_the_model_closer(tmp_path):
-    from metalens.introspect.lora import measure_kl, train_lora
+    from metalens.introspect.heads.lora import measure_kl, train_lora
 
     kls = []
     for coef in (0.0, 50.0):
@@ -95,9 +95,9 @@ def test_cli_train_eval_sample_write_results_and_reports(tmp_path, monkeypatch):
     out = tmp_path / "run"
     assert main(["introspect", "train", "--out", str(out), "--rollouts", str(tmp_path / "r"), "--steps", "50",
                  "--test-fraction", "0.5"]) == 0
-    assert main(["introspect", "eval", "--head", str(out / "head"), "--out", str(out / "eval"),
+    assert main(["introspect", "eval", "--train", str(out), "--out", str(out / "eval"),
                  "--fractions", "0", "1", "--cv", "2", "--n-shuffles", "2"]) == 0
-    assert main(["introspect", "sample", "--head", str(out / "head"), "--out", str(out / "sample"),
+    assert main(["introspect", "sample", "--train", str(out), "--out", str(out / "sample"),
                  "--alphas", "0", "0.01", "--live", "2", "--live-alphas", "0.001", "--cv", "2"]) == 0
     for sub in ("", "eval", "sample"):
         assert (out / sub / "report.html").stat().st_size > 1000
@@ -129,13 +129,13 @@ def test_lora_head_is_evaluated_on_the_adapted_model(tmp_path, monkeypatch):
     assert (out / "adapter").is_dir() and (out / "positions_lora.safetensors").exists()
     trained = json.loads((out / "results.json").read_text())
     assert trained["kl_normal_vocab_heldout"] > 0
-    assert main(["introspect", "eval", "--head", str(out / "head"), "--out", str(out / "eval"), "--no-verbal",
+    assert main(["introspect", "eval", "--train", str(out), "--out", str(out / "eval"), "--no-verbal",
                  "--fractions", "0", "1"]) == 0
     # the base model's states differ from the adapted ones the head was trained on
     from safetensors.torch import load_file
     from metalens.introspect import BinSpec, rollout_positions
 
-    from metalens.introspect.lora import adapter_applied
+    from metalens.introspect.heads.lora import adapter_applied
 
     adapted = load_file(out / "positions_lora.safetensors")["hidden"]
     base = rollout_positions(model, load_rollouts(tmp_path / "r"), BinSpec()).hidden
@@ -153,13 +153,13 @@ def test_cross_validation_of_a_lora_head_is_refused(tmp_path):
     run_train(model, TrainConfig(rollouts=tmp_path / "r", mode="lora", train_steps=2, steps=10, test_fraction=0.5),
               out=tmp_path / "lora", progress=False)
     with pytest.raises(ValueError, match="lora head.*not be out of fold"):
-        run_eval(model, EvalConfig(tmp_path / "lora" / "head", verbal=False, cv=2, n_shuffles=1), progress=False)
+        run_eval(model, EvalConfig(tmp_path / "lora", verbal=False, cv=2, n_shuffles=1), progress=False)
     with pytest.raises(ValueError, match="lora head.*not be out of fold"):
-        run_sample(model, SampleConfig(tmp_path / "lora" / "head", alphas=(0.0,), cv=2), progress=False)
+        run_sample(model, SampleConfig(tmp_path / "lora", alphas=(0.0,), cv=2), progress=False)
 
 
 def test_train_lora_removes_its_adapters_when_training_fails(tmp_path, monkeypatch):
-    from metalens.introspect import lora
+    from metalens.introspect.heads import lora
 
     model = tiny_model("gemma3", seed=1)
     records = _rollouts(model, tmp_path / "r")
@@ -175,7 +175,7 @@ def test_train_lora_removes_its_adapters_when_training_fails(tmp_path, monkeypat
 
 
 def test_hidden_state_cache_is_refused_for_other_rollouts_of_the_same_length(tmp_path):
-    from metalens.introspect.runs import cached_positions
+    from metalens.introspect.heads import cached_positions
 
     model = tiny_model("gemma3", seed=2)
     records = _rollouts(model, tmp_path / "r", n=3)
@@ -204,9 +204,9 @@ def test_train_refuses_rollouts_made_with_other_settings(tmp_path):
 
 def test_workflows_run_in_memory_and_their_results_save_and_load(tmp_path):
     from metalens.introspect import EvalConfig, SampleConfig, TrainConfig, run_eval, run_sample, run_train
-    from metalens.introspect.eval_run import EvalResult
-    from metalens.introspect.sample_run import SampleResult
-    from metalens.introspect.train_run import TrainResult
+    from metalens.introspect.workflows.eval import EvalResult
+    from metalens.introspect.workflows.sample import SampleResult
+    from metalens.introspect.workflows.train import TrainResult
 
     model = tiny_model("gemma3", seed=2)
     _planted_store(model, tmp_path / "r", n=8)
@@ -222,14 +222,14 @@ def test_workflows_run_in_memory_and_their_results_save_and_load(tmp_path):
     loaded = TrainResult.load(tmp_path / "train")
     assert loaded.solve_rates == trained.solve_rates and loaded.heldout_auroc == trained.heldout_auroc
     assert torch.equal(loaded.head.weight, trained.head.weight) and loaded.config == trained.config
-    evaluation = run_eval(model, EvalConfig(tmp_path / "train" / "head", fractions=(0.0, 1.0), verbal=False,
+    evaluation = run_eval(model, EvalConfig(tmp_path / "train", fractions=(0.0, 1.0), verbal=False,
                                             n_shuffles=1), progress=False)
     assert [f["fraction"] for f in evaluation.fractions] == [0.0, 1.0] and evaluation.cv is None
     assert evaluation.heldout_auroc == pytest.approx(trained.heldout_auroc)  # the same head on the same states
     evaluation.save(tmp_path / "eval")
     assert EvalResult.load(tmp_path / "eval").all_positions == json.loads(
         (tmp_path / "eval" / "results.json").read_text())["all_positions"]
-    sampling = run_sample(model, SampleConfig(tmp_path / "train" / "head", alphas=(0.0, 0.01)), out=tmp_path / "s",
+    sampling = run_sample(model, SampleConfig(tmp_path / "train", alphas=(0.0, 0.01)), out=tmp_path / "s",
                           progress=False)
     again = SampleResult.load(tmp_path / "s")
     assert again.config == sampling.config and again.config.alphas == (0.0, 0.01)
@@ -238,7 +238,7 @@ def test_workflows_run_in_memory_and_their_results_save_and_load(tmp_path):
 
 def test_demo_runs_the_three_workflows_and_returns_a_headline(tmp_path, monkeypatch):
     from metalens.introspect import demo
-    from metalens.introspect import rollouts
+    from metalens.introspect.rollouts import store as rollouts
 
     model = tiny_model("gemma3", seed=6)
     # A random model never answers right: plant rewards by question (even answers correct).

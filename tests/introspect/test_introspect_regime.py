@@ -7,7 +7,7 @@ from metalens.testing import tiny_model
 from metalens.tasks.arithmetic import extract_answer
 from metalens.tasks.words import LEVELS, make_word_problems
 from metalens.introspect import Question, generate_rollouts, load_rollouts
-from metalens.introspect.rollouts import few_shot_prefix, task_questions
+from metalens.introspect.rollouts.store import few_shot_prefix, task_questions
 
 
 def test_word_problems_have_worked_solutions_the_arithmetic_grader_reads():
@@ -50,7 +50,7 @@ def test_batched_min_p_rollouts_resume_to_what_an_uninterrupted_run_writes(tmp_p
 
 
 def test_min_p_drops_tokens_below_its_share_of_the_top_token(tmp_path):
-    from metalens.introspect.decode import sample
+    from metalens.introspect.rollouts.decode import sample
 
     model = tiny_model("gemma3", seed=8)
     prompt = model.tokenizer("Q: 1 + 1?\nA:")["input_ids"]
@@ -67,7 +67,7 @@ def test_min_p_drops_tokens_below_its_share_of_the_top_token(tmp_path):
 def test_a_head_trained_on_arithmetic_is_scored_on_every_word_problem(tmp_path, monkeypatch):
     import metalens
     from metalens.cli import main
-    from test_introspect_full import _planted_store
+    from test_introspect_full import _planted_store, plant_rewards
 
     model = tiny_model("gemma3", seed=9)
     monkeypatch.setattr(metalens, "load_model", lambda *a, **k: model)
@@ -75,18 +75,20 @@ def test_a_head_trained_on_arithmetic_is_scored_on_every_word_problem(tmp_path, 
     assert main(["introspect", "rollouts", "--task", "words", "--out", str(tmp_path / "words"), "--n-tasks", "5",
                  "--levels", "1", "2", "--n-samples", "2", "--max-new-tokens", "4", "--min-p", "0.1",
                  "--batch-questions", "2"]) == 0
+    plant_rewards(tmp_path / "words")  # both rewards among the scored questions: an AUROC is defined
     words = load_rollouts(tmp_path / "words")
     assert len(words) == 5 and words[0]["prompt"].startswith("Q: ") and "What is" not in words[0]["prompt"]
     assert main(["introspect", "train", "--out", str(tmp_path / "run"), "--rollouts", str(tmp_path / "arith"),
                  "--steps", "30", "--test-fraction", "0.5"]) == 0
-    assert main(["introspect", "eval", "--head", str(tmp_path / "run" / "head"), "--out", str(tmp_path / "ev"),
+    assert main(["introspect", "eval", "--train", str(tmp_path / "run"), "--out", str(tmp_path / "ev"),
                  "--rollouts", str(tmp_path / "words"), "--no-verbal", "--fractions", "0", "1",
                  "--n-shuffles", "1"]) == 0
     result = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert result["transfer"] == str(tmp_path / "words")
     assert result["n_test_samples"] == sum(len([c for c in r["completions"] if c]) for r in words)
     assert set(result["by_level"]) == {"1", "2"}
+    assert 0 <= result["all_positions"]["head"]["auroc"] <= 1
     from metalens.introspect import EvalConfig, run_eval
 
     with pytest.raises(ValueError, match="not transfer"):
-        run_eval(model, EvalConfig(tmp_path / "run" / "head", rollouts=tmp_path / "words", cv=2), progress=False)
+        run_eval(model, EvalConfig(tmp_path / "run", rollouts=tmp_path / "words", cv=2), progress=False)

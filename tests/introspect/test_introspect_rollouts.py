@@ -4,7 +4,7 @@ import json
 import pytest
 
 from metalens.introspect import Question, generate_rollouts, load_rollouts
-from metalens.introspect.rollouts import grade, solve_rates
+from metalens.introspect.rollouts.store import grade, solve_rates
 
 QUESTIONS = [Question(f"Q: What is {i} + 1?\nA:", i + 1, level=1 + i % 2) for i in range(4)]
 
@@ -60,11 +60,11 @@ def test_other_settings_in_the_same_directory_raise(tiny_gemma, tmp_path):
 def test_a_store_of_the_older_sampler_is_refused_with_the_way_out(tiny_gemma, tmp_path):
     out = _gen(tiny_gemma, tmp_path / "r")
     manifest = json.loads((out / "manifest.json").read_text())
-    (out / "manifest.json").write_text(json.dumps({**manifest, "format": "metalens.introspect.rollouts/1"}))
+    (out / "manifest.json").write_text(json.dumps({**manifest, "format": "metalens.introspect.rollouts.store/1"}))
     with pytest.raises(ValueError, match="older format.*--rollouts"):
         _gen(tiny_gemma, out)  # finished: reuse it as it is, or sample again
     assert len(load_rollouts(out)) == 4  # still readable as it is
-    (out / "manifest.json").write_text(json.dumps({**manifest, "format": "metalens.introspect.rollouts/1",
+    (out / "manifest.json").write_text(json.dumps({**manifest, "format": "metalens.introspect.rollouts.store/1",
                                                    "complete": False}))
     with pytest.raises(ValueError, match="other settings"):
         _gen(tiny_gemma, out)  # unfinished: cannot be resumed draw for draw

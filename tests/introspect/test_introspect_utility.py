@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from metalens.introspect import BinSpec, ReservedHead
-from metalens.introspect.utility import (Reading, choose_actions, expected_max_length, expected_max_reward, outcome,
+from metalens.introspect.sampling.utility import (Reading, choose_actions, expected_max_length, expected_max_reward, outcome,
                                          set_utility)
 
 SPEC = BinSpec(edges=(1, 2, 4, 8))  # bin lengths ~1, 2.4, 5.3, 11.2
@@ -100,7 +100,7 @@ def _head(model, seed=0):
 
 
 def test_a_branch_continues_its_parents_prefix_from_a_copy_of_its_cache(tiny_gemma, monkeypatch):
-    from metalens.introspect import branching
+    from metalens.introspect.sampling import branching
 
     model, head = tiny_gemma, _head(tiny_gemma)
     calls = []
@@ -113,7 +113,7 @@ def test_a_branch_continues_its_parents_prefix_from_a_copy_of_its_cache(tiny_gem
     prompt = model.tokenizer("Q: 3 + 4?\nA:")["input_ids"]
     run = branching.utility_generate(model, head, prompt, alpha=0.0, every=3, max_samples=4, max_new_tokens=10,
                                      temperature=0)
-    from metalens.introspect.decode import sample
+    from metalens.introspect.rollouts.decode import sample
 
     with head.applied(model):
         alone = sample(model, prompt, 1, max_new_tokens=10, temperature=0, head=head).tokens[0]
@@ -126,7 +126,7 @@ def test_a_branch_continues_its_parents_prefix_from_a_copy_of_its_cache(tiny_gem
 
 
 def test_the_utility_sampler_never_samples_reserved_tokens_and_leaves_the_model(tiny_gemma):
-    from metalens.introspect.branching import utility_generate
+    from metalens.introspect.sampling.branching import utility_generate
 
     model, head = tiny_gemma, _head(tiny_gemma, seed=3)
     batch = model.tokenize(["Q: 1 + 1?"])
@@ -162,7 +162,7 @@ def test_sample_reports_the_utility_sampler_against_matched_baselines(tmp_path, 
     from metalens.cli import main
 
     out = _trained_on_planted_store(tmp_path, monkeypatch)
-    assert main(["introspect", "sample", "--head", str(out / "head"), "--out", str(out / "s"), "--alphas", "0",
+    assert main(["introspect", "sample", "--train", str(out), "--out", str(out / "s"), "--alphas", "0",
                  "--utility", "3", "--utility-alphas", "0", "0.01", "--utility-betas", "0", "0.1"]) == 0
     rows = json.loads((out / "s" / "results.json").read_text())["utility"]
     assert [(r["alpha"], r["beta"]) for r in rows] == [(0, 0), (0, 0.1), (0.01, 0), (0.01, 0.1)]
@@ -176,9 +176,9 @@ def test_sample_reports_the_utility_sampler_against_matched_baselines(tmp_path, 
 
 def test_cross_validated_utility_runs_read_each_question_with_its_folds_head(tmp_path, monkeypatch):
     from metalens.cli import main
-    from metalens.introspect import branching
-    from metalens.introspect.crossval import problem_folds
-    from metalens.introspect.rollouts import load_rollouts
+    from metalens.introspect.sampling import branching
+    from metalens.introspect.evaluation.crossval import problem_folds
+    from metalens.introspect.rollouts.store import load_rollouts
 
     out = _trained_on_planted_store(tmp_path, monkeypatch)
     used = {}
@@ -189,7 +189,7 @@ def test_cross_validated_utility_runs_read_each_question_with_its_folds_head(tmp
         return real(model, head, prompt_ids, *args, **kwargs)
 
     monkeypatch.setattr(branching, "utility_generate", spy)
-    assert main(["introspect", "sample", "--head", str(out / "head"), "--out", str(out / "s"), "--alphas", "0",
+    assert main(["introspect", "sample", "--train", str(out), "--out", str(out / "s"), "--alphas", "0",
                  "--cv", "2", "--utility", "8", "--utility-alphas", "0", "--utility-betas", "0"]) == 0
     rows = json.loads((out / "s" / "results.json").read_text())["utility"]
     assert rows[0]["n_problems"] == 8  # every question, not only the 4 held out
@@ -199,7 +199,7 @@ def test_cross_validated_utility_runs_read_each_question_with_its_folds_head(tmp
     from types import SimpleNamespace
 
     import torch
-    from metalens.introspect.runs import problem_units
+    from metalens.introspect.rollouts import problem_units
 
     folds = problem_folds(SimpleNamespace(task=torch.tensor(sorted(records))), 2, seed=0,
                           units=problem_units(list(records.values())))

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from metalens.introspect import BinSpec
-from metalens.introspect.bins import fitted_edges, prefix_labels
-from metalens.introspect.features import Positions
-from metalens.introspect.metrics import accuracy_at, correlation, summary
-from metalens.introspect.values import smoothed_values, value_relabel
+from metalens.introspect.heads.bins import fitted_edges, prefix_labels
+from metalens.introspect.heads.features import Positions
+from metalens.introspect.evaluation.metrics import accuracy_at, correlation, summary
+from metalens.introspect.heads.values import smoothed_values, value_relabel
 
 
 def test_seven_reward_states_bin_values_at_the_midpoints():
@@ -102,7 +102,7 @@ def test_value_labelled_head_is_trained_on_seven_states(tmp_path):
     assert res.spec == res.head.spec.to_dict() and res.head.metadata["labels"] == "values"
     assert sum(res.value_labels["state_counts"]) == 16  # 8 questions x 2 samples
     assert "first stage (graded rewards)" in res.heldout_all_positions
-    evaluation = run_eval(model, EvalConfig(tmp_path / "v" / "head", fractions=(0.0, 1.0), verbal=False,
+    evaluation = run_eval(model, EvalConfig(tmp_path / "v", fractions=(0.0, 1.0), verbal=False,
                                             n_shuffles=1), progress=False)
     assert evaluation.all_positions["head"]["auroc"] == pytest.approx(res.heldout_auroc)
     assert set(evaluation.by_level) == {1, 2}

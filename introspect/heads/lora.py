@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from metalens.introspect.bins import BinSpec, prefix_labels
-from metalens.introspect.drift import Drift
-from metalens.introspect.features import final_states, flatten
-from metalens.introspect.head import ReservedHead
+from metalens.introspect.heads.bins import BinSpec, prefix_labels
+from metalens.introspect.heads.drift import Drift
+from metalens.introspect.heads.features import final_states, flatten
+from metalens.introspect.heads.head import ReservedHead
 
 
 def _batch(model, rows, spec):
@@ -31,9 +31,7 @@ def _batch(model, rows, spec):
 
 def _normal_logprobs(model, hidden: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Log-probabilities over the normal vocabulary (reserved tokens dropped) from final-norm states."""
-    weight = model.hf.get_output_embeddings().weight
-    logits = model.softcap(hidden @ weight[keep].T)  # [n, vocab - K]
-    return logits.float().log_softmax(-1)
+    return model.unembed(hidden, keep.nonzero()[:, 0]).log_softmax(-1)  # [n, vocab - K]
 
 
 def train_lora(model, records: list[dict], spec: BinSpec | None = None, steps: int = 20, batch_size: int = 2,
@@ -159,13 +157,19 @@ class LoraAdapter:
 
 
 @contextmanager
-def adapter_applied(model, adapter_dir):
-    """Inject saved LoRA adapters into `model.hf` for the block; they are removed on exit."""
+def adapter_applied(model, adapter):
+    """Inject LoRA adapters (a `LoraAdapter`, or the folder `save` wrote) into `model.hf` for the block;
+    they are removed on exit."""
+    import tempfile
+
     from peft import PeftModel
 
-    peft_model = PeftModel.from_pretrained(model.hf, str(adapter_dir))
-    peft_model.eval()
-    try:
-        yield peft_model
-    finally:
-        peft_model.unload()
+    with tempfile.TemporaryDirectory() as scratch:
+        if isinstance(adapter, LoraAdapter):  # peft loads adapters from a folder only
+            adapter = adapter.save(Path(scratch) / "adapter")
+        peft_model = PeftModel.from_pretrained(model.hf, str(adapter))
+        peft_model.eval()
+        try:
+            yield peft_model
+        finally:
+            peft_model.unload()

@@ -11,6 +11,13 @@ def auroc(y: np.ndarray, p: np.ndarray) -> float:
     return stats.auroc(y, p)
 
 
+def require_finite(value: float, what: str, fix: str) -> float:
+    """`value`, or a ValueError naming `what` and the `fix` when it is NaN (e.g. an AUROC over one class)."""
+    if not np.isfinite(value):
+        raise ValueError(f"{what} is undefined (NaN): {fix}")
+    return value
+
+
 def brier(y: np.ndarray, p: np.ndarray) -> float:
     """Mean squared error of the probability."""
     return float(np.mean((np.asarray(p, float) - np.asarray(y, float)) ** 2))

@@ -6,7 +6,7 @@ original parameters were restored. The saved `weights/` were right (the trained 
 embedding), so the head is re-read from them, saved, and the held-out and training scores of
 results.json are recomputed on the run's cached trained-model states (`positions_full.safetensors`).
 
-    python scripts/rehead_full.py runs/ziprc/full [more run dirs]
+    python results/ziprc-gemma/rehead_full.py runs/ziprc/full [more run dirs]
 """
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import json
 from pathlib import Path
 
 import metalens
-from metalens.introspect import ReservedHead, load_rollouts
-from metalens.introspect.full import FullWeights, weights_applied
-from metalens.introspect.metrics import summary
-from metalens.introspect.runs import by_task, cache_path, cached_positions
+from metalens.introspect import FullWeights, ReservedHead, load_rollouts, weights_applied
+from metalens.introspect.evaluation import summary
+from metalens.introspect.heads import by_task, cached_positions
+from metalens.introspect.heads.features import cache_path
+from metalens.introspect.workflows.common import resolve_store
 
 
 def main() -> None:
@@ -32,12 +33,11 @@ def main() -> None:
         if data["mode"] != "full":
             raise ValueError(f"{run} is a mode '{data['mode']}' run: only full runs are rebuilt.")
         head = ReservedHead.load(run / "head")
-        records = load_rollouts(head.metadata["rollouts"])
+        records = load_rollouts(resolve_store(head.metadata["rollouts"], run))
         with weights_applied(model, FullWeights.load(run / "weights")):
-            rows = model.hf.get_output_embeddings().weight[head.token_ids.start : head.token_ids.stop]
-            head.weight = rows.detach().float().cpu().clone()
+            head.weight = ReservedHead.from_model(model, head.spec, head.start).weight.cpu()  # the trained rows
             positions = cached_positions(model, records, head.spec, cache_path(run, "full"))
-        head.metadata["rows"] = "re-read from weights/ by scripts/rehead_full.py"
+        head.metadata["rows"] = "re-read from weights/ by results/ziprc-gemma/rehead_full.py"
         head.save(run / "head")
 
         def score(tasks: list[int]) -> dict:
@@ -48,7 +48,7 @@ def main() -> None:
         data["heldout_all_positions"]["head"] = score(head.metadata["test_tasks"])
         data["train_all_positions"]["head"] = score(head.metadata["train_tasks"])
         # a second pass changes nothing and keeps the first pass's record
-        data["reheaded"] = data.get("reheaded") or {"by": "scripts/rehead_full.py", "heldout_auroc_before": old}
+        data["reheaded"] = data.get("reheaded") or {"by": "results/ziprc-gemma/rehead_full.py", "heldout_auroc_before": old}
         (run / "results.json").write_text(json.dumps(data, indent=1))
         print(f"{run}: held-out AUROC {old:.3f} -> {data['heldout_all_positions']['head']['auroc']:.3f}, "
               f"training {data['train_all_positions']['head']['auroc']:.3f}")

@@ -16,9 +16,9 @@ from torch import Tensor
 from transformers import LogitsProcessor
 
 from metalens.artifact import read_artifact, write_artifact
-from metalens.introspect.bins import BinSpec
+from metalens.introspect.heads.bins import BinSpec
 
-FORMAT = "metalens.introspect.head/1"
+FORMAT = "metalens.introspect.heads.head/1"
 
 
 def reserved_block(model, n_tokens: int) -> tuple[int, list[str]]:
@@ -100,24 +100,47 @@ class ReservedHead:
             with torch.no_grad():
                 weight[self.start : self.start + self.spec.n_bins] = old
 
+    def check_fits(self, model) -> None:
+        """Refuse a head that does not fit `model` (another width, reserved ids past its vocabulary), naming
+        the head's file, before any work is done with it."""
+        where = self.metadata.get("path", "this head")
+        n_rows, width = model.hf.get_output_embeddings().weight.shape
+        if self.weight.shape[1] != width:
+            raise ValueError(f"{where}: weight {list(self.weight.shape)} is {self.weight.shape[1]} wide, but "
+                             f"{model.name} is {width} wide: the head was trained on another model; pass that "
+                             "model (--model) or train a head for this one.")
+        if not 0 <= self.start <= n_rows - self.spec.n_bins:
+            raise ValueError(f"{where}: reserved ids {self.start}..{self.start + self.spec.n_bins - 1} lie outside "
+                             f"{model.name}'s {n_rows} unembedding rows: train a head for this model.")
+
     def install(self, model) -> None:
         """Write the head's rows into `model`'s unembedding (and tied embedding) for good."""
+        self.check_fits(model)
         weight = model.hf.get_output_embeddings().weight
         with torch.no_grad():
             weight[self.start : self.start + self.spec.n_bins] = self.weight.to(weight.device, weight.dtype)
 
     def save(self, path: str | Path) -> Path:
         """Write `head.safetensors` + `head.json` into directory `path`."""
-        meta = {"format": FORMAT, "start": self.start, "spec": self.spec.to_dict(), **self.metadata}
+        kept = {k: v for k, v in self.metadata.items() if k != "path"}
+        meta = {"format": FORMAT, "start": self.start, "spec": self.spec.to_dict(), **kept}
         return write_artifact(path, "head", {"weight": self.weight.detach().cpu()}, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> "ReservedHead":
         """The head written by `save` (its rows, bins and metadata)."""
-        tensors, meta = read_artifact(path, "head", "train one with `metalens introspect train`.")
+        tensors, meta = read_artifact(path, "head", "train one with `metalens introspect train`.",
+                                      expect={"weight": (None, None)}, required=("start", "spec"))
         weight = tensors["weight"]
-        start, spec = meta.pop("start"), BinSpec.from_dict(meta.pop("spec"))
+        try:
+            start, spec = int(meta.pop("start")), BinSpec.from_dict(meta.pop("spec"))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{Path(path) / 'head.json'}: unreadable start or spec ({err}); re-save the head.") from None
+        if weight.shape[0] != spec.n_bins:
+            raise ValueError(f"{Path(path) / 'head.safetensors'}: weight has {weight.shape[0]} rows, but its bins need "
+                             f"{spec.n_bins} ({spec.n_rewards} x {spec.n_lengths}): the files do not belong together.")
         meta.pop("format", None)
+        meta["path"] = str(Path(path) / "head.safetensors")  # named by errors; not saved again
         return cls(start, weight, spec, meta)
 
 

@@ -1,21 +1,23 @@
 """`run_sample`: the adaptive sampler against majority voting and best-of-N, by replay (and live)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from metalens.introspect.crossval import out_of_fold_pools
-from metalens.introspect.figures import pareto_figure
-from metalens.introspect.live import live_runs
-from metalens.introspect.runs import adapted, by_task, cached_positions, load_trained, load_result, write_results
-from metalens.introspect.sampler import build_pools, pareto
+from metalens.introspect.evaluation.figures import pareto_figure
+from metalens.introspect.heads.features import by_task, cached_positions
+from metalens.introspect.rollouts.store import rollouts_settings
+from metalens.introspect.sampling.live import live_runs
+from metalens.introspect.sampling.sampler import build_pools, out_of_fold_pools, pareto
+from metalens.introspect.workflows.common import adapted, load_result, write_results
+from metalens.introspect.workflows.train import TrainResult, as_trained, config_dict
 
 
 @dataclass
 class SampleConfig:
-    """Settings of `run_sample`: which head, the token and latency costs, and the optional live run."""
+    """Settings of `run_sample`: which train run, the token and latency costs, and the optional live run."""
 
-    head: str | Path
+    train: object  # TrainResult, or its folder (its `head/` folder is accepted too)
     rollouts: str | Path | None = None  # default: the rollouts the head was trained on
     alphas: tuple[float, ...] | None = None  # token costs to sweep (default: 0 to 0.1)
     beta: float = 0.0  # cost per decode step (latency)
@@ -31,7 +33,9 @@ class SampleConfig:
     seed: int = 0
 
     def __post_init__(self):
-        self.head, self.live_alphas = str(self.head), tuple(self.live_alphas)  # JSON-ready, equal after load
+        self.live_alphas = tuple(self.live_alphas)  # JSON-ready, equal after load
+        if not isinstance(self.train, TrainResult):
+            self.train = str(self.train)
         self.utility_alphas, self.utility_betas = tuple(self.utility_alphas), tuple(self.utility_betas)
         self.rollouts = None if self.rollouts is None else str(self.rollouts)
         self.alphas = None if self.alphas is None else tuple(self.alphas)
@@ -63,7 +67,7 @@ class SampleResult:
     def data(self) -> dict:
         """What results.json holds."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("config", "metadata")}
-        return {"config": asdict(self.config), **data}
+        return {"config": config_dict(self.config), **data}
 
     def save(self, out: str | Path) -> Path:
         """Write results.json and report.html into `out`."""
@@ -106,9 +110,13 @@ def run_sample(model, config: SampleConfig, *, out: str | Path | None = None, pr
     at each of `live_alphas`; with `config.cv` >= 2, the replay covers every question, each read by
     a head trained without its fold (more questions, tighter intervals).
     """
-    head, records, cache = load_trained(config.head, config.rollouts, config.cv)
-    with adapted(model, head, config.head):
-        positions = cached_positions(model, records, head.spec, cache, progress)
+    trained = as_trained(config.train)
+    head = trained.head
+    head.check_fits(model)
+    records = trained.records(config.rollouts, config.cv)
+    settings = rollouts_settings(trained.rollouts_dir())  # how its own rollouts were sampled
+    with adapted(model, trained):
+        positions = cached_positions(model, records, head.spec, trained.cache(), progress)
         test = by_task(positions, head.metadata["test_tasks"])
         curves = pareto(build_pools(model, records, test, head), config.alphas, config.beta, config.every)
         cv = live = utility = None
@@ -118,7 +126,7 @@ def run_sample(model, config: SampleConfig, *, out: str | Path | None = None, pr
                                          start=head.start, heads=fold_heads)
             cv = {**pareto(cv_pools, config.alphas, config.beta, config.every), "k": config.cv}
         if config.utility:
-            from metalens.introspect.branching import utility_runs
+            from metalens.introspect.sampling.branching import utility_runs
 
             if config.cv:  # every question (up to `utility`), each read by its fold's head
                 tasks = list(fold_heads)[: config.utility]
@@ -128,10 +136,10 @@ def run_sample(model, config: SampleConfig, *, out: str | Path | None = None, pr
                 pools = build_pools(model, records, by_task(positions, tasks), head)
             utility = utility_runs(model, head, records, pools, tasks, config.utility_alphas, config.utility_betas,
                                    config.every, config.seed, config.branch, progress=progress,
-                                   heads=fold_heads or None)
+                                   heads=fold_heads or None, settings=settings)
         if config.live:
             live = live_runs(model, head, records, head.metadata["test_tasks"][: config.live], config.live_alphas,
-                             config.beta, config.every, config.seed)
+                             config.beta, config.every, config.seed, settings=settings)
     result = SampleResult(config=config, cv=cv, live=live, utility=utility, metadata=head.metadata, **curves)
     if out is not None:
         result.save(out)

@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from metalens.artifact import read_artifact, write_artifact
-from metalens.introspect.bins import BinSpec
-from metalens.introspect.drift import Drift
-from metalens.introspect.features import final_states
-from metalens.introspect.head import ReservedHead
+from metalens.introspect.heads.bins import BinSpec
+from metalens.introspect.heads.drift import Drift
+from metalens.introspect.heads.features import final_states
+from metalens.introspect.heads.head import ReservedHead
 
 
 @dataclass
@@ -68,23 +68,17 @@ class Teacher:
     logp: list[Tensor]  # per sample [n_tokens, k] log-probabilities renormalised over the k
 
 
-def _rows_batch(model, rows):
-    """Right-padded ids and mask, and (row, position) of every response position."""
+def response_batch(model, rows: list[dict]):
+    """(ids, mask, where) of `features.flatten` rows, right-padded: `final_states(model, ids, mask)[where]`
+    is [n_resp, d_model], the states predicting every response token of every row, in order."""
     ids, mask = model.pad([r["prompt_ids"] + r["completion"][:-1] for r in rows], side="right")
     select = [(j, len(r["prompt_ids"]) - 1 + t) for j, r in enumerate(rows) for t in range(len(r["completion"]))]
     return ids, mask, tuple(torch.tensor(x, device=model.device) for x in zip(*select))
 
 
-def _reserved_logits(model, hidden: Tensor, reserved: range) -> Tensor:
-    """[n, K] softcapped logits of the reserved slice (the head's) from final-norm states [n, d_model]."""
-    weight = model.hf.get_output_embeddings().weight[reserved.start : reserved.stop]
-    return model.softcap(hidden.float() @ weight.float().T)
-
-
 def _logits(model, hidden: Tensor, reserved: range) -> Tensor:
     """[n, vocab] softcapped logits with the reserved tokens at -inf (the normal vocabulary)."""
-    weight = model.hf.get_output_embeddings().weight
-    logits = model.softcap(hidden.float() @ weight.float().T)
+    logits = model.unembed(hidden, slice(None))  # every row, in float32
     return logits.index_fill(-1, torch.arange(reserved.start, reserved.stop, device=logits.device), float("-inf"))
 
 
@@ -102,7 +96,7 @@ def teacher_topk(model, rows: list[dict], reserved: range, k: int = 32, batch_si
         batches = tqdm(batches, desc="frozen top-k")
     for i in batches:
         chunk = rows[i : i + batch_size]
-        ids, mask, where = _rows_batch(model, chunk)
+        ids, mask, where = response_batch(model, chunk)
         values, index = _logits(model, final_states(model, ids, mask)[where], reserved).topk(k, dim=-1)  # [n, k]
         logp = values.log_softmax(-1)
         for part_ids, part_logp in zip(index.split([len(r["completion"]) for r in chunk]),
@@ -137,16 +131,22 @@ class FullWeights:
         return cls(tensors, meta)
 
 
-def _snapshot(model) -> dict[str, Tensor]:
+def snapshot(model) -> dict[str, Tensor]:
+    """A copy of every parameter of `model` by name (`load_parameters` puts it back)."""
     return {name: p.detach().clone() for name, p in model.hf.named_parameters()}
 
 
 @torch.no_grad()
-def _load(model, tensors: dict[str, Tensor]) -> None:
+def load_parameters(model, tensors: dict[str, Tensor]) -> None:
+    """Copy `tensors` (parameter name -> value) into `model`'s parameters, in place."""
     params = dict(model.hf.named_parameters())
     missing = set(tensors) - set(params)
     if missing:
         raise ValueError(f"These weights do not fit {model.name}: no parameters {sorted(missing)[:3]} ...")
+    wrong = [n for n, v in tensors.items() if v.shape != params[n].shape]
+    if wrong:
+        raise ValueError(f"These weights do not fit {model.name}: {wrong[0]} is {list(tensors[wrong[0]].shape)}, the "
+                         f"model's is {list(params[wrong[0]].shape)}; they belong to another model.")
     for name, value in tensors.items():
         params[name].copy_(value.to(params[name].device, params[name].dtype))
 
@@ -156,10 +156,10 @@ def weights_applied(model, weights: FullWeights):
     """Load full-mode weights into `model` for the block; the original parameters come back on exit."""
     saved = {name: p.detach().clone() for name, p in model.hf.named_parameters() if name in weights.tensors}
     try:
-        _load(model, weights.tensors)
+        load_parameters(model, weights.tensors)
         yield model
     finally:
-        _load(model, saved)
+        load_parameters(model, saved)
 
 
 def train_full(model, rows: list[dict], labels: list[Tensor], spec: BinSpec, config: FullConfig | None = None,
@@ -184,7 +184,7 @@ def train_full(model, rows: list[dict], labels: list[Tensor], spec: BinSpec, con
     reserved = head.token_ids
     if config.kl_coef > 0 and teacher is None:
         teacher = teacher_topk(model, rows, reserved, config.top_k, progress=progress)
-    original = _snapshot(model)
+    original = snapshot(model)
     was_training = model.hf.training
     grads = {name: p.requires_grad for name, p in model.hf.named_parameters()}
     try:
@@ -192,11 +192,10 @@ def train_full(model, rows: list[dict], labels: list[Tensor], spec: BinSpec, con
             init.install(model)
         history = _fit(model, rows, labels, reserved, teacher, config, monitor, progress)
         # a copy: on a CPU fp32 model .float().cpu() is a view, which the restore below would overwrite
-        rows = model.hf.get_output_embeddings().weight[reserved.start : reserved.stop]
-        head.weight = rows.detach().float().cpu().clone()
+        head.weight = ReservedHead.from_model(model, spec, reserved.start).weight.cpu()
         trained = {name: p.detach().cpu().clone() for name, p in model.hf.named_parameters()}
     finally:
-        _load(model, original)
+        load_parameters(model, original)
         model.hf.zero_grad(set_to_none=True)
         model.hf.train(was_training)
         for name, p in model.hf.named_parameters():
@@ -212,8 +211,8 @@ def _reserved_ce(model, rows: list[dict], labels: list[Tensor], reserved: range,
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(rows), batch_size):
-            ids, mask, where = _rows_batch(model, rows[i : i + batch_size])
-            logits = _reserved_logits(model, final_states(model, ids, mask)[where], reserved)
+            ids, mask, where = response_batch(model, rows[i : i + batch_size])
+            logits = model.unembed(final_states(model, ids, mask)[where], reserved)
             bins = torch.cat(labels[i : i + batch_size]).to(model.device)
             total += F.cross_entropy(logits, bins, reduction="sum").item()
             count += len(bins)
@@ -256,10 +255,10 @@ def _fit(model, rows, labels, reserved: range, teacher: Teacher | None, config: 
                 order, cursor = order[cursor:] + torch.randperm(len(rows), generator=gen).tolist(), 0
             pick = order[cursor : cursor + config.batch_size]
             cursor += config.batch_size
-            ids, mask, where = _rows_batch(model, [rows[i] for i in pick])
+            ids, mask, where = response_batch(model, [rows[i] for i in pick])
             hidden = final_states(model, ids, mask)[where]  # [n_resp, d_model]
             bins = torch.cat([labels[i] for i in pick]).to(model.device)
-            ce = F.cross_entropy(_reserved_logits(model, hidden, reserved), bins)
+            ce = F.cross_entropy(model.unembed(hidden, reserved), bins)
             loss = ce
             if config.kl_coef > 0:
                 top_ids = torch.cat([teacher.ids[i] for i in pick]).to(model.device)  # [n_resp, k]
@@ -287,7 +286,7 @@ def measure_drift(model, weights: FullWeights, rows: list[dict], reserved: range
     drift = Drift()
     for i in range(0, len(rows), batch_size):
         chunk = rows[i : i + batch_size]
-        ids, mask, where = _rows_batch(model, chunk)
+        ids, mask, where = response_batch(model, chunk)
         ref = _logits(model, final_states(model, ids, mask)[where], reserved).log_softmax(-1)
         with weights_applied(model, weights):
             new = _logits(model, final_states(model, ids, mask)[where], reserved).log_softmax(-1)

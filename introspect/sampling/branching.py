@@ -9,7 +9,6 @@ samples, each at the smallest pool size (or prune-only alpha) spending at least 
 """
 from __future__ import annotations
 
-import copy
 import time
 
 import numpy as np
@@ -18,20 +17,11 @@ import torch
 from metalens import stats
 from metalens.generate import StopRule
 from metalens.tasks.arithmetic import extract_answer
-from metalens.introspect.head import ReservedHead, ReservedMask
-from metalens.introspect.live import AdaptiveResult, _advance, _Cohort, _drop
-from metalens.introspect.sampler import adaptive, best_of_n, majority, weighted_vote
-from metalens.introspect.utility import Reading, choose_actions
-
-
-def _draw(scores: torch.Tensor, temperature: float, min_p: float | None, generator) -> torch.Tensor:
-    """Next token per row: greedy at temperature 0, else sampled (with min-p filtering)."""
-    if temperature == 0:
-        return scores.argmax(-1)
-    probs = (scores.float() / temperature).softmax(-1)
-    if min_p is not None:
-        probs = probs.where(probs >= min_p * probs.max(-1, keepdim=True).values, torch.zeros_like(probs))
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+from metalens.introspect.heads.head import ReservedHead
+from metalens.introspect.sampling.cohort import CohortDecoder
+from metalens.introspect.sampling.live import AdaptiveResult
+from metalens.introspect.sampling.sampler import adaptive, best_of_n, majority, weighted_vote
+from metalens.introspect.sampling.utility import Reading, choose_actions
 
 
 @torch.no_grad()
@@ -49,84 +39,49 @@ def utility_generate(model, head: ReservedHead, prompt_ids: list[int], alpha: fl
         raise ValueError(f"Need 1 <= initial ({initial}) <= max_samples ({max_samples}).")
     generator = None if seed is None else torch.Generator(model.device).manual_seed(seed)
     with head.applied(model):
-        return _run(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_new_tokens, temperature,
+        return _decode(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_new_tokens, temperature,
                     min_p, branch, stop or StopRule(model.tokenizer, ["\n"]), generator, answer_fn)
 
 
-def _run(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_new_tokens, temperature, min_p,
+def _decode(model, head, prompt_ids, alpha, beta, every, initial, max_samples, max_new_tokens, temperature, min_p,
          branch, stop, generator, answer_fn) -> AdaptiveResult:
-    mask, spec = ReservedMask(head), head.spec
+    spec = head.spec
     shape = (spec.n_rewards, spec.n_lengths)
-    out = model.hf(input_ids=torch.tensor([prompt_ids], device=model.device), use_cache=True, logits_to_keep=1)
-    prompt_cache, prompt_logits = out.cache, out.logits[:, -1, :]
-    prompt_probs = head.probs(prompt_logits).float().cpu()  # [1, K]
-    prior = prompt_probs[0].reshape(shape).numpy()
-    cohorts: list[_Cohort] = []
-    tokens_of: dict[int, list[int]] = {}
-
-    def start(n: int) -> None:
-        cache = copy.deepcopy(prompt_cache)
-        cache.batch_repeat_interleave(n)
-        ids = list(range(len(tokens_of), len(tokens_of) + n))
-        tokens_of.update({i: [] for i in ids})
-        cohorts.append(_Cohort(ids, cache, prompt_logits.expand(n, -1), prompt_probs.expand(n, -1)))
-
-    def branch_from(sid: int) -> None:
-        cohort = next(c for c in cohorts if sid in c.ids)
-        row = cohort.ids.index(sid)
-        new = len(tokens_of)
-        tokens_of[new] = list(tokens_of[sid])  # the text of a branch starts with its parent's prefix
-        twin = _Cohort(list(cohort.ids), copy.deepcopy(cohort.cache), cohort.logits, cohort.probs)
-        _drop(twin, [row])
-        twin.ids = [new]
-        cohorts.append(twin)
-
-    start(initial)
+    decoder = CohortDecoder(model, head, prompt_ids, max_new_tokens, temperature, min_p, stop, generator)
+    prior = decoder.prompt_probs[0].reshape(shape).numpy()
+    decoder.start(initial)
     finished, pruned, p_final, last_probs, events = [], [], {}, {}, []
-    tokens = steps = since = 0
-    while cohorts:
-        any_finished = False
-        for cohort in cohorts:
-            next_ids = _draw(mask(None, cohort.logits), temperature, min_p, generator)
-            keep = []
-            for j, (sid, token) in enumerate(zip(cohort.ids, next_ids.tolist())):
-                tokens_of[sid].append(token)
-                tokens += 1
-                if stop.stops(token) or len(tokens_of[sid]) >= max_new_tokens:
-                    finished.append(sid)
-                    last_probs[sid] = cohort.probs[j]
-                    p_final[sid] = float(spec.p_correct(cohort.probs[j]))
-                    any_finished = True
-                else:
-                    keep.append(j)
-            _advance(model, head, cohort, next_ids, keep)
-        cohorts = [c for c in cohorts if c.ids]
+    steps = since = 0
+    while decoder.cohorts:
+        ended = decoder.step()
+        for sid, probs in ended:
+            finished.append(sid)
+            last_probs[sid] = probs
+            p_final[sid] = float(spec.p_correct(probs))
         steps += 1
         since += 1
-        if since < every and not any_finished:
+        if since < every and not ended:
             continue
         since = 0
-        running = {sid: Reading(c.probs[j].reshape(shape).numpy(), len(tokens_of[sid]))
-                   for c in cohorts for j, sid in enumerate(c.ids)}
+        running = {sid: Reading(probs.reshape(shape).numpy(), len(decoder.tokens_of[sid]))
+                   for sid, probs in decoder.running()}
         done = [spec.reward_marginal(last_probs[i]).numpy() for i in finished]
-        actions = choose_actions(dict(sorted(running.items())), done, prior, spec, alpha, beta, max_new_tokens,
-                                 can_start=max_samples - len(tokens_of), branch=branch)
+        actions = choose_actions(running, done, prior, spec, alpha, beta, max_new_tokens,
+                                 can_start=max_samples - len(decoder.tokens_of), branch=branch)
         cut = [i for kind, i in actions if kind == "stop"]
-        for cohort in cohorts:
-            _drop(cohort, [j for j, sid in enumerate(cohort.ids) if sid not in cut])
-        cohorts = [c for c in cohorts if c.ids]
+        decoder.stop(cut)
         pruned += cut
         n_new = sum(kind == "start" for kind, _ in actions)
         if n_new:
-            start(n_new)
+            decoder.start(n_new)
         for kind, i in actions:
             if kind == "branch":
-                branch_from(i)
+                decoder.branch(i)
         if actions:
             events.append({"step": steps, "actions": [[k, i] for k, i in actions]})
-    texts = {i: model.tokenizer.decode(t, skip_special_tokens=True) for i, t in tokens_of.items()}
+    texts = decoder.texts()
     answer = weighted_vote([answer_fn(texts[i]) for i in finished], [p_final[i] for i in finished])
-    return AdaptiveResult(answer, texts, finished, pruned, p_final, tokens, steps, events, tokens_of)
+    return AdaptiveResult(answer, texts, finished, pruned, p_final, decoder.tokens, steps, events, decoder.tokens_of)
 
 
 def _paired(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
@@ -150,18 +105,17 @@ def utility_runs(model, head, records: list[dict], pools: list, task_ids: list[i
                  seed: int = 0, branch: bool = True, prune_alphas=(0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
                  max_new_tokens: int | None = None, temperature: float | None = None,
                  min_p: float | None = None, progress: bool = False,
-                 heads: dict[int, ReservedHead] | None = None) -> list[dict]:
+                 heads: dict[int, ReservedHead] | None = None, *, settings: dict) -> list[dict]:
     """The live utility sampler on `task_ids` at each (alpha, beta), against the stored samples of the
     same problems (`pools`, one per task in `task_ids` order): majority@N, best-of-N (head) and the
     prune-only replay, each at the smallest N (alpha) spending at least the sampler's mean tokens.
     Differences are paired per problem with 95 % bootstrap intervals over problems, overall and per
     difficulty level; every row carries its Holm-adjusted p over the rows' comparisons. `heads`: a
-    head per task (cross-validation: each read by a head trained without its fold), else `head`."""
-    import json
-    from pathlib import Path
-
+    head per task (cross-validation: each read by a head trained without its fold), else `head`.
+    `settings`: how the rollouts were sampled (`rollouts.rollouts_settings`), the defaults of the
+    sampler's own max_new_tokens, temperature and min_p."""
     by_id = {r["task_index"]: r for r in records}
-    manifest = json.loads((Path(head.metadata["rollouts"]) / "manifest.json").read_text())
+    manifest = settings
     pool_size = min(len(p) for p in pools)
     levels = np.array([by_id[t]["level"] for t in task_ids])
     rows = []

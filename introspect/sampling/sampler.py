@@ -13,10 +13,16 @@ import numpy as np
 
 from metalens import stats
 
+import torch
+
+from metalens.introspect.evaluation.crossval import problem_folds
+from metalens.introspect.heads.bins import BinSpec
+from metalens.introspect.heads.features import Positions, flatten
+from metalens.introspect.heads.head import ReservedHead
+from metalens.introspect.heads.train import train_head
+from metalens.introspect.rollouts.splits import problem_units
+from metalens.introspect.sampling.policy import decide
 from metalens.tasks.arithmetic import extract_answer
-from metalens.introspect.features import Positions, flatten
-from metalens.introspect.head import ReservedHead
-from metalens.introspect.policy import decide
 
 
 @dataclass
@@ -46,6 +52,21 @@ def build_pools(model, records: list[dict], positions: Positions, head: Reserved
         pools.setdefault(row["task_index"], []).append(
             PoolSample(extract_answer(row["text"]), row["reward"], p[sel], e[sel]))
     return [pools[k] for k in sorted(pools)]
+
+
+def out_of_fold_pools(model, positions: Positions, records: list[dict], spec: BinSpec, k: int, steps: int = 100,
+                      seed: int = 0, start: int | None = None, heads: dict | None = None) -> list[list[PoolSample]]:
+    """Every problem's sample pool, read by a head trained without that problem (its fold held out),
+    so the sampler can be compared on all problems instead of one held-out split. Pools come fold by
+    fold, sorted by task within a fold; `heads`, a dict, receives task index -> its fold's head."""
+    pools = []
+    for fold in problem_folds(positions, k, seed, problem_units(records)):
+        test = torch.isin(positions.task, torch.tensor(fold))
+        head = train_head(model, positions.select(~test), spec, steps=steps, seed=seed, start=start)
+        pools += build_pools(model, records, positions.select(test), head)
+        if heads is not None:
+            heads.update({t: head for t in sorted(fold)})
+    return pools
 
 
 def weighted_vote(answers: list, weights: list[float] | None = None):

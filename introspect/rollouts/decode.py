@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 import metalens
-from metalens.introspect.head import HeadReadout, ReservedHead
+from metalens.introspect.heads.head import HeadReadout, ReservedHead
 
 
 @dataclass

@@ -1,13 +1,17 @@
-"""Final-norm hidden states at every response position of stored rollouts, with labels."""
+"""Final-norm hidden states at every response position of stored rollouts, with labels, and their cache."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 import metalens
-from metalens.introspect.bins import BinSpec, prefix_labels
+from metalens.introspect.heads.bins import BinSpec, prefix_labels
 from metalens.sites import FINAL_NORM
 
 
@@ -89,3 +93,42 @@ def rollout_positions(model, records: list[dict], spec: BinSpec, batch_size: int
         parts["sample"].append(torch.full((n,), index))
         parts["frac"].append(torch.arange(n) / n)
     return Positions(torch.cat(hidden), *(torch.cat(parts[k]) for k in ("reward", "remaining", "bin", "task", "sample", "frac")))
+
+
+def by_task(positions: Positions, tasks: list[int]) -> Positions:
+    """The positions of the questions `tasks` (task indices)."""
+    return positions.select(torch.isin(positions.task, torch.tensor(tasks)))
+
+
+def cache_path(train_dir: Path, mode: str) -> Path:
+    """Where hidden states are cached next to the head; `lora` heads read the adapted model's states."""
+    return Path(train_dir) / ("positions.safetensors" if mode == "head" else f"positions_{mode}.safetensors")
+
+
+def cache_key(model, records: list[dict], spec: BinSpec) -> dict[str, str]:
+    """What a hidden-state cache must match: the model, its revision, the bins and a hash of the
+    rollouts (prompt and completion ids and the rewards, after re-grading)."""
+    content = [(r["task_index"], r["prompt_ids"], r["completions"], r["rewards"]) for r in records]
+    return {"model": str(model.name), "revision": str(model.revision), "spec": json.dumps(spec.to_dict()),
+            "rollouts_sha256": hashlib.sha256(json.dumps(content).encode()).hexdigest()}
+
+
+def cached_positions(model, records: list[dict], spec: BinSpec, cache: Path | None,
+                     progress: bool = True) -> Positions:
+    """All rollout positions, read from `cache` when it was written for this model, revision, bins
+    and these rollouts (`cache_key`), else computed (and written there with that key), so eval and
+    sample need no second pass over the rollouts."""
+    key = cache_key(model, records, spec)
+    if cache is not None and cache.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(cache), framework="pt") as handle:
+            stored = handle.metadata() or {}
+        if all(stored.get(k) == v for k, v in key.items()):
+            return Positions(**load_file(cache))  # else another model's or other rollouts' states: recompute
+    positions = rollout_positions(model, records, spec, progress=progress)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: getattr(positions, k).contiguous() for k in positions.__dataclass_fields__}, cache,
+                  metadata=key)
+    return positions

@@ -15,8 +15,8 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from metalens.introspect.bins import BinSpec
-from metalens.introspect.features import Positions
+from metalens.introspect.heads.bins import BinSpec
+from metalens.introspect.heads.features import Positions
 
 N_VALUE_STATES = 7  # ZIP-RC's reward states for value labels
 

@@ -5,20 +5,22 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import dataclasses
-import json
 
 import torch
 
-from metalens.introspect.bins import BinSpec, fitted_edges
-from metalens.introspect.features import flatten
-from metalens.introspect.head import ReservedHead
-from metalens.introspect.metrics import summary
-from metalens.introspect.rollouts import (Question, few_shot_prefix, generate_rollouts, load_rollouts, solve_rates,
+from metalens.introspect.heads.bins import BinSpec, fitted_edges
+from metalens.introspect.heads.features import flatten
+from metalens.introspect.heads.head import ReservedHead
+from metalens.introspect.evaluation.metrics import require_finite, summary
+from metalens.introspect.rollouts.store import (Question, few_shot_prefix, generate_rollouts, load_rollouts, solve_rates,
                                           task_questions)
-from metalens.introspect.runs import (by_task, cache_path, cached_positions, is_complete, read_results, split_tasks,
-                                      write_results)
-from metalens.introspect.train import shuffled, train_head
-from metalens.introspect.values import relabel_with_head
+from metalens.introspect.heads.features import by_task, cache_path, cached_positions
+from metalens.introspect.rollouts.splits import split_tasks
+from metalens.introspect.rollouts.store import is_complete, rollouts_settings
+from metalens.introspect.workflows.common import (read_results, refuse_cv_of_trained_modes, resolve_store,
+                                                  store_path, train_dir, write_results)
+from metalens.introspect.heads.train import shuffled, train_head
+from metalens.introspect.heads.values import relabel_with_head
 
 MODES = ("head", "lora", "full")
 ROLLOUT_SETTINGS = ("format", "model", "revision", "n_tasks", "n_samples", "max_new_tokens", "temperature", "min_p",
@@ -94,7 +96,7 @@ class TrainConfig:
 
     def full_config(self):
         """The `full.FullConfig` these settings give."""
-        from metalens.introspect.full import FullConfig
+        from metalens.introspect.heads.full import FullConfig
 
         return FullConfig(steps=self.train_steps, lr=self.lr, kl_coef=self.kl_coef, warmup=self.warmup,
                           accum=self.accum, batch_size=self.batch_size, grad_clip=self.grad_clip, top_k=self.top_k,
@@ -124,6 +126,7 @@ class TrainResult:
     rollout_settings: dict | None = None  # how the store was sampled (its manifest): what a named store's
     # results rest on, whatever the config's own sampling fields (unused then) say
     value_labels: dict | None = None  # value stage: the values' summary (and the first head's held-out scores)
+    out: str | None = None  # the folder it was saved to or loaded from (not in results.json)
 
     @property
     def heldout_auroc(self) -> float:
@@ -137,13 +140,14 @@ class TrainResult:
 
     def data(self) -> dict:
         """What results.json holds (the head and adapter are written beside it)."""
-        skip = {"head", "config", "adapter", "weights", "spec"}
+        skip = {"head", "config", "adapter", "weights", "spec", "out"}
         return {"config": self.config.to_dict(), "mode": self.config.mode, "spec": self.head.spec.to_dict(),
                 **{f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}}
 
     def save(self, out: str | Path) -> Path:
         """Write results.json, report.html, head/ and (mode lora) adapter/ into `out`."""
         out = Path(out)
+        self.out = str(out)
         self.head.save(out / "head")
         if self.adapter is not None:
             self.adapter.save(out / "adapter")
@@ -152,7 +156,7 @@ class TrainResult:
         spec = self.head.spec
         curve = []
         if self.full_history:
-            from metalens.introspect.figures import training_figure
+            from metalens.introspect.evaluation.figures import training_figure
 
             curve = [("Training curve (mode full)", training_figure(self.full_history))]
         return write_results(out, "introspect train", self.data(), self.head.metadata, [
@@ -165,23 +169,51 @@ class TrainResult:
 
     @classmethod
     def load(cls, out: str | Path) -> "TrainResult":
-        """The result `save` wrote into `out`."""
-        data, out = read_results(out), Path(out)
+        """The result `save` wrote into `out` (a train run's folder, or its `head/` folder)."""
+        out = train_dir(out)
+        data = read_results(out)
         adapter = None
         if (out / "adapter").is_dir():
-            from metalens.introspect.lora import LoraAdapter
+            from metalens.introspect.heads.lora import LoraAdapter
 
             adapter = LoraAdapter.load(out / "adapter")
         weights = None
         if (out / "weights").is_dir():
-            from metalens.introspect.full import FullWeights
+            from metalens.introspect.heads.full import FullWeights
 
             weights = FullWeights.load(out / "weights")
-        skip = ("head", "config", "adapter", "weights")
+        skip = ("head", "config", "adapter", "weights", "out")
         kept = {f.name: data.get(f.name) for f in fields(cls) if f.name not in skip}
         kept["solve_rates"] = {int(k): v for k, v in data["solve_rates"].items()}
         return cls(head=ReservedHead.load(out / "head"), config=TrainConfig.from_dict(data["config"]),
-                   adapter=adapter, weights=weights, **kept)
+                   adapter=adapter, weights=weights, out=str(out), **kept)
+
+    def rollouts_dir(self) -> Path:
+        """The rollout store the head was trained on, found from wherever the command runs."""
+        return resolve_store(self.rollouts, self.out)
+
+    def records(self, rollouts=None, cv: int = 0) -> list[dict]:
+        """The rollout records of `rollouts` (default: its own store); `cv` >= 2 is refused for a lora
+        or full run (`common.refuse_cv_of_trained_modes`)."""
+        refuse_cv_of_trained_modes(self.head, cv, self.out or "(not saved)")
+        return load_rollouts(rollouts if rollouts is not None else self.rollouts_dir())
+
+    def cache(self) -> Path | None:
+        """Where its hidden states are cached (beside the head), None when it is not saved."""
+        return cache_path(Path(self.out), self.head.metadata.get("mode", "head")) if self.out else None
+
+
+def as_trained(train) -> TrainResult:
+    """`train` as a TrainResult: itself, or the one `TrainResult.load` reads from its folder."""
+    return train if isinstance(train, TrainResult) else TrainResult.load(train)
+
+
+def config_dict(config) -> dict:
+    """A workflow config as results.json holds it: its `train` run (when it has one) by folder."""
+    data = {f.name: getattr(config, f.name) for f in fields(config)}
+    if isinstance(data.get("train"), TrainResult):
+        data["train"] = data["train"].out
+    return data
 
 
 def run_train(model, config: TrainConfig, *, out: str | Path | None = None, progress: bool = True) -> TrainResult:
@@ -225,20 +257,24 @@ def run_train(model, config: TrainConfig, *, out: str | Path | None = None, prog
         extra.update(more)
     train, test = by_task(positions, train_ids), by_task(positions, test_ids)
     shuf = train_head(model, shuffled(train, spec, seed), spec, steps=config.steps, seed=seed)
-    head.metadata.update(rollouts=str(rollouts), train_tasks=train_ids, test_tasks=test_ids,
+    stored = store_path(rollouts, out)  # relative to the run: evaluating from another directory finds it
+    head.metadata.update(rollouts=stored, train_tasks=train_ids, test_tasks=test_ids,
                          n_regraded=sum(r["regraded"] for r in records))  # rewards the current grader changed
 
     def score(h: ReservedHead, p) -> dict:
         return summary(p.reward.numpy(), h.spec.p_correct(h.probs_from_hidden(model, p.hidden)).numpy())
 
     heldout = {"head": score(head, test), "shuffled": score(shuf, test)}
+    require_finite(heldout["head"]["auroc"], "The held-out reward AUROC",
+                   "every held-out sample has the same reward; draw more questions or samples (--n-tasks, "
+                   "--n-samples) or raise --test-fraction.")
     if config.mode in ("lora", "full"):  # the head-mode rows it started from, on the frozen model's states
         heldout[f"head mode ({config.mode} init)"] = score(extra.pop("init"), by_task(base, test_ids))
     if config.value_labels:
         heldout["first stage (graded rewards)"] = extra["value_labels"].pop("first_heldout")
-    manifest = json.loads((rollouts / "manifest.json").read_text())
+    manifest = rollouts_settings(rollouts)
     settings = {k: manifest.get(k) for k in ROLLOUT_SETTINGS}
-    result = TrainResult(head, config, str(rollouts), solve_rates(records), len(records), train_ids, test_ids,
+    result = TrainResult(head, config, stored, solve_rates(records), len(records), train_ids, test_ids,
                          heldout, {"head": score(head, train)}, spec=spec.to_dict(), rollout_settings=settings,
                          **extra)
     if out is not None:
@@ -287,7 +323,7 @@ def _mean_or_none(values) -> float | None:
 
 def _train_full(model, config, spec, records, labelled, train_ids, test_ids, cache, progress):
     """Mode full: rows started from the head fit, every weight trained, states re-read through them."""
-    from metalens.introspect.full import measure_drift, train_full, weights_applied
+    from metalens.introspect.heads.full import measure_drift, train_full, weights_applied
 
     seed = config.seed
     train_pos = by_task(labelled, train_ids)
@@ -315,7 +351,7 @@ def _train_full(model, config, spec, records, labelled, train_ids, test_ids, cac
 
 def _train_lora(model, config, spec, records, base, train_ids, test_ids, cache, progress):
     """Mode lora: rows started from the head fit, adapters + rows trained, states re-read through them."""
-    from metalens.introspect.lora import LoraAdapter, measure_drift, train_lora
+    from metalens.introspect.heads.lora import LoraAdapter, measure_drift, train_lora
 
     seed = config.seed
     init = train_head(model, by_task(base, train_ids), spec, steps=config.steps, seed=seed)

@@ -8,7 +8,7 @@ disjoint batch B of other training questions' samples. AdamW's first step moves 
 about lr whatever its gradient, so its safe size is a property of the model and the head, not of
 the run's length.
 
-    python scripts/full_lr_probe.py --model gemma-3-270m --train runs/ziprc/head --out lr-probe.json
+    python results/ziprc-gemma/full_lr_probe.py --model gemma-3-270m --train runs/ziprc/head --out lr-probe.json
 """
 from __future__ import annotations
 
@@ -20,11 +20,10 @@ import torch
 import torch.nn.functional as F
 
 import metalens
-from metalens.introspect import ReservedHead, load_rollouts
-from metalens.introspect.bins import prefix_labels
-from metalens.introspect.features import final_states, flatten
-from metalens.introspect.full import _load, _reserved_logits, _rows_batch, _snapshot
-from metalens.introspect.runs import split_tasks
+from metalens.introspect import TrainResult
+from metalens.introspect.heads import final_states, flatten, prefix_labels
+from metalens.introspect.heads.full import load_parameters, response_batch, snapshot
+from metalens.introspect.rollouts import split_tasks
 
 
 def main() -> None:
@@ -38,10 +37,10 @@ def main() -> None:
     args = parser.parse_args()
 
     model = metalens.load_model(args.model, device="cpu")
-    result = json.loads(Path(args.train, "results.json").read_text())
-    head = ReservedHead.load(f"{args.train}/head")
-    records = load_rollouts(result["rollouts"])
-    train_ids, _ = split_tasks(records, result["config"]["test_fraction"], result["config"]["seed"])
+    trained = TrainResult.load(args.train)
+    head = trained.head
+    records = trained.records()
+    train_ids, _ = split_tasks(records, trained.config.test_fraction, trained.config.seed)
     assert sorted(train_ids) == sorted(head.metadata["train_tasks"]), "the split differs from the head's"
     rows = [r for r in flatten(records) if r["task_index"] in set(train_ids)]
     gen = torch.Generator().manual_seed(args.seed)
@@ -52,18 +51,18 @@ def main() -> None:
     reserved = head.token_ids
 
     def ce(batch, grad=False) -> torch.Tensor:
-        ids, mask, where = _rows_batch(model, batch)
+        ids, mask, where = response_batch(model, batch)
         bins = torch.cat([prefix_labels(len(r["completion"]), r["reward"], head.spec)["bin"] for r in batch])
         with torch.set_grad_enabled(grad):
-            return F.cross_entropy(_reserved_logits(model, final_states(model, ids, mask)[where], reserved), bins)
+            return F.cross_entropy(model.unembed(final_states(model, ids, mask)[where], reserved), bins)
 
-    original = _snapshot(model)
+    original = snapshot(model)
     head.install(model)
-    start = _snapshot(model)
+    start = snapshot(model)
     out = {"model": model.metadata(), "train": args.train, "batch_size": args.batch_size, "seed": args.seed,
            "ce_a_start": ce(batch_a).item(), "ce_b_start": ce(batch_b).item(), "steps": []}
     for lr in args.lrs:
-        _load(model, start)
+        load_parameters(model, start)
         params = list(model.hf.parameters())
         for p in params:
             p.requires_grad_(True)
@@ -74,7 +73,7 @@ def main() -> None:
         row = {"lr": lr, "grad_norm": float(norm), "ce_a": ce(batch_a).item(), "ce_b": ce(batch_b).item()}
         out["steps"].append(row)
         print(json.dumps(row), flush=True)
-    _load(model, original)
+    load_parameters(model, original)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"start CE A {out['ce_a_start']:.3f}, B {out['ce_b_start']:.3f}; wrote {args.out}")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metalens.introspect.bins import BinSpec
+from metalens.introspect.heads.bins import BinSpec
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,17 @@ import random
 import numpy as np
 import torch
 
-from metalens.introspect.bins import BinSpec
-from metalens.introspect.evaluate import FRACTIONS, compare, fit_probe, rows_at_fraction, shuffled_heads
-from metalens.introspect.features import Positions
-from metalens.introspect.runs import problem_units
-from metalens.introspect.sampler import PoolSample, build_pools
-from metalens.introspect.train import train_head
+from metalens.introspect.evaluation.evaluate import FRACTIONS, compare, fit_probe, rows_at_fraction, shuffled_heads
+from metalens.introspect.heads.bins import BinSpec
+from metalens.introspect.heads.features import Positions
+from metalens.introspect.heads.train import train_head
 
 
 def problem_folds(positions: Positions, k: int, seed: int = 0,
                   units: dict[int, int] | None = None) -> list[list[int]]:
     """`k` folds of whole problems (task indices), shuffled reproducibly by `seed`.
 
-    With `units` (task index -> unit, `runs.problem_units`), the problems of one unit (commuted
+    With `units` (task index -> unit, `rollouts.problem_units`), the problems of one unit (commuted
     twins such as 3 + 4 and 4 + 3) always share a fold.
     """
     tasks = positions.task.unique().tolist()
@@ -33,21 +31,6 @@ def problem_folds(positions: Positions, k: int, seed: int = 0,
     random.Random(seed).shuffle(groups)
     fold_of = {g: i % k for i, g in enumerate(groups)}
     return [[t for t in tasks if fold_of[unit_of[t]] == i] for i in range(k)]
-
-
-def out_of_fold_pools(model, positions: Positions, records: list[dict], spec: BinSpec, k: int, steps: int = 100,
-                      seed: int = 0, start: int | None = None, heads: dict | None = None) -> list[list[PoolSample]]:
-    """Every problem's sample pool, read by a head trained without that problem (its fold held out),
-    so the sampler can be compared on all problems instead of one held-out split. Pools come fold by
-    fold, sorted by task within a fold; `heads`, a dict, receives task index -> its fold's head."""
-    pools = []
-    for fold in problem_folds(positions, k, seed, problem_units(records)):
-        test = torch.isin(positions.task, torch.tensor(fold))
-        head = train_head(model, positions.select(~test), spec, steps=steps, seed=seed, start=start)
-        pools += build_pools(model, records, positions.select(test), head)
-        if heads is not None:
-            heads.update({t: head for t in sorted(fold)})
-    return pools
 
 
 def cross_validate(model, positions: Positions, spec: BinSpec, k: int = 5, fractions=FRACTIONS, steps: int = 100,
@@ -61,7 +44,7 @@ def cross_validate(model, positions: Positions, spec: BinSpec, k: int = 5, fract
     With `levels` (task index -> difficulty level), all positions are also scored within each
     level (`by_level`), which tells whether the head knows more than how hard a level is;
     `within_problem` (in every block) asks the same within single problems. With `units` (task
-    index -> unit, `runs.problem_units`) folds keep a unit together and bootstraps resample units.
+    index -> unit, `rollouts.problem_units`) folds keep a unit together and bootstraps resample units.
     """
     folds = problem_folds(positions, k, seed, units)
     tasks = [t for fold in folds for t in fold]

@@ -6,9 +6,9 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from metalens.introspect.bins import BinSpec
-from metalens.introspect.features import Positions
-from metalens.introspect.head import ReservedHead
+from metalens.introspect.heads.bins import BinSpec
+from metalens.introspect.heads.features import Positions
+from metalens.introspect.heads.head import ReservedHead
 
 
 def train_head(

@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from metalens.tasks.arithmetic import Problem, extract_answer, make_problems
 from metalens.tasks.words import make_word_problems
-from metalens.introspect.decode import sample_many
+from metalens.introspect.rollouts.decode import sample_many
+from metalens.artifact import read_json
 from metalens.store import sha256 as file_sha256
 
 # /2: samples drawn by `metalens.generate` with a per-question seed. A /1 store (the old sampling
 # loop) cannot be resumed draw for draw, so an unfinished one is refused rather than mixed.
-FORMAT = "metalens.introspect.rollouts/2"
+FORMAT = "metalens.introspect.rollouts.store/2"
 N_SHOTS = 3
 SHOT_SEED = 10_000  # few-shot examples come from their own seed, never from the task's problems
 TASKS = ("arithmetic", "words")  # built-in generators (a user JSONL is the third kind of task)
@@ -131,6 +133,13 @@ def generate_rollouts(
     """
     if batch_questions < 1:
         raise ValueError(f"batch_questions={batch_questions}: put at least one question in each generation call.")
+    if not questions or n_samples < 1 or max_new_tokens < 1:
+        raise ValueError(f"Need at least one question ({len(questions)}), sample ({n_samples}) and new token "
+                         f"({max_new_tokens}) to draw rollouts.")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature={temperature}: use a finite number >= 0 (0 decodes greedily).")
+    if min_p is not None and not 0 <= min_p <= 1:
+        raise ValueError(f"min_p={min_p}: use a share of the top token's probability in [0, 1].")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     prefix = few_shot_prefix() if prefix is None else prefix
@@ -144,7 +153,7 @@ def generate_rollouts(
     if batch_questions != 1:
         config["batch_questions"] = batch_questions
     if (out / "manifest.json").exists():
-        old = json.loads((out / "manifest.json").read_text())
+        old = read_json(out / "manifest.json", "rollout manifest")
         changed = sorted(k for k in config if old.get(k) != config[k])
         if changed == ["format"] and old.get("complete"):
             raise ValueError(f"{out} holds finished rollouts of an older format ({old.get('format')}): reuse them "
@@ -194,7 +203,7 @@ def load_rollouts(out: str | Path) -> list[dict]:
     manifest_path = out / "manifest.json"
     if not manifest_path.exists():
         raise FileNotFoundError(f"No manifest.json in {out}: generate rollouts first.")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_json(manifest_path, "rollout manifest")
     if not manifest.get("complete"):
         raise ValueError(f"The rollouts in {out} are unfinished (a run was stopped): "
                          "rerun the same command to resume them.")
@@ -215,3 +224,14 @@ def solve_rates(records: list[dict]) -> dict[int, float]:
     for r in records:
         by_level.setdefault(r["level"], []).extend(r["rewards"])
     return {lv: sum(v) / len(v) for lv, v in sorted(by_level.items())}
+
+
+def is_complete(rollouts: Path) -> bool:
+    """True when `rollouts` is a finished rollout store."""
+    manifest = Path(rollouts) / "manifest.json"
+    return manifest.exists() and bool(json.loads(manifest.read_text()).get("complete"))
+
+
+def rollouts_settings(rollouts: str | Path) -> dict:
+    """How a rollout store was sampled: its manifest (max_new_tokens, temperature, min_p, ...)."""
+    return read_json(Path(rollouts) / "manifest.json", "rollout manifest")

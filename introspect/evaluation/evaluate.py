@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from metalens.introspect.features import Positions, final_hidden, flatten
-from metalens.introspect.head import ReservedHead
-from metalens.introspect.metrics import above_chance, auroc_gap, reliability, summary, within_problem_auroc
-from metalens.introspect.train import shuffled, train_head
+from metalens.introspect.heads.features import Positions, final_hidden, flatten
+from metalens.introspect.heads.head import ReservedHead
+from metalens.introspect.evaluation.metrics import above_chance, auroc_gap, reliability, summary, within_problem_auroc
+from metalens.introspect.heads.train import shuffled, train_head
 
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 VERBAL_SUFFIX = "\nIs the answer above correct? Answer Yes or No.\nAnswer:"
@@ -57,9 +57,8 @@ def verbal_confidence(model, records: list[dict], positions: Positions, rows: to
         t = int(round(float(positions.frac[row]) * len(s["completion"])))
         sequences.append(s["prompt_ids"] + s["completion"][:t] + suffix)
     hidden = final_hidden(model, sequences, [len(q) - 1 for q in sequences], [1] * len(sequences), batch_size)
-    w = model.hf.get_output_embeddings().weight[[yes, no]].float().cpu()  # [2, d_model]
-    logits = model.softcap(torch.cat(hidden) @ w.T)  # [n, 2]: the two logits the model would give
-    return logits.softmax(-1)[:, 0].numpy()
+    logits = model.unembed(torch.cat(hidden), [yes, no])  # [n, 2]: the two logits the model would give
+    return logits.softmax(-1)[:, 0].cpu().numpy()
 
 
 def compare(y: np.ndarray, preds: dict[str, np.ndarray], shuffles: list[np.ndarray], groups: np.ndarray,
@@ -110,7 +109,7 @@ def evaluate_head(
     Baselines: a logistic probe on the same hidden state, `n_shuffles` heads trained on shuffled
     rewards (no signal; `head_vs_shuffled` is the head's AUROC gap over them with a bootstrap
     interval over held-out problems), and the model's verbal confidence (needs all `records`).
-    `units` (task index -> unit, e.g. `runs.problem_units`) sets what the bootstraps resample.
+    `units` (task index -> unit, e.g. `rollouts.problem_units`) sets what the bootstraps resample.
     """
     spec = head.spec
     nulls = shuffled_heads(model, train, spec, n_shuffles, head_steps, seed, head.start)

@@ -1,26 +1,28 @@
 """`run_eval`: held-out calibration of a trained head vs a probe, verbal confidence and shuffled labels."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
-from metalens.introspect.crossval import cross_validate
-from metalens.introspect.evaluate import FRACTIONS, evaluate_head
-from metalens.introspect.head import ReservedHead
-from metalens.introspect.metrics import summary
-from metalens.introspect.rollouts import load_rollouts
-from metalens.introspect.runs import (adapted, by_task, cached_positions, load_trained, load_result, problem_units,
-                                      same_store, write_results)
-from metalens.introspect.tables import eval_sections
+from metalens.introspect.evaluation.crossval import cross_validate
+from metalens.introspect.evaluation.evaluate import FRACTIONS, evaluate_head
+from metalens.introspect.evaluation.metrics import require_finite, summary
+from metalens.introspect.heads.features import by_task, cached_positions
+from metalens.introspect.rollouts.splits import problem_units
+from metalens.introspect.rollouts.store import load_rollouts
+from metalens.introspect.workflows.common import adapted, load_result, same_store, write_results
+from metalens.introspect.workflows.train import TrainResult, as_trained, config_dict
+from metalens.introspect.evaluation.tables import eval_sections
 
 
 @dataclass
 class EvalConfig:
-    """Settings of `run_eval`: which head (the `head/` directory `run_train` wrote) and which baselines."""
+    """Settings of `run_eval`: which train run (a `TrainResult`, or the folder `run_train` wrote) and which
+    baselines."""
 
-    head: str | Path
+    train: object  # TrainResult, or its folder (its `head/` folder is accepted too)
     rollouts: str | Path | None = None  # default: the head's own (its held-out split); another store: all of it
     fractions: tuple[float, ...] = FRACTIONS  # prefix fractions scored (0: at the prompt, 1: last token)
     verbal: bool = True  # also ask the model whether its partial answer is right
@@ -29,7 +31,9 @@ class EvalConfig:
     seed: int = 0
 
     def __post_init__(self):
-        self.head, self.fractions = str(self.head), tuple(self.fractions)  # JSON-ready, equal after load
+        self.fractions = tuple(self.fractions)  # JSON-ready, equal after load
+        if not isinstance(self.train, TrainResult):
+            self.train = str(self.train)
         self.rollouts = None if self.rollouts is None else str(self.rollouts)
         if self.cv == 1 or self.cv < 0:
             raise ValueError(f"cv={self.cv}: use 0 (no cross-validation) or k >= 2 folds.")
@@ -64,7 +68,7 @@ class EvalResult:
     def data(self) -> dict:
         """What results.json holds."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("config", "metadata")}
-        return {"config": asdict(self.config), **data}
+        return {"config": config_dict(self.config), **data}
 
     def save(self, out: str | Path) -> Path:
         """Write results.json and report.html into `out`."""
@@ -93,16 +97,19 @@ def run_eval(model, config: EvalConfig, *, out: str | Path | None = None, progre
     the run and removed after; `cv` is refused for them (they saw the questions the folds would
     hold out). `config.rollouts` naming another store than the head's (e.g. word problems for a
     head trained on arithmetic) scores every question of that store: a transfer evaluation, with
-    the probe and shuffled heads still fitted on the head's own training questions.
+    the probe and shuffled heads still fitted on the head's own training questions. The head is
+    checked against `model` before any work; an AUROC that would be NaN is an error.
     """
-    trained_on = ReservedHead.load(config.head).metadata["rollouts"]
-    transfer = config.rollouts is not None and not same_store(config.rollouts, trained_on)
+    trained = as_trained(config.train)
+    head = trained.head
+    head.check_fits(model)
+    transfer = config.rollouts is not None and not same_store(config.rollouts, trained.rollouts_dir())
     if transfer and config.cv:
         raise ValueError(f"cv={config.cv} with other rollouts ({config.rollouts}) than the head's: cross-validation "
                          "refits heads on the store it scores, which is not transfer. Drop --cv.")
-    head, records, cache = load_trained(config.head, None, config.cv)
-    with adapted(model, head, config.head):
-        positions = cached_positions(model, records, head.spec, cache, progress)
+    records = trained.records(None, config.cv)
+    with adapted(model, trained):
+        positions = cached_positions(model, records, head.spec, trained.cache(), progress)
         train = by_task(positions, head.metadata["train_tasks"])
         if transfer:  # trained on one store (generator), scored on every question of another
             records = load_rollouts(config.rollouts)
@@ -113,6 +120,9 @@ def run_eval(model, config: EvalConfig, *, out: str | Path | None = None, progre
         units = problem_units(records)
         scores = evaluate_head(model, head, train, test, records, config.fractions, verbal=config.verbal,
                                seed=config.seed, n_shuffles=config.n_shuffles, units=units)
+        require_finite(scores["all_positions"]["head"]["auroc"], "The head's reward AUROC on the scored questions",
+                       "every scored sample has the same reward; score more questions (--rollouts) or train "
+                       "with a larger --test-fraction.")
         if config.cv:
             scores["cv"] = cross_validate(model, positions, head.spec, config.cv, config.fractions,
                                           n_shuffles=config.n_shuffles, seed=config.seed, start=head.start,

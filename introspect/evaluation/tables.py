@@ -1,7 +1,7 @@
 """The sections of the `introspect eval` report: figures and tables built from its results."""
 from __future__ import annotations
 
-from metalens.introspect.figures import auroc_figure, reliability_figure
+from metalens.introspect.evaluation.figures import auroc_figure, reliability_figure
 
 PREDICTORS = ("head", "probe", "shuffled", "verbal")
 
