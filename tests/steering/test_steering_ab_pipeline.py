@@ -97,7 +97,7 @@ def test_steer_ab_verb_parses_negative_strengths_and_layers(tmp_path):
 
 def test_steer_ab_verb_runs_and_exports_the_chosen_layer(tiny_llama, tmp_path, monkeypatch):
     data = write_items(tmp_path / "d.jsonl", LETTERS)
-    monkeypatch.setattr(metalens, "load_model", lambda name, device=None: tiny_llama)
+    monkeypatch.setattr(metalens, "load_model", lambda name, device=None, **kw: tiny_llama)
     args = parser().parse_args(["steer-ab", "--model", "tiny", "--data", str(data), "--layers", "1", "2",
                                 "--strengths", "-1", "1", "--out", str(tmp_path / "o"), "--open-items", "0",
                                 "--gguf", str(tmp_path / "v.gguf")])

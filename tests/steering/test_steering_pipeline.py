@@ -52,15 +52,15 @@ def test_mentor_decisions_never_read_the_test_prompts(tiny_gemma, monkeypatch):
     the test set the result reports; the selection, validation and test splits are disjoint."""
     import sys
 
-    mentor_module = sys.modules["metalens.steering.rules.refine"]  # the package's `mentor` name is the function
+    refine_module = sys.modules["metalens.steering.rules.refine"]
     seen = []
-    real = mentor_module.generate
+    real = refine_module.generate
 
     def spy(model, prompts, *args, **kwargs):
         seen.extend(prompts)
         return real(model, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(mentor_module, "generate", spy)
+    monkeypatch.setattr(refine_module, "generate", spy)
     config = SteerConfig("ocean", prompts=MORE, layers=[1], strengths=(2.0,), rounds=2, max_new_tokens=3,
                          n_select=3, n_validate=3)
     result = run_steer(tiny_gemma, config, progress=False)
