@@ -173,7 +173,7 @@ def check_resume(out: Path, config: MentorConfig, model) -> None:
     save_json(path, now)
 
 
-def run_mentor(model, config: MentorConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
+def run_mentor(model, config: MentorConfig, *, out: str | Path | None = None, progress: bool = True,
                assessor=None) -> MentorResult:
     """MENTOR: static rule tree -> rule vectors -> `rounds` self-evolution rounds -> ASR per condition on test.
 
@@ -184,7 +184,6 @@ def run_mentor(model, config: MentorConfig | None = None, *, out: str | Path | N
     With `out`, each round is saved as it completes and a rerun resumes after the last one.
     """
     started = time.time()
-    config = config or MentorConfig()
     out = Path(out) if out is not None else None
     if assessor is None and config.assessor == "checker":
         assessor = CheckerAssessor(read_queries(config.queries))
