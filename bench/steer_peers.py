@@ -144,7 +144,7 @@ def main(argv=None) -> dict:
     import metalens
     from metalens.stats import wilson_ci
     from metalens.steering import checker_for, pairs_for_rule
-    from metalens.steering.rules.library import find_rule, heldout_prompts
+    from metalens.steering.rules import find_rule, heldout_prompts
 
     if args.smoke:
         args.model, args.n_prompts, args.new = "tiny", 4, 4

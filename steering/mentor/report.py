@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import html
 
-import plotly.graph_objects as go
-
 from metalens.report import Html
 
 
@@ -16,6 +14,8 @@ def _agreement(a: dict | None) -> str:
 
 def sections(result) -> list:
     """Figures, tables and prose for `MentorResult.save`'s report.html."""
+    import plotly.graph_objects as go  # only when a report is written: importing steering stays light
+
     conds = list(result.attack_success)
     asr = [result.attack_success[c] for c in conds]
     fig = go.Figure(go.Bar(x=conds, y=[a["rate"] for a in asr], error_y=dict(
