@@ -65,20 +65,28 @@ class MentorRun:
         dirs = ms.plan(vectors, picks, self.layer)
         return ms.generate_per_row(self.model, queries, dirs, self.layer, strength, **gen), picks
 
-    def fluency_cost(self, responses: list[str]) -> float:
-        """Mean loss of validation responses under the unsteered model, minus the unsteered responses' loss."""
+    def fluency_cost(self, responses: list[str], strength: float) -> float:
+        """Mean loss of validation responses under the unsteered model, minus the unsteered responses' loss.
+
+        Steered responses with no scorable token (all empty) while the unsteered ones have some are an
+        error naming the strength: their cost would be NaN, which a choice must not read as "free".
+        """
         queries = self.texts("validation")
         if self._base_nll is None:
             base, _ = self.respond("validation", None, None, "none")
             self._base_nll = nanmean(token_loss(self.model, queries, base))
-        return nanmean(token_loss(self.model, queries, responses)) - self._base_nll
+        steered = nanmean(token_loss(self.model, queries, responses))
+        if math.isfinite(self._base_nll) and not math.isfinite(steered):
+            raise ValueError(f"At strength {strength:g} every validation response is empty, so its fluency cost is "
+                             "NaN: the strength breaks the model; use smaller --strengths.")
+        return steered - self._base_nll
 
     def select(self, graph, vectors, mode: str) -> tuple[float, list[dict]]:
         """The condition's strength, chosen on the validation queries only."""
         def score(s):
             responses, _ = self.respond("validation", graph, vectors, mode, s)
             asr = attack_success(self.checker(self.splits["validation"], responses))["rate"]
-            return asr, self.fluency_cost(responses)
+            return asr, self.fluency_cost(responses, s)
 
         return choose_strength(score, self.config.strengths, self.config.max_fluency_cost)
 

@@ -226,3 +226,13 @@ def test_a_mentor_run_that_never_finished_round_0_does_not_block_a_corrected_con
     corrected = MentorConfig(**{**config.__dict__, "strengths": (2.0,)})
     result = run_mentor(tiny_gemma, corrected, out=tmp_path / "out", progress=False)
     assert result.strengths["retrieved_round0"] == 2.0
+
+
+def test_a_mentor_strength_that_empties_every_response_is_an_error(tiny_gemma):
+    from metalens.steering.mentor import MentorRun
+
+    config = MentorConfig(rounds=0, layer=1, max_new_tokens=2, assessor="none", strengths=(1.0, 2.0),
+                          retrieval="bow", max_per_domain=5)
+    run = MentorRun(tiny_gemma, config, None, progress=False)
+    with pytest.raises(ValueError, match="strength 2 .*NaN"):
+        run.fluency_cost([""] * len(run.texts("validation")), 2.0)
