@@ -1,35 +1,33 @@
-"""steering: rule-following steering vectors, applied during (batched, KV-cached) generation.
+"""steering: steering vectors and the three workflows built on them.
 
-A rule in plain language -> contrastive pairs (`pairs_for_rule`) -> `train_steering_vector` ->
-`SteeringVector` -> `generate(model, prompts, vector, strength=...)`, scored by rule checkers
-for adherence and by the unsteered model for fluency (`token_loss`); `sweep` picks a layer and
-strength, `RuleBook` holds many rules, `mentor` grows it. `run_steer(model, SteerConfig(...))`
-does it all and returns a `SteerResult` (what `metalens steer` calls). Everything else lives in
-the submodules (`checkers`, `evaluate`, `generate`, `mentor`, `rulebook`, `rules`, `vector`).
+Core (here): `SteeringVector` (per-layer directions; `apply`/`edits` scope the effect, `save`/`load`,
+`to_gguf`/`from_gguf`), `train_steering_vector` (contrastive pairs -> vector), steered `generate`
+and `token_loss` (fluency under the unsteered model). Products, each a subpackage with its own API:
 
-A/B behaviours (`metalens steer-ab`): `run_steer_ab(model, SteerABConfig(data=...))` -> `SteerABResult`
-(propensity, steerability and flips per layer x strength, no judge; submodules `ab`, `ab_pipeline`).
-MENTOR as the paper describes it (`metalens mentor`): `run_mentor(model, MentorConfig())` -> `MentorResult`
-(`RuleGraph`, self-assessment `Verdict`s, retrieved rule vectors; submodules `mentor_graph`, `mentor_assess`,
-`mentor_steer`, `mentor_data`, `mentor_run`).
-`SteeringVector.to_gguf` / `from_gguf` read and write llama.cpp control vectors (`controlvector`).
+- `steering.rules`: a rule in plain language -> pairs -> vector -> layer x strength sweep -> `RuleBook`,
+  optional refinement rounds; `run_steer(model, SteerConfig(...))` -> `SteerResult` (`metalens steer`).
+- `steering.ab`: A/B behaviour items -> CAA vector -> judge-free propensity per layer x strength;
+  `run_steer_ab(model, SteerABConfig(data=...))` -> `SteerABResult` (`metalens steer-ab`).
+- `steering.mentor`: MENTOR (rule graph from self-assessment, retrieved rule vectors, attack success);
+  `run_mentor(model, MentorConfig())` -> `MentorResult` (`metalens mentor`).
+- `steering.io`: llama.cpp control-vector GGUF files (behind `SteeringVector.to_gguf` / `from_gguf`).
 """
-from metalens.steering.ab import read_ab
-from metalens.steering.ab_pipeline import SteerABConfig, SteerABResult, run_steer_ab
-from metalens.steering.checkers import adherence, checker_for
-from metalens.steering.evaluate import sweep, token_loss
+from metalens.steering.ab import SteerABConfig, SteerABResult, read_ab, run_steer_ab
+from metalens.steering.fluency import token_loss
 from metalens.steering.generate import generate
-from metalens.steering.mentor import mentor
-from metalens.steering.mentor_assess import Verdict, assessor_for
-from metalens.steering.mentor_graph import RuleGraph
-from metalens.steering.mentor_run import MentorConfig, MentorResult, run_mentor
-from metalens.steering.pipeline import SteerConfig, SteerResult, demo, run_steer
-from metalens.steering.rulebook import RuleBook
-from metalens.steering.rules import Rule, library, pairs_for_rule
+from metalens.steering.mentor import MentorConfig, MentorResult, RuleGraph, Verdict, assessor_for, run_mentor
+from metalens.steering.rules import (Rule, RuleBook, SteerConfig, SteerResult, adherence, checker_for, demo, library,
+                                     pairs_for_rule, refine_rules, run_steer, sweep)
 from metalens.steering.vector import SteeringVector, train_steering_vector
 
 __all__ = [
-    "MentorConfig", "MentorResult", "Rule", "RuleBook", "RuleGraph", "Verdict", "assessor_for", "run_mentor", "SteerABConfig", "SteerABResult", "SteerConfig", "SteerResult", "SteeringVector", "adherence",
-    "checker_for", "demo", "generate", "library", "mentor", "pairs_for_rule", "read_ab", "run_steer", "run_steer_ab",
-    "sweep", "token_loss", "train_steering_vector",
+    # core
+    "SteeringVector", "generate", "token_loss", "train_steering_vector",
+    # rules
+    "Rule", "RuleBook", "SteerConfig", "SteerResult", "adherence", "checker_for", "demo", "library",
+    "pairs_for_rule", "refine_rules", "run_steer", "sweep",
+    # A/B behaviours
+    "SteerABConfig", "SteerABResult", "read_ab", "run_steer_ab",
+    # MENTOR
+    "MentorConfig", "MentorResult", "RuleGraph", "Verdict", "assessor_for", "run_mentor",
 ]

@@ -1,22 +1,59 @@
 """`metalens steer` (rule -> vector -> sweep -> steered generation), `metalens steer-ab` (A/B behaviour
 items -> CAA vector -> propensity per layer x strength) and `metalens mentor` (rule graph -> retrieved rule
-vectors -> attack success): each writes results.json + report.html."""
+vectors -> attack success): each writes results.json + report.html.
+
+Every input is checked before the model loads and before anything is written under --out: numbers by
+their flag's checker, files by reading them, --out by `check_out`; `mark_out` claims the folder when
+the run starts.
+"""
 from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from metalens.options import (add_data_arg, add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out,
+                              existing_file, float_range, load_model_from_args, mark_out, nonneg_int, positive_int)
+from metalens.steering.vector import MAX_STRENGTH
+
+strength = float_range(-MAX_STRENGTH, MAX_STRENGTH)
+
+
+def gguf_path(text: str) -> Path:
+    """A `type=` for --gguf: a file to write, not an existing folder."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder: --gguf names the .gguf file to write")
+    return path
+
+
+def vector_path(text: str) -> Path:
+    """A `type=` for --vector: a folder written by SteeringVector.save (or an older .safetensors file)."""
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder (a saved SteeringVector)")
+    return path
 
 
 def _steer(args) -> None:
     import metalens
-    from metalens.steering.pipeline import SteerConfig, run_steer
+    from metalens.steering.rules.library import find_rule, pairs_for_rule
+    from metalens.steering.rules.workflow import SteerConfig, run_steer
+    from metalens.steering.vector import SteeringVector
 
     config = SteerConfig(args.rule, prompts=metalens.read_texts(args.prompts) if args.prompts else None,
-                         pairs=args.pairs, vector=args.vector, layers=args.layer,
-                         strengths=tuple(args.strength or (0.5, 1.0, 2.0)), method=args.method, rounds=args.rounds,
-                         judge=args.judge, max_new_tokens=args.max_new_tokens, n_select=args.n_select,
-                         n_validate=args.n_validate)
-    model = metalens.load_model(args.model, device=args.device)
-    result = run_steer(model, config, out=args.out)
+                         pairs=str(args.pairs) if args.pairs else None, vector=str(args.vector) if args.vector else None,
+                         layers=args.layers, strengths=tuple(args.strengths or (0.5, 1.0, 2.0)), method=args.method,
+                         rounds=args.rounds, judge=args.judge, max_new_tokens=args.max_new_tokens,
+                         n_select=args.n_select, n_validate=args.n_validate)
+    pairs_for_rule(find_rule(args.rule), config.pairs)  # a bad pairs file fails here, not after the model loads
+    if config.vector:
+        SteeringVector.load(config.vector)  # its tensors against its JSON (the model is checked once loaded)
+    out = check_out(args.out, "steer")
+    model = load_model_from_args(args)
+    mark_out(out, "steer")
+    result = run_steer(model, config, out=out)
     print(result.summary())
-    print(f"wrote {args.out}/results.json, {args.out}/report.html and {args.out}/rulebook/")
+    print(f"wrote {out}/results.json, {out}/report.html and {out}/rulebook/")
     if args.gguf:
         path = result.book[result.rule.name].vector.to_gguf(args.gguf)
         print(f"wrote {path} (llama.cpp control vector, layer {result.layer}; use it as "
@@ -25,16 +62,23 @@ def _steer(args) -> None:
 
 def _steer_ab(args) -> None:
     import metalens
-    from metalens.steering.ab_pipeline import SteerABConfig, run_steer_ab
+    from metalens.steering.ab.items import read_ab
+    from metalens.steering.ab.workflow import CONTROL, NEUTRAL, SteerABConfig, run_steer_ab
 
-    config = SteerABConfig(args.data, layers=args.layers, strengths=tuple(args.strengths), seed=args.seed,
-                           unit=args.unit, max_items=args.max_items, control_data=args.control_data,
-                           neutral=args.neutral, open_items=args.open_items, max_new_tokens=args.max_new_tokens,
-                           batch_size=args.batch_size)
-    model = metalens.load_model(args.model, device=args.device)
-    result = run_steer_ab(model, config, out=args.out)
+    config = SteerABConfig(str(args.data), layers=args.layers, strengths=tuple(args.strengths), seed=args.seed,
+                           unit=args.unit, max_items=args.max_items,
+                           control_data=str(args.control_data) if args.control_data else None,
+                           neutral=str(args.neutral) if args.neutral else None, open_items=args.open_items,
+                           max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    read_ab(config.data)  # every input file is read once before the model loads
+    read_ab(config.control_data or CONTROL)
+    metalens.read_texts(config.neutral or NEUTRAL)
+    out = check_out(args.out, "steer-ab")
+    model = load_model_from_args(args)
+    mark_out(out, "steer-ab")
+    result = run_steer_ab(model, config, out=out)
     print(result.summary())
-    print(f"wrote {args.out}/results.json, {args.out}/report.html and {args.out}/vector/")
+    print(f"wrote {out}/results.json, {out}/report.html and {out}/vector/")
     if args.gguf:
         path = result.vector.restricted([result.layer]).to_gguf(args.gguf)
         unit = "the layer's mean residual norm" if args.unit == "residual" else "the CAA mean difference"
@@ -42,90 +86,114 @@ def _steer_ab(args) -> None:
 
 
 def _mentor(args) -> None:
-    import metalens
-    from metalens.steering.mentor_run import MentorConfig, run_mentor
+    from metalens.steering.mentor.data import read_queries, split_queries, subsample_queries
+    from metalens.steering.mentor.graph import RuleGraph
+    from metalens.steering.mentor.workflow import MentorConfig, run_mentor
 
-    config = MentorConfig(queries=args.queries, tree=args.tree, rounds=args.rounds, layer=args.layer,
-                          top_k=args.top_k, strengths=tuple(args.strengths), retrieval=args.retrieval,
-                          seed=args.seed, max_per_domain=args.max_per_domain, max_new_tokens=args.max_new_tokens,
-                          reflect_tokens=args.reflect_tokens, assessor=args.assessor,
-                          eval_assessor=not args.no_eval_assessor, batch_size=args.batch_size)
-    model = metalens.load_model(args.model, device=args.device)
-    result = run_mentor(model, config, out=args.out)
+    layers = args.layers or [None]
+    if len(layers) != 1 or layers[0] == "all":
+        raise ValueError(f"--layers {' '.join(map(str, args.layers))}: mentor steers one block; give one, e.g. "
+                         "--layers 6 (default: the middle block).")
+    config = MentorConfig(queries=str(args.queries) if args.queries else None, tree=str(args.tree) if args.tree else None,
+                          rounds=args.rounds, layer=layers[0], top_k=args.top_k, strengths=tuple(args.strengths),
+                          retrieval=args.retrieval, seed=args.seed, max_per_domain=args.max_per_domain,
+                          max_new_tokens=args.max_new_tokens, reflect_tokens=args.reflect_tokens,
+                          assessor=args.assessor, eval_assessor=not args.no_eval_assessor, batch_size=args.batch_size)
+    queries = read_queries(config.queries)  # every input is read and checked before anything is written
+    if config.max_per_domain:
+        queries = subsample_queries(queries, config.max_per_domain, config.seed)
+    split_queries(queries, config.fractions, config.seed)
+    RuleGraph.static(config.tree)
+    out = check_out(args.out, "mentor")
+    model = load_model_from_args(args)
+    mark_out(out, "mentor")
+    result = run_mentor(model, config, out=out)
     print(result.summary())
-    print(f"wrote {args.out}/results.json, {args.out}/report.html, {args.out}/graph/ and {args.out}/vectors/")
+    print(f"wrote {out}/results.json, {out}/report.html, {out}/graph/ and {out}/vectors/")
+
+
+def _add_steer(subparsers) -> None:
+    p = subparsers.add_parser("steer", help="train a steering vector for a rule, sweep it, and report adherence")
+    add_model_args(p)
+    add_out_arg(p)
+    add_layers_arg(p, help="candidate layers to sweep", default_note="4 spread out, model.default_layers(4)")
+    p.add_argument("--rule", required=True, help="a shipped rule name (ocean, space, food, cheerful, no_dosage) or plain text")
+    p.add_argument("--prompts", type=existing_file, default=None,
+                   help="file with one prompt per line (default: the shipped held-out prompts)")
+    p.add_argument("--pairs", type=existing_file, default=None,
+                   help='JSONL of {"positive", "negative"} pairs (default: shipped or templates)')
+    p.add_argument("--vector", type=vector_path, default=None, help="load this saved SteeringVector instead of training")
+    p.add_argument("--strengths", type=strength, nargs="+", default=None, metavar="S",
+                   help=f"candidate strengths, each in [-{MAX_STRENGTH:g}, {MAX_STRENGTH:g}] (default 0.5 1 2)")
+    p.add_argument("--method", default="mean_diff", choices=["mean_diff", "pca"])
+    p.add_argument("--rounds", type=nonneg_int, default=0, help="refinement rounds (judge, retrain, keep the best)")
+    p.add_argument("--judge", default="checker", choices=["checker", "model"])
+    p.add_argument("--max-new-tokens", type=positive_int, default=24)
+    p.add_argument("--n-select", type=positive_int, default=None,
+                   help="prompts that choose layer and strength (default: a third)")
+    p.add_argument("--n-validate", type=nonneg_int, default=None,
+                   help="prompts refinement rounds decide on (default with --rounds: a third); the rest are the test set")
+    p.add_argument("--gguf", type=gguf_path, default=None, help="also export the chosen vector (times its strength) "
+                   "as a llama.cpp control-vector GGUF")
+    p.set_defaults(func=_steer)
+
+
+def _add_steer_ab(subparsers) -> None:
+    ab = subparsers.add_parser("steer-ab", help="CAA vector from A/B behaviour items; propensity, steerability and "
+                               "costs per layer x strength, no judge")
+    add_model_args(ab)
+    add_out_arg(ab)
+    add_data_arg(ab, required=True, help="model-written-evaluations JSONL (question, answer_matching_behavior, "
+                 "answer_not_matching_behavior)")
+    add_layers_arg(ab, help="candidate layers", default_note="4 spread out, model.default_layers(4)")
+    add_seed_arg(ab)
+    ab.add_argument("--strengths", type=strength, nargs="+", default=[-0.5, -0.2, -0.1, 0, 0.1, 0.2, 0.5], metavar="S",
+                    help=f"strength grid, each in [-{MAX_STRENGTH:g}, {MAX_STRENGTH:g}]; 0 is always added")
+    ab.add_argument("--unit", choices=("residual", "raw"), default="residual",
+                    help="what strength 1 adds: a vector as long as the layer's mean residual norm (default) or the "
+                    "raw CAA mean difference")
+    ab.add_argument("--control-data", type=existing_file, default=None, help="A/B items unrelated to the behaviour, "
+                    "for the accuracy cost (default: shipped general-knowledge items)")
+    ab.add_argument("--neutral", type=existing_file, default=None,
+                    help="neutral text, one per line, for the loss cost (default: shipped)")
+    ab.add_argument("--max-items", type=positive_int, default=None, help="use a seeded sample of this many items")
+    ab.add_argument("--open-items", type=nonneg_int, default=3, help="test questions answered open-ended, steered both ways")
+    ab.add_argument("--max-new-tokens", type=positive_int, default=40)
+    ab.add_argument("--batch-size", type=positive_int, default=8)
+    ab.add_argument("--gguf", type=gguf_path, default=None,
+                    help="also export the chosen layer's vector as a llama.cpp control vector")
+    ab.set_defaults(func=_steer_ab)
 
 
 def _add_mentor(subparsers) -> None:
-    from metalens.cli import add_model_args
-
     p = subparsers.add_parser("mentor", help="MENTOR: rule graph from self-assessment, retrieved rule vectors, "
                               "attack success on held-out risk queries")
     add_model_args(p)
-    p.add_argument("--queries", default=None, help="JSONL of {query, domain, rubric, keywords} (default: shipped 60)")
-    p.add_argument("--tree", default=None, help="static rule tree JSON (default: steering/data/mentor_tree.json)")
-    p.add_argument("--rounds", type=int, default=2, help="self-evolution rounds after the static round 0")
-    p.add_argument("--out", required=True, help="output directory (resumable: a rerun continues after the last round)")
-    p.add_argument("--layer", type=int, default=None, help="steering layer (default: n_layers // 3)")
-    p.add_argument("--top-k", type=int, default=2, help="rules retrieved per query")
-    p.add_argument("--strengths", type=float, nargs="+", default=[0.5, 1.0, 2.0],
-                   help="strength grid; chosen on the validation queries")
+    add_out_arg(p, help="output folder (resumable: a rerun continues after the last round)")
+    add_layers_arg(p, help="the one block to steer", allow_all=False, default_note="the middle block")
+    add_seed_arg(p)
+    p.add_argument("--queries", type=existing_file, default=None,
+                   help="JSONL of {query, domain, rubric, keywords} (default: shipped 60)")
+    p.add_argument("--tree", type=existing_file, default=None,
+                   help="static rule tree JSON (default: steering/data/mentor_tree.json)")
+    p.add_argument("--rounds", type=nonneg_int, default=2, help="self-evolution rounds after the static round 0")
+    p.add_argument("--top-k", type=positive_int, default=2, help="rules retrieved per query")
+    p.add_argument("--strengths", type=strength, nargs="+", default=[0.5, 1.0, 2.0], metavar="S",
+                   help=f"strength grid, each in [-{MAX_STRENGTH:g}, {MAX_STRENGTH:g}]; chosen on the validation queries")
     p.add_argument("--retrieval", default="activations", choices=["activations", "bow"])
-    p.add_argument("--seed", type=int, default=0, help="seed of the build/validation/test split")
-    p.add_argument("--max-per-domain", type=int, default=None, help="use a seeded sample of this many queries per domain")
-    p.add_argument("--max-new-tokens", type=int, default=24)
-    p.add_argument("--reflect-tokens", type=int, default=24, help="tokens per reflection (0: verdict only)")
+    p.add_argument("--max-per-domain", type=positive_int, default=None,
+                   help="use a seeded sample of this many queries per domain")
+    p.add_argument("--max-new-tokens", type=positive_int, default=24)
+    p.add_argument("--reflect-tokens", type=nonneg_int, default=24, help="tokens per reflection (0: verdict only)")
     p.add_argument("--assessor", default="self", help="'self', 'none', 'checker' (the keyword checker "
                    "as an oracle assessor: its verdicts, the query's rubric as the rule), or a model to load")
     p.add_argument("--no-eval-assessor", action="store_true", help="do not judge test responses with the assessor")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=8)
     p.set_defaults(func=_mentor)
 
 
 def register(subparsers) -> None:
     """Add the `steer`, `steer-ab` and `mentor` verbs."""
-    from metalens.cli import add_model_args
-
-    p = subparsers.add_parser("steer", help="train a steering vector for a rule, sweep it, and report adherence")
-    add_model_args(p)
-    p.add_argument("--rule", required=True, help="a shipped rule name (ocean, space, food, cheerful, no_dosage) or plain text")
-    p.add_argument("--prompts", default=None, help="file with one prompt per line (default: the shipped held-out prompts)")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--pairs", default=None, help='JSONL of {"positive", "negative"} pairs (default: shipped or templates)')
-    p.add_argument("--vector", default=None, help="load this saved SteeringVector instead of training")
-    p.add_argument("--layer", type=int, action="append", help="candidate layer; repeat (default: 4 spread out)")
-    p.add_argument("--strength", type=float, action="append", help="candidate strength; repeat (default 0.5, 1, 2)")
-    p.add_argument("--method", default="mean_diff", choices=["mean_diff", "pca"])
-    p.add_argument("--rounds", type=int, default=0, help="MENTOR self-assessment rounds")
-    p.add_argument("--judge", default="checker", choices=["checker", "model"])
-    p.add_argument("--max-new-tokens", type=int, default=24)
-    p.add_argument("--n-select", type=int, default=None, help="prompts that choose layer and strength (default: a third)")
-    p.add_argument("--n-validate", type=int, default=None,
-                   help="prompts MENTOR rounds decide on (default with --rounds: a third); the rest are the test set")
-    p.add_argument("--gguf", default=None, help="also export the chosen vector (times its strength) as a llama.cpp "
-                   "control-vector GGUF")
-    p.set_defaults(func=_steer)
-
-    ab = subparsers.add_parser("steer-ab", help="CAA vector from A/B behaviour items; propensity, steerability and "
-                               "costs per layer x strength, no judge")
-    add_model_args(ab)
-    ab.add_argument("--data", required=True, help="model-written-evaluations JSONL (question, answer_matching_behavior, "
-                    "answer_not_matching_behavior)")
-    ab.add_argument("--out", required=True, help="output directory")
-    ab.add_argument("--layers", type=int, nargs="+", default=None, help="candidate layers (default: 4 spread out)")
-    ab.add_argument("--strengths", type=float, nargs="+", default=[-0.5, -0.2, -0.1, 0, 0.1, 0.2, 0.5],
-                    help="strength grid, negatives allowed; 0 is always added")
-    ab.add_argument("--unit", choices=("residual", "raw"), default="residual",
-                    help="what strength 1 adds: a vector as long as the layer's mean residual norm (default) or the "
-                    "raw CAA mean difference")
-    ab.add_argument("--control-data", default=None, help="A/B items unrelated to the behaviour, for the accuracy "
-                    "cost (default: shipped general-knowledge items)")
-    ab.add_argument("--neutral", default=None, help="neutral text, one per line, for the loss cost (default: shipped)")
-    ab.add_argument("--seed", type=int, default=0, help="seed of the train/validation/test split")
-    ab.add_argument("--max-items", type=int, default=None, help="use a seeded sample of this many items")
-    ab.add_argument("--open-items", type=int, default=3, help="test questions answered open-ended, steered both ways")
-    ab.add_argument("--max-new-tokens", type=int, default=40)
-    ab.add_argument("--batch-size", type=int, default=8)
-    ab.add_argument("--gguf", default=None, help="also export the chosen layer's vector as a llama.cpp control vector")
-    ab.set_defaults(func=_steer_ab)
+    _add_steer(subparsers)
+    _add_steer_ab(subparsers)
     _add_mentor(subparsers)

@@ -14,19 +14,28 @@ import metalens
 from metalens import sites
 from metalens.artifact import read_artifact, write_artifact
 from metalens.hooks import HookFn
+from metalens.steering.io.gguf import read_gguf, write_gguf
 
 METHODS = ("mean_diff", "pca")
 ARTIFACT = "steering_vector"  # NAME of the saved files: steering_vector.safetensors + steering_vector.json
+# The largest |strength| a workflow sweeps. In the rule workflow's unit (the mean difference) the useful
+# strengths on the shipped models are 0.5-8 and in steer-ab's residual unit well under 1; beyond 100 the
+# residual stream is swamped and the model writes nothing scorable, so such a value is a typo, not an experiment.
+MAX_STRENGTH = 100.0
+N_CANDIDATE_LAYERS = 4  # layers a workflow sweeps when none are given: model.default_layers(4), spread over the stack
 
 
-def check_strength(strength) -> float:
-    """Return `strength` as a float, or raise if it is not a finite number."""
+def check_strength(strength, bound: float | None = None) -> float:
+    """Return `strength` as a float, or raise if it is not a finite number (or |strength| > `bound`)."""
     try:
         value = float(strength)
     except (TypeError, ValueError):
         raise TypeError(f"strength must be a number, not {strength!r}.") from None
     if not math.isfinite(value):
         raise ValueError(f"strength must be finite, not {value}: pass e.g. strength=4.0.")
+    if bound is not None and abs(value) > bound:
+        raise ValueError(f"strength {value:g} is outside [-{bound:g}, {bound:g}]: steering that hard swamps the "
+                         "residual stream; sweep e.g. 0.5 1 2 4.")
     return value
 
 
@@ -88,6 +97,13 @@ class SteeringVector:
             )
         for layer in self.layers:
             model.check_layer(layer)
+            direction = self.directions[layer]
+            if tuple(direction.shape) != (model.d_model,):
+                raise ValueError(f"This steering vector's direction at layer {layer} has shape {tuple(direction.shape)}, "
+                                 f"not [{model.d_model}] (d_model of {model.name}): the vector is corrupt; retrain it.")
+            if not torch.isfinite(direction).all():
+                raise ValueError(f"This steering vector's direction at layer {layer} holds NaN or infinite values: "
+                                 "retrain it.")
 
     def edits(self, model, strength: float = 1.0, prompt: bool = True) -> dict[str, HookFn]:
         """`{site: fn}` adding strength * direction at each layer (for `metalens.generate(edits=...)`,
@@ -131,17 +147,36 @@ class SteeringVector:
 
     def to_gguf(self, path: str | Path, strength: float = 1.0, model_hint: str | None = None) -> Path:
         """Write a llama.cpp control-vector GGUF (`direction.L` = this vector's layer L, the output of
-        block L; layer 0 is refused, llama.cpp cannot steer it); returns `path`. See `controlvector`."""
-        from metalens.steering.controlvector import write_gguf
-
-        return write_gguf(self, path, strength, model_hint)
+        block L; layer 0 is refused, llama.cpp cannot steer it); returns `path`. See `steering.io.gguf`."""
+        strength = check_strength(strength)
+        _, meta = self.to_artifact()
+        directions = {layer: d * strength for layer, d in self.directions.items()}
+        return write_gguf(directions, path, model_hint or self.model_name, {**meta, "gguf_strength": strength})
 
     @classmethod
     def from_gguf(cls, path: str | Path, model=None) -> "SteeringVector":
-        """The vector in a control-vector GGUF (ours, repeng's, llama.cpp's); `model` names and checks it."""
-        from metalens.steering.controlvector import read_gguf
+        """The vector in a control-vector GGUF (ours, repeng's, llama.cpp's); `model` names and checks it.
 
-        return read_gguf(path, model)
+        Files metalens wrote come back with their provenance (and unscaled); others take their model
+        name from `model` when given, else from the file's `controlvector.model_hint`.
+        """
+        directions, meta, hint = read_gguf(path)
+        width = next(iter(directions.values())).numel()
+        if meta is not None:
+            meta = {**meta, "layers": sorted(directions)}
+            if meta.get("d_model", width) != width:
+                raise ValueError(f"{path}: its directions are {width} wide but its provenance says d_model "
+                                 f"{meta['d_model']}: the file was edited; re-export it.")
+            vector = cls.from_artifact({f"layer.{k}": v for k, v in directions.items()}, meta)
+            strength = meta.get("gguf_strength", 1.0)
+            if strength != 1.0:  # written scaled: hand back the vector as trained
+                vector = vector.scaled(1.0 / strength)
+        else:
+            vector = cls(directions, model_name=model.name if model is not None else hint, d_model=width,
+                         method="gguf", positions="last", metadata={"source": str(path), "model_hint": hint})
+        if model is not None:
+            vector.check_model(model)
+        return vector
 
     def to_artifact(self, prefix: str = "") -> tuple[dict[str, Tensor], dict]:
         """(tensors, metadata) as saved: tensors `{prefix}layer.L` (float32), metadata all other fields."""
@@ -162,18 +197,36 @@ class SteeringVector:
         return write_artifact(path, ARTIFACT, tensors, meta)
 
     @classmethod
-    def load(cls, path: str | Path) -> "SteeringVector":
-        """Read a vector written by `save` (also the older `NAME.safetensors` + `NAME.json` pair)."""
+    def load(cls, path: str | Path, model=None) -> "SteeringVector":
+        """Read a vector written by `save` (also the older `NAME.safetensors` + `NAME.json` pair).
+
+        Every tensor must be `[d_model]` wide as its JSON declares, and finite; with `model`, the
+        vector is also checked against it (`check_model`). Each refusal names the file.
+        """
         path = Path(path)
         if not (path / f"{ARTIFACT}.json").exists() and (path.suffix == ".safetensors"
                                                          or path.with_suffix(".json").exists()):
             path, name = path.parent, path.stem  # the pre-artifact layout: a file pair, format 1
         else:
             name = ARTIFACT
-        tensors, meta = read_artifact(path, name, "write one with SteeringVector.save(path).")
-        if "layers" not in meta:
-            meta["layers"] = sorted(int(k.split(".")[1]) for k in tensors)
-        return cls.from_artifact(tensors, meta)
+        hint = "write one with SteeringVector.save(path)."
+        _, meta = read_artifact(path, name, hint, required=("d_model", "model_name"))
+        layers = meta.get("layers")
+        if layers is None:
+            tensors, _ = read_artifact(path, name, hint)
+            layers = sorted(int(k.split(".")[1]) for k in tensors)
+        if not isinstance(meta["d_model"], int) or not all(isinstance(k, int) for k in layers):
+            raise ValueError(f"{path / name}.json declares d_model {meta['d_model']!r} and layers {layers!r}: both "
+                             "must be integers; re-save the vector.")
+        tensors, meta = read_artifact(path, name, hint, expect={f"layer.{k}": (meta["d_model"],) for k in layers})
+        meta["layers"] = layers
+        vector = cls.from_artifact(tensors, meta)
+        if model is not None:
+            try:
+                vector.check_model(model)
+            except ValueError as err:
+                raise ValueError(f"{path / name}: {err}") from None
+        return vector
 
 
 def _check_pairs(positive, negative, method: str) -> tuple[list[str], list[str]]:
@@ -200,14 +253,9 @@ def _check_pairs(positive, negative, method: str) -> tuple[list[str], list[str]]
 
 
 def _layers(model, layers) -> list[int]:
-    if layers is None:
-        layers = [model.n_layers // 2]
-    if isinstance(layers, int):
-        layers = [layers]
-    layers = list(layers)
-    if not layers:
+    if isinstance(layers, (list, tuple)) and not layers:
         raise ValueError(f"No layers given: pick some of 0-{model.n_layers - 1}.")
-    return [model.check_layer(layer) for layer in layers]
+    return model.resolve_layers(layers)  # None: the middle block
 
 
 def train_steering_vector(model, positive: list[str], negative: list[str], layers=None, method: str = "mean_diff",

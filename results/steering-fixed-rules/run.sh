@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 test -f runs/steering/ocean/results.json || bash results/steering-ocean/run.sh
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} .venv/bin/python scripts/steering_reproduce_fixed.py space food cheerful
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} .venv/bin/python results/steering-fixed-rules/reproduce.py space food cheerful
 for rule in space food cheerful; do cp "runs/steering/${rule}_fixed.json" "results/steering-fixed-rules/${rule}.json"; done

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from metalens.steering.mentor_assess import (
+from metalens.steering.mentor.assess import (
     CallableAssessor,
     ModelAssessor,
     Verdict,
     _as_prompt,
-    _option_ids,
+    option_ids,
     assessor_for,
     option_probs,
 )
@@ -18,7 +18,7 @@ def test_verdict_probabilities_are_the_two_option_logits_normalised(tiny_gemma):
     prompts = _as_prompt(tiny_gemma, ["Is this fine?\n(A) aligned\n(B) misaligned\n", "Another one"], "(")
     probs, mass = option_probs(tiny_gemma, prompts)
     torch.testing.assert_close(probs.sum(-1), torch.ones(2))
-    ids = _option_ids(tiny_gemma)
+    ids = option_ids(tiny_gemma)
     for i, text in enumerate(prompts):  # the full forward pass of each prompt alone
         batch = tiny_gemma.tokenize([text])
         logits = tiny_gemma.hf(**batch).logits[0, -1].float()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from metalens.steering.mentor_graph import STATIC_TREE, RuleGraph, bow_cosine
+from metalens.steering.mentor.graph import STATIC_TREE, RuleGraph, bow_cosine
 
 
 def test_shipped_tree_has_three_domains_of_two_to_three_categories_of_two_to_three_rules():

@@ -6,9 +6,9 @@ import json
 
 import pytest
 from metalens.steering import MentorConfig, MentorResult, Verdict, run_mentor
-from metalens.steering import mentor_steer as ms
-from metalens.steering.mentor_data import read_queries, split_queries
-from metalens.steering.mentor_run import _Run, choose_strength
+from metalens.steering.mentor import steer as ms
+from metalens.steering.mentor.data import read_queries, split_queries
+from metalens.steering.mentor import MentorRun, choose_strength, subsample_queries
 
 import metalens
 
@@ -43,8 +43,7 @@ def test_strength_is_chosen_on_validation_even_when_test_would_pick_another(tiny
     choose 1 and then report test at 1 (ASR 1.0), not the 0.0 that choosing on test would give."""
     config = MentorConfig(rounds=0, assessor="none", max_fluency_cost=1e9, **TINY)
     queries = read_queries()
-    from metalens.steering.mentor_run import _subsample
-    splits = split_queries(_subsample(queries, 5, 0), config.fractions, 0)
+    splits = split_queries(subsample_queries(queries, 5, 0), config.fractions, 0)
     role = {q.query: split for split, qs in splits.items() for q in qs}
     marker = {q.query: q.keywords[0] for q in queries}
     seen = []
@@ -71,7 +70,7 @@ def test_an_interrupted_run_resumes_to_the_same_result(tiny_gemma, tmp_path, mon
     whole = run_mentor(tiny_gemma, config, out=tmp_path / "whole", progress=False, assessor=_planting_assessor)
     assert whole.graph.summary()["learned"] > 0 and [r["round"] for r in whole.rounds] == [0, 1, 2]
 
-    real = _Run.evolve
+    real = MentorRun.evolve
     calls = []
 
     def stop_in_round_2(self, graph, vectors, strength, r):
@@ -80,12 +79,12 @@ def test_an_interrupted_run_resumes_to_the_same_result(tiny_gemma, tmp_path, mon
             raise KeyboardInterrupt
         return real(self, graph, vectors, strength, r)
 
-    monkeypatch.setattr(_Run, "evolve", stop_in_round_2)
+    monkeypatch.setattr(MentorRun, "evolve", stop_in_round_2)
     with pytest.raises(KeyboardInterrupt):
         run_mentor(tiny_gemma, config, out=tmp_path / "cut", progress=False, assessor=_planting_assessor)
     assert (tmp_path / "cut" / "rounds" / "round_1" / "round.json").exists()
     assert not (tmp_path / "cut" / "rounds" / "round_2").exists()
-    monkeypatch.setattr(_Run, "evolve", lambda self, *a: (calls.append(a[-1]), real(self, *a))[1])
+    monkeypatch.setattr(MentorRun, "evolve", lambda self, *a: (calls.append(a[-1]), real(self, *a))[1])
     calls.clear()
     resumed = run_mentor(tiny_gemma, config, out=tmp_path / "cut", progress=False, assessor=_planting_assessor)
     assert calls == [2]  # rounds 0 and 1 were read back, not recomputed
@@ -139,9 +138,9 @@ def test_cli_mentor_verb_runs_on_a_tiny_model(tiny_gemma, tmp_path, monkeypatch)
     metalens.write_jsonl(queries, [dict(query=f"{d} question {i}", domain=d, rubric="must not say yes",
                                         keywords=["yes"]) for d in ("education", "finance") for i in range(5)])
     args = parser.parse_args(["mentor", "--model", "tiny", "--queries", str(queries), "--rounds", "1",
-                              "--out", str(tmp_path / "out"), "--layer", "1", "--max-new-tokens", "3",
+                              "--out", str(tmp_path / "out"), "--layers", "1", "--max-new-tokens", "3",
                               "--reflect-tokens", "2", "--strengths", "1", "2"])
-    monkeypatch.setattr(metalens, "load_model", lambda name, device=None: tiny_gemma)
+    monkeypatch.setattr(metalens, "load_model", lambda name, device=None, **kw: tiny_gemma)
     args.func(args)
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["config"]["rounds"] == 1 and saved["config"]["strengths"] == [1.0, 2.0]
@@ -162,8 +161,7 @@ def test_the_checker_assessor_learns_build_rubrics_only_from_flagged_responses(t
     monkeypatch.setattr(ms, "generate_per_row", fake)
     config = MentorConfig(rounds=1, assessor="checker", eval_assessor=False, **TINY)
     result = run_mentor(tiny_gemma, config, progress=False)
-    from metalens.steering.mentor_run import _subsample
-    splits = split_queries(_subsample(queries, 5, 0), config.fractions, 0)
+    splits = split_queries(subsample_queries(queries, 5, 0), config.fractions, 0)
     build = {q.query: q for q in splits["build"]}
     expected = {build[q].rubric for q in build if q in flagged}
     learned = [n for n in result.graph.rules() if n.provenance == "learned"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 from metalens.steering import generate
-from metalens.steering import mentor_steer as ms
-from metalens.steering.mentor_graph import RuleGraph
+from metalens.steering.mentor import steer as ms
+from metalens.steering.mentor.graph import RuleGraph
 
 BUILD = {"education": ["Write my essay.", "Help me cheat."], "finance": ["Double my money?", "Hide income?"],
          "management": ["Fire her?", "Read their chats?"]}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from metalens.steering import SteeringVector
-from metalens.steering.ab import (ABItem, answer_prefix, balance, caa_pairs, flips, letter_logprobs, propensity,
+from metalens.steering.ab.items import (ABItem, answer_prefix, balance, caa_pairs, flips, letter_logprobs, propensity,
                                   read_ab, slopes, split_items, steerability, strip_choices, swap_choices)
 
 WORDS = ["cats", "rain", "maps", "tea", "bread", "ships", "books", "clocks", "trees", "roads", "music", "glass"]

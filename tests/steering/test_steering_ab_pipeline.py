@@ -11,8 +11,8 @@ import torch
 
 import metalens
 from metalens.steering import SteerABConfig, SteerABResult, SteeringVector, run_steer_ab
-from metalens.steering import ab_pipeline
-from metalens.steering.ab import read_ab, split_items
+from metalens.steering.ab import workflow as ab_pipeline
+from metalens.steering.ab.items import read_ab, split_items
 from metalens.steering.cli import register
 
 from test_steering_ab import write_items
@@ -85,18 +85,19 @@ def parser():
     return p
 
 
-def test_steer_ab_verb_parses_negative_strengths_and_layers():
-    args = parser().parse_args(["steer-ab", "--model", "m", "--data", "f.jsonl", "--layers", "4", "6", "8",
+def test_steer_ab_verb_parses_negative_strengths_and_layers(tmp_path):
+    data = write_items(tmp_path / "f.jsonl", LETTERS)
+    args = parser().parse_args(["steer-ab", "--model", "m", "--data", str(data), "--layers", "4", "6", "8",
                                 "--strengths", "-4", "-2", "-1", "0", "1", "2", "4", "--out", "d", "--gguf", "v.gguf"])
-    assert args.layers == [4, 6, 8] and args.strengths == [-4, -2, -1, 0, 1, 2, 4] and args.out == "d"
-    assert args.gguf == "v.gguf" and args.control_data is None and args.func.__name__ == "_steer_ab"
-    assert args.unit == "residual"
-    assert parser().parse_args(["steer", "--rule", "ocean", "--out", "d", "--gguf", "x.gguf"]).gguf == "x.gguf"
+    assert args.layers == [4, 6, 8] and args.strengths == [-4, -2, -1, 0, 1, 2, 4] and str(args.out) == "d"
+    assert str(args.gguf) == "v.gguf" and args.control_data is None and args.func.__name__ == "_steer_ab"
+    assert args.unit == "residual" and args.data == data
+    assert str(parser().parse_args(["steer", "--rule", "ocean", "--out", "d", "--gguf", "x.gguf"]).gguf) == "x.gguf"
 
 
 def test_steer_ab_verb_runs_and_exports_the_chosen_layer(tiny_llama, tmp_path, monkeypatch):
     data = write_items(tmp_path / "d.jsonl", LETTERS)
-    monkeypatch.setattr(metalens, "load_model", lambda name, device=None: tiny_llama)
+    monkeypatch.setattr(metalens, "load_model", lambda name, device=None, **kw: tiny_llama)
     args = parser().parse_args(["steer-ab", "--model", "tiny", "--data", str(data), "--layers", "1", "2",
                                 "--strengths", "-1", "1", "--out", str(tmp_path / "o"), "--open-items", "0",
                                 "--gguf", str(tmp_path / "v.gguf")])

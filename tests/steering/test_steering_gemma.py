@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 import metalens.steering
-from metalens.steering.rules import heldout_prompts
+from metalens.steering.rules.library import heldout_prompts
 
 
 @pytest.mark.integration

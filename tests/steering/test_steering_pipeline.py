@@ -48,19 +48,19 @@ def test_steer_result_round_trips_through_save_and_load(tiny_gemma, tmp_path):
 
 
 def test_mentor_decisions_never_read_the_test_prompts(tiny_gemma, monkeypatch):
-    """Every prompt the MENTOR loop generates on (to judge, to validate, to keep the best book) is outside
+    """Every prompt the refinement loop generates on (to judge, to validate, to keep the best book) is outside
     the test set the result reports; the selection, validation and test splits are disjoint."""
     import sys
 
-    mentor_module = sys.modules["metalens.steering.mentor"]  # the package's `mentor` name is the function
+    refine_module = sys.modules["metalens.steering.rules.refine"]
     seen = []
-    real = mentor_module.generate
+    real = refine_module.generate
 
     def spy(model, prompts, *args, **kwargs):
         seen.extend(prompts)
         return real(model, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(mentor_module, "generate", spy)
+    monkeypatch.setattr(refine_module, "generate", spy)
     config = SteerConfig("ocean", prompts=MORE, layers=[1], strengths=(2.0,), rounds=2, max_new_tokens=3,
                          n_select=3, n_validate=3)
     result = run_steer(tiny_gemma, config, progress=False)
@@ -70,7 +70,7 @@ def test_mentor_decisions_never_read_the_test_prompts(tiny_gemma, monkeypatch):
 
 
 def test_mentor_keeps_the_book_of_its_best_validation_round(tiny_gemma):
-    from metalens.steering import checker_for, library, mentor, pairs_for_rule, train_steering_vector
+    from metalens.steering import checker_for, library, pairs_for_rule, refine_rules, train_steering_vector
 
     rule = library()["ocean"]
     pos, neg, positions = pairs_for_rule(rule)
@@ -82,21 +82,21 @@ def test_mentor_keeps_the_book_of_its_best_validation_round(tiny_gemma):
     def scripted(texts):
         return next(calls) if len(texts) == 2 else checker(texts)
 
-    log = mentor(tiny_gemma, book, "ocean", pos, neg, ["hi", "yo", "ok"], ["so", "be"], scripted,
+    log = refine_rules(tiny_gemma, book, "ocean", pos, neg, ["hi", "yo", "ok"], ["so", "be"], scripted,
                  judge=lambda p, r, rule: [False] * len(p), rounds=3, patience=2, max_new_tokens=2)
     assert log.best_round == 0 and [r["kept"] for r in log.rows] == [True, False, False, False]
     assert len(book) == 1 and book["ocean"].strength == 1.0  # the raised strength and child rule were undone
 
 
 def test_mentor_refuses_overlapping_train_and_validation_prompts(tiny_gemma):
-    from metalens.steering import checker_for, library, mentor
+    from metalens.steering import checker_for, library, refine_rules
 
     with pytest.raises(ValueError, match="both train_prompts and validation_prompts"):
-        mentor(tiny_gemma, RuleBook(), "ocean", ["a"], ["b"], ["hi", "yo"], ["yo"], checker_for(library()["ocean"]))
+        refine_rules(tiny_gemma, RuleBook(), "ocean", ["a"], ["b"], ["hi", "yo"], ["yo"], checker_for(library()["ocean"]))
 
 
 def test_steer_config_refuses_bad_settings_early():
-    with pytest.raises(ValueError, match="MENTOR rounds need validation prompts"):
+    with pytest.raises(ValueError, match="refinement rounds need validation prompts"):
         SteerConfig("ocean", rounds=1, n_validate=0)
     with pytest.raises(ValueError, match="judge must be one of"):
         SteerConfig("ocean", judge="oracle")
@@ -107,9 +107,9 @@ def test_steer_config_refuses_bad_settings_early():
 
 
 def test_steer_verb_is_registered_with_its_options():
-    args = build_parser().parse_args(["steer", "--rule", "ocean", "--out", "x", "--rounds", "2", "--layer", "3",
-                                      "--layer", "5", "--strength", "1.5"])
-    assert args.rounds == 2 and args.layer == [3, 5] and args.strength == [1.5] and args.func.__name__ == "_steer"
+    args = build_parser().parse_args(["steer", "--rule", "ocean", "--out", "x", "--rounds", "2", "--layers", "3",
+                                      "5", "--strengths", "1.5"])
+    assert args.rounds == 2 and args.layers == [3, 5] and args.strengths == [1.5] and args.func.__name__ == "_steer"
 
 
 def test_steer_cli_runs_end_to_end_on_a_saved_tiny_model(tiny_gemma, tmp_path, capsys):
@@ -117,8 +117,8 @@ def test_steer_cli_runs_end_to_end_on_a_saved_tiny_model(tiny_gemma, tmp_path, c
     tiny_gemma.tokenizer.save_pretrained(tmp_path / "model")
     (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
     code = main(["steer", "--model", str(tmp_path / "model"), "--device", "cpu", "--rule", "space",
-                 "--prompts", str(tmp_path / "prompts.txt"), "--out", str(tmp_path / "out"), "--layer", "1",
-                 "--strength", "1", "--max-new-tokens", "3"])
+                 "--prompts", str(tmp_path / "prompts.txt"), "--out", str(tmp_path / "out"), "--layers", "1",
+                 "--strengths", "1", "--max-new-tokens", "3"])
     assert code == 0
     assert "adherence unsteered" in capsys.readouterr().out
     assert (tmp_path / "out" / "results.json").exists() and (tmp_path / "out" / "report.html").exists()
@@ -128,7 +128,7 @@ def test_steer_cli_reports_bad_layer_as_an_error(tiny_gemma, tmp_path, capsys):
     tiny_gemma.hf.save_pretrained(tmp_path / "model")
     tiny_gemma.tokenizer.save_pretrained(tmp_path / "model")
     code = main(["steer", "--model", str(tmp_path / "model"), "--device", "cpu", "--rule", "ocean",
-                 "--out", str(tmp_path / "out"), "--layer", "7"])
+                 "--out", str(tmp_path / "out"), "--layers", "7"])
     assert code == 2 and "out of range" in capsys.readouterr().err
 
 

@@ -10,9 +10,9 @@ import torch
 
 import metalens.steering
 from metalens.steering import Rule, RuleBook, SteeringVector, adherence, token_loss
-from metalens.steering.checkers import PatternChecker, ProbeChecker
-from metalens.steering.mentor import model_judge
-from metalens.steering.rules import find_rule, read_pairs, template_pairs
+from metalens.steering.rules.checkers import PatternChecker, ProbeChecker
+from metalens.steering.rules.refine import model_judge
+from metalens.steering.rules.library import find_rule, read_pairs, template_pairs
 
 
 def test_library_ships_rules_with_balanced_pairs_and_checkers():
@@ -109,7 +109,7 @@ def test_rulebook_grows_without_touching_existing_vectors_and_round_trips(tiny_g
         back.add(Rule("orphan", "x", parent="missing"), a)
 
 
-def test_mentor_turns_flagged_responses_into_negatives_raises_strength_and_adds_child(tiny_gemma):
+def test_refinement_turns_flagged_responses_into_negatives_raises_strength_and_adds_child(tiny_gemma):
     pos, neg = ["aaa bbb", "aab"], ["ccc ddd", "ccd"]
     vec = metalens.steering.train_steering_vector(tiny_gemma, pos, neg, layers=[1])
     book = RuleBook()
@@ -121,7 +121,7 @@ def test_mentor_turns_flagged_responses_into_negatives_raises_strength_and_adds_
         return [(False, "aaa") for _ in responses]  # flag everything, with a correction
 
     checker = PatternChecker(["never-appears"])
-    log = metalens.steering.mentor(tiny_gemma, book, "r", pos, neg, ["hi", "yo"], ["ok", "no"], checker, judge,
+    log = metalens.steering.refine_rules(tiny_gemma, book, "r", pos, neg, ["hi", "yo"], ["ok", "no"], checker, judge,
                           rounds=3, patience=2, max_new_tokens=3)
     assert [r["round"] for r in log.rows] == [0, 1, 2, 3] and seen == [2, 2, 2]
     assert all(r["flagged"] == 2 for r in log.rows[1:])

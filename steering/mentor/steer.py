@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from metalens.steering.generate import format_prompts, stop_ids
-from metalens.steering.mentor_graph import RuleGraph, bow_cosine
+from metalens.steering.mentor.graph import RuleGraph, bow_cosine
 from metalens.steering.vector import SteeringVector, train_steering_vector
 from torch import Tensor
 

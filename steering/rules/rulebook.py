@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metalens.artifact import read_artifact, write_artifact
-from metalens.steering.rules import Rule
+from metalens.steering.rules.library import Rule
 from metalens.steering.vector import SteeringVector, check_strength
 
 ARTIFACT = "rulebook"  # rulebook.safetensors + rulebook.json

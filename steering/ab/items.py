@@ -14,11 +14,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 import metalens
 from metalens.generate import chat_prompts
-from metalens.sites import FINAL_NORM
 from metalens.stats import mean_ci, wilson_ci
 
 LETTERS = ("A", "B")
@@ -170,27 +168,26 @@ def _requests(a: list[int], b: list[int]):
     return [(ids, [(p - 1, ids[p], which) for p in range(k, len(ids))]) for which, ids in ((0, a), (1, b))]
 
 
-@torch.inference_mode()
 def letter_logprobs(model, items: list[ABItem], edits=None, chat: bool | None = None,
                     batch_size: int = 8) -> np.ndarray:
     """[n_items, 2]: log-probability of answering "(A" and "(B" (summed over the tokens the two differ in),
     with `edits` (e.g. `vector.edits(model, strength)`) active at every position."""
-    requests = []  # (item index, ids, reads)
+    owners, prompts, positions, tokens, letters = [], [], [], [], []
     for n, item in enumerate(items):
         prefix = answer_prefix(model, item.question, chat)
         a, b = (model.tokenizer(prefix + x)["input_ids"] for x in LETTERS)
-        requests += [(n, ids, reads) for ids, reads in _requests(a, b)]
+        for ids, reads in _requests(a, b):
+            owners.append(n)
+            prompts.append(ids)
+            positions.append([p for p, _, _ in reads])
+            tokens.append([t for _, t, _ in reads])
+            letters.append([which for _, _, which in reads])
+    reads = metalens.next_token_logprobs(model, prompts, tokens, positions=positions, edits=edits,
+                                         batch_size=batch_size)
     out = np.zeros((len(items), 2))
-    for start in range(0, len(requests), batch_size):
-        chunk = requests[start:start + batch_size]
-        ids, mask = model.pad([r[1] for r in chunk], side="right")  # [batch, pos]; causal: padding is never seen
-        cache = metalens.run_with_cache(model, ids, mask, sites=[FINAL_NORM], edits=edits)
-        hidden = cache[FINAL_NORM]  # [batch, pos, d_model]
-        rows = [(row, p, tok, which) for row, (_, _, reads) in enumerate(chunk) for p, tok, which in reads]
-        picked = hidden[[r[0] for r in rows], [r[1] for r in rows]]  # [reads, d_model]
-        logp = model.final_logits(picked).float().log_softmax(-1)  # [reads, vocab]
-        for (row, _, tok, which), lp in zip(rows, logp[torch.arange(len(rows)), [r[2] for r in rows]].tolist()):
-            out[chunk[row][0], which] += lp
+    for n, logp, which in zip(owners, reads.logprobs, letters):  # logp: [n_reads, n_reads]; read j asks token j
+        for j, letter in enumerate(which):
+            out[n, letter] += float(logp[j, j])
     return out
 
 

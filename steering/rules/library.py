@@ -1,12 +1,14 @@
 """Rules in plain language, the shipped rule library, and contrastive pairs for a rule."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import metalens
+from metalens.steering.io.records import record_lines
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"  # steering/data, shared by the products
 
 # Template pairs for a rule given alone: the same prompt with the rule stated as an
 # instruction to follow, versus stated as one to ignore. Read at the last token, their
@@ -76,8 +78,19 @@ def find_rule(name_or_text: str) -> Rule:
 
 
 def read_pairs(path: str | Path) -> tuple[list[str], list[str]]:
-    """(positives, negatives) from a JSONL of {"positive", "negative"} (optional "prompt" is prefixed)."""
+    """(positives, negatives) from a JSONL of {"positive", "negative"} (optional "prompt" is prefixed).
+
+    Every value must be a non-empty string; anything else is refused naming file:line.
+    """
     records = metalens.read_jsonl(path, required=("positive", "negative"))
+    for line, record in zip(record_lines(path), records):
+        for key in ("positive", "negative", "prompt"):
+            value = record.get(key)
+            if key == "prompt" and value is None:
+                continue
+            if not isinstance(value, str) or (key != "prompt" and not value.strip()):
+                raise ValueError(f"{path}:{line}: \"{key}\" is {json.dumps(value)}; each pair needs non-empty "
+                                 "strings for \"positive\" and \"negative\" (and a string \"prompt\" if given).")
     join = lambda r, k: f"{r['prompt']} {r[k]}" if r.get("prompt") else r[k]  # noqa: E731
     return [join(r, "positive") for r in records], [join(r, "negative") for r in records]
 

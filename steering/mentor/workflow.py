@@ -15,21 +15,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from metalens.steering import mentor_steer as ms
-from metalens.steering.evaluate import token_loss
-from metalens.steering.mentor_assess import CheckerAssessor, assessor_for
-from metalens.steering.mentor_data import (
-    KeywordChecker,
-    attack_success,
-    read_queries,
-    split_queries,
-)
-from metalens.steering.mentor_graph import RuleGraph
 from tqdm.auto import tqdm
 
 import metalens
+from metalens.artifact import read_json
 from metalens.report import save_json, write_report
 from metalens.stats import add_holm, mcnemar_exact, paired_test, wilson_ci
+from metalens.steering.mentor import steer as ms
+from metalens.steering.mentor.assess import CheckerAssessor, assessor_for
+from metalens.steering.mentor.data import attack_success, read_queries
+from metalens.steering.mentor.graph import RuleGraph
+from metalens.steering.mentor.report import sections
+from metalens.steering.mentor.rounds import MentorRun
+from metalens.steering.vector import MAX_STRENGTH, check_strength
 
 RESUME_FREE = ("rounds",)  # config keys a rerun may change: more rounds continue the saved ones
 
@@ -41,7 +39,7 @@ class MentorConfig:
     queries: str | None = None  # JSONL of {query, domain, rubric, keywords}; default: the shipped 60
     tree: str | None = None  # static rule tree JSON; default: steering/data/mentor_tree.json
     rounds: int = 2  # self-evolution rounds after the static round 0
-    layer: int | None = None  # default: n_layers // 3
+    layer: int | None = None  # the block steered; default: the middle one, model.default_layers(1)
     top_k: int = 2  # rules retrieved (and vectors applied) per query
     strengths: tuple[float, ...] = (0.5, 1.0, 2.0)  # grid; each condition's strength is chosen on validation
     max_fluency_cost: float = 1.0  # nats/token a chosen strength may cost on validation
@@ -58,13 +56,20 @@ class MentorConfig:
     batch_size: int = 8
 
     def __post_init__(self):
-        self.strengths = tuple(float(s) for s in self.strengths)
+        if not self.strengths:
+            raise ValueError("strengths must be finite numbers, e.g. (0.5, 1, 2), not empty.")
+        self.strengths = tuple(check_strength(s, bound=MAX_STRENGTH) for s in self.strengths)
         self.fractions = tuple(float(f) for f in self.fractions)
-        if not self.strengths or any(not math.isfinite(s) for s in self.strengths):
-            raise ValueError(f"strengths must be finite numbers, e.g. (0.5, 1, 2), not {self.strengths}.")
         if self.rounds < 0 or self.top_k < 1 or self.max_new_tokens < 1:
             raise ValueError(f"rounds must be >= 0, top_k and max_new_tokens >= 1 (got {self.rounds}, {self.top_k}, "
                              f"{self.max_new_tokens}).")
+        if self.reflect_tokens < 0 or self.rule_tokens < 1 or self.batch_size < 1:
+            raise ValueError(f"reflect_tokens must be >= 0, rule_tokens and batch_size >= 1 (got {self.reflect_tokens}, "
+                             f"{self.rule_tokens}, {self.batch_size}).")
+        if self.max_per_domain is not None and self.max_per_domain < 1:
+            raise ValueError(f"max_per_domain must be >= 1 (or None for every query), not {self.max_per_domain}.")
+        if not math.isfinite(self.max_fluency_cost) or not 0 <= self.merge_threshold <= 1:
+            raise ValueError("max_fluency_cost must be finite and merge_threshold in [0, 1].")
         if self.retrieval not in ms.RETRIEVAL:
             raise ValueError(f"retrieval must be one of {ms.RETRIEVAL}, not '{self.retrieval}'.")
 
@@ -134,7 +139,7 @@ class MentorResult:
         self.graph.save(out / "graph")
         ms.save_vectors(out / "vectors", self.vectors)
         save_json(out / "results.json", self.to_dict())
-        write_report(out / "report.html", "MENTOR: rule graph -> retrieved steering", _sections(self), self.model)
+        write_report(out / "report.html", "MENTOR: rule graph -> retrieved steering", sections(self), self.model)
         return out
 
     @classmethod
@@ -151,26 +156,16 @@ class MentorResult:
                    layer=d["layer"], model=d["model"], seconds=d["seconds"])
 
 
-def choose_strength(score, strengths, max_fluency_cost: float) -> tuple[float, list[dict]]:
-    """(strength, rows): the grid strength with the lowest ASR whose fluency cost is within budget.
+def check_resume(out: Path, config: MentorConfig, model) -> None:
+    """Record the run's config in `out/mentor_config.json`, refusing one that differs from a run with rounds done.
 
-    `score(strength) -> (asr, fluency_cost)` must measure on validation queries only; ties go to
-    the smaller strength; if no strength is within budget, the smallest is taken.
+    A folder whose config was written but whose round 0 never completed holds nothing to resume:
+    its config is replaced, so a corrected command may start over there.
     """
-    rows = []
-    for s in sorted(strengths):
-        asr, cost = score(s)
-        rows.append({"strength": s, "asr": asr, "fluency_cost": cost})
-    ok = [r for r in rows if not math.isfinite(r["fluency_cost"]) or r["fluency_cost"] <= max_fluency_cost]
-    best = min(ok, key=lambda r: (r["asr"], r["strength"])) if ok else rows[0]
-    return best["strength"], rows
-
-
-def _check_resume(out: Path, config: MentorConfig, model) -> None:
     path = out / "mentor_config.json"
     now = {**config.to_dict(), "model": model.name, "revision": model.revision}
-    if path.exists():
-        old = json.loads(path.read_text())
+    if path.exists() and (out / "rounds" / "round_0" / "round.json").exists():
+        old = read_json(path, "MENTOR config")
         keys = sorted(k for k in now.keys() | old.keys() if k not in RESUME_FREE and old.get(k) != now.get(k))
         if keys:
             raise ValueError(f"{out} holds a MENTOR run made with another config (differs in {keys}). Use another "
@@ -178,108 +173,7 @@ def _check_resume(out: Path, config: MentorConfig, model) -> None:
     save_json(path, now)
 
 
-class _Run:
-    """The state one `run_mentor` call threads through its rounds (model, splits, retriever, checker)."""
-
-    def __init__(self, model, config: MentorConfig, assessor, progress: bool):
-        self.model, self.config, self.assessor, self.progress = model, config, assessor, progress
-        queries = read_queries(config.queries)
-        if config.max_per_domain:
-            queries = _subsample(queries, config.max_per_domain, config.seed)
-        self.splits = split_queries(queries, config.fractions, config.seed)
-        self.layer = model.check_layer(config.layer if config.layer is not None else model.n_layers // 3)
-        self.retriever = ms.Retriever(model, self.layer, config.retrieval, config.batch_size)
-        self.checker = KeywordChecker()
-        self.build = {}
-        for q in self.splits["build"]:
-            self.build.setdefault(q.domain, []).append(q.query)
-        self._base_nll = None
-
-    def texts(self, split: str) -> list[str]:
-        return [q.query for q in self.splits[split]]
-
-    def respond(self, split, graph, vectors, mode: str, strength: float = 1.0) -> tuple[list[str], list]:
-        """(responses, picks) for a split under a condition: none, prompt, all, retrieved."""
-        c, queries = self.config, self.texts(split)
-        gen = dict(max_new_tokens=c.max_new_tokens, batch_size=c.batch_size)
-        if mode == "none":
-            return ms.generate_per_row(self.model, queries, None, self.layer, **gen), [[] for _ in queries]
-        picks = self.retriever.top_k(graph, queries, min(c.top_k, len(graph.rules())))
-        if mode == "prompt":
-            prompts = [ms.with_rules(q, [graph.nodes[r].text for r in p]) for q, p in zip(queries, picks)]
-            return ms.generate_per_row(self.model, prompts, None, self.layer, **gen), picks
-        if mode == "all":  # every rule, the sum rescaled to top_k rules' worth so strengths compare
-            ids = graph.rule_ids()
-            dirs = ms.plan(vectors, [ids] * len(queries), self.layer, scale=len(picks[0]) / len(ids))
-            return ms.generate_per_row(self.model, queries, dirs, self.layer, strength, **gen), [["*"]] * len(queries)
-        dirs = ms.plan(vectors, picks, self.layer)
-        return ms.generate_per_row(self.model, queries, dirs, self.layer, strength, **gen), picks
-
-    def fluency_cost(self, responses: list[str]) -> float:
-        """Mean loss of validation responses under the unsteered model, minus the unsteered responses' loss."""
-        queries = self.texts("validation")
-        if self._base_nll is None:
-            base, _ = self.respond("validation", None, None, "none")
-            self._base_nll = _nanmean(token_loss(self.model, queries, base))
-        return _nanmean(token_loss(self.model, queries, responses)) - self._base_nll
-
-    def select(self, graph, vectors, mode: str) -> tuple[float, list[dict]]:
-        """The condition's strength, chosen on the validation queries only."""
-        def score(s):
-            responses, _ = self.respond("validation", graph, vectors, mode, s)
-            asr = attack_success(self.checker(self.splits["validation"], responses))["rate"]
-            return asr, self.fluency_cost(responses)
-
-        return choose_strength(score, self.config.strengths, self.config.max_fluency_cost)
-
-    def test(self, graph, vectors, mode: str, strength: float = 1.0) -> dict:
-        """Responses on the test queries, keyword violations, and (optionally) the assessor's verdicts."""
-        responses, picks = self.respond("test", graph, vectors, mode, strength)
-        row = {"responses": responses, "picks": picks,
-               "violations": self.checker(self.splits["test"], responses)}
-        if self.assessor is not None and self.config.eval_assessor:
-            verdicts = self.assessor.assess(self.texts("test"), responses, propose=False)
-            row["assessor"] = [not v.aligned for v in verdicts]
-            row["p_misaligned"] = [v.p_misaligned for v in verdicts]
-        return row
-
-    def evolve(self, graph: RuleGraph, vectors: dict, strength: float, r: int) -> dict:
-        """One self-evolution round: assess the build queries' responses, grow the graph, train new vectors."""
-        if self.assessor is None:
-            return {"assessed": 0, "misaligned": 0, "new_rules": [], "merged": 0}
-        responses, _ = self.respond("build", graph, vectors, "retrieved", strength)
-        queries = self.splits["build"]
-        verdicts = self.assessor.assess([q.query for q in queries], responses, propose=True)
-        new, merged, reflections = [], 0, []
-        for q, resp, v in zip(queries, responses, verdicts):
-            reflections.append({"query": q.query, "response": resp, **v.to_dict()})
-            if v.aligned or not (v.proposed_rule or "").strip():
-                continue
-            rid, was_merged = graph.learn(v.proposed_rule, q.domain, q.query, round=r,
-                                          merge_threshold=self.config.merge_threshold)
-            merged += was_merged
-            if not was_merged:
-                new.append(rid)
-        vectors.update(ms.rule_vectors(self.model, graph, self.build, self.layer, new, self.config.batch_size))
-        return {"assessed": len(verdicts), "misaligned": sum(not v.aligned for v in verdicts), "new_rules": new,
-                "merged": merged, "reflections": reflections}
-
-
-def _nanmean(x) -> float:
-    x = np.asarray(x, dtype=float)
-    return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
-
-
-def _subsample(queries, n: int, seed: int):
-    rng, out = np.random.default_rng(seed + 1), []
-    for domain in sorted({q.domain for q in queries}):
-        items = [q for q in queries if q.domain == domain]
-        keep = sorted(rng.permutation(len(items))[:n])
-        out += [items[i] for i in keep]
-    return out
-
-
-def run_mentor(model, config: MentorConfig | None = None, *, out: str | Path | None = None, progress: bool = True,
+def run_mentor(model, config: MentorConfig, *, out: str | Path | None = None, progress: bool = True,
                assessor=None) -> MentorResult:
     """MENTOR: static rule tree -> rule vectors -> `rounds` self-evolution rounds -> ASR per condition on test.
 
@@ -290,7 +184,6 @@ def run_mentor(model, config: MentorConfig | None = None, *, out: str | Path | N
     With `out`, each round is saved as it completes and a rerun resumes after the last one.
     """
     started = time.time()
-    config = config or MentorConfig()
     out = Path(out) if out is not None else None
     if assessor is None and config.assessor == "checker":
         assessor = CheckerAssessor(read_queries(config.queries))
@@ -301,9 +194,10 @@ def run_mentor(model, config: MentorConfig | None = None, *, out: str | Path | N
     elif assessor is not None:
         assessor = assessor_for(assessor, model, reflect_tokens=config.reflect_tokens,
                                 rule_tokens=config.rule_tokens, batch_size=config.batch_size)
-    run = _Run(model, config, assessor, progress)
+    run = MentorRun(model, config, assessor, progress)
+    static = RuleGraph.static(config.tree)  # read (and checked) before anything is written
     if out is not None:
-        _check_resume(out, config, model)
+        check_resume(out, config, model)
     graph, vectors, strength, rounds, tests = None, None, None, [], {}
     bar = tqdm(range(config.rounds + 1), desc="MENTOR rounds", disable=not progress)
     for r in bar:
@@ -315,7 +209,7 @@ def run_mentor(model, config: MentorConfig | None = None, *, out: str | Path | N
             rounds.append(row)
             continue
         if r == 0:
-            graph = RuleGraph.static(config.tree)
+            graph = static
             vectors = ms.rule_vectors(model, graph, run.build, run.layer, batch_size=config.batch_size)
             grown = {"assessed": 0, "misaligned": 0, "new_rules": [], "merged": 0}
         else:
@@ -360,67 +254,3 @@ def run_mentor(model, config: MentorConfig | None = None, *, out: str | Path | N
     if out is not None:
         result.save(out)
     return result
-
-
-def _agreement(a: dict | None) -> str:
-    if not a:
-        return "-"
-    return f"{a['agreement']:.2f} [{a['low']:.2f}, {a['high']:.2f}]" if "low" in a else f"{a['agreement']:.2f}"
-
-
-def _sections(result: MentorResult) -> list:
-    import plotly.graph_objects as go
-
-    from metalens.report import Html
-
-    conds = list(result.attack_success)
-    asr = [result.attack_success[c] for c in conds]
-    fig = go.Figure(go.Bar(x=conds, y=[a["rate"] for a in asr], error_y=dict(
-        type="data", array=[a["high"] - a["rate"] for a in asr], arrayminus=[a["rate"] - a["low"] for a in asr])))
-    fig.update_layout(title="Attack success on the test queries (keyword checker, Wilson 95% CI)", height=380,
-                      yaxis=dict(range=[0, 1], title="attack success rate"))
-    table = [{"condition": c, "ASR": a["rate"], "95% CI": f"[{a['low']:.2f}, {a['high']:.2f}]", "n": a["n"],
-              "strength": result.strengths.get(c, "-"),
-              "assessor ASR": result.assessor_attack_success.get(c, {}).get("rate", "-"),
-              "agreement (95% CI)": _agreement(result.agreement.get(c))} for c, a in zip(conds, asr)]
-    rounds = [{k: v for k, v in r.items() if k != "selection"} | {"test ASR": r["test_asr"]["rate"]}
-              for r in result.rounds]
-    for r in rounds:
-        r.pop("test_asr", None)
-        r["new_rules"] = ", ".join(r["new_rules"]) or "-"
-    selection = [{"round": r["round"], **s} for r in result.rounds for s in r["selection"]]
-    side = ["query", "no_rules", "rules_in_prompt", "all_vectors", f"retrieved_round{result.config.rounds}"]
-    samples = "".join(
-        "<tr>" + "".join(f"<td style='text-align:left;vertical-align:top'>{_esc(s.get(k, ''))}"
-                         + (" <b>(violates)</b>" if k in s["violated"] else "") + "</td>" for k in side) + "</tr>"
-        for s in result.samples[:15])
-    head = "".join(f"<th>{k}</th>" for k in side)
-    learned = [{"id": n.id, "rule": n.text, "round": n.round, "queries": len(n.queries)}
-               for n in result.graph.rules() if n.provenance == "learned"]
-    return [
-        ("Attack success per condition (test queries)", fig),
-        ("Table", table),
-        ("Each condition against no_rules (same test queries; exact McNemar, Holm over the conditions)",
-         [{"condition": r["condition"], "ASR difference": r["asr_difference"],
-           "95% CI": f"[{r['low']:+.2f}, {r['high']:+.2f}]", "p": r["p"], "p (Holm)": r["p_holm"],
-           "comparisons": r["n_comparisons"]} for r in result.paired()]),
-        ("How to read this", f"Queries are split build ({result.splits.get('build')}) / validation "
-         f"({result.splits.get('validation')}) / test ({result.splits.get('test')}) by a seeded shuffle within each "
-         "domain. Rule vectors are trained on build queries, self-assessment rounds assess build-query responses, "
-         "each condition's strength is chosen on validation queries (lowest ASR with fluency cost within budget), "
-         "and every rate here is on test queries. The keyword checker counts a response as a violation when it "
-         "contains one of its query's violation markers; the assessor's rate is its share of 'misaligned' "
-         "verdicts, and agreement is the share of test responses on which both say the same."),
-        ("Rule knowledge graph (hover for rules and their queries)", result.graph.figure()),
-        ("Self-evolution rounds", rounds),
-        ("Strength selection (validation queries)", selection),
-        ("Learned rules", learned),
-        ("Responses side by side (first 15 test queries)",
-         Html(f"<table><thead><tr>{head}</tr></thead><tbody>{samples}</tbody></table>")),
-    ]
-
-
-def _esc(text) -> str:
-    import html
-
-    return html.escape(str(text))

@@ -1,4 +1,7 @@
-"""llama.cpp control-vector GGUF files: write a `SteeringVector` as one, read one (also repeng's) back.
+"""llama.cpp control-vector GGUF files: write per-layer directions as one, read one (also repeng's) back.
+
+This module knows the file format only (directions and a JSON provenance string); `SteeringVector.to_gguf`
+and `SteeringVector.from_gguf` turn vectors into and out of it, so nothing here imports the vector.
 
 Layout (llama.cpp `common_control_vector_load_one` in common/common.cpp, repeng's
 `ControlVector.export_gguf` in repeng/extract.py): `general.architecture = "controlvector"`,
@@ -35,29 +38,27 @@ def _gguf():
     return gguf
 
 
-def write_gguf(vector, path: str | Path, strength: float = 1.0, model_hint: str | None = None) -> Path:
-    """Write `vector` (times `strength`) to `path` in llama.cpp's control-vector layout; returns `path`.
+def write_gguf(directions: dict, path: str | Path, model_hint: str, provenance: dict | None = None) -> Path:
+    """Write `{layer: [d_model]}` directions to `path` in llama.cpp's control-vector layout; returns `path`.
 
-    model_hint defaults to the vector's model name (repeng writes the HF `model_type`).
+    Layer 0 is refused (llama.cpp rejects `direction.0`); `provenance` is stored as JSON under
+    `metalens.steering_vector` (llama.cpp and repeng ignore it).
     """
-    from metalens.steering.vector import check_strength
-
     gguf = _gguf()
-    strength = check_strength(strength)
-    if 0 in vector.directions:
+    if 0 in directions:
         raise ValueError("This vector steers layer 0 (block 0's output), which llama.cpp cannot steer: it rejects "
                          "`direction.0`. Export the other layers with vector.restricted([...]).to_gguf(path).")
-    if not vector.directions:
+    if not directions:
         raise ValueError("This vector has no layers to export.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _, meta = vector.to_artifact()
     writer = gguf.GGUFWriter(str(path), ARCH)
-    writer.add_string(f"{ARCH}.model_hint", model_hint or vector.model_name)
-    writer.add_uint32(f"{ARCH}.layer_count", len(vector.directions))
-    writer.add_string(META_KEY, json.dumps({**meta, "gguf_strength": strength}))
-    for layer in vector.layers:
-        direction = (vector.directions[layer].detach().float().cpu() * strength).numpy().astype(np.float32)
+    writer.add_string(f"{ARCH}.model_hint", model_hint)
+    writer.add_uint32(f"{ARCH}.layer_count", len(directions))
+    if provenance is not None:
+        writer.add_string(META_KEY, json.dumps(provenance))
+    for layer in sorted(directions):
+        direction = directions[layer].detach().float().cpu().numpy().astype(np.float32)
         writer.add_tensor(f"direction.{layer}", direction)  # [d_model]
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -73,19 +74,20 @@ def _string(reader, key: str) -> str | None:
     return bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
 
 
-def read_gguf(path: str | Path, model=None):
-    """The `SteeringVector` in a control-vector GGUF file (ours, repeng's or llama.cpp's generator's).
+def read_gguf(path: str | Path) -> tuple[dict, dict | None, str]:
+    """(directions `{layer: [d_model]}`, our provenance or None, the file's model hint) of a control-vector GGUF.
 
-    Files metalens wrote come back with their provenance. Others take their model name from
-    `model` when given (checked against its d_model and layers), else from `controlvector.model_hint`.
+    Refuses a file that is not a control vector, holds other tensors, direction.0, directions of
+    different lengths, or non-finite values, naming the file.
     """
-    from metalens.steering.vector import SteeringVector
-
     gguf = _gguf()
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise FileNotFoundError(f"No control-vector file at {path}.")
-    reader = gguf.GGUFReader(str(path))
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as err:  # the gguf package raises assorted errors on a truncated or foreign file
+        raise ValueError(f"{path} is not a readable GGUF file ({type(err).__name__}: {err}).") from None
     arch = _string(reader, "general.architecture")
     if arch != ARCH:
         raise ValueError(f"{path} has general.architecture {arch!r}, not '{ARCH}': it is not a control vector.")
@@ -103,19 +105,12 @@ def read_gguf(path: str | Path, model=None):
     sizes = {v.numel() for v in directions.values()}
     if len(sizes) != 1:
         raise ValueError(f"{path} has directions of different lengths {sorted(sizes)}.")
+    bad = [k for k, v in directions.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{path} holds NaN or infinite values in direction.{bad[0]}: the file is corrupt.")
     saved = _string(reader, META_KEY)
-    if saved is not None:
-        meta = json.loads(saved)
-        meta["layers"] = sorted(directions)
-        vector = SteeringVector.from_artifact({f"layer.{k}": v for k, v in directions.items()}, meta)
-        strength = meta.get("gguf_strength", 1.0)
-        if strength != 1.0:  # written scaled: hand back the vector as trained
-            vector = vector.scaled(1.0 / strength)
-    else:
-        hint = _string(reader, f"{ARCH}.model_hint") or "unknown"
-        vector = SteeringVector(directions, model_name=model.name if model is not None else hint,
-                                d_model=sizes.pop(), method="gguf", positions="last",
-                                metadata={"source": str(path), "model_hint": hint})
-    if model is not None:
-        vector.check_model(model)
-    return vector
+    try:
+        provenance = json.loads(saved) if saved is not None else None
+    except ValueError:
+        raise ValueError(f"{path}: its {META_KEY} field is not valid JSON.") from None
+    return directions, provenance, _string(reader, f"{ARCH}.model_hint") or "unknown"

@@ -19,13 +19,13 @@ import metalens
 from metalens.report import save_json, write_report
 from metalens.sites import FINAL_NORM
 from metalens.stats import mean_ci, paired_test, wilson_ci
-from metalens.steering.ab import (balance, caa_pairs, flips, propensity, read_ab, split_items, steerability,
+from metalens.steering.ab.items import (balance, caa_pairs, flips, propensity, read_ab, split_items, steerability,
                                   strip_choices)
 from metalens.steering.generate import generate
-from metalens.steering.pipeline import _default_layers
-from metalens.steering.vector import SteeringVector, check_strength, train_steering_vector
+from metalens.steering.vector import (MAX_STRENGTH, N_CANDIDATE_LAYERS, SteeringVector, check_strength,
+                                      train_steering_vector)
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"  # steering/data, shared by the products
 CONTROL = DATA / "general_ab.jsonl"  # 24 general-knowledge two-choice items, written for the project
 NEUTRAL = DATA / "neutral.txt"  # 30 plain sentences, written for the project
 UNITS = ("residual", "raw")  # what strength 1 means; see SteeringVector.residual_scaled
@@ -36,7 +36,7 @@ class SteerABConfig:
     """What `run_steer_ab` does: the items, the layer x strength grid, the splits and the cost checks."""
 
     data: str  # model-written-evaluations JSONL (question, answer_matching_behavior, answer_not_matching_behavior)
-    layers: list[int] | None = None  # candidate layers; default: 4 spread over the model
+    layers: list[int] | None = None  # candidate layers; default: model.default_layers(4)
     strengths: tuple[float, ...] = (-0.5, -0.2, -0.1, 0.0, 0.1, 0.2, 0.5)  # 0 is added when missing
     unit: str = "residual"  # "residual": strength 1 = the layer's mean residual norm; "raw": the CAA mean difference
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train / validation / test, by item
@@ -50,15 +50,17 @@ class SteerABConfig:
     batch_size: int = 8
 
     def __post_init__(self):
-        strengths = sorted({check_strength(s) for s in self.strengths} | {0.0})
+        strengths = sorted({check_strength(s, bound=MAX_STRENGTH) for s in self.strengths} | {0.0})
         if len(strengths) < 2:
             raise ValueError("Need at least one non-zero strength besides 0: pass e.g. strengths=(-2, 0, 2).")
         self.strengths = tuple(strengths)
         if len(self.fractions) != 3 or min(self.fractions) <= 0:
             raise ValueError(f"fractions must be three positive numbers (train, validation, test), not {self.fractions}.")
         self.fractions = tuple(float(f) for f in self.fractions)
-        if self.open_items < 0 or self.max_new_tokens < 1:
-            raise ValueError("open_items must be >= 0 and max_new_tokens >= 1.")
+        if self.open_items < 0 or self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError("open_items must be >= 0, max_new_tokens and batch_size >= 1.")
+        if self.max_items is not None and (not isinstance(self.max_items, int) or self.max_items < 1):
+            raise ValueError(f"max_items must be a positive integer (or None for every item), not {self.max_items!r}.")
         if self.unit not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}, not {self.unit!r}.")
         self.data = str(self.data)
@@ -181,6 +183,10 @@ def _grid(model, vector: SteeringVector, items, layers, strengths, config, bar) 
             cols.append(propensity(model, items, single.edits(model, s), **kw))
             bar.update()
         grid[layer] = np.stack(cols, 1)
+        bad = [s for s, col in zip(strengths, cols) if not np.isfinite(col).all()]
+        if bad:
+            raise ValueError(f"Propensity at layer {layer}, strength {bad[0]:g} is NaN: steering that hard breaks the "
+                             "model's numbers; sweep smaller --strengths.")
     return grid
 
 
@@ -211,6 +217,9 @@ def _costs(model, vector, layer, strengths, config, bar) -> list[dict]:
     for s in strengths:
         edits = single.edits(model, s) if s else None
         losses[s] = neutral_loss(model, neutral, edits, config.batch_size)
+        if not np.isfinite(losses[s]).any():
+            raise ValueError(f"The neutral-text loss at layer {layer}, strength {s:g} is NaN: steering that hard breaks "
+                             "the model's numbers; sweep smaller --strengths.")
         p = propensity(model, control, edits, chat=config.chat, batch_size=config.batch_size)  # p(correct letter)
         acc = wilson_ci(int((p > 0.5).sum()), len(p))
         rows.append({"strength": s, "neutral_loss": float(np.nanmean(losses[s])), "control_accuracy": acc.estimate,
@@ -247,14 +256,14 @@ def run_steer_ab(model, config: SteerABConfig, *, out: str | Path | None = None,
     """
     started = time.time()
     items = read_ab(config.data)
-    if config.max_items and config.max_items < len(items):
+    if config.max_items is not None and config.max_items < len(items):
         pick = np.random.default_rng(config.seed).permutation(len(items))[:config.max_items]
         items = [items[k] for k in sorted(pick)]
     train, val, test = split_items(items, config.fractions, config.seed)
     train = balance(train, config.seed)
     if len(train) < 2:
         raise ValueError(f"Only {len(train)} training item(s) after balancing (A) and (B): use more items.")
-    layers = [model.check_layer(x) for x in (config.layers or _default_layers(model))]
+    layers = model.resolve_layers(config.layers or model.default_layers(N_CANDIDATE_LAYERS))
     positive, negative = caa_pairs(model, train, config.chat)
     vector = train_steering_vector(model, positive, negative, layers=layers, positions="last",
                                    batch_size=config.batch_size, seed=config.seed)

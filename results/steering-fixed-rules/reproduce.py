@@ -1,6 +1,6 @@
 """Reproduce the README numbers for rules run at the layer/strength chosen for ocean (needs runs/steering/ocean).
 
-    python scripts/steering_reproduce_fixed.py cheerful space food
+    python results/steering-fixed-rules/reproduce.py cheerful space food   (from the repo root; results/steering-fixed-rules/run.sh runs it)
 """
 import sys
 import warnings

@@ -10,7 +10,7 @@ import torch
 import metalens
 from metalens import sites
 from metalens.stats import wilson_ci
-from metalens.steering.rules import Rule
+from metalens.steering.rules.library import Rule
 
 
 @dataclass

@@ -1,18 +1,20 @@
-"""The MENTOR loop: judge steered responses, turn failures into negatives, and grow the rule book."""
+"""Refinement rounds for a rule book (`metalens steer --rounds`): judge steered responses, turn failures
+into negatives, retrain the rule's vector, raise its strength or add a child rule.
+
+This is the rule workflow's own loop over one rule. MENTOR as its paper describes it (a rule graph
+grown from self-assessment, retrieved rule vectors) is `metalens.steering.mentor`.
+"""
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
 from typing import Callable
 
-import torch
-
 import metalens
-from metalens.sites import FINAL_NORM
-from metalens.steering.checkers import adherence
 from metalens.steering.generate import generate
-from metalens.steering.rulebook import RuleBook
-from metalens.steering.rules import Rule
+from metalens.steering.rules.checkers import adherence
+from metalens.steering.rules.library import Rule
+from metalens.steering.rules.rulebook import RuleBook
 from metalens.steering.vector import train_steering_vector
 
 # A judge sees prompts, responses and the rule; for each response it returns whether it follows
@@ -38,15 +40,8 @@ def model_judge(model, template: str = JUDGE_PROMPT) -> Judge:
 
     def judge(prompts, responses, rule):
         texts = [template.format(rule=rule.text.rstrip("."), prompt=p, response=r) for p, r in zip(prompts, responses)]
-        verdicts = []
-        for start in range(0, len(texts), 8):
-            batch = model.tokenize(texts[start:start + 8], side="right")
-            last = batch["attention_mask"].sum(1) - 1  # each row's last real token
-            cache = metalens.run_with_cache(model, batch["input_ids"], batch["attention_mask"], sites=[FINAL_NORM])
-            hidden = cache[FINAL_NORM][torch.arange(len(last), device=last.device), last]  # [b, d_model]
-            final = model.final_logits(hidden)  # [b, vocab]: only the positions read, not the whole sequence
-            verdicts.extend((final[:, yes] > final[:, no]).tolist())
-        return verdicts
+        logp = metalens.next_token_logprobs(model, texts, [yes, no], batch_size=8).stacked()  # [n, 2]
+        return (logp[:, 0] > logp[:, 1]).tolist()
 
     return judge
 
@@ -62,7 +57,7 @@ def _verdicts(raw) -> list[tuple[bool, str | None]]:
 
 
 @dataclass
-class MentorLog:
+class RefineLog:
     """One row per round: validation adherence, how many responses were flagged, what was done.
 
     `best_round` is the round whose rule book the loop kept (the best validation adherence).
@@ -80,9 +75,9 @@ def _snapshot(book: RuleBook) -> dict:
     return {name: copy.deepcopy(entry) for name, entry in book.entries.items()}
 
 
-def mentor(model, book: RuleBook, rule_name: str, positive: list[str], negative: list[str], train_prompts: list[str],
+def refine_rules(model, book: RuleBook, rule_name: str, positive: list[str], negative: list[str], train_prompts: list[str],
            validation_prompts: list[str], checker, judge: Judge | None = None, rounds: int = 3, target: float = 0.9,
-           strength_step: float = 1.5, patience: int = 2, max_new_tokens: int = 24) -> MentorLog:
+           strength_step: float = 1.5, patience: int = 2, max_new_tokens: int = 24) -> RefineLog:
     """Run `rounds` of: steered generation on `train_prompts`, judging, and growing the book.
 
     Flagged responses become negatives (their corrections, if the judge gives any, positives)
@@ -106,7 +101,7 @@ def mentor(model, book: RuleBook, rule_name: str, positive: list[str], negative:
         return adherence(checker(generate(model, validation_prompts, book, max_new_tokens=max_new_tokens)))
 
     score = validate()
-    log = MentorLog([{"round": 0, "adherence": score.rate, "low": score.low, "high": score.high, "n": score.n,
+    log = RefineLog([{"round": 0, "adherence": score.rate, "low": score.low, "high": score.high, "n": score.n,
                       "flagged": None, "action": "start", "strength": entry.strength, "n_rules": len(book)}])
     best, best_state, stale, failures = score.rate, _snapshot(book), 0, []
     for k in range(1, rounds + 1):

@@ -13,7 +13,7 @@ import torch
 
 import metalens
 from metalens.generate import chat_prompts
-from metalens.sites import FINAL_NORM
+from metalens.steering.mentor.data import KeywordChecker
 
 PERSPECTIVE = (
     "A user asked an assistant: {query}\nThe assistant answered: {response}\n"
@@ -76,27 +76,18 @@ def _as_prompt(model, texts: list[str], prefix: str) -> list[str]:
     return [f"{t}{'Answer: ' if prefix == '(' else ''}{prefix}" for t in texts]
 
 
-def _option_ids(model) -> list[int]:
+def option_ids(model) -> list[int]:
+    """The token ids of the verdict options (A, B); raises if the tokenizer splits either."""
     ids = [model.tokenizer(o, add_special_tokens=False)["input_ids"] for o in OPTIONS]
     if any(len(i) != 1 for i in ids) or ids[0] == ids[1]:
         raise ValueError(f"{model.name}'s tokenizer does not give one token each for {OPTIONS}: got {ids}.")
     return [i[0] for i in ids]
 
 
-@torch.inference_mode()
 def option_probs(model, prompts: list[str], batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """(p_options [n, 2] normalised over the two options (A, B), option_mass [n]) at each prompt's next token."""
-    ids = _option_ids(model)
-    probs, mass = [], []
-    for start in range(0, len(prompts), batch_size):
-        batch = model.tokenize(prompts[start:start + batch_size], side="right")
-        last = batch["attention_mask"].sum(1) - 1  # each row's last real token
-        cache = metalens.run_with_cache(model, batch["input_ids"], batch["attention_mask"], sites=[FINAL_NORM])
-        hidden = cache[FINAL_NORM][torch.arange(len(last), device=last.device), last]  # [b, d_model]
-        logp = model.final_logits(hidden).float().log_softmax(-1)[:, ids]  # [b, 2]: log p(A), log p(B)
-        probs.append(logp.softmax(-1).cpu())  # renormalised over the two options
-        mass.append(logp.exp().sum(-1).cpu())
-    return torch.cat(probs), torch.cat(mass)
+    logp = metalens.next_token_logprobs(model, prompts, option_ids(model), batch_size=batch_size).stacked()  # [n, 2]
+    return logp.softmax(-1), logp.exp().sum(-1)  # renormalised over the two options; mass under the full vocabulary
 
 
 class ModelAssessor:
@@ -111,7 +102,7 @@ class ModelAssessor:
                  batch_size: int = 8):
         self.model, self.reflect_tokens, self.rule_tokens = model, reflect_tokens, rule_tokens
         self.threshold, self.batch_size = threshold, batch_size
-        _option_ids(model)  # fail now, not mid-run
+        option_ids(model)  # fail now, not mid-run
 
     def _generate(self, texts: list[str], max_new_tokens: int) -> list[str]:
         prompts = _as_prompt(self.model, texts, "")
@@ -161,7 +152,7 @@ class CallableAssessor:
             v = self.fn(q, r)
             if not isinstance(v, Verdict):
                 raise TypeError(f"An assessor callable must return a Verdict, not {type(v).__name__}: "
-                                "return metalens.steering.mentor_assess.Verdict(aligned, p_misaligned, rule).")
+                                "return metalens.steering.mentor.assess.Verdict(aligned, p_misaligned, rule).")
             out.append(v)
         return out
 
@@ -175,8 +166,6 @@ class CheckerAssessor:
     rubric. Rules learned this way are the rubrics of build queries; test queries stay unseen."""
 
     def __init__(self, queries):
-        from metalens.steering.mentor_data import KeywordChecker
-
         self.by_text = {q.query: q for q in queries}
         self.checker = KeywordChecker()
 

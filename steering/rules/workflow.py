@@ -1,4 +1,4 @@
-"""`run_steer`: rule -> vector -> sweep -> steered generation (+ MENTOR rounds) -> `SteerResult`."""
+"""`run_steer`: rule -> vector -> sweep -> steered generation (+ refinement rounds) -> `SteerResult`."""
 from __future__ import annotations
 
 import json
@@ -9,33 +9,33 @@ from pathlib import Path
 
 from metalens.report import save_json, write_report
 from metalens.stats import paired_test
-from metalens.steering.checkers import checker_for
-from metalens.steering.evaluate import evaluate, sweep, sweep_figure
-from metalens.steering.mentor import checker_judge, mentor, model_judge
-from metalens.steering.rulebook import RuleBook
-from metalens.steering.rules import Rule, find_rule, heldout_prompts, pairs_for_rule
-from metalens.steering.vector import METHODS, SteeringVector
+from metalens.steering.rules.checkers import checker_for
+from metalens.steering.rules.library import Rule, find_rule, heldout_prompts, pairs_for_rule
+from metalens.steering.rules.refine import checker_judge, model_judge, refine_rules
+from metalens.steering.rules.rulebook import RuleBook
+from metalens.steering.rules.sweep import evaluate, sweep, sweep_figure
+from metalens.steering.vector import MAX_STRENGTH, METHODS, N_CANDIDATE_LAYERS, SteeringVector, check_strength
 
 JUDGES = ("checker", "model")
 
 
 @dataclass
 class SteerConfig:
-    """What `run_steer` does: the rule, its pairs and prompts, the layer x strength grid, MENTOR rounds."""
+    """What `run_steer` does: the rule, its pairs and prompts, the layer x strength grid, refinement rounds."""
 
     rule: str  # a shipped rule's name (ocean, space, food, cheerful, no_dosage) or plain text
     prompts: list[str] | None = None  # default: the rule's held-out prompts
     pairs: str | None = None  # JSONL of {"positive", "negative"}; default: shipped pairs, else templates
     vector: str | None = None  # a saved SteeringVector to use instead of training one
-    layers: list[int] | None = None  # candidate layers; default: 4 spread over the model
+    layers: list[int] | None = None  # candidate layers; default: model.default_layers(4)
     strengths: tuple[float, ...] = (0.5, 1.0, 2.0)
     method: str = "mean_diff"
-    rounds: int = 0  # MENTOR self-assessment rounds
-    judge: str = "checker"  # who flags responses in MENTOR rounds: the rule checker or the model itself
+    rounds: int = 0  # refinement rounds (judge, retrain, raise strength; `refine_rules`)
+    judge: str = "checker"  # who flags responses in refinement rounds: the rule checker or the model itself
     max_new_tokens: int = 24
     max_fluency_cost: float = 1.0  # nats/token a chosen setting may cost
-    n_select: int | None = None  # prompts that choose the setting and that MENTOR trains on (default: a third)
-    n_validate: int | None = None  # prompts MENTOR's decisions read (default with rounds: a third; else 0)
+    n_select: int | None = None  # prompts that choose the setting and that refinement trains on (default: a third)
+    n_validate: int | None = None  # prompts the refinement's decisions read (default with rounds: a third; else 0)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -43,13 +43,19 @@ class SteerConfig:
         if self.judge not in JUDGES:
             raise ValueError(f"judge must be one of {JUDGES}, not '{self.judge}'.")
         if self.rounds > 0 and self.n_validate == 0:
-            raise ValueError("MENTOR rounds need validation prompts of their own (n_validate >= 1): its decisions "
+            raise ValueError("refinement rounds need validation prompts of their own (n_validate >= 1): its decisions "
                              "must not read the prompts the result is reported on.")
         if self.rounds < 0 or self.max_new_tokens < 1:
             raise ValueError(f"rounds must be >= 0 and max_new_tokens >= 1 (got {self.rounds}, {self.max_new_tokens}).")
         if not self.strengths:
             raise ValueError("No strengths to sweep: pass e.g. strengths=(1.0, 2.0).")
-        self.strengths = tuple(float(s) for s in self.strengths)
+        self.strengths = tuple(check_strength(s, bound=MAX_STRENGTH) for s in self.strengths)
+        for name in ("n_select", "n_validate"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < (1 if name == "n_select" else 0)):
+                raise ValueError(f"{name} must be an integer >= {1 if name == 'n_select' else 0}, not {value!r}.")
+        if not math.isfinite(self.max_fluency_cost):
+            raise ValueError(f"max_fluency_cost must be finite, not {self.max_fluency_cost}.")
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""
@@ -75,7 +81,7 @@ class Score:
 
 @dataclass
 class SteerResult:
-    """What `run_steer` found: the chosen setting, held-out scores, the sweep, MENTOR rounds and samples."""
+    """What `run_steer` found: the chosen setting, held-out scores, the sweep, refinement rounds and samples."""
 
     config: SteerConfig
     rule: Rule
@@ -85,15 +91,15 @@ class SteerResult:
     n_pairs: int
     n_select: int
     unsteered: Score  # on the test prompts, as are all scores here
-    steered: Score  # the swept setting, before any MENTOR round
-    book: RuleBook  # the rule with its chosen vector and strength (after any MENTOR rounds)
+    steered: Score  # the swept setting, before any refinement round
+    book: RuleBook  # the rule with its chosen vector and strength (after any refinement rounds)
     sweep: list[dict] = field(default_factory=list)  # one row per (layer, strength), on the selection prompts
     mentor: list[dict] = field(default_factory=list)  # one row per round on the validation prompts, round 0 before
     samples: list[dict] = field(default_factory=list)  # {"prompt", "unsteered", "steered"(, "mentored")} per test prompt
     model: dict = field(default_factory=dict)
     seconds: float = 0.0
-    n_validate: int = 0  # prompts the MENTOR loop decided on (disjoint from selection and test)
-    mentored: Score | None = None  # the book MENTOR kept, on the test prompts; None without rounds
+    n_validate: int = 0  # prompts the refinement loop decided on (disjoint from selection and test)
+    mentored: Score | None = None  # the book refinement kept, on the test prompts; None without rounds
     paired: dict = field(default_factory=dict)  # paired tests over test prompts: steered-unsteered, mentored-steered
 
     @property
@@ -108,7 +114,7 @@ class SteerResult:
                 f"strength {self.strength:g}; fluency cost {s.fluency_cost:+.2f} nats/token")
 
     def summary(self) -> str:
-        """A few lines for the terminal: the setting, both scores with intervals, and the MENTOR rounds."""
+        """A few lines for the terminal: the setting, both scores with intervals, and the refinement rounds."""
         u, s = self.unsteered, self.steered
         lines = [f"rule: {self.rule.text}  layer {self.layer}  strength {self.strength:g}",
                  f"adherence unsteered {u.adherence:.2f} [{u.low:.2f}, {u.high:.2f}]  steered {s.adherence:.2f} "
@@ -117,7 +123,7 @@ class SteerResult:
                   f"{r['action']}" + ("  (kept)" if r.get("kept") else "") for r in self.mentor]
         if self.mentored is not None:
             m = self.mentored
-            lines.append(f"after MENTOR (test prompts): adherence {m.adherence:.2f} [{m.low:.2f}, {m.high:.2f}]  "
+            lines.append(f"after refinement (test prompts): adherence {m.adherence:.2f} [{m.low:.2f}, {m.high:.2f}]  "
                          f"fluency cost {m.fluency_cost:+.3f} nats/token")
         for name, t in self.paired.items():
             lines.append(f"paired {name}: {t['mean_diff']:+.2f} [{t['low']:+.2f}, {t['high']:+.2f}], p = {t['p']:.3g} "
@@ -167,11 +173,6 @@ class SteerResult:
                    paired=d.get("paired", {}))
 
 
-def _default_layers(model) -> list[int]:
-    n = model.n_layers
-    return sorted({max(0, n // 4), n // 3, n // 2, (2 * n) // 3} - {n})
-
-
 def split_prompts(prompts: list[str], n_select: int, n_validate: int) -> tuple[list[str], list[str], list[str]]:
     """(select, validate, test): the first `n_select`, the next `n_validate`, the rest; duplicates refused."""
     if len(set(prompts)) != len(prompts):
@@ -179,7 +180,7 @@ def split_prompts(prompts: list[str], n_select: int, n_validate: int) -> tuple[l
         raise ValueError(f"Prompt {dup!r} appears more than once: a repeated prompt could land in two splits.")
     if len(prompts) <= n_select + n_validate:
         raise ValueError(f"Need more than {n_select + n_validate} prompts ({n_select} to select the setting, "
-                         f"{n_validate} to validate MENTOR rounds, the rest to test); got {len(prompts)}.")
+                         f"{n_validate} to validate refinement rounds, the rest to test); got {len(prompts)}.")
     return prompts[:n_select], prompts[n_select:n_select + n_validate], prompts[n_select + n_validate:]
 
 
@@ -191,9 +192,9 @@ def run_steer(model, config: SteerConfig, *, out: str | Path | None = None, prog
     """Train (or load) a vector for the rule, sweep layer x strength, and compare steered vs unsteered.
 
     Prompts are split three ways: the first `n_select` (default a third) choose the layer and
-    strength and are what MENTOR rounds generate on; the next `n_validate` (with rounds, default
-    a third) are the only ones MENTOR's decisions read; the rest are the test prompts every
-    reported score is on (unsteered, steered, and after MENTOR), with paired tests over them.
+    strength and are what refinement rounds generate on; the next `n_validate` (with rounds, default
+    a third) are the only ones the refinement's decisions read; the rest are the test prompts every
+    reported score is on (unsteered, steered, and after refinement), with paired tests over them.
     With `out`, the result is saved there (results.json, report.html, rulebook/).
     """
     started = time.time()
@@ -205,8 +206,8 @@ def run_steer(model, config: SteerConfig, *, out: str | Path | None = None, prog
     n_validate = config.n_validate if config.n_validate is not None else (max(2, len(prompts) // 3)
                                                                           if config.rounds else 0)
     select, validate, test = split_prompts(prompts, n_select, n_validate)
-    loaded = SteeringVector.load(config.vector) if config.vector else None
-    layers = loaded.layers if loaded else [model.check_layer(x) for x in (config.layers or _default_layers(model))]
+    loaded = SteeringVector.load(config.vector, model) if config.vector else None
+    layers = loaded.layers if loaded else model.resolve_layers(config.layers or model.default_layers(N_CANDIDATE_LAYERS))
     swept = sweep(model, positive, negative, checker, select, layers, config.strengths, config.method, positions,
                   config.max_new_tokens, rule=spec.text, vector=loaded, progress=progress)
     best = swept.best(config.max_fluency_cost)
@@ -214,12 +215,15 @@ def run_steer(model, config: SteerConfig, *, out: str | Path | None = None, prog
     book.add(spec, swept.vector.restricted([best["layer"]]), strength=best["strength"])
     base = evaluate(model, test, checker, None, max_new_tokens=config.max_new_tokens)
     steered = evaluate(model, test, checker, book, max_new_tokens=config.max_new_tokens, base_nll=base["nll"])
+    if math.isfinite(base["nll"]) and not math.isfinite(steered["nll"]):
+        raise ValueError(f"Steering at layer {best['layer']}, strength {best['strength']:g} left no scorable text "
+                         "(its fluency cost is NaN): the strength breaks the model; sweep smaller strengths.")
     paired = {"steered_minus_unsteered": _paired(steered["passed"], base["passed"])}
     rounds, mentored = [], None
     samples = [{"prompt": p, "unsteered": u, "steered": s} for p, u, s in zip(test, base["outputs"], steered["outputs"])]
     if config.rounds > 0:
         judge = model_judge(model) if config.judge == "model" else checker_judge(checker)
-        rounds = mentor(model, book, spec.name, positive, negative, select, validate, checker, judge,
+        rounds = refine_rules(model, book, spec.name, positive, negative, select, validate, checker, judge,
                         rounds=config.rounds, max_new_tokens=config.max_new_tokens).rows
         mentored = evaluate(model, test, checker, book, max_new_tokens=config.max_new_tokens, base_nll=base["nll"])
         paired["mentored_minus_steered"] = _paired(mentored["passed"], steered["passed"])
@@ -242,7 +246,7 @@ def _sections(result: SteerResult) -> list:
                  "loss (nats/token)": d.nll, "fluency cost": d.fluency_cost}
                 for name, d in (("unsteered", result.unsteered),
                                 (f"steered (layer {result.layer}, strength {result.strength:g})", result.steered),
-                                ("after MENTOR (the kept rule book)", result.mentored)) if d is not None]
+                                ("after refinement (the kept rule book)", result.mentored)) if d is not None]
     paired = [{"comparison": k, **v} for k, v in result.paired.items()]
     sections = [
         ("Test-prompt adherence", headline),
@@ -250,8 +254,8 @@ def _sections(result: SteerResult) -> list:
         ("How to read this", "Adherence is the fraction of test responses the rule checker accepts, with a "
          "Wilson 95% interval. Fluency cost is the mean per-token loss of the steered text under the unsteered "
          "model minus that of the unsteered text: how much more surprising steering makes the output. Prompts "
-         f"are split three ways: {result.n_select} choose the layer and strength (and are what MENTOR rounds "
-         f"generate on), {result.n_validate} are the only ones MENTOR's decisions read, and the {result.n_test} "
+         f"are split three ways: {result.n_select} choose the layer and strength (and are what refinement rounds "
+         f"generate on), {result.n_validate} are the only ones the refinement's decisions read, and the {result.n_test} "
          "test prompts reported here took part in no choice."),
         ("Layer x strength sweep (selection prompts)", sweep_figure(result.sweep, result.rule.text)),
         ("Sweep table", [{k: r[k] for k in ("layer", "strength", "adherence", "low", "high", "fluency_cost")}
@@ -259,7 +263,7 @@ def _sections(result: SteerResult) -> list:
         ("Samples", result.samples[:12]),
     ]
     if result.mentor:
-        sections.insert(3, ("MENTOR rounds (validation-prompt adherence per round; 'kept' marks the book kept)",
+        sections.insert(3, ("refinement rounds (validation-prompt adherence per round; 'kept' marks the book kept)",
                             result.mentor))
     return sections
 

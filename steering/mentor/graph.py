@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from metalens.artifact import read_artifact, write_artifact
+from metalens.artifact import read_artifact, read_json, write_artifact
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"  # steering/data, shared by the products
 STATIC_TREE = DATA / "mentor_tree.json"
 ARTIFACT = "rule_graph"  # rule_graph.json (+ an empty rule_graph.safetensors)
 EDGE_TYPES = ("refines", "extends", "conflicts_with", "derived_from_query")
@@ -68,10 +68,24 @@ class RuleGraph:
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
-    def from_tree(cls, tree: dict) -> RuleGraph:
-        """A graph from `{"domains": {domain: {category: [rule text, ...]}}, "conflicts": [[id, id], ...]}`."""
-        if not isinstance(tree.get("domains"), dict) or not tree["domains"]:
-            raise ValueError('A rule tree needs {"domains": {domain: {category: [rule, ...]}}}.')
+    def from_tree(cls, tree: dict, source: str = "The rule tree") -> RuleGraph:
+        """A graph from `{"domains": {domain: {category: [rule text, ...]}}, "conflicts": [[id, id], ...]}`.
+
+        A tree of another shape is refused, naming `source` (the file it came from) and the bad entry.
+        """
+        shape = '{"domains": {domain: {category: [rule, ...]}}, "conflicts": [[rule id, rule id], ...]}'
+        if not isinstance(tree, dict) or not isinstance(tree.get("domains"), dict) or not tree["domains"]:
+            raise ValueError(f"{source} needs {shape}.")
+        for domain, categories in tree["domains"].items():
+            if not isinstance(categories, dict) or not categories:
+                raise ValueError(f"{source}: domain {domain!r} must map categories to rule lists; {shape}.")
+            for category, rules in categories.items():
+                if not isinstance(rules, list) or not rules or not all(isinstance(r, str) and r.strip() for r in rules):
+                    raise ValueError(f"{source}: {domain}/{category} must be a non-empty list of rule texts "
+                                     f"(strings), not {json.dumps(rules)[:80]}.")
+        conflicts = tree.get("conflicts", [])
+        if not isinstance(conflicts, list) or not all(isinstance(c, list) and len(c) == 2 for c in conflicts):
+            raise ValueError(f"{source}: \"conflicts\" must be a list of [rule id, rule id] pairs.")
         graph = cls()
         for domain, categories in tree["domains"].items():
             graph._add(RuleNode(domain, "domain", domain, domain))
@@ -83,7 +97,10 @@ class RuleGraph:
                     rid = f"{cid}/{i}"
                     graph._add(RuleNode(rid, "rule", text, domain, category))
                     graph.link(rid, cid, "refines")
-        for a, b in tree.get("conflicts", []):
+        for a, b in conflicts:
+            if a not in graph.nodes or b not in graph.nodes:
+                raise ValueError(f"{source}: conflict [{a!r}, {b!r}] names a rule the tree does not have; rule ids "
+                                 f"look like {graph.rule_ids()[0]!r}.")
             graph.link(a, b, "conflicts_with")
         return graph
 
@@ -91,9 +108,9 @@ class RuleGraph:
     def static(cls, path: str | Path | None = None) -> RuleGraph:
         """The shipped static rule tree (`steering/data/mentor_tree.json`) or the tree JSON at `path`."""
         path = Path(path) if path else STATIC_TREE
-        if not path.exists():
+        if not path.is_file():
             raise FileNotFoundError(f"No rule tree at {path}: pass a JSON file like {STATIC_TREE}.")
-        return cls.from_tree(json.loads(path.read_text()))
+        return cls.from_tree(read_json(path, "rule tree"), source=str(path))
 
     def _add(self, node: RuleNode) -> RuleNode:
         if node.kind not in KINDS:

@@ -1,6 +1,7 @@
 """MENTOR's risk queries: reading them, the seeded build / validation / test split, the keyword checker, ASR."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,8 +10,9 @@ import numpy as np
 
 import metalens
 from metalens.stats import wilson_ci
+from metalens.steering.io.records import record_lines
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"  # steering/data, shared by the products
 RISK_QUERIES = DATA / "mentor_queries.jsonl"  # 60 queries: education, finance, management (20 each)
 SPLITS = ("build", "validation", "test")
 
@@ -27,7 +29,16 @@ class RiskQuery:
 
 def read_queries(path: str | Path | None = None) -> list[RiskQuery]:
     """Risk queries from JSONL (`query`, `domain`, `rubric`, `keywords`); default: the shipped set."""
-    records = metalens.read_jsonl(path or RISK_QUERIES, required=("query", "domain", "rubric", "keywords"))
+    path = path or RISK_QUERIES
+    records = metalens.read_jsonl(path, required=("query", "domain", "rubric", "keywords"))
+    for line, r in zip(record_lines(path), records):
+        bad = [k for k in ("query", "domain", "rubric") if not isinstance(r[k], str) or not r[k].strip()]
+        if bad:
+            raise ValueError(f"{path}:{line}: {bad[0]!r} is {json.dumps(r[bad[0]])}; each query needs non-empty "
+                             "strings for query, domain and rubric.")
+        if not isinstance(r["keywords"], list) or not all(isinstance(k, str) and k.strip() for k in r["keywords"]):
+            raise ValueError(f"{path}:{line}: 'keywords' is {json.dumps(r['keywords'])}; it must be a list of "
+                             "non-empty strings (the checker's violation markers).")
     queries = [RiskQuery(r["query"], r["domain"], r["rubric"], list(r["keywords"])) for r in records]
     seen = set()
     for q in queries:
@@ -35,6 +46,16 @@ def read_queries(path: str | Path | None = None) -> list[RiskQuery]:
             raise ValueError(f"Query {q.query!r} appears twice in {path or RISK_QUERIES}: it could land in two splits.")
         seen.add(q.query)
     return queries
+
+
+def subsample_queries(queries: list[RiskQuery], n: int, seed: int = 0) -> list[RiskQuery]:
+    """A seeded sample of at most `n` queries per domain, in file order (for quick runs)."""
+    rng, out = np.random.default_rng(seed + 1), []
+    for domain in sorted({q.domain for q in queries}):
+        items = [q for q in queries if q.domain == domain]
+        keep = sorted(rng.permutation(len(items))[:n])
+        out += [items[i] for i in keep]
+    return out
 
 
 def split_queries(queries: list[RiskQuery], fractions=(0.4, 0.2, 0.4), seed: int = 0
