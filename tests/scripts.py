@@ -9,7 +9,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "tools"
-SCRIPTS = ROOT / "scripts"
 BENCH = ROOT / "bench"
 RESULTS = ROOT / "results"
 
@@ -24,13 +23,6 @@ def _load(path: Path, name: str):
 def load_tool(name: str):
     """The module `tools/NAME.py`, executed once per call."""
     return _load(TOOLS / f"{name}.py", f"tools_{name}")
-
-
-def load_script(name: str):
-    """`tools/NAME.py` where it is a product tool, else `scripts/NAME.py`, executed once per call."""
-    if (TOOLS / f"{name}.py").exists():
-        return load_tool(name)
-    return _load(SCRIPTS / f"{name}.py", f"scripts_{name}")
 
 
 def load_bench(name: str):

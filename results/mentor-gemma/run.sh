@@ -21,7 +21,7 @@ for spec in smollm2-assessor:smollm2-135m-instruct checker-assessor:checker; do
   /usr/bin/time -f "$name: wall %e s, user CPU %U s, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" \
     -a -o "$OUT/time.txt" \
     $PY -m metalens.cli mentor --model gemma-3-270m --device cpu --assessor $assessor --rounds 2 \
-    --max-new-tokens 16 --reflect-tokens 16 --strengths 1 2 "${extra[@]}" --out "$run"
+    --layers 6 --max-new-tokens 16 --reflect-tokens 16 --strengths 1 2 "${extra[@]}" --out "$run"
   cp "$run/results.json" "$OUT/$name.json"
 done
 cat "$OUT/time.txt"

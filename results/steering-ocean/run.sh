@@ -6,6 +6,6 @@ cd "$(dirname "$0")/../.."
 mkdir -p runs/steering
 head -24 steering/data/prompts_heldout.txt > runs/steering/prompts24.txt
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} .venv/bin/metalens steer --model gemma-3-270m --device cpu --rule ocean \
-    --prompts runs/steering/prompts24.txt --layer 6 --strength 1 --strength 2 --max-new-tokens 16 \
+    --prompts runs/steering/prompts24.txt --layers 6 --strengths 1 2 --max-new-tokens 16 \
     --n-select 8 --out runs/steering/ocean
 cp runs/steering/ocean/results.json results/steering-ocean/results.json

@@ -12,9 +12,9 @@ from metalens.probes import load_dataset, train_probe
 from metalens.probes.datasets import sample_distinct_groups
 from metalens.probes.directions import split_indices
 from metalens.probes.probe import group_folds
-from tests.scripts import load_script
+from tests.scripts import load_tool
 
-_datagen = load_script("probes_datagen")
+_datagen = load_tool("probes_datagen")
 _ACTIONS = _datagen.ACCEPTABLE + _datagen.UNACCEPTABLE
 
 

@@ -7,9 +7,9 @@ import pytest
 from metalens.probes import load_dataset
 from metalens.data import read_jsonl
 from metalens.probes.datasets import DATA_DIR
-from tests.scripts import load_script
+from tests.scripts import load_tool
 
-_datagen = load_script("probes_datagen")
+_datagen = load_tool("probes_datagen")
 fact_sentences, moral_sentences = _datagen.fact_sentences, _datagen.moral_sentences
 
 
