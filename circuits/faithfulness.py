@@ -33,6 +33,7 @@ from torch import Tensor
 from metalens.circuits.edges import EdgeScores, node_depth, node_names
 from metalens.circuits.metrics import TaskBatch, metric_per_pair, prepare, task_forward
 from metalens.circuits.patching import patch_heads_exact
+from metalens.circuits.topk import edge_costs, helpful_sign, mib_budget, ranked_edges, top_edges
 from metalens.precision import in_float32
 from metalens.sites import EMBED, attn_out, attn_z, mlp_out, resid_mid, resid_post, resid_pre
 
@@ -203,46 +204,67 @@ def curve_areas(ks, faithfulness) -> tuple[float, float]:
     return float(np.trapezoid(y, x)), float(np.trapezoid(np.abs(1 - y), x))
 
 
-def _ranked(scores: EdgeScores) -> list[tuple[int, int]]:
-    """Existing edges by |score|, largest first; ties go to the later downstream node (logits first)."""
-    s = scores.scores.float()
-    i, j = (~torch.isnan(s)).nonzero(as_tuple=True)
-    mag = s[i, j].abs().numpy()
-    order = np.lexsort((-j.numpy(), -mag))  # last key is primary
-    return [(int(i[o]), int(j[o])) for o in order]
+# name -> (ranking, counting) of the curves `_curve` runs; "metalens" is the earlier convention (the old keys)
+CONVENTIONS = {"metalens": ("abs", "metalens"), "signed": ("signed", "mib"), "abs": ("abs", "mib")}
 
 
 def _curve(model, ref: _Reference, scores: EdgeScores, ks) -> dict:
     if scores.upstream != ref.upstream or scores.downstream != ref.downstream:
         raise ValueError(f"Edge scores are for another model shape ({len(scores.upstream)} upstream nodes, "
                          f"{ref.upstream[-1]!r} expected last): score edges with attribute_edges on this model.")
-    ranked = _ranked(scores)
-    clean = float(ref.metric(ref.clean_logits).mean())
-    corrupted = float(ref.metric(ref.corrupted_logits).mean())
+    clean_pairs, corrupted_pairs = ref.metric(ref.clean_logits).cpu(), ref.metric(ref.corrupted_logits).cpu()
+    clean, corrupted = float(clean_pairs.mean()), float(corrupted_pairs.mean())
     ks = sorted(float(k) for k in ks)
-    n_edges, circuit = [], []
-    for k in ks:
-        n = round(k / 100 * len(ranked))
-        keep = torch.zeros_like(ref.valid)
-        for a, b in ranked[:n]:
-            keep[a, b] = True
-        n_edges.append(n)
-        circuit.append(float(ref.metric(_circuit_logits(model, ref, keep)).mean()))
-    faith = [(c - corrupted) / (clean - corrupted) if clean != corrupted else float("nan") for c in circuit]
-    cpr, cmd = curve_areas(ks, faith)
-    return {"k": ks, "faithfulness": faith, "cpr": cpr, "cmd": cmd, "n_edges": n_edges, "total_edges": len(ranked),
-            "circuit": circuit, "clean": clean, "corrupted": corrupted}
+    costs = edge_costs(ref.downstream)
+    runs: dict[bytes, Tensor] = {}  # one circuit pass per distinct kept set (conventions often agree)
+    out = {"k": ks, "clean": clean, "corrupted": corrupted,
+           "per_pair": {"clean": clean_pairs.tolist(), "corrupted": corrupted_pairs.tolist()}}
+    for name, (ranking, counting) in CONVENTIONS.items():
+        ranked = ranked_edges(scores, ranking, helpful_sign(ref.batch.metric))
+        n_edges, n_mib, circuit = [], [], []
+        for k in ks:
+            kept, cost = top_edges(ranked, costs, k, counting)
+            keep = torch.zeros_like(ref.valid)
+            for a, b in kept:
+                keep[a, b] = True
+            key = keep.numpy().tobytes()
+            if key not in runs:
+                runs[key] = ref.metric(_circuit_logits(model, ref, keep)).cpu()
+            n_edges.append(len(kept)), n_mib.append(cost), circuit.append(runs[key])
+        means = [float(c.mean()) for c in circuit]
+        faith = [(c - corrupted) / (clean - corrupted) if clean != corrupted else float("nan") for c in means]
+        cpr, cmd = curve_areas(ks, faith)
+        suffix = "" if name == "metalens" else f"_{name}"
+        out.update({f"faithfulness{suffix}": faith, f"cpr{suffix}": cpr, f"cmd{suffix}": cmd,
+                    f"n_edges{suffix}": n_edges, f"circuit{suffix}": means})
+        if name != "metalens":
+            out[f"n_edges_mib{suffix}"] = n_mib
+        out["per_pair"][f"circuit{suffix}"] = [c.tolist() for c in circuit]
+    out.update({"total_edges": len(ranked), "total_edges_mib": sum(costs[j] for _, j in ranked),
+                "budget_mib": [mib_budget(k, sum(costs[j] for _, j in ranked)) for k in ks]})
+    return out
 
 
 @torch.no_grad()
 def faithfulness_curve(model, task, scores: EdgeScores, ks=KS) -> dict:
-    """MIB faithfulness curve of the top-|score| edges: {"k", "faithfulness", "cpr", "cmd", ...}.
+    """MIB faithfulness curves of the top-scored edges under three conventions (see `circuits.topk`).
 
-    For each k (percent of the existing edges kept, round(k/100 * n_edges) edges, top |score|
-    first, no pruning) the edge circuit is run (`find_edge_circuit`) and faithfulness =
-    (circuit - corrupted) / (clean - corrupted) with metrics averaged over the pairs. Also
-    returned: "n_edges" per k, "total_edges", "circuit" metric per k, "clean", "corrupted"; CPR/CMD
-    as in `curve_areas`. Cost: 2 forward passes + len(ks) passes at n_heads x the batch.
+    At each k (percent of the edges kept, no pruning) the edge circuit is run (`find_edge_circuit`)
+    and faithfulness = (circuit - corrupted) / (clean - corrupted), metrics averaged over the pairs.
+    Keys, per convention (suffix):
+      - "" (metalens' earlier convention, kept so older results read alike): one edge per head
+        input, round(k/100 * n) edges by |score|: "faithfulness", "cpr", "cmd", "n_edges", "circuit".
+      - "_signed" (MIB's CPR): MIB's counting (q, k, v separate, int(pct * n)), signed ranking:
+        "faithfulness_signed", "cpr_signed", "cmd_signed", "n_edges_signed", "n_edges_mib_signed".
+      - "_abs" (MIB's CMD): MIB's counting, |score| ranking: "cmd_abs", "cpr_abs", ...
+    MIB reports "cpr_signed" as CPR and "cmd_abs" as CMD. Also "k", "clean", "corrupted",
+    "total_edges" (metalens edges), "total_edges_mib", "budget_mib" (int(pct * n) per k) and
+    "per_pair" (each pair's clean, corrupted and circuit metrics, for intervals over pairs).
+    Where this still differs from MIB: q, k and v of a head are kept together and share one
+    score (`circuits.topk`); no pruning of edges off a path from the input to the logits (under
+    this patching such edges carry the corrupted run either way, except through gemma's frozen
+    norm scale, see the module docstring). Cost: 2 forward passes + up to 3 * len(ks) passes at
+    n_heads x the batch (a kept set shared by conventions runs once).
     """
     with in_float32(model):
         return _curve(model, _reference(model, task), scores, ks)
