@@ -1,0 +1,107 @@
+"""MIB's conventions for faithfulness curves: q/k/v inputs of a head counted as 3 edges, int(pct * n) edges
+kept, CPR from the signed ranking and CMD from the |score| ranking; intervals over evaluation pairs."""
+import numpy as np
+import pytest
+import torch
+
+from metalens.circuits.curve_stats import curve_intervals
+from metalens.circuits.edges import EdgeScores, node_depth, node_names
+from metalens.circuits.faithfulness import curve_areas, faithfulness_curve, faithfulness_curves, find_edge_circuit
+from metalens.circuits.tasks import induction_task
+from metalens.circuits.topk import edge_costs, mib_budget, mib_edge_count, ranked_edges, top_edges
+
+
+def random_scores(model, seed=0) -> EdgeScores:
+    ups, downs = node_names(model.n_layers, model.n_heads)
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(len(ups), len(downs), generator=g)
+    valid = torch.tensor([[node_depth(u) < node_depth(v) for v in downs] for u in ups])
+    scores[~valid] = float("nan")
+    return EdgeScores(ups, downs, scores)
+
+
+def mib_count(L, H) -> int:
+    """MIB's graph: each head has q, k, v inputs from every earlier node; an MLP one input; the logits one."""
+    into_heads = sum(3 * H * (1 + l * (H + 1)) for l in range(L))
+    into_mlps = sum(1 + l * (H + 1) + H for l in range(L))
+    return into_heads + into_mlps + 1 + L * (H + 1)
+
+
+def test_mib_counts_the_q_k_and_v_inputs_of_a_head_as_three_edges(tiny_llama):
+    scores = random_scores(tiny_llama)
+    L, H = tiny_llama.n_layers, tiny_llama.n_heads
+    assert mib_edge_count(scores) == mib_count(L, H) == 262  # 3 layers x 4 heads
+    assert int((~scores.scores.isnan()).sum()) == 118  # metalens' graph: one edge per head input
+
+
+def test_the_curve_reports_mibs_count_and_budget(tiny_llama):
+    task = induction_task(tiny_llama.tokenizer, n=3)
+    curve = faithfulness_curve(tiny_llama, task, random_scores(tiny_llama), ks=(1, 10, 100))
+    n = mib_count(tiny_llama.n_layers, tiny_llama.n_heads)
+    assert curve["total_edges_mib"] == n and curve["total_edges"] == 118
+    assert curve["budget_mib"] == [int(0.01 * n), int(0.1 * n), n] == [2, 26, 262]  # round(2.62) would be 3
+    for key in ("n_edges_mib_signed", "n_edges_mib_abs"):
+        assert all(b - 2 <= used <= b for used, b in zip(curve[key], curve["budget_mib"]))
+        assert curve[key][-1] == n
+    assert curve["faithfulness_abs"][-1] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_the_mib_budget_truncates_like_int():
+    assert mib_budget(0.1, 1999) == 1  # 1.999 edges: int keeps 1, round would keep 2
+    assert mib_budget(50, 3) == 1 and mib_budget(100, 3) == 3
+    assert mib_budget(0.1, 1000) == 1  # MIB writes the grid as 0.001, not 0.1 / 100
+
+
+def test_a_head_edge_costs_three_and_the_prefix_stops_at_the_budget():
+    costs = edge_costs(["attn.L1.H0", "mlp.L0", "logits"])
+    assert costs == [3, 1, 1]
+    ranked = [(0, 1), (0, 0), (1, 2), (2, 2)]  # mlp (1), head (3), logits (1), logits (1): 6 MIB edges
+    assert top_edges(ranked, costs, 50, "mib") == ([(0, 1)], 1)  # budget 3: the head would make it 4
+    assert top_edges(ranked, costs, 70, "mib") == ([(0, 1), (0, 0)], 4)  # budget int(4.2) = 4
+    assert top_edges(ranked, costs, 50, "metalens") == ([(0, 1), (0, 0)], 4)  # round(0.5 * 4) metalens edges
+
+
+def test_signed_ranking_puts_the_edges_that_carry_the_behaviour_first():
+    ups, downs = ["embed", "mlp.L0"], ["mlp.L0", "logits"]
+    scores = EdgeScores(ups, downs, torch.tensor([[-2.0, 5.0], [float("nan"), -1.0]]))
+    assert ranked_edges(scores, "abs") == [(0, 1), (0, 0), (1, 1)]
+    # logit_diff falls when an important edge is patched: the most negative score first
+    assert ranked_edges(scores, "signed", sign=-1) == [(0, 0), (1, 1), (0, 1)]
+    assert ranked_edges(scores, "signed", sign=1) == [(0, 1), (1, 1), (0, 0)]  # kl rises instead
+    with pytest.raises(ValueError, match="ranking"):
+        ranked_edges(scores, "random")
+
+
+def test_signed_and_absolute_curves_run_different_circuits_when_scores_have_mixed_signs(tiny_llama):
+    task = induction_task(tiny_llama.tokenizer, n=3)
+    scores = random_scores(tiny_llama, seed=1)  # mixed signs
+    curve = faithfulness_curve(tiny_llama, task, scores, ks=(10, 100))
+    costs = edge_costs(scores.downstream)
+    kept = {}
+    for ranking in ("signed", "abs"):
+        edges, _ = top_edges(ranked_edges(scores, ranking, sign=-1), costs, 10, "mib")
+        kept[ranking] = {(scores.upstream[i], scores.downstream[j]) for i, j in edges}
+        expected = float(find_edge_circuit(tiny_llama, task, kept[ranking]).mean())
+        assert curve[f"circuit_{ranking}"][0] == pytest.approx(expected, abs=1e-6)
+    assert kept["signed"] != kept["abs"]
+    assert curve["cpr_signed"] == pytest.approx(curve_areas(curve["k"], curve["faithfulness_signed"])[0])
+    assert curve["cmd_abs"] == pytest.approx(curve_areas(curve["k"], curve["faithfulness_abs"])[1])
+    assert {"cpr", "cmd", "faithfulness", "n_edges"} <= set(curve)  # the earlier convention's keys stay
+
+
+def test_intervals_are_over_evaluation_pairs_and_paired_against_eap_ig(tiny_llama):
+    task = induction_task(tiny_llama.tokenizer, n=5)
+    curves = faithfulness_curves(tiny_llama, task, {"ig": random_scores(tiny_llama, 1),
+                                                    "attribution": random_scores(tiny_llama, 2)}, ks=(10, 50, 100))
+    out = curve_intervals(curves, n_boot=50)
+    for method, curve in curves.items():
+        # per-pair metrics are float32 and the curve's means too; the resampled ones are float64
+        assert out[method]["cpr_interval"]["estimate"] == pytest.approx(curve["cpr_signed"], rel=1e-5)
+        assert out[method]["cmd_interval"]["estimate"] == pytest.approx(curve["cmd_abs"], rel=1e-5)
+        assert out[method]["cpr_interval"]["n"] == 5
+    diff = out["attribution"]["cpr_diff_vs_eap_ig"]
+    assert diff["estimate"] == pytest.approx(curves["attribution"]["cpr_signed"] - curves["ig"]["cpr_signed"], abs=1e-5)
+    assert diff["n_comparisons"] == 2 and "cpr_diff_vs_eap_ig" not in out["ig"]
+    same = curve_intervals({"ig": curves["ig"], "copy": curves["ig"]}, n_boot=50)["copy"]["cpr_diff_vs_eap_ig"]
+    assert (same["low"], same["high"]) == (0.0, 0.0)  # the same draw for both methods: a paired difference
+    assert np.isfinite([diff["low"], diff["high"]]).all()
