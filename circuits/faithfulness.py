@@ -20,6 +20,10 @@ leaves on gemma: a head's output also depends on the other heads of its layer, t
 
 Every kept edge set is checked by two identities (tests): all edges kept gives the clean metric,
 none kept the corrupted one.
+
+Which edges a curve keeps at each k follows `circuits.topk`: MIB's counting (a head's q, k and v
+inputs are 3 edges, int(pct * n) kept) with the signed ranking (its CPR) and the |score| ranking
+(its CMD), beside metalens' earlier convention (one edge per head input, round, |score|).
 """
 from __future__ import annotations
 

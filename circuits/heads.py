@@ -242,6 +242,10 @@ def _report(path: Path, result: HeadsResult) -> None:
     if result.faithfulness:
         sections.append(("Faithfulness of edge circuits (top k % of edges kept, the rest patched to corrupted)",
                          faithfulness_plot(result.faithfulness)))
+        if all("faithfulness_signed" in c for c in result.faithfulness.values()):
+            for convention, what in (("signed", "MIB's CPR curve"), ("abs", "MIB's CMD curve")):
+                sections.append((f"{what}: q/k/v counted as 3 edges, int(pct * n) kept",
+                                 faithfulness_plot(result.faithfulness, convention=convention)))
         sections.append(("Faithfulness summary (MIB: CPR from the signed ranking, CMD from |score|, q/k/v counted "
                          "as 3 edges; earlier metalens convention: one edge per head input, |score|)",
                          [{"method": m, **_mib_row(c), "CPR (metalens)": c["cpr"], "CMD (metalens)": c["cmd"],

@@ -105,3 +105,15 @@ def test_intervals_are_over_evaluation_pairs_and_paired_against_eap_ig(tiny_llam
     same = curve_intervals({"ig": curves["ig"], "copy": curves["ig"]}, n_boot=50)["copy"]["cpr_diff_vs_eap_ig"]
     assert (same["low"], same["high"]) == (0.0, 0.0)  # the same draw for both methods: a paired difference
     assert np.isfinite([diff["low"], diff["high"]]).all()
+
+
+def test_the_plot_draws_mibs_curves_with_their_areas():
+    from metalens.circuits.plots import faithfulness_plot
+
+    curve = {"k": [1, 100], "faithfulness": [0.2, 1.0], "cpr": 0.6, "cmd": 0.4,
+             "faithfulness_signed": [0.3, 1.0], "cpr_signed": 0.65, "faithfulness_abs": [0.1, 1.0], "cmd_abs": 0.45}
+    signed = faithfulness_plot({"ig": curve}, convention="signed")
+    assert list(signed.data[0].y) == [0.3, 1.0] and "MIB CPR 0.650" in signed.data[0].name
+    assert "MIB CMD 0.450" in faithfulness_plot({"ig": curve}, convention="abs").data[0].name
+    with pytest.raises(ValueError, match="convention"):
+        faithfulness_plot({"ig": curve}, convention="log")
