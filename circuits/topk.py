@@ -8,13 +8,13 @@ edge into an attention head is three edges (its query, key and value inputs, `a0
 signed score, and CMD (area between the curve and 1) from those ranked by |score|
 (`print_results.py` picks the `abs-False` run for CPR and the `abs-True` run for CMD).
 
-metalens' edge graph has one edge into a head (its q, k and v paths scored and patched together,
-`circuits.edges`), so MIB's counting is done with costs: an edge into a head costs 3 of the budget,
-any other edge 1, and the circuit is the longest prefix of the ranking whose cost fits
-`int(pct * n_mib)`. Where MIB would split a head's three inputs across the budget's edge, metalens
-keeps all three or none (the prefix stops there), so it keeps up to 2 MIB edges fewer than the
-budget; and MIB ranks q, k and v each by its own path's score where metalens gives all three the
-combined score. The earlier metalens convention (`"metalens"` counting): one edge per head input,
+metalens scores one edge into a head (its q, k and v paths together, `circuits.edges`), and its
+circuit runs patch a head's q, k and v inputs separately (`faithfulness._circuit_logits`). MIB's
+counting: an edge into a head stands for its three MIB edges, each with the edge's combined
+score, ranked together in the order q, k, v; exactly `int(pct * n_mib)` of them are kept, so the
+budget's last head edge may keep only its q (and k) input. What still differs: MIB ranks q, k and
+v each by its own path's score where metalens gives all three the combined score (the sum of the
+three paths' scores for EAP), so a head's three inputs enter the circuit together here. The earlier metalens convention (`"metalens"` counting): one edge per head input,
 `round(k / 100 * n_edges)` edges, ranked by |score|.
 
 Signed ranking puts first the edges whose patching moves the metric furthest from clean towards
@@ -70,21 +70,27 @@ def mib_budget(k: float, n_mib: int) -> int:
 
 
 def top_edges(ranked: list[tuple[int, int]], costs: list[int], k: float,
-              counting: str) -> tuple[list[tuple[int, int]], int]:
-    """(the edges kept at k percent, their cost in MIB edges) from a ranking.
+              counting: str) -> tuple[list[tuple[int, int, tuple[int, ...]]], int]:
+    """(the edges kept at k percent as (row, column, inputs), their cost in MIB edges) from a ranking.
 
-    counting "metalens": round(k / 100 * len(ranked)) edges; "mib": the longest prefix whose cost
-    (`edge_costs` of each edge's downstream column) fits `mib_budget(k, n_mib)`, n_mib being the
-    cost of every ranked edge (`ranked` holds them all).
+    inputs: which of a head's q, k, v inputs (0, 1, 2) the edge keeps; (0, 1, 2) for whole edges.
+    counting "metalens": round(k / 100 * len(ranked)) whole edges; "mib": exactly
+    `mib_budget(k, n_mib)` MIB edges (n_mib: the cost of every ranked edge, `ranked` holds them
+    all), a head edge standing for its q, k and v edges in that order, so the budget's last head
+    edge may keep only its q (and k) input.
     """
+    whole = (0, 1, 2)
     if counting == "metalens":
-        kept = ranked[:round(k / 100 * len(ranked))]
-        return kept, sum(costs[j] for _, j in kept)
+        kept = [(i, j, whole) for i, j in ranked[:round(k / 100 * len(ranked))]]
+        return kept, sum(costs[j] for _, j, _ in kept)
     if counting != "mib":
         raise ValueError(f"Unknown counting '{counting}': use one of {COUNTINGS}.")
-    budget, used, n = mib_budget(k, sum(costs[j] for _, j in ranked)), 0, 0
-    for _, j in ranked:
-        if used + costs[j] > budget:
+    budget = mib_budget(k, sum(costs[j] for _, j in ranked))
+    kept, used = [], 0
+    for i, j in ranked:
+        if used == budget:
             break
-        used, n = used + costs[j], n + 1
-    return ranked[:n], used
+        take = min(costs[j], budget - used)
+        kept.append((i, j, whole if take == costs[j] else whole[:take]))
+        used += take
+    return kept, used

@@ -7,7 +7,10 @@ import torch
 from metalens.circuits.curve_stats import curve_intervals
 from metalens.circuits.edges import EdgeScores, node_depth, node_names
 from metalens.circuits.faithfulness import curve_areas, faithfulness_curve, faithfulness_curves, find_edge_circuit
+from metalens.circuits.metrics import last_logits, metric_per_pair, prepare, task_forward
+from metalens.circuits.patching import patch_heads
 from metalens.circuits.tasks import induction_task
+from metalens.sites import attn_k, attn_v, attn_z
 from metalens.circuits.topk import edge_costs, mib_budget, mib_edge_count, ranked_edges, top_edges
 
 
@@ -41,8 +44,7 @@ def test_the_curve_reports_mibs_count_and_budget(tiny_llama):
     assert curve["total_edges_mib"] == n and curve["total_edges"] == 118
     assert curve["budget_mib"] == [int(0.01 * n), int(0.1 * n), n] == [2, 26, 262]  # round(2.62) would be 3
     for key in ("n_edges_mib_signed", "n_edges_mib_abs"):
-        assert all(b - 2 <= used <= b for used, b in zip(curve[key], curve["budget_mib"]))
-        assert curve[key][-1] == n
+        assert curve[key] == curve["budget_mib"]  # exactly int(pct * n) MIB edges, a head's inputs split if need be
     assert curve["faithfulness_abs"][-1] == pytest.approx(1.0, abs=1e-4)
 
 
@@ -56,9 +58,10 @@ def test_a_head_edge_costs_three_and_the_prefix_stops_at_the_budget():
     costs = edge_costs(["attn.L1.H0", "mlp.L0", "logits"])
     assert costs == [3, 1, 1]
     ranked = [(0, 1), (0, 0), (1, 2), (2, 2)]  # mlp (1), head (3), logits (1), logits (1): 6 MIB edges
-    assert top_edges(ranked, costs, 50, "mib") == ([(0, 1)], 1)  # budget 3: the head would make it 4
-    assert top_edges(ranked, costs, 70, "mib") == ([(0, 1), (0, 0)], 4)  # budget int(4.2) = 4
-    assert top_edges(ranked, costs, 50, "metalens") == ([(0, 1), (0, 0)], 4)  # round(0.5 * 4) metalens edges
+    whole = (0, 1, 2)
+    assert top_edges(ranked, costs, 50, "mib") == ([(0, 1, whole), (0, 0, (0, 1))], 3)  # budget 3: the head's q, k
+    assert top_edges(ranked, costs, 70, "mib") == ([(0, 1, whole), (0, 0, whole)], 4)  # budget int(4.2) = 4
+    assert top_edges(ranked, costs, 50, "metalens") == ([(0, 1, whole), (0, 0, whole)], 4)  # round(0.5 * 4) edges
 
 
 def test_signed_ranking_puts_the_edges_that_carry_the_behaviour_first():
@@ -80,7 +83,8 @@ def test_signed_and_absolute_curves_run_different_circuits_when_scores_have_mixe
     kept = {}
     for ranking in ("signed", "abs"):
         edges, _ = top_edges(ranked_edges(scores, ranking, sign=-1), costs, 10, "mib")
-        kept[ranking] = {(scores.upstream[i], scores.downstream[j]) for i, j in edges}
+        kept[ranking] = {(scores.upstream[i], scores.downstream[j] if len(inputs) == 3 else f"{scores.downstream[j]}<{x}>")
+                         for i, j, inputs in edges for x in ("qkv"[s] for s in inputs)}
         expected = float(find_edge_circuit(tiny_llama, task, kept[ranking]).mean())
         assert curve[f"circuit_{ranking}"][0] == pytest.approx(expected, abs=1e-6)
     assert kept["signed"] != kept["abs"]
@@ -117,3 +121,31 @@ def test_the_plot_draws_mibs_curves_with_their_areas():
     assert "MIB CMD 0.450" in faithfulness_plot({"ig": curve}, convention="abs").data[0].name
     with pytest.raises(ValueError, match="convention"):
         faithfulness_plot({"ig": curve}, convention="log")
+
+
+@pytest.mark.parametrize("arch", ["tiny_gemma", "tiny_llama"])  # 1 and 2 key/value heads for 4 query heads
+@pytest.mark.parametrize("cut", ["k", "v"])
+def test_cutting_one_input_of_a_head_patches_only_that_input(arch, cut, request):
+    model = request.getfixturevalue(arch)
+    task = induction_task(model.tokenizer, n=4)
+    batch = prepare(model, task)
+    site = {"k": attn_k, "v": attn_v}[cut](1)
+    _, corr = task_forward(model, batch, batch.corrupted_ids, keep=[site])
+    group = 2 // (model.n_heads // model.n_kv_heads)  # the key/value head that head 2 reads
+
+    def corrupted_input(t):
+        t = t.clone()
+        t[:, :, group] = corr[site][:, :, group].to(t.dtype)
+        return t
+
+    with torch.no_grad():  # head 2's z with this one input from the corrupted run, put back into the clean run
+        _, mixed = task_forward(model, batch, edits={site: corrupted_input}, keep=[attn_z(1)])
+        expected = metric_per_pair(batch, patch_heads(model, batch, {1: mixed[attn_z(1)]}, {1: [2]}),
+                                   last_logits(model, batch)).cpu()
+    ups, downs = node_names(model.n_layers, model.n_heads)
+    edges = {(u, v) for u in ups for v in downs if node_depth(u) < node_depth(v) and v != "attn.L1.H2"}
+    edges |= {(u, f"attn.L1.H2<{x}>") for u in ups if node_depth(u) < 1 for x in "qkv" if x != cut}
+    got = find_edge_circuit(model, task, edges)
+    clean = metric_per_pair(batch, last_logits(model, batch), last_logits(model, batch)).cpu()
+    assert (got - clean).abs().max() > 1e-4
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
