@@ -226,7 +226,9 @@ def find_edge_circuit(model, task, edges) -> Tensor:
     """[batch] task metric of each pair when only `edges` carry the clean run (see the module docstring).
 
     edges: (upstream, downstream) pairs named as in `EdgeScores` (extra tuple items, such as the
-    score in `extract_circuit`'s output, are ignored). Computed in float32.
+    score in `extract_circuit`'s output, are ignored); a downstream head named with one input,
+    'attn.L2.H3<q>' (<k>, <v>, as MIB names them), keeps only that input's edge, a bare head name
+    all three. Computed in float32.
     """
     with in_float32(model):
         ref = _reference(model, task)
