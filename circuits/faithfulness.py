@@ -20,10 +20,7 @@ leaves on gemma: a head's output also depends on the other heads of its layer, t
 
 Every kept edge set is checked by two identities (tests): all edges kept gives the clean metric,
 none kept the corrupted one.
-
-Which edges a curve keeps at each k follows `circuits.topk`: MIB's counting (a head's q, k and v
-inputs are 3 edges, int(pct * n) kept) with the signed ranking (its CPR) and the |score| ranking
-(its CMD), beside metalens' earlier convention (one edge per head input, round, |score|).
+Which edges a curve keeps at each k: `circuits.topk` (MIB's counting and rankings, and metalens' earlier one).
 """
 from __future__ import annotations
 
@@ -133,8 +130,7 @@ def _circuit_logits(model, ref: _Reference, keep: Tensor) -> Tensor:
     r. A head whose q, k and v inputs differ gets two more replicas, fed its key's and its value's
     input; the k and v edits hand those to replica r (the query's). The MLP input and the block
     output are then set to the same (true) values in every replica. Cost: one forward pass at
-    (n_heads + 2 x heads with split inputs) x the batch, plus summing the excluded upstream
-    differences for each node.
+    (n_heads + 2 x heads with split inputs) x the batch, plus the excluded upstream differences.
     """
     batch, H, L = ref.batch, model.n_heads, model.n_layers
     B = batch.clean_ids.shape[0]
