@@ -18,16 +18,36 @@ def task_arg(text: str) -> str:
     return str(existing_file(text))
 
 
+def _check_split(args) -> None:
+    """Refuse an --eval-n that leaves fewer than 2 pairs on either side, before the model loads."""
+    from metalens.circuits.tasks import TASKS, load_task, read_pairs_csv
+
+    if args.eval_n is None:
+        return
+    if not args.faithfulness:
+        raise ValueError("--eval-n holds pairs out for the faithfulness curves: add --faithfulness or drop --eval-n.")
+    if args.task in TASKS:
+        n, where = args.n, f"--n {args.n}"
+    elif args.task.lower().endswith(".csv"):
+        n, where = min(args.n, len(read_pairs_csv(args.task)[1])), f"{args.task} (first --n {args.n} rows)"
+    else:
+        n, where = len(load_task(args.task)), args.task
+    if args.eval_n < 2 or n - args.eval_n < 2:
+        raise ValueError(f"--eval-n {args.eval_n}: {where} gives {n} pairs, so {n - args.eval_n} would be left to "
+                         "discover the circuits on; keep at least 2 pairs on each side.")
+
+
 def _heads(args) -> None:
     from metalens.circuits.heads import HeadsConfig, run_heads
     from metalens.circuits.tasks import TASKS, check_pairs_file
 
     check_out(args.out, "heads")
-    cfg = HeadsConfig(task=args.task, n=args.n, methods=tuple(args.methods), ig_steps=args.ig_steps,
-                      metric=args.metric, seed=args.seed, detect=not args.no_detect, show=tuple(args.show),
-                      faithfulness=args.faithfulness)
     if args.task not in TASKS:
         check_pairs_file(args.task)  # a malformed pairs file is refused before the model loads
+    _check_split(args)
+    cfg = HeadsConfig(task=args.task, n=args.n, methods=tuple(args.methods), ig_steps=args.ig_steps,
+                      metric=args.metric, seed=args.seed, detect=not args.no_detect, show=tuple(args.show),
+                      faithfulness=args.faithfulness, eval_n=args.eval_n)
     model = load_model_from_args(args)
     result = run_heads(model, cfg)
     mark_out(args.out, "heads")
@@ -36,8 +56,13 @@ def _heads(args) -> None:
         rho = result.spearman_vs_exact.get(method)
         print(f"{method}: {seconds:.1f} s" + (f", Spearman vs exact {rho:.3f}" if rho is not None else "")
               + f", top heads {result.top(method, 3)}")
+    if result.split:
+        print(f"edge scores on {len(result.split['discover'])} pairs, curves on {len(result.split['evaluate'])} others")
     for method, c in result.faithfulness.items():
-        print(f"{method}: faithfulness CPR {c['cpr']:.3f}, CMD {c['cmd']:.3f} over {c['total_edges']} edges")
+        cpr, cmd = c["cpr_interval"], c["cmd_interval"]
+        print(f"{method}: MIB CPR {c['cpr_signed']:.3f} [{cpr['low']:.3f}, {cpr['high']:.3f}], CMD {c['cmd_abs']:.3f} "
+              f"[{cmd['low']:.3f}, {cmd['high']:.3f}] over {c['total_edges_mib']} edges (q/k/v separate); "
+              f"metalens' earlier convention CPR {c['cpr']:.3f}, CMD {c['cmd']:.3f}")
     if result.detectors:
         print(f"induction heads {result.top('induction', 3)}")
     print(f"wrote {args.out}/results.json and report.html")
@@ -106,6 +131,10 @@ def register(sub) -> None:
     p.add_argument("--no-detect", action="store_true", help="skip the induction/previous/duplicate detectors")
     p.add_argument("--faithfulness", action="store_true",
                    help="also run each method's top-k%% edge circuits: faithfulness curves, CPR and CMD (MIB style)")
+    p.add_argument("--eval-n", type=positive_int, default=None,
+                   help="with --faithfulness: hold out this many of the pairs (drawn with --seed) for the curves "
+                        "and their intervals; edge scores come from the rest (>= 2 on each side; default: the "
+                        "same pairs for both)")
     p.add_argument("--show", nargs="+", default=[], metavar="L.H",
                    help="heads whose attention pattern on the first clean prompt the report shows, e.g. 5.1 L11.H2")
     p.set_defaults(func=_heads)

@@ -20,9 +20,11 @@ leaves on gemma: a head's output also depends on the other heads of its layer, t
 
 Every kept edge set is checked by two identities (tests): all edges kept gives the clean metric,
 none kept the corrupted one.
+Which edges a curve keeps at each k: `circuits.topk` (MIB's counting and rankings, and metalens' earlier one).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 import einops
@@ -33,8 +35,9 @@ from torch import Tensor
 from metalens.circuits.edges import EdgeScores, node_depth, node_names
 from metalens.circuits.metrics import TaskBatch, metric_per_pair, prepare, task_forward
 from metalens.circuits.patching import patch_heads_exact
+from metalens.circuits.topk import edge_costs, helpful_sign, mib_budget, ranked_edges, top_edges
 from metalens.precision import in_float32
-from metalens.sites import EMBED, attn_out, attn_z, mlp_out, resid_mid, resid_post, resid_pre
+from metalens.sites import EMBED, attn_k, attn_out, attn_v, attn_z, mlp_out, resid_mid, resid_post, resid_pre
 
 KS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)  # percent of edges kept, MIB's grid
 
@@ -91,45 +94,67 @@ def _reference(model, task) -> _Reference:
     return _Reference(batch, ups, downs, valid, torch.stack(outs), clean_logits, corr_logits)
 
 
+QKV = "qkv"  # the inputs of a head, MIB's <q>, <k>, <v>; slot 0, 1, 2 of a keep tensor
+_INPUT = re.compile(r"^(attn\.L\d+\.H\d+)<([qkv])>$")
+
+
 def _keep_matrix(ref: _Reference, edges) -> Tensor:
-    """[n_up, n_down] bool of the edges in `edges`; raises on an unknown or backward edge."""
+    """[n_up, n_down, 3] bool: which of each edge's q/k/v inputs `edges` keep (all three unless named).
+
+    A downstream head may be named with one input, 'attn.L2.H3<v>' (MIB's edge names); other
+    downstream nodes have one input, held in all three slots. Raises on an unknown or backward edge.
+    """
     up_at = {n: i for i, n in enumerate(ref.upstream)}
     down_at = {n: j for j, n in enumerate(ref.downstream)}
-    keep = torch.zeros_like(ref.valid)
+    keep = torch.zeros(*ref.valid.shape, len(QKV), dtype=torch.bool)
     for edge in edges:
         u, v = edge[0], edge[1]  # (upstream, downstream[, score]) as from EdgeScores.top
+        one = _INPUT.match(v)
+        v, slots = (one.group(1), [QKV.index(one.group(2))]) if one else (v, list(range(len(QKV))))
         if u not in up_at or v not in down_at or not ref.valid[up_at[u], down_at[v]]:
-            raise ValueError(f"No edge {u!r} -> {v!r}: upstream nodes are 'embed', 'attn.L{{l}}.H{{h}}', "
+            raise ValueError(f"No edge {u!r} -> {edge[1]!r}: upstream nodes are 'embed', 'attn.L{{l}}.H{{h}}', "
                              f"'mlp.L{{l}}' (here {ref.upstream[1]!r} .. {ref.upstream[-1]!r}); downstream ones the "
-                             "heads, MLPs and 'logits', in a later layer (a head feeds the MLP of its own layer).")
-        keep[up_at[u], down_at[v]] = True
+                             "heads (or one input of a head, 'attn.L2.H3<q>', <k>, <v>), MLPs and 'logits', in a "
+                             "later layer (a head feeds the MLP of its own layer).")
+        keep[up_at[u], down_at[v], slots] = True
     return keep
 
 
 def _circuit_logits(model, ref: _Reference, keep: Tensor) -> Tensor:
     """[batch, vocab] last-position logits of the run in which only the `keep` edges carry the clean run.
 
-    One pass through the core's `run_with_cache` on the batch repeated once per head (replica r
-    computes head r): at each block input every replica r gets head r's own input, the attention
-    runs as usual, and the z edit keeps head r's z from replica r. The MLP input and the block
+    keep: [n_up, n_down] (a head's q, k and v inputs kept or cut together) or [n_up, n_down, 3]
+    (per input, see `_keep_matrix`). One pass through the core's `run_with_cache` on the batch
+    repeated once per head (replica r computes head r): at each block input every replica r gets
+    head r's own input, the attention runs as usual, and the z edit keeps head r's z from replica
+    r. A head whose q, k and v inputs differ gets two more replicas, fed its key's and its value's
+    input; the k and v edits hand those to replica r (the query's). The MLP input and the block
     output are then set to the same (true) values in every replica. Cost: one forward pass at
-    n_heads x the batch, plus summing the excluded upstream differences for each node.
+    (n_heads + 2 x heads with split inputs) x the batch, plus the excluded upstream differences.
     """
     batch, H, L = ref.batch, model.n_heads, model.n_layers
     B = batch.clean_ids.shape[0]
-    excluded = ref.valid & ~keep
+    if keep.dim() == 2:
+        keep = keep[..., None].expand(-1, -1, len(QKV))
+    excluded = ref.valid[..., None] & ~keep  # [n_up, n_down, 3]
     down_at = {n: j for j, n in enumerate(ref.downstream)}
+    # (layer, head, input) of each extra replica: the k and v inputs of heads whose inputs differ
+    extra = [(l, h, x) for l in range(L) for h in range(H)
+             if not (excluded[:, down_at[f"attn.L{l}.H{h}"]] == excluded[:, down_at[f"attn.L{l}.H{h}"], :1]).all()
+             for x in (1, 2)]
+    R = H + len(extra)
+    group = H // model.n_kv_heads  # query heads per key/value head
     live = torch.zeros_like(ref.corrupted_out)  # each upstream node's output in this run, filled as the pass goes
     state: dict[str, Tensor] = {}
 
-    def correction(node: str) -> Tensor | float:
-        idx = excluded[:, down_at[node]].nonzero().flatten().to(live.device)
+    def correction(node: str, slot: int = 0) -> Tensor | float:
+        idx = excluded[:, down_at[node], slot].nonzero().flatten().to(live.device)
         if len(idx) == 0:
             return 0.0
         return (ref.corrupted_out[idx] - live[idx]).sum(0)  # [batch, pos, d_model]
 
     def replicate(x: Tensor) -> Tensor:  # [b, ...] -> [(r b), ...]
-        return x.repeat(H, *([1] * (x.dim() - 1)))
+        return x.repeat(R, *([1] * (x.dim() - 1)))
 
     def block_input(l):
         def fn(x):  # [(r b), pos, d_model]: every replica holds this run's residual
@@ -137,12 +162,24 @@ def _circuit_logits(model, ref: _Reference, keep: Tensor) -> Tensor:
             if l == 0:
                 live[0] = resid
             state["resid"] = resid
-            return torch.cat([resid + correction(f"attn.L{l}.H{h}") for h in range(H)])
+            return torch.cat([resid + correction(f"attn.L{l}.H{h}") for h in range(H)]
+                             + [resid + correction(f"attn.L{el}.H{h}", slot) if el == l else resid
+                                for el, h, slot in extra])
+        return fn
+
+    def own_input(l, slot):
+        def fn(t):  # [(r b), pos, kv_head, d_head]: replica r's key/value head takes the extra replica's
+            t = t.clone()
+            for e, (el, h, x) in enumerate(extra):
+                if el == l and x == slot:
+                    src, dst = (H + e) * B, h * B
+                    t[dst:dst + B, :, h // group] = t[src:src + B, :, h // group]
+            return t
         return fn
 
     def own_z(l):
         def fn(z):  # [(r b), pos, head, d_head]: replica r computed every head from head r's input
-            zr = einops.rearrange(z, "(r b) p h d -> r b p h d", r=H)
+            zr = einops.rearrange(z[:H * B], "(r b) p h d -> r b p h d", r=H)
             heads = torch.arange(H, device=z.device)
             z_run = einops.rearrange(zr[heads, :, :, heads], "h b p d -> b p h d")
             start = 1 + l * (H + 1)
@@ -173,6 +210,8 @@ def _circuit_logits(model, ref: _Reference, keep: Tensor) -> Tensor:
     for l in range(L):
         edits.update({resid_pre(l): block_input(l), attn_z(l): own_z(l), attn_out(l): record("attn"),
                       resid_mid(l): mlp_input(l), mlp_out(l): record("mlp", l), resid_post(l): block_output(l)})
+        if any(el == l for el, _, _ in extra):
+            edits.update({attn_k(l): own_input(l, 1), attn_v(l): own_input(l, 2)})
     wide = replace(batch, clean_ids=replicate(batch.clean_ids), mask=replicate(batch.mask), last=replicate(batch.last))
     logits, _ = task_forward(model, wide, edits=edits)
     return logits[:B]
@@ -183,7 +222,9 @@ def find_edge_circuit(model, task, edges) -> Tensor:
     """[batch] task metric of each pair when only `edges` carry the clean run (see the module docstring).
 
     edges: (upstream, downstream) pairs named as in `EdgeScores` (extra tuple items, such as the
-    score in `extract_circuit`'s output, are ignored). Computed in float32.
+    score in `extract_circuit`'s output, are ignored); a downstream head named with one input,
+    'attn.L2.H3<q>' (<k>, <v>, as MIB names them), keeps only that input's edge, a bare head name
+    all three. Computed in float32.
     """
     with in_float32(model):
         ref = _reference(model, task)
@@ -203,46 +244,67 @@ def curve_areas(ks, faithfulness) -> tuple[float, float]:
     return float(np.trapezoid(y, x)), float(np.trapezoid(np.abs(1 - y), x))
 
 
-def _ranked(scores: EdgeScores) -> list[tuple[int, int]]:
-    """Existing edges by |score|, largest first; ties go to the later downstream node (logits first)."""
-    s = scores.scores.float()
-    i, j = (~torch.isnan(s)).nonzero(as_tuple=True)
-    mag = s[i, j].abs().numpy()
-    order = np.lexsort((-j.numpy(), -mag))  # last key is primary
-    return [(int(i[o]), int(j[o])) for o in order]
+# name -> (ranking, counting) of the curves `_curve` runs; "metalens" is the earlier convention (the old keys)
+CONVENTIONS = {"metalens": ("abs", "metalens"), "signed": ("signed", "mib"), "abs": ("abs", "mib")}
 
 
 def _curve(model, ref: _Reference, scores: EdgeScores, ks) -> dict:
     if scores.upstream != ref.upstream or scores.downstream != ref.downstream:
         raise ValueError(f"Edge scores are for another model shape ({len(scores.upstream)} upstream nodes, "
                          f"{ref.upstream[-1]!r} expected last): score edges with attribute_edges on this model.")
-    ranked = _ranked(scores)
-    clean = float(ref.metric(ref.clean_logits).mean())
-    corrupted = float(ref.metric(ref.corrupted_logits).mean())
+    clean_pairs, corrupted_pairs = ref.metric(ref.clean_logits).cpu(), ref.metric(ref.corrupted_logits).cpu()
+    clean, corrupted = float(clean_pairs.mean()), float(corrupted_pairs.mean())
     ks = sorted(float(k) for k in ks)
-    n_edges, circuit = [], []
-    for k in ks:
-        n = round(k / 100 * len(ranked))
-        keep = torch.zeros_like(ref.valid)
-        for a, b in ranked[:n]:
-            keep[a, b] = True
-        n_edges.append(n)
-        circuit.append(float(ref.metric(_circuit_logits(model, ref, keep)).mean()))
-    faith = [(c - corrupted) / (clean - corrupted) if clean != corrupted else float("nan") for c in circuit]
-    cpr, cmd = curve_areas(ks, faith)
-    return {"k": ks, "faithfulness": faith, "cpr": cpr, "cmd": cmd, "n_edges": n_edges, "total_edges": len(ranked),
-            "circuit": circuit, "clean": clean, "corrupted": corrupted}
+    costs = edge_costs(ref.downstream)
+    runs: dict[bytes, Tensor] = {}  # one circuit pass per distinct kept set (conventions often agree)
+    out = {"k": ks, "clean": clean, "corrupted": corrupted,
+           "per_pair": {"clean": clean_pairs.tolist(), "corrupted": corrupted_pairs.tolist()}}
+    for name, (ranking, counting) in CONVENTIONS.items():
+        ranked = ranked_edges(scores, ranking, helpful_sign(ref.batch.metric))
+        n_edges, n_mib, circuit = [], [], []
+        for k in ks:
+            kept, cost = top_edges(ranked, costs, k, counting)
+            keep = torch.zeros(*ref.valid.shape, 3, dtype=torch.bool)
+            for a, b, inputs in kept:
+                keep[a, b, list(inputs)] = True
+            key = keep.numpy().tobytes()
+            if key not in runs:
+                runs[key] = ref.metric(_circuit_logits(model, ref, keep)).cpu()
+            n_edges.append(len(kept)), n_mib.append(cost), circuit.append(runs[key])
+        means = [float(c.mean()) for c in circuit]
+        faith = [(c - corrupted) / (clean - corrupted) if clean != corrupted else float("nan") for c in means]
+        cpr, cmd = curve_areas(ks, faith)
+        suffix = "" if name == "metalens" else f"_{name}"
+        out.update({f"faithfulness{suffix}": faith, f"cpr{suffix}": cpr, f"cmd{suffix}": cmd,
+                    f"n_edges{suffix}": n_edges, f"circuit{suffix}": means})
+        if name != "metalens":
+            out[f"n_edges_mib{suffix}"] = n_mib
+        out["per_pair"][f"circuit{suffix}"] = [c.tolist() for c in circuit]
+    out.update({"total_edges": len(ranked), "total_edges_mib": sum(costs[j] for _, j in ranked),
+                "budget_mib": [mib_budget(k, sum(costs[j] for _, j in ranked)) for k in ks]})
+    return out
 
 
 @torch.no_grad()
 def faithfulness_curve(model, task, scores: EdgeScores, ks=KS) -> dict:
-    """MIB faithfulness curve of the top-|score| edges: {"k", "faithfulness", "cpr", "cmd", ...}.
+    """MIB faithfulness curves of the top-scored edges under three conventions (see `circuits.topk`).
 
-    For each k (percent of the existing edges kept, round(k/100 * n_edges) edges, top |score|
-    first, no pruning) the edge circuit is run (`find_edge_circuit`) and faithfulness =
-    (circuit - corrupted) / (clean - corrupted) with metrics averaged over the pairs. Also
-    returned: "n_edges" per k, "total_edges", "circuit" metric per k, "clean", "corrupted"; CPR/CMD
-    as in `curve_areas`. Cost: 2 forward passes + len(ks) passes at n_heads x the batch.
+    At each k (percent of the edges kept, no pruning) the edge circuit is run (`find_edge_circuit`)
+    and faithfulness = (circuit - corrupted) / (clean - corrupted), metrics averaged over the pairs.
+    Keys, per convention (suffix):
+      - "" (metalens' earlier convention, kept so older results read alike): one edge per head
+        input, round(k/100 * n) edges by |score|: "faithfulness", "cpr", "cmd", "n_edges", "circuit".
+      - "_signed" (MIB's CPR): MIB's counting (q, k, v separate, int(pct * n)), signed ranking:
+        "faithfulness_signed", "cpr_signed", "cmd_signed", "n_edges_signed", "n_edges_mib_signed".
+      - "_abs" (MIB's CMD): MIB's counting, |score| ranking: "cmd_abs", "cpr_abs", ...
+    MIB reports "cpr_signed" as CPR and "cmd_abs" as CMD. Also "k", "clean", "corrupted",
+    "total_edges" (metalens edges), "total_edges_mib", "budget_mib" (int(pct * n) per k) and
+    "per_pair" (each pair's clean, corrupted and circuit metrics, for intervals over pairs).
+    Where this still differs from MIB: a head's q, k and v edges share one (combined) score, so
+    they are ranked together, q then k then v (`circuits.topk`); no pruning of edges off a path from the input to the logits (under
+    this patching such edges carry the corrupted run either way, except through gemma's frozen
+    norm scale, see the module docstring). Cost: 2 forward passes + up to 3 * len(ks) passes at
+    n_heads x the batch (a kept set shared by conventions runs once).
     """
     with in_float32(model):
         return _curve(model, _reference(model, task), scores, ks)

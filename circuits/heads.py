@@ -5,6 +5,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -13,6 +14,7 @@ from metalens.artifact import read_artifact, read_json, write_artifact
 from metalens.circuits.attention import attention_heatmap, attention_patterns, parse_heads
 from metalens.circuits.attribution import attribute_heads
 from metalens.circuits.compare import ablation_effects
+from metalens.circuits.curve_stats import curve_intervals
 from metalens.circuits.detect import KINDS, detect_heads, top_heads
 from metalens.circuits.faithfulness import KS, faithfulness_curves, method_edge_scores
 from metalens.circuits.patching import patch_heads_exact
@@ -45,6 +47,9 @@ class HeadsConfig:
     show: tuple[str, ...] = ()  # heads ("L.H") whose attention on the first clean prompt the report shows
     faithfulness: bool = False  # MIB-style curves: each method's top-k% edge circuits run (see circuits.faithfulness)
     ks: tuple[float, ...] = KS  # percent of edges kept for the curves
+    # pairs held out for the curves (drawn with `seed`): scores come from the other n - eval_n pairs,
+    # curves and their intervals from these; None: everything on the same n pairs (the earlier design)
+    eval_n: int | None = None
 
     def __post_init__(self):
         self.methods = tuple(self.methods)
@@ -56,6 +61,17 @@ class HeadsConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+        if self.eval_n is not None:
+            if not isinstance(self.eval_n, int) or isinstance(self.eval_n, bool) or self.eval_n < 2:
+                raise ValueError(f"eval_n must be an integer >= 2 (evaluation pairs), got {self.eval_n!r}.")
+            # a .jsonl task keeps all its pairs whatever n says; `split_pairs` checks it once read
+            n = len(self.task) if isinstance(self.task, ContrastTask) else self.n
+            if not str(self.task).lower().endswith(".jsonl") and n - self.eval_n < 2:
+                raise ValueError(f"eval_n={self.eval_n} leaves {n - self.eval_n} of {n} pairs to discover "
+                                 "the circuits on; keep at least 2 on each side (raise n or lower eval_n).")
+            if not self.faithfulness:
+                raise ValueError("eval_n holds pairs out for the faithfulness curves: turn faithfulness on "
+                                 "(--faithfulness) or drop eval_n.")
         unknown = set(self.methods) - set(METHODS)
         if unknown or not self.methods:
             raise ValueError(f"Unknown method(s) {sorted(unknown)}: use some of {METHODS}.")
@@ -80,6 +96,7 @@ class HeadsResult:
     metadata: dict = field(default_factory=dict)
     attention: dict = field(default_factory=dict)  # {"tokens": [...], "patterns": {"L{l}.H{h}": [q][k]}} for `show`
     faithfulness: dict = field(default_factory=dict)  # {method: {"k", "faithfulness", "cpr", "cmd", ...}}
+    split: dict = field(default_factory=dict)  # {"discover": [pair indices], "evaluate": [...]} with eval_n
 
     def top(self, method: str, k: int = 5) -> list[tuple[int, int]]:
         """The k heads with the largest |score| by `method` (or a detector kind), largest first."""
@@ -101,7 +118,7 @@ class HeadsResult:
             "top_heads": {m: self.top(m) for m in [*self.scores, *self.detectors]},
             "induction_ablation": self.induction_ablation,
             "scores": self.scores, "detectors": self.detectors, "attention": self.attention,
-            "faithfulness": self.faithfulness,
+            "faithfulness": self.faithfulness, "split": self.split,
         })
         _report(path / "report.html", self)
         return path
@@ -120,7 +137,7 @@ class HeadsResult:
                     for g, row in results["induction_ablation"].items()}
         return cls(scores, results["seconds"], results["spearman_vs_exact"], detectors, ablation,
                    ContrastTask.from_dict(results["task"]), HeadsConfig(**results["config"]), meta,
-                   results.get("attention", {}), results.get("faithfulness", {}))
+                   results.get("attention", {}), results.get("faithfulness", {}), results.get("split", {}))
 
 
 def run_heads(model, config: HeadsConfig | None = None, *, out=None, progress: bool = True) -> HeadsResult:
@@ -136,13 +153,14 @@ def _run_heads(model, config, out, progress) -> HeadsResult:
     show = parse_heads(cfg.show, model=model)  # refuse a bad head before the long work
     task = cfg.task if isinstance(cfg.task, ContrastTask) else make_task(cfg.task, model.tokenizer, n=cfg.n,
                                                                          seed=cfg.seed, metric=cfg.metric)
+    discover, evaluate, split = split_pairs(task, cfg.eval_n, cfg.seed)
     scores, seconds = {}, {}
     for method in tqdm(cfg.methods, desc="heads", unit="method", disable=not progress):
         start = time.perf_counter()
         if method == "exact":
-            scores[method] = patch_heads_exact(model, task)
+            scores[method] = patch_heads_exact(model, discover)
         else:
-            scores[method] = attribute_heads(model, task, method, steps=cfg.ig_steps)
+            scores[method] = attribute_heads(model, discover, method, steps=cfg.ig_steps)
         seconds[method] = time.perf_counter() - start
         if not torch.isfinite(scores[method]).all():
             raise ValueError(f"{method} scores on task '{task.name}' are not finite (NaN or inf): the model overflowed "
@@ -154,12 +172,13 @@ def _run_heads(model, config, out, progress) -> HeadsResult:
     detectors, ablation = {}, {}
     if cfg.detect:
         detectors = {kind: detect_heads(model, kind) for kind in KINDS}
-        ablation = ablation_effects(model, task, {"top3_induction": top_heads(detectors["induction"], 3)})
+        ablation = ablation_effects(model, discover, {"top3_induction": top_heads(detectors["induction"], 3)})
     meta = {**model.metadata(), "task": task.name, "metric": task.metric, "n_pairs": len(task),
-            "ig_steps": cfg.ig_steps, "compute_dtype": "float32"}
-    result = HeadsResult(scores, seconds, rho, detectors, ablation, task, cfg, meta)
+            "n_discover": len(discover), "n_evaluate": len(evaluate), "ig_steps": cfg.ig_steps,
+            "compute_dtype": "float32"}
+    result = HeadsResult(scores, seconds, rho, detectors, ablation, task, cfg, meta, split=split)
     if cfg.faithfulness:
-        result.faithfulness = _faithfulness(model, task, cfg, scores, progress)
+        result.faithfulness = _faithfulness(model, discover, evaluate, cfg, scores, progress)
     if show:
         tokens, patterns = attention_patterns(model, task.clean[0], show)
         result.attention = {"tokens": tokens, "patterns": {f"L{l}.H{h}": p.tolist() for (l, h), p in patterns.items()}}
@@ -168,17 +187,45 @@ def _run_heads(model, config, out, progress) -> HeadsResult:
     return result
 
 
-def _faithfulness(model, task, cfg: HeadsConfig, head_scores: dict, progress: bool) -> dict:
-    """Each method's edge scores (exact: ranked by its upstream node's exact score), then its curve."""
+def split_pairs(task: ContrastTask, eval_n: int | None, seed: int) -> tuple[ContrastTask, ContrastTask, dict]:
+    """(discovery pairs, evaluation pairs, {"discover": indices, "evaluate": indices}) of `task`.
+
+    eval_n pairs drawn at random (numpy generator of `seed`) evaluate, the rest discover; eval_n
+    None: both are the whole task and the split dict is empty (the earlier, same-pairs design).
+    """
+    if eval_n is None:
+        return task, task, {}
+    if len(task) - eval_n < 2:
+        raise ValueError(f"Task '{task.name}' has {len(task)} pairs: eval_n={eval_n} leaves {len(task) - eval_n} to "
+                         "discover the circuits on; keep at least 2 on each side (more pairs, or a lower --eval-n).")
+    order = np.random.default_rng(seed).permutation(len(task))
+    evaluate, discover = sorted(order[:eval_n].tolist()), sorted(order[eval_n:].tolist())
+    return task.select(discover), task.select(evaluate), {"discover": discover, "evaluate": evaluate}
+
+
+def _faithfulness(model, discover, evaluate, cfg: HeadsConfig, head_scores: dict, progress: bool) -> dict:
+    """Each method's edge scores on the discovery pairs (exact: ranked by its upstream node's exact
+    score), then its curves and their intervals on the evaluation pairs."""
     edges, seconds = {}, {}
     for method in tqdm(cfg.methods, desc="edge scores", unit="method", disable=not progress):
         start = time.perf_counter()
-        edges[method] = method_edge_scores(model, task, method, cfg.ig_steps, head_scores=head_scores.get("exact"))
+        edges[method] = method_edge_scores(model, discover, method, cfg.ig_steps, head_scores=head_scores.get("exact"))
         seconds[method] = time.perf_counter() - start
     start = time.perf_counter()
-    curves = faithfulness_curves(model, task, edges, cfg.ks)
+    curves = faithfulness_curves(model, evaluate, edges, cfg.ks)
     per_curve = (time.perf_counter() - start) / len(curves)
-    return {m: {**c, "seconds_scores": seconds[m], "seconds_curve": per_curve} for m, c in curves.items()}
+    intervals = curve_intervals(curves, seed=cfg.seed)
+    return {m: {**c, **intervals[m], "seconds_scores": seconds[m], "seconds_curve": per_curve}
+            for m, c in curves.items()}
+
+
+def _mib_row(curve: dict) -> dict:
+    """MIB's CPR and CMD with their intervals (absent in results saved before they existed)."""
+    row = {}
+    for name, key in (("CPR", "cpr_signed"), ("CMD", "cmd_abs")):
+        ci = curve.get(f"{name.lower()}_interval")
+        row[f"{name} (MIB)"] = curve.get(key) if ci is None else f"{curve[key]:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
+    return row
 
 
 def _report(path: Path, result: HeadsResult) -> None:
@@ -195,8 +242,15 @@ def _report(path: Path, result: HeadsResult) -> None:
     if result.faithfulness:
         sections.append(("Faithfulness of edge circuits (top k % of edges kept, the rest patched to corrupted)",
                          faithfulness_plot(result.faithfulness)))
-        sections.append(("Faithfulness summary", [{"method": m, "CPR": c["cpr"], "CMD": c["cmd"],
-                                                   "edges": c["total_edges"]} for m, c in result.faithfulness.items()]))
+        if all("faithfulness_signed" in c for c in result.faithfulness.values()):
+            for convention, what in (("signed", "MIB's CPR curve"), ("abs", "MIB's CMD curve")):
+                sections.append((f"{what}: q/k/v counted as 3 edges, int(pct * n) kept",
+                                 faithfulness_plot(result.faithfulness, convention=convention)))
+        sections.append(("Faithfulness summary (MIB: CPR from the signed ranking, CMD from |score|, q/k/v counted "
+                         "as 3 edges; earlier metalens convention: one edge per head input, |score|)",
+                         [{"method": m, **_mib_row(c), "CPR (metalens)": c["cpr"], "CMD (metalens)": c["cmd"],
+                           "edges (MIB count)": c.get("total_edges_mib"), "edges": c["total_edges"]}
+                          for m, c in result.faithfulness.items()]))
     if result.induction_ablation:
         sections.append(("Zero-ablating the top-3 induction heads vs random heads (this task)",
                          [{"zero-ablated": k, **{kk: str(vv) if kk == "heads" else vv for kk, vv in v.items()}}

@@ -88,20 +88,31 @@ def circuit_graph(edges: list[tuple[str, str, float]], n_layers: int, title: str
     return fig
 
 
-def faithfulness_plot(curves: dict, title: str = "faithfulness of edge circuits"):
-    """Faithfulness against percent of edges kept (log x), one line per method, CPR/CMD in the legend.
+def faithfulness_plot(curves: dict, title: str = "faithfulness of edge circuits", convention: str = "metalens"):
+    """Faithfulness against percent of edges kept (log x), one line per method, its area in the legend.
 
-    curves: `{method: {"k": [...], "faithfulness": [...], "cpr": x, "cmd": y}}` as from
+    curves: `{method: {"k": [...], "faithfulness": [...], "cpr": x, "cmd": y, ...}}` as from
     `metalens.circuits.faithfulness.faithfulness_curves`; 1 (the clean model) and 0 (corrupted) dashed.
+    convention: "metalens" (the earlier curve, CPR and CMD), "signed" (MIB's counting and signed
+    ranking, its CPR) or "abs" (MIB's counting and |score| ranking, its CMD).
     """
     import plotly.graph_objects as go
 
+    label = {"metalens": "top |score| first", "signed": "MIB count, signed ranking",
+             "abs": "MIB count, |score| ranking"}
+    if convention not in label:
+        raise ValueError(f"Unknown convention '{convention}': use one of {sorted(label)}.")
     fig = go.Figure()
     for method, c in curves.items():
-        fig.add_scatter(x=c["k"], y=c["faithfulness"], mode="lines+markers",
-                        name=f"{method} (CPR {c['cpr']:.3f}, CMD {c['cmd']:.3f})")
+        if convention == "metalens":
+            y, name = c["faithfulness"], f"{method} (CPR {c['cpr']:.3f}, CMD {c['cmd']:.3f})"
+        elif convention == "signed":
+            y, name = c["faithfulness_signed"], f"{method} (MIB CPR {c['cpr_signed']:.3f})"
+        else:
+            y, name = c["faithfulness_abs"], f"{method} (MIB CMD {c['cmd_abs']:.3f})"
+        fig.add_scatter(x=c["k"], y=y, mode="lines+markers", name=name)
     for level in (0.0, 1.0):
         fig.add_hline(y=level, line={"dash": "dash", "color": "#888", "width": 1})
-    fig.update_layout(title=title, xaxis_title="edges kept (%, top |score| first)", yaxis_title="faithfulness",
+    fig.update_layout(title=title, xaxis_title=f"edges kept (%, {label[convention]})", yaxis_title="faithfulness",
                       xaxis_type="log", height=450, width=700)
     return fig

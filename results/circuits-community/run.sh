@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Circuits on the community's tasks, from the public EAP-IG data files (Hanna et al.; MIT): IOI
 # (ioi_llama.csv; names read from the text, the file's token ids ignored) and greater-than
-# (greater_than_data.csv; digit form for digit tokenizers, see docs/methods/circuits.md), the first 16
-# usable pairs of each, on gemma-3-270m and smollm2-135m-instruct, CPU, float32. Per head:
-# attribution, EAP-IG (5 steps) and exact patching with Spearman vs exact; per method the MIB
-# faithfulness curve of its top-k % edge circuits (run, not scored), CPR and CMD.
+# (greater_than_data.csv; digit form for digit tokenizers, see docs/methods/circuits.md), the first 48
+# usable pairs of each, on gemma-3-270m and smollm2-135m-instruct, CPU, float32. The pairs are split
+# as MIB splits discovery from evaluation: --eval-n 16 pairs (drawn with --seed 0) serve only the
+# faithfulness curves, the other 32 every score (the curves keep 16 pairs, as before; the circuits
+# are now found on 32 other ones). Per head: attribution, EAP-IG (5 steps) and exact patching with
+# Spearman vs exact; per method the faithfulness curves of its top-k % edge circuits (run, not
+# scored): MIB's CPR (signed ranking) and CMD (|score| ranking) with q/k/v counted as 3 edges and
+# int(pct * n) kept, bootstrap intervals over the 16 evaluation pairs and paired differences to
+# EAP-IG; the earlier metalens convention (cpr, cmd) beside them.
 # DATA points at your copy of the data (default ../shared/data, beside the repo). Run from the repo
 # root; the runs go to runs/community/<model>-<task> (ignored), each results.json is copied here.
 set -euo pipefail
@@ -19,7 +24,8 @@ for model in gemma-3-270m smollm2-135m-instruct; do
     run=runs/community/$model-$task
     /usr/bin/time -f "$model $task: wall %e s, user CPU %U s, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" \
       -a -o "$OUT/time.txt" \
-      $PY -m metalens.cli heads --model $model --device cpu --task "$file" --n 16 --no-detect --faithfulness --out "$run"
+      $PY -m metalens.cli heads --model $model --device cpu --task "$file" --n 48 --eval-n 16 --seed 0 \
+        --no-detect --faithfulness --out "$run"
     cp "$run/results.json" "$OUT/$model-$task.json"
   done
 done
