@@ -37,6 +37,8 @@ def _train(args) -> None:
                            l1_coefficient=args.l1_coefficient, l0_coefficient=args.l0_coefficient,
                            batch_size=args.train_batch_size, steps=args.steps, seed=args.seed,
                            max_length=args.max_length, checkpoint_every=args.checkpoint_every)
+    if args.arch == "topk" and args.k > args.width:
+        raise ValueError(f"--k {args.k} exceeds --width {args.width}: a TopK dictionary keeps k of its width features.")
     config = _run_config(args, train)
     config.check()
     held_out_texts(config)  # a bad --data is refused before the model loads

@@ -70,10 +70,11 @@ def read_corpus(path=None) -> tuple[list[str], str]:
     return texts, str(path)
 
 
-def split_texts(texts: list[str], eval_share: float, seed: int) -> tuple[list[str], list[str]]:
+def split_texts(texts: list[str], eval_share: float, seed: int, where: str = "the texts") -> tuple[list[str], list[str]]:
     """(train, held out): a seeded shuffle, `eval_share` of the texts (at least one each) held out."""
     if len(texts) < 2:
-        raise ValueError(f"{len(texts)} text cannot be split into training and held-out texts: give at least two.")
+        raise ValueError(f"{where} holds {len(texts)} text, which cannot be split into training and held-out "
+                         "texts: give at least two.")
     if not 0 < eval_share < 1:
         raise ValueError(f"eval_share must be between 0 and 1, not {eval_share}.")
     order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed)).tolist()

@@ -77,7 +77,7 @@ class SAERun:
 def held_out_texts(config: SAERunConfig) -> tuple[list[str], list[str], str]:
     """(training texts, scored held-out texts, source) of `config.data`, split with the training seed."""
     texts, source = read_corpus(config.data)
-    train, held = split_texts(texts, config.eval_share, config.train.seed)
+    train, held = split_texts(texts, config.eval_share, config.train.seed, source)
     return train, held[:config.max_eval_texts], source
 
 
