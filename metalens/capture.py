@@ -97,11 +97,19 @@ def _texts_digest(texts: list[str]) -> str:
     return digest.hexdigest()
 
 
+# Sites as wide as the residual stream, whose width is known before any forward pass.
+RESIDUAL_WIDTH = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_mlp_in", "hook_attn_out",
+                  "hook_mlp_out", "hook_embed", "ln_final.hook_normalized")
+
+
 def _check_sae(model, sae, sites, positions: str, top_k: int | None) -> list[str]:
     """The sites list (possibly empty) after refusing an SAE that cannot be read here."""
     if sae.site is None:
         raise ValueError("This SAE names no site: set sae.site to the TransformerLens hook it was trained on.")
     resolve_site(model, sae.site)  # a site this model lacks is refused with the valid names
+    if sae.site.endswith(RESIDUAL_WIDTH) and sae.d_in != model.d_model:  # caught before any shard is written
+        raise ValueError(f"The activation at {sae.site} has width {model.d_model}, the SAE's d_in is {sae.d_in}: "
+                         "it was trained on another site or model.")
     if top_k is not None:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= sae.d_sae:
             raise ValueError(f"feature_top_k must be an integer in 1..{sae.d_sae} (the SAE's width), not {top_k!r}.")

@@ -1,6 +1,7 @@
 """`metalens sae train` and `metalens sae eval`: flags, checks before the model loads, one workflow call."""
 from __future__ import annotations
 
+from metalens.capture import RESIDUAL_WIDTH
 from metalens.options import (add_data_arg, add_model_args, add_out_arg, add_seed_arg, check_out, existing_dir,
                               float_range, int_range, load_model_from_args, mark_out, nonneg_float, positive_int)
 from metalens.sae.corpus import DEFAULT_SOURCE
@@ -63,7 +64,7 @@ def _eval(args) -> None:
     model = load_model_from_args(args)
     for site in {sae.site, sae.out_site} - {None}:
         metalens.resolve_site(model, site)
-    if sae.d_in != model.d_model and sae.site.endswith(("resid_pre", "resid_mid", "resid_post", "mlp_in")):
+    if sae.d_in != model.d_model and sae.site.endswith(RESIDUAL_WIDTH):
         raise ValueError(f"--sae {args.sae} reads width {sae.d_in} at {sae.site}, but {model.name}'s residual is "
                          f"{model.d_model} wide: it belongs to another model.")
     mark_out(args.out, "sae-eval")

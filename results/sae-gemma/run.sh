@@ -15,7 +15,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 /usr/bin/time -f "wall %e s, user CPU %U s, system %S s, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" \
   -o "$OUT/time.txt" \
   $PY -m metalens.cli sae train --model gemma-3-270m --device cpu --site blocks.6.hook_resid_post \
-    --data "$DATA" --tokens 40000 --width 2048 --arch topk --k 32 --steps 300 --train-batch-size 1024 \
-    --lr 4e-4 --max-length 128 --eval-share 0.1 --eval-texts 80 --seed 0 --out "$RUN"
+    --data "$DATA" --tokens 8000 --width 1024 --arch topk --k 32 --steps 200 --train-batch-size 512 \
+    --lr 4e-4 --max-length 64 --eval-share 0.1 --eval-texts 16 --seed 0 --out "$RUN"
 cp "$RUN/results.json" "$OUT/results.json"
 cat "$OUT/time.txt"
