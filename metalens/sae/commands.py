@@ -37,7 +37,8 @@ def _train(args) -> None:
     train = SAETrainConfig(site=args.site, width=args.width, architecture=args.arch, k=args.k, lr=args.lr,
                            l1_coefficient=args.l1_coefficient, l0_coefficient=args.l0_coefficient,
                            batch_size=args.train_batch_size, steps=args.steps, seed=args.seed,
-                           max_length=args.max_length, checkpoint_every=args.checkpoint_every)
+                           max_length=args.max_length, checkpoint_every=args.checkpoint_every,
+                           init_b_dec=args.init_b_dec)
     if args.arch == "topk" and args.k > args.width:
         raise ValueError(f"--k {args.k} exceeds --width {args.width}: a TopK dictionary keeps k of its width features.")
     config = _run_config(args, train)
@@ -93,6 +94,8 @@ def add_sae_verbs(sub) -> None:
     train.add_argument("--steps", type=int_range(1, 10_000_000), default=1000, help="optimiser steps (default 1000)")
     train.add_argument("--train-batch-size", type=int_range(1, 1 << 20), default=1024,
                        help="tokens per optimiser step (default 1024)")
+    train.add_argument("--init-b-dec", choices=["zeros", "mean"], default="zeros",
+                       help="decoder bias at the start: zeros, or the activations' mean (fewer dead TopK features)")
     train.add_argument("--checkpoint-every", type=positive_int, default=100, help="steps between checkpoints")
     add_seed_arg(train)
     add_out_arg(train, help="output folder: checkpoint, sae/ (SAELens layout), results.json; rerun to resume")

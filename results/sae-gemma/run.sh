@@ -16,6 +16,6 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
   -o "$OUT/time.txt" \
   $PY -m metalens.cli sae train --model gemma-3-270m --device cpu --site blocks.6.hook_resid_post \
     --data "$DATA" --tokens 8000 --width 1024 --arch topk --k 32 --steps 200 --train-batch-size 512 \
-    --lr 4e-4 --max-length 64 --eval-share 0.1 --eval-texts 16 --seed 0 --out "$RUN"
+    --lr 2e-3 --init-b-dec mean --max-length 64 --eval-share 0.1 --eval-texts 16 --seed 0 --out "$RUN"
 cp "$RUN/results.json" "$OUT/results.json"
 cat "$OUT/time.txt"

@@ -110,6 +110,7 @@ def _rows() -> list[Case]:
         Case("sae train", "site past the last block", {"--site": "blocks.9.hook_resid_post"}, "blocks.9"),
         Case("sae train", "unknown architecture", {"--arch": "gated"}, "--arch"),
         Case("sae train", "k above width", {"--k": "64"}, "--k"),
+        Case("sae train", "init-b-dec not a choice", {"--init-b-dec": "median"}, "--init-b-dec"),
         Case("sae train", "one text cannot be split", {"--data": "{one_text}"}, "{one_text}"),
         Case("sae train", "csv without a text column", {"--data": "{no_text_csv}"}, "{no_text_csv}"),
         Case("sae train", "jsonl record without text", {"--data": "{no_text_jsonl}"}, "{no_text_jsonl}:1"),

@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
+import metalens
 from metalens.cli import main
-from metalens.sae import SAETraining
+from metalens.sae import SAETrainConfig, SAETraining, train_sae
 from metalens.sae.corpus import DEFAULT_SOURCE, read_corpus, split_texts, take_tokens
 
 MODEL = ["--model", "random:tiny-gemma3", "--device", "cpu"]
@@ -73,3 +75,13 @@ def test_take_tokens_stops_once_the_budget_is_met(tiny_gemma):
     taken, n = take_tokens(tiny_gemma, texts, 10, max_length=None)
     assert n >= 10 and len(taken) < 10
     assert take_tokens(tiny_gemma, texts[:2], 10_000, max_length=None)[0] == texts[:2]
+
+
+def test_mean_initialised_decoder_bias_starts_at_the_activation_mean(tiny_gemma):
+    texts = [f"Sentence {i} about a cat and a fox." for i in range(4)]
+    config = SAETrainConfig(site="blocks.1.hook_resid_post", width=16, k=4, steps=1, lr=1e-12, batch_size=16,
+                            init_b_dec="mean")
+    trained = train_sae(tiny_gemma, texts, config, progress=False)
+    captured = metalens.capture(tiny_gemma, texts, [config.site], positions="all", progress=False)
+    acts = torch.cat([t[1:] for t in captured.split(config.site)])  # BOS dropped, as training drops it
+    torch.testing.assert_close(trained.sae.b_dec, acts.mean(0), atol=1e-4, rtol=1e-4)
