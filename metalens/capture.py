@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from metalens.activations import POSITIONS, Activations, concat
 from metalens.forward import run_with_cache
-from metalens.sites import resolve_sites
+from metalens.sites import resolve_site, resolve_sites
 from metalens.store import ShardWriter
 
 
@@ -40,25 +40,53 @@ def _reduce(act: Tensor, mask: Tensor, positions: str, skip_first: Tensor) -> Te
     return ((act.float() * keep).sum(1) / keep.sum(1)).to(act.dtype)
 
 
+def feature_keys(sae, top_k: int | None = None) -> list[str]:
+    """The keys under which `capture(..., sae=sae)` stores features: `SITE.features` [n, d_sae], or with
+    `top_k`, `SITE.feature_indices` (int64) and `SITE.feature_values` [n, top_k] (largest first)."""
+    if top_k is None:
+        return [f"{sae.site}.features"]
+    return [f"{sae.site}.feature_indices", f"{sae.site}.feature_values"]
+
+
+def _encode(sae, act: Tensor, top_k: int | None) -> dict[str, Tensor]:
+    """act [batch, pos, ...] at the SAE's site -> feature tensors [batch, pos, d_sae or top_k] by key."""
+    flat = act.reshape(*act.shape[:2], -1)  # per-head sites flatten to d_in, as the SAE reads them
+    if flat.shape[-1] != sae.d_in:
+        raise ValueError(f"The activation at {sae.site} has width {flat.shape[-1]}, the SAE's d_in is {sae.d_in}: "
+                         "it was trained on another site or model.")
+    f = sae.encode(flat.to(sae.W_enc.device, sae.W_enc.dtype))  # [batch, pos, d_sae]
+    if top_k is None:
+        return dict(zip(feature_keys(sae), [f]))
+    top = f.topk(top_k, dim=-1)  # [batch, pos, top_k]
+    return dict(zip(feature_keys(sae, top_k), [top.indices, top.values]))
+
+
 @torch.inference_mode()
 def capture_batch(model, texts: list[str], sites: list[str], positions: str = "last",
-                  max_length: int | None = None, dtype: torch.dtype | None = None) -> Activations:
+                  max_length: int | None = None, dtype: torch.dtype | None = None, *,
+                  sae=None, feature_top_k: int | None = None) -> Activations:
     """Activations of one batch (see `capture`), on the CPU."""
     batch = model.tokenize(texts, max_length=max_length)
     mask = batch["attention_mask"]
     bos = model.tokenizer.bos_token_id
     # Skip BOS in means unless the text is BOS alone.
     skip_first = (batch["input_ids"][:, 0] == bos) & (mask.sum(1) > 1) if bos is not None else torch.zeros_like(mask[:, 0], dtype=torch.bool)
-    cache = run_with_cache(model, batch["input_ids"], mask, sites=sites)
-    seen = {name: _reduce(act, mask.to(act.device), positions, skip_first.to(act.device)).to("cpu", dtype or act.dtype)
-            for name, act in cache.acts.items()}
+    read = sites if sae is None or sae.site in sites else [*sites, sae.site]
+    cache = run_with_cache(model, batch["input_ids"], mask, sites=read)
+    found = {name: cache.acts[name] for name in sites}
+    if sae is not None:  # encoded here, batch by batch: the site's activations never outlive this batch
+        found.update(_encode(sae, cache.acts[sae.site], feature_top_k))
+    seen = {}
+    for name, act in found.items():
+        keep = dtype if act.is_floating_point() else None  # feature indices stay integers
+        seen[name] = _reduce(act, mask.to(act.device), positions, skip_first.to(act.device)).to("cpu", keep or act.dtype)
     for name, act in seen.items():
-        if not torch.isfinite(act).all():
+        if act.is_floating_point() and not torch.isfinite(act).all():
             raise FloatingPointError(
                 f"Site '{name}' has NaN/inf activations for texts {texts[:2]}...; the model may "
                 "overflow in this dtype: load it with dtype=torch.float32."
             )
-    return Activations({s: seen[s] for s in sites}, mask.sum(1).cpu(), positions)
+    return Activations(seen, mask.sum(1).cpu(), positions)
 
 
 def _texts_digest(texts: list[str]) -> str:
@@ -69,10 +97,40 @@ def _texts_digest(texts: list[str]) -> str:
     return digest.hexdigest()
 
 
+# Sites as wide as the residual stream, whose width is known before any forward pass.
+RESIDUAL_WIDTH = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_mlp_in", "hook_attn_out",
+                  "hook_mlp_out", "hook_embed", "ln_final.hook_normalized")
+
+
+def _check_sae(model, sae, sites, positions: str, top_k: int | None) -> list[str]:
+    """The sites list (possibly empty) after refusing an SAE that cannot be read here."""
+    if sae.site is None:
+        raise ValueError("This SAE names no site: set sae.site to the TransformerLens hook it was trained on.")
+    resolve_site(model, sae.site)  # a site this model lacks is refused with the valid names
+    if sae.site.endswith(RESIDUAL_WIDTH) and sae.d_in != model.d_model:  # caught before any shard is written
+        raise ValueError(f"The activation at {sae.site} has width {model.d_model}, the SAE's d_in is {sae.d_in}: "
+                         "it was trained on another site or model.")
+    if top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= sae.d_sae:
+            raise ValueError(f"feature_top_k must be an integer in 1..{sae.d_sae} (the SAE's width), not {top_k!r}.")
+        if positions == "mean":
+            raise ValueError("feature_top_k keeps each token's largest features; a mean over tokens has no such "
+                             "tokens: use positions='all' or 'last', or drop feature_top_k.")
+    return [sites] if isinstance(sites, str) else list(sites or [])
+
+
+def _sae_digest(sae) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(sae.tensors().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def capture(model, texts, sites, positions: str = "last", batch_size: int = 16,
             out: str | Path | None = None, *, max_length: int | None = None,
             dtype: torch.dtype | None = None, shard_index: int = 0, num_shards: int = 1,
-            progress: bool = True) -> Activations | Path:
+            progress: bool = True, sae=None, feature_top_k: int | None = None) -> Activations | Path:
     """Capture activations at `sites` (TransformerLens hook names) for each text.
 
     positions: "last" (each text's last token), "mean" (over its tokens, excluding padding
@@ -84,9 +142,19 @@ def capture(model, texts, sites, positions: str = "last", batch_size: int = 16,
     last complete shard. With
     `num_shards > 1`, this call captures only contiguous part `shard_index` of the texts (for
     several processes writing into one directory; merge with `metalens.merge_manifests`).
+
+    sae: a `metalens.sae.SAE`; its feature activations at `sae.site` are stored too, under
+    `feature_keys(sae, feature_top_k)` (`SITE.features` [n, d_sae]; with `feature_top_k`, only
+    each token's largest k as `SITE.feature_indices` / `SITE.feature_values` [n, k], which keeps
+    shards small). Each batch is encoded as it is captured, so the site's activations are held
+    for one batch only; `sites` may then be empty (features alone).
     """
     texts = _check_texts(texts)
-    names = [s.name for s in resolve_sites(model, sites)]
+    if sae is not None:
+        sites = _check_sae(model, sae, sites, positions, feature_top_k)
+    elif feature_top_k is not None:
+        raise ValueError("feature_top_k needs an SAE: pass sae=... (a metalens.sae.SAE) too.")
+    names = [s.name for s in resolve_sites(model, sites)] if sites or sae is None else []
     if any(n.endswith("hook_pattern") for n in names):
         raise ValueError("capture() does not store attention patterns (ragged [head, q, k]); read them with metalens.hooks.")
     if positions not in POSITIONS:
@@ -107,6 +175,9 @@ def capture(model, texts, sites, positions: str = "last", batch_size: int = 16,
             "n_texts": len(texts), "texts_sha256": _texts_digest(texts),
             "shard_index": shard_index, "num_shards": num_shards, "text_range": [start, stop],
         }
+        if sae is not None:  # another dictionary or k is another capture: the store refuses to mix them
+            config["sae"] = {"site": sae.site, "d_sae": sae.d_sae, "architecture": sae.architecture,
+                             "weights_sha256": _sae_digest(sae), "feature_top_k": feature_top_k}
         writer = ShardWriter(out, config)
     parts = []
     bar = tqdm(total=stop - start, desc=f"capture {model.name}", unit="text", disable=not progress)
@@ -115,7 +186,8 @@ def capture(model, texts, sites, positions: str = "last", batch_size: int = 16,
         if writer is not None and writer.done(k):
             bar.update(end - begin)
             continue
-        acts = capture_batch(model, texts[begin:end], names, positions, max_length, dtype)
+        acts = capture_batch(model, texts[begin:end], names, positions, max_length, dtype,
+                             sae=sae, feature_top_k=feature_top_k)
         if writer is None:
             parts.append(acts)
         else:
@@ -127,4 +199,6 @@ def capture(model, texts, sites, positions: str = "last", batch_size: int = 16,
         return Path(out)
     result = concat(parts)
     result.metadata = {**model.metadata(), "sites": names}
+    if sae is not None:
+        result.metadata["features"] = feature_keys(sae, feature_top_k)
     return result

@@ -1,6 +1,6 @@
 """`metalens` command line: each verb parses arguments and calls one public function.
 
-The core owns `capture` and `merge`; areas add their verbs through the `metalens.verbs` entry
+The core owns `capture`, `merge` and `sae train|eval`; areas add their verbs through the `metalens.verbs` entry
 point group (see pyproject.toml), so the core names no area. An area that fails to import
 keeps its verbs: calling one prints the import error instead of the verb vanishing.
 """
@@ -13,6 +13,8 @@ from importlib.metadata import entry_points
 
 from metalens.options import (Parser, add_model_args, add_out_arg, check_out, existing_dir, existing_file, int_range,
                               load_model_from_args, mark_out, nonneg_int, positive_int)
+
+from metalens.sae.commands import add_sae_verbs
 
 VERB_GROUP = "metalens.verbs"
 
@@ -97,6 +99,7 @@ def build_parser(points=None) -> argparse.ArgumentParser:
     merge = sub.add_parser("merge", help="merge the part manifests of a multi-process capture")
     merge.add_argument("dir", type=existing_dir, help="the capture folder holding part manifests")
     merge.set_defaults(func=_merge)
+    add_sae_verbs(sub)
     register_area_verbs(sub, points)
     return parser
 

@@ -16,6 +16,7 @@ BLOCK_SITES = [
     "attn.hook_z",
     "hook_attn_out",
     "hook_resid_mid",
+    "hook_mlp_in",
     "mlp.hook_post",
     "hook_mlp_out",
     "hook_resid_post",
@@ -49,6 +50,14 @@ def attn_out(layer: int) -> str:
 def mlp_out(layer: int) -> str:
     """MLP branch's write to the residual stream in block `layer`."""
     return f"blocks.{layer}.hook_mlp_out"
+
+
+def mlp_in(layer: int) -> str:
+    """The MLP's input after its pre-norm in block `layer` (where Gemma Scope transcoders read).
+
+    TransformerLens' bridge calls the same tensor `blocks.L.mlp.hook_in` (`ln2.hook_out`).
+    """
+    return f"blocks.{layer}.hook_mlp_in"
 
 
 def mlp_post(layer: int) -> str:
@@ -138,6 +147,8 @@ def resolve_site(model, name: str) -> Site:
         return site(block, "out")
     if hook == "hook_resid_mid":
         return site(block.pre_feedforward_layernorm if gemma_style else block.post_attention_layernorm, "pre")
+    if hook == "hook_mlp_in":
+        return site(block.pre_feedforward_layernorm if gemma_style else block.post_attention_layernorm, "out")
     if hook == "hook_attn_out":
         return site(block.post_attention_layernorm, "out") if gemma_style else site(attn, "out")
     if hook == "hook_mlp_out":

@@ -34,9 +34,6 @@ def splice_edits(sae: SAE, *, skip_first: bool = False) -> dict[str, HookFn]:
             new = torch.cat([act[:, :1], new[:, 1:]], dim=1)
         return new
 
-    if sae.site.endswith("hook_mlp_in"):
-        raise ValueError(f"{sae.site} (the MLP's normalised input, where Gemma Scope transcoders read) is not yet a "
-                         "metalens site: this dictionary loads and encodes, but cannot be spliced into a forward pass.")
     if not sae.is_transcoder:
         return {sae.site: lambda act: keep_first(act, sae.splice(act))}
     seen: dict[str, Tensor] = {}

@@ -52,6 +52,9 @@ class SAETrainConfig:
     max_length: int | None = 128
     text_batch_size: int = 16
     checkpoint_every: int = 100
+    # "mean": start b_dec at the activations' mean, so the encoder first sees centred inputs; from zero,
+    # a residual stream's large shared direction lets the same few TopK features win every token.
+    init_b_dec: str = "zeros"
 
     def check(self) -> None:
         """Refuse settings that cannot train (ValueError naming the field)."""
@@ -67,6 +70,8 @@ class SAETrainConfig:
         for name in ("l1_coefficient", "l0_coefficient"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)!r}.")
+        if self.init_b_dec not in ("zeros", "mean"):
+            raise ValueError(f"init_b_dec {self.init_b_dec!r}: use 'zeros' or 'mean'.")
         if self.architecture == "topk" and self.k > self.width:
             raise ValueError(f"k ({self.k}) cannot exceed width ({self.width}).")
 
@@ -276,6 +281,9 @@ def train_sae(model, texts, config: SAETrainConfig, *, out=None, progress: bool 
         step, losses, scale = _resume(out, record, params, opt)
     if step == 0:
         scale = float(d_in**0.5 / data.norm(dim=-1).mean())
+        if config.init_b_dec == "mean":
+            with torch.no_grad():
+                params["b_dec"].copy_(data.mean(0) * scale)
     bar = tqdm(total=config.steps, initial=min(step, config.steps), desc=f"train SAE {config.site}",
                unit="step", disable=not progress)
     # A fresh start (re)writes the record, so a stale one from a run that never checkpointed cannot linger.

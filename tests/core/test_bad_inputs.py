@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import torch
 
 from metalens.cli import main
 from metalens.options import RUN_MARKER
+from metalens.sae import SAE
 
 MODEL = ["--model", "random:tiny-gemma3", "--device", "cpu"]
 
@@ -29,9 +31,12 @@ GOOD: dict[str, dict[str, object]] = {
     "atlas": {"--out": "{out}", "--n-arithmetic": "4", "--n-facts": "0", "--n-shots": "0", "--n-boot": "10",
               "--cv": "2", "--layers": ["1"], "--no-reporting": None, "--data": "{items}"},
     "lens": {"--prompt": "2 + 2 =", "--out": "{out}"},
+    "sae train": {"--site": "blocks.1.hook_resid_post", "--data": "{sae_texts}", "--tokens": "200", "--width": "16",
+                  "--k": "4", "--steps": "2", "--train-batch-size": "32", "--eval-share": "0.25", "--out": "{out}"},
+    "sae eval": {"--sae": "{sae_dir}", "--data": "{sae_texts}", "--eval-share": "0.25", "--out": "{out}"},
 }
 REPEATED = {"--site"}  # flags given once per value (the other lists are nargs="+": one flag, several values)
-LOADS_MODEL = {"capture", "demo", "posttrain", "atlas", "lens"}
+LOADS_MODEL = {"capture", "demo", "posttrain", "atlas", "lens", "sae train", "sae eval"}
 # Verbs whose --out is not yet checked with `check_out` before the model loads (their areas land it in the same merge).
 OUT_UNCHECKED = {"lens"}
 
@@ -59,6 +64,11 @@ NUMBERS = {  # (flag, bad values) per verb: zero, negative, NaN, huge, not a num
     "atlas": [("--n-arithmetic", ["-1"]), ("--n-facts", ["41", "-1"]), ("--cv", ["1", "0"]), ("--n-boot", ["0"]),
               ("--probe-c", ["0", "nan", "-1"]), ("--n-shots", ["9"]), ("--n-bins", ["0"]), ("--levels", ["6"]),
               ("--reporting-draws", ["0"]), ("--reporting-n", ["-1"]), ("--batch-size", ["0"]), ("--layers", ["-1", "x"])],
+    "sae train": [("--tokens", ["0", "-1", "1e9"]), ("--width", ["0", "nan"]), ("--k", ["0", "-4"]), ("--steps", ["0", "-2"]),
+                  ("--lr", ["0", "nan", "inf", "2"]), ("--eval-share", ["0", "1", "nan"]), ("--eval-texts", ["0"]),
+                  ("--max-length", ["1", "0"]), ("--train-batch-size", ["0"]), ("--checkpoint-every", ["0"]),
+                  ("--l1-coefficient", ["-1"]), ("--l0-coefficient", ["nan"]), ("--seed", ["-1", "1.5"])],
+    "sae eval": [("--eval-share", ["0", "-0.5"]), ("--batch-size", ["0"]), ("--eval-texts", ["0"]), ("--seed", ["-1"])],
 }
 
 
@@ -72,7 +82,7 @@ def _rows() -> list[Case]:
         if verb not in OUT_UNCHECKED:
             rows += [Case(verb, "out is a file", {"--out": "{a_file}"}, "--out", fix_in_same_out=False),
                      Case(verb, "out holds another verb's run", {"--out": "{other_run}"}, "--out", fix_in_same_out=False)]
-    for flag, verb in (("--texts", "capture"), ("--data", "atlas")):
+    for flag, verb in (("--texts", "capture"), ("--data", "atlas"), ("--data", "sae train"), ("--data", "sae eval")):
         rows += [Case(verb, f"{flag} missing", {flag: "{missing}"}, flag),
                  Case(verb, f"{flag} empty", {flag: "{empty}"}, "{empty}"),
                  Case(verb, f"{flag} not UTF-8", {flag: "{binary}"}, "{binary}"),
@@ -95,6 +105,20 @@ def _rows() -> list[Case]:
         Case("atlas", "probe-at not a choice", {"--probe-at": "middle"}, "--probe-at"),
         Case("demo", "unknown area", {"--area": "probs"}, "--area"),
         Case("posttrain", "unknown method", {"--method": "dpo"}, "--method"),
+        Case("sae train", "site not given", {"--site": DROP}, "--site"),
+        Case("sae train", "out not given", {"--out": DROP}, "--out"),
+        Case("sae train", "site past the last block", {"--site": "blocks.9.hook_resid_post"}, "blocks.9"),
+        Case("sae train", "unknown architecture", {"--arch": "gated"}, "--arch"),
+        Case("sae train", "k above width", {"--k": "64"}, "--k"),
+        Case("sae train", "init-b-dec not a choice", {"--init-b-dec": "median"}, "--init-b-dec"),
+        Case("sae train", "one text cannot be split", {"--data": "{one_text}"}, "{one_text}"),
+        Case("sae train", "csv without a text column", {"--data": "{no_text_csv}"}, "{no_text_csv}"),
+        Case("sae train", "jsonl record without text", {"--data": "{no_text_jsonl}"}, "{no_text_jsonl}:1"),
+        Case("sae eval", "sae not given", {"--sae": DROP}, "--sae"),
+        Case("sae eval", "sae folder missing", {"--sae": "{missing}"}, "--sae"),
+        Case("sae eval", "sae folder holds no dictionary", {"--sae": "{folder}"}, "{folder}"),
+        Case("sae eval", "sae of another model's width", {"--sae": "{sae_narrow}"}, "{sae_narrow}"),
+        Case("sae eval", "sae at a site the model lacks", {"--sae": "{sae_deep}"}, "blocks.9"),
         Case("merge", "folder missing", {"": "{missing}"}, "{missing}"),
         Case("merge", "a file, not a folder", {"": "{a_file}"}, "{a_file}"),
         Case("merge", "folder without parts", {"": "{folder}"}, "{folder}"),
@@ -131,6 +155,8 @@ def files(tmp_path_factory) -> dict[str, str]:
         "choices_text": json.dumps({"question": "q", "choices": "ab", "answer": 0}) + "\n",
         "answer_range": json.dumps({"question": "q", "choices": ["a", "b"], "answer": 7}) + "\n",
         "a_file": "not a folder\n",
+        "sae_texts": "".join(f"Text number {i}: the cat sat on the mat, and the fox jumped over it.\n" for i in range(8)),
+        "one_text": "Only one text here, nothing to hold out.\n",
     }
     paths = {name: root / f"{name}.txt" for name in write}
     for name, text in write.items():
@@ -149,6 +175,15 @@ def files(tmp_path_factory) -> dict[str, str]:
         assert main(["capture", *MODEL, *_argv_of(GOOD["capture"], {"--out": str(paths["parts"]), "--texts":
                                                                    str(paths["texts"])}),
                      "--shard-index", str(i), "--num-shards", "2"]) == 0
+    paths["no_text_csv"] = root / "no_text.csv"
+    paths["no_text_csv"].write_text("label,body\n1,some words\n")
+    paths["no_text_jsonl"] = root / "no_text.jsonl"
+    paths["no_text_jsonl"].write_text(json.dumps({"body": "some words"}) + "\n")
+    for name, site, width in (("sae_dir", "blocks.1.hook_resid_post", 64), ("sae_narrow", "blocks.1.hook_resid_post", 32),
+                              ("sae_deep", "blocks.9.hook_resid_post", 64)):
+        gen = torch.Generator().manual_seed(0)
+        paths[name] = SAE(W_enc=torch.randn(width, 16, generator=gen) / 8, W_dec=torch.randn(16, width, generator=gen),
+                          b_enc=torch.zeros(16), b_dec=torch.zeros(width), site=site).save(root / name)
     paths["bad_parts"] = root / "bad-parts"
     paths["bad_parts"].mkdir()
     (paths["bad_parts"] / "manifest.part0-of-2.json").write_text("{not json")
@@ -179,7 +214,7 @@ def command(verb: str, change: dict, paths: dict) -> list[str]:
     flags = {**model, **flags, **change}
     filled = {k: ([v.format(**paths) for v in val] if isinstance(val, list) else
                   val.format(**paths) if isinstance(val, str) else val) for k, val in flags.items()}
-    return [verb, *_argv_of(filled)]
+    return [*verb.split(), *_argv_of(filled)]
 
 
 def run(argv: list[str], capsys) -> tuple[int, str]:
@@ -239,4 +274,4 @@ def test_after_its_bad_inputs_the_corrected_command_succeeds_in_the_same_out(ver
     code, err = run(command(verb, {}, paths), capsys)
     assert code == 0, err
     if "--out" in GOOD[verb] and verb not in OUT_UNCHECKED:
-        assert json.loads((tmp_path / "out" / RUN_MARKER).read_text())["kind"] == verb
+        assert json.loads((tmp_path / "out" / RUN_MARKER).read_text())["kind"] == verb.replace(" ", "-")
