@@ -131,7 +131,7 @@ GOOD_MORE: dict[str, dict[str, object]] = {
     "introspect sample": {"--train": "{train}", "--alphas": ["0"], "--no-branch": None, "--out": "{out}"},
     "steer": {"--rule": "ocean", "--layers": ["1"], "--strengths": ["1"], "--prompts": "{prompts}", "--pairs": "{pairs}",
               "--max-new-tokens": "4", "--n-select": "2", "--n-validate": "0", "--out": "{out}"},
-    "steer-ab": {"--data": "{ab_data}", "--layers": ["1"], "--strengths": ["0", "1"], "--max-items": "4",
+    "steer-ab": {"--data": "{ab_data}", "--layers": ["1"], "--strengths": ["0", "1"], "--max-items": "10",
                  "--open-items": "0", "--max-new-tokens": "4", "--out": "{out}"},
     "mentor": {"--layers": ["1"], "--rounds": "0", "--strengths": ["1"], "--max-per-domain": "3", "--max-new-tokens": "4",
                "--reflect-tokens": "0", "--out": "{out}"},
@@ -222,6 +222,15 @@ def _more_rows() -> list[Case]:
         Case("lens", "empty prompt", {"--prompt": ""}, "prompt"),
         Case("lens", "unknown backend", {"--backend": "jax"}, "--backend"),
         Case("neurofeedback", "several layers without --protocol paper", {"--layers": ["1", "2"]}, "--layers"),
+        Case("neurofeedback", "n-values negative, as one token", {"--n-values=-2,4": None}, "--n-values"),
+        Case("introspect sample", "alphas nan and negative", {"--alphas": ["nan", "-1"]}, "--alphas"),
+        Case("introspect train", "tasks file empty", {"--task": "jsonl", "--tasks": "{empty_jsonl}"}, "{empty_jsonl}"),
+        Case("introspect train", "tasks file not UTF-8", {"--task": "jsonl", "--tasks": "{binary_jsonl}"},
+             "{binary_jsonl}"),
+        Case("introspect train", "tasks file is a folder", {"--task": "jsonl", "--tasks": "{folder_jsonl}"}, "--tasks"),
+        Case("introspect train", "tasks line not JSON", {"--task": "jsonl", "--tasks": "{bad_json}"}, "{bad_json}"),
+        Case("emergent-heads", "pairs csv with a short row", {"--task": "{short_csv}"}, "{short_csv}:3"),
+        Case("emergent-heads", "heldout-from missing", {"--heldout-from": "{missing}"}, "--heldout-from"),
         Case("neurofeedback", "pcs past the fit split", {"--pcs": "1,9999"}, "9999"),
         Case("neurofeedback", "unknown target axis", {"--implicit-targets": "PC7"}, "PC7"),
         Case("probe", "data line not JSON", {"--data": "{bad_json}"}, "{bad_json}"),
@@ -233,6 +242,7 @@ def _more_rows() -> list[Case]:
         Case("steer", "vector of another width", {"--vector": "{wide_vector}", "--pairs": DROP}, "{wide_vector}"),
         Case("steer", "vector missing", {"--vector": "{missing}", "--pairs": DROP}, "--vector"),
         Case("steer-ab", "data lacks its answers", {"--data": "{no_answer}"}, "{no_answer}"),
+        Case("steer-ab", "too few items for a test interval", {"--max-items": "3"}, "--max-items"),
         Case("steer-ab", "unknown unit", {"--unit": "tokens"}, "--unit"),
         Case("mentor", "truncated tree", {"--tree": "{truncated_tree}"}, "{truncated_tree}:1"),
         Case("mentor", "tree entry not a string", {"--tree": "{bad_tree}"}, "{bad_tree}"),
@@ -316,7 +326,7 @@ def _more_files(root: Path, paths: dict) -> dict[str, Path]:
     write("probe_data", "".join(dumps({"text": f"sentence {i} is {'good' if i % 2 else 'bad'}", "label": i % 2}) + "\n"
                                 for i in range(20)))
     write("ab_data", "".join(dumps({"question": f"Q{i}?\n (A) x\n (B) y", "answer_matching_behavior": " (A)",
-                                    "answer_not_matching_behavior": " (B)"}) + "\n" for i in range(6)))
+                                    "answer_not_matching_behavior": " (B)"}) + "\n" for i in range(10)))
     write("prompts", "Tell me about your day.\nWhat is your job like?\nDescribe your town.\nGive me advice.\n")
     write("pairs", "".join(dumps({"positive": f"ocean waves {i}", "negative": f"dry land {i}"}) + "\n" for i in range(4)))
     write("nonstring_pairs", dumps({"positive": "a", "negative": "b"}) + "\n" + dumps({"positive": 3, "negative": "b"}) + "\n")
