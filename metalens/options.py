@@ -158,10 +158,21 @@ def load_model_from_args(args):
     return metalens.load_model(args.model, device=args.device, dtype=getattr(args, "dtype", None))
 
 
+class _LayersAction(argparse.Action):
+    """Stores --layers, refusing `all` beside block numbers (or `all` where the verb reads named blocks) at parse time."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if "all" in values and len(values) > 1:
+            parser.error(f"argument --layers: give block numbers or 'all' alone, not both (got {' '.join(map(str, values))})")
+        if "all" in values and not parser.get_default("_layers_allow_all"):
+            parser.error("argument --layers: this verb reads named blocks, not 'all'")
+        setattr(namespace, self.dest, values)
+
+
 def add_layers_arg(parser: argparse.ArgumentParser, *, help: str = "blocks to use", allow_all: bool = True,
                    default_note: str = "the model's default_layers()") -> None:
     """--layers 3 6 (or `all`): resolve with `model.resolve_layers(args.layers)`; None means the default."""
-    parser.add_argument("--layers", nargs="+", type=layer_token, default=None, metavar="L",
+    parser.add_argument("--layers", nargs="+", type=layer_token, default=None, metavar="L", action=_LayersAction,
                         help=f"{help}: block numbers{', or all' if allow_all else ''} (default: {default_note})")
     parser.set_defaults(_layers_allow_all=allow_all)
 

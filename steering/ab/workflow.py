@@ -260,6 +260,9 @@ def run_steer_ab(model, config: SteerABConfig, *, out: str | Path | None = None,
         pick = np.random.default_rng(config.seed).permutation(len(items))[:config.max_items]
         items = [items[k] for k in sorted(pick)]
     train, val, test = split_items(items, config.fractions, config.seed)
+    if len(test) < 2:  # one item's mean has no interval: the report would print [nan, nan]
+        raise ValueError(f"Only {len(test)} test item(s) of {len(items)} (split {config.fractions}): an interval needs "
+                         "two; give more items (--data, --max-items).")
     train = balance(train, config.seed)
     if len(train) < 2:
         raise ValueError(f"Only {len(train)} training item(s) after balancing (A) and (B): use more items.")
