@@ -11,7 +11,10 @@ _PATH_HELP = ("a path: metalens JSONL (text,label), ETHICS commonsense CSV (labe
 
 
 def _num(value, spec: str = ".3f") -> str:
-    return "nan" if value is None else format(value, spec)  # results.json stores NaN as null
+    """A number for the summary line; an undefined one (NaN, stored as null) says so instead of printing nan."""
+    if value is None or value != value:
+        return "undefined"
+    return format(value, spec)
 
 
 def dataset_arg(text: str) -> str:
@@ -115,7 +118,8 @@ def register(subparsers) -> None:
     nf.add_argument("--n-values", type=int_list(0), default=None,
                     help="comma-separated N in-context examples, e.g. 0,2,4,8,16,32,64")
     nf.add_argument("--max-sentences", type=int_range(4), default=None, help="balanced subsample size of the dataset")
-    nf.add_argument("--implicit-trials", type=positive_int, default=None, help="implicit-control trials per target axis")
+    nf.add_argument("--implicit-trials", type=int_range(2), default=None,
+                    help="implicit-control trials per target axis (>= 2: d_z needs two paired trials)")
     nf.add_argument("--explicit-trials", type=positive_int, default=None, help="explicit-control trials per target axis")
     nf.add_argument("--control-examples", type=positive_int, default=None, help="N examples in control prompts")
     nf.add_argument("--implicit-targets", default=None, help="comma-separated axes, e.g. LR,PC1 (default: all)")

@@ -139,7 +139,7 @@ STRENGTHS = ["1e30", "nan", "-101", "x"]
 GOOD_MORE: dict[str, dict[str, object]] = {
     "probe": {"--data": "{probe_data}", "--layers": ["1"], "--out": "{out}"},
     "neurofeedback": {"--quick": None, "--data": "{probe_data}", "--layers": ["1"], "--draws": "2", "--pcs": "1",
-                      "--n-values": "0,2", "--max-sentences": "20", "--implicit-trials": "1", "--explicit-trials": "1",
+                      "--n-values": "0,2", "--max-sentences": "20", "--implicit-trials": "2", "--explicit-trials": "1",
                       "--control-examples": "2", "--out": "{out}"},
     "heads": {"--task": "induction", "--n": "2", "--methods": ["attribution"], "--no-detect": None, "--out": "{out}"},
     "emergent-heads": {"--base": MODEL[1], "--post": "{post}", "--task": "induction", "--n": "2", "--n-test": "2",
