@@ -32,7 +32,9 @@ def other_axes_p1(labels) -> np.ndarray:
         elif others.shape[1] == 0:
             out[:, a] = y.mean()
         else:
-            fit = LogisticRegression(max_iter=1000).fit(others, y)
+            # Effectively unregularised: with one other axis, p(label 1) is each cell's own frequency, so the
+            # learner is at least as good on the pool as any rule built on that axis' label (a copier included).
+            fit = LogisticRegression(C=1e4, max_iter=5000).fit(others, y)
             out[:, a] = fit.predict_proba(others)[:, list(fit.classes_).index(1)]
     return out
 
