@@ -145,3 +145,16 @@ def test_cli_runs_and_a_rerun_resumes(monkeypatch, tmp_path, tiny_llama, capsys)
     monkeypatch.setattr(sens, "run_neurofeedback", lambda *a, **k: pytest.fail("a finished run was run again"))
     assert main(argv) == 0
     assert main(argv[:-1] + ["2"]) == 2 and "other settings" in capsys.readouterr().err
+
+
+def test_standardised_scores_are_positive_exactly_where_the_label_is_1():
+    import torch
+
+    from metalens.probes import fit_axes
+    from metalens.probes.planted import standardised_scores
+
+    acts = torch.randn(60, 8)
+    axes = fit_axes(acts[:30], pcs=(1, 2), logistic=False)
+    z = standardised_scores(axes, acts[:30], acts[30:], "PC2")
+    assert np.array_equal(z > 0, axes.labels(acts[30:])[:, 1].numpy() == 1)
+    assert np.std(standardised_scores(axes, acts[:30], acts[:30], "PC2"), ddof=1) == pytest.approx(1.0, rel=1e-5)
