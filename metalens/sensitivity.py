@@ -164,7 +164,8 @@ def measure_sensitivity(trial: Callable[[float, int], Trial], strengths, seeds, 
         _check_plan(out, plan)
         done = {(r["strength"], r["seed"]): r for r in _read_runs(out)}
     runs = []
-    todo = [(s, k) for s in strengths for k in seeds]
+    # Seed by seed, every strength: a sweep cut short still spans the whole curve.
+    todo = [(s, k) for k in seeds for s in strengths]
     for s, k in tqdm(todo, desc="sensitivity", disable=not progress):
         if (s, k) in done:
             runs.append(done[(s, k)])
