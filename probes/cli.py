@@ -1,10 +1,12 @@
-"""`metalens neurofeedback` and `metalens probe`: thin wrappers over run_neurofeedback and run_probe_sweep."""
+"""`metalens neurofeedback`, `metalens probe` and `metalens sensitivity neurofeedback`: thin wrappers over
+run_neurofeedback, run_probe_sweep and run_reporting_sensitivity."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from metalens.options import (add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out, existing_file,
-                              int_list, int_range, load_model_from_args, mark_out, positive_int)
+                              int_list, int_range, load_model_from_args, mark_out, nonneg_float, positive_int)
 
 _PATH_HELP = ("a path: metalens JSONL (text,label), ETHICS commonsense CSV (label,input,is_short,edited; short rows), "
               "true/false CSV (statement,label) or model-written-evaluations JSONL (question, answer_[not_]matching_behavior)")
@@ -75,7 +77,8 @@ def _neurofeedback(args) -> None:
               f"(shuffled {_num(row['shuffled_accuracy'])}, words only {_num(row.get('surface_accuracy'))}, "
               f"paired diff {_num(row['report_diff'], '+.3f')} "
               f"[{_num(row['report_diff_low'], '+.2f')}, {_num(row['report_diff_high'], '+.2f')}], "
-              f"p_holm={_num(row['report_p_holm'], '.3g')})  implicit d_z={_num(row['implicit_dz_target'], '.2f')} "
+              f"p_holm={_num(row['report_p_holm'], '.3g')}; other axes' labels {_num(row.get('others_accuracy'))}, "
+              f"p_holm={_num(row.get('report_p_vs_others_holm'), '.3g')})  implicit d_z={_num(row['implicit_dz_target'], '.2f')} "
               f"(unpaired d {_num(row['implicit_d_target'], '.3f')})")
     print(f"protocol {s['protocol']}; above 0.5 (the paper's criterion): {s['n_above_half']}/{s['n_axes']}; "
           f"reportable axes: {s['n_reportable']}/{s['n_axes']} (Holm across {s['n_comparisons']['reporting']} axes); "
@@ -99,14 +102,38 @@ def _probe(args) -> None:
     print(f"best layer {sweep.best_layer}; wrote {Path(args.out) / 'results.json'}, report.html and the probes")
 
 
-def register(subparsers) -> None:
-    """Add the `neurofeedback` and `probe` verbs."""
-    nf = subparsers.add_parser("neurofeedback", help="metacognitive reporting and control of activation axes")
+def _sensitivity(args) -> None:
+    from metalens.probes.neurofeedback import prepare_data
+    from metalens.probes.sensitivity import ReportingSensitivityConfig, run_reporting_sensitivity
+
+    check_out(args.out, "sensitivity-neurofeedback")
+    # Control stages do not touch reporting; by default they run at their smallest, on the planted axis only.
+    for key, value in (("implicit_targets", args.axis), ("explicit_targets", ""), ("implicit_trials", 2),
+                       ("control_examples", 2)):
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    nf = neurofeedback_config(args)
+    config = ReportingSensitivityConfig(nf, axis=args.axis, strengths=tuple(args.strengths), seeds=args.seeds)
+    for seed in range(args.seeds):  # the data, split, PCs and planted axis of every seed, before the model loads
+        prepare_data(replace(nf, seed=seed, planted_axis=args.axis))
+    model = load_model_from_args(args)
+    mark_out(args.out, "sensitivity-neurofeedback")
+    result = run_reporting_sensitivity(model, config, out=args.out)
+    for row in result.detection:
+        print(f"strength {row['strength']:g}: detected in {row['detected_share']:.2f} of {row['n_seeds']} seeds "
+              f"[{row['low']:.2f}, {row['high']:.2f}]")
+    mds = result.min_detectable_strength
+    print(f"min detectable strength (>= 80 % of seeds): {'none' if mds is None else f'{mds:g}'} ({result.strength_unit}); "
+          f"false-positive share {result.false_positive_share:.2f} [{result.false_positive_low:.2f}, "
+          f"{result.false_positive_high:.2f}] over {result.false_positive_n} runs; wrote {Path(args.out) / 'results.json'}")
+
+
+def _add_neurofeedback_flags(nf) -> None:
+    """The flags `neurofeedback` and `sensitivity neurofeedback` share (all but --out and --seed)."""
     add_model_args(nf)
     add_layers_arg(nf, allow_all=False, default_note="the model's default_layers(), the middle block",
                    help="the block whose residual stream defines the axes and is controlled; with --protocol paper, "
                         "reporting is averaged over every block given")
-    add_out_arg(nf, help="output directory for results.json, report.html and axes/")
     nf.add_argument("--data", "--dataset", dest="dataset", type=dataset_arg, default=None,
                     help=f"moral (default), facts, or {_PATH_HELP}")
     nf.add_argument("--quick", action="store_true", help="small settings that finish in under 2 minutes on CPU")
@@ -124,10 +151,30 @@ def register(subparsers) -> None:
     nf.add_argument("--control-examples", type=positive_int, default=None, help="N examples in control prompts")
     nf.add_argument("--implicit-targets", default=None, help="comma-separated axes, e.g. LR,PC1 (default: all)")
     nf.add_argument("--explicit-targets", default=None, help="comma-separated axes (default: LR,PC1; empty: none)")
-    add_seed_arg(nf)
     nf.add_argument("--protocol", choices=["strict", "paper"], default="strict",
                     help="strict (default): metalens' design; paper: Ji-An et al.'s framing, label rule and 2x2 control, "
                          "at the paper's sizes unless --quick or other flags say otherwise")
+
+
+def register_sensitivity(subparsers) -> None:
+    """Add `neurofeedback` under `metalens sensitivity`: the detection curve of a planted reporter."""
+    sn = subparsers.add_parser("neurofeedback", help="plant a reporter of one axis at several strengths and count "
+                                                     "how often run_neurofeedback calls it (and others) reportable")
+    _add_neurofeedback_flags(sn)
+    add_out_arg(sn, help="output directory for results.json, report.html and runs/ (rerun to resume)")
+    sn.add_argument("--axis", default="PC1", help="the axis the planted reporter reports (PC1, PC8, LR, ...)")
+    sn.add_argument("--strengths", type=nonneg_float, nargs="+", default=[0.0, 0.25, 0.5, 1.0, 2.0],
+                    help="planted strengths in logits of label difference per SD of the axis projection (0 = unplanted)")
+    sn.add_argument("--seeds", type=int_range(1, 1000), default=3, help="seeds per strength (0..K-1; default 3)")
+    sn.set_defaults(func=_sensitivity, seed=None)
+
+
+def register(subparsers) -> None:
+    """Add the `neurofeedback` and `probe` verbs."""
+    nf = subparsers.add_parser("neurofeedback", help="metacognitive reporting and control of activation axes")
+    _add_neurofeedback_flags(nf)
+    add_out_arg(nf, help="output directory for results.json, report.html and axes/")
+    add_seed_arg(nf)
     nf.set_defaults(func=_neurofeedback)
     pr = subparsers.add_parser("probe", help="train a linear probe at every layer on a labelled JSONL set")
     add_model_args(pr)

@@ -16,6 +16,7 @@ from metalens.probes.control import measure_control, span_means_by_layer
 from metalens.probes.datasets import load_dataset
 from metalens.probes.directions import DEFAULT_PCS, Axes, fit_axes, fit_paper_axes, split_indices
 from metalens.probes.flip_control import measure_flip_control
+from metalens.probes.planted import PlantedReporter, standardised_scores
 from metalens.probes.prompts import PROTOCOLS, render
 from metalens.probes.reporting import average_reporting, measure_reporting
 from metalens.probes.space import summarize
@@ -53,6 +54,10 @@ class NeurofeedbackConfig:
     max_tokens: int = 8192  # padded tokens per forward pass; a longer prompt runs alone
     # False: a PC beyond what the fit split allows is an error; True (the paper preset): such PCs are left out
     pcs_up_to_rank: bool = False
+    # Sensitivity checks only (`metalens sensitivity neurofeedback`): a reporter of this axis planted in the
+    # reporting stage at this strength (`metalens.probes.planted`); None / 0.0 in every published run.
+    planted_axis: str | None = None
+    planted_strength: float = 0.0
 
     def __post_init__(self):
         self.pcs, self.n_values = tuple(self.pcs), tuple(self.n_values)
@@ -76,6 +81,10 @@ class NeurofeedbackConfig:
             raise ValueError(f"label_words must be two different words, got {self.label_words}.")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, not '{self.protocol}'.")
+        if not isinstance(self.planted_strength, (int, float)) or not np.isfinite(self.planted_strength):
+            raise ValueError(f"planted_strength must be a finite number, got {self.planted_strength!r}.")
+        if self.planted_strength and self.planted_axis is None:
+            raise ValueError("planted_strength needs planted_axis: name the axis the planted reporter reports (e.g. PC1).")
         if self.layers is not None and self.protocol != "paper":
             raise ValueError("layers=... (reporting averaged over layers) is part of the paper protocol: "
                              "pass protocol='paper', or drop layers and set layer.")
@@ -172,6 +181,8 @@ def prepare_data(cfg: NeurofeedbackConfig, d_model: int | None = None):
     names = [f"PC{k}" for k in pcs] + (["LR"] if cfg.logistic_axis else [])
     unknown = [t for t in (cfg.implicit_targets or ()) if t not in names]
     unknown += [t for t in cfg.explicit_targets if not re.fullmatch(r"LR|PC[1-9][0-9]*", t)]
+    if cfg.planted_axis is not None and cfg.planted_axis not in names:
+        unknown.append(cfg.planted_axis)
     if unknown:
         raise ValueError(f"Target axes {unknown} are not among the run's axes {names}: name axes from pcs "
                          "(PC1, PC8, ...) or LR.")
@@ -209,6 +220,14 @@ def _sections(result: NeurofeedbackResult) -> list:
             ("Explicit control effects", [_brief(e) for e in d["explicit"]["effects"]] if d.get("explicit") else []),
             ("Example reporting prompt", d["reporting"]["example_prompt"][:3000]),
             ("Example control prompt", d["implicit"]["example_prompt"][:3000])]
+
+
+def _plant(cfg: NeurofeedbackConfig, axes: Axes, acts, fit, pool) -> PlantedReporter | None:
+    """The planted reporter a sensitivity run asks for (None in a published run)."""
+    if cfg.planted_axis is None:
+        return None
+    return PlantedReporter(cfg.planted_axis, float(cfg.planted_strength),
+                           standardised_scores(axes, acts[fit], acts[pool], cfg.planted_axis))
 
 
 def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: str | Path | None = None,
@@ -254,7 +273,8 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
             if ax.names != axes.names:
                 raise ValueError(f"Layer {rl} has axes {ax.names}, layer {layer} has {axes.names}: pick pcs within every layer's rank.")
             labels_rl = pool_labels if rl == layer else ax.labels(by_layer[rl][pool]).numpy()
-            runs.append(measure_reporting(model, pool_texts, labels_rl, ax.names, **report_kw))
+            runs.append(measure_reporting(model, pool_texts, labels_rl, ax.names, plant=_plant(cfg, axes, acts, fit, pool),
+                                          **report_kw))
             layer_info.append({"layer": rl, "explained_variance": ax.explained_variance, "thresholds": ax.thresholds,
                                "scales": ax.scales, "pool_label_balance": dict(zip(ax.names, labels_rl.mean(0)))})
         reporting = runs[0] if len(runs) == 1 else average_reporting(runs, report_layers)
@@ -264,7 +284,8 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
         axes = fit_axes(acts[fit], human[fit], cfg.pcs, logistic=cfg.logistic_axis, seed=cfg.seed, metadata=meta,
                         groups=[ds.groups[i] for i in fit])
         pool_labels = axes.labels(acts[pool]).numpy()  # [n_pool, n_axes]; thresholds come from the fit split
-        reporting = measure_reporting(model, pool_texts, pool_labels, axes.names, **report_kw)
+        reporting = measure_reporting(model, pool_texts, pool_labels, axes.names, plant=_plant(cfg, axes, acts, fit, pool),
+                                      **report_kw)
         control, control_kw = measure_control, {}
     dropped = [k for k in pcs if f"PC{k}" not in axes.names]
     if dropped and not cfg.pcs_up_to_rank:

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 import metalens
+from metalens.probes.confounds import other_axes_p1, score_predictions
 from metalens.probes.datasets import sample_distinct_groups
 from metalens.probes.prompts import Rendered, label_token_ids, render
 from metalens.probes.surface import prompt_surface_scores
@@ -24,15 +25,17 @@ from metalens.stats import add_holm, holm, mean_ci, paired_test
 DEFAULT_N = (0, 2, 4, 8, 16, 32, 64)
 
 
-def label_logprobs(model, prompts: list[Rendered], cand_ids: list[int], batch_size: int = 4, max_tokens: int = 8192):
+def label_logprobs(model, prompts: list[Rendered], cand_ids: list[int], batch_size: int = 4, max_tokens: int = 8192,
+                   edits=None):
     """Per prompt: (log p over the label tokens at each label position [n_items, n_labels],
     total probability mass of the label tokens in the full vocabulary [n_items]).
 
-    Batches hold at most `max_tokens` padded tokens (a long prompt runs alone; see `prompts.batches`)."""
+    Batches hold at most `max_tokens` padded tokens (a long prompt runs alone; see `prompts.batches`).
+    `edits` ({site: fn}, as `metalens.next_token_logprobs` takes them) are active during the passes."""
     # Each label is read at the position before it: the one that predicts it.
     reads = metalens.next_token_logprobs(model, [r.input_ids for r in prompts], cand_ids,
                                          positions=[[p - 1 for p in r.label_pos] for r in prompts],
-                                         batch_size=batch_size, max_tokens=max_tokens)
+                                         batch_size=batch_size, max_tokens=max_tokens, edits=edits)
     return [(full.log_softmax(-1), full.exp().sum(-1)) for full in reads.logprobs]  # full: [n_items, n_labels]
 
 
@@ -48,6 +51,8 @@ class ReportingResult:
     are the indices (into the texts given to `measure_reporting`) of each draw's items, in prompt order.
     `surface` [n_axes, draws, n_max + 1] scores a text-only learner (`metalens.probes.surface`)
     fitted on the same N examples of the same prompt: 1 right, 0 wrong, 0.5 a coin flip.
+    `others` [n_axes, draws, n_max + 1] scores, on the same items, a learner that knows every other
+    tested axis' label of each item (`metalens.probes.confounds`): the correlated-axes control.
     """
 
     axis_names: list[str]
@@ -59,6 +64,7 @@ class ReportingResult:
     metadata: dict = field(default_factory=dict)
     items: np.ndarray | None = None
     surface: np.ndarray | None = None
+    others: np.ndarray | None = None
 
     def __post_init__(self):
         shuffled = np.asarray(self.shuffled_p_correct)
@@ -116,7 +122,10 @@ class ReportingResult:
         With `surface`, also `surface_accuracy` (the text-only learner on the same items, averaged
         like the model's accuracy: per draw over items, then over draws) and its interval, and the
         paired model - surface difference over draws (`vs_surface_diff`, one-sided `p_vs_surface`,
-        Holm-adjusted across the axes in `p_vs_surface_holm`).
+        Holm-adjusted across the axes in `p_vs_surface_holm`). With `others`, the same against the
+        learner that knows the other axes' labels (`others_accuracy`, `vs_others_diff`, `p_vs_others`,
+        `p_vs_others_holm`): an axis whose labels the other axes' labels predict as well as the model
+        does is not evidence of reporting *this* axis.
         """
         n_min = min(n_min, self.p_correct.shape[-1] - 1)  # a short run still tests its longest items
 
@@ -141,13 +150,17 @@ class ReportingResult:
                          "p_below": paired_test(acc, base, alternative="less").p,
                          # The paper's criterion beside ours: above 0.5 (one-sided one-sample t over draws).
                          "p_vs_half": paired_test(acc, np.full_like(acc, 0.5), alternative="greater").p,
-                         **(_surface_fields(self.surface[a][:, n_min:], acc) if self.surface is not None else {})})
+                         **(_surface_fields(self.surface[a][:, n_min:], acc) if self.surface is not None else {}),
+                         **(_others_fields(self.others[a][:, n_min:], acc) if self.others is not None else {})})
         rows = add_holm(rows)
         for row, adj in zip(rows, holm([row["p_vs_half"] for row in rows])):
             row["p_vs_half_holm"] = float(adj)
         if self.surface is not None:  # a second family: the model against the words-only learner
             for row, adj in zip(rows, holm([row["p_vs_surface"] for row in rows])):
                 row["p_vs_surface_holm"] = float(adj)
+        if self.others is not None:  # the correlated-axes control: its own family, same alpha
+            for row, adj in zip(rows, holm([row["p_vs_others"] for row in rows])):
+                row["p_vs_others_holm"] = float(adj)
         return rows
 
     def to_dict(self) -> dict:
@@ -155,7 +168,7 @@ class ReportingResult:
         return {"axis_names": self.axis_names, "n_values": self.n_values, "p_correct": self.p_correct,
                 "shuffled_p_correct": self.shuffled_p_correct, "label_mass": self.label_mass,
                 "curves": self.curves(), "tests": self.tests(self.metadata.get("n_test_min", 8)),
-                "items": self.items, "surface": self.surface, "example_prompt": self.example_prompt,
+                "items": self.items, "surface": self.surface, "others": self.others, "example_prompt": self.example_prompt,
                 "metadata": self.metadata}
 
 
@@ -175,6 +188,14 @@ def _surface_fields(scores: np.ndarray, model_acc: np.ndarray | None = None) -> 
     return out
 
 
+def _others_fields(scores: np.ndarray, model_acc: np.ndarray) -> dict:
+    """The other-axes learner's accuracy on `scores` [draws, items] and the paired model - learner test over draws."""
+    others = scores.mean(1)
+    above = paired_test(model_acc, others, alternative="greater")
+    return {"others_accuracy": float(others.mean()), "vs_others_diff": above.mean_diff, "vs_others_low": above.low,
+            "vs_others_high": above.high, "p_vs_others": above.p}
+
+
 def prompt_label_sets(labels: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
     """Each axis' labels of one prompt's items [n_items, n_axes], then each axis' labels permuted.
 
@@ -189,7 +210,7 @@ def prompt_label_sets(labels: np.ndarray, rng: np.random.Generator) -> list[np.n
 def measure_reporting(model, texts: list[str], labels, axis_names: list[str], *, n_values=DEFAULT_N,
                   draws: int = 12, seed: int = 0, label_words: tuple[str, str] = ("0", "1"),
                   batch_size: int = 4, n_test_min: int = 8, groups=None, protocol: str = "strict",
-                  max_tokens: int = 8192, progress: bool = True) -> ReportingResult:
+                  max_tokens: int = 8192, plant=None, progress: bool = True) -> ReportingResult:
     """Reporting task over `texts` (the pool split) whose neurofeedback `labels` are [n, n_axes].
 
     Each draw samples n_max + 1 = max(n_values) + 1 sentences (capped by the pool, its number of
@@ -197,7 +218,8 @@ def measure_reporting(model, texts: list[str], labels, axis_names: list[str], *,
     Each prompt's labels are also given to the text-only surface learner (`surface`).
     `groups` (one id per text; near-copies share one) keeps two items of a group out of one prompt.
     `protocol` picks the prompt framing (`metalens.probes.prompts.render`); `max_tokens` bounds a
-    forward pass's padded tokens (long prompts run one at a time).
+    forward pass's padded tokens (long prompts run one at a time). `plant` (a
+    `metalens.probes.planted.PlantedReporter`, for sensitivity checks) adds its edits to every pass.
     """
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.shape != (len(texts), len(axis_names)):
@@ -220,6 +242,8 @@ def measure_reporting(model, texts: list[str], labels, axis_names: list[str], *,
     p = np.zeros((len(axis_names), draws, n_items))
     mass = np.zeros_like(p)
     surface = np.zeros_like(p)
+    others = np.zeros_like(p)
+    others_p1 = other_axes_p1(labels)  # [n_texts, n_axes]
     shuffled = np.zeros((len(axis_names), draws, n_items))
     items = np.zeros((draws, n_items), dtype=int)
     example = ""
@@ -229,12 +253,14 @@ def measure_reporting(model, texts: list[str], labels, axis_names: list[str], *,
         label_sets = prompt_label_sets(labels[idx], rng)
         for a in range(len(axis_names)):
             surface[a, d] = prompt_surface_scores(sents, label_sets[a])
+            others[a, d] = score_predictions(others_p1[idx, a], labels[idx, a])
         prompts = [render(model, sents, lab.tolist(), "report", label_words, protocol=protocol) for lab in label_sets]
         if len(prompts[0].input_ids) > context:
             raise ValueError(f"A prompt of {n_items} items has {len(prompts[0].input_ids)} tokens, over "
                              f"{model.name}'s context of {context}: lower max(n_values).")
         example = example or prompts[0].text
-        scored = label_logprobs(model, prompts, cand, batch_size, max_tokens)
+        scored = label_logprobs(model, prompts, cand, batch_size, max_tokens,
+                                edits=None if plant is None else plant.edits(model, idx, prompts, cand))
         for k, ((logp, m), lab) in enumerate(zip(scored, label_sets)):
             pc = logp.exp()[torch.arange(n_items), torch.as_tensor(lab)].numpy()
             if k < len(axis_names):
@@ -244,8 +270,10 @@ def measure_reporting(model, texts: list[str], labels, axis_names: list[str], *,
     meta = {"draws": draws, "seed": seed, "label_words": list(label_words), "n_items": n_items,
             "n_test_min": n_test_min, "format": "chat" if model.is_chat else "plain", "protocol": protocol,
             "n_groups": len(np.unique(groups)), "one_item_per_group": True}
+    if plant is not None:
+        meta["planted"] = plant.describe()
     return ReportingResult(list(axis_names), [n for n in n_values if n < n_items], p, shuffled, mass, example, meta, items,
-                           surface)
+                           surface, others)
 
 
 def average_reporting(results: list[ReportingResult], layers: list[int]) -> ReportingResult:
@@ -260,4 +288,5 @@ def average_reporting(results: list[ReportingResult], layers: list[int]) -> Repo
     meta = {**first.metadata, "layers": list(layers), "averaged_over_layers": True}
     return ReportingResult(first.axis_names, first.n_values, mean("p_correct"), mean("shuffled_p_correct"),
                            mean("label_mass"), first.example_prompt, meta, first.items,
-                           mean("surface") if first.surface is not None else None)
+                           mean("surface") if first.surface is not None else None,
+                           mean("others") if first.others is not None else None)

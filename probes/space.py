@@ -12,7 +12,9 @@ def summarize(results: dict, alpha: float = ALPHA) -> dict:
 
     An axis is *reportable* when its reporting accuracy over items with N >= n_test_min beats
     the shuffled-label baseline (one-sided paired t-test over draws, Holm-corrected across axes,
-    p < alpha); *controllable* when imposed label 1 moves the sentence along the axis more than
+    p < alpha) and, where the run measured it, also beats the learner that knows the other tested
+    axes' labels of each item (same test, its own Holm family across axes, same alpha: the
+    correlated-axes control, `metalens.probes.confounds`); *controllable* when imposed label 1 moves the sentence along the axis more than
     imposed label 0 (one-sided paired t-test over trials, Holm-corrected across targets);
     *specific* when, in addition, its paired d_z on target exceeds |d_z| on every other axis.
     """
@@ -29,7 +31,9 @@ def summarize(results: dict, alpha: float = ALPHA) -> dict:
                "shuffled_accuracy": t["shuffled_accuracy"], "surface_accuracy": t.get("surface_accuracy"),
                "report_diff": t.get("diff"),
                "report_diff_low": t.get("diff_low"), "report_diff_high": t.get("diff_high"), "report_p_holm": t["p_holm"],
-               "reportable": bool(t["p_holm"] is not None and np.isfinite(t["p_holm"]) and t["p_holm"] < alpha),
+               "beats_shuffled": _passes(t["p_holm"], alpha),
+               "others_accuracy": t.get("others_accuracy"), "report_p_vs_others_holm": t.get("p_vs_others_holm"),
+               "reportable": is_reportable(t, alpha),
                # The paper's criterion beside ours: accuracy above 0.5 (one-sided, Holm across axes).
                "report_p_vs_half_holm": t.get("p_vs_half_holm"),
                "above_half": _passes(t.get("p_vs_half_holm"), alpha)}
@@ -65,13 +69,29 @@ def summarize(results: dict, alpha: float = ALPHA) -> dict:
         "n_explicit_specific": sum(bool(r["explicit_controllable"] and r["explicit_specific"]) for r in rows),
         "n_comparisons": {"reporting": len(rows), **n_control},
         "test": ("reporting: one-sided paired t-test over draws of per-draw accuracy (N >= n_test_min) vs the "
-                 "shuffled-label baseline scored on the same sentences; control: one-sided paired t-test over trials "
+                 "shuffled-label baseline scored on the same sentences, and vs a learner that knows the other "
+                 "tested axes' labels of each item (the correlated-axes control; its own Holm family); control: one-sided paired t-test over trials "
                  "of the target-axis shift (imposed 1 - imposed 0); Holm correction within each family (reporting: "
                  f"{len(rows)} axes; implicit: {n_control['implicit']} targets; explicit: {n_control['explicit']} "
                  f"targets); alpha = {alpha}. Control is called specific when the on-target paired d_z also exceeds "
                  "|d_z| on every other measured axis (the imposed label token shifts activations along many axes at "
                  "once). The paper's Cohen's d is unpaired (pooled SD across trials) and is reported for reference only."),
     }
+
+
+REPORTABLE_RULE = ("reporting accuracy (items with N >= n_test_min, per draw) above the same axis' shuffled-label "
+                   "baseline on the same sentences (one-sided paired t-test over draws, Holm across the run's axes) "
+                   "AND above the learner that knows the other tested axes' labels of each item (same test, its "
+                   "own Holm family across the axes), both at p < alpha")
+
+
+def is_reportable(test_row: dict, alpha: float = ALPHA) -> bool:
+    """The published verdict for one axis' reporting test row (`ReportingResult.tests()`): see `REPORTABLE_RULE`.
+    Rows from runs made before the correlated-axes control carry no `p_vs_others_holm` and are judged
+    on the shuffled baseline alone."""
+    if not _passes(test_row.get("p_holm"), alpha):
+        return False
+    return "p_vs_others_holm" not in test_row or bool(_passes(test_row["p_vs_others_holm"], alpha))
 
 
 def _passes(p, alpha: float):

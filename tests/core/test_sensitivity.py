@@ -1,0 +1,96 @@
+"""The generic sensitivity runner: detection curve, false-positive share, resuming, refusing other settings."""
+import json
+
+import pytest
+
+from metalens.sensitivity import RESULT_KEYS, SensitivityResult, Trial, measure_sensitivity
+from metalens.stats import wilson_ci
+
+RULES = dict(unit="logits per SD", rule="the planted thing found", false_positive_rule="anything else found")
+
+
+def threshold_trial(calls=None):
+    """Detects strengths >= 1 on every seed but seed 2; seed 1 calls a false positive at every strength."""
+    def trial(strength, seed):
+        if calls is not None:
+            calls.append((strength, seed))
+        return Trial(strength >= 1 and seed != 2, seed == 1, {"seed_note": seed})
+    return trial
+
+
+def test_results_json_has_exactly_the_documented_keys(tmp_path):
+    measure_sensitivity(threshold_trial(), (0, 1), 2, out=tmp_path, progress=False, **RULES)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert set(data) == set(RESULT_KEYS)
+    assert set(data["detection"][0]) == {"strength", "detected_share", "low", "high", "n_seeds"}
+    assert (tmp_path / "report.html").exists() and "Detection curve" in (tmp_path / "report.html").read_text()
+
+
+def test_detection_rows_are_wilson_intervals_over_seeds():
+    res = measure_sensitivity(threshold_trial(), (0, 0.5, 1, 2), 5, progress=False, **RULES)
+    row = res.detection[2]
+    ci = wilson_ci(4, 5)
+    assert row == {"strength": 1.0, "detected_share": 0.8, "low": ci.low, "high": ci.high, "n_seeds": 5}
+    assert res.detection[0]["detected_share"] == 0.0
+
+
+def test_min_detectable_strength_is_the_smallest_detected_in_80_percent_of_seeds():
+    assert measure_sensitivity(threshold_trial(), (0, 0.5, 1, 2), 5, progress=False, **RULES).min_detectable_strength == 1.0
+    # 3 seeds: seed 2 misses, 2/3 < 80 %
+    assert measure_sensitivity(threshold_trial(), (0, 0.5, 1, 2), 3, progress=False, **RULES).min_detectable_strength is None
+
+
+def test_false_positive_share_is_counted_from_the_runs():
+    res = measure_sensitivity(threshold_trial(), (0, 1), 4, progress=False, **RULES)
+    ci = wilson_ci(2, 8)  # seed 1 at both strengths
+    assert (res.false_positive_share, res.false_positive_low, res.false_positive_high, res.false_positive_n) == \
+        (0.25, ci.low, ci.high, 8)
+
+
+def test_rerun_skips_finished_runs(tmp_path):
+    first = []
+    with pytest.raises(RuntimeError):
+        def crashing(strength, seed):
+            if strength == 1 and seed == 1:
+                raise RuntimeError("interrupted")
+            return threshold_trial(first)(strength, seed)
+        measure_sensitivity(crashing, (0, 1), 2, out=tmp_path, progress=False, **RULES)
+    assert len(first) == 3 and len(list((tmp_path / "runs").glob("*.json"))) == 3
+    second = []
+    res = measure_sensitivity(threshold_trial(second), (0, 1), 2, out=tmp_path, progress=False, **RULES)
+    assert second == [(1.0, 1)]
+    assert len(res.runs) == 4 and res.detection[1]["detected_share"] == 1.0
+
+
+def test_rerun_with_other_settings_is_refused_naming_them(tmp_path):
+    measure_sensitivity(threshold_trial(), (0, 1), 2, out=tmp_path, progress=False, **RULES)
+    with pytest.raises(ValueError, match="strengths"):
+        measure_sensitivity(threshold_trial(), (0, 2), 2, out=tmp_path, progress=False, **RULES)
+    with pytest.raises(ValueError, match="settings"):
+        measure_sensitivity(threshold_trial(), (0, 1), 2, out=tmp_path, progress=False, settings={"layer": 3}, **RULES)
+
+
+def test_settings_are_recorded_only_once_a_run_succeeded(tmp_path):
+    def failing(strength, seed):
+        raise RuntimeError("bad model")
+    with pytest.raises(RuntimeError):
+        measure_sensitivity(failing, (0, 1), 2, out=tmp_path, progress=False, **RULES)
+    assert not (tmp_path / "sensitivity-settings.json").exists()
+    measure_sensitivity(threshold_trial(), (0, 2), 2, out=tmp_path, progress=False, **RULES)  # a corrected command
+
+
+def test_saved_result_loads_back(tmp_path):
+    res = measure_sensitivity(threshold_trial(), (0, 1), 2, out=tmp_path, progress=False, **RULES)
+    back = SensitivityResult.load(tmp_path)
+    assert back.to_dict() == json.loads(json.dumps(res.to_dict())) and len(back.runs) == 4
+
+
+@pytest.mark.parametrize("strengths", [(), (-1, 1), (float("nan"),)])
+def test_bad_strengths_are_refused(strengths):
+    with pytest.raises(ValueError, match="trength"):
+        measure_sensitivity(threshold_trial(), strengths, 2, progress=False, **RULES)
+
+
+def test_load_of_a_folder_without_results_says_what_to_point_at(tmp_path):
+    with pytest.raises(FileNotFoundError, match="sensitivity run"):
+        SensitivityResult.load(tmp_path)
