@@ -30,3 +30,14 @@ def gemma():
     import metalens
 
     return metalens.load_model("gemma-3-270m", device="cpu")
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Loading a model fails the test: a verb's argument and file checks must all come first."""
+    import metalens
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the inputs were checked")
+
+    monkeypatch.setattr(metalens, "load_model", refuse)

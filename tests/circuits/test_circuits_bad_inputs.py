@@ -8,27 +8,7 @@ from metalens.circuits import ContrastTask, HeadsConfig, LensConfig, run_heads, 
 from metalens.circuits.emergent import EmergentConfig, run_emergent_heads
 from metalens.circuits.tasks import load_task
 from metalens.cli import main
-
-
-@pytest.fixture
-def no_model(monkeypatch):
-    """Loading a model is a test failure: every check below must come first."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("the model was loaded before the inputs were checked")
-
-    monkeypatch.setattr(metalens, "load_model", refuse)
-
-
-def refused(argv, capsys) -> str:
-    """Run the CLI, expect exit 2, return its one-line error."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse's checks exit from inside the parser
-        code = exit_.code
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
+from tests.cli_checks import refused
 
 
 @pytest.mark.parametrize("flag, value", [("--ig-steps", "0"), ("--n", "0"), ("--n", "2.5"), ("--seed", "-3"),

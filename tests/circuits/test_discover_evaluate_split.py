@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-import metalens
 from metalens.circuits import HeadsConfig, HeadsResult, run_heads
 from metalens.circuits import heads as heads_module
 from metalens.circuits.heads import split_pairs
@@ -57,14 +56,6 @@ def test_scores_come_from_discovery_pairs_and_curves_from_evaluation_pairs(tiny_
 def test_heads_config_refuses_a_split_without_two_pairs_a_side(fields, match):
     with pytest.raises(ValueError, match=match):
         HeadsConfig(**{"faithfulness": True, **fields})
-
-
-@pytest.fixture
-def no_model(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("the model was loaded before the inputs were checked")
-
-    monkeypatch.setattr(metalens, "load_model", refuse)
 
 
 @pytest.mark.parametrize("argv", [["--n", "16", "--eval-n", "15", "--faithfulness"], ["--eval-n", "0", "--faithfulness"],

@@ -13,9 +13,6 @@ from metalens.testing import tiny_model
 from test_introspect_full import _planted_store
 
 
-def _no_model(*args, **kwargs):
-    raise AssertionError("the model was loaded before the inputs were checked")
-
 
 # (verb and its arguments, the flag the one-line error must name); {run} is an existing folder
 BAD_VALUES = [
@@ -46,8 +43,7 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize("argv,flag", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
 def test_a_bad_value_is_one_line_naming_its_flag_before_anything_loads_or_is_written(argv, flag, tmp_path,
-                                                                                     monkeypatch, capsys):
-    monkeypatch.setattr(metalens, "load_model", _no_model)
+                                                                                     capsys, no_model):
     run = tmp_path / "run"
     run.mkdir()
     out = tmp_path / "out"
@@ -59,8 +55,7 @@ def test_a_bad_value_is_one_line_naming_its_flag_before_anything_loads_or_is_wri
     assert not out.exists()
 
 
-def test_an_out_holding_another_verbs_run_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(metalens, "load_model", _no_model)
+def test_an_out_holding_another_verbs_run_is_refused_before_the_model_loads(tmp_path, capsys, no_model):
     out = tmp_path / "out"
     out.mkdir()
     (out / "metalens-run.json").write_text(json.dumps({"kind": "probe"}))
@@ -106,13 +101,12 @@ def test_a_head_of_another_width_is_refused_naming_its_file_before_any_work(trai
     assert not (tmp_path / "ev").exists()  # refused before anything was written
 
 
-def test_a_head_holding_nan_is_refused_at_load_naming_its_file(trained_run, tmp_path, monkeypatch, capsys):
+def test_a_head_holding_nan_is_refused_at_load_naming_its_file(trained_run, tmp_path, capsys, no_model):
     _, run = trained_run
     file = run / "head" / "head.safetensors"
     weight = load_file(str(file))["weight"]
     weight[0, 0] = float("nan")
     save_file({"weight": weight}, str(file))
-    monkeypatch.setattr(metalens, "load_model", _no_model)
     assert main(["introspect", "sample", "--train", str(run), "--out", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert str(file) in err and "NaN" in err and not (tmp_path / "s").exists()

@@ -5,30 +5,8 @@ import json
 import pytest
 import torch
 
-import metalens
-from metalens.cli import main
 from metalens.probes import Axes, LayerSweep, NeurofeedbackConfig, Probe, load_dataset
-
-
-@pytest.fixture
-def no_model(monkeypatch):
-    """Loading a model is a test failure: every check below must come first."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("the model was loaded before the inputs were checked")
-
-    monkeypatch.setattr(metalens, "load_model", refuse)
-
-
-def refused(argv, capsys) -> str:
-    """Run the CLI, expect exit 2, return its one-line error."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse's checks exit from inside the parser
-        code = exit_.code
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
+from tests.cli_checks import refused
 
 
 NF = ["neurofeedback", "--model", "tiny", "--quick"]

@@ -21,14 +21,6 @@ PROMPTS = ["Tell me about your day.", "What is your job like?", "Describe your t
            "Tell me a story.", "What are you reading?"]
 
 
-@pytest.fixture
-def no_model(monkeypatch):
-    """Loading a model fails the test: the checks must come first."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("the model was loaded before the inputs were checked")
-    monkeypatch.setattr(metalens, "load_model", refuse)
-
-
 def run(argv, capsys) -> tuple[int, str]:
     code = main(argv)
     err = capsys.readouterr().err.strip()
