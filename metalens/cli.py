@@ -13,7 +13,6 @@ from importlib.metadata import entry_points
 
 from metalens.options import (Parser, add_model_args, add_out_arg, check_out, existing_dir, existing_file, int_range,
                               load_model_from_args, mark_out, nonneg_int, positive_int)
-
 from metalens.sae.commands import add_sae_verbs
 
 VERB_GROUP = "metalens.verbs"
