@@ -17,8 +17,9 @@ PY=${PY:-.venv/bin/python}
 OUT=$(dirname "$0")
 DATA=${DATA:-../shared/data}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-rm -f "$OUT/time.txt"
-for model in gemma-3-270m smollm2-135m-instruct; do
+# MODELS= runs some of the models (time.txt is then appended to, not restarted)
+[ -z "${MODELS:-}" ] && rm -f "$OUT/time.txt"
+for model in ${MODELS:-gemma-3-270m smollm2-135m-instruct}; do
   for task in ioi greater-than; do
     file=$DATA/eap-ig/ioi_llama.csv; [ "$task" = greater-than ] && file=$DATA/eap-ig/greater_than_data.csv
     run=runs/community/$model-$task
