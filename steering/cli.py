@@ -12,7 +12,8 @@ import argparse
 from pathlib import Path
 
 from metalens.options import (add_data_arg, add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out,
-                              existing_file, float_range, load_model_from_args, mark_out, nonneg_int, positive_int)
+                              existing_file, float_range, load_model_from_args, mark_out, nonneg_int, positive_float,
+                              positive_int)
 from metalens.steering.vector import MAX_STRENGTH
 
 strength = float_range(-MAX_STRENGTH, MAX_STRENGTH)
@@ -66,7 +67,8 @@ def _steer_ab(args) -> None:
     from metalens.steering.ab.workflow import CONTROL, NEUTRAL, SteerABConfig, run_steer_ab
 
     config = SteerABConfig(str(args.data), layers=args.layers, strengths=tuple(args.strengths), seed=args.seed,
-                           unit=args.unit, max_items=args.max_items,
+                           unit=args.unit, max_items=args.max_items, metric=args.metric,
+                           steer_positions=args.steer_positions, cost_bound=args.cost_bound,
                            control_data=str(args.control_data) if args.control_data else None,
                            neutral=str(args.neutral) if args.neutral else None, open_items=args.open_items,
                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
@@ -147,8 +149,18 @@ def _add_steer_ab(subparsers) -> None:
                  "answer_not_matching_behavior)")
     add_layers_arg(ab, help="candidate layers", default_note="4 spread out, model.default_layers(4)")
     add_seed_arg(ab)
-    ab.add_argument("--strengths", type=strength, nargs="+", default=[-0.5, -0.2, -0.1, 0, 0.1, 0.2, 0.5], metavar="S",
-                    help=f"strength grid, each in [-{MAX_STRENGTH:g}, {MAX_STRENGTH:g}]; 0 is always added")
+    ab.add_argument("--strengths", type=strength, nargs="+", default=[-0.5, -0.3, -0.2, -0.1, -0.05, 0, 0.05, 0.1, 0.2,
+                                                                      0.3, 0.5], metavar="S",
+                    help=f"strength grid, each in [-{MAX_STRENGTH:g}, {MAX_STRENGTH:g}]; 0 is always added; each layer "
+                    "keeps the widest range around 0 within --cost-bound")
+    ab.add_argument("--cost-bound", type=positive_float, default=0.5, metavar="NATS",
+                    help="largest rise of neutral-text loss (nats/token, on the validation half of the neutral texts) "
+                    "a strength may cause and still count for steerability (default 0.5)")
+    ab.add_argument("--metric", choices=("logit-diff", "prob"), default="logit-diff",
+                    help="propensity: logit of the matching letter minus the other's (default) or p(matching) "
+                    "normalised over the two letters")
+    ab.add_argument("--steer-positions", choices=("response", "all"), default="response",
+                    help="steer from the answer's '(' on (default, as CAA) or every position, the question's included")
     ab.add_argument("--unit", choices=("residual", "raw"), default="residual",
                     help="what strength 1 adds: a vector as long as the layer's mean residual norm (default) or the "
                     "raw CAA mean difference")

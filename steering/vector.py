@@ -39,20 +39,34 @@ def check_strength(strength, bound: float | None = None) -> float:
     return value
 
 
-def adder(vec: Float[Tensor, "d_model"], prompt: bool = True) -> HookFn:
+def adder(vec: Float[Tensor, "d_model"], prompt: bool = True, start=None) -> HookFn:
     """Hook fn adding `vec` at every position of every forward pass (under KV-cache generation:
     the prompt's pass, then one pass per new token); with prompt=False the first pass is left alone.
 
-    It counts passes, so use a fresh one for each `generate` batch.
+    start: per-row first steered position, one int per prompt row in the order the rows are run
+        (as `metalens.next_token_logprobs` and `run_with_cache` run them: right-padded, in order);
+        each pass takes the next `batch` entries and positions before a row's start are left
+        untouched. Meant for full (uncached) passes, e.g. steering only an answer, not its question.
+    It counts passes and rows, so use a fresh one for each `generate` batch / each read.
     """
-    calls = 0
+    calls, taken = 0, 0
+    starts = None if start is None else torch.as_tensor([int(k) for k in start], dtype=torch.long)
 
     def fn(act: Float[Tensor, "batch pos d_model"]):
-        nonlocal calls
+        nonlocal calls, taken
         calls += 1
         if not prompt and calls == 1:
             return None
-        return act + vec
+        if starts is None:
+            return act + vec
+        batch, n_pos = act.shape[0], act.shape[1]
+        if taken + batch > len(starts):
+            raise ValueError(f"This hook was given {len(starts)} start positions but has now seen {taken + batch} "
+                             "rows: build a fresh edit (vector.edits(model, s, start=...)) per read, one start per row.")
+        rows = starts[taken:taken + batch].to(act.device)  # [batch]
+        taken += batch
+        steer = (torch.arange(n_pos, device=act.device)[None, :] >= rows[:, None]).to(act.dtype)  # [batch, pos]
+        return act + steer[..., None] * vec
 
     return fn
 
@@ -105,12 +119,13 @@ class SteeringVector:
                 raise ValueError(f"This steering vector's direction at layer {layer} holds NaN or infinite values: "
                                  "retrain it.")
 
-    def edits(self, model, strength: float = 1.0, prompt: bool = True) -> dict[str, HookFn]:
+    def edits(self, model, strength: float = 1.0, prompt: bool = True, start=None) -> dict[str, HookFn]:
         """`{site: fn}` adding strength * direction at each layer (for `metalens.generate(edits=...)`,
-        `metalens.hooks` or `run_with_cache`); prompt=False as in `adder`."""
+        `metalens.hooks` or `run_with_cache`); prompt=False and `start` (per-row first steered
+        position) as in `adder`."""
         strength = check_strength(strength)
         self.check_model(model)
-        return {sites.resid_post(layer): adder(direction.to(model.device, model.dtype) * strength, prompt)
+        return {sites.resid_post(layer): adder(direction.to(model.device, model.dtype) * strength, prompt, start)
                 for layer, direction in self.directions.items()}
 
     @contextlib.contextmanager

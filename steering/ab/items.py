@@ -5,7 +5,8 @@ An item is a question with "(A)"/"(B)" choices and the letter that matches the b
 Following contrastive activation addition (Rimsky et al. 2024, "Steering Llama 2 via Contrastive
 Activation Addition"), a pair is the question followed by the matching letter vs by the other
 letter, read at the letter token; with a chat template the question is the user turn and "(X" opens
-the assistant turn. Propensity is the probability of the matching letter normalised over the two.
+the assistant turn. Propensity is the logit difference of the matching letter over the other (or its
+probability normalised over the two), with a vector added from the answer's "(" on or everywhere.
 """
 from __future__ import annotations
 
@@ -168,21 +169,49 @@ def _requests(a: list[int], b: list[int]):
     return [(ids, [(p - 1, ids[p], which) for p in range(k, len(ids))]) for which, ids in ((0, a), (1, b))]
 
 
-def letter_logprobs(model, items: list[ABItem], edits=None, chat: bool | None = None,
-                    batch_size: int = 8) -> np.ndarray:
-    """[n_items, 2]: log-probability of answering "(A" and "(B" (summed over the tokens the two differ in),
-    with `edits` (e.g. `vector.edits(model, strength)`) active at every position."""
-    owners, prompts, positions, tokens, letters = [], [], [], [], []
+METRICS = ("logit-diff", "prob")  # what propensity reads; see `propensity`
+STEER_POSITIONS = ("response", "all")  # where an edit factory steers; see `letter_logprobs`
+
+
+def response_start(model, prefix: str) -> int:
+    """Index of the token that holds the answer's "(" in `prefix` (which ends with it): the first token
+    where the prefix's ids and those of the prefix without its "(" part ways."""
+    full = model.tokenizer(prefix)["input_ids"]
+    head = model.tokenizer(prefix[:prefix.rindex("(")])["input_ids"]
+    k = 0
+    while k < min(len(full), len(head)) and full[k] == head[k]:
+        k += 1
+    return min(k, len(full) - 1)
+
+
+def letter_logprobs(model, items: list[ABItem], edits=None, chat: bool | None = None, batch_size: int = 8,
+                    positions: str = "all") -> np.ndarray:
+    """[n_items, 2]: log-probability of answering "(A" and "(B" (summed over the tokens the two differ in).
+
+    edits: None, a `{site: fn}` dict active at every position, or a factory `start -> {site: fn}` (e.g.
+    `lambda start: vector.edits(model, s, start=start)`) given each row's first steered position:
+    with positions="response" the answer's "(" token (the question is left alone, as CAA steers from
+    the end of the instruction), with "all" position 0."""
+    if positions not in STEER_POSITIONS:
+        raise ValueError(f"positions must be one of {STEER_POSITIONS}, not {positions!r}.")
+    if isinstance(edits, dict) and edits and positions != "all":
+        raise ValueError("A dict of edits steers every position: pass a factory start -> edits for "
+                         f"positions={positions!r}.")
+    owners, prompts, reads_at, tokens, letters, starts = [], [], [], [], [], []
     for n, item in enumerate(items):
         prefix = answer_prefix(model, item.question, chat)
+        first = response_start(model, prefix) if positions == "response" else 0
         a, b = (model.tokenizer(prefix + x)["input_ids"] for x in LETTERS)
         for ids, reads in _requests(a, b):
             owners.append(n)
             prompts.append(ids)
-            positions.append([p for p, _, _ in reads])
+            reads_at.append([p for p, _, _ in reads])
             tokens.append([t for _, t, _ in reads])
             letters.append([which for _, _, which in reads])
-    reads = metalens.next_token_logprobs(model, prompts, tokens, positions=positions, edits=edits,
+            starts.append(min(first, len(ids) - 1))
+    if callable(edits):
+        edits = edits(starts)
+    reads = metalens.next_token_logprobs(model, prompts, tokens, positions=reads_at, edits=edits,
                                          batch_size=batch_size)
     out = np.zeros((len(items), 2))
     for n, logp, which in zip(owners, reads.logprobs, letters):  # logp: [n_reads, n_reads]; read j asks token j
@@ -191,11 +220,24 @@ def letter_logprobs(model, items: list[ABItem], edits=None, chat: bool | None = 
     return out
 
 
-def propensity(model, items: list[ABItem], edits=None, chat: bool | None = None, batch_size: int = 8) -> np.ndarray:
-    """[n_items]: probability of the matching letter, normalised over the two letters."""
-    logp = letter_logprobs(model, items, edits, chat, batch_size)  # [n, 2]
-    p_a = 1.0 / (1.0 + np.exp(logp[:, 1] - logp[:, 0]))
-    return np.array([pa if i.matching == "A" else 1 - pa for i, pa in zip(items, p_a)])
+def propensity(model, items: list[ABItem], edits=None, chat: bool | None = None, batch_size: int = 8,
+               metric: str = "prob", positions: str = "all") -> np.ndarray:
+    """[n_items]: how strongly each item's answer leans to the matching letter.
+
+    metric "logit-diff": log p(matching) - log p(other) (the logit difference when the letters differ
+    in one token; 0 = indifferent); "prob": p(matching) / (p(A) + p(B)) (0.5 = indifferent).
+    edits and positions as in `letter_logprobs`."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, not {metric!r}.")
+    logp = letter_logprobs(model, items, edits, chat, batch_size, positions)  # [n, 2]
+    diff_a = logp[:, 0] - logp[:, 1]  # A over B
+    diff = np.array([d if i.matching == "A" else -d for i, d in zip(items, diff_a)])
+    return diff if metric == "logit-diff" else 1.0 / (1.0 + np.exp(-diff))
+
+
+def indifferent(metric: str) -> float:
+    """The propensity of an item with no preference: 0 for logit-diff, 0.5 for prob."""
+    return 0.0 if metric == "logit-diff" else 0.5
 
 
 def slopes(p: np.ndarray, strengths) -> np.ndarray:
@@ -213,13 +255,13 @@ def steerability(p: np.ndarray, strengths) -> dict:
     return mean_ci(slopes(p, strengths)).to_dict()
 
 
-def flips(p: np.ndarray, strengths) -> list[dict]:
-    """Per strength: share of items whose preferred answer (propensity > 0.5) differs from strength 0's,
-    with a Wilson interval."""
+def flips(p: np.ndarray, strengths, threshold: float = 0.5) -> list[dict]:
+    """Per strength: share of items whose preferred answer (propensity > `threshold`: 0.5 for "prob",
+    0 for "logit-diff", see `indifferent`) differs from strength 0's, with a Wilson interval."""
     strengths = [float(s) for s in strengths]
     if 0.0 not in strengths:
         raise ValueError(f"Flips are counted against strength 0, which is not in {strengths}.")
-    prefer = np.asarray(p) > 0.5  # [n_items, n_strengths]
+    prefer = np.asarray(p) > threshold  # [n_items, n_strengths]
     base = prefer[:, strengths.index(0.0)]
     rows = []
     for j, s in enumerate(strengths):

@@ -1,7 +1,8 @@
 """`run_steer_ab`: A/B behaviour items -> CAA vector -> propensity per layer x strength -> `SteerABResult`.
 
 No judge: the behaviour is read from the model's own probabilities of the two answer letters.
-The layer is chosen on the validation items; every reported number is on the test items.
+Each layer's strength range (where neutral-text loss stays under a bound) is chosen on validation
+neutral texts, the layer on the validation items; every reported number is on the test items.
 """
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import torch
 from tqdm.auto import tqdm
 
 import metalens
+from metalens.power import family_alpha, mde_paired_mean, mde_slope
 from metalens.report import save_json, write_report
-from metalens.sites import FINAL_NORM
 from metalens.stats import mean_ci, paired_test, wilson_ci
-from metalens.steering.ab.items import (balance, caa_pairs, flips, propensity, read_ab, split_items, steerability,
-                                  strip_choices)
+from metalens.steering.ab.costs import (DEFAULT_COST_BOUND, loss_changes, neutral_loss, range_record, split_neutral)
+from metalens.steering.ab.items import (METRICS, STEER_POSITIONS, balance, caa_pairs, flips, indifferent, propensity,
+                                        read_ab, slopes, split_items, steerability, strip_choices)
+from metalens.steering.ab.report import sections
 from metalens.steering.generate import generate
 from metalens.steering.vector import (MAX_STRENGTH, N_CANDIDATE_LAYERS, SteeringVector, check_strength,
                                       train_steering_vector)
@@ -37,7 +40,10 @@ class SteerABConfig:
 
     data: str  # model-written-evaluations JSONL (question, answer_matching_behavior, answer_not_matching_behavior)
     layers: list[int] | None = None  # candidate layers; default: model.default_layers(4)
-    strengths: tuple[float, ...] = (-0.5, -0.2, -0.1, 0.0, 0.1, 0.2, 0.5)  # 0 is added when missing
+    strengths: tuple[float, ...] = (-0.5, -0.3, -0.2, -0.1, -0.05, 0.0, 0.05, 0.1, 0.2, 0.3, 0.5)  # 0 added
+    metric: str = "logit-diff"  # "logit-diff": log p(matching) - log p(other); "prob": p(matching) / (p(A) + p(B))
+    steer_positions: str = "response"  # "response": from the answer's "(" on (CAA); "all": the question too
+    cost_bound: float = DEFAULT_COST_BOUND  # nats/token of neutral loss a strength may add to be in range
     unit: str = "residual"  # "residual": strength 1 = the layer's mean residual norm; "raw": the CAA mean difference
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)  # train / validation / test, by item
     seed: int = 0
@@ -63,6 +69,13 @@ class SteerABConfig:
             raise ValueError(f"max_items must be a positive integer (or None for every item), not {self.max_items!r}.")
         if self.unit not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}, not {self.unit!r}.")
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, not {self.metric!r}.")
+        if self.steer_positions not in STEER_POSITIONS:
+            raise ValueError(f"steer_positions must be one of {STEER_POSITIONS}, not {self.steer_positions!r}.")
+        if not (isinstance(self.cost_bound, (int, float)) and math.isfinite(self.cost_bound) and self.cost_bound > 0):
+            raise ValueError(f"cost_bound must be a positive number of nats/token, not {self.cost_bound!r}.")
+        self.cost_bound = float(self.cost_bound)
         self.data = str(self.data)
 
     def to_dict(self) -> dict:
@@ -72,16 +85,20 @@ class SteerABConfig:
 
 @dataclass
 class SteerABResult:
-    """What `run_steer_ab` found: test propensity and steerability per layer, the layer the validation
-    items chose, what steering costs there, open-ended samples, and the vector."""
+    """What `run_steer_ab` found: each layer's in-range strengths (chosen on validation neutral texts),
+    test propensity and steerability per layer, the layer the validation items chose (None when no
+    layer has a strength under the cost bound: no steerability claim), what steering costs there,
+    open-ended samples, per-item propensities and the vector."""
 
     config: SteerABConfig
-    layer: int  # the most steerable layer on the validation items
-    propensity: dict[int, list[dict]]  # test: per layer, one row per strength (mean, low, high, n, flip_share ...)
-    steerability: dict[int, dict]  # test: per layer, mean slope per unit strength with a t-interval over items
+    layer: int | None  # the most steerable layer on the validation items; None: nothing in range
+    propensity: dict[int, list[dict]]  # test: per layer, one row per in-range strength (mean, low, high, n, flips)
+    steerability: dict[int, dict]  # test: per layer, mean slope per unit strength over its range, t-interval, mde
     validation: dict[int, dict]  # the same on the validation items: what chose the layer
     splits: dict  # sizes: train (after balancing), validation, test, and train items matching with A / B
-    costs: list[dict] = field(default_factory=list)  # per strength at the chosen layer
+    ranges: dict[int, dict] = field(default_factory=dict)  # per layer: strength range, bound, cost per strength
+    propensity_items: dict = field(default_factory=dict)  # per split: items, and {layer: {strength: [per item]}}
+    costs: list[dict] = field(default_factory=list)  # per grid strength at the chosen layer
     samples: list[dict] = field(default_factory=list)  # open-ended answers, unsteered and steered both ways
     vector: SteeringVector | None = None  # every candidate layer
     model: dict = field(default_factory=dict)
@@ -92,35 +109,52 @@ class SteerABResult:
         """The strength grid (0 included)."""
         return list(self.config.strengths)
 
+    @property
+    def strength_range(self) -> dict:
+        """The chosen layer's range record (results.json `strength_range`), with the candidate layers' own."""
+        chosen = self.ranges.get(self.layer, {"low": 0.0, "high": 0.0, "cost_bound_nats": self.config.cost_bound,
+                                              "chosen_on": "validation", "steerable_range": False})
+        return {**chosen, "layer": self.layer, "per_layer": {str(k): v for k, v in self.ranges.items()}}
+
     def headline(self) -> str:
         """One line with the key numbers."""
+        if self.layer is None:
+            return (f"no steerability claim: at no candidate layer does any non-zero strength keep the neutral-text "
+                    f"loss within +{self.config.cost_bound:g} nats/token (validation neutral texts)")
         s = self.steerability[self.layer]
         rows = {r["strength"]: r for r in self.propensity[self.layer]}
         lo, hi = min(rows), max(rows)
-        return (f"layer {self.layer}: propensity {rows[lo]['mean']:.2f} (strength {lo:g}) / {rows[0.0]['mean']:.2f} "
-                f"(0) / {rows[hi]['mean']:.2f} ({hi:g}); steerability {s['estimate']:+.3f} "
-                f"[{s['low']:+.3f}, {s['high']:+.3f}] per unit strength (n={s['n']} test items)")
+        return (f"layer {self.layer}, strengths {lo:g}..{hi:g} (neutral cost <= {self.config.cost_bound:g} nats/token), "
+                f"{self.config.metric} propensity {rows[lo]['mean']:.2f} / {rows[0.0]['mean']:.2f} (0) / "
+                f"{rows[hi]['mean']:.2f}; steerability {s['estimate']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}] "
+                f"per unit strength, MDE {s['mde']['value']:.3f} (n={s['n']} test items)")
 
     def summary(self) -> str:
         """A few lines for the terminal."""
         lines = [self.headline(), f"splits: {self.splits}"]
-        for layer in sorted(self.steerability):
-            v, t = self.validation[layer], self.steerability[layer]
-            mark = "  <- chosen on validation" if layer == self.layer else ""
-            lines.append(f"  layer {layer}: validation {v['estimate']:+.3f}, test {t['estimate']:+.3f} "
-                         f"[{t['low']:+.3f}, {t['high']:+.3f}]{mark}")
+        for layer in sorted(self.ranges):
+            r, v, t = self.ranges[layer], self.validation.get(layer, {}), self.steerability.get(layer, {})
+            mark = "  <- chosen on validation" if layer == self.layer else "  (exploratory)"
+            if t.get("estimate") is None:
+                lines.append(f"  layer {layer}: no strength within the cost bound")
+                continue
+            lines.append(f"  layer {layer}: range [{r['low']:g}, {r['high']:g}], validation {v['estimate']:+.3f}, "
+                         f"test {t['estimate']:+.3f} [{t['low']:+.3f}, {t['high']:+.3f}]{mark}")
         for c in self.costs:
+            acc = "n/a (out of range)" if c["control_accuracy"] is None else f"{c['control_accuracy']:.2f}"
             lines.append(f"  strength {c['strength']:+g}: neutral loss {c['neutral_loss_change']:+.3f} nats/token, "
-                         f"control accuracy {c['control_accuracy']:.2f}")
+                         f"control accuracy {acc}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         """What results.json holds (everything but the vector's tensors)."""
         return {"config": self.config.to_dict(), "model": self.model, "layer": self.layer,
-                "strengths": self.strengths, "splits": self.splits,
+                "metric": self.config.metric, "steer_positions": self.config.steer_positions,
+                "strengths": self.strengths, "strength_range": self.strength_range, "splits": self.splits,
                 "propensity": {str(k): v for k, v in self.propensity.items()},
                 "steerability": {str(k): v for k, v in self.steerability.items()},
                 "validation_steerability": {str(k): v for k, v in self.validation.items()},
+                "propensity_items": self.propensity_items,
                 "costs": self.costs, "samples": self.samples, "seconds": self.seconds, "headline": self.headline()}
 
     def save(self, out: str | Path) -> Path:
@@ -129,7 +163,7 @@ class SteerABResult:
         if self.vector is not None:
             self.vector.save(out / "vector")
         save_json(out / "results.json", self.to_dict())
-        write_report(out / "report.html", f"A/B steering: {Path(self.config.data).name}", _sections(self), self.model)
+        write_report(out / "report.html", f"A/B steering: {Path(self.config.data).name}", sections(self), self.model)
         return out
 
     @classmethod
@@ -141,57 +175,48 @@ class SteerABResult:
         d = json.loads((out / "results.json").read_text())
         ints = lambda m: {int(k): v for k, v in m.items()}  # noqa: E731
         vector = SteeringVector.load(out / "vector") if (out / "vector").exists() else None
+        ranges = ints(d.get("strength_range", {}).get("per_layer", {}))
         return cls(config=SteerABConfig(**d["config"]), layer=d["layer"], propensity=ints(d["propensity"]),
                    steerability=ints(d["steerability"]), validation=ints(d["validation_steerability"]),
-                   splits=d["splits"], costs=d["costs"], samples=d["samples"], vector=vector, model=d["model"],
-                   seconds=d["seconds"])
+                   splits=d["splits"], ranges=ranges, propensity_items=d.get("propensity_items", {}),
+                   costs=d["costs"], samples=d["samples"], vector=vector, model=d["model"], seconds=d["seconds"])
 
 
-@torch.inference_mode()
-def neutral_loss(model, texts: list[str], edits=None, batch_size: int = 8, chunk: int = 256) -> np.ndarray:
-    """[n_texts]: mean next-token loss (nats) of each text with `edits` active (BOS not predicted)."""
-    out = np.full(len(texts), np.nan)
-    for start in range(0, len(texts), batch_size):
-        batch = model.tokenize(texts[start:start + batch_size])
-        ids, mask = batch["input_ids"], batch["attention_mask"]  # [batch, pos], right-padded
-        hidden = metalens.run_with_cache(model, ids, mask, sites=[FINAL_NORM], edits=edits)[FINAL_NORM]
-        rows, cols = torch.nonzero(mask[:, 1:], as_tuple=True)  # each target position, after the first token
-        nll = torch.empty(len(rows))
-        for i in range(0, len(rows), chunk):  # logits for a slice of positions at a time: the vocabulary is wide
-            r, c = rows[i:i + chunk], cols[i:i + chunk]
-            logp = model.final_logits(hidden[r, c]).float().log_softmax(-1)  # [chunk, vocab]
-            nll[i:i + chunk] = -logp[torch.arange(len(r)), ids[r, c + 1]].cpu()
-        for row in range(ids.shape[0]):
-            keep = rows.cpu() == row
-            out[start + row] = nll[keep].mean().item() if keep.any() else np.nan
-    return out
+def _read(model, items, vector, strength, config) -> np.ndarray:
+    """[n_items]: propensity with `vector` at `strength` (None / 0: unsteered), steered where config says."""
+    edits = None
+    if vector is not None and strength:
+        edits = lambda start: vector.edits(model, strength, start=start)  # noqa: E731
+    return propensity(model, items, edits, chat=config.chat, batch_size=config.batch_size, metric=config.metric,
+                      positions=config.steer_positions)
 
 
-def _grid(model, vector: SteeringVector, items, layers, strengths, config, bar) -> dict[int, np.ndarray]:
-    """{layer: [n_items, n_strengths]} propensity; strength 0 (no edit) computed once for all layers."""
-    kw = dict(chat=config.chat, batch_size=config.batch_size)
-    base = propensity(model, items, None, **kw)
+def in_range(strengths, record: dict) -> list[float]:
+    """The grid strengths inside a range record's [low, high] (0 included)."""
+    return [s for s in strengths if record["low"] <= s <= record["high"]]
+
+
+def _grid(model, vector, items, grids: dict[int, list[float]], config, bar) -> dict[int, np.ndarray]:
+    """{layer: [n_items, n_strengths]} propensity over each layer's own strengths; strength 0 once for all."""
+    base = _read(model, items, None, 0.0, config)
     bar.update()
-    grid = {}
-    for layer in layers:
+    out = {}
+    for layer, strengths in grids.items():
         single = vector.restricted([layer])
         cols = []
         for s in strengths:
-            if s == 0.0:
-                cols.append(base)
-                continue
-            cols.append(propensity(model, items, single.edits(model, s), **kw))
-            bar.update()
-        grid[layer] = np.stack(cols, 1)
+            cols.append(base if s == 0.0 else _read(model, items, single, s, config))
+            bar.update(s != 0.0)
+        out[layer] = np.stack(cols, 1)
         bad = [s for s, col in zip(strengths, cols) if not np.isfinite(col).all()]
         if bad:
-            raise ValueError(f"Propensity at layer {layer}, strength {bad[0]:g} is NaN: steering that hard breaks the "
-                             "model's numbers; sweep smaller --strengths.")
-    return grid
+            raise ValueError(f"Propensity at layer {layer}, strength {bad[0]:g} is NaN although its neutral cost is "
+                             f"within the bound: lower --cost-bound or sweep smaller --strengths.")
+    return out
 
 
-def _rows(p: np.ndarray, strengths) -> list[dict]:
-    flipped = flips(p, strengths)
+def _rows(p: np.ndarray, strengths, metric: str) -> list[dict]:
+    flipped = flips(p, strengths, indifferent(metric))
     rows = []
     for j, s in enumerate(strengths):
         ci = mean_ci(p[:, j])
@@ -201,61 +226,109 @@ def _rows(p: np.ndarray, strengths) -> list[dict]:
     return rows
 
 
-def choose_layer(validation: dict[int, dict]) -> int:
-    """The layer whose validation steerability (mean slope) is highest; ties go to the earlier layer."""
-    ok = {k: v["estimate"] for k, v in validation.items() if v["estimate"] is not None and math.isfinite(v["estimate"])}
+def slope_record(p: np.ndarray, strengths, alpha: float = 0.05) -> dict:
+    """Steerability over `strengths` (columns of p [n_items, n_strengths]): the mean per-item least-squares
+    slope with a t-interval over items' slopes, and the MDE (`metalens.power.mde_slope`) of a slope test at
+    the residual SD of the pooled fit with one intercept per item, over the strengths repeated per item."""
+    p = np.asarray(p, dtype=float)
+    out = {**steerability(p, strengths), "interval": "t over items' slopes", "strengths": list(strengths)}
+    x = np.asarray(strengths, dtype=float)
+    n, k = p.shape
+    if n * k - n - 1 < 1:
+        out["mde"] = None
+        return out
+    b = float(slopes(p, x).mean())
+    resid = (p - p.mean(1, keepdims=True)) - b * (x - x.mean())[None, :]  # [n_items, n_strengths]
+    sd = float(np.sqrt((resid ** 2).sum() / (n * k - n - 1)))
+    out["mde"] = _power({"design": "least-squares slope, one intercept per item, in-range strengths x items "
+                         "(mde_slope)", "n": n, "n_points": n * k, "sd_resid": sd, "alpha": alpha, "power": 0.8},
+                        lambda: mde_slope(sd, np.tile(x, n), alpha))
+    sd_slopes = float(np.std(slopes(p, x), ddof=1)) if n > 1 else float("nan")
+    # The same test as the interval: a one-sample t on the items' slopes.
+    out["mde_over_items"] = _power({"design": "one-sample t over items' slopes (mde_paired_mean)", "n": n,
+                                    "sd_slopes": sd_slopes, "alpha": alpha, "power": 0.8},
+                                   lambda: mde_paired_mean(sd_slopes, n, alpha))
+    return out
+
+
+def _power(record: dict, compute) -> dict | None:
+    """`record` with its MDE as "value", or None where too few items give the test any power to solve for."""
+    try:
+        value = compute()
+    except ValueError:
+        return None
+    return {"value": value, **record} if math.isfinite(value) else None
+
+
+def choose_layer(validation: dict[int, dict]) -> int | None:
+    """The layer whose validation steerability (mean slope) is highest; ties go to the earlier layer;
+    None when no layer has one (no strength within the cost bound)."""
+    ok = {k: v["estimate"] for k, v in validation.items() if v.get("estimate") is not None and math.isfinite(v["estimate"])}
     if not ok:
-        raise ValueError("No layer has a finite validation steerability: use more validation items.")
+        return None
     return max(sorted(ok), key=lambda k: ok[k])
 
 
-def _costs(model, vector, layer, strengths, config, bar) -> list[dict]:
-    neutral = metalens.read_texts(config.neutral or NEUTRAL)
+def _costs(model, vector, layer, strengths, record, texts, config, bar) -> list[dict]:
+    """Per grid strength at `layer`: loss change on the held-out neutral texts; control accuracy in range only."""
     control = read_ab(config.control_data or CONTROL)
     single = vector.restricted([layer])
-    losses, rows = {}, []
+    base = neutral_loss(model, texts, None, config.batch_size)
+    rows = []
     for s in strengths:
-        edits = single.edits(model, s) if s else None
-        losses[s] = neutral_loss(model, neutral, edits, config.batch_size)
-        if not np.isfinite(losses[s]).any():
-            raise ValueError(f"The neutral-text loss at layer {layer}, strength {s:g} is NaN: steering that hard breaks "
-                             "the model's numbers; sweep smaller --strengths.")
-        p = propensity(model, control, edits, chat=config.chat, batch_size=config.batch_size)  # p(correct letter)
-        acc = wilson_ci(int((p > 0.5).sum()), len(p))
-        rows.append({"strength": s, "neutral_loss": float(np.nanmean(losses[s])), "control_accuracy": acc.estimate,
-                     "control_low": acc.low, "control_high": acc.high, "control_p_correct": float(p.mean()),
-                     "n_neutral": len(neutral), "n_control": len(control)})
+        loss = base if s == 0.0 else neutral_loss(model, texts, single.edits(model, s), config.batch_size)
+        change = paired_test(loss, base)
+        row = {"strength": s, "in_range": record["low"] <= s <= record["high"], "neutral_loss": float(np.nanmean(loss)),
+               "neutral_loss_change": change.mean_diff, "change_low": change.low, "change_high": change.high,
+               "n_neutral": len(texts), "n_control": len(control), "control_accuracy": None, "control_low": None,
+               "control_high": None}
+        if row["in_range"]:  # past the range the model is broken; its accuracy there says nothing new
+            d = _read(model, control, single, s, config)  # matching = the correct letter
+            acc = wilson_ci(int((d > indifferent(config.metric)).sum()), len(d))
+            row.update(control_accuracy=acc.estimate, control_low=acc.low, control_high=acc.high)
+        rows.append(row)
         bar.update()
-    for row in rows:  # paired over the same texts against strength 0 (always in the grid)
-        change = paired_test(losses[row["strength"]], losses[0.0])
-        row.update(neutral_loss_change=change.mean_diff, change_low=change.low, change_high=change.high)
     return rows
 
 
-def _open_ended(model, vector, layer, items, config) -> list[dict]:
+def _open_ended(model, vector, layer, items, record, config) -> list[dict]:
     if not config.open_items or not items:
         return []
     questions = [strip_choices(i.question) for i in items[:config.open_items]]
     single = vector.restricted([layer])
-    neg, pos = min(config.strengths), max(config.strengths)
-    kw = dict(max_new_tokens=config.max_new_tokens, chat=config.chat, batch_size=config.batch_size)
+    kw = dict(max_new_tokens=config.max_new_tokens, chat=config.chat, batch_size=config.batch_size,
+              prompt=config.steer_positions == "all")  # "response": only the answer's tokens are steered
     out = {"unsteered": generate(model, questions, None, **kw)}
-    for s in (pos, neg):
+    for s in (record["high"], record["low"]):
         if s != 0.0:
             out[f"strength {s:+g}"] = generate(model, questions, single, strength=s, **kw)
     return [{"question": q, **{k: v[i] for k, v in out.items()}} for i, q in enumerate(questions)]
 
 
+def _item_ids(items, pool) -> list[dict]:
+    index = {id(it): k for k, it in enumerate(pool)}
+    return [{"index": index.get(id(it)), "matching": it.matching, "question": it.question[:80]} for it in items]
+
+
+def _per_item(items, pool, grid, grids) -> dict:
+    return {"items": _item_ids(items, pool),
+            "values": {str(layer): {f"{s:g}": [float(v) for v in p[:, j]] for j, s in enumerate(grids[layer])}
+                       for layer, p in grid.items()}}
+
+
 def run_steer_ab(model, config: SteerABConfig, *, out: str | Path | None = None, progress: bool = True) -> SteerABResult:
-    """Train a CAA vector on the train items, sweep layer x strength, choose the layer on the validation
-    items and report propensity, steerability and flips on the test items, with the costs of steering
-    (neutral-text loss, accuracy on unrelated A/B items) and open-ended samples at the chosen layer.
+    """Train a CAA vector on the train items; per candidate layer, keep the strengths whose neutral-text
+    loss rises at most `config.cost_bound` nats/token (judged on the validation half of the neutral
+    texts); choose the layer on the validation items and report propensity, steerability (slope over
+    the in-range strengths, with an MDE) and flips on the test items, with the costs of steering
+    (held-out neutral-text loss, accuracy on unrelated A/B items) and open-ended samples there.
 
     Items are split by question (seeded); the training items are balanced so as many match with (A)
     as with (B). With `out`, the result is saved there (results.json, report.html, vector/).
     """
     started = time.time()
-    items = read_ab(config.data)
+    pool = read_ab(config.data)
+    items = pool
     if config.max_items is not None and config.max_items < len(items):
         pick = np.random.default_rng(config.seed).permutation(len(items))[:config.max_items]
         items = [items[k] for k in sorted(pick)]
@@ -266,6 +339,7 @@ def run_steer_ab(model, config: SteerABConfig, *, out: str | Path | None = None,
     train = balance(train, config.seed)
     if len(train) < 2:
         raise ValueError(f"Only {len(train)} training item(s) after balancing (A) and (B): use more items.")
+    neutral_val, neutral_test = split_neutral(metalens.read_texts(config.neutral or NEUTRAL))
     layers = model.resolve_layers(config.layers or model.default_layers(N_CANDIDATE_LAYERS))
     positive, negative = caa_pairs(model, train, config.chat)
     vector = train_steering_vector(model, positive, negative, layers=layers, positions="last",
@@ -273,77 +347,39 @@ def run_steer_ab(model, config: SteerABConfig, *, out: str | Path | None = None,
     if config.unit == "residual":
         vector = vector.residual_scaled()
     strengths = list(config.strengths)
-    n_steps = 2 * (1 + len(layers) * (len(strengths) - 1)) + len(strengths)
-    bar = tqdm(total=n_steps, desc="steer-ab", unit="setting", disable=not progress)
-    p_val = _grid(model, vector, val, layers, strengths, config, bar)
-    validation = {k: steerability(p, strengths) for k, p in p_val.items()}
+    bar = tqdm(desc="steer-ab", unit="setting", disable=not progress)
+    costs_val = loss_changes(model, vector, layers, strengths, neutral_val, config.batch_size, bar)
+    ranges = {k: range_record(costs_val[k], config.cost_bound, len(neutral_val)) for k in layers}
+    grids = {k: in_range(strengths, ranges[k]) for k in layers if ranges[k]["steerable_range"]}
+    p_val = _grid(model, vector, val, grids, config, bar)
+    validation = {k: slope_record(p, grids[k]) for k, p in p_val.items()}
     layer = choose_layer(validation)  # chosen before any test item is scored
-    p_test = _grid(model, vector, test, layers, strengths, config, bar)
-    costs = _costs(model, vector, layer, strengths, config, bar)
+    p_test = _grid(model, vector, test, grids, config, bar) if grids else {}
+    n_other = len(p_test) - 1
+    steer = {}
+    for k, p in p_test.items():  # the chosen layer is one test; the others are exploratory, Holm over them
+        alpha = 0.05 if k == layer else family_alpha(0.05, n_other)
+        steer[k] = {**slope_record(p, grids[k], alpha), "exploratory": k != layer,
+                    "n_comparisons": 1 if k == layer else n_other}
+    for k in layers:
+        if k not in grids:
+            steer[k] = {"estimate": None, "low": None, "high": None, "n": len(test), "mde": None,
+                        "exploratory": True, "reason": f"no non-zero strength keeps the validation neutral loss "
+                        f"within +{config.cost_bound:g} nats/token"}
+    costs, samples = [], []
+    if layer is not None:
+        costs = _costs(model, vector, layer, strengths, ranges[layer], neutral_test, config, bar)
+        samples = _open_ended(model, vector, layer, test, ranges[layer], config)
     bar.close()
     n_a = sum(i.matching == "A" for i in train)
     result = SteerABResult(
-        config=config, layer=layer, propensity={k: _rows(p, strengths) for k, p in p_test.items()},
-        steerability={k: steerability(p, strengths) for k, p in p_test.items()}, validation=validation,
+        config=config, layer=layer, propensity={k: _rows(p, grids[k], config.metric) for k, p in p_test.items()},
+        steerability=dict(sorted(steer.items())), validation=validation, ranges=ranges,
+        propensity_items={"validation": _per_item(val, pool, p_val, grids), "test": _per_item(test, pool, p_test, grids),
+                          "metric": config.metric, "index": "position among the two-choice items read from --data"},
         splits={"train": len(train), "validation": len(val), "test": len(test), "train_matching_A": n_a,
                 "train_matching_B": len(train) - n_a},
-        costs=costs, samples=_open_ended(model, vector, layer, test, config), vector=vector,
-        model=model.metadata(), seconds=time.time() - started)
+        costs=costs, samples=samples, vector=vector, model=model.metadata(), seconds=time.time() - started)
     if out is not None:
         result.save(out)
     return result
-
-
-def propensity_figure(result: SteerABResult):
-    """Plotly figure: test propensity (95 % CI) and flip share vs strength, one line per layer."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Propensity for the behaviour (test, 95% CI)",
-                                                        "Share of items whose answer flips vs strength 0"))
-    for layer, rows in sorted(result.propensity.items()):
-        name = f"layer {layer}" + (" (chosen)" if layer == result.layer else "")
-        x = [r["strength"] for r in rows]
-        fig.add_trace(go.Scatter(x=x, y=[r["mean"] for r in rows], mode="lines+markers", name=name,
-                                 legendgroup=str(layer), error_y=dict(
-                                     type="data", array=[r["high"] - r["mean"] for r in rows],
-                                     arrayminus=[r["mean"] - r["low"] for r in rows])), 1, 1)
-        fig.add_trace(go.Scatter(x=x, y=[r["flip_share"] for r in rows], mode="lines+markers", name=name,
-                                 legendgroup=str(layer), showlegend=False), 1, 2)
-    fig.update_xaxes(title_text="strength")
-    fig.update_yaxes(range=[0, 1])
-    fig.update_layout(height=420)
-    return fig
-
-
-def _sections(result: SteerABResult) -> list:
-    by_strength = {r["strength"]: r for r in result.propensity[result.layer]}
-    layers = [{"layer": k, "validation steerability": result.validation[k]["estimate"],
-               "test steerability": v["estimate"], "95% CI": f"[{v['low']:+.3f}, {v['high']:+.3f}]", "n": v["n"],
-               "chosen": "yes" if k == result.layer else ""} for k, v in sorted(result.steerability.items())]
-    costs = [{"strength": c["strength"], "propensity (test)": by_strength[c["strength"]]["mean"],
-              "flip share": by_strength[c["strength"]]["flip_share"],
-              "neutral loss (nats/token)": c["neutral_loss"], "loss change": c["neutral_loss_change"],
-              "change 95% CI": f"[{c['change_low']:+.3f}, {c['change_high']:+.3f}]",
-              "control accuracy": c["control_accuracy"],
-              "control 95% CI": f"[{c['control_low']:.2f}, {c['control_high']:.2f}]"} for c in result.costs]
-    s = result.splits
-    return [
-        ("Headline", result.headline()),
-        ("Propensity and flips per layer (test items)", propensity_figure(result)),
-        ("Steerability per layer (mean per-item slope of propensity per unit strength)", layers),
-        (f"Behaviour shift next to what it costs (layer {result.layer})", costs),
-        ("Open-ended answers (choices stripped; no judge)", result.samples),
-        ("How to read this", "Propensity is the probability the model gives the answer letter that shows the "
-         "behaviour, normalised over the two letters, averaged over test items (t-interval). Steerability is the "
-         "least-squares slope of each item's propensity over the strength grid, averaged over items; "
-         + ("strength 1 adds a vector as long as the layer's mean residual-stream norm at the answer letter. "
-            if result.config.unit == "residual" else "strength 1 adds the raw CAA mean difference. ")
-         + "A flip is an "
-         "item whose preferred letter differs from the unsteered one (Wilson interval). The vector is the CAA mean "
-         f"difference at the answer letter over {s['train']} training items ({s['train_matching_A']} matching with "
-         f"(A), {s['train_matching_B']} with (B)); the layer was chosen on {s['validation']} validation items and "
-         f"every number here is on {s['test']} test items. Costs: mean next-token loss on neutral text and accuracy "
-         "on unrelated two-choice questions, with the vector applied at that strength; loss change is paired over "
-         "the same texts against strength 0."),
-    ]

@@ -37,7 +37,20 @@ def test_run_steer_ab_writes_propensity_steerability_layer_and_splits(tiny_llama
         s = saved["steerability"][layer]
         assert s["low"] <= s["estimate"] <= s["high"] and s["n"] == saved["splits"]["test"]
     assert [c["strength"] for c in saved["costs"]] == [-2.0, 0.0, 2.0] and saved["costs"][1]["neutral_loss_change"] == 0
-    assert saved["costs"][0]["n_control"] == 24 and saved["costs"][0]["n_neutral"] == 30
+    assert saved["costs"][0]["n_control"] == 24 and saved["costs"][0]["n_neutral"] == 15  # the held-out half
+    assert saved["metric"] == "logit-diff" and saved["steer_positions"] == "response"
+    r = saved["strength_range"]
+    assert r["cost_bound_nats"] == 0.5 and r["chosen_on"] == "validation" and r["low"] <= 0 <= r["high"]
+    assert set(r["cost_per_strength"]) == {"-2", "0", "2"} and set(r["per_layer"]) == {"1", "2"}
+    for split in ("validation", "test"):
+        block = saved["propensity_items"][split]
+        assert len(block["items"]) == splits[split] and all(i["index"] is not None for i in block["items"])
+        for layer, by_strength in block["values"].items():
+            assert all(len(v) == splits[split] for v in by_strength.values())
+    chosen = saved["steerability"][str(saved["layer"])]
+    assert chosen["exploratory"] is False and chosen["mde"]["value"] > 0 and chosen["mde"]["alpha"] == 0.05
+    other = saved["steerability"]["2" if saved["layer"] == 1 else "1"]
+    assert other["exploratory"] is True and other["n_comparisons"] == 1
     assert len(saved["samples"]) == 2 and {"question", "unsteered", "strength +2", "strength -2"} == set(saved["samples"][0])
     assert "Choices" not in saved["samples"][0]["question"]
     assert "plotly" in (tmp_path / "out" / "report.html").read_text()
@@ -56,6 +69,7 @@ def test_layer_is_chosen_on_validation_items_and_reported_on_test_items(tiny_gem
     scored = []
 
     def fake_propensity(model, items, edits=None, **kw):
+        edits = edits([0] * len(items)) if callable(edits) else edits
         split = "val" if items[0].question in val_q else "test" if items[0].question in test_q else "other"
         scored.append(split)
         if edits is None or split == "other":
