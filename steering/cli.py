@@ -63,6 +63,7 @@ def _steer(args) -> None:
 
 def _steer_ab(args) -> None:
     import metalens
+    from metalens.steering.ab.costs import split_neutral
     from metalens.steering.ab.items import read_ab
     from metalens.steering.ab.workflow import CONTROL, NEUTRAL, SteerABConfig, run_steer_ab
 
@@ -74,7 +75,7 @@ def _steer_ab(args) -> None:
                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     read_ab(config.data)  # every input file is read once before the model loads
     read_ab(config.control_data or CONTROL)
-    metalens.read_texts(config.neutral or NEUTRAL)
+    split_neutral(metalens.read_texts(config.neutral or NEUTRAL))  # a validation half and a held-out half
     out = check_out(args.out, "steer-ab")
     model = load_model_from_args(args)
     mark_out(out, "steer-ab")

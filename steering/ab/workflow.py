@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 import metalens
@@ -119,6 +118,8 @@ class SteerABResult:
     def headline(self) -> str:
         """One line with the key numbers."""
         if self.layer is None:
+            if any(r.get("steerable_range") for r in self.ranges.values()):
+                return "no steerability claim: no layer has a finite validation steerability; use more items"
             return (f"no steerability claim: at no candidate layer does any non-zero strength keep the neutral-text "
                     f"loss within +{self.config.cost_bound:g} nats/token (validation neutral texts)")
         s = self.steerability[self.layer]
@@ -127,7 +128,7 @@ class SteerABResult:
         return (f"layer {self.layer}, strengths {lo:g}..{hi:g} (neutral cost <= {self.config.cost_bound:g} nats/token), "
                 f"{self.config.metric} propensity {rows[lo]['mean']:.2f} / {rows[0.0]['mean']:.2f} (0) / "
                 f"{rows[hi]['mean']:.2f}; steerability {s['estimate']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}] "
-                f"per unit strength, MDE {s['mde']['value']:.3f} (n={s['n']} test items)")
+                f"per unit strength, MDE {(s['mde'] or {}).get('value', float('nan')):.3f} (n={s['n']} test items)")
 
     def summary(self) -> str:
         """A few lines for the terminal."""
@@ -355,7 +356,7 @@ def run_steer_ab(model, config: SteerABConfig, *, out: str | Path | None = None,
     validation = {k: slope_record(p, grids[k]) for k, p in p_val.items()}
     layer = choose_layer(validation)  # chosen before any test item is scored
     p_test = _grid(model, vector, test, grids, config, bar) if grids else {}
-    n_other = len(p_test) - 1
+    n_other = max(1, len(p_test) - (layer in p_test))
     steer = {}
     for k, p in p_test.items():  # the chosen layer is one test; the others are exploratory, Holm over them
         alpha = 0.05 if k == layer else family_alpha(0.05, n_other)

@@ -11,7 +11,6 @@ import torch
 import metalens
 from metalens import sites
 from metalens.steering import SteerABConfig, SteeringVector, run_steer_ab
-from metalens.steering.ab import costs as ab_costs
 from metalens.steering.ab import workflow as ab_pipeline
 from metalens.steering.ab.costs import split_neutral, strength_range
 from metalens.steering.ab.items import ABItem, answer_prefix, letter_logprobs, propensity, response_start
@@ -127,7 +126,8 @@ def test_the_range_is_chosen_on_validation_neutral_texts_and_held_out_costs_cann
     assert set(saved["propensity_items"]["test"]["values"]["1"]) == {"-1", "0", "1"}
     assert [c["in_range"] for c in saved["costs"]] == [False, True, True, True, False]
     # Held-out (test-side) costs blown up: the range and the slopes stay as they were.
-    monkeypatch.setattr(ab_pipeline, "neutral_loss", lambda model, texts, edits=None, *a, **k: np.full(len(texts), 1e6 if edits else 1.0))
+    monkeypatch.setattr(ab_pipeline, "neutral_loss",
+                        lambda model, texts, edits=None, *a, **k: np.full(len(texts), 1e6 if edits else 1.0))
     second = run_steer_ab(tiny_gemma, config, progress=False)
     assert second.ranges == first.ranges and second.steerability == first.steerability
 
