@@ -112,7 +112,8 @@ class SteerABResult:
     def strength_range(self) -> dict:
         """The chosen layer's range record (results.json `strength_range`), with the candidate layers' own."""
         chosen = self.ranges.get(self.layer, {"low": 0.0, "high": 0.0, "cost_bound_nats": self.config.cost_bound,
-                                              "chosen_on": "validation", "steerable_range": False})
+                                              "chosen_on": "validation", "cost_per_strength": {},
+                                              "steerable_range": False})
         return {**chosen, "layer": self.layer, "per_layer": {str(k): v for k, v in self.ranges.items()}}
 
     def headline(self) -> str:
