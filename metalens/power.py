@@ -39,7 +39,9 @@ def t_power(effect: float, n: int, df: int, alpha: float = 0.05, alternative: st
     nc = effect * math.sqrt(n)
     if alternative == "two-sided":
         crit = _st.t.ppf(1 - alpha / 2, df)
-        return float(_st.nct.sf(crit, df, nc) + _st.nct.cdf(-crit, df, nc))
+        # scipy's noncentral t returns NaN for the far tail at small df; that tail is ~0 there
+        far = float(_st.nct.cdf(-crit, df, abs(nc)))
+        return float(_st.nct.sf(crit, df, abs(nc))) + (far if math.isfinite(far) else 0.0)
     crit = _st.t.ppf(1 - alpha, df)
     return float(_st.nct.sf(crit, df, nc))
 
@@ -136,3 +138,53 @@ def sign_test(wins: int, losses: int) -> float:
     if wins + losses == 0:
         return 1.0
     return float(_st.binomtest(wins, wins + losses, 0.5).pvalue)
+
+
+def mde_from_interval(low: float, high: float, level: float = 0.95, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest effect a two-sided normal (Wald) test detects when its standard error is the one a
+    `level` interval [low, high] implies (for bootstrap or other intervals with no closed-form design)."""
+    if not high >= low:
+        raise ValueError(f"The interval must have low <= high, got [{low}, {high}].")
+    se = (high - low) / (2 * float(_st.norm.ppf(0.5 + level / 2)))
+    return (_z(alpha, "two-sided") + float(_st.norm.ppf(power))) * se
+
+
+def mde_record(value: float, design: str, n: int, alpha: float = 0.05, power: float = 0.8,
+               n_comparisons: int = 1, **inputs) -> dict:
+    """The `mde` entry a results.json carries beside a null's interval: the value, the design, n, the
+    alpha applied (already Holm's alpha / m where n_comparisons > 1), the power and what the value rests on."""
+    value = float(value)
+    record = {"value": value if math.isfinite(value) else None, "design": design, "n": int(n),
+              "alpha": float(alpha), "power": float(power)}
+    if n_comparisons > 1:
+        record["n_comparisons"] = int(n_comparisons)
+    if not math.isfinite(value):
+        record["why_none"] = "not even the largest possible effect reaches this power at this n"
+    record.update(inputs)
+    return record
+
+
+def paired_mde(diff, alpha: float = 0.05, power: float = 0.8, n_comparisons: int = 1) -> dict:
+    """`mde_record` for a paired t-test over the per-unit differences `diff` (Holm's strictest alpha when
+    n_comparisons > 1); value None with the reason when the differences have no spread or n < 2."""
+    diff = np.asarray(diff, dtype=float).ravel()
+    diff = diff[np.isfinite(diff)]
+    level = family_alpha(alpha, n_comparisons)
+    sd = float(diff.std(ddof=1)) if len(diff) > 1 else float("nan")
+    if not sd > 0:
+        return {"value": None, "design": "paired mean (t-test)", "n": len(diff), "alpha": level, "power": power,
+                "why_none": "the differences have no spread (or n < 2): a t-test's power is not defined"}
+    return mde_record(mde_paired_mean(sd, len(diff), level, power), "paired mean (t-test)", len(diff), level,
+                      power, n_comparisons, sd_diff=sd)
+
+
+def mcnemar_mde(a, b, alpha: float = 0.05, power: float = 0.8, n_comparisons: int = 1) -> dict:
+    """`mde_record` for McNemar's test on paired binary outcomes a[i], b[i], at the run's discordant share."""
+    a, b = np.asarray(a, dtype=bool).ravel(), np.asarray(b, dtype=bool).ravel()
+    level, n = family_alpha(alpha, n_comparisons), len(a)
+    discordant = float((a != b).mean()) if n else 0.0
+    if discordant == 0 or n < 2:
+        return {"value": None, "design": "paired proportions (McNemar)", "n": n, "alpha": level, "power": power,
+                "discordant": discordant, "why_none": "no discordant pairs: McNemar's power is not defined"}
+    return mde_record(mde_mcnemar(n, discordant, level, power), "paired proportions (McNemar)", n, level, power,
+                      n_comparisons, discordant=discordant)
