@@ -13,6 +13,8 @@ units, as a distance from the null (0.5 for an AUROC, 0 for a difference). Desig
   per-query `samples[*].violated`;
 - a bootstrap interval (`estimate`/`gap`, `low`/`high` or `ci95`, method "bootstrap ..."): a normal
   test with the standard error the 95 % interval implies;
+- emergent-heads runs (`ablation`/`base_ablation` with `per_pair`): the emergent set's damage minus
+  the layer-matched random groups' mean damage, a paired t-test computed here (the README's comparison);
 - two arms with rates (`unsteered`, `steered`, each `rate`/`adherence` and `n`): two independent
   proportions from the unsteered rate.
 
@@ -29,6 +31,8 @@ import numpy as np
 from scipy import stats
 
 from metalens import power
+from metalens.circuits.compare import damage
+from metalens.stats import paired_test
 
 ALPHA, POWER = 0.05, 0.8
 
@@ -104,7 +108,27 @@ def entries(data, file: str) -> tuple[list[dict], list[dict]]:
             walk(value, f"{path}.{key}")
 
     walk(data, "")
+    if isinstance(data, dict):
+        metric = (data.get("metadata") or {}).get("metric") or (data.get("config") or {}).get("metric")
+        for key in ("ablation", "base_ablation"):
+            found += _emergent_vs_random(data.get(key), key, file, metric)
     return found, skipped
+
+
+def _emergent_vs_random(groups, key: str, file: str, metric: str | None) -> list[dict]:
+    """Emergent-heads runs compare the emergent set's damage with the random groups' by eye; this is the
+    paired test that comparison stands for, over the same pairs (`per_pair` of each group)."""
+    if not isinstance(groups, dict) or not all("per_pair" in groups.get(g, {}) for g in ("none", "emergent",
+                                                                                          "random_mean")):
+        return []
+    if metric is None:
+        return []
+    harm = {g: damage(metric, groups["none"]["per_pair"], groups[g]["per_pair"]) for g in ("emergent", "random_mean")}
+    t = paired_test(harm["emergent"], harm["random_mean"])
+    return [{"file": file, "path": f"{key}.emergent_minus_random_mean_damage", "estimate": t.mean_diff,
+             "low": t.low, "high": t.high, "p": t.p,
+             "mde": power.paired_mde(harm["emergent"] - harm["random_mean"], ALPHA, POWER),
+             "note": "computed here from per_pair: the emergent set's damage minus the random groups' mean damage"}]
 
 
 def mde_for_folder(folder: str | Path, files: list[str] | None = None) -> dict:

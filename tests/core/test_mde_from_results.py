@@ -72,3 +72,13 @@ def test_the_committed_mentor_run_gets_its_mde_json(tmp_path):
     assert len(out["entries"]) == 5 and not out["skipped"]
     assert {e["mde"]["alpha"] for e in out["entries"]} == {0.01}  # Holm over 5 comparisons
     assert out["command"].startswith("python tools/mde_from_results.py")
+
+
+def test_emergent_runs_get_the_emergent_minus_random_damage_test_from_per_pair():
+    groups = {"none": {"per_pair": [3.0, 2.0, 4.0, 1.0]}, "emergent": {"per_pair": [1.0, 0.5, 2.5, 0.0]},
+              "random_mean": {"per_pair": [1.5, 0.0, 2.0, 0.8]}}
+    found, _ = tool.entries({"ablation": groups, "config": {"metric": "logit_diff"}}, "e.json")
+    (entry,) = [e for e in found if e["path"] == "ablation.emergent_minus_random_mean_damage"]
+    diff = np.array([0.5, -0.5, -0.5, 0.8])
+    assert entry["estimate"] == pytest.approx(diff.mean())
+    assert entry["mde"]["value"] == pytest.approx(power.mde_paired_mean(diff.std(ddof=1), 4))
