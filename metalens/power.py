@@ -15,6 +15,8 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as _st
 
+from metalens.stats import paired_test
+
 
 def family_alpha(alpha: float = 0.05, n_comparisons: int = 1) -> float:
     """The level the best test of a Holm family must pass: alpha / m (Holm's first step)."""
@@ -188,3 +190,22 @@ def mcnemar_mde(a, b, alpha: float = 0.05, power: float = 0.8, n_comparisons: in
                 "discordant": discordant, "why_none": "no discordant pairs: McNemar's power is not defined"}
     return mde_record(mde_mcnemar(n, discordant, level, power), "paired proportions (McNemar)", n, level, power,
                       n_comparisons, discordant=discordant)
+
+
+def interval_mde(low: float, high: float, n: int, level: float = 0.95, alpha: float = 0.05,
+                 power: float = 0.8) -> dict:
+    """`mde_record` for an interval with no closed-form design (a bootstrap's): a normal test with the SE
+    the interval implies; value None with the reason when the interval has zero width."""
+    design = f"normal test, SE from the {level:.0%} interval"
+    if not high > low:
+        return {"value": None, "design": design, "n": int(n), "alpha": alpha, "power": power,
+                "why_none": "a zero-width interval (equal by construction): nothing to test"}
+    return mde_record(mde_from_interval(low, high, level, alpha, power), design, n, alpha, power)
+
+
+def paired_summary(a, b, alpha: float = 0.05, power: float = 0.8, n_comparisons: int = 1) -> dict:
+    """`metalens.stats.paired_test(a, b).to_dict()` with the test's `mde` beside its interval."""
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    out = paired_test(a, b).to_dict()
+    out["mde"] = paired_mde(a - b, alpha, power, n_comparisons)
+    return out
