@@ -15,6 +15,8 @@ units, as a distance from the null (0.5 for an AUROC, 0 for a difference). Desig
   test with the standard error the 95 % interval implies;
 - emergent-heads runs (`ablation`/`base_ablation` with `per_pair`): the emergent set's damage minus
   the layer-matched random groups' mean damage, a paired t-test computed here (the README's comparison);
+- a steering run saved without a paired test (`rule`, `samples` with both texts): the texts scored
+  again with the rule's keyword checker and, if that reproduces the saved rates, a paired t-test;
 - two arms with rates (`unsteered`, `steered`, each `rate`/`adherence` and `n`): two independent
   proportions from the unsteered rate.
 
@@ -112,6 +114,9 @@ def entries(data, file: str) -> tuple[list[dict], list[dict]]:
         metric = (data.get("metadata") or {}).get("metric") or (data.get("config") or {}).get("metric")
         for key in ("ablation", "base_ablation"):
             found += _emergent_vs_random(data.get(key), key, file, metric)
+        if isinstance(data.get("rule"), str) and "paired" not in data and data.get("samples"):
+            entry, why = _rescored_pairs(data, file)
+            (found if entry else skipped).append(entry or {"file": file, "path": "samples", "why": why})
     return found, skipped
 
 
@@ -129,6 +134,24 @@ def _emergent_vs_random(groups, key: str, file: str, metric: str | None) -> list
              "low": t.low, "high": t.high, "p": t.p,
              "mde": power.paired_mde(harm["emergent"] - harm["random_mean"], ALPHA, POWER),
              "note": "computed here from per_pair: the emergent set's damage minus the random groups' mean damage"}]
+
+
+def _rescored_pairs(data: dict, file: str) -> tuple[dict | None, str]:
+    """A steering run saved without a paired test: score its saved texts again with the rule's keyword
+    checker and, when that reproduces both saved rates, test steered against unsteered per prompt."""
+    from metalens.steering import checker_for, library
+
+    rule = library().get(data["rule"])
+    if rule is None or not (rule.keywords or rule.regex or rule.forbid):
+        return None, f"rule {data['rule']!r} has no keyword checker to score the saved texts again"
+    check = checker_for(rule)
+    passed = {arm: [float(x) for x in check([s[arm] for s in data["samples"]])] for arm in ("steered", "unsteered")}
+    if any(abs(np.mean(passed[arm]) - data[arm]["rate"]) > 1e-9 for arm in passed):
+        return None, "the checker no longer reproduces the saved rates: no paired test is made up"
+    t = power.paired_summary(passed["steered"], passed["unsteered"])
+    return {"file": file, "path": "paired.steered_minus_unsteered", "estimate": t["mean_diff"], "low": t["low"],
+            "high": t["high"], "p": t["p"], "mde": t["mde"],
+            "note": "computed here: the saved texts scored again with the rule's keyword checker, paired by prompt"}, ""
 
 
 def mde_for_folder(folder: str | Path, files: list[str] | None = None) -> dict:

@@ -82,3 +82,14 @@ def test_emergent_runs_get_the_emergent_minus_random_damage_test_from_per_pair()
     diff = np.array([0.5, -0.5, -0.5, 0.8])
     assert entry["estimate"] == pytest.approx(diff.mean())
     assert entry["mde"]["value"] == pytest.approx(power.mde_paired_mean(diff.std(ddof=1), 4))
+
+
+def test_a_steering_run_without_a_paired_test_is_scored_again_from_its_texts():
+    data = json.loads((RESULTS / "steering-fixed-rules" / "cheerful.json").read_text())
+    found, _ = tool.entries(data, "cheerful.json")
+    (entry,) = [e for e in found if e["path"] == "paired.steered_minus_unsteered"]
+    assert entry["estimate"] == pytest.approx(data["steered"]["rate"] - data["unsteered"]["rate"])
+    assert entry["mde"]["n"] == data["n"] and entry["mde"]["design"] == "paired mean (t-test)"
+    data["steered"]["rate"] = 1.0  # a json the checker no longer reproduces is skipped, not guessed
+    found, skipped = tool.entries(data, "cheerful.json")
+    assert not [e for e in found if e["path"] == "paired.steered_minus_unsteered"] and skipped
