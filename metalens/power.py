@@ -4,8 +4,10 @@ A null is a result only beside its sensitivity. Each function answers: with this
 spread and this test (alpha Holm-adjusted where the family is corrected, two-sided unless said),
 how large must the true effect be for the test to reject with probability `power` (default 80 %)?
 Designs: a paired mean difference (t-test), an AUROC against 0.5 (Mann-Whitney), paired binary
-outcomes (McNemar), two independent proportions, and a least-squares slope. `tests/core/test_power.py`
-checks each against a simulation of the test it stands for.
+outcomes (McNemar), two independent proportions, a least-squares slope, and any interval's implied
+standard error (for bootstraps). `tests/core/test_power.py` checks each against a simulation of the test
+it stands for. `mde_record`, `paired_mde`, `mcnemar_mde`, `interval_mde` and `paired_summary` build the
+`mde` dict a results.json saves beside a null's interval (value, design, n, alpha, power).
 """
 from __future__ import annotations
 
