@@ -104,7 +104,8 @@ def entries(data, file: str) -> tuple[list[dict], list[dict]]:
                           "mde": _interval(node["gap"], low, high, node["n_groups"])})
         elif {"unsteered", "steered"} <= node.keys() and all(isinstance(node[k], dict) and "n" in node[k]
                                                             for k in ("unsteered", "steered")):
-            found.append({**here, "estimate": None, "low": None, "high": None, "mde": _arms(node),
+            found.append({**here, "path": f"{here['path']}.steered_vs_unsteered_arms".lstrip("."), "estimate": None,
+                          "low": None, "high": None, "mde": _arms(node),
                           "note": "steered vs unsteered rate; the json has per-arm intervals, no paired test"})
         for key, value in node.items():
             walk(value, f"{path}.{key}")
