@@ -36,7 +36,7 @@ from metalens.checkpoints import META_FILE
 from metalens.tasks import generation_accuracy
 from metalens.report import save_json
 from metalens.sites import FINAL_NORM
-from metalens.stats import paired_test
+from metalens.power import paired_summary
 from metalens.tasks.arithmetic import LEVELS, make_problem, make_problems
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -368,7 +368,7 @@ def run_posttrain(model, config: PosttrainConfig | None = None, *, out=None, pro
         merged.save_pretrained(final)
         model.tokenizer.save_pretrained(final)
         save_json(final / META_FILE, {**meta, "step": cfg.steps, "merged": True})
-    change = paired_test(np.asarray(after["correct"], float), np.asarray(before["correct"], float)).to_dict()
+    change = paired_summary(np.asarray(after["correct"], float), np.asarray(before["correct"], float))
     log(f"[posttrain] paired change over the same {change['n']} problems: {change['mean_diff']:+.3f} "
         f"[{change['low']:+.3f}, {change['high']:+.3f}]")
     result = PosttrainResult(before, after, split, cfg, curve, ckpts, meta, time.time() - start,

@@ -26,7 +26,8 @@ from metalens.tasks import generation_accuracy
 from metalens.circuits.edges import attribute_edges, circuit_heads, extract_circuit
 from metalens.circuits.metrics import last_logits, metric_per_pair, prepare
 from metalens.precision import in_float32
-from metalens.stats import mean_ci, paired_test
+from metalens.power import paired_summary
+from metalens.stats import mean_ci
 
 SCALES = (1.3, 0.5)  # the emergent-heads study's strengthen / weaken factors
 
@@ -141,10 +142,14 @@ def _with_effects(out: dict, metric: str) -> dict:
         if name == "none" or "per_pair" not in row:
             continue
         harm = damage(metric, none["per_pair"], row["per_pair"])
-        row["damage"] = paired_test(harm, np.zeros_like(harm)).to_dict()
+        row["damage"] = paired_summary(harm, np.zeros_like(harm))
         if "correct" in row:
-            row["accuracy_drop"] = paired_test(np.asarray(none["correct"], float),
-                                               np.asarray(row["correct"], float)).to_dict()
+            row["accuracy_drop"] = paired_summary(np.asarray(none["correct"], float), np.asarray(row["correct"], float))
+    if "random_mean" in out:  # the comparison a reader makes by eye: each picked group against chance heads
+        chance = damage(metric, none["per_pair"], out["random_mean"]["per_pair"])
+        for name, row in out.items():
+            if name != "none" and not name.startswith("random_") and "per_pair" in row:
+                row["damage_vs_random_mean"] = paired_summary(damage(metric, none["per_pair"], row["per_pair"]), chance)
     return out
 
 
@@ -185,10 +190,10 @@ def difference_in_differences(metric: str, post: dict, base: dict, group: str = 
     """
     post_harm = damage(metric, post["none"]["per_pair"], post[group]["per_pair"])
     base_harm = damage(metric, base["none"]["per_pair"], base[group]["per_pair"])
-    out = {"metric": paired_test(post_harm, base_harm).to_dict()}
+    out = {"metric": paired_summary(post_harm, base_harm)}
     if "correct" in post[group] and "correct" in base[group]:
         drop = lambda d: np.asarray(d["none"]["correct"], float) - np.asarray(d[group]["correct"], float)  # noqa: E731
-        out["accuracy"] = paired_test(drop(post), drop(base)).to_dict()
+        out["accuracy"] = paired_summary(drop(post), drop(base))
     return out
 
 
@@ -203,10 +208,10 @@ def scaling_check(model, task, heads, problems=None, factors=SCALES) -> dict:
                                   lambda m, h, f=f: scale_heads(m, h, f))
     for name, row in out.items():
         if name != "none":
-            row["change"] = paired_test(row["per_pair"], out["none"]["per_pair"]).to_dict()
+            row["change"] = paired_summary(row["per_pair"], out["none"]["per_pair"])
             if "correct" in row:
-                row["accuracy_change"] = paired_test(np.asarray(row["correct"], float),
-                                                     np.asarray(out["none"]["correct"], float)).to_dict()
+                row["accuracy_change"] = paired_summary(np.asarray(row["correct"], float),
+                                                        np.asarray(out["none"]["correct"], float))
     return out
 
 

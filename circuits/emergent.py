@@ -328,7 +328,9 @@ def _table(rows: dict) -> list[dict]:
         if k == "heads":
             return str(v)
         if isinstance(v, dict) and "mean_diff" in v:
-            return f"{v['mean_diff']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}] p={v['p']:.3g}"
+            mde = (v.get("mde") or {}).get("value")
+            return (f"{v['mean_diff']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}] p={v['p']:.3g}"
+                    + (f" mde={mde:.3g}" if mde is not None else ""))
         return v
     return [{"group": k, **{kk: cell(kk, vv) for kk, vv in v.items() if kk not in ("per_pair", "correct")}}
             for k, v in rows.items()]

@@ -4,8 +4,10 @@ A null is a result only beside its sensitivity. Each function answers: with this
 spread and this test (alpha Holm-adjusted where the family is corrected, two-sided unless said),
 how large must the true effect be for the test to reject with probability `power` (default 80 %)?
 Designs: a paired mean difference (t-test), an AUROC against 0.5 (Mann-Whitney), paired binary
-outcomes (McNemar), two independent proportions, and a least-squares slope. `tests/core/test_power.py`
-checks each against a simulation of the test it stands for.
+outcomes (McNemar), two independent proportions, a least-squares slope, and any interval's implied
+standard error (for bootstraps). `tests/core/test_power.py` checks each against a simulation of the test
+it stands for. `mde_record`, `paired_mde`, `mcnemar_mde`, `interval_mde` and `paired_summary` build the
+`mde` dict a results.json saves beside a null's interval (value, design, n, alpha, power).
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import math
 import numpy as np
 from scipy import optimize
 from scipy import stats as _st
+
+from metalens.stats import paired_test
 
 
 def family_alpha(alpha: float = 0.05, n_comparisons: int = 1) -> float:
@@ -39,7 +43,9 @@ def t_power(effect: float, n: int, df: int, alpha: float = 0.05, alternative: st
     nc = effect * math.sqrt(n)
     if alternative == "two-sided":
         crit = _st.t.ppf(1 - alpha / 2, df)
-        return float(_st.nct.sf(crit, df, nc) + _st.nct.cdf(-crit, df, nc))
+        # scipy's noncentral t returns NaN for the far tail at small df; that tail is ~0 there
+        far = float(_st.nct.cdf(-crit, df, abs(nc)))
+        return float(_st.nct.sf(crit, df, abs(nc))) + (far if math.isfinite(far) else 0.0)
     crit = _st.t.ppf(1 - alpha, df)
     return float(_st.nct.sf(crit, df, nc))
 
@@ -136,3 +142,72 @@ def sign_test(wins: int, losses: int) -> float:
     if wins + losses == 0:
         return 1.0
     return float(_st.binomtest(wins, wins + losses, 0.5).pvalue)
+
+
+def mde_from_interval(low: float, high: float, level: float = 0.95, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest effect a two-sided normal (Wald) test detects when its standard error is the one a
+    `level` interval [low, high] implies (for bootstrap or other intervals with no closed-form design)."""
+    if not high >= low:
+        raise ValueError(f"The interval must have low <= high, got [{low}, {high}].")
+    se = (high - low) / (2 * float(_st.norm.ppf(0.5 + level / 2)))
+    return (_z(alpha, "two-sided") + float(_st.norm.ppf(power))) * se
+
+
+def mde_record(value: float, design: str, n: int, alpha: float = 0.05, power: float = 0.8,
+               n_comparisons: int = 1, **inputs) -> dict:
+    """The `mde` entry a results.json carries beside a null's interval: the value, the design, n, the
+    alpha applied (already Holm's alpha / m where n_comparisons > 1), the power and what the value rests on."""
+    value = float(value)
+    record = {"value": value if math.isfinite(value) else None, "design": design, "n": int(n),
+              "alpha": float(alpha), "power": float(power)}
+    if n_comparisons > 1:
+        record["n_comparisons"] = int(n_comparisons)
+    if not math.isfinite(value):
+        record["why_none"] = "not even the largest possible effect reaches this power at this n"
+    record.update(inputs)
+    return record
+
+
+def paired_mde(diff, alpha: float = 0.05, power: float = 0.8, n_comparisons: int = 1) -> dict:
+    """`mde_record` for a paired t-test over the per-unit differences `diff` (Holm's strictest alpha when
+    n_comparisons > 1); value None with the reason when the differences have no spread or n < 2."""
+    diff = np.asarray(diff, dtype=float).ravel()
+    diff = diff[np.isfinite(diff)]
+    level = family_alpha(alpha, n_comparisons)
+    sd = float(diff.std(ddof=1)) if len(diff) > 1 else float("nan")
+    if not sd > 0:
+        return {"value": None, "design": "paired mean (t-test)", "n": len(diff), "alpha": level, "power": power,
+                "why_none": "the differences have no spread (or n < 2): a t-test's power is not defined"}
+    return mde_record(mde_paired_mean(sd, len(diff), level, power), "paired mean (t-test)", len(diff), level,
+                      power, n_comparisons, sd_diff=sd)
+
+
+def mcnemar_mde(a, b, alpha: float = 0.05, power: float = 0.8, n_comparisons: int = 1) -> dict:
+    """`mde_record` for McNemar's test on paired binary outcomes a[i], b[i], at the run's discordant share."""
+    a, b = np.asarray(a, dtype=bool).ravel(), np.asarray(b, dtype=bool).ravel()
+    level, n = family_alpha(alpha, n_comparisons), len(a)
+    discordant = float((a != b).mean()) if n else 0.0
+    if discordant == 0 or n < 2:
+        return {"value": None, "design": "paired proportions (McNemar)", "n": n, "alpha": level, "power": power,
+                "discordant": discordant, "why_none": "no discordant pairs: McNemar's power is not defined"}
+    return mde_record(mde_mcnemar(n, discordant, level, power), "paired proportions (McNemar)", n, level, power,
+                      n_comparisons, discordant=discordant)
+
+
+def interval_mde(low: float, high: float, n: int, level: float = 0.95, alpha: float = 0.05,
+                 power: float = 0.8) -> dict:
+    """`mde_record` for an interval with no closed-form design (a bootstrap's): a normal test with the SE
+    the interval implies; value None with the reason when the interval has zero width."""
+    design = f"normal test, SE from the {level:.0%} interval"
+    if not high > low:
+        return {"value": None, "design": design, "n": int(n), "alpha": alpha, "power": power,
+                "why_none": "a zero-width interval (equal by construction): nothing to test"}
+    return mde_record(mde_from_interval(low, high, level, alpha, power), design, n, alpha, power)
+
+
+def paired_summary(a, b, alpha: float = 0.05, power: float = 0.8, n_comparisons: int = 1) -> dict:
+    """`metalens.stats.paired_test(a, b).to_dict()` with the test's `mde` beside its interval."""
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    out = paired_test(a, b).to_dict()
+    out["mde"] = paired_mde(a - b, alpha, power, n_comparisons)
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from metalens import stats
+from metalens.power import interval_mde
 
 
 def auroc(y: np.ndarray, p: np.ndarray) -> float:
@@ -85,14 +86,14 @@ def auroc_gap(y: np.ndarray, p: np.ndarray, baselines: list[np.ndarray], groups:
     draws = draws[np.isfinite(draws)]
     return {"gap": ci.estimate, "ci95": [ci.low, ci.high],
             "share_not_above": float((draws <= 0).mean()) if len(draws) else float("nan"),
-            "n_groups": ci.n, "n_boot": int(len(draws))}
+            "n_groups": ci.n, "n_boot": int(len(draws)), "mde": interval_mde(ci.low, ci.high, ci.n)}
 
 
 def above_chance(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 500, seed: int = 0) -> dict:
     """AUROC(p) - 0.5 pooled over all rows, with a 95 % bootstrap interval over whole `groups`."""
     y, p = np.asarray(y), np.asarray(p)
     ci = stats.bootstrap_ci(lambda idx: auroc(y[idx], p[idx]) - 0.5, groups, n_boot=n_boot, seed=seed)
-    return ci.to_dict()
+    return {**ci.to_dict(), "mde": interval_mde(ci.low, ci.high, ci.n)}
 
 
 def within_problem_auroc(y: np.ndarray, p: np.ndarray, problems: np.ndarray, units: np.ndarray | None = None,
@@ -119,4 +120,5 @@ def within_problem_auroc(y: np.ndarray, p: np.ndarray, problems: np.ndarray, uni
                 "n_problems": int(len(ids)), "method": "no problem has both outcomes"}
     scores, unit_of = scores[mixed], np.array(unit_of)[mixed]
     ci = stats.bootstrap_ci(lambda idx: float(scores[idx].mean()), unit_of, n_boot=n_boot, seed=seed)
-    return {**ci.to_dict(), "n_mixed": int(mixed.sum()), "n_problems": int(len(ids))}
+    return {**ci.to_dict(), "n_mixed": int(mixed.sum()), "n_problems": int(len(ids)),
+            "mde": interval_mde(ci.low, ci.high, ci.n)}  # as a distance from 0.5

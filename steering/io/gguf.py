@@ -17,6 +17,14 @@ add, the `l_out` tensor) inside `for il in 0..n_layer-1`. That is metalens'
 output of block L) and added by a wrapper around block L. llama.cpp rejects `direction.0` ("invalid
 (zero) direction tensor layer index") and allocates no tensor for block 0, so a vector steering
 block 0 cannot be exported: `to_gguf` refuses it rather than write a file llama.cpp will skip.
+
+llama.cpp's own generator is one block off from its loader. `llama-cvector-generator`
+(tools/cvector-generator: the `l_out` callback, then mean.hpp / pca.hpp) measures block il's output
+for il in 0..n_layer-2 and names that direction `direction.(il+1)`; the loader adds `direction.L` to
+block L's output, so a generator file steers one block after the one it was measured on (and has no
+direction for block n_layer-1). `read_gguf` cannot tell a generator file from repeng's or ours and
+maps `direction.L` to layer L, where llama.cpp applies it; to steer a generator's direction at the
+block it was measured on, shift it down one: `{L - 1: v for L, v in directions.items()}`.
 """
 from __future__ import annotations
 
@@ -76,6 +84,9 @@ def _string(reader, key: str) -> str | None:
 
 def read_gguf(path: str | Path) -> tuple[dict, dict | None, str]:
     """(directions `{layer: [d_model]}`, our provenance or None, the file's model hint) of a control-vector GGUF.
+
+    `direction.L` becomes layer L, the block whose output llama.cpp adds it to; a file from llama.cpp's
+    cvector-generator measured that direction on block L - 1 (see the module docstring).
 
     Refuses a file that is not a control vector, holds other tensors, direction.0, directions of
     different lengths, or non-finite values, naming the file.

@@ -46,7 +46,9 @@ def sections(result) -> list:
         ("Each condition against no_rules (same test queries; exact McNemar, Holm over the conditions)",
          [{"condition": r["condition"], "ASR difference": r["asr_difference"],
            "95% CI": f"[{r['low']:+.2f}, {r['high']:+.2f}]", "p": r["p"], "p (Holm)": r["p_holm"],
-           "comparisons": r["n_comparisons"]} for r in result.paired()]),
+           "comparisons": r["n_comparisons"],
+           "detectable at 80 % power": "-" if r["mde"]["value"] is None else f"{r['mde']['value']:.2f}"}
+          for r in result.paired()]),
         ("How to read this", f"Queries are split build ({result.splits.get('build')}) / validation "
          f"({result.splits.get('validation')}) / test ({result.splits.get('test')}) by a seeded shuffle within each "
          "domain. Rule vectors are trained on build queries, self-assessment rounds assess build-query responses, "

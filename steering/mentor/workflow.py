@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 import metalens
 from metalens.artifact import read_json
 from metalens.report import save_json, write_report
+from metalens.power import mcnemar_mde
 from metalens.stats import add_holm, mcnemar_exact, paired_test, wilson_ci
 from metalens.steering.mentor import steer as ms
 from metalens.steering.mentor.assess import CheckerAssessor, assessor_for
@@ -110,7 +111,8 @@ class MentorResult:
 
     def paired(self) -> list[dict]:
         """Each condition against `no_rules` on the same test queries: the ASR difference with a paired
-        t-interval, the exact McNemar p and Holm over the conditions compared (from `samples`)."""
+        t-interval, the exact McNemar p, Holm over the conditions compared and McNemar's minimum detectable
+        difference `mde` at the family's alpha (from `samples`)."""
         conds = [c for c in self.attack_success if c != "no_rules"]
         if "no_rules" not in self.attack_success or not self.samples:
             return []
@@ -121,7 +123,11 @@ class MentorResult:
             rows.append({"condition": c, "vs": "no_rules", "asr_difference": t.mean_diff, "low": t.low,
                          "high": t.high, "n": t.n, "p": mcnemar_exact(violated[c], violated["no_rules"]),
                          "test": "exact McNemar"})
-        return add_holm(rows)
+        rows = add_holm(rows)
+        for row in rows:  # what each comparison could have seen, at Holm's strictest level over the family
+            row["mde"] = mcnemar_mde(violated[row["condition"]], violated["no_rules"],
+                                     n_comparisons=row["n_comparisons"])
+        return rows
 
     def to_dict(self) -> dict:
         """What results.json holds (everything but the graph and the vectors' tensors)."""

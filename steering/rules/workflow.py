@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from metalens.report import save_json, write_report
-from metalens.stats import paired_test
+from metalens.power import paired_summary
 from metalens.steering.rules.checkers import checker_for
 from metalens.steering.rules.library import Rule, find_rule, heldout_prompts, pairs_for_rule
 from metalens.steering.rules.refine import checker_judge, model_judge, refine_rules
@@ -185,7 +185,7 @@ def split_prompts(prompts: list[str], n_select: int, n_validate: int) -> tuple[l
 
 
 def _paired(a: list[bool], b: list[bool]) -> dict:
-    return paired_test([float(x) for x in a], [float(x) for x in b]).to_dict()
+    return paired_summary([float(x) for x in a], [float(x) for x in b])
 
 
 def run_steer(model, config: SteerConfig, *, out: str | Path | None = None, progress: bool = True) -> SteerResult:

@@ -1,9 +1,11 @@
 """`run_posttrain` on every block, by SFT or GRPO, LoRA or full, and resumable from its checkpoints."""
 import pytest
+import numpy as np
 import torch
 
 import metalens
 import metalens.analyses.grpo as grpo_module
+from metalens import power
 from metalens.analyses.posttrain import PosttrainConfig, _make_trainable, run_posttrain
 from metalens.analyses.trainer_state import PICKLE_FILE, load_trainer_state, save_trainer_state
 from metalens.checkpoints import read_checkpoint_meta
@@ -62,6 +64,8 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(base_dir, t
     resumed = _fresh(base_dir)
     result = run_posttrain(resumed, cfg, out=tmp_path / "split", progress=False)
     assert result.finished and result.resumed_from == 2
+    diff = np.asarray(result.accuracy_after["correct"], float) - np.asarray(result.accuracy_before["correct"], float)
+    assert result.change["mde"] == power.paired_mde(diff)  # the null's sensitivity beside its interval
     assert [c["step"] for c in result.curve] == [0, 2, 3, 4]
     want, got, untrained = _weights(whole), _weights(resumed), _weights(_fresh(base_dir))
     assert any(not torch.equal(want[k], untrained[k]) for k in want), "training should change the weights"

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from metalens.circuits import EmergentConfig, make_task, run_emergent_heads
+from metalens import power
 from metalens.circuits.compare import (Circuit, ablation_effects, circuit_recurrence, compare,
                                        difference_in_differences)
 from metalens.testing import tiny_model
@@ -54,6 +55,11 @@ def test_each_ablation_row_has_an_interval_and_a_paired_effect(tiny_gemma):
     assert row["low"] <= row["task_metric"] <= row["high"] and len(row["per_pair"]) == 4
     assert row["damage"]["n"] == 4 and row["damage"]["mean_diff"] == pytest.approx(
         np.mean(out["none"]["per_pair"]) - np.mean(row["per_pair"]), abs=1e-5)
+    harm = np.subtract(out["none"]["per_pair"], row["per_pair"])
+    assert row["damage"]["mde"] == power.paired_mde(harm)  # the sensitivity beside the interval
+    chance = np.subtract(out["none"]["per_pair"], out["random_mean"]["per_pair"])
+    assert row["damage_vs_random_mean"]["mde"] == power.paired_mde(harm - chance)
+    assert "damage_vs_random_mean" not in out["random_0"]
 
 
 def test_difference_in_differences_subtracts_the_base_models_damage_pair_by_pair():
@@ -61,6 +67,7 @@ def test_difference_in_differences_subtracts_the_base_models_damage_pair_by_pair
     base = {"none": {"per_pair": [1.0, 2.0, 0.0]}, "emergent": {"per_pair": [1.0, 1.0, 0.0]}}  # damage 0, 1, 0
     did = difference_in_differences("logit_diff", post, base)["metric"]
     assert did["mean_diff"] == pytest.approx((2 + 2 + 0) / 3) and did["n"] == 3
+    assert did["mde"] == power.paired_mde([2.0, 2.0, 0.0])
     # for kl the damage is the rise of the divergence from the intact model
     kl = difference_in_differences("kl", {"none": {"per_pair": [0, 0]}, "emergent": {"per_pair": [2, 4]}},
                                    {"none": {"per_pair": [0, 0]}, "emergent": {"per_pair": [1, 1]}})["metric"]

@@ -89,3 +89,29 @@ def test_sign_test_counts():
     assert power.sign_test(0, 0) == 1.0
     assert power.sign_test(0, 3) == pytest.approx(0.25)
     assert power.sign_test(10, 0) < 0.01
+
+
+def test_mde_from_interval_gives_80_percent_power_to_a_normal_test():
+    rng = np.random.default_rng(3)
+    se = 0.1
+    effect = power.mde_from_interval(-1.96 * se, 1.96 * se)
+    estimates = rng.normal(effect, se, size=SIMS)
+    _near_80(_share(np.abs(estimates / se) > 1.96))
+
+
+def test_paired_mde_is_the_paired_mean_mde_at_the_runs_sd_and_holm_alpha():
+    diff = np.array([0.5, -0.2, 1.1, 0.3, 0.0, 0.7, -0.4, 0.9])
+    record = power.paired_mde(diff, n_comparisons=4)
+    assert record["value"] == pytest.approx(power.mde_paired_mean(diff.std(ddof=1), 8, alpha=0.0125))
+    assert (record["design"], record["n"], record["alpha"], record["power"], record["n_comparisons"]) == (
+        "paired mean (t-test)", 8, 0.0125, 0.8, 4)
+    assert power.paired_mde(np.ones(5))["value"] is None  # no spread: said, not a number
+
+
+def test_mcnemar_mde_uses_the_runs_discordant_share():
+    a = np.array([1, 1, 0, 0, 1, 0, 0, 0, 1, 0] * 3, dtype=bool)
+    b = np.array([1, 0, 0, 1, 1, 0, 0, 0, 0, 0] * 3, dtype=bool)
+    record = power.mcnemar_mde(a, b)
+    assert record["discordant"] == pytest.approx(0.3)
+    assert record["value"] == pytest.approx(power.mde_mcnemar(30, 0.3))
+    assert "n_comparisons" not in record

@@ -6,7 +6,8 @@ from metalens.introspect import BinSpec
 from metalens.introspect.heads.bins import prefix_labels
 from metalens.introspect.heads.features import Positions
 from metalens.introspect.evaluation.crossval import cross_validate
-from metalens.introspect.evaluation.metrics import auroc_gap
+from metalens import power
+from metalens.introspect.evaluation.metrics import above_chance, auroc_gap, within_problem_auroc
 
 
 def _planted(n_tasks: int, signal: float, d_model: int = 64, seed: int = 0) -> Positions:
@@ -94,3 +95,14 @@ def test_cross_validation_reports_within_problem_auroc_and_distance_from_chance(
     # every planted problem has one outcome for all its samples: nothing to rank within a problem
     assert everywhere["within_problem"]["head"]["n_mixed"] == 0
     assert np.isnan(everywhere["within_problem"]["head"]["estimate"])
+
+
+def test_each_auroc_interval_carries_its_minimum_detectable_effect():
+    rng = np.random.default_rng(1)
+    y = rng.random(120) < 0.4
+    p = y + rng.normal(0, 1.0, 120)
+    groups, problems = np.repeat(np.arange(30), 4), np.repeat(np.arange(30), 4)
+    for out in (above_chance(y, p, groups, n_boot=100), within_problem_auroc(y, p, problems, n_boot=100)):
+        assert out["mde"] == power.interval_mde(out["low"], out["high"], out["n"])
+    gap = auroc_gap(y, p, [rng.random(120)], groups, n_boot=100)
+    assert gap["mde"] == power.interval_mde(*gap["ci95"], gap["n_groups"])

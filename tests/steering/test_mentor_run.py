@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pytest
+
+from metalens import power
 from metalens.steering import MentorConfig, MentorResult, Verdict, run_mentor
 from metalens.steering.mentor import steer as ms
 from metalens.steering.mentor.data import read_queries, split_queries
@@ -122,6 +125,9 @@ def test_result_files_hold_every_condition_and_round_trip(tiny_gemma, tmp_path):
         assert r["asr_difference"] == pytest.approx(saved["attack_success"][c]["rate"]
                                                     - saved["attack_success"]["no_rules"]["rate"])
         assert 0 <= r["p"] <= r["p_holm"] <= 1
+        violated = [[c in s["violated"], "no_rules" in s["violated"]] for s in saved["samples"]]
+        a, b = np.array(violated, dtype=bool).T
+        assert r["mde"] == json.loads(json.dumps(power.mcnemar_mde(a, b, n_comparisons=4)))  # Holm: alpha / 4
     html = (tmp_path / "report.html").read_text()
     assert "plotly" in html and "Rule knowledge graph" in html and "Responses side by side" in html
     back = MentorResult.load(tmp_path)

@@ -82,6 +82,20 @@ def test_reads_a_repeng_file_onto_the_same_blocks(tiny_gemma, tmp_path):
     assert SteeringVector.from_gguf(tmp_path / "r.gguf").model_name == "llama"  # no model: named by the hint
 
 
+def test_a_cvector_generator_file_reads_onto_the_blocks_llama_cpp_steers(tiny_gemma, tmp_path):
+    # llama-cvector-generator names the direction measured on block il's output direction.(il+1), for
+    # il in 0..n_layer-2; llama.cpp's loader adds direction.L to block L's output. Read as llama.cpp applies it.
+    rng = np.random.default_rng(1)
+    measured_on = {il: rng.standard_normal(tiny_gemma.d_model).astype(np.float32)
+                   for il in range(tiny_gemma.n_layers - 1)}
+    write_like_repeng(tmp_path / "g.gguf", {il + 1: v for il, v in measured_on.items()})
+    vec = SteeringVector.from_gguf(tmp_path / "g.gguf", tiny_gemma)
+    assert vec.layers == list(range(1, tiny_gemma.n_layers))
+    for il, v in measured_on.items():  # block il's direction steers block il + 1, as in llama.cpp
+        np.testing.assert_array_equal(vec.directions[il + 1].numpy(), v)
+    assert sorted(vec.edits(tiny_gemma)) == sorted(resid_post(l) for l in range(1, tiny_gemma.n_layers))
+
+
 def test_layer_zero_is_refused_both_ways(tiny_gemma, tmp_path):
     with pytest.raises(ValueError, match="llama.cpp cannot steer"):
         vector(tiny_gemma, layers=(0, 1)).to_gguf(tmp_path / "v.gguf")

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from metalens import power
 from metalens.cli import build_parser, main
 from metalens.steering import RuleBook, SteerConfig, SteerResult, run_steer
 
@@ -23,6 +24,9 @@ def test_run_steer_writes_results_report_and_rulebook(tiny_gemma, tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["n_select"] == 2 and saved["n_validate"] == 4 and saved["n_test"] == 4 and saved["layer"] == 1
     assert saved["paired"]["steered_minus_unsteered"]["n"] == 4 and saved["mentored"]["n"] == 4
+    mde = saved["paired"]["steered_minus_unsteered"]["mde"]  # the sensitivity beside the interval
+    assert (mde["design"], mde["n"], mde["alpha"], mde["power"]) == ("paired mean (t-test)", 4, 0.05, 0.8)
+    assert mde["value"] is None or mde["value"] == pytest.approx(power.mde_paired_mean(mde["sd_diff"], 4))
     assert {"adherence", "low", "high", "nll", "fluency_cost"} <= set(saved["steered"])
     assert [r["round"] for r in saved["mentor"]] == [0, 1] and sum(r["kept"] for r in saved["mentor"]) == 1
     assert len(saved["sweep"]) == 3 and len(saved["samples"]) == 4
