@@ -87,16 +87,52 @@ def test_gap_is_probe_minus_best_behavioural_auroc():
     assert same.estimate == same.low == same.high == 0.0
 
 
-def test_probe_finds_a_planted_correctness_direction_at_its_layer_and_not_in_shuffled_labels():
-    rng, y = _planted(80)
-    resid = rng.normal(size=(80, 3, 16))
+def _assert_at_chance_on_shuffled_labels(probe, resid, y, groups, seed=0):
+    """Train `probe` on one permutation of the labels and score its held-out predictions against that same
+    permutation: a probe that does not leak is at chance, within 3 null standard errors of 0.5 (Mann-Whitney:
+    sqrt((n_pos + n_neg + 1) / (12 n_pos n_neg)), 0.065 at 40/40); one that sees its test labels is not."""
+    shuffled = np.random.default_rng(seed).permutation(y)
+    predictions = probe(resid, shuffled, groups, [0, 1, 2], cv=4, C=1.0)["predictions"]
+    n_pos, n_neg = int(shuffled.sum()), int((~shuffled).sum())
+    tolerance = 3 * np.sqrt((n_pos + n_neg + 1) / (12 * n_pos * n_neg))
+    score = metacog.auroc_ci(shuffled, predictions, n_boot=0).estimate
+    assert abs(score - 0.5) < tolerance, f"AUROC {score:.3f} on shuffled labels: the probe leaks its labels"
+    return score
+
+
+def _planted_resid(n=80, d=16):
+    rng, y = _planted(n)
+    resid = rng.normal(size=(n, 3, d))
     resid[:, 1, 0] += 3.0 * (2 * y - 1)  # layer 1 carries correctness
-    groups = np.arange(80) // 2  # pairs of near-copies
+    return resid, y, np.arange(n) // 2  # groups: pairs of near-copies
+
+
+def test_probe_finds_a_planted_correctness_direction_at_its_layer_and_not_in_shuffled_labels():
+    resid, y, groups = _planted_resid()
     out = probe_signal(resid, y, groups, [0, 1, 2], cv=4, C=1.0)
     assert metacog.auroc_ci(y, out["predictions"], n_boot=0).estimate > 0.95
     assert out["fold_layers"] == [1, 1, 1, 1]
-    shuffled = probe_signal(resid, rng.permutation(y), groups, [0, 1, 2], cv=4, C=1.0)
-    assert abs(metacog.auroc_ci(rng.permutation(y), shuffled["predictions"], n_boot=0).estimate - 0.5) < 0.25
+    _assert_at_chance_on_shuffled_labels(probe_signal, resid, y, groups)
+
+
+def test_the_shuffled_label_check_fails_a_probe_that_leaks_its_labels():
+    """The check above must be able to fail: a probe scored on rows it was fit on, or one that reads the
+    labels outright, is caught (scoring against a second, independent permutation caught neither)."""
+    from metalens.probes import train_probe
+
+    resid, y, groups = _planted_resid()
+
+    def reads_labels(resid, labels, groups, layers, cv, C):
+        return {"predictions": labels + 0.01 * np.arange(len(labels)) / len(labels)}
+
+    def in_sample(resid, labels, groups, layers, cv, C):  # fit and scored on the same rows: no held-out folds
+        X = resid.reshape(len(labels), -1)
+        probe = train_probe(X, labels.astype(int), test_size=0, cv=0, C=C, seed=0)
+        return {"predictions": probe.predict_proba(X).numpy()}
+
+    for leaky in (reads_labels, in_sample):
+        with pytest.raises(AssertionError, match="leaks"):
+            _assert_at_chance_on_shuffled_labels(leaky, resid, y, groups)
 
 
 # --- items and the battery on tiny models ----------------------------------------------------
@@ -221,7 +257,7 @@ def test_rerun_with_the_same_config_reuses_the_saved_profile_and_another_config_
         run_atlas([tiny_model("gemma3")], AtlasConfig(**{**SMALL, "seed": 1}), out=out, progress=False)
     # same config, other items (e.g. after a change in how items are built): recomputed too
     real_items = atlas_module.atlas_items
-    monkeypatch.setattr(atlas_module, "atlas_items", lambda cfg: real_items(cfg)[::-1])
+    monkeypatch.setattr(atlas_module, "atlas_items", lambda cfg, exclude=(): real_items(cfg, exclude)[::-1])
     with pytest.raises(RuntimeError, match="recomputed"):
         run_atlas([tiny_model("gemma3")], AtlasConfig(**SMALL), out=out, progress=False)
 
@@ -280,7 +316,7 @@ def test_reward_head_is_read_when_given(tiny_gemma, tmp_path):
     result = run_atlas([tiny_gemma], cfg, progress=False)
     s = result.signal("tiny-gemma3", "reward head")
     assert s["kind"] == "internal" and 0 <= s["auroc"] <= 1
-    p = [row["reward_head"] for row in result.models[0]["items"]]
+    p = [row["scores"]["reward head"] for row in result.models[0]["items"]]
     assert all(0 <= v <= 1 for v in p) and len(set(np.round(p, 6))) > 1
 
 
