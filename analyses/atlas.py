@@ -317,9 +317,7 @@ def run_atlas(models, config: AtlasConfig | None = None, *, out=None, progress: 
         profiles.append(profile)
         log(f"[atlas] {name}: {headline(profile)} ({time.time() - t0:.0f}s)")
     family = add_family(profiles, cfg.n_boot, cfg.seed)
-    family["summary"] = summary_lines(profiles, family)
-    for line in family["summary"]:
-        log(f"[atlas] {line}")
+    family["summary"] = summary_lines(profiles, family)  # the CLI prints it
     result = AtlasResult(profiles, cfg, command or atlas_command(names, cfg, out if out is not None else "DIR"),
                          time.time() - start, str(out_dir) if out_dir is not None else None, family, overlap)
     if out_dir is not None:
