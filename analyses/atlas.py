@@ -19,14 +19,17 @@ import numpy as np
 
 import metalens
 from metalens.analyses import metacog
-from metalens.analyses.atlas_config import AtlasConfig, AtlasResult, atlas_command, atlas_items
+from metalens.analyses.atlas_config import AtlasConfig, AtlasResult, atlas_command, atlas_items, excluded_overlap
+from metalens.analyses.atlas_family import add_family, summary_lines
+from metalens.analyses.overlap import training_overlap
 from metalens.analyses.battery import FOLLOW_UPS, Item, Readout, read_battery
 from metalens.report import save_json
 from metalens.stats import auroc, bootstrap_ci, wilson_ci
 
+PROFILE_VERSION = 2  # 2: per-item rows carry item_id and a `scores` dict keyed by signal name
 REPORTED = ("verbal confidence", "keep/withdraw", "bet/pass")  # what the model says, for the gap
-__all__ = ["AtlasConfig", "AtlasResult", "atlas_command", "atlas_demo", "atlas_items", "headline", "model_profile",
-           "probe_signal", "run_atlas"]
+__all__ = ["AtlasConfig", "AtlasResult", "atlas_command", "atlas_demo", "atlas_items", "headline", "item_id",
+           "model_profile", "probe_signal", "run_atlas"]
 
 
 def _slug(name: str) -> str:
@@ -36,7 +39,7 @@ def _slug(name: str) -> str:
 def _fingerprint(name: str, config: AtlasConfig, items) -> str:
     """Key of a saved profile: the model, the config and the items themselves (a change in how items
     are built must not reuse profiles measured on other items)."""
-    return hashlib.sha256(json.dumps([name, asdict(config), [asdict(it) for it in items]], sort_keys=True,
+    return hashlib.sha256(json.dumps([PROFILE_VERSION, name, asdict(config), [asdict(it) for it in items]], sort_keys=True,
                                      default=str).encode()).hexdigest()[:16]
 
 
@@ -177,8 +180,9 @@ def model_profile(model, items: list[Item], config: AtlasConfig, *, head_dir=Non
                 bet_delta=_delta(metacog.bet_delta, bet, y, groups, cfg, read.score("bet"),
                                  "betting rate on right answers - on wrong answers")),
     ]
-    scores = {k: read.score(k) for k in ("answer", *FOLLOW_UPS)}
-    rows = [{**it.to_dict(), "choice": int(c), "correct": bool(ok), **{k: float(v[i]) for k, v in scores.items()}}
+    scores = dict(zip((s["name"] for s in signals), (read.score(k) for k in ("answer", *FOLLOW_UPS))))
+    rows = [{"item_id": item_id(i, it), **it.to_dict(), "choice": int(c), "correct": bool(ok),
+             "scores": {k: float(v[i]) for k, v in scores.items()}}
             for i, (it, c, ok) in enumerate(zip(items, read.choice, y))]
     profile = {"model": model.name, "metadata": model.metadata(), "n_items": len(items),
                "accuracy": _accuracy(items, y), "examples": read.examples, "links": {}}
@@ -197,7 +201,7 @@ def model_profile(model, items: list[Item], config: AtlasConfig, *, head_dir=Non
         profile["probe"] = {"per_layer": per_layer, "fold_layers": probe["fold_layers"], "best_layer": best,
                             "selection": "nested grouped CV: the layer is chosen inside each outer fold"}
         for i, p in enumerate(probe["predictions"]):
-            rows[i]["probe"] = float(p)
+            rows[i]["scores"]["correctness probe"] = float(p)
         reported = {s["name"]: s_score for s, s_score in zip(signals[1:4], (read.score(k) for k in FOLLOW_UPS))}
         for key, versus in (("gap", reported), ("gap_vs_answer_probability", {"answer probability": read.score("answer")})):
             ci = metacog.gap_ci(y, probe["predictions"], versus, groups, cfg.n_boot, cfg.seed)
@@ -222,11 +226,16 @@ def model_profile(model, items: list[Item], config: AtlasConfig, *, head_dir=Non
         p, meta = reward_head_scores(model, head_dir, read.answer_hidden)
         signals.append(_signal("reward head", "internal", p, y, groups, cfg, False, head=meta))
         for i, v in enumerate(p):
-            rows[i]["reward_head"] = float(v)
+            rows[i]["scores"]["reward head"] = float(v)
     else:
         profile["reward_head"] = {"skipped": "no trained head given for this model (heads={model: dir})"}
     profile["signals"], profile["items"] = signals, rows
     return profile
+
+
+def item_id(index: int, item: Item) -> str:
+    """An item's id in the atlas: its place in the battery and its source ("007-arithmetic")."""
+    return f"{index:03d}-{item.source}"
 
 
 def check_head(model, head_dir) -> None:
@@ -277,7 +286,13 @@ def run_atlas(models, config: AtlasConfig | None = None, *, out=None, progress: 
         raise ValueError("No models given: pass a name or a loaded Model (or a list of them).")
     names = [m.name if isinstance(m, metalens.Model) else str(m) for m in models]
     start = time.time()
-    items = atlas_items(cfg)
+    exclude, overlap = training_overlap(models)
+    items = atlas_items(cfg, exclude)
+    overlap["n_excluded_overlap"] = excluded_overlap(cfg, exclude)
+    overlap["n_overlap_left"] = sum(it.question.removeprefix("What is ").removesuffix("?") in exclude
+                                    for it in items if it.source == "arithmetic")
+    if overlap["n_overlap_left"]:  # redrawing guarantees none; a user's items file may still hold some
+        raise ValueError(f"{overlap['n_overlap_left']} arithmetic items are post-training problems: redraw them.")
     out_dir = Path(out) if out is not None else None
     log = print if progress else (lambda *a, **k: None)
     profiles = []
@@ -301,8 +316,10 @@ def run_atlas(models, config: AtlasConfig | None = None, *, out=None, progress: 
             profile = json.loads((folder / "profile.json").read_text())  # what a reuse would read
         profiles.append(profile)
         log(f"[atlas] {name}: {headline(profile)} ({time.time() - t0:.0f}s)")
+    family = add_family(profiles, cfg.n_boot, cfg.seed)
+    family["summary"] = summary_lines(profiles, family)  # the CLI prints it
     result = AtlasResult(profiles, cfg, command or atlas_command(names, cfg, out if out is not None else "DIR"),
-                         time.time() - start, str(out_dir) if out_dir is not None else None)
+                         time.time() - start, str(out_dir) if out_dir is not None else None, family, overlap)
     if out_dir is not None:
         result.save(out_dir)
     return result

@@ -10,7 +10,9 @@ from metalens.analyses.battery import FOLLOW_UPS, SHOTS, Item, arithmetic_items,
 from metalens.report import save_json
 from metalens.tasks.arithmetic import LEVELS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-item rows as items.jsonl, multiplicity, the training-overlap check
+ITEMS_FILE = "items.jsonl"
+ARITHMETIC_SEED = 900_000_000  # the atlas's arithmetic seed stream (+ config.seed)
 
 
 @dataclass
@@ -77,6 +79,8 @@ class AtlasResult:
     command: str
     seconds: float = 0.0
     out: str | None = None
+    multiplicity: dict = field(default_factory=dict)  # the family of AUROC tests (`metalens.analyses.atlas_family`)
+    training_overlap: dict = field(default_factory=dict)  # items kept apart from post-training problems
 
     def profile(self, model: str) -> dict:
         """The profile of `model` (its name as given)."""
@@ -92,13 +96,26 @@ class AtlasResult:
             raise KeyError(f"No signal {name!r} for {model}; it has {[s['name'] for s in self.profile(model)['signals']]}.")
         return found[0]
 
+    def item_rows(self) -> list[dict]:
+        """One row per (model, item): item_id, model, the item, the model's choice, correct, `scores` by signal."""
+        return [{"model": p["model"], **row} for p in self.models for row in p["items"]]
+
     def save(self, path) -> Path:
-        """Write atlas.json and atlas.html into `path`."""
+        """Write atlas.json, items.jsonl (every per-item reading, from which each AUROC recomputes) and atlas.html."""
         from metalens.analyses.atlas_report import write_atlas_html
+        from metalens.report import to_jsonable
 
         path = Path(path)
-        save_json(path / "atlas.json", {"format": {"name": "atlas", "version": FORMAT_VERSION}, "command": self.command,
-                                        "config": asdict(self.config), "seconds": self.seconds, "models": self.models})
+        path.mkdir(parents=True, exist_ok=True)
+        (path / ITEMS_FILE).write_text("".join(json.dumps(to_jsonable(r), allow_nan=False) + "\n"
+                                               for r in self.item_rows()))
+        save_json(path / "atlas.json", {
+            "format": {"name": "atlas", "version": FORMAT_VERSION}, "command": self.command,
+            "config": asdict(self.config), "seconds": self.seconds, "multiplicity": self.multiplicity,
+            "training_overlap": self.training_overlap,
+            "per_item": {"file": ITEMS_FILE, "rows": len(self.item_rows()),
+                         "recompute": "per model: metalens.stats.auroc(correct, scores[signal name])"},
+            "models": self.models})
         write_atlas_html(path / "atlas.html", self)
         return path
 
@@ -113,21 +130,33 @@ class AtlasResult:
         if version > FORMAT_VERSION:
             raise ValueError(f"{file} is format version {version}; this metalens reads up to {FORMAT_VERSION}: "
                              "upgrade metalens to read it.")
-        return cls(data["models"], AtlasConfig.from_dict(data["config"]), data["command"], data["seconds"], str(path))
+        return cls(data["models"], AtlasConfig.from_dict(data["config"]), data["command"], data["seconds"], str(path),
+                   data.get("multiplicity", {}), data.get("training_overlap", {}))
 
 
-def atlas_items(config: AtlasConfig) -> list[Item]:
-    """The battery's items: arithmetic, then shipped facts, then the user's file."""
+def atlas_items(config: AtlasConfig, exclude=()) -> list[Item]:
+    """The battery's items: arithmetic (none of the expressions in `exclude`), then shipped facts, then the
+    user's file. The arithmetic seed stream is `ARITHMETIC_SEED + seed`, apart from the small seeds
+    post-training and its held-out split use; `exclude` makes the disjointness exact."""
     facts = shipped_facts()
     if not 0 <= config.n_facts <= len(facts):
         raise ValueError(f"n_facts={config.n_facts}: the shipped set has {len(facts)} facts; add more with items=FILE.")
-    items = arithmetic_items(config.n_arithmetic, config.levels, config.seed) if config.n_arithmetic else []
+    items = (arithmetic_items(config.n_arithmetic, config.levels, ARITHMETIC_SEED + config.seed, exclude)
+             if config.n_arithmetic else [])
     items += facts[: config.n_facts]
     if config.items:
         items += read_items(config.items)
     if len(items) < 4:
         raise ValueError(f"Only {len(items)} items: raise n_arithmetic / n_facts or pass items=FILE.")
     return items
+
+
+def excluded_overlap(config: AtlasConfig, exclude) -> int:
+    """How many arithmetic items the same draw would have taken from `exclude` without the check."""
+    if not config.n_arithmetic or not exclude:
+        return 0
+    drawn = arithmetic_items(config.n_arithmetic, config.levels, ARITHMETIC_SEED + config.seed)
+    return sum(it.question.removeprefix("What is ").removesuffix("?") in exclude for it in drawn)
 
 
 def atlas_command(models: list[str], config: AtlasConfig, out) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from metalens.analyses.atlas_config import ITEMS_FILE
 from metalens.report import Html, write_report
 
 
@@ -97,6 +98,17 @@ def _ci(d: dict | None, key="estimate", low="low", high="high") -> str:
     return f"{_num(d[key]):.3f} [{_num(d[low]):.3f}, {_num(d[high]):.3f}]"
 
 
+def _p(s: dict) -> str:
+    if s.get("p") is None:
+        return "-"
+    return f"{_num(s['p']):.3g} ({_num(s['p_holm']):.3g}, m={s['n_comparisons']})"
+
+
+def _mde(s: dict) -> str:
+    value = (s.get("mde") or {}).get("value")
+    return "-" if value is None else f"{_num(value):.2f}"
+
+
 def _rows(profiles) -> tuple[list[dict], list[dict], list[dict]]:
     summary, signals, report = [], [], []
     for p in profiles:
@@ -112,7 +124,10 @@ def _rows(profiles) -> tuple[list[dict], list[dict], list[dict]]:
                             "reported by the model": s["reported"], "AUROC [95% CI]": _ci(s, "auroc", "auroc_low", "auroc_high"),
                             "ECE [95% CI]": _ci(s, "ece", "ece_low", "ece_high"),
                             "Brier [95% CI]": _ci(s, "brier", "brier_low", "brier_high"),
-                            "option mass": s.get("option_mass", "-")})
+                            "option mass": s.get("option_mass", "-"),
+                            "p (Holm-adjusted)": _p(s), "family-wise interval": _ci(s, "auroc", "auroc_low_family",
+                                                                                    "auroc_high_family"),
+                            "MDE": _mde(s), "reading": s.get("reading", "-")})
         r = p.get("reportability", {})
         report.append({"model": p["model"], "layer": r.get("layer", "-"),
                        "report accuracy": _ci(r, "accuracy", "acc_low", "acc_high"),
@@ -120,6 +135,14 @@ def _rows(profiles) -> tuple[list[dict], list[dict], list[dict]]:
                        "difference": _ci(r, "diff", "diff_low", "diff_high"), "p (one-sided)": r.get("p", "-"),
                        "note": r.get("skipped", f"items with N >= {r.get('n_min', '-')} examples")})
     return summary, signals, report
+
+
+def _overlap_text(record: dict) -> str:
+    if not record:
+        return ""
+    runs = ", ".join(r["folder"] for r in record.get("posttrain_runs", [])) or "none among the models"
+    return (f"Post-training runs checked: {runs}; {record.get('n_excluded_overlap', 0)} arithmetic items that were "
+            f"training problems redrawn, {record.get('n_overlap_left', 0)} left.")
 
 
 def write_atlas_html(path, result) -> Path:
@@ -134,7 +157,8 @@ def write_atlas_html(path, result) -> Path:
              "to KEEP or WITHDRAW its answer, and to BET or PASS. Every reading is the probability of the option "
              "tokens, renormalised over the options: no sampling, no judge. Behavioural signals are those readings; "
              "internal ones are a correctness probe on the residual stream (nested grouped cross-validation) and, "
-             "when given, a trained reward head. Intervals are bootstrap 95 % over item groups (accuracy: Wilson).")
+             "when given, a trained reward head. Intervals are bootstrap 95 % over item groups (accuracy: Wilson), "
+             "uncorrected; the Multiplicity section and the family-wise columns correct for every model x signal.")
     sections = [
         ("What this is", intro),
         ("Command", Html(f"<pre>{html.escape(result.command)}</pre>")),
@@ -142,6 +166,9 @@ def write_atlas_html(path, result) -> Path:
         ("Accuracy by difficulty", _accuracy_figure(profiles)),
         ("Signals of correctness", _auroc_figure(profiles)),
         ("Signals", signals),
+        ("Multiplicity", Html("<pre>" + html.escape("\n".join(result.multiplicity.get("summary", []))) + "</pre>"
+                              f"<p>Per-item readings: <a href='{html.escape(ITEMS_FILE)}'>{html.escape(ITEMS_FILE)}</a>. "
+                              + html.escape(_overlap_text(result.training_overlap)) + "</p>")),
         ("Calibration", _calibration_figure(profiles)),
         ("Withdraw and bet deltas", _delta_figure(profiles)),
         ("Probe by layer", _layer_figure(profiles)),

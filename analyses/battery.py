@@ -21,7 +21,7 @@ import torch
 
 import metalens
 from metalens.sites import FINAL_NORM, resid_post
-from metalens.tasks.arithmetic import make_problems
+from metalens.tasks.arithmetic import draw_distinct, make_problem, make_problems
 
 LETTERS = "ABCDEFGH"
 FACTS = Path(__file__).parent / "data" / "facts.jsonl"
@@ -75,14 +75,27 @@ class Item:
                    int(data.get("level", 0)), str(data.get("group", "")))
 
 
-def arithmetic_items(n: int, levels=(1, 2, 3, 4), seed: int = 0) -> list[Item]:
+def arithmetic_items(n: int, levels=(1, 2, 3, 4), seed: int = 0, exclude=()) -> list[Item]:
     """`n` two-choice arithmetic items cycling through `levels`: the answer and a near-miss distractor,
     the right one first and second in turn *within each level* (alternating over all items would put
     it always first at some levels, so a model that always answers "A" would look good at exactly
-    those). Group: the problem's operands (sorted)."""
+    those). Group: the problem's operands (sorted). `exclude`: expressions ("3 + 4") never asked
+    (e.g. a post-training run's problems): each is redrawn at its level."""
     rng = random.Random(seed)
     items, seen = [], {}
-    for p in make_problems(n, levels=tuple(levels), seed=seed):
+    exclude = set(exclude)
+    if exclude:
+        def make(gen, level):
+            for _ in range(10_000):
+                p = make_problem(gen, level)
+                if p.question not in exclude:
+                    return p
+            raise ValueError(f"Level {level} has no arithmetic problem left outside the {len(exclude)} excluded: "
+                             "drop that level or ask for fewer items.")
+        problems = draw_distinct(make, n, tuple(levels), seed)
+    else:
+        problems = make_problems(n, levels=tuple(levels), seed=seed)
+    for p in problems:
         wrong = p.answer + rng.choice(DISTRACTOR_OFFSETS)
         right = seen[p.level] = (seen.get(p.level, -1) + 1) % 2
         choices = (str(p.answer), str(wrong)) if right == 0 else (str(wrong), str(p.answer))

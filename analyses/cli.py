@@ -87,6 +87,7 @@ def _heads(models: list[str], given: list[str]) -> dict[str, str]:
 
 def _atlas(args) -> None:
     from metalens.analyses.atlas import AtlasConfig, atlas_command, atlas_items, headline, run_atlas
+    from metalens.analyses.overlap import training_overlap
 
     check_out(args.out, "atlas")
     models = args.model or ["gemma-3-270m"]
@@ -100,12 +101,15 @@ def _atlas(args) -> None:
         reporting_draws=args.reporting_draws, reporting_n=tuple(args.reporting_n), heads=_heads(models, args.head),
         batch_size=args.batch_size, seed=args.seed,
     )
-    atlas_items(cfg)  # the items file is read (and checked) before any model loads
+    atlas_items(cfg, training_overlap(models)[0])  # items file and posttrain records checked before any model loads
     mark_out(args.out, "atlas")
     result = run_atlas(models, cfg, out=args.out, device=args.device, dtype=args.dtype,
                        command=atlas_command(models, cfg, args.out))
     for profile in result.models:
         print(f"{profile['model']}: {headline(profile)}")
+    print("\n".join(result.multiplicity["summary"]))
+    print(f"arithmetic items that were post-training problems: {result.training_overlap['n_excluded_overlap']} "
+          f"redrawn, {result.training_overlap['n_overlap_left']} left")
     print(f"wrote {args.out}/atlas.json and atlas.html in {result.seconds:.0f}s")
 
 

@@ -32,10 +32,10 @@ def _groups(groups, n: int) -> np.ndarray:
     return g
 
 
-def auroc_ci(correct, score, groups=None, n_boot: int = 1000, seed: int = 0) -> Interval:
+def auroc_ci(correct, score, groups=None, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Interval:
     """AUROC of `score` for telling right items from wrong ones, with a bootstrap interval over groups."""
     y, s = _arrays(correct, score)
-    return bootstrap_ci(lambda rows: auroc(y[rows], s[rows]), _groups(groups, len(y)), n_boot, seed)
+    return bootstrap_ci(lambda rows: auroc(y[rows], s[rows]), _groups(groups, len(y)), n_boot, seed, level)
 
 
 def withdraw_delta(withdraw, correct) -> float:

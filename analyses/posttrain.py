@@ -243,6 +243,24 @@ def _resume_state(out_dir: Path, cfg: PosttrainConfig, log) -> dict | None:
     return load_trainer_state(latest)
 
 
+def draw_batch(rng: random.Random, cfg: PosttrainConfig, held_out: set[str]) -> list:
+    """One step's problems (held-out questions skipped): the run's one sampler, which `training_problems` replays."""
+    batch = []
+    while len(batch) < cfg.batch_size:
+        p = make_problem(rng, rng.choice(cfg.levels))
+        if p.question not in held_out:
+            batch.append(p)
+    return batch
+
+
+def training_problems(cfg: PosttrainConfig, steps: int | None = None) -> list:
+    """Every problem a run of `cfg` trained on in its first `steps` steps (default: all), in order: the
+    sampler replayed from its seed (a resumed run restores the sampler, so it draws the same)."""
+    held = {p.question for p in make_problems(cfg.n_eval, levels=cfg.levels, seed=cfg.heldout_seed)}
+    rng = random.Random(cfg.seed)
+    return [p for _ in range(cfg.steps if steps is None else steps) for p in draw_batch(rng, cfg, held)]
+
+
 def run_posttrain(model, config: PosttrainConfig | None = None, *, out=None, progress: bool = True,
                   stop_after: int | None = None) -> PosttrainResult:
     """Post-train `model` on step-by-step arithmetic (SFT or GRPO, LoRA or full); grade greedy answers on
@@ -335,11 +353,7 @@ def run_posttrain(model, config: PosttrainConfig | None = None, *, out=None, pro
     module.train()
     extra: dict = {}
     for step in range(first, last + 1):
-        batch = []
-        while len(batch) < cfg.batch_size:
-            p = make_problem(rng, rng.choice(cfg.levels))
-            if p.question not in held_q:
-                batch.append(p)
+        batch = draw_batch(rng, cfg, held_q)
         if cfg.method == "sft":
             loss = sft_step(model, batch, opt)
         else:

@@ -87,16 +87,52 @@ def test_gap_is_probe_minus_best_behavioural_auroc():
     assert same.estimate == same.low == same.high == 0.0
 
 
-def test_probe_finds_a_planted_correctness_direction_at_its_layer_and_not_in_shuffled_labels():
-    rng, y = _planted(80)
-    resid = rng.normal(size=(80, 3, 16))
+def _assert_at_chance_on_shuffled_labels(probe, resid, y, groups, seed=0):
+    """Train `probe` on one permutation of the labels and score its held-out predictions against that same
+    permutation: a probe that does not leak is at chance, within 3 null standard errors of 0.5 (Mann-Whitney:
+    sqrt((n_pos + n_neg + 1) / (12 n_pos n_neg)), 0.065 at 40/40); one that sees its test labels is not."""
+    shuffled = np.random.default_rng(seed).permutation(y)
+    predictions = probe(resid, shuffled, groups, [0, 1, 2], cv=4, C=1.0)["predictions"]
+    n_pos, n_neg = int(shuffled.sum()), int((~shuffled).sum())
+    tolerance = 3 * np.sqrt((n_pos + n_neg + 1) / (12 * n_pos * n_neg))
+    score = metacog.auroc_ci(shuffled, predictions, n_boot=0).estimate
+    assert abs(score - 0.5) < tolerance, f"AUROC {score:.3f} on shuffled labels: the probe leaks its labels"
+    return score
+
+
+def _planted_resid(n=80, d=16):
+    rng, y = _planted(n)
+    resid = rng.normal(size=(n, 3, d))
     resid[:, 1, 0] += 3.0 * (2 * y - 1)  # layer 1 carries correctness
-    groups = np.arange(80) // 2  # pairs of near-copies
+    return resid, y, np.arange(n) // 2  # groups: pairs of near-copies
+
+
+def test_probe_finds_a_planted_correctness_direction_at_its_layer_and_not_in_shuffled_labels():
+    resid, y, groups = _planted_resid()
     out = probe_signal(resid, y, groups, [0, 1, 2], cv=4, C=1.0)
     assert metacog.auroc_ci(y, out["predictions"], n_boot=0).estimate > 0.95
     assert out["fold_layers"] == [1, 1, 1, 1]
-    shuffled = probe_signal(resid, rng.permutation(y), groups, [0, 1, 2], cv=4, C=1.0)
-    assert abs(metacog.auroc_ci(rng.permutation(y), shuffled["predictions"], n_boot=0).estimate - 0.5) < 0.25
+    _assert_at_chance_on_shuffled_labels(probe_signal, resid, y, groups)
+
+
+def test_the_shuffled_label_check_fails_a_probe_that_leaks_its_labels():
+    """The check above must be able to fail: a probe scored on rows it was fit on, or one that reads the
+    labels outright, is caught (scoring against a second, independent permutation caught neither)."""
+    from metalens.probes import train_probe
+
+    resid, y, groups = _planted_resid()
+
+    def reads_labels(resid, labels, groups, layers, cv, C):
+        return {"predictions": labels + 0.01 * np.arange(len(labels)) / len(labels)}
+
+    def in_sample(resid, labels, groups, layers, cv, C):  # fit and scored on the same rows: no held-out folds
+        X = resid.reshape(len(labels), -1)
+        probe = train_probe(X, labels.astype(int), test_size=0, cv=0, C=C, seed=0)
+        return {"predictions": probe.predict_proba(X).numpy()}
+
+    for leaky in (reads_labels, in_sample):
+        with pytest.raises(AssertionError, match="leaks"):
+            _assert_at_chance_on_shuffled_labels(leaky, resid, y, groups)
 
 
 # --- items and the battery on tiny models ----------------------------------------------------
@@ -221,7 +257,7 @@ def test_rerun_with_the_same_config_reuses_the_saved_profile_and_another_config_
         run_atlas([tiny_model("gemma3")], AtlasConfig(**{**SMALL, "seed": 1}), out=out, progress=False)
     # same config, other items (e.g. after a change in how items are built): recomputed too
     real_items = atlas_module.atlas_items
-    monkeypatch.setattr(atlas_module, "atlas_items", lambda cfg: real_items(cfg)[::-1])
+    monkeypatch.setattr(atlas_module, "atlas_items", lambda cfg, exclude=(): real_items(cfg, exclude)[::-1])
     with pytest.raises(RuntimeError, match="recomputed"):
         run_atlas([tiny_model("gemma3")], AtlasConfig(**SMALL), out=out, progress=False)
 
@@ -280,7 +316,7 @@ def test_reward_head_is_read_when_given(tiny_gemma, tmp_path):
     result = run_atlas([tiny_gemma], cfg, progress=False)
     s = result.signal("tiny-gemma3", "reward head")
     assert s["kind"] == "internal" and 0 <= s["auroc"] <= 1
-    p = [row["reward_head"] for row in result.models[0]["items"]]
+    p = [row["scores"]["reward head"] for row in result.models[0]["items"]]
     assert all(0 <= v <= 1 for v in p) and len(set(np.round(p, 6))) > 1
 
 
@@ -307,3 +343,124 @@ def test_option_reads_match_a_direct_softmax_over_the_final_logits(tiny_gemma):
         logp = logits.log_softmax(-1)[options]
         np.testing.assert_allclose(p, logp.softmax(-1).numpy(), rtol=1e-5, atol=1e-6)
         assert m == pytest.approx(float(logp.exp().sum()), rel=1e-5)
+
+
+# --- items apart from post-training problems ------------------------------------------------------
+
+
+def test_training_problems_replays_the_problems_a_run_trained_on(monkeypatch, tmp_path):
+    """The replay is the run's own sampler: it lists exactly the batches `run_posttrain` trained on."""
+    from metalens.analyses import posttrain as posttrain_module
+    from metalens.analyses.posttrain import PosttrainConfig, run_posttrain, training_problems
+    from metalens.testing import tiny_model
+
+    seen = []
+    monkeypatch.setattr(posttrain_module, "sft_step", lambda model, batch, opt: seen.extend(batch) or 0.0)
+    cfg = PosttrainConfig(steps=5, save_every=5, batch_size=3, n_eval=4, max_new_tokens=2, levels=(1, 2),
+                          checkpoint_accuracy=False, merge_final=False, seed=3)
+    run_posttrain(tiny_model("gemma3"), cfg, progress=False)
+    assert [p.question for p in seen] == [p.question for p in training_problems(cfg)]
+    assert [p.question for p in training_problems(cfg, 2)] == [p.question for p in seen[:6]]
+
+
+@pytest.fixture(scope="module")
+def posttrain_folder(tmp_path_factory):
+    """A real `metalens posttrain` final model, trained on many level-1 problems (81 exist)."""
+    from metalens.analyses.posttrain import PosttrainConfig, run_posttrain
+    from metalens.testing import tiny_model
+
+    out = tmp_path_factory.mktemp("posttrain")
+    cfg = PosttrainConfig(steps=6, save_every=6, batch_size=8, n_eval=2, max_new_tokens=2, levels=(1,),
+                          checkpoint_accuracy=False)
+    run_posttrain(tiny_model("gemma3"), cfg, out=out, progress=False)
+    return str(out / "final")
+
+
+def test_atlas_of_a_posttrain_folder_asks_none_of_its_training_problems(posttrain_folder):
+    from metalens.analyses.atlas_config import ARITHMETIC_SEED
+    from metalens.analyses.overlap import posttrain_questions
+
+    trained = posttrain_questions(posttrain_folder)["questions"]
+    cfg = AtlasConfig(**{**SMALL, "levels": (1,), "reporting": False})
+    unchecked = arithmetic_items(cfg.n_arithmetic, cfg.levels, ARITHMETIC_SEED + cfg.seed)
+    would_overlap = sum(it.question[8:-1] in trained for it in unchecked)
+    assert would_overlap >= 2  # without the check the draw would ask training problems
+    result = run_atlas([posttrain_folder], cfg, progress=False)
+    asked = [row["question"][8:-1] for row in result.models[0]["items"] if row["source"] == "arithmetic"]
+    assert len(asked) == 8 and not set(asked) & trained
+    record = result.training_overlap
+    assert record["n_excluded_overlap"] == would_overlap and record["n_overlap_left"] == 0
+    assert record["posttrain_runs"][0]["n_problems"] == 48 and record["not_posttrain_folders"] == []
+    assert sum(it.answer for it in atlas_items_of(cfg, trained)) == 4  # still balanced within the level
+
+
+def atlas_items_of(cfg, exclude):
+    from metalens.analyses.atlas import atlas_items
+
+    return [it for it in atlas_items(cfg, exclude) if it.source == "arithmetic"]
+
+
+def test_a_posttrain_record_that_cannot_be_replayed_is_refused_and_other_folders_are_unchecked(tmp_path):
+    from metalens.analyses.overlap import training_overlap
+    from metalens.checkpoints import META_FILE
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / META_FILE).write_text(json.dumps({"config": {"steps": "many"}, "heldout": {}}))
+    with pytest.raises(ValueError, match="cannot replay"):
+        training_overlap([str(tmp_path / "run")])
+    exclude, record = training_overlap(["gemma-3-270m", str(tmp_path)])
+    assert exclude == set() and record["not_posttrain_folders"] == ["gemma-3-270m", str(tmp_path)]
+
+
+# --- multiplicity and per-item readings -----------------------------------------------------------
+
+
+def _profile(name, scores: dict, y, groups):
+    rows = [{"item_id": f"{i:03d}-user", "group": str(g), "correct": bool(c),
+             "scores": {k: float(v[i]) for k, v in scores.items()}} for i, (c, g) in enumerate(zip(y, groups))]
+    signals = [{"name": k, "auroc": metacog.auroc_ci(y, v, n_boot=0).estimate} for k, v in scores.items()]
+    for s in signals:
+        ci = metacog.auroc_ci(y, scores[s["name"]], groups, n_boot=200)
+        s.update(auroc_low=ci.low, auroc_high=ci.high)
+    return {"model": name, "signals": signals, "items": rows}
+
+
+def test_the_family_holm_adjusts_every_model_x_signal_and_calls_wide_nulls_inconclusive():
+    from metalens.analyses.atlas_family import add_family, summary_lines
+    from metalens.power import mde_auroc
+
+    rng, y = _planted(80, seed=1)
+    groups = np.arange(80)
+    strong = {"strong": y + rng.random(80), "noise": rng.random(80)}
+    profiles = [_profile("a", strong, y, groups)] + [_profile(m, {"noise": rng.random(80), "more": rng.random(80)},
+                                                              y, groups) for m in ("b", "c")]
+    family = add_family(profiles, n_boot=300)
+    assert family["n_comparisons"] == 6 and family["family_level"] == pytest.approx(1 - 0.05 / 6)
+    sig = {(p["model"], s["name"]): s for p in profiles for s in p["signals"]}
+    s = sig[("a", "strong")]
+    assert s["verdict"] == "above chance" and s["p_holm"] < 0.05 and s["p_holm"] >= s["p"]
+    for key, s in sig.items():
+        assert s["auroc_low_family"] <= s["auroc_low"] and s["auroc_high_family"] >= s["auroc_high"]
+        assert s["mde"]["alpha"] == pytest.approx(0.05 / 6) and s["mde"]["n_pos"] + s["mde"]["n_neg"] == 80
+        assert s["mde"]["value"] == pytest.approx(mde_auroc(s["mde"]["n_pos"], s["mde"]["n_neg"], 0.05 / 6, 0.8,
+                                                            "two-sided"))
+        if key != ("a", "strong"):  # 80 items cannot rule out AUROC 0.6 for a noise signal
+            assert s["verdict"] == "inconclusive" and "cannot rule out AUROC up to" in s["reading"]
+    text = "\n".join(summary_lines(profiles, family))
+    assert text.startswith("6 comparisons (3 models") and "do not monitor" not in text
+
+
+def test_items_jsonl_holds_every_reading_and_recomputes_each_auroc(atlas_run):
+    from metalens.stats import auroc
+
+    _, out = atlas_run
+    data = json.loads((out / "atlas.json").read_text())
+    assert data["per_item"]["file"] == "items.jsonl" and data["multiplicity"]["n_comparisons"] == 5
+    assert data["training_overlap"]["n_excluded_overlap"] == 0 and data["training_overlap"]["n_overlap_left"] == 0
+    rows = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    assert len(rows) == data["per_item"]["rows"] == 16 and len({r["item_id"] for r in rows}) == 16
+    assert {"item_id", "model", "question", "choices", "answer", "choice", "correct", "scores"} <= set(rows[0])
+    for s in data["models"][0]["signals"]:
+        y = [r["correct"] for r in rows]
+        assert auroc(y, [r["scores"][s["name"]] for r in rows]) == pytest.approx(s["auroc"])
+        assert {"p", "p_holm", "n_comparisons", "auroc_low_family", "auroc_high_family", "mde", "reading"} <= set(s)
