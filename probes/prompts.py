@@ -118,7 +118,8 @@ def _pieces_paper(tokenizer, sentences, words, task, open_last):
     ends with the reply, as the authors' no-template format does.
 
     `reply_start` is the character just after the last assistant-turn tag (the chat template's
-    generation prompt, or "Assistant:"), or None when the prompt ends before a reply (`open_last`)."""
+    generation prompt, or "Assistant:"), or None when the prompt ends before a reply (`open_last`)
+    or is a reporting prompt (whose activations are never averaged)."""
     system, turns = _paper_turns(sentences, words, task, open_last)
     open_reply = task == "control"
     reply_start = None
@@ -131,7 +132,7 @@ def _pieces_paper(tokenizer, sentences, words, task, open_last):
         ends_in_reply = messages[-1]["role"] == "assistant"
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=not ends_in_reply,
                                              continue_final_message=open_reply and ends_in_reply)
-        if ends_in_reply:
+        if ends_in_reply and task != "report":  # a report prompt's activations are never averaged
             # The assistant-turn tag is what the template adds to open a reply (its generation prompt).
             head = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
             reply_start = len(head) if text.startswith(head) else text.rfind(messages[-1]["content"])
@@ -140,7 +141,7 @@ def _pieces_paper(tokenizer, sentences, words, task, open_last):
         for k, (user, reply, _) in enumerate(turns):
             last = k == len(turns) - 1
             text += f"User: {user}\nAssistant:"
-            if last and reply is not None:
+            if last and reply is not None and task != "report":
                 reply_start = len(text)
             text += "" if reply is None else f" {reply}"
             text += "" if last and (open_reply or task == "fit") else "\n\n"
