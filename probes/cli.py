@@ -79,7 +79,10 @@ def _neurofeedback(args) -> None:
               f"[{_num(row['report_diff_low'], '+.2f')}, {_num(row['report_diff_high'], '+.2f')}], "
               f"p_holm={_num(row['report_p_holm'], '.3g')}; other axes' labels {_num(row.get('others_accuracy'))}, "
               f"p_holm={_num(row.get('report_p_vs_others_holm'), '.3g')})  implicit d_z={_num(row['implicit_dz_target'], '.2f')} "
-              f"(unpaired d {_num(row['implicit_d_target'], '.3f')})")
+              f"(unpaired d {_num(row['implicit_d_target'], '.3f')})"
+              + (f" controllable: {row['implicit_controllable']}" if row["implicit_dz_target"] is not None else ""))
+    print(f"control: {s['control_verdict']}" if s.get("control_verdict") else
+          f"implicitly controllable (2x2 flip design): {s['n_implicit_controllable']}, specific {s['n_implicit_specific']}")
     print(f"protocol {s['protocol']}; above 0.5 (the paper's criterion): {s['n_above_half']}/{s['n_axes']}; "
           f"reportable axes: {s['n_reportable']}/{s['n_axes']} (Holm across {s['n_comparisons']['reporting']} axes); "
           f"wrote {Path(args.out) / 'results.json'} and report.html ({result.data['metadata']['seconds']} s)")

@@ -10,6 +10,11 @@ mean(diff) / sd(diff) of the per-trial shift (imposed 1 - imposed 0). The paper'
 (unpaired: pooled SD across trials, which is dominated by differences between sentences) is
 reported beside it. Both are measured on every axis, so on-target control can be told from a
 general shift. A prompt never holds two items of one group (near-copies).
+
+This design varies only the imposed label, so its shift includes the label token's own push ("1"
+vs "0" moving activations whatever the labels mean): it is reported as a *shift*, and its rows set
+no `controllable` / `specific` verdict (None, with `verdict` saying why). Only the 2 x 2 flip design
+(`flip_control`), which cancels that push, sets them.
 """
 from __future__ import annotations
 
@@ -21,16 +26,27 @@ from tqdm.auto import tqdm
 
 import metalens
 from metalens.probes.datasets import sample_distinct_groups
+from metalens.probes.mde import ALPHA, paired_mde
 from metalens.probes.prompts import Rendered, batches, render
 from metalens.sites import resid_post
 from metalens.stats import add_holm, cohens_d, paired_test
 
+LABEL_ONLY = "label only: imposed label 1 vs 0 on the same examples and sentence (the label token's push not cancelled)"
+NO_VERDICT = ("none: this design varies only the imposed label, so the shift includes the label token's own push; "
+              "controllable / specific come only from the 2x2 flip design (protocol 'paper'), which cancels it")
+
 
 @torch.inference_mode()
 def span_means_by_layer(model, layers: list[int], prompts: list[Rendered], item: int = -1, batch_size: int = 4,
-                        max_tokens: int = 8192) -> dict[int, torch.Tensor]:
+                        max_tokens: int = 8192, span: str = "sentence") -> dict[int, torch.Tensor]:
     """{layer: [n_prompts, d_model]}: the mean residual stream after each block in `layers` over the
-    tokens of sentence `item` in each prompt, all layers from one forward pass per batch."""
+    tokens of sentence `item` in each prompt (`span="sentence"`), or over each prompt's `reply_span`
+    (`span="reply"`: the paper protocol's, after the last assistant-turn tag through the end), all
+    layers from one forward pass per batch."""
+    if span not in ("sentence", "reply"):
+        raise ValueError(f"span must be 'sentence' or 'reply', not {span!r}.")
+    if span == "reply" and any(r.reply_span is None for r in prompts):
+        raise ValueError("span='reply' needs prompts rendered with protocol='paper' that end in a reply.")
     sites = {layer: resid_post(model.check_layer(layer)) for layer in layers}
     out = {layer: torch.zeros(len(prompts), model.d_model) for layer in layers}
     for chunk_idx in batches(prompts, batch_size, max_tokens):
@@ -38,7 +54,7 @@ def span_means_by_layer(model, layers: list[int], prompts: list[Rendered], item:
         ids, mask = model.pad([r.input_ids for r in chunk])  # right padding keeps render's spans
         weights = torch.zeros(ids.shape)  # [batch, pos]: 1 / span length on the span, else 0
         for j, r in enumerate(chunk):
-            a, b = r.sentence_spans[item]
+            a, b = r.sentence_spans[item] if span == "sentence" else r.reply_span
             weights[j, a:b] = 1.0 / (b - a)
         cache = metalens.run_with_cache(model, ids, mask, sites=list(sites.values()))
         for layer, site in sites.items():
@@ -47,9 +63,11 @@ def span_means_by_layer(model, layers: list[int], prompts: list[Rendered], item:
     return out
 
 
-def span_means(model, layer: int, prompts: list[Rendered], item: int = -1, batch_size: int = 4) -> torch.Tensor:
-    """Mean residual stream after block `layer` over the tokens of sentence `item` in each prompt, [n_prompts, d_model]."""
-    return span_means_by_layer(model, [layer], prompts, item, batch_size)[layer]
+def span_means(model, layer: int, prompts: list[Rendered], item: int = -1, batch_size: int = 4,
+               span: str = "sentence") -> torch.Tensor:
+    """Mean residual stream after block `layer` over the tokens of sentence `item` in each prompt (or
+    its `reply_span`, `span="reply"`), [n_prompts, d_model]."""
+    return span_means_by_layer(model, [layer], prompts, item, batch_size, span=span)[layer]
 
 
 @dataclass
@@ -66,11 +84,13 @@ class ControlResult:
 
     def effects(self) -> list[dict]:
         """Per target: the paired shift (imposed 1 - imposed 0) on the target axis with its 95%
-        interval, paired d_z on target and on every other axis, a one-sided paired t-test on the
-        target axis (Holm-corrected across targets), and the paper's unpaired Cohen's d for reference.
+        interval (`shift`, `shift_low`, `shift_high`, `shift_dz`; also under the names both designs
+        share: `diff`, `dz_target`, ...), paired d_z on target and on every other axis, a one-sided
+        paired t-test on the target axis (Holm-corrected across targets), the paper's unpaired Cohen's
+        d on and off target, and the test's minimum detectable shift (`mde`).
 
-        `specific` is judged on d_z: the on-target d_z must exceed |d_z| on every other axis (the
-        imposed label token can shift activations along many axes at once).
+        No verdict: `controllable` and `specific` are None (`verdict` says why), because the shift of
+        this design includes the label token's own push.
         """
         rows = []
         for t, target in enumerate(self.target_names):
@@ -80,7 +100,13 @@ class ControlResult:
             a_t = self.axis_names.index(target)
             rows.append(axis_effects(target, proj[:, 1], proj[:, 0], self.axis_names, a_t,
                                      "one-sided paired t-test over trials of the target-axis shift"))
-        return add_holm(rows)
+        rows = add_control_mde(add_holm(rows), LABEL_ONLY)
+        for row in rows:
+            row.update({"shift": row["diff"], "shift_low": row["diff_low"], "shift_high": row["diff_high"],
+                        "shift_dz": row["dz_target"], "shift_p_holm": row["p_holm"],
+                        "design": LABEL_ONLY, "cancels_label_token": False,
+                        "controllable": None, "specific": None, "verdict": NO_VERDICT})
+        return rows
 
     def to_dict(self) -> dict:
         """Everything, JSON-ready."""
@@ -97,8 +123,7 @@ def first_line(text: str) -> str:
 def axis_effects(target: str, high: np.ndarray, low: np.ndarray, axis_names: list[str], a_t: int, test: str) -> dict:
     """Effect row of one control target from paired projections `high`/`low` [trials, n_axes]: the
     on-target paired d_z (one-sided t, high above low) beside |d_z| on every other axis, and the
-    paper's unpaired d for reference. `specific`: on-target d_z above every off-target |d_z| (a
-    label-driven shift shows on every axis)."""
+    paper's unpaired d on and off target. No verdict: the design decides whether one may be drawn."""
     tests = [paired_test(high[:, a], low[:, a], alternative="greater") for a in range(len(axis_names))]
     dzs = [tt.d_z for tt in tests]
     ds = [cohens_d(high[:, a], low[:, a]) for a in range(len(axis_names))]
@@ -109,11 +134,28 @@ def axis_effects(target: str, high: np.ndarray, low: np.ndarray, axis_names: lis
             "dz_target": on.d_z, "dz_off_target_mean_abs": float(np.mean(off_dz)) if off_dz else float("nan"),
             "dz_off_target_max_abs": float(np.max(off_dz)) if off_dz else float("nan"),
             "diff": on.mean_diff, "diff_low": on.low, "diff_high": on.high,
-            "specific": bool(off_dz) and not np.isnan(on.d_z) and on.d_z > max(off_dz),
             "p": on.p, "n_trials": len(high), "test": test,
+            "diffs": high[:, a_t] - low[:, a_t],  # per trial, on target: what the MDE is computed from
             "d_target": ds[a_t], "d_off_target_mean_abs": float(np.mean(off_d)) if off_d else float("nan"),
+            "d_off_target_max_abs": float(np.max(off_d)) if off_d else float("nan"),
             "d_is": "unpaired Cohen's d (the paper's): pooled SD across trials, not the paired effect",
             "dz_by_axis": dict(zip(axis_names, dzs)), "d_by_axis": dict(zip(axis_names, ds))}
+
+
+def add_control_mde(rows: list[dict], design: str, alpha: float = ALPHA) -> list[dict]:
+    """Give each Holm-corrected effect row its `mde` (the smallest on-target mean shift, and d_z, the
+    one-sided paired t-test over its trials detects at 80 % power and alpha / n_comparisons); drops
+    the per-trial `diffs` it is computed from."""
+    for row in rows:
+        row["mde"] = paired_mde(row.pop("diffs"), row["n_comparisons"], f"paired t over trials ({design})",
+                                "projection on the target axis", alpha)
+    return rows
+
+
+def is_specific(row: dict) -> bool:
+    """On-target paired d_z above |d_z| on every other measured axis (a label-driven shift shows on many)."""
+    on, off = row["dz_target"], row["dz_off_target_max_abs"]
+    return bool(np.isfinite(on) and np.isfinite(off) and on > off)
 
 
 def check_control_inputs(kind: str, texts, labels, groups, n_examples: int) -> tuple[np.ndarray, np.ndarray]:

@@ -78,6 +78,10 @@ def control_effects(results: dict) -> go.Figure:
                     name=f"{kind}: off target ({'max' if paired else 'mean'} |{name}|)", marker_color=colour, opacity=0.4)
     title = ("Control effect sizes (paired d_z = mean / sd of the per-trial shift, imposed 1 - 0)" if paired
              else "Control effect sizes (unpaired Cohen's d, imposed 1 vs 0)")
+    flip = [e.get("cancels_label_token", "label_token_dz" in e) for kind in ("implicit", "explicit") if results.get(kind)
+            for e in results[kind]["effects"]]
+    if flip and not any(flip):  # a label-only design: its shift includes the label token's own push
+        title = title.replace("Control effect sizes", "Label-only shift, not control (includes the label token's push)")
     fig.update_layout(barmode="group", title=title, xaxis_title="target axis", yaxis_title=name)
     return fig
 

@@ -13,6 +13,8 @@ and cancels; a design without the flip condition (`control.measure_control`) can
 
 Our conclusion statistic is the paired d_z of high - low over trials (`metalens.stats.paired_test`);
 the paper's unpaired Cohen's d (pooled SD across trials) is reported beside it and labelled so.
+The measured activation, as in the authors' code, is the mean over the tokens after the last
+assistant-turn tag through the end of the prompt (`Rendered.reply_span`; the reply is left open).
 Precision, as in the paper, is |d| on the target over the mean |d| over *all* PCs of the fit split
 (given as `pc_axes`), in both versions (unpaired d: the paper's; paired d_z: ours).
 """
@@ -21,8 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from metalens.probes.control import axis_effects, check_control_inputs, first_line, span_means
+from metalens.probes.control import add_control_mde, axis_effects, check_control_inputs, first_line, is_specific, span_means
 from metalens.probes.datasets import sample_distinct_groups
+from metalens.probes.mde import ALPHA
 from metalens.probes.prompts import render
 from tqdm.auto import tqdm
 
@@ -56,9 +59,11 @@ class FlipControlResult:
     def effects(self) -> list[dict]:
         """Per target: the 2 x 2 effect (high - low) on the target with its 95% interval, paired
         d_z on every axis, a one-sided paired t-test on target (Holm across targets), the paper's
-        unpaired d, precision over all PCs, and the label token's direct effect that the design removes.
+        unpaired d, precision over all PCs, the label token's direct effect that the design removes,
+        and the test's minimum detectable effect (`mde`).
 
-        `specific`, as in `ControlResult.effects`: on-target d_z above |d_z| on every other tested axis.
+        The only design that sets verdicts: `controllable` (Holm p < 0.05) and `specific` (on-target d_z
+        above |d_z| on every other tested axis, `control.is_specific`).
         """
         rows = []
         for t, target in enumerate(self.target_names):
@@ -83,7 +88,11 @@ class FlipControlResult:
                          "label_token_diff": token.mean_diff, "label_token_dz": token.d_z,
                          "noflip_diff": noflip.mean_diff, "noflip_dz": noflip.d_z,
                          "dz_by_pc": pc_dz, "d_by_pc": pc_d})
-        return add_holm(rows)
+        rows = add_control_mde(add_holm(rows), DESIGN)
+        for row in rows:
+            row.update({"cancels_label_token": True, "controllable": bool(row["p_holm"] < ALPHA),
+                        "specific": is_specific(row), "verdict": None})
+        return rows
 
     def to_dict(self) -> dict:
         """Everything, JSON-ready (the all-PC projections are summarised by `dz_by_pc` / `d_by_pc`)."""
@@ -141,7 +150,8 @@ def measure_flip_control(model, layer: int, axes, texts: list[str], labels, targ
                 where.append((trial, flip, imposed))
         example = example or (prompts[0].text if prompts else "")
         if prompts:
-            means = span_means(model, layer, prompts, -1, batch_size)
+            # The paper's span: after the last assistant-turn tag through the end (the open reply).
+            means = span_means(model, layer, prompts, -1, batch_size, span="reply")
             for (trial, flip, imposed), row, pc_row in zip(where, axes.project(means).numpy(),
                                                            pc_axes.scores(means).numpy()):
                 proj[t, trial, flip, imposed] = row

@@ -24,6 +24,10 @@ from metalens.report import save_json, to_jsonable, write_report
 from metalens.sites import resid_post
 
 
+PAPER_SPAN = ("mean from after the assistant-turn tag through the end of the prompt, end-of-turn tokens included "
+              "(paper context; a base model's fit prompt ends with the reply)")
+
+
 @dataclass
 class NeurofeedbackConfig:
     """Settings of a run; the defaults take well under 20 minutes for a 270M model on 2 CPU cores."""
@@ -205,9 +209,12 @@ def _sections(result: NeurofeedbackResult) -> list:
              + (f" (split by group: near-copies stay on one side; {groups} groups; no prompt holds two items of one group)"
                 if groups is not None else "") + f". Layer {d['config']['layer']}, "
              f"{d['reporting']['metadata']['format']} prompts. Reportable axes: {s['n_reportable']} of {s['n_axes']}; "
-             f"implicitly controllable: {s['n_implicit_controllable']}; explicitly controllable: "
-             f"{s['n_explicit_controllable']} (specific: implicit {s['n_implicit_specific']}, explicit "
-             f"{s['n_explicit_specific']}). {s['test']}\n\nN on the learning curves is the upper edge of a bin: "
+             + (f"implicitly controllable: {s['n_implicit_controllable']}; explicitly controllable: "
+                f"{s['n_explicit_controllable']} (specific: implicit {s['n_implicit_specific']}, explicit "
+                f"{s['n_explicit_specific']}). " if s.get("control_verdict") is None else
+                f"control: {s['control_verdict']} (label-only shifts with Holm p < alpha: implicit "
+                f"{s.get('n_implicit_shifted')}, explicit {s.get('n_explicit_shifted')}). ")
+             + f"{s['test']}\n\nN on the learning curves is the upper edge of a bin: "
              "a point at N averages the items that had more examples than the previous N and at most N.")
     agree = d["data"]["lr_human_agreement"]
     if agree is not None:
@@ -256,13 +263,14 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
     layer_info = None
     if paper:
         # The paper's context: each sentence as the assistant's reply to a fixed user turn, its activation the
-        # mean over the reply's tokens; every layer of `layers` from the same forward passes.
+        # mean, as the authors' code has it, from after the assistant-turn tag through the end of the prompt
+        # (end-of-turn tokens included); every layer of `layers` from the same forward passes.
         report_layers = [model.check_layer(x) for x in (cfg.layers or (layer,))]
         fit_prompts = [render(model, [t], [0], "fit", cfg.label_words, protocol="paper") for t in ds.texts]
         by_layer = span_means_by_layer(model, sorted({layer, *report_layers}), fit_prompts, 0, batch_size=16,
-                                       max_tokens=cfg.max_tokens)
+                                       max_tokens=cfg.max_tokens, span="reply")
         acts = by_layer[layer]
-        meta["positions"] = "mean over the assistant-turn sentence tokens (paper context)"
+        meta["positions"] = PAPER_SPAN
         axes = fit_paper_axes(acts[fit], human[fit], cfg.pcs, logistic=cfg.logistic_axis, seed=cfg.seed, metadata=meta)
         all_pcs = fit_paper_axes(acts[fit], None, "all", logistic=False, seed=cfg.seed, metadata=meta)
         pool_labels = axes.labels(acts[pool]).numpy()

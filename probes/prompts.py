@@ -37,6 +37,9 @@ class Rendered:
     input_ids: list[int]
     label_pos: list[int]  # token index holding item i's label (first token of the label word)
     sentence_spans: list[tuple[int, int]]  # [start, end) tokens of item i's sentence
+    # Paper protocol only: [start, end) tokens from just after the last assistant-turn tag through the
+    # end of the prompt (end-of-turn tokens included), the span the authors' code averages; else None.
+    reply_span: tuple[int, int] | None = None
 
 
 def _pieces_plain(sentences, words, task, open_last):
@@ -108,12 +111,18 @@ def _paper_turns(sentences, words, task, open_last):
 
 
 def _pieces_paper(tokenizer, sentences, words, task, open_last):
-    """The paper protocol's (text, located pieces). With a chat template: system, user and assistant
-    messages; the last reply of a control prompt is left open (no end-of-turn) as the model would be
-    writing it. Without one (a base model; our choice, the paper used instruct models only): the same
-    turns as plain "User: ... / Assistant: ..." lines under the system text."""
+    """The paper protocol's (text, located pieces, reply_start). With a chat template: system, user and
+    assistant messages; the last reply of a control prompt is left open (no end of turn) as the model
+    would be writing it. Without one (a base model; our choice, the paper used instruct models only):
+    the same turns as plain "User: ... / Assistant: ..." lines under the system text; a fit prompt then
+    ends with the reply, as the authors' no-template format does.
+
+    `reply_start` is the character just after the last assistant-turn tag (the chat template's
+    generation prompt, or "Assistant:"), or None when the prompt ends before a reply (`open_last`)
+    or is a reporting prompt (whose activations are never averaged)."""
     system, turns = _paper_turns(sentences, words, task, open_last)
     open_reply = task == "control"
+    reply_start = None
     if tokenizer is not None:
         messages = [{"role": "system", "content": system}]
         for user, reply, _ in turns:
@@ -123,12 +132,19 @@ def _pieces_paper(tokenizer, sentences, words, task, open_last):
         ends_in_reply = messages[-1]["role"] == "assistant"
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=not ends_in_reply,
                                              continue_final_message=open_reply and ends_in_reply)
+        if ends_in_reply and task != "report":  # a report prompt's activations are never averaged
+            # The assistant-turn tag is what the template adds to open a reply (its generation prompt).
+            head = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+            reply_start = len(head) if text.startswith(head) else text.rfind(messages[-1]["content"])
     else:
         text = system + "\n\n"
         for k, (user, reply, _) in enumerate(turns):
             last = k == len(turns) - 1
-            text += f"User: {user}\nAssistant:" + ("" if reply is None else f" {reply}")
-            text += "" if last and open_reply else "\n\n"
+            text += f"User: {user}\nAssistant:"
+            if last and reply is not None and task != "report":
+                reply_start = len(text)
+            text += "" if reply is None else f" {reply}"
+            text += "" if last and (open_reply or task == "fit") else "\n\n"
     located, cursor = [], 0
     for _, _, pieces in turns:
         for kind, i, piece, skip in pieces:
@@ -137,7 +153,7 @@ def _pieces_paper(tokenizer, sentences, words, task, open_last):
                 raise ValueError(f"Could not locate {kind} {piece!r} in the rendered prompt; the template rewrites message text.")
             located.append((kind, i, start + skip, start + len(piece) if kind == "sentence" else start + skip + 1))
             cursor = start + (len(piece) if kind == "sentence" else skip + 1)
-    return text, located
+    return text, located, reply_start
 
 
 def render(model, sentences: list[str], labels: list[int], task: str = "report",
@@ -149,6 +165,9 @@ def render(model, sentences: list[str], labels: list[int], task: str = "report",
     protocol "paper" renders the paper's framing instead (`_paper_turns`): sentences as the
     assistant's replies, each followed by its score; a control prompt imposes the last item's label
     in the last user turn. It also has task "fit": one sentence as the assistant's reply, no label.
+    Under it `reply_span` is the span the authors' code averages: after the last assistant-turn tag
+    through the end of the prompt (a chat template's end-of-turn tokens included; a base model's fit
+    prompt ends with the reply, so there it is the reply with its leading space).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, not '{protocol}'.")
@@ -157,8 +176,9 @@ def render(model, sentences: list[str], labels: list[int], task: str = "report",
         raise ValueError(f"task must be one of {tasks} under protocol '{protocol}', not '{task}'.")
     words = [label_words[int(v)] for v in labels]
     chat = model.is_chat
+    reply_start = None
     if protocol == "paper":
-        text, pieces = _pieces_paper(model.tokenizer if chat else None, sentences, words, task, open_last)
+        text, pieces, reply_start = _pieces_paper(model.tokenizer if chat else None, sentences, words, task, open_last)
     elif chat:
         text, pieces = _pieces_chat(model.tokenizer, sentences, words, task, open_last)
     else:
@@ -173,7 +193,11 @@ def render(model, sentences: list[str], labels: list[int], task: str = "report",
             label_pos[i] = toks[0]
         else:
             spans[i] = (toks[0], toks[-1] + 1)
-    return Rendered(text, list(enc["input_ids"]), label_pos, spans)
+    reply = None
+    if reply_start is not None:  # through the last token: end-of-turn tokens are in the paper's mean
+        after = [t for t, (a, b) in enumerate(offsets) if b > reply_start and b > a]
+        reply = (after[0], len(enc["input_ids"])) if after else None
+    return Rendered(text, list(enc["input_ids"]), label_pos, spans, reply)
 
 
 def label_token_ids(model, task: str = "report", label_words: tuple[str, ...] = ("0", "1"),

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 import metalens
 from metalens.probes.confounds import other_axes_p1, score_predictions
 from metalens.probes.datasets import sample_distinct_groups
+from metalens.probes.mde import paired_mde, two_proportions_mde
 from metalens.probes.prompts import Rendered, label_token_ids, render
 from metalens.probes.surface import prompt_surface_scores
 from metalens.stats import add_holm, holm, mean_ci, paired_test
@@ -126,19 +127,24 @@ class ReportingResult:
         learner that knows the other axes' labels (`others_accuracy`, `vs_others_diff`, `p_vs_others`,
         `p_vs_others_holm`): an axis whose labels the other axes' labels predict as well as the model
         does is not evidence of reporting *this* axis.
+        Each row carries `mde`, what a null could have seen: the smallest accuracy rise over the own
+        shuffle that the paired test over draws detects at 80 % power, at the run's draws, the spread
+        of its per-draw differences and alpha / n_comparisons (Holm's strictest step); and `mde_items`,
+        the item-level two-proportion MDE at the scored items' count (optimistic context).
         """
         n_min = min(n_min, self.p_correct.shape[-1] - 1)  # a short run still tests its longest items
 
         def per_draw(p):
             return (p[:, n_min:] > 0.5).mean(1)
 
-        rows = []
+        rows, diffs = [], []
         for a, name in enumerate(self.axis_names):
             base = per_draw(self.shuffled_p_correct[a])  # this axis' labels permuted: same base rate
             base_ci = mean_ci(base)
             acc = per_draw(self.p_correct[a])
             ci = mean_ci(acc)
             above = paired_test(acc, base, alternative="greater")
+            diffs.append(acc - base)
             # t-intervals over few draws can leave [0, 1]: accuracies' bounds are clipped to it
             rows.append({"axis": name, "accuracy": ci.estimate, "acc_low": max(ci.low, 0.0), "acc_high": min(ci.high, 1.0),
                          "shuffled_accuracy": base_ci.estimate, "shuffled_low": max(base_ci.low, 0.0),
@@ -153,6 +159,11 @@ class ReportingResult:
                          **(_surface_fields(self.surface[a][:, n_min:], acc) if self.surface is not None else {}),
                          **(_others_fields(self.others[a][:, n_min:], acc) if self.others is not None else {})})
         rows = add_holm(rows)
+        n_scored = self.p_correct.shape[1] * (self.p_correct.shape[-1] - n_min)  # items per arm, all draws
+        for row, diff in zip(rows, diffs):
+            row["mde"] = paired_mde(diff, row["n_comparisons"], "paired t over draws (accuracy - own shuffled "
+                                    "accuracy, items with N >= n_min)", "accuracy")
+            row["mde_items"] = two_proportions_mde(row["shuffled_accuracy"], n_scored, row["n_comparisons"])
         for row, adj in zip(rows, holm([row["p_vs_half"] for row in rows])):
             row["p_vs_half_holm"] = float(adj)
         if self.surface is not None:  # a second family: the model against the words-only learner

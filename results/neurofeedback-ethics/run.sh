@@ -14,10 +14,14 @@ PY=${PY:-.venv/bin/python}
 OUT=$(dirname "$0")
 DATA=${DATA:-../shared/data}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-rm -f "$OUT/time.txt"
-for spec in gemma-3-270m:9 smollm2-135m-instruct:15; do
-  model=${spec%%:*}; layer=${spec##*:}
-  for protocol in strict paper; do
+# MODELS= (gemma-3-270m, smollm2-135m-instruct) and PROTOCOLS= (strict, paper) run some of the runs
+# (time.txt is then appended to, not restarted), e.g. PROTOCOLS=paper bash results/neurofeedback-ethics/run.sh
+[ -z "${MODELS:-}${PROTOCOLS:-}" ] && rm -f "$OUT/time.txt"
+declare -A LAYER=([gemma-3-270m]=9 [smollm2-135m-instruct]=15)
+for model in ${MODELS:-gemma-3-270m smollm2-135m-instruct}; do
+  layer=${LAYER[$model]:?"MODELS: $model has no layer here; use gemma-3-270m or smollm2-135m-instruct"}
+  for protocol in ${PROTOCOLS:-strict paper}; do
+    case $protocol in strict|paper) ;; *) echo "PROTOCOLS: $protocol is not strict or paper" >&2; exit 2;; esac
     extra=(--max-sentences 400)
     [ "$protocol" = paper ] && extra+=(--pcs 1,8 --n-values 0,2,4,8,16,32,64 --draws 6 --implicit-targets LR,PC1
                                        --implicit-trials 8 --control-examples 16 --explicit-targets "")

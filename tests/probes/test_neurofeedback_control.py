@@ -73,22 +73,26 @@ def planted_control(trials=12, seed=0):
     return ControlResult("implicit", ["A", "B"], ["A"], proj, [], "", {})
 
 
-def test_control_effect_is_the_paired_dz_and_specificity_rests_on_it():
+def test_control_effect_is_the_paired_dz_reported_as_a_shift_without_a_verdict():
     from metalens.stats import cohens_d
 
     res = planted_control()
     row = res.effects()[0]
     proj = res.projections[0]
     diff = proj[:, 1, 0] - proj[:, 0, 0]
-    assert row["dz_target"] == pytest.approx(diff.mean() / diff.std(ddof=1))
+    assert row["dz_target"] == pytest.approx(diff.mean() / diff.std(ddof=1)) == row["shift_dz"]
     assert row["dz_target"] > 5 and abs(row["d_target"]) < 0.2  # unpaired d misses what pairing shows
     assert row["d_target"] == pytest.approx(cohens_d(proj[:, 1, 0], proj[:, 0, 0]))
     assert row["d_by_axis"]["B"] > row["d_target"]  # by the unpaired d, B moves more than the target...
-    assert abs(row["dz_by_axis"]["B"]) < row["dz_target"] and row["specific"]  # ...by d_z it does not
-    assert row["p_holm"] < 1e-6 and row["diff_low"] > 0.4 and row["n_comparisons"] == 1
+    assert abs(row["dz_by_axis"]["B"]) < row["dz_target"]  # ...by d_z it does not
+    assert row["d_off_target_max_abs"] == pytest.approx(abs(row["d_by_axis"]["B"]))  # unpaired d off target, too
+    assert row["p_holm"] < 1e-6 and row["shift_low"] > 0.4 and row["shift"] == row["diff"] and row["n_comparisons"] == 1
+    # A label-only design cannot tell control from the label token's push: a shift, never a verdict.
+    assert row["controllable"] is None and row["specific"] is None and not row["cancels_label_token"]
+    assert "label token" in row["verdict"]
 
 
-def test_summary_calls_control_on_the_paired_statistic():
+def test_summary_gives_no_control_verdict_from_a_label_only_design():
     from metalens.probes.space import summarize
 
     ctrl = planted_control().to_dict()
@@ -96,5 +100,25 @@ def test_summary_calls_control_on_the_paired_statistic():
                "reporting": {"tests": [{"axis": a, "accuracy": 0.5, "shuffled_accuracy": 0.5, "p_holm": 1.0}
                                        for a in ("A", "B")]},
                "implicit": ctrl, "explicit": None}
-    row = summarize(results)["rows"][0]
-    assert row["implicit_controllable"] and row["implicit_specific"] and row["implicit_dz_target"] > 5
+    s = summarize(results)
+    row = s["rows"][0]
+    assert row["implicit_controllable"] is None and row["implicit_specific"] is None
+    assert row["implicit_shifted"] and row["implicit_shift_dz"] > 5
+    assert s["n_implicit_controllable"] is None and s["n_implicit_specific"] is None and s["n_implicit_shifted"] == 1
+    assert "flip" in s["control_verdict"]
+    # An old results.json (a label-only row with specific=True, no design flag) gets no verdict either.
+    old = {**results, "implicit": {**ctrl, "effects": [{**e, "specific": True} for e in ctrl["effects"]]}}
+    for e in old["implicit"]["effects"]:
+        del e["cancels_label_token"]
+    assert summarize(old)["rows"][0]["implicit_controllable"] is None
+
+
+def test_control_rows_carry_the_mde_of_their_paired_test():
+    from metalens.power import mde_paired_mean
+
+    row = planted_control().effects()[0]
+    mde = row["mde"]
+    diff = planted_control().projections[0][:, 1, 0] - planted_control().projections[0][:, 0, 0]
+    assert mde["n"] == 12 and mde["alpha"] == 0.05 and mde["power"] == 0.8 and mde["design"].startswith("paired t")
+    assert mde["value"] == pytest.approx(mde_paired_mean(diff.std(ddof=1), 12, 0.05, alternative="greater"))
+    assert mde["value_dz"] == pytest.approx(mde["value"] / diff.std(ddof=1))

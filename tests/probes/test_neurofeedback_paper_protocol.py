@@ -51,16 +51,42 @@ def test_base_model_gets_the_plain_text_rendering_of_the_same_turns(tiny_gemma):
     assert "User: Say a sentence.\nAssistant: I ran. [Score: {1}]" in r.text
 
 
-def test_fit_context_activation_is_the_mean_over_the_assistant_sentence_tokens(tiny_llama):
+def test_fit_context_activation_is_the_mean_from_the_assistant_tag_through_the_end(tiny_llama):
     prompts = [render(tiny_llama, [s], [0], "fit", protocol="paper") for s in SENTS]
-    got = span_means_by_layer(tiny_llama, [0, 1], prompts, 0, batch_size=2)  # HF applies the final norm to the last
+    got = span_means_by_layer(tiny_llama, [0, 1], prompts, 0, batch_size=2, span="reply")
+    eos = tiny_llama.tokenizer.eos_token_id  # the tiny template's end of turn
     for k, r in enumerate(prompts):
-        a, b = r.sentence_spans[0]
-        assert role_before(tiny_llama, r.input_ids, a) == "assistant"
+        a, b = r.reply_span
+        # The authors' span: just after the assistant tag, through the end of the prompt, end of turn included;
+        # the sentence tokens alone (the strict protocol's span) stop one token short.
+        assert role_before(tiny_llama, r.input_ids, a) == "assistant" and r.input_ids[a - 1] != eos
+        assert (a, b) == (r.sentence_spans[0][0], len(r.input_ids)) and r.sentence_spans[0][1] == b - 1
+        assert r.input_ids[b - 1] == eos
         with torch.no_grad():
             hidden = tiny_llama.hf(input_ids=torch.tensor([r.input_ids]), output_hidden_states=True).hidden_states
-        for layer in (0, 1):
+        for layer in (0, 1):  # HF applies the final norm to the last hidden state: blocks 0 and 1 of 3 only
             assert torch.allclose(got[layer][k], hidden[layer + 1][0, a:b].mean(0), atol=1e-4)
+            sentence_only = hidden[layer + 1][0, slice(*r.sentence_spans[0])].mean(0)
+            assert not torch.allclose(got[layer][k], sentence_only, atol=1e-4)
+
+
+def test_base_model_paper_span_is_the_reply_after_assistant_colon(tiny_gemma):
+    # No chat template: the fit prompt ends with the reply (as the authors' no-template format does), and the
+    # span starts just after "Assistant:", so it holds the reply's leading space token too.
+    r = render(tiny_gemma, ["I ran far."], [0], "fit", protocol="paper")
+    a, b = r.reply_span
+    assert r.text.endswith("Assistant: I ran far.") and b == len(r.input_ids)
+    assert tiny_gemma.tokenizer.decode(r.input_ids[a:b]) == " I ran far."
+    assert r.sentence_spans[0] == (a + 1, b)
+    ctl = render(tiny_gemma, ["I hid.", "I ran."], [0, 1], "control", protocol="paper")
+    assert ctl.reply_span == (ctl.sentence_spans[-1][0] - 1, len(ctl.input_ids))
+
+
+def test_strict_prompts_have_no_reply_span_and_refuse_it(tiny_llama):
+    r = render(tiny_llama, SENTS, [0, 1, 0], "control")
+    assert r.reply_span is None
+    with pytest.raises(ValueError, match="protocol='paper'"):
+        span_means_by_layer(tiny_llama, [0], [r], -1, span="reply")
 
 
 def skewed(n=400, d=12, seed=0):
@@ -133,6 +159,15 @@ def test_flip_design_cancels_a_direct_label_token_effect():
     assert abs(row["diff"]) < 0.1 and row["p"] > 0.05
 
 
+def test_only_the_flip_design_sets_controllable_and_specific():
+    token_only = planted_flip(token=1.0, control=0.0).effects()[0]
+    real = planted_flip(token=1.0, control=0.5).effects()[0]
+    assert token_only["cancels_label_token"] and token_only["controllable"] is False
+    assert real["controllable"] is True and real["verdict"] is None
+    # The MDE of the 2x2 test, at the Holm family's strictest alpha (one target here).
+    assert real["mde"]["n"] == 16 and real["mde"]["alpha"] == 0.05 and real["mde"]["value"] > 0
+
+
 def test_flip_design_keeps_true_control_next_to_a_token_effect():
     row = planted_flip(token=1.0, control=0.5).effects()[0]
     assert row["diff"] == pytest.approx(0.5, abs=0.1) and row["dz_target"] > 3 and row["p_holm"] < 1e-3
@@ -160,6 +195,8 @@ def test_results_json_says_which_protocol_ran_and_keeps_both_criteria(paper_run)
     assert all(0 <= r["surface_accuracy"] <= 1 for r in data["reporting"]["tests"])  # surface baseline still wired
     assert all("surface_accuracy" in r and "above_half" in r for r in data["summary"]["rows"])
     assert data["summary"]["protocol"] == "paper"
+    from metalens.probes.neurofeedback import PAPER_SPAN
+    assert NeurofeedbackResult.load(paper_run).axes.metadata["positions"] == PAPER_SPAN  # the authors' fit span
 
 
 def test_paper_run_controls_in_2x2_with_precision_over_all_pcs(paper_run):

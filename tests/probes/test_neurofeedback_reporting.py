@@ -163,3 +163,20 @@ def test_an_axis_is_tested_against_its_own_shuffle():
 def test_a_result_saved_with_one_shared_shuffle_still_loads_for_every_axis():
     res = ReportingResult(["A", "B"], [0], np.full((2, 3, 4), 0.9), np.full((3, 4), 0.4), np.ones((2, 3, 4)), "", {})
     assert res.shuffled_p_correct.shape == (2, 3, 4)
+
+
+def test_reporting_rows_carry_the_mde_at_the_holm_alpha_applied():
+    from metalens.power import mde_paired_mean
+    from metalens.probes.reporting import ReportingResult
+
+    rng = np.random.default_rng(0)
+    p = rng.random((3, 6, 12))  # 3 axes, 6 draws, 12 items
+    shuffled = rng.random((3, 6, 12))
+    res = ReportingResult(["PC1", "PC2", "LR"], [0, 4, 11], p, shuffled, np.ones_like(p), "", {"n_test_min": 4})
+    rows = res.tests(4)
+    for a, row in enumerate(rows):
+        diff = (p[a][:, 4:] > 0.5).mean(1) - (shuffled[a][:, 4:] > 0.5).mean(1)
+        mde = row["mde"]
+        assert row["n_comparisons"] == 3 and mde["alpha"] == pytest.approx(0.05 / 3) and mde["n"] == 6
+        assert mde["value"] == pytest.approx(mde_paired_mean(diff.std(ddof=1), 6, 0.05 / 3, alternative="greater"))
+        assert row["mde_items"]["n"] == 6 * 8 and row["mde_items"]["value"] > 0
