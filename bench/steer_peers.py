@@ -51,7 +51,7 @@ from common import abba_times, bench_model, bench_parser, paired_ratio, write_js
 ROOT = Path(__file__).resolve().parent.parent
 PEERS_VENV = ROOT / ".venv-peers"
 PEERS = ["steering-vectors", "repeng"]
-MEASURES = ("adherent", "degenerate", "distinct")  # per test prompt; paired metalens minus each peer
+MEASURES = ("adherent", "degenerate", "distinct", "loss")  # per test prompt; paired metalens minus each peer
 
 
 def setup(venv: Path = PEERS_VENV) -> None:
@@ -189,13 +189,18 @@ def walk_strengths(score, grid, *, max_degenerate: float = 0.2, max_extensions: 
 
 def outcomes(model, steer, strength: float, prompts: list[str], checker, new: int, base: list[str] | None = None) -> dict:
     """Per-prompt outcomes of generating from `prompts` steered at `strength` (0: unsteered, no hooks)."""
+    import math
+
     import metalens
+    from metalens.steering import token_loss
 
     with steer(strength) if strength else contextlib.nullcontext() as edits:
         out = metalens.generate(model, prompts, max_new_tokens=new, chat=model.is_chat, edits=edits if strength else None)
+    loss = token_loss(model, prompts, out.texts, chat=model.is_chat)  # hooks removed: the unsteered model's surprise
     result = {"adherent": [float(bool(ok)) for ok in checker(out.texts)],
               "degenerate": [float(degenerate(t)) for t in out.texts],
-              "distinct": [distinct_share(t) for t in out.texts], "texts": out.texts}
+              "distinct": [distinct_share(t) for t in out.texts],
+              "loss": [float(x) if math.isfinite(x) else None for x in loss], "texts": out.texts}
     if base is not None:
         result["changed"] = [float(a != b) for a, b in zip(out.texts, base)]
     return result
@@ -207,8 +212,10 @@ def summary(per_prompt: dict) -> dict:
 
     n = len(per_prompt["adherent"])
     ci = wilson_ci(int(sum(per_prompt["adherent"])), n)
+    losses = [x for x in per_prompt["loss"] if x is not None]  # None: an empty completion has no loss
     row = {"adherence": ci.estimate, "low": ci.low, "high": ci.high, "n": n,
-           "degenerate": sum(per_prompt["degenerate"]) / n, "distinct": sum(per_prompt["distinct"]) / n}
+           "degenerate": sum(per_prompt["degenerate"]) / n, "distinct": sum(per_prompt["distinct"]) / n,
+           "loss": sum(losses) / len(losses) if losses else None}
     if "changed" in per_prompt:
         row["changed"] = sum(per_prompt["changed"]) / n
     return row
@@ -224,17 +231,23 @@ def paired_differences(test: dict, alpha: float = 0.05) -> list[dict]:
     rows = []
     for peer in [name for name in test if name not in ("metalens", "unsteered")]:
         for measure in MEASURES:
-            a, b = test["metalens"][measure], test[peer][measure]
-            t = paired_test(a, b)
+            a, b = (np.asarray(test[name][measure], dtype=float) for name in ("metalens", peer))  # None -> NaN
+            t = paired_test(a, b)  # drops prompts where either side is NaN (an empty completion's loss)
+            diff = (a - b)[np.isfinite(a - b)]
             rows.append({"peer": peer, "measure": measure, "mean_diff": t.mean_diff, "low": t.low, "high": t.high,
-                         "p": t.p, "n": t.n, "sd_diff": float(np.std(np.subtract(a, b), ddof=1))})
+                         "p": t.p, "n": t.n, "sd_diff": float(np.std(diff, ddof=1)) if len(diff) > 1 else None})
     add_holm(rows)
     for row in rows:
         level = family_alpha(alpha, row["n_comparisons"])
         row["null"] = not row["p_holm"] < alpha
         sd, design = row["sd_diff"], "paired t over test prompts"
+        if sd is None:
+            row["mde"] = {"value": None, "design": design + ": under 2 prompts scored", "n": row["n"], "alpha": level,
+                          "power": 0.8}
+            continue
         if sd == 0:  # no prompt differed: the t design has no spread to scale by; use one discordant prompt's
-            sd, design = float(np.std([1.0] + [0.0] * (row["n"] - 1), ddof=1)), design + ", sd floored at one discordant prompt"
+            sd = float(np.std([1.0] + [0.0] * (row["n"] - 1), ddof=1))
+            design += ", sd floored at one discordant prompt"
         try:
             value = mde_paired_mean(sd, row["n"], alpha=level)
         except ValueError:  # too few prompts for 80 % power at this level within the solver's range (tiny runs)
@@ -334,11 +347,13 @@ def main(argv=None) -> dict:
         arms[name] = lambda steer=steer, chosen=chosen: steer(chosen)
         print(f"{name}: stopped ({walks[name]['stop']}) after {len(walks[name]['steps'])} strengths, chose {chosen:g}")
     summaries = {name: summary(per) for name, per in test.items()}
-    print(f"{'test prompts':18s} {'strength':>8s} {'adherence [95% CI]':>22s} {'degenerate':>10s} {'distinct':>8s}")
+    print(f"{'test prompts':18s} {'strength':>8s} {'adherence [95% CI]':>22s} {'degenerate':>10s} {'distinct':>8s} "
+          f"{'loss':>6s}")
     for name, row in summaries.items():
         strength = walks[name]["chosen"]["strength"] if name in walks else 0.0
+        loss = "-" if row["loss"] is None else format(row["loss"], "6.2f")
         print(f"{name:18s} {strength:8g} {row['adherence']:8.2f} [{row['low']:.2f}, {row['high']:.2f}]"
-              f"{row['degenerate']:11.2f} {row['distinct']:8.2f}")
+              f"{row['degenerate']:11.2f} {row['distinct']:8.2f} {loss}")
     diffs = paired_differences(test) if "metalens" in test else []
     for d in diffs:
         print(f"metalens - {d['peer']:16s} {d['measure']:10s} {d['mean_diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"

@@ -65,7 +65,8 @@ def test_test_prompts_cannot_move_the_chosen_strength(peers, monkeypatch):
         best = 10 if prompts[0] in test_set else 80
         n = len(prompts)
         adherent = [1.0] * n if strength == best else [1.0] + [0.0] * (n - 1)  # spread keeps paired stats defined
-        row = {"adherent": adherent, "degenerate": [0.0] * n, "distinct": [1.0] * n, "texts": [str(strength)] * n}
+        row = {"adherent": adherent, "degenerate": [0.0] * n, "distinct": [1.0] * n, "loss": [2.0] + [None] * (n - 1),
+               "texts": [str(strength)] * n}
         return row if base is None else {**row, "changed": [1.0] * n}
 
     from metalens.steering.rules import find_rule, heldout_prompts
