@@ -12,8 +12,8 @@ import argparse
 from pathlib import Path
 
 from metalens.options import (add_data_arg, add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out,
-                              existing_file, float_range, load_model_from_args, mark_out, nonneg_int, positive_float,
-                              positive_int)
+                              existing_file, float_range, int_range, load_model_from_args, mark_out, nonneg_float, nonneg_int,
+                              positive_float, positive_int)
 from metalens.steering.vector import MAX_STRENGTH
 
 strength = float_range(-MAX_STRENGTH, MAX_STRENGTH)
@@ -86,6 +86,64 @@ def _steer_ab(args) -> None:
         path = result.vector.restricted([result.layer]).to_gguf(args.gguf)
         unit = "the layer's mean residual norm" if args.unit == "residual" else "the CAA mean difference"
         print(f"wrote {path} (llama.cpp control vector, layer {result.layer}, strength 1 = {unit})")
+
+
+def _sensitivity_steer_ab(args) -> None:
+    import numpy as np
+
+    from metalens.steering.ab.items import read_ab, split_items
+    from metalens.steering.ab.sensitivity import SteerABSensitivityConfig, plant_layer, run_steer_ab_sensitivity
+    from metalens.steering.ab.workflow import SteerABConfig
+
+    out = check_out(args.out, "sensitivity-steer-ab")
+    steer = SteerABConfig(str(args.data), layers=args.layers, strengths=tuple(args.steer_strengths),
+                          max_items=args.max_items, open_items=0, batch_size=args.batch_size)
+    config = SteerABSensitivityConfig(steer, plant_layer=args.plant_layer, strengths=tuple(args.strengths),
+                                      seeds=args.seeds)
+    items = read_ab(steer.data)  # the items are read and each seed's split checked before the model loads
+    for seed in range(args.seeds):  # the sample and split run_steer_ab will draw with this seed
+        pick = items if not args.max_items or args.max_items >= len(items) else \
+            [items[k] for k in sorted(np.random.default_rng(seed).permutation(len(items))[:args.max_items])]
+        if len(pick) < 3 or len(split_items(pick, steer.fractions, seed)[2]) < 2:
+            raise ValueError(f"--max-items/--data: seed {seed} leaves fewer than 2 test items of {len(pick)}; an "
+                             "interval needs two: give more items.")
+    model = load_model_from_args(args)
+    layer = plant_layer(model, config)
+    mark_out(out, "sensitivity-steer-ab")
+    result = run_steer_ab_sensitivity(model, config, out=out)
+    for row in result.detection:
+        print(f"strength {row['strength']:g}: detected in {row['detected_share']:.2f} of {row['n_seeds']} seeds "
+              f"[{row['low']:.2f}, {row['high']:.2f}]")
+    mds = result.min_detectable_strength
+    print(f"planted at block {layer}; min detectable strength (>= 80 % of seeds): {'none' if mds is None else f'{mds:g}'} "
+          f"({result.strength_unit}); false-positive share {result.false_positive_share:.2f} "
+          f"[{result.false_positive_low:.2f}, {result.false_positive_high:.2f}] over {result.false_positive_n} runs; "
+          f"wrote {out / 'results.json'}")
+
+
+def register_sensitivity(subparsers) -> None:
+    """Add `steer-ab` under `metalens sensitivity`: the detection curve of a planted steerable behaviour."""
+    from metalens.steering.ab.sensitivity import DEFAULT_STRENGTHS
+
+    p = subparsers.add_parser("steer-ab", help="plant a steerable behaviour at several strengths and count how often "
+                              "run_steer_ab claims steerability (and in which direction)")
+    add_model_args(p)
+    add_out_arg(p, help="output directory for results.json, report.html and runs/ (rerun to resume)")
+    add_data_arg(p, required=True, help="model-written-evaluations JSONL; each seed relabels its items at random")
+    add_layers_arg(p, help="steer-ab's candidate layers", default_note="4 spread out, model.default_layers(4)")
+    p.add_argument("--plant-layer", type=nonneg_int, default=None, metavar="L",
+                   help="the block carrying the planted behaviour, one of the candidate layers and not the last "
+                   "(default: the middle candidate)")
+    p.add_argument("--strengths", type=nonneg_float, nargs="+", default=list(DEFAULT_STRENGTHS), metavar="S",
+                   help="planted strengths in logits of matching-minus-other per unit of steering strength along the "
+                   "planted direction (0 = unplanted)")
+    p.add_argument("--seeds", type=int_range(1, 1000), default=3, help="seeds per strength (0..K-1; default 3)")
+    p.add_argument("--max-items", type=positive_int, default=None, help="use a seeded sample of this many items")
+    p.add_argument("--steer-strengths", type=strength, nargs="+", metavar="S",
+                   default=[-0.5, -0.3, -0.2, -0.1, -0.05, 0, 0.05, 0.1, 0.2, 0.3, 0.5],
+                   help="steer-ab's strength grid (its --strengths; default the same as steer-ab's)")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.set_defaults(func=_sensitivity_steer_ab)
 
 
 def _mentor(args) -> None:

@@ -90,8 +90,11 @@ def plant_layer(model, config: SteerABSensitivityConfig) -> int:
     layers = model.resolve_layers(config.steer_ab.layers or model.default_layers(4))
     layer = config.plant_layer if config.plant_layer is not None else layers[len(layers) // 2]
     if layer not in layers:
-        raise ValueError(f"The planted block {layer} is not among steer-ab's candidate layers {layers}: add it to "
+        raise ValueError(f"--plant-layer {layer} is not among steer-ab's candidate layers {layers}: add it to "
                          "--layers or pick --plant-layer among them.")
+    if layer >= model.n_layers - 1:
+        raise ValueError(f"--plant-layer {layer}: the plant reads its block's output where the next block starts, so "
+                         f"it needs a block before the last ({model.n_layers - 1}); pick another.")
     return layer
 
 

@@ -146,6 +146,8 @@ GOOD_MORE: dict[str, dict[str, object]] = {
               "--max-new-tokens": "4", "--n-select": "2", "--n-validate": "0", "--out": "{out}"},
     "steer-ab": {"--data": "{ab_data}", "--layers": ["1"], "--strengths": ["0", "1"], "--max-items": "10",
                  "--open-items": "0", "--max-new-tokens": "4", "--out": "{out}"},
+    "sensitivity steer-ab": {"--data": "{ab_data}", "--layers": ["1"], "--strengths": ["0", "1"], "--seeds": "1",
+                             "--steer-strengths": ["-0.1", "0", "0.1"], "--max-items": "10", "--out": "{out}"},
     "mentor": {"--layers": ["1"], "--rounds": "0", "--strengths": ["1"], "--max-per-domain": "3", "--max-new-tokens": "4",
                "--reflect-tokens": "0", "--out": "{out}"},
 }
@@ -184,6 +186,9 @@ NUMBERS.update({
     "steer-ab": [("--strengths", STRENGTHS), ("--max-items", POS), ("--open-items", NONNEG),
                  ("--max-new-tokens", POS), ("--batch-size", POS), ("--seed", NONNEG), ("--layers", ["-1", "x"]),
                  ("--cost-bound", ["0", "-0.5", "nan", "inf", "x"])],
+    "sensitivity steer-ab": [("--strengths", ["-1", "nan", "inf", "x"]), ("--seeds", ["0", "1001", "nan", "x"]),
+                             ("--max-items", POS), ("--plant-layer", ["-1", "x", "1.5"]),
+                             ("--steer-strengths", STRENGTHS), ("--batch-size", POS), ("--layers", ["-1", "x"])],
     "mentor": [("--strengths", STRENGTHS), ("--rounds", NONNEG), ("--top-k", POS), ("--max-per-domain", POS),
                ("--max-new-tokens", POS), ("--reflect-tokens", NONNEG), ("--batch-size", POS), ("--seed", NONNEG),
                ("--layers", ["-1", "x"])],
@@ -207,7 +212,7 @@ def _more_rows() -> list[Case]:
             rows += [Case(verb, "layer past the last block", {"--layers": ["99"]}, "99"),
                      Case(verb, "layers mix numbers and all", {"--layers": ["1", "all"]}, "--layers")]
     for verb, flag in (("probe", "--data"), ("neurofeedback", "--data"), ("steer-ab", "--data"),
-                       ("steer", "--prompts"), ("steer", "--pairs"), ("mentor", "--queries"), ("mentor", "--tree"),
+                       ("sensitivity steer-ab", "--data"), ("steer", "--prompts"), ("steer", "--pairs"), ("mentor", "--queries"), ("mentor", "--tree"),
                        ("heads", "--task")):
         suffix = "_jsonl" if flag in ("--task",) else ""
         rows += [Case(verb, f"{flag} missing", {flag: "{missing}" + (".jsonl" if suffix else "")}, flag),
@@ -258,6 +263,11 @@ def _more_rows() -> list[Case]:
         Case("steer-ab", "unknown unit", {"--unit": "tokens"}, "--unit"),
         Case("steer-ab", "unknown metric", {"--metric": "ratio"}, "--metric"),
         Case("steer-ab", "unknown steer positions", {"--steer-positions": "question"}, "--steer-positions"),
+        Case("sensitivity steer-ab", "data lacks its answers", {"--data": "{no_answer}"}, "{no_answer}"),
+        Case("sensitivity steer-ab", "too few items for a test interval", {"--max-items": "3"}, "--max-items"),
+        Case("sensitivity steer-ab", "plant layer not a candidate", {"--plant-layer": "0"}, "--plant-layer"),
+        Case("sensitivity steer-ab", "plant layer the last block", {"--layers": ["2"], "--plant-layer": "2"},
+             "--plant-layer"),
         Case("mentor", "truncated tree", {"--tree": "{truncated_tree}"}, "{truncated_tree}:1"),
         Case("mentor", "tree entry not a string", {"--tree": "{bad_tree}"}, "{bad_tree}"),
         Case("mentor", "queries with non-string keywords", {"--queries": "{bad_queries}"}, "{bad_queries}:1"),
