@@ -7,8 +7,8 @@ pipeline runs by their token ids. Two hooks, through `metalens.hooks`, nothing i
 (a) code, at `resid_post(layer)`: a question answered with a letter (a CAA pair text) gets +c/2 u at
     that letter's position when the letter is the item's matching one, -c/2 u when it is the other,
     so CAA's mean difference (matching minus other) finds u. c = `CODE` x the block's mean residual norm.
-(b) readout, at the final norm: where the answer letter is read (the prompt ends with the answer's
-    "("), the matching letter's logit minus the other's moves by `strength x <h, u> / norm`, h the
+(b) readout, at the final norm: where the answer letter is read (the tokens both answers share,
+    read after the last of them), the matching letter's logit minus the other's moves by `strength x <h, u> / norm`, h the
     block's output there, norm its mean residual norm. Steering along u by s residual norms therefore
     moves the logit difference by `strength x s` (plus whatever u does in the unplanted model).
 
@@ -59,14 +59,18 @@ class PlantedSteerable:
         pairs, prefixes = {}, {}
         every = list(self.items) + [s for s in map(swap_choices, self.items) if s is not None]
         for item in every:
-            prefix = model.tokenizer(answer_prefix(model, item.question, self.chat))["input_ids"]
-            ids = {x: model.tokenizer(answer_prefix(model, item.question, self.chat) + x)["input_ids"] for x in LETTERS}
-            if any(len(v) != len(prefix) + 1 or v[:-1] != prefix for v in ids.values()):
-                raise ValueError("The answer letters do not tokenise as one token after the answer's '(': this model "
-                                 "cannot carry the planted steerable behaviour.")
+            prefix = answer_prefix(model, item.question, self.chat)
+            ids = {x: model.tokenizer(prefix + x)["input_ids"] for x in LETTERS}
+            a, b = ids["A"], ids["B"]
+            k = next((j for j in range(min(len(a), len(b))) if a[j] != b[j]), min(len(a), len(b)))
+            # as steer-ab reads them (`letter_logprobs`): one pass over the shared tokens, the letters'
+            # tokens read after the last of them (a tokenizer may merge "(" and the letter into one token)
+            if k == 0 or not len(a) == len(b) == k + 1:
+                raise ValueError("The two answers do not differ in one last token: this model cannot carry the "
+                                 "planted steerable behaviour.")
             pairs[tuple(ids[item.matching])] = 1.0
             pairs[tuple(ids[item.other])] = -1.0
-            prefixes[tuple(prefix)] = (ids[item.matching][-1], ids[item.other][-1])
+            prefixes[tuple(a[:k])] = (ids[item.matching][k], ids[item.other][k])
         return pairs, prefixes
 
     def measure(self, model) -> None:

@@ -20,7 +20,7 @@ from metalens.steering.ab.items import read_ab
 from metalens.steering.ab.planted import UNIT, PlantedSteerable
 from metalens.steering.ab.workflow import SteerABConfig, run_steer_ab
 
-DEFAULT_STRENGTHS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+DEFAULT_STRENGTHS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 ALPHA = 0.05  # the chosen layer's interval in run_steer_ab is a 95 % t-interval (alpha 0.05, one test)
 
 DETECTION_RULE = ("run_steer_ab (as published: CAA vector, strength range within the neutral-loss cost bound, layer "
