@@ -104,8 +104,9 @@ class PlantedSteerable:
             ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
             rows.clear()
             rows.update(pairs=[], reads=[], h=None)
-            if ids is None:
+            if ids is None or ids.dim() != 2:
                 return None
+            rows["batch"] = ids.shape[0]
             lengths = mask.sum(1).tolist() if mask is not None else [ids.shape[1]] * ids.shape[0]
             for r, n in enumerate(lengths):
                 key = tuple(ids[r, :int(n)].tolist())  # right padding: the row's tokens come first
@@ -118,7 +119,7 @@ class PlantedSteerable:
         code = CODE * self.norm * u  # [d_model]
 
         def add_code(hidden):  # [batch, pos, d_model]
-            if not rows.get("pairs"):
+            if not rows.get("pairs") or hidden.shape[0] != rows["batch"]:
                 return None
             out = hidden.clone()
             for r, p, sign in rows["pairs"]:
@@ -126,7 +127,7 @@ class PlantedSteerable:
             return out
 
         def read_block(hidden):  # the block's output, steering included (block L's hooks have all run)
-            if rows.get("reads"):
+            if rows.get("reads") and hidden.shape[0] == rows["batch"]:
                 rows["h"] = torch.stack([hidden[r, p].float() for r, p, _, _ in rows["reads"]])  # [n_reads, d_model]
             return None
 

@@ -69,7 +69,8 @@ def judge(result, strength: float) -> Trial:
                "high": s.get("high"), "n": s.get("n"), "mde": (s.get("mde") or {}).get("value"),
                "range": [result.ranges[result.layer]["low"], result.ranges[result.layer]["high"]]
                if result.layer in result.ranges else None, "seconds": result.seconds}
-    return Trial(detected=strength > 0 and claim > 0, false_positive=claim < 0 or (strength == 0 and claim != 0),
+    # as neurofeedback's: at strength 0 the detected share is the rate of claims in the planted direction
+    return Trial(detected=claim > 0, false_positive=claim < 0 or (strength == 0 and claim != 0),
                  details=details)
 
 

@@ -77,7 +77,7 @@ def fake(layer, low, high):
     (1, 0.2, 0.9, 2.0, True, False),  # interval above 0 at the chosen layer, planted: detected
     (1, -0.1, 0.9, 2.0, False, False),  # interval holds 0: no claim
     (1, -0.9, -0.2, 2.0, False, True),  # a claim against the planted direction
-    (1, 0.2, 0.9, 0.0, False, True),  # a claim with nothing planted
+    (1, 0.2, 0.9, 0.0, True, True),  # a claim with nothing planted: a false positive
     (1, -0.9, -0.2, 0.0, False, True),
     (1, -0.1, 0.9, 0.0, False, False),
     (None, 0.2, 0.9, 2.0, False, False),  # no layer chosen: no claim, whatever other layers show
