@@ -7,10 +7,12 @@ pipeline runs by their token ids. Two hooks, through `metalens.hooks`, nothing i
 (a) code, at `resid_post(layer)`: a question answered with a letter (a CAA pair text) gets +c/2 u at
     that letter's position when the letter is the item's matching one, -c/2 u when it is the other,
     so CAA's mean difference (matching minus other) finds u. c = `CODE` x the block's mean residual norm.
-(b) readout, at the final norm: where the answer letter is read (the tokens both answers share,
-    read after the last of them), the matching letter's logit minus the other's moves by `strength x <h, u> / norm`, h the
-    block's output there, norm its mean residual norm. Steering along u by s residual norms therefore
-    moves the logit difference by `strength x s` (plus whatever u does in the unplanted model).
+(b) readout, at the final norm: where the answer letter is read (after the last token both answers
+    share), the matching letter's logit minus the other's moves by `strength x <h, u> / norm`, h the
+    block's output there (steering included), norm its mean residual norm. Steering along u by s
+    residual norms therefore moves the logit difference by `strength x s` (plus whatever u does in the
+    unplanted model). steer-ab's own residual unit is measured on its training texts with the code
+    added, a few % longer than `norm`, so its slopes come out a few % above the planted strength.
 
 Strength 0 plants nothing: both hooks are off and every output is the unplanted model's.
 The seeded unit direction u is random, so steering along it does little by itself.
