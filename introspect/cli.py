@@ -7,12 +7,11 @@ Every value is checked before the model loads; --out is checked (`check_out`) fi
 from __future__ import annotations
 
 import argparse
-import math
 
 from metalens.options import (add_model_args, add_out_arg, add_seed_arg, check_out, existing_dir, existing_file,
                               float_range, int_range, load_model_from_args, mark_out, nonneg_float, nonneg_int,
                               out_path, positive_float, positive_int, probability)
-from metalens.stats import bounds_not_computed
+from metalens.stats import bounds_text
 from metalens.tasks.arithmetic import LEVELS
 
 
@@ -51,9 +50,7 @@ def _trained(path):
 
 def _bounds(low, high, n: int, sign: str = "+") -> str:
     """'[+0.100, +0.200]', or '[n/a (5 units)]' where the interval was not computed (too few units)."""
-    if not all(isinstance(v, float) and math.isfinite(v) for v in (low, high)):
-        return f"[{bounds_not_computed(n)}]"
-    return f"[{low:{sign}.3f}, {high:{sign}.3f}]"
+    return bounds_text(low, high, n, f"{sign}.3f")
 
 
 def _gap(name: str, gap: dict) -> str:

@@ -42,14 +42,19 @@ class Interval:
     def text(self, digits: int = 2) -> str:
         """'0.70 [0.58, 0.84]', or '0.70 [n/a (5 units)]' when the bounds were not computed."""
         estimate = f"{self.estimate:.{digits}f}" if np.isfinite(self.estimate) else "n/a"
-        if not self.computed:
-            return f"{estimate} [{bounds_not_computed(self.n)}]"
-        return f"{estimate} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+        return f"{estimate} {bounds_text(self.low, self.high, self.n, f'.{digits}f')}"
 
 
 def bounds_not_computed(n: int) -> str:
     """What a report prints in place of an interval's bounds that were not computed: 'n/a (5 units)'."""
     return f"n/a ({n} unit{'s' if n != 1 else ''})"
+
+
+def bounds_text(low, high, n: int, fmt: str = ".3f") -> str:
+    """'[0.580, 0.840]' from bounds as read back from JSON, or '[n/a (5 units)]' where they are null/NaN."""
+    if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in (low, high)):
+        return f"[{bounds_not_computed(n)}]"
+    return f"[{low:{fmt}}, {high:{fmt}}]"
 
 
 def _finite(values) -> np.ndarray:

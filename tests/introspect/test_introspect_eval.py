@@ -142,3 +142,13 @@ def test_best_of_n_comparisons_say_how_many_were_made_and_are_holm_adjusted():
     assert out["n_comparisons"] == len(tested) >= 3  # best-of-2..4 at least
     for r in tested:
         assert r["n_comparisons"] == len(tested) and r["p_holm"] >= r["p"] - 1e-12
+
+
+def test_within_problem_auroc_over_five_mixed_problems_reports_no_bounds_and_says_why():
+    from metalens.introspect.evaluation.metrics import within_problem_auroc
+
+    problems = np.repeat(np.arange(5), 4)
+    y = np.tile([1, 0, 1, 0], 5)
+    out = within_problem_auroc(y, y + 0.1, problems, n_boot=100)
+    assert out["estimate"] == 1.0 and out["n_mixed"] == 5 and np.isnan([out["low"], out["high"]]).all()
+    assert out["method"] == "not computed: 5 units < 10 for a percentile bootstrap"
