@@ -7,6 +7,7 @@ Every value is checked before the model loads; --out is checked (`check_out`) fi
 from __future__ import annotations
 
 import argparse
+import math
 
 from metalens.options import (add_model_args, add_out_arg, add_seed_arg, check_out, existing_dir, existing_file,
                               float_range, int_range, load_model_from_args, mark_out, nonneg_float, nonneg_int,
@@ -131,8 +132,10 @@ def _sample(args) -> None:
                           utility_betas=tuple(args.utility_betas), branch=not args.no_branch, seed=args.seed)
     res = run_sample(_model(args, "introspect-sample", [trained]), config, out=args.out)
     for row in res.matched:
+        base = row["majority_at_same_tokens"]  # NaN outside the tokens majority@1..N spans: not a figure
+        base = f"{base:.3f}" if math.isfinite(base) else "n/a (outside majority's token range)"
         print(f"{row['method']} alpha={row['alpha']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} tokens "
-              f"(majority at same tokens: {row['majority_at_same_tokens']:.3f})")
+              f"(majority at same tokens: {base})")
     for row in (res.cv or {}).get("paired", []):
         if row.get("majority_n"):
             alpha = "" if row["alpha"] is None else f" alpha={row['alpha']:g}"
