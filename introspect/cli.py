@@ -170,7 +170,9 @@ def _compare(args) -> None:
     for head, score in res.scores.items():
         print(f"{head}: AUROC {score['auroc']:.3f}, Brier {score['brier']:.3f}, ECE {score['ece']:.3f}")
     for d in res.differences:
-        print(f"{d['head']} - {d['reference']}: AUROC {d['auroc_diff']:+.3f} {_bounds(*d['ci95'], d['n_units'])}, Holm p {d['p_holm']:.3f} ({res.n_comparisons} comparisons, {res.n_units} units)")
+        holm = f"{d['p_holm']:.3f}" if math.isfinite(d["p_holm"]) else "n/a (no bootstrap on so few units)"
+        print(f"{d['head']} - {d['reference']}: AUROC {d['auroc_diff']:+.3f} {_bounds(*d['ci95'], d['n_units'])}, "
+              f"Holm p {holm} ({res.n_comparisons} comparisons, {res.n_units} units)")
     print(f"wrote {args.out}/results.json")
 
 
