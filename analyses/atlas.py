@@ -125,7 +125,7 @@ def _signal(name: str, kind: str, score, y, groups, cfg: AtlasConfig, reported: 
         metrics = {"ece": lambda r: metacog.ece(score[r], y[r], cfg.n_bins), "brier": lambda r: metacog.brier(score[r], y[r])}
         for key, fn in metrics.items():
             ci = bootstrap_ci(fn, groups, cfg.n_boot, cfg.seed)
-            entry.update({key: ci.estimate, f"{key}_low": ci.low, f"{key}_high": ci.high})
+            entry.update({key: ci.estimate, f"{key}_low": ci.low, f"{key}_high": ci.high, f"{key}_interval": ci.method})
         entry["calibration"] = metacog.reliability(score, y, cfg.n_bins)
     return {**entry, **extra}
 
@@ -139,7 +139,8 @@ def _delta(fn, decisions, y, groups, cfg, soft, definition) -> dict:
     hard = metacog.delta_ci(fn, decisions, y, groups, cfg.n_boot, cfg.seed)
     soft_ci = metacog.delta_ci(fn, soft, y, groups, cfg.n_boot, cfg.seed)
     return {"estimate": hard.estimate, "low": hard.low, "high": hard.high, "n": hard.n, "interval": hard.method,
-            "definition": definition, "soft": {"estimate": soft_ci.estimate, "low": soft_ci.low, "high": soft_ci.high}}
+            "definition": definition, "soft": {"estimate": soft_ci.estimate, "low": soft_ci.low, "high": soft_ci.high,
+                                                "interval": soft_ci.method}}
 
 
 def _accuracy(items: list[Item], y: np.ndarray) -> dict:
@@ -326,7 +327,8 @@ def run_atlas(models, config: AtlasConfig | None = None, *, out=None, progress: 
 
 
 def _fmt(x) -> str:
-    return "nan" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.2f}"
+    # None / NaN: not computed (one class absent, or a bootstrap over too few items), not a number
+    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.2f}"
 
 
 def headline(profile: dict) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+import numpy as np
+
 from metalens.analyses.atlas_config import ITEMS_FILE
 from metalens.report import Html, write_report
 
@@ -95,6 +97,8 @@ def _layer_figure(profiles):
 def _ci(d: dict | None, key="estimate", low="low", high="high") -> str:
     if not d or d.get(key) is None:
         return "-"
+    if not all(np.isfinite(_num(d.get(k))) for k in (low, high)):  # not computed (e.g. too few items)
+        return f"{_num(d[key]):.3f} [n/a]"
     return f"{_num(d[key]):.3f} [{_num(d[low]):.3f}, {_num(d[high]):.3f}]"
 
 

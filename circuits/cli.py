@@ -5,6 +5,7 @@ import argparse
 
 from metalens.options import (add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out, existing_dir,
                               existing_file, load_model_from_args, mark_out, nonneg_int, positive_int)
+from metalens.stats import bounds_text
 
 
 def task_arg(text: str) -> str:
@@ -60,8 +61,8 @@ def _heads(args) -> None:
         print(f"edge scores on {len(result.split['discover'])} pairs, curves on {len(result.split['evaluate'])} others")
     for method, c in result.faithfulness.items():
         cpr, cmd = c["cpr_interval"], c["cmd_interval"]
-        print(f"{method}: MIB CPR {c['cpr_signed']:.3f} [{cpr['low']:.3f}, {cpr['high']:.3f}], CMD {c['cmd_abs']:.3f} "
-              f"[{cmd['low']:.3f}, {cmd['high']:.3f}] over {c['total_edges_mib']} edges (q/k/v separate); "
+        print(f"{method}: MIB CPR {c['cpr_signed']:.3f} {bounds_text(cpr['low'], cpr['high'], cpr['n'])}, "
+              f"CMD {c['cmd_abs']:.3f} {bounds_text(cmd['low'], cmd['high'], cmd['n'])} over {c['total_edges_mib']} edges (q/k/v separate); "
               f"metalens' earlier convention CPR {c['cpr']:.3f}, CMD {c['cmd']:.3f}")
     if result.detectors:
         print(f"induction heads {result.top('induction', 3)}")

@@ -7,10 +7,13 @@ Every value is checked before the model loads; --out is checked (`check_out`) fi
 from __future__ import annotations
 
 import argparse
+import math
 
 from metalens.options import (add_model_args, add_out_arg, add_seed_arg, check_out, existing_dir, existing_file,
                               float_range, int_range, load_model_from_args, mark_out, nonneg_float, nonneg_int,
                               out_path, positive_float, positive_int, probability)
+from metalens.stats import bounds_text
+from metalens.tasks.arithmetic import LEVELS
 
 
 def _share(text: str) -> float:
@@ -46,8 +49,13 @@ def _trained(path):
     return TrainResult.load(path)
 
 
+def _bounds(low, high, n: int, sign: str = "+") -> str:
+    """'[+0.100, +0.200]', or '[n/a (5 units)]' where the interval was not computed (too few units)."""
+    return bounds_text(low, high, n, f"{sign}.3f")
+
+
 def _gap(name: str, gap: dict) -> str:
-    return f"{name} {gap['gap']:+.3f} [{gap['ci95'][0]:+.3f}, {gap['ci95'][1]:+.3f}]"
+    return f"{name} {gap['gap']:+.3f} {_bounds(*gap['ci95'], gap['n_groups'])}"
 
 
 def _train(args) -> None:
@@ -105,14 +113,15 @@ def _eval(args) -> None:
         print(f"{name}, all positions: head Brier {head_all['brier']:.3f}, ECE {head_all['ece']:.3f}, "
               f"corr with correctness {head_all['corr']:.3f}, accuracy at 0.5 {head_all['acc@0.5']:.3f}")
         within, chance = everywhere["within_problem"]["head"], everywhere["head_above_chance"]
-        print(f"{name}, all positions: head AUROC - 0.5 {chance['estimate']:+.3f} [{chance['low']:+.3f}, "
-              f"{chance['high']:+.3f}]; within-problem head AUROC {within['estimate']:.3f} [{within['low']:.3f}, "
-              f"{within['high']:.3f}] over {within['n_mixed']} of {within['n_problems']} problems with mixed outcomes "
+        print(f"{name}, all positions: head AUROC - 0.5 {chance['estimate']:+.3f} "
+              f"{_bounds(chance['low'], chance['high'], chance['n'])}; within-problem head AUROC "
+              f"{within['estimate']:.3f} {_bounds(within['low'], within['high'], within.get('n', 0), '')} over {within['n_mixed']} of {within['n_problems']} problems with mixed outcomes "
               f"(shuffled heads {everywhere['within_problem']['shuffled']:.3f})")
     print(f"wrote {args.out}/results.json and {args.out}/report.html")
 
 
 def _sample(args) -> None:
+    from metalens.introspect.sampling.comparisons import comparison_text
     from metalens.introspect.workflows.sample import SampleConfig, run_sample
 
     check_out(args.out, "introspect-sample")
@@ -123,15 +132,18 @@ def _sample(args) -> None:
                           utility_betas=tuple(args.utility_betas), branch=not args.no_branch, seed=args.seed)
     res = run_sample(_model(args, "introspect-sample", [trained]), config, out=args.out)
     for row in res.matched:
+        base = row["majority_at_same_tokens"]  # NaN outside the tokens majority@1..N spans: not a figure
+        base = f"{base:.3f}" if math.isfinite(base) else "n/a (outside majority's token range)"
         print(f"{row['method']} alpha={row['alpha']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} tokens "
-              f"(majority at same tokens: {row['majority_at_same_tokens']:.3f})")
+              f"(majority at same tokens: {base})")
     for row in (res.cv or {}).get("paired", []):
         if row.get("majority_n"):
             alpha = "" if row["alpha"] is None else f" alpha={row['alpha']:g}"
             print(f"{args.cv}-fold, all questions: {row['method']}{alpha}: acc {row['accuracy']:.3f} at "
                   f"{row['tokens']:.1f} tokens vs majority@{row['majority_n']} {row['majority_accuracy']:.3f} at "
-                  f"{row['majority_tokens']:.1f}: {row['difference']:+.3f} "
-                  f"[{row['ci95'][0]:+.3f}, {row['ci95'][1]:+.3f}], "
+                  f"{row['majority_tokens']:.1f}: {row['wins']} wins / {row['ties']} ties / {row['losses']} losses "
+                  f"(sign p {row['p_sign']:.3f}), {row['difference']:+.3f} "
+                  f"{_bounds(*row['ci95'], row['wins'] + row['ties'] + row['losses'])}, "
                   f"Holm p {row['p_holm']:.3f} of {row['n_comparisons']} comparisons")
     for row in res.live or []:
         print(f"live alpha={row['alpha']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} tokens, "
@@ -140,9 +152,11 @@ def _sample(args) -> None:
         majority = row["vs"]["majority"]
         versus = "" if majority.get("setting") is None else (
             f" vs majority@{majority['setting']} {majority['accuracy']:.3f}: {majority['difference']:+.3f} "
-            f"[{majority['ci95'][0]:+.3f}, {majority['ci95'][1]:+.3f}], Holm p {majority['p_holm']:.3f}")
+            f"{_bounds(*majority['ci95'], row['n_problems'])}")
         print(f"utility alpha={row['alpha']:g} beta={row['beta']:g}: acc {row['accuracy']:.3f} at {row['tokens']:.1f} "
               f"tokens, latency {row['latency']:.1f} steps, {row['branches']:.2f} branches{versus}")
+    for row in res.comparisons or []:
+        print(f"utility alpha={row['alpha']:g} beta={row['beta']:g} {comparison_text(row)}")
     print(f"wrote {args.out}/results.json and {args.out}/report.html")
 
 
@@ -156,15 +170,17 @@ def _compare(args) -> None:
     for head, score in res.scores.items():
         print(f"{head}: AUROC {score['auroc']:.3f}, Brier {score['brier']:.3f}, ECE {score['ece']:.3f}")
     for d in res.differences:
-        print(f"{d['head']} - {d['reference']}: AUROC {d['auroc_diff']:+.3f} [{d['ci95'][0]:+.3f}, "
-              f"{d['ci95'][1]:+.3f}], Holm p {d['p_holm']:.3f} ({res.n_comparisons} comparisons, {res.n_units} units)")
+        holm = f"{d['p_holm']:.3f}" if math.isfinite(d["p_holm"]) else "n/a (no bootstrap on so few units)"
+        print(f"{d['head']} - {d['reference']}: AUROC {d['auroc_diff']:+.3f} {_bounds(*d['ci95'], d['n_units'])}, "
+              f"Holm p {holm} ({res.n_comparisons} comparisons, {res.n_units} units)")
     print(f"wrote {args.out}/results.json")
 
 
 def _rollout_args(parser) -> None:
     """The arguments that say how rollouts are drawn (train and rollouts verbs)."""
     parser.add_argument("--n-tasks", type=positive_int, default=80, help="questions to draw")
-    parser.add_argument("--levels", type=int_range(1, 5), nargs="+", default=[1, 2, 3, 4], help="difficulty levels 1-5")
+    parser.add_argument("--levels", type=int_range(min(LEVELS), max(LEVELS)), nargs="+", default=[1, 2, 3, 4],
+                        help=f"difficulty levels {min(LEVELS)}-{max(LEVELS)} (metalens.tasks.arithmetic.LEVELS)")
     parser.add_argument("--n-samples", type=positive_int, default=6, help="samples per question")
     parser.add_argument("--max-new-tokens", type=positive_int, default=40)
     parser.add_argument("--temperature", type=nonneg_float, default=1.0, help="0 decodes greedily")

@@ -211,3 +211,21 @@ def paired_summary(a, b, alpha: float = 0.05, power: float = 0.8, n_comparisons:
     out = paired_test(a, b).to_dict()
     out["mde"] = paired_mde(a - b, alpha, power, n_comparisons)
     return out
+
+
+def mde_sign_test(n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest share of wins among `n` non-tied units that the two-sided exact sign test (`sign_test`)
+    detects, by exact binomial power; NaN when no share can (at alpha 0.05, fewer than 6 units)."""
+    _check(n, 1, "A sign test")
+    if not 0 < power < 1:
+        raise ValueError(f"power must be in (0, 1), got {power}.")
+    reject = np.array([k for k in range(n + 1) if sign_test(k, n - k) <= alpha])
+    if len(reject) == 0:
+        return float("nan")  # even n wins out of n would not reach alpha
+
+    def power_at(share: float) -> float:
+        return float(_st.binom.pmf(reject, n, share).sum())
+
+    if power_at(1.0) < power:
+        return float("nan")
+    return float(optimize.brentq(lambda q: power_at(q) - power, 0.5, 1.0))

@@ -64,7 +64,8 @@ def _table(rows: list[dict]) -> str:
 
 def _cell(value) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        # a NaN is a figure that was not computed (e.g. a bootstrap refused on too few units), not a number
+        return f"{value:.4g}" if math.isfinite(value) else "n/a"
     return str(value)
 
 

@@ -12,6 +12,10 @@ from typing import Callable
 import numpy as np
 from scipy import stats as _st
 
+# Below this many units a percentile bootstrap is not an interval: its resamples take only a handful
+# of distinct values (5 units give 126 multisets, most of them near the sample itself), so its
+# percentiles understate the spread. `bootstrap_ci` then reports the estimate without bounds.
+MIN_BOOTSTRAP_UNITS = 10
 
 @dataclass
 class Interval:
@@ -27,8 +31,30 @@ class Interval:
         return asdict(self)
 
     def excludes(self, value: float) -> bool:
-        """True when `value` lies outside [low, high]."""
+        """True when `value` lies outside [low, high] (False when the bounds were not computed)."""
         return bool(value < self.low or value > self.high)
+
+    @property
+    def computed(self) -> bool:
+        """True when both bounds are numbers (a refused bootstrap or a single value leaves them NaN)."""
+        return bool(np.isfinite(self.low) and np.isfinite(self.high))
+
+    def text(self, digits: int = 2) -> str:
+        """'0.70 [0.58, 0.84]', or '0.70 [n/a (5 units)]' when the bounds were not computed."""
+        estimate = f"{self.estimate:.{digits}f}" if np.isfinite(self.estimate) else "n/a"
+        return f"{estimate} {bounds_text(self.low, self.high, self.n, f'.{digits}f')}"
+
+
+def bounds_not_computed(n: int) -> str:
+    """What a report prints in place of an interval's bounds that were not computed: 'n/a (5 units)'."""
+    return f"n/a ({n} unit{'s' if n != 1 else ''})"
+
+
+def bounds_text(low, high, n: int, fmt: str = ".3f") -> str:
+    """'[0.580, 0.840]' from bounds as read back from JSON, or '[n/a (5 units)]' where they are null/NaN."""
+    if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in (low, high)):
+        return f"[{bounds_not_computed(n)}]"
+    return f"[{low:{fmt}}, {high:{fmt}}]"
 
 
 def _finite(values) -> np.ndarray:
@@ -70,17 +96,24 @@ def auroc(labels, scores) -> float:
 
 
 def bootstrap_ci(statistic: Callable[[np.ndarray], float], groups, n_boot: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> Interval:
+                 level: float = 0.95, min_units: int = MIN_BOOTSTRAP_UNITS) -> Interval:
     """`statistic(rows)` on all rows, with a percentile interval from resampling whole groups.
 
     groups: one unit id per row (e.g. the problem each position belongs to); a resample draws
     units with replacement and keeps all their rows. Resamples where the statistic is NaN (e.g. one
-    class missing for an AUROC) are dropped; `n` counts the units.
+    class missing for an AUROC) are dropped; `n` counts the units. With fewer than `min_units` units
+    the bounds are NaN (JSON null) and `method` says why: report the estimate with its n, or use an
+    exact method (a sign test, `metalens.power.sign_test`) on so few units.
     """
+    if min_units < 2:
+        raise ValueError(f"min_units={min_units}: a bootstrap needs at least 2 units to resample.")
     groups = np.asarray(groups).ravel()
     _, inverse = np.unique(groups, return_inverse=True)
     members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)] if len(groups) else []
     estimate = float(statistic(np.arange(len(groups))))
+    if len(members) < min_units:
+        return Interval(estimate, float("nan"), float("nan"), len(members),
+                        f"not computed: {len(members)} units < {min_units} for a percentile bootstrap")
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n_boot):

@@ -9,7 +9,12 @@ import re
 from dataclasses import asdict, dataclass
 
 # Difficulty levels: how many operands, how large, which operators.
+# Level 0 (sums of two addends 0-5) is for models that solve under 10 % at level 1: a comparison of
+# samplers needs questions the model sometimes gets right and sometimes wrong. Its zero addends keep
+# 11 of its 36 questions apart from level 1's (questions are distinct across levels), so 24 or more
+# can be drawn beside level 1. Levels without `min_value` draw from 1.
 LEVELS = {
+    0: dict(n_operands=2, min_value=0, max_value=5, ops="+"),
     1: dict(n_operands=2, max_value=9, ops="+"),
     2: dict(n_operands=2, max_value=20, ops="+-"),
     3: dict(n_operands=3, max_value=9, ops="+-*"),
@@ -69,9 +74,10 @@ def make_problem(rng: random.Random, level: int) -> Problem:
     if level not in LEVELS:
         raise ValueError(f"Unknown level {level}; levels are {sorted(LEVELS)}.")
     spec = LEVELS[level]
-    tokens: list = [rng.randint(1, spec["max_value"])]
+    low = spec.get("min_value", 1)
+    tokens: list = [rng.randint(low, spec["max_value"])]
     for _ in range(spec["n_operands"] - 1):
-        tokens += [rng.choice(spec["ops"]), rng.randint(1, spec["max_value"])]
+        tokens += [rng.choice(spec["ops"]), rng.randint(low, spec["max_value"])]
     answer, steps = _solve(tokens)
     if not steps:
         steps = [f"{tokens[0]} = {answer}"]

@@ -84,7 +84,7 @@ def auroc_gap(y: np.ndarray, p: np.ndarray, baselines: list[np.ndarray], groups:
     ci = stats.bootstrap_ci(gap, groups, n_boot=n_boot, seed=seed)
     draws = np.array(values[1:])  # the first call is the estimate on all rows
     draws = draws[np.isfinite(draws)]
-    return {"gap": ci.estimate, "ci95": [ci.low, ci.high],
+    return {"gap": ci.estimate, "ci95": [ci.low, ci.high], "ci_method": ci.method,
             "share_not_above": float((draws <= 0).mean()) if len(draws) else float("nan"),
             "n_groups": ci.n, "n_boot": int(len(draws)), "mde": interval_mde(ci.low, ci.high, ci.n)}
 

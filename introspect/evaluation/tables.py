@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 from metalens.introspect.evaluation.figures import auroc_figure, reliability_figure
+from metalens.stats import bounds_text
 
 PREDICTORS = ("head", "probe", "shuffled", "verbal")
+
+
+def _interval(gap: dict) -> str:
+    """A gap's bounds, or 'n/a (5 units)' where the bootstrap was not computed (too few units)."""
+    return bounds_text(*gap["ci95"], gap["n_groups"])
 
 
 def summary_rows(fractions: list[dict]) -> list[dict]:
@@ -19,8 +25,7 @@ def gap_rows(results: dict) -> list[dict]:
     rows = [{"prefix": f["fraction"], **f} for f in results["fractions"]]
     rows.append({"prefix": "all", **results["all_positions"]})
     return [{"prefix": r["prefix"], "head AUROC": r["head"]["auroc"], "shuffled AUROC (mean)": r["shuffled"]["auroc"],
-             "gap": r["head_vs_shuffled"]["gap"], "95 % low": r["head_vs_shuffled"]["ci95"][0],
-             "95 % high": r["head_vs_shuffled"]["ci95"][1],
+             "gap": r["head_vs_shuffled"]["gap"], "95 %": _interval(r["head_vs_shuffled"]),
              "share of resamples <= 0": r["head_vs_shuffled"]["share_not_above"]} for r in rows]
 
 
@@ -31,9 +36,10 @@ def within_rows(results: dict) -> list[dict]:
     out = []
     for r in rows:
         chance, within = r["head_above_chance"], r["within_problem"]
-        out.append({"prefix": r["prefix"], "head AUROC - 0.5": chance["estimate"], "95 % low": chance["low"],
-                    "95 % high": chance["high"], "within-problem head": within["head"]["estimate"],
-                    "within 95 % low": within["head"]["low"], "within 95 % high": within["head"]["high"],
+        out.append({"prefix": r["prefix"], "head AUROC - 0.5": chance["estimate"],
+                    "95 %": bounds_text(chance["low"], chance["high"], chance["n"]),
+                    "within-problem head": within["head"]["estimate"],
+                    "within 95 %": bounds_text(within["head"]["low"], within["head"]["high"], within["head"].get("n", 0)),
                     "within-problem probe": within["probe"]["estimate"], "within-problem shuffled": within["shuffled"],
                     "mixed problems": within["head"]["n_mixed"], "problems": within["head"]["n_problems"]})
     return out
@@ -43,7 +49,7 @@ def level_rows(by_level: dict) -> list[dict]:
     """All positions within each difficulty level: does the head know more than the level?"""
     return [{"level": lv, "head AUROC": r["head"]["auroc"], "probe AUROC": r["probe"]["auroc"],
              "shuffled AUROC (mean)": r["shuffled"]["auroc"], "gap": r["head_vs_shuffled"]["gap"],
-             "95 % low": r["head_vs_shuffled"]["ci95"][0], "95 % high": r["head_vs_shuffled"]["ci95"][1]}
+             "95 %": _interval(r["head_vs_shuffled"])}
             for lv, r in by_level.items()]
 
 

@@ -19,6 +19,7 @@ from metalens.generate import StopRule
 from metalens.tasks.arithmetic import extract_answer
 from metalens.introspect.heads.head import ReservedHead
 from metalens.introspect.sampling.cohort import CohortDecoder
+from metalens.introspect.sampling.comparisons import wins_ties_losses
 from metalens.introspect.sampling.live import AdaptiveResult
 from metalens.introspect.sampling.sampler import adaptive, best_of_n, majority, weighted_vote
 from metalens.introspect.sampling.utility import Reading, choose_actions
@@ -85,11 +86,13 @@ def _decode(model, head, prompt_ids, alpha, beta, every, initial, max_samples, m
 
 
 def _paired(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
-    """Mean of a - b over problems with a 95 % bootstrap interval over problems, and the paired p."""
+    """Per problem wins / ties / losses of a against b with the exact sign test (the headline), and the
+    mean of a - b with a 95 % bootstrap interval over problems (null bounds below
+    `metalens.stats.MIN_BOOTSTRAP_UNITS`, `ci_method` says why) and the paired t-test's p."""
     diff = a - b
     ci = stats.bootstrap_ci(lambda idx: float(diff[idx].mean()), np.arange(len(diff)), n_boot=n_boot, seed=seed)
-    return {"difference": ci.estimate, "ci95": [ci.low, ci.high], "p": stats.paired_test(a, b).p,
-            "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum())}
+    return {**wins_ties_losses(a, b), "difference": ci.estimate, "ci95": [ci.low, ci.high], "ci_method": ci.method,
+            "p": stats.paired_test(a, b).p}
 
 
 def _matched(pools, tokens: float, fn, sizes) -> tuple[object, np.ndarray | None]:
@@ -156,7 +159,8 @@ def utility_runs(model, head, records: list[dict], pools: list, task_ids: list[i
                     row["vs"][name] = {"setting": None, "note": "no setting spends as many tokens"}
                     continue
                 by_level = {int(lv): {"n": int((levels == lv).sum()), "accuracy": float(runs[levels == lv, 0].mean()),
-                                      "baseline_accuracy": float(base[levels == lv, 0].mean())}
+                                      "baseline_accuracy": float(base[levels == lv, 0].mean()),
+                                      **wins_ties_losses(runs[levels == lv, 0], base[levels == lv, 0])}
                             for lv in np.unique(levels)}
                 row["vs"][name] = {"setting": setting, "tokens": float(base[:, 1].mean()),
                                    "accuracy": float(base[:, 0].mean()), **_paired(runs[:, 0], base[:, 0], seed=seed),

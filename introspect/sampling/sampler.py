@@ -21,6 +21,7 @@ from metalens.introspect.heads.features import Positions, flatten
 from metalens.introspect.heads.head import ReservedHead
 from metalens.introspect.heads.train import train_head
 from metalens.introspect.rollouts.splits import problem_units
+from metalens.introspect.sampling.comparisons import wins_ties_losses
 from metalens.introspect.sampling.policy import decide
 from metalens.tasks.arithmetic import extract_answer
 
@@ -174,8 +175,9 @@ def paired_vs_majority(runs: np.ndarray, votes: list[np.ndarray], n_boot: int = 
 
     N is the smallest pool size whose mean tokens are at least the sampler's, so majority never
     spends less. Reports per-problem wins/losses, the accuracy difference with a 95 % bootstrap
-    interval over problems (paired: both columns of a resampled problem travel together) and the
-    paired t-test's two-sided p (`pareto` adds the Holm-adjusted p over all its comparisons).
+    interval over problems (paired: both columns of a resampled problem travel together; null bounds
+    below `metalens.stats.MIN_BOOTSTRAP_UNITS` problems, `ci_method` says why), the paired t-test's
+    two-sided p and the exact sign test's `p_sign` (`pareto` adds the Holm-adjusted p over all its comparisons).
     """
     tokens = runs[:, 1].mean()
     n = next((i for i, v in enumerate(votes) if v[:, 1].mean() >= tokens), None)
@@ -186,8 +188,8 @@ def paired_vs_majority(runs: np.ndarray, votes: list[np.ndarray], n_boot: int = 
     test = stats.paired_test(runs[:, 0], votes[n][:, 0])
     return {"majority_n": n + 1, "tokens": float(tokens), "majority_tokens": float(votes[n][:, 1].mean()),
             "accuracy": float(runs[:, 0].mean()), "majority_accuracy": float(votes[n][:, 0].mean()),
-            "difference": ci.estimate, "ci95": [ci.low, ci.high], "p": test.p, "d_z": test.d_z,
-            "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum())}
+            "difference": ci.estimate, "ci95": [ci.low, ci.high], "ci_method": ci.method, "p": test.p,
+            "d_z": test.d_z, **wins_ties_losses(runs[:, 0], votes[n][:, 0])}
 
 
 def matched_cost(points: list[dict], baseline: list[dict]) -> list[dict]:

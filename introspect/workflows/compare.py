@@ -114,7 +114,7 @@ def run_compare(model, config: CompareConfig, *, out: str | Path | None = None, 
         boot = boot[np.isfinite(boot)]
         p_boot = float(min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean()))) if len(boot) else float("nan")
         differences.append({"head": name, "reference": names[0], "auroc_diff": ci.estimate, "ci95": [ci.low, ci.high],
-                            "p_boot": p_boot, "n_units": ci.n})
+                            "ci_method": ci.method, "p_boot": p_boot, "n_units": ci.n})
     for row, p_holm in zip(differences, stats.holm([d["p_boot"] for d in differences])):
         row["p_holm"] = float(p_holm)
     result = CompareResult(names, {h: summary(y, p) for h, p in zip(names, probs)}, differences,

@@ -7,6 +7,7 @@ from pathlib import Path
 from metalens.introspect.evaluation.figures import pareto_figure
 from metalens.introspect.heads.features import by_task, cached_positions
 from metalens.introspect.rollouts.store import rollouts_settings
+from metalens.introspect.sampling.comparisons import comparison_rows
 from metalens.introspect.sampling.live import live_runs
 from metalens.introspect.sampling.sampler import build_pools, out_of_fold_pools, pareto
 from metalens.introspect.workflows.common import adapted, load_result, write_results
@@ -62,6 +63,8 @@ class SampleResult:
     cv: dict | None = None  # the same on every question with k-fold heads
     live: list[dict] | None = None  # per live alpha: accuracy, tokens, decode steps, seconds per question
     utility: list[dict] | None = None  # per (alpha, beta): the live utility sampler vs stored baselines
+    # the headline of a utility run: per (alpha, beta, baseline) wins / ties / losses, exact sign test, mde
+    comparisons: list[dict] | None = None
     metadata: dict | None = None  # the head's
 
     def data(self) -> dict:
@@ -89,9 +92,16 @@ class SampleResult:
                           [r for r in self.cv["paired"] if r.get("majority_n")])]
         if self.live:
             sections.append(("Live adaptive generation on held-out questions", self.live))
+        if self.comparisons:
+            sections.insert(0, ("Utility sampler vs majority voting and best-of-N at matched tokens, question by "
+                                "question: wins / ties / losses, exact two-sided sign test on the non-tied questions "
+                                "(Holm over the rows), and the smallest win share it could detect (80 % power)",
+                                [{k: v for k, v in r.items() if k != "mde"} | {
+                                    "mde (win share)": r["mde"]["value"], "non-tied": r["mde"]["n"],
+                                    "mde (accuracy)": r["mde"]["accuracy_difference"]} for r in self.comparisons]))
         if self.utility:
             sections.append(("Utility sampler (continue / stop / start / branch), live, vs the stored samples of the "
-                             "same questions at matched tokens (paired, 95 % bootstrap over questions)",
+                             "same questions at matched tokens (accuracy difference, 95 % bootstrap over questions)",
                              [{k: v for k, v in r.items() if k != "vs"} | {
                                  f"{name} {key}": r["vs"][name].get(key) for name in r["vs"]
                                  for key in ("setting", "accuracy", "difference", "p_holm")} for r in self.utility]))
@@ -140,7 +150,9 @@ def run_sample(model, config: SampleConfig, *, out: str | Path | None = None, pr
         if config.live:
             live = live_runs(model, head, records, head.metadata["test_tasks"][: config.live], config.live_alphas,
                              config.beta, config.every, config.seed, settings=settings)
-    result = SampleResult(config=config, cv=cv, live=live, utility=utility, metadata=head.metadata, **curves)
+    comparisons = comparison_rows(utility) if utility else None
+    result = SampleResult(config=config, cv=cv, live=live, utility=utility, comparisons=comparisons,
+                          metadata=head.metadata, **curves)
     if out is not None:
         result.save(out)
     return result

@@ -68,6 +68,12 @@ class TrainConfig:
     def __post_init__(self):
         self.rollouts = None if self.rollouts is None else str(self.rollouts)  # JSON-ready, equal after load
         self.levels = tuple(self.levels)
+        if self.questions is None and self.rollouts is None:  # checked here, before a model loads
+            from metalens.tasks import arithmetic, words
+
+            known = sorted((words.LEVELS if self.task == "words" else arithmetic.LEVELS))
+            if not self.levels or any(level not in known for level in self.levels):
+                raise ValueError(f"levels {list(self.levels)}: the {self.task} generator has levels {known}.")
         if self.mode not in MODES:
             raise ValueError(f"Unknown mode '{self.mode}': use 'head' (reserved rows only), 'lora' or 'full'.")
         if self.length_bins not in LENGTH_BINS:

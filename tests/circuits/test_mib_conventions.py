@@ -94,7 +94,7 @@ def test_signed_and_absolute_curves_run_different_circuits_when_scores_have_mixe
 
 
 def test_intervals_are_over_evaluation_pairs_and_paired_against_eap_ig(tiny_llama):
-    task = induction_task(tiny_llama.tokenizer, n=5)
+    task = induction_task(tiny_llama.tokenizer, n=10)  # metalens.stats.MIN_BOOTSTRAP_UNITS pairs: bounds computed
     curves = faithfulness_curves(tiny_llama, task, {"ig": random_scores(tiny_llama, 1),
                                                     "attribution": random_scores(tiny_llama, 2)}, ks=(10, 50, 100))
     out = curve_intervals(curves, n_boot=50)
@@ -102,7 +102,7 @@ def test_intervals_are_over_evaluation_pairs_and_paired_against_eap_ig(tiny_llam
         # per-pair metrics are float32 and the curve's means too; the resampled ones are float64
         assert out[method]["cpr_interval"]["estimate"] == pytest.approx(curve["cpr_signed"], rel=1e-5)
         assert out[method]["cmd_interval"]["estimate"] == pytest.approx(curve["cmd_abs"], rel=1e-5)
-        assert out[method]["cpr_interval"]["n"] == 5
+        assert out[method]["cpr_interval"]["n"] == 10
     diff = out["attribution"]["cpr_diff_vs_eap_ig"]
     assert diff["estimate"] == pytest.approx(curves["attribution"]["cpr_signed"] - curves["ig"]["cpr_signed"], abs=1e-5)
     assert diff["n_comparisons"] == 2 and "cpr_diff_vs_eap_ig" not in out["ig"]

@@ -115,3 +115,15 @@ def test_mcnemar_mde_uses_the_runs_discordant_share():
     assert record["discordant"] == pytest.approx(0.3)
     assert record["value"] == pytest.approx(power.mde_mcnemar(30, 0.3))
     assert "n_comparisons" not in record
+
+
+def test_sign_test_mde_reaches_the_power_it_states_and_refuses_too_few_units():
+    from metalens.power import mde_sign_test, sign_test
+
+    assert np.isnan(mde_sign_test(5)) and not np.isnan(mde_sign_test(6))  # 6 of 6: p = 0.031
+    share = mde_sign_test(30)
+    rng = np.random.default_rng(0)
+    wins = rng.binomial(30, share, 4000)
+    simulated = np.mean([sign_test(int(w), 30 - int(w)) <= 0.05 for w in wins])
+    assert 0.5 < share < 1 and abs(simulated - 0.8) < 0.03
+    assert mde_sign_test(30, alpha=0.01) > share > mde_sign_test(100)

@@ -69,3 +69,34 @@ def test_mcnemar_counts_only_discordant_pairs():
     assert mcnemar_exact([1] * 6, [0] * 6) == pytest.approx(2 / 64)
     with pytest.raises(ValueError, match="equal lengths"):
         mcnemar_exact([1, 0], [1])
+
+
+def test_bootstrap_refuses_bounds_below_the_stated_number_of_units():
+    values = np.array([0.1, 0.4, 0.2, 0.9, 0.5])
+    ci = stats.bootstrap_ci(lambda idx: float(values[idx].mean()), np.arange(5), n_boot=200)
+    assert ci.estimate == pytest.approx(0.42) and ci.n == 5
+    assert np.isnan(ci.low) and np.isnan(ci.high) and not ci.computed
+    assert ci.method == f"not computed: 5 units < {stats.MIN_BOOTSTRAP_UNITS} for a percentile bootstrap"
+    assert ci.text() == "0.42 [n/a (5 units)]" and not ci.excludes(0.0)
+
+
+def test_bootstrap_computes_bounds_from_the_stated_number_of_units_on():
+    values = np.linspace(0, 1, 10)
+    at = stats.bootstrap_ci(lambda idx: float(values[idx].mean()), np.arange(10), n_boot=200, min_units=10)
+    below = stats.bootstrap_ci(lambda idx: float(values[idx].mean()), np.arange(9), n_boot=200, min_units=10)
+    assert at.computed and at.low < at.estimate < at.high and at.method.startswith("bootstrap over 10 groups")
+    assert not below.computed
+    lowered = stats.bootstrap_ci(lambda idx: float(values[idx].mean()), np.arange(9), n_boot=200, min_units=5)
+    assert lowered.computed
+    with pytest.raises(ValueError, match="min_units"):
+        stats.bootstrap_ci(lambda idx: 0.0, np.arange(9), min_units=1)
+
+
+def test_a_refused_interval_is_written_as_null_with_its_reason(tmp_path):
+    import json
+
+    from metalens.report import save_json
+
+    ci = stats.bootstrap_ci(lambda idx: float(len(idx)), np.arange(3))
+    data = json.loads(save_json(tmp_path / "r.json", {"ci": ci.to_dict()}).read_text())["ci"]
+    assert data["low"] is None and data["high"] is None and data["method"].startswith("not computed: 3 units")

@@ -95,8 +95,11 @@ def test_paired_comparison_picks_a_majority_that_spends_at_least_as_much():
              np.array([[1, 20], [0, 20], [1, 20], [0, 20]], float)]  # majority@2: 20 tokens
     runs = np.array([[1, 12], [1, 15], [1, 14], [0, 11]], float)  # 13 tokens on average
     res = paired_vs_majority(runs, votes, n_boot=200)
-    assert res["majority_n"] == 2 and res["wins"] == 1 and res["losses"] == 0
-    assert res["difference"] == pytest.approx(0.25) and res["ci95"][0] >= 0
+    assert res["majority_n"] == 2 and (res["wins"], res["ties"], res["losses"]) == (1, 3, 0) and res["p_sign"] == 1.0
+    assert res["difference"] == pytest.approx(0.25)
+    assert np.isnan(res["ci95"]).all() and res["ci_method"].startswith("not computed: 4 units < 10")  # 4 questions
+    wide = paired_vs_majority(np.tile(runs, (3, 1)), [np.tile(v, (3, 1)) for v in votes], n_boot=200)
+    assert wide["ci95"][0] >= 0 and wide["ci_method"].startswith("bootstrap over 12 groups")
     assert paired_vs_majority(runs * [1, 3], votes)["majority_n"] is None  # dearer than the whole pool
 
 
@@ -139,3 +142,13 @@ def test_best_of_n_comparisons_say_how_many_were_made_and_are_holm_adjusted():
     assert out["n_comparisons"] == len(tested) >= 3  # best-of-2..4 at least
     for r in tested:
         assert r["n_comparisons"] == len(tested) and r["p_holm"] >= r["p"] - 1e-12
+
+
+def test_within_problem_auroc_over_five_mixed_problems_reports_no_bounds_and_says_why():
+    from metalens.introspect.evaluation.metrics import within_problem_auroc
+
+    problems = np.repeat(np.arange(5), 4)
+    y = np.tile([1, 0, 1, 0], 5)
+    out = within_problem_auroc(y, y + 0.1, problems, n_boot=100)
+    assert out["estimate"] == 1.0 and out["n_mixed"] == 5 and np.isnan([out["low"], out["high"]]).all()
+    assert out["method"] == "not computed: 5 units < 10 for a percentile bootstrap"

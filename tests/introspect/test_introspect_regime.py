@@ -92,3 +92,11 @@ def test_a_head_trained_on_arithmetic_is_scored_on_every_word_problem(tmp_path, 
 
     with pytest.raises(ValueError, match="not transfer"):
         run_eval(model, EvalConfig(tmp_path / "run", rollouts=tmp_path / "words", cv=2), progress=False)
+
+
+def test_train_config_refuses_a_level_its_generator_lacks_before_a_model_loads():
+    from metalens.introspect.workflows.train import TrainConfig
+
+    assert TrainConfig(levels=(0, 1)).levels == (0, 1)  # arithmetic has an easier level 0
+    with pytest.raises(ValueError, match=r"the words generator has levels \[1, 2, 3, 4, 5\]"):
+        TrainConfig(task="words", levels=(0, 1))

@@ -172,6 +172,20 @@ def test_sample_reports_the_utility_sampler_against_matched_baselines(tmp_path, 
     compared = [v for r in rows for v in r["vs"].values() if "p_holm" in v]
     assert compared and all(v["n_comparisons"] == len(compared) for v in compared)
     assert all(set(v["by_level"]) <= {"1", "2"} for v in compared)
+    # the headline: per question wins / ties / losses against majority and best-of-N, sign test and mde
+    data = json.loads((out / "s" / "results.json").read_text())
+    table = data["comparisons"]
+    assert [(c["alpha"], c["beta"], c["baseline"]) for c in table] == [
+        (a, b, name) for a, b in [(0, 0), (0, 0.1), (0.01, 0), (0.01, 0.1)] for name in ("majority", "best_of_n")
+        if rows[[(r["alpha"], r["beta"]) for r in rows].index((a, b))]["vs"][name]["setting"] is not None]
+    for c in table:
+        assert c["wins"] + c["ties"] + c["losses"] == 3 and 0 <= c["p_sign"] <= c["p_holm"] <= 1
+        assert c["n_comparisons"] == len(table) and c["mde"]["n"] == c["wins"] + c["losses"]
+        assert c["mde"]["value"] is None  # 3 questions: no win share is detectable, written as null
+    # 3 questions: the accuracy intervals are not computed, null in the json with the reason beside
+    assert all(v["ci95"] == [None, None] and v["ci_method"].startswith("not computed: 3 units") for v in compared)
+    report = (out / "s" / "report.html").read_text()
+    assert "wins / ties / losses" in report and ">nan<" not in report
 
 
 def test_cross_validated_utility_runs_read_each_question_with_its_folds_head(tmp_path, monkeypatch):
