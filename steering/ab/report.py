@@ -36,7 +36,8 @@ def sections(result) -> list:
     layers = [{"layer": k, "range": f"[{result.ranges[k]['low']:g}, {result.ranges[k]['high']:g}]",
                "validation steerability": result.validation.get(k, {}).get("estimate"),
                "test steerability": v.get("estimate"), "95% CI": f"[{_fmt(v.get('low'))}, {_fmt(v.get('high'))}]",
-               "MDE": _fmt((v.get("mde") or {}).get("value")), "n": v.get("n"),
+               "MDE": _fmt((v.get("mde_over_items") or {}).get("value")),
+               "MDE (pooled fit)": _fmt((v.get("mde") or {}).get("value")), "n": v.get("n"),
                "chosen": "yes" if k == result.layer else "exploratory"} for k, v in sorted(result.steerability.items())]
     out = [("Headline", result.headline())]
     if result.layer is None:
@@ -61,8 +62,8 @@ def sections(result) -> list:
         ("How to read this", f"Propensity is {metric}, read with the vector added {where}. Each layer's strength "
          f"range is the widest around 0 whose neutral-text loss rises at most {cfg.cost_bound:g} nats/token on the "
          "validation half of the neutral texts; steerability is the least-squares slope of each item's propensity "
-         "over that range, averaged over items, with a t-interval over items; the MDE is the slope a test at the "
-         "run's residual SD would detect with 80 % power. "
+         "over that range, averaged over items, with a t-interval over items; the MDE is the slope that t-test over items' slopes "
+         "detects with 80 % power (the pooled-fit MDE assumes no slope spread between items, so it is smaller). "
          + ("Strength 1 adds a vector as long as the layer's mean residual-stream norm at the answer letter. "
             if cfg.unit == "residual" else "Strength 1 adds the raw CAA mean difference. ")
          + f"The vector is the CAA mean difference at the answer letter over {s['train']} training items "

@@ -129,7 +129,8 @@ class SteerABResult:
         return (f"layer {self.layer}, strengths {lo:g}..{hi:g} (neutral cost <= {self.config.cost_bound:g} nats/token), "
                 f"{self.config.metric} propensity {rows[lo]['mean']:.2f} / {rows[0.0]['mean']:.2f} (0) / "
                 f"{rows[hi]['mean']:.2f}; steerability {s['estimate']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}] "
-                f"per unit strength, MDE {(s['mde'] or {}).get('value', float('nan')):.3f} (n={s['n']} test items)")
+                f"per unit strength, MDE {(s.get('mde_over_items') or {}).get('value', float('nan')):.3f} "
+                f"(the interval's test; n={s['n']} test items)")
 
     def summary(self) -> str:
         """A few lines for the terminal."""

@@ -170,6 +170,9 @@ def test_the_mde_sits_beside_the_interval_at_the_applied_alpha(tiny_gemma, tmp_p
         alpha = 0.05 if layer == result.layer else 0.05 / 2  # Holm's strictest step over the 2 other layers
         assert s["mde"]["alpha"] == pytest.approx(alpha) and s["mde"]["design"].endswith("(mde_slope)")
         assert s["mde"]["value"] > 0 and s["interval"] == "t over items' slopes"
+    # the headline states the MDE of the interval's own test (over items' slopes), not the pooled fit's
+    chosen = result.steerability[result.layer]["mde_over_items"]["value"]
+    assert f"MDE {chosen:.3f}" in result.headline()
 
 
 def test_the_cli_records_metric_positions_and_bound(tiny_llama, tmp_path, monkeypatch):
