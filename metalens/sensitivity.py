@@ -67,6 +67,17 @@ class SensitivityResult:
         """results.json's content: exactly `RESULT_KEYS`."""
         return {k: getattr(self, k) for k in RESULT_KEYS}
 
+    def summary_lines(self) -> list[str]:
+        """The terminal summary: one line per strength, then the minimal detectable strength and the
+        false-positive share."""
+        lines = [f"strength {r['strength']:g}: detected in {r['detected_share']:.2f} of {r['n_seeds']} seeds "
+                 f"[{r['low']:.2f}, {r['high']:.2f}]" for r in self.detection]
+        mds = self.min_detectable_strength
+        lines.append(f"min detectable strength (>= 80 % of seeds): {'none' if mds is None else f'{mds:g}'} "
+                     f"({self.strength_unit}); false-positive share {self.false_positive_share:.2f} "
+                     f"[{self.false_positive_low:.2f}, {self.false_positive_high:.2f}] over {self.false_positive_n} runs")
+        return lines
+
     def figure(self):
         """Plotly detection curve: detected share per strength with Wilson intervals, the 80 % line and
         the false-positive share with its interval."""
@@ -140,6 +151,13 @@ def check_strengths(strengths) -> list[float]:
     if bad:
         raise ValueError(f"Strengths must be finite and >= 0 (0 = unplanted), got {bad}.")
     return sorted(set(values))
+
+
+def check_seeds(seeds) -> int:
+    """The number of seeds K (seeds 0..K-1): an integer >= 1; raises naming the bad value."""
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise ValueError(f"seeds must be an integer >= 1 (seeds 0..K-1), got {seeds!r}.")
+    return seeds
 
 
 def measure_sensitivity(trial: Callable[[float, int], Trial], strengths, seeds, *, unit: str, rule: str,

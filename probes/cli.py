@@ -122,13 +122,8 @@ def _sensitivity(args) -> None:
     model = load_model_from_args(args)
     mark_out(args.out, "sensitivity-neurofeedback")
     result = run_reporting_sensitivity(model, config, out=args.out)
-    for row in result.detection:
-        print(f"strength {row['strength']:g}: detected in {row['detected_share']:.2f} of {row['n_seeds']} seeds "
-              f"[{row['low']:.2f}, {row['high']:.2f}]")
-    mds = result.min_detectable_strength
-    print(f"min detectable strength (>= 80 % of seeds): {'none' if mds is None else f'{mds:g}'} ({result.strength_unit}); "
-          f"false-positive share {result.false_positive_share:.2f} [{result.false_positive_low:.2f}, "
-          f"{result.false_positive_high:.2f}] over {result.false_positive_n} runs; wrote {Path(args.out) / 'results.json'}")
+    print("\n".join(result.summary_lines()))
+    print(f"wrote {Path(args.out) / 'results.json'}")
 
 
 def _add_neurofeedback_flags(nf) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from metalens.probes.neurofeedback import NeurofeedbackConfig, run_neurofeedback
 from metalens.probes.planted import UNIT
 from metalens.probes.space import ALPHA, REPORTABLE_RULE
-from metalens.sensitivity import SensitivityResult, Trial, check_strengths, measure_sensitivity
+from metalens.sensitivity import SensitivityResult, Trial, check_seeds, check_strengths, measure_sensitivity
 
 DEFAULT_STRENGTHS = (0.0, 0.25, 0.5, 1.0, 2.0)
 
@@ -29,8 +29,7 @@ class ReportingSensitivityConfig:
 
     def __post_init__(self):
         self.strengths = tuple(check_strengths(self.strengths))
-        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
-            raise ValueError(f"seeds must be an integer >= 1 (seeds 0..K-1), got {self.seeds!r}.")
+        self.seeds = check_seeds(self.seeds)
         if not isinstance(self.neurofeedback, NeurofeedbackConfig):
             raise TypeError("neurofeedback must be a NeurofeedbackConfig, e.g. NeurofeedbackConfig.quick(layer=9).")
 

@@ -111,14 +111,8 @@ def _sensitivity_steer_ab(args) -> None:
     layer = plant_layer(model, config)
     mark_out(out, "sensitivity-steer-ab")
     result = run_steer_ab_sensitivity(model, config, out=out)
-    for row in result.detection:
-        print(f"strength {row['strength']:g}: detected in {row['detected_share']:.2f} of {row['n_seeds']} seeds "
-              f"[{row['low']:.2f}, {row['high']:.2f}]")
-    mds = result.min_detectable_strength
-    print(f"planted at block {layer}; min detectable strength (>= 80 % of seeds): {'none' if mds is None else f'{mds:g}'} "
-          f"({result.strength_unit}); false-positive share {result.false_positive_share:.2f} "
-          f"[{result.false_positive_low:.2f}, {result.false_positive_high:.2f}] over {result.false_positive_n} runs; "
-          f"wrote {out / 'results.json'}")
+    print("\n".join(result.summary_lines()))
+    print(f"planted at block {layer}; wrote {out / 'results.json'}")
 
 
 def register_sensitivity(subparsers) -> None:

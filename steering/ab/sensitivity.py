@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import metalens
-from metalens.sensitivity import SensitivityResult, Trial, check_strengths, measure_sensitivity
+from metalens.sensitivity import SensitivityResult, Trial, check_seeds, check_strengths, measure_sensitivity
 from metalens.steering.ab.items import read_ab
 from metalens.steering.ab.planted import UNIT, PlantedSteerable
 from metalens.steering.ab.workflow import SteerABConfig, run_steer_ab
@@ -43,8 +43,7 @@ class SteerABSensitivityConfig:
 
     def __post_init__(self):
         self.strengths = tuple(check_strengths(self.strengths))
-        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
-            raise ValueError(f"seeds must be an integer >= 1 (seeds 0..K-1), got {self.seeds!r}.")
+        self.seeds = check_seeds(self.seeds)
         if not isinstance(self.steer_ab, SteerABConfig):
             raise TypeError("steer_ab must be a SteerABConfig, e.g. SteerABConfig('items.jsonl').")
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from metalens.sensitivity import RESULT_KEYS, SensitivityResult, Trial, measure_sensitivity
+from metalens.sensitivity import RESULT_KEYS, SensitivityResult, Trial, check_seeds, measure_sensitivity
 from metalens.stats import wilson_ci
 
 RULES = dict(unit="logits per SD", rule="the planted thing found", false_positive_rule="anything else found")
@@ -94,3 +94,18 @@ def test_bad_strengths_are_refused(strengths):
 def test_load_of_a_folder_without_results_says_what_to_point_at(tmp_path):
     with pytest.raises(FileNotFoundError, match="sensitivity run"):
         SensitivityResult.load(tmp_path)
+
+
+@pytest.mark.parametrize("seeds", [0, -1, 1.5, True, "3"])
+def test_bad_seed_counts_are_refused(seeds):
+    with pytest.raises(ValueError, match="seeds must be an integer >= 1"):
+        check_seeds(seeds)
+
+
+def test_summary_lines_state_each_strength_then_the_minimal_strength_and_false_positives():
+    res = measure_sensitivity(threshold_trial(), (0, 1), 5, progress=False, **RULES)
+    lines = res.summary_lines()
+    assert lines[0].startswith("strength 0: detected in 0.00 of 5 seeds")
+    assert lines[1].startswith("strength 1: detected in 0.80 of 5 seeds")
+    assert lines[2].startswith("min detectable strength (>= 80 % of seeds): 1 (logits per SD)")
+    assert "false-positive share 0.20" in lines[2] and "over 10 runs" in lines[2]
