@@ -168,9 +168,11 @@ def mde_record(value: float, design: str, n: int, alpha: float = 0.05, power: fl
     return record
 
 
-def paired_mde(diff, alpha: float = 0.05, power: float = 0.8, n_comparisons: int = 1) -> dict:
+def paired_mde(diff, alpha: float = 0.05, power: float = 0.8, n_comparisons: int = 1,
+               alternative: str = "two-sided") -> dict:
     """`mde_record` for a paired t-test over the per-unit differences `diff` (Holm's strictest alpha when
-    n_comparisons > 1); value None with the reason when the differences have no spread or n < 2."""
+    n_comparisons > 1; `alternative` as the test applied); value None with the reason when the
+    differences have no spread or n < 2."""
     diff = np.asarray(diff, dtype=float).ravel()
     diff = diff[np.isfinite(diff)]
     level = family_alpha(alpha, n_comparisons)
@@ -178,8 +180,8 @@ def paired_mde(diff, alpha: float = 0.05, power: float = 0.8, n_comparisons: int
     if not sd > 0:
         return {"value": None, "design": "paired mean (t-test)", "n": len(diff), "alpha": level, "power": power,
                 "why_none": "the differences have no spread (or n < 2): a t-test's power is not defined"}
-    return mde_record(mde_paired_mean(sd, len(diff), level, power), "paired mean (t-test)", len(diff), level,
-                      power, n_comparisons, sd_diff=sd)
+    return mde_record(mde_paired_mean(sd, len(diff), level, power, alternative), "paired mean (t-test)", len(diff),
+                      level, power, n_comparisons, sd_diff=sd)
 
 
 def mcnemar_mde(a, b, alpha: float = 0.05, power: float = 0.8, n_comparisons: int = 1) -> dict:

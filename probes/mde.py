@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from metalens.power import family_alpha, mde_paired_mean, mde_two_proportions
+from metalens.power import family_alpha, mde_two_proportions
+from metalens.power import paired_mde as paired_mde_core
 
 ALPHA = 0.05
 POWER = 0.8
@@ -13,16 +14,17 @@ POWER = 0.8
 def paired_mde(diffs, n_comparisons: int, design: str, unit: str, alpha: float = ALPHA) -> dict:
     """MDE of the one-sided paired t-test the row reports, from its per-unit differences `diffs` [n]:
     the smallest mean difference (in `unit`) detected with 80 % power at alpha / n_comparisons (the
-    strictest Holm step), and the same as a d_z. NaN where fewer than 2 finite units or no spread."""
-    d = np.asarray(diffs, dtype=float)
+    strictest Holm step; `metalens.power.paired_mde`), and the same as a d_z. NaN where fewer than 2
+    finite units or no spread."""
+    n_comparisons = max(int(n_comparisons), 1)
+    core = paired_mde_core(diffs, alpha, POWER, n_comparisons, alternative="greater")
+    d = np.asarray(diffs, dtype=float).ravel()
     d = d[np.isfinite(d)]
-    a = family_alpha(alpha, max(int(n_comparisons), 1))
     sd = float(d.std(ddof=1)) if len(d) >= 2 else float("nan")
-    ok = len(d) >= 2 and np.isfinite(sd) and sd > 0
-    value = mde_paired_mean(sd, len(d), a, POWER, alternative="greater") if ok else float("nan")
-    return {"value": value, "value_dz": value / sd if ok else float("nan"), "unit": unit, "sd_diff": sd,
-            "design": design, "n": int(len(d)), "alpha": a, "alpha_family": alpha,
-            "n_comparisons": int(n_comparisons), "power": POWER, "alternative": "greater"}
+    value = float("nan") if core["value"] is None else core["value"]
+    return {"value": value, "value_dz": value / sd if core["value"] is not None else float("nan"), "unit": unit,
+            "sd_diff": sd, "design": design, "n": core["n"], "alpha": core["alpha"], "alpha_family": alpha,
+            "n_comparisons": n_comparisons, "power": POWER, "alternative": "greater"}
 
 
 def two_proportions_mde(p0: float, n_items: int, n_comparisons: int, alpha: float = ALPHA) -> dict:
