@@ -17,10 +17,11 @@ PY=${PY:-.venv/bin/python}
 OUT=$(dirname "$0")
 DATA=${DATA:-../shared/data}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-# MODELS= runs some of the models (time.txt is then appended to, not restarted)
-[ -z "${MODELS:-}" ] && rm -f "$OUT/time.txt"
+# MODELS= / TASKS= run some of the models / tasks (time.txt is then appended to, not restarted); two
+# invocations with TASKS=ioi and TASKS=greater-than and OMP_NUM_THREADS=1 use two cores side by side
+[ -z "${MODELS:-}" ] && [ -z "${TASKS:-}" ] && rm -f "$OUT/time.txt"
 for model in ${MODELS:-gemma-3-270m smollm2-135m-instruct}; do
-  for task in ioi greater-than; do
+  for task in ${TASKS:-ioi greater-than}; do
     file=$DATA/eap-ig/ioi_llama.csv; [ "$task" = greater-than ] && file=$DATA/eap-ig/greater_than_data.csv
     run=runs/community/$model-$task
     /usr/bin/time -f "$model $task: wall %e s, user CPU %U s, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" \
