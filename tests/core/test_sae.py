@@ -11,9 +11,7 @@ from safetensors.torch import load_file, save_file
 
 import metalens
 from metalens.sae import SAE, SAETrainConfig, evaluate_sae, load_sae, save_saelens, splice_edits, train_sae
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sae"
-ARCHS = ["standard", "topk", "jumprelu"]
+from sae_fixture import ARCHS, checksums, expected, materialize, seeded_tensors
 TEXTS = ["The cat sat on the mat.", "A quick brown fox jumps.", "Hello there, how are you?", "Numbers 1 2 3 4."]
 
 
@@ -31,27 +29,50 @@ def random_sae(architecture="standard", d_in=8, d_sae=16, seed=0, **kw) -> SAE:
                architecture=architecture, **kw)
 
 
-def copy_fixture(tmp_path: Path, arch: str) -> Path:
-    return Path(shutil.copytree(FIXTURES / arch, tmp_path / arch))
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory) -> Path:
+    """The three SAELens fixtures as sae-lens wrote them (weights rebuilt byte for byte, tests/sae_fixture.py)."""
+    root = tmp_path_factory.mktemp("sae-fixtures")
+    for arch in ARCHS:
+        materialize(arch, root)
+    return root
+
+
+@pytest.fixture
+def copy_fixture(fixtures, tmp_path):
+    def copy(arch: str) -> Path:
+        return Path(shutil.copytree(fixtures / arch, tmp_path / arch))
+    return copy
 
 
 # --- compatibility with SAELens (fixtures written by sae-lens 6.54.12, tools/sae_fixture/make_fixture.py)
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_saelens_fixture_encodes_to_saelens_features(arch):
-    sae = load_sae(FIXTURES / arch)
-    held = load_file(str(FIXTURES / arch / "heldout.safetensors"))
-    features = sae.encode(held["x"])
-    # Measured in float32: max abs difference 0.0 for all three (the same ops in the same order).
-    assert (features - held["features"]).abs().max().item() <= 1e-6
-    assert torch.equal(features > 0, held["features"] > 0)
-    # Reconstructions: 0.0 (standard, jumprelu), 9.5e-07 (topk: decoder-norm rescaling rounds differently).
-    assert (sae.decode(features, held["x"]) - held["recon"]).abs().max().item() <= 1e-5
+def test_saelens_fixture_encodes_to_saelens_features(arch, fixtures):
+    sae = load_sae(fixtures / arch)
+    x = seeded_tensors(arch)[1]
+    features = sae.encode(x)
+    ours, theirs = checksums(features, sae.decode(features, x)), expected(arch)
+    # The same active features, and row summaries equal to float32 rounding. Measured against sae-lens's
+    # full tensors when written: features 0.0 apart for all three, reconstructions <= 9.5e-07 (topk).
+    assert ours["active_sha256"] == theirs["active_sha256"] and ours["l0"] == theirs["l0"]
+    assert ours["features_argmax"] == theirs["features_argmax"]
+    for key in ("features_sum", "features_sq", "features_max", "recon_sum", "recon_sq"):
+        assert ours[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-5), key
+
+
+def test_fixture_checksums_tell_a_wrong_normalisation(fixtures):
+    sae = load_sae(fixtures / "standard")  # layer-norm input: skipping it must change what is encoded
+    x = seeded_tensors("standard")[1]
+    sae.normalize_activations = "none"
+    features = sae.encode(x)
+    ours, theirs = checksums(features, sae.decode(features, x)), expected("standard")
+    assert ours["features_sum"] != pytest.approx(theirs["features_sum"], rel=1e-5, abs=1e-5)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_fixture_metadata_reads_as_written(arch):
-    sae = load_sae(FIXTURES / arch)
+def test_fixture_metadata_reads_as_written(arch, fixtures):
+    sae = load_sae(fixtures / arch)
     assert (sae.architecture, sae.site, sae.model) == (arch, "blocks.1.hook_resid_post", "tiny-gemma3")
     assert (sae.d_in, sae.d_sae) == (64, 128)
     assert sae.k == (8 if arch == "topk" else None)
@@ -59,9 +80,9 @@ def test_fixture_metadata_reads_as_written(arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_metalens_save_writes_the_files_saelens_wrote(arch, tmp_path):
-    save_saelens(load_sae(FIXTURES / arch), tmp_path / arch)
-    ours, theirs = tmp_path / arch, FIXTURES / arch
+def test_metalens_save_writes_the_files_saelens_wrote(arch, fixtures, tmp_path):
+    save_saelens(load_sae(fixtures / arch), tmp_path / arch)
+    ours, theirs = tmp_path / arch, fixtures / arch
     a, b = load_file(str(ours / "sae_weights.safetensors")), load_file(str(theirs / "sae_weights.safetensors"))
     assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
     cfg_a, cfg_b = (json.loads((p / "cfg.json").read_text()) for p in (ours, theirs))
@@ -106,8 +127,8 @@ def test_topk_keeps_exactly_k_features():
 
 # --- refused files
 
-def test_weights_that_disagree_with_cfg_are_refused_naming_both(tmp_path):
-    folder = copy_fixture(tmp_path, "standard")
+def test_weights_that_disagree_with_cfg_are_refused_naming_both(copy_fixture):
+    folder = copy_fixture("standard")
     cfg = json.loads((folder / "cfg.json").read_text())
     cfg["d_sae"] = 256
     (folder / "cfg.json").write_text(json.dumps(cfg))
@@ -115,8 +136,8 @@ def test_weights_that_disagree_with_cfg_are_refused_naming_both(tmp_path):
         load_sae(folder)
 
 
-def test_unknown_architecture_is_refused(tmp_path):
-    folder = copy_fixture(tmp_path, "standard")
+def test_unknown_architecture_is_refused(copy_fixture):
+    folder = copy_fixture("standard")
     cfg = json.loads((folder / "cfg.json").read_text())
     cfg["architecture"] = "gated"
     (folder / "cfg.json").write_text(json.dumps(cfg))
@@ -124,8 +145,8 @@ def test_unknown_architecture_is_refused(tmp_path):
         load_sae(folder)
 
 
-def test_nan_weights_are_refused(tmp_path):
-    folder = copy_fixture(tmp_path, "jumprelu")
+def test_nan_weights_are_refused(copy_fixture):
+    folder = copy_fixture("jumprelu")
     tensors = load_file(str(folder / "sae_weights.safetensors"))
     tensors["W_dec"][3, 3] = float("nan")
     save_file(tensors, str(folder / "sae_weights.safetensors"))
@@ -133,8 +154,8 @@ def test_nan_weights_are_refused(tmp_path):
         load_sae(folder)
 
 
-def test_missing_files_are_refused(tmp_path):
-    folder = copy_fixture(tmp_path, "topk")
+def test_missing_files_are_refused(copy_fixture, tmp_path):
+    folder = copy_fixture("topk")
     (folder / "sae_weights.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="sae_weights.safetensors is missing beside cfg.json"):
         load_sae(folder)

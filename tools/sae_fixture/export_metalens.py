@@ -11,6 +11,7 @@ JumpReLU skip transcoder).
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -18,7 +19,8 @@ from safetensors.torch import save_file
 
 from metalens.sae import SAE, load_sae, save_saelens
 
-FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "sae"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from sae_fixture import ARCHS, materialize  # noqa: E402
 
 
 def _random(gen: torch.Generator, d_in: int = 64, d_sae: int = 128, d_out: int = 64, **kw) -> SAE:
@@ -31,7 +33,8 @@ def _random(gen: torch.Generator, d_in: int = 64, d_sae: int = 128, d_out: int =
 
 def main(root: Path) -> None:
     gen = torch.Generator().manual_seed(7)
-    saes = {f"resaved-{arch}": load_sae(FIXTURES / arch) for arch in ("standard", "topk", "jumprelu")}
+    with tempfile.TemporaryDirectory() as tmp:  # the SAELens fixtures, rebuilt from their seeds
+        saes = {f"resaved-{arch}": load_sae(materialize(arch, Path(tmp))) for arch in ARCHS}
     saes["metalens-jumprelu-layernorm"] = _random(
         gen, architecture="jumprelu", threshold=torch.rand(128, generator=gen), site="blocks.1.hook_resid_post",
         apply_b_dec_to_input=True, normalize_activations="layer_norm")

@@ -6,7 +6,10 @@ SAELens pins transformer-lens < 4, so it lives in its own environment, outside t
     /tmp/saelens-env/bin/pip install torch==2.13.0 sae-lens      # the CPU torch wheel, then SAELens
 
 Write the fixtures (three SAEs, d_in 64, d_sae 128, seeded random weights, saved with SAELens'
-own `save_model`, plus a held-out batch and SAELens' `encode` / `decode` of it):
+own `save_model`, and SAELens' `encode` / `decode` of a seeded held-out batch). The weights are not
+tracked: each tests/fixtures/sae/<arch>/ keeps SAELens' cfg.json, its weights file's JSON header and
+sha256 (weights.json) and checksums of its encode / decode (heldout.json); the tests rebuild the
+weights file byte for byte from the same seeds (tests/sae_fixture.py holds the recipe both use):
 
     /tmp/saelens-env/bin/python tools/sae_fixture/make_fixture.py write tests/fixtures/sae
 
@@ -20,7 +23,8 @@ encoded:
 
     /tmp/saelens-env/bin/python tools/sae_fixture/make_fixture.py check /tmp/ml-saes
 
-Last run by hand, 2026-12-07 (sae-lens 6.54.12, transformer-lens 3.9.0, torch 2.13.0+cpu), `check`
+Last run by hand, 2026-12-07 (fixtures rewritten in the text form the same day, identical cfg.json,
+weights sha256 and checksums; sae-lens 6.54.12, transformer-lens 3.9.0, torch 2.13.0+cpu), `check`
 on the seven SAEs export_metalens.py wrote (the three fixtures re-saved by metalens, a JumpReLU with
 layer-norm input, a TopK subtracting b_dec, a ReLU transcoder, a JumpReLU skip transcoder): SAELens
 loaded each as the right class (StandardSAE, TopKSAE, JumpReLUSAE, Transcoder,
@@ -29,58 +33,64 @@ JumpReLUSkipTranscoder); features identical (max abs difference 0.0), reconstruc
 """
 from __future__ import annotations
 
+import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-D_IN, D_SAE, N_HELD_OUT = 64, 128, 32
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from sae_fixture import ARCHS, D_IN, D_SAE, checksums, seeded_tensors, weights_record  # noqa: E402
 
 
-def _metadata(arch: str):
+def _metadata():
     from sae_lens.saes.sae import SAEMetadata
 
     return SAEMetadata(model_name="tiny-gemma3", hook_name="blocks.1.hook_resid_post", hook_head_index=None)
 
 
-def _build(arch: str, gen: torch.Generator):
+def _build(arch: str, weights: dict):
     from sae_lens import (JumpReLUSAE, JumpReLUSAEConfig, StandardSAE, StandardSAEConfig, TopKSAE,
                           TopKSAEConfig)
 
     if arch == "standard":
         sae = StandardSAE(StandardSAEConfig(d_in=D_IN, d_sae=D_SAE, apply_b_dec_to_input=True,
-                                            normalize_activations="layer_norm", metadata=_metadata(arch)))
+                                            normalize_activations="layer_norm", metadata=_metadata()))
     elif arch == "topk":
         sae = TopKSAE(TopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=8, apply_b_dec_to_input=False,
                                     rescale_acts_by_decoder_norm=True,
-                                    normalize_activations="constant_norm_rescale", metadata=_metadata(arch)))
+                                    normalize_activations="constant_norm_rescale", metadata=_metadata()))
     else:
         sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=D_IN, d_sae=D_SAE, apply_b_dec_to_input=True,
-                                            metadata=_metadata(arch)))
+                                            metadata=_metadata()))
     with torch.no_grad():
-        sae.W_enc.copy_(torch.randn(D_IN, D_SAE, generator=gen) / D_IN**0.5)
-        sae.W_dec.copy_(torch.randn(D_SAE, D_IN, generator=gen) / D_SAE**0.5)
-        sae.b_enc.copy_(0.1 * torch.randn(D_SAE, generator=gen))
-        sae.b_dec.copy_(0.1 * torch.randn(D_IN, generator=gen))
-        if arch == "jumprelu":
-            sae.threshold.copy_(torch.rand(D_SAE, generator=gen))
+        for name, value in weights.items():
+            getattr(sae, name).copy_(value)
     return sae
 
 
 def write(root: Path) -> None:
-    """Each architecture into root/<arch>/: SAELens' files and heldout.safetensors (x, features, recon)."""
-    for i, arch in enumerate(("standard", "topk", "jumprelu")):
-        gen = torch.Generator().manual_seed(1000 + i)
-        sae = _build(arch, gen).eval()
+    """Each architecture into root/<arch>/: SAELens' cfg.json, weights.json and heldout.json."""
+    for arch in ARCHS:
+        weights, x = seeded_tensors(arch)
+        sae = _build(arch, weights).eval()
         out = root / arch
-        sae.save_model(out)
-        x = torch.randn(N_HELD_OUT, D_IN, generator=gen) * 3 + 0.5  # [batch, d_in]
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            sae.save_model(tmp)
+            saved = load_file(str(Path(tmp) / "sae_weights.safetensors"))
+            if sorted(saved) != sorted(weights) or not all(torch.equal(saved[k], weights[k]) for k in saved):
+                sys.exit(f"{arch}: SAELens saved other tensors than the recipe's; the tests could not rebuild them.")
+            shutil.copy(Path(tmp) / "cfg.json", out / "cfg.json")
+            (out / "weights.json").write_text(json.dumps(weights_record(Path(tmp) / "sae_weights.safetensors"),
+                                                         indent=1) + "\n")
         with torch.no_grad():
             features = sae.encode(x)  # [batch, d_sae]
             recon = sae.decode(features)  # [batch, d_in]
-        save_file({"x": x, "features": features.contiguous(), "recon": recon.contiguous()},
-                  str(out / "heldout.safetensors"))
+        (out / "heldout.json").write_text(json.dumps(checksums(features, recon), indent=1) + "\n")
         print(f"{arch}: wrote {out} (L0 {float((features > 0).sum(-1).float().mean()):.1f})")
 
 
