@@ -96,7 +96,7 @@ def run_sae_training(model, config: SAERunConfig, *, out=None, progress: bool = 
     record = {"config": {**asdict(config.train), "tokens": config.tokens, "eval_share": config.eval_share},
               "n_train_texts": len(texts), "n_train_tokens": n_tokens, "final_loss": training.losses[-1],
               "model": model.name}
-    result = SAERun(scores, source, len(held), round(time.perf_counter() - start, 1), training.sae, record)
+    result = SAERun(scores, source, len(held), round(time.perf_counter() - start, 3), training.sae, record)
     if out is not None:
         result.save(out)
     return result
@@ -109,7 +109,7 @@ def run_sae_evaluation(model, sae: SAE, config: SAERunConfig, *, out=None, progr
     _, held, source = held_out_texts(config)
     scores = evaluate_sae(model, sae, held, batch_size=config.eval_batch_size, max_length=config.train.max_length,
                           progress=progress)
-    result = SAERun(scores, source, len(held), round(time.perf_counter() - start, 1))
+    result = SAERun(scores, source, len(held), round(time.perf_counter() - start, 3))
     if out is not None:
         result.save(out)
     return result

@@ -24,7 +24,7 @@ for model in ${MODELS:-gemma-3-270m smollm2-135m-instruct}; do
   for task in ${TASKS:-ioi greater-than}; do
     file=$DATA/eap-ig/ioi_llama.csv; [ "$task" = greater-than ] && file=$DATA/eap-ig/greater_than_data.csv
     run=runs/community/$model-$task
-    /usr/bin/time -f "$model $task: wall %e s, user CPU %U s, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" \
+    /usr/bin/time -f "$(date +%F) $model $task: wall %e s, user CPU %U s, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" \
       -a -o "$OUT/time.txt" \
       $PY -m metalens.cli heads --model $model --device cpu --task "$file" --n 48 --eval-n 16 --seed 0 \
         --no-detect --faithfulness --out "$run"
