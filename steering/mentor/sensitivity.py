@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import metalens
 from metalens.report import save_json
 from metalens.sensitivity import SensitivityResult, Trial, check_seeds, check_strengths, measure_sensitivity
+from metalens.steering.mentor.data import DATA
 from metalens.steering.mentor.workflow import MentorConfig, run_mentor
-from metalens.steering.rules.library import Rule, find_rule, heldout_prompts, library
 from metalens.steering.vector import MAX_STRENGTH
 
 UNIT = ("MENTOR's steering strength: multiples of the sum of the retrieved rules' vectors (each the mean difference "
@@ -38,12 +38,28 @@ FALSE_POSITIVE_RULE = ("a steered condition (all_vectors or any retrieved_round{
 
 
 @dataclass
+class TopicRule:
+    """A rule a reply follows by holding one of `keywords`, and the prompts it is tried on (None: the shipped
+    held-out prompts, steering/data/prompts_heldout.txt)."""
+
+    name: str
+    text: str
+    keywords: list[str] = field(default_factory=list)
+    prompts: list[str] | None = None
+
+    def queries(self) -> list[str]:
+        """The prompts MENTOR answers: `prompts`, else the shipped held-out ones."""
+        return list(self.prompts) if self.prompts else metalens.read_texts(DATA / "prompts_heldout.txt")
+
+
+@dataclass
 class MentorSensitivityConfig:
     """What runs: `mentor` (its queries, tree, strengths and seed are replaced in each trial), the topic `rule`
-    (a shipped rule's name or a `Rule` with keywords), `strengths` (unit: `UNIT`) and `seeds` (0..K-1)."""
+    (a shipped rule's name, steering/data/rules.jsonl, or a `TopicRule`), `strengths` (unit: `UNIT`) and
+    `seeds` (0..K-1)."""
 
     mentor: MentorConfig
-    rule: str | Rule = "ocean"
+    rule: str | TopicRule = "ocean"
     strengths: tuple[float, ...] = DEFAULT_STRENGTHS
     seeds: int = 3
 
@@ -58,23 +74,29 @@ class MentorSensitivityConfig:
         topic_rule(self.rule)
 
 
-def topic_rule(rule: str | Rule) -> Rule:
-    """The topic rule: a shipped rule by name or a `Rule`; it needs keywords (what the checker looks for)."""
-    found = find_rule(rule) if isinstance(rule, str) else rule
-    if not isinstance(found, Rule) or not found.keywords:
-        names = sorted(r for r, v in library().items() if v.keywords)
-        raise ValueError(f"Rule {rule!r} has no topic keywords for the checker: use one of {names} (or a Rule with "
-                         "keywords).")
+def topic_rule(rule: str | TopicRule) -> TopicRule:
+    """The topic rule: a shipped rule by name (steering/data/rules.jsonl) or a `TopicRule`; it needs keywords
+    (what the checker looks for)."""
+    shipped = {r["name"]: r for r in metalens.read_jsonl(DATA / "rules.jsonl", required=("name", "rule"))}
+    found = rule
+    if isinstance(rule, str) and rule in shipped:
+        r = shipped[rule]
+        prompts = metalens.read_texts(DATA / r["prompts"]) if isinstance(r.get("prompts"), str) else r.get("prompts")
+        found = TopicRule(r["name"], r["rule"], list(r.get("keywords", [])), prompts)
+    if not isinstance(found, TopicRule) or not found.keywords:
+        names = sorted(n for n, r in shipped.items() if r.get("keywords"))
+        raise ValueError(f"Rule {rule!r} has no topic keywords for the checker: use one of {names} (or a TopicRule "
+                         "with keywords).")
     return found
 
 
-def topic_inputs(rule: Rule, folder: str | Path) -> tuple[Path, Path]:
+def topic_inputs(rule: TopicRule, folder: str | Path) -> tuple[Path, Path]:
     """(queries JSONL, tree JSON) for `run_mentor`: the rule's held-out prompts as queries (domain = the rule's
     name) whose rubric a response violates when it holds none of the rule's keywords, and a one-rule tree."""
     folder = Path(folder)
     text = rule.text.strip().rstrip(".") + "."
     records = [{"query": p, "domain": rule.name, "rubric": text, "keywords": [], "required": list(rule.keywords)}
-               for p in heldout_prompts(rule)]
+               for p in rule.queries()]
     queries = folder / f"{rule.name}-queries.jsonl"
     metalens.write_jsonl(queries, records)
     tree = save_json(folder / f"{rule.name}-tree.json", {"about": f"one topic rule ({rule.name}) for MENTOR's "
@@ -128,7 +150,7 @@ def run_mentor_sensitivity(model, config: MentorSensitivityConfig, *, out: str |
     rule = topic_rule(config.rule)
     mentor = {k: v for k, v in asdict(config.mentor).items() if k not in ("queries", "tree", "strengths", "seed")}
     settings = {"title": f"MENTOR retrieved steering on the topic rule '{rule.name}', {model.name}",
-                "model": model.name, "pipeline": "run_mentor", "rule": rule.to_dict(), "alpha": ALPHA,
+                "model": model.name, "pipeline": "run_mentor", "rule": asdict(rule), "alpha": ALPHA,
                 "mentor": mentor}
     return measure_sensitivity(lambda s, k: mentor_trial(model, config, s, k), config.strengths, config.seeds,
                                unit=UNIT, rule=DETECTION_RULE, false_positive_rule=FALSE_POSITIVE_RULE,
