@@ -176,15 +176,18 @@ def register(sub) -> None:
 
 
 def head_arg(text: str) -> tuple[int, int]:
-    """A `type=` for --heads: one head as L.H (or L<l>.H<h>), e.g. 5.1 or L5.H1."""
-    parts = text.upper().replace("L", "").replace("H", "").split(".")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a head: write layer.head, e.g. 5.1 or L5.H1")
-    return int(parts[0]), int(parts[1])
+    """A `type=` for --heads: one head as L.H or L<l>.H<h>, e.g. 5.1 or L5.H1."""
+    from metalens.circuits.attention import parse_heads
+
+    try:
+        return parse_heads([text])[0]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _sensitivity_emergent(args) -> None:
     from metalens.circuits.emergent import EmergentConfig
+    from metalens.circuits.attention import check_heads
     from metalens.circuits.emergent_sensitivity import EmergentSensitivityConfig, run_emergent_heads_sensitivity
     from metalens.circuits.tasks import TASKS, check_pairs_file
 
@@ -197,6 +200,8 @@ def _sensitivity_emergent(args) -> None:
     config = EmergentSensitivityConfig(emergent, plant=args.plant, heads=tuple(args.heads) if args.heads else None,
                                        strengths=tuple(args.strengths), seeds=args.seeds)
     model = load_model_from_args(args)
+    if config.heads:
+        check_heads(model, config.heads)
     mark_out(out, "sensitivity-emergent-heads")
     result = run_emergent_heads_sensitivity(model, config, out=out)
     print("\n".join(result.summary_lines()))

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 import metalens
+from metalens.circuits.attention import check_heads
 from metalens.circuits.metrics import embeddings, prepare
 from metalens.circuits.tasks import ContrastTask
 from metalens.sites import attn_z, mlp_out, resid_pre
@@ -75,17 +76,10 @@ class PlantedHeads:
         return {"heads": [list(h) for h in self.heads], "where": self.where, "strength": float(self.strength),
                 "unit": UNIT, "norms": self.norms, "sites": sites}
 
-    def check(self, model) -> None:
-        """Raise naming the bad head when a planted head is not in `model`."""
-        for l, h in self.heads:
-            if not (0 <= l < model.n_layers and 0 <= h < model.n_heads):
-                raise ValueError(f"Planted head L{l}.H{h} is not in {model.name}: it has layers 0-{model.n_layers - 1} "
-                                 f"with heads 0-{model.n_heads - 1}.")
-
     @torch.no_grad()
     def measure(self, model) -> None:
         """Set `norms`: each carrier's mean output norm at the task's clean prompts' last token (unplanted)."""
-        self.check(model)
+        check_heads(model, self.heads)
         batch = prepare(model, self.task)
         layers = sorted({l for l, _ in self.heads})
         site = attn_z if self.where == "heads" else mlp_out

@@ -21,6 +21,7 @@ import random
 from dataclasses import asdict, dataclass, replace
 
 import metalens
+from metalens.circuits.attention import check_heads
 from metalens.circuits.compare import build_circuit, split_pairs, task_metric
 from metalens.circuits.emergent import EmergentConfig, run_emergent_heads
 from metalens.circuits.emergent_planted import UNIT, WHERE, PlantedHeads
@@ -153,7 +154,7 @@ def run_emergent_heads_sensitivity(base, config: EmergentSensitivityConfig, *, o
                                    progress: bool = True) -> SensitivityResult:
     """Detection curve of emergent-heads on `base`; with `out`, resumable (runs/), results.json and report.html."""
     if config.heads is not None:
-        PlantedHeads(make_task(config.emergent.task, base.tokenizer, n=2), list(config.heads), 0.0).check(base)
+        check_heads(base, config.heads)
     post = planted_copy(base)
     drawn: dict[int, tuple] = {}  # seed -> (planted heads, base circuit): one base circuit per seed
 
