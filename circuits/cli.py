@@ -233,7 +233,8 @@ def register_sensitivity(subparsers) -> None:
                    help="task metric (default: the task's own)")
     p.add_argument("--n-edges", type=positive_int, default=100)
     p.add_argument("--ig-steps", type=positive_int, default=3)
-    p.add_argument("--n-random", type=positive_int, default=3, help="layer-matched random groups, the ablation's control")
+    p.add_argument("--n-random", type=positive_int, default=3,
+                   help="layer-matched random groups, the ablation's control")
     p.add_argument("--max-emergent", type=positive_int, default=10, help="emergent heads ablated together")
     p.add_argument("--n-boot", type=nonneg_int, default=0,
                    help="bootstrap resamples for head recurrence (not part of the verdict; default 0: skip)")

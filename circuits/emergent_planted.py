@@ -35,7 +35,7 @@ from torch import Tensor
 
 import metalens
 from metalens.circuits.attention import check_heads
-from metalens.circuits.metrics import embeddings, prepare
+from metalens.circuits.metrics import prepare
 from metalens.circuits.tasks import ContrastTask
 from metalens.sites import attn_z, mlp_out, resid_pre
 
@@ -44,7 +44,7 @@ UNIT = ("mean output norms of the carrier, written at each task prompt's last to
         "whose o_proj image points most toward W_U[answer] - W_U[other]; in the MLP control, one mean |MLP output| of "
         "that head's block along the unit answer-minus-other unembedding difference")
 WHERE = ("heads", "mlp")
-MATCH_TOL = 1e-2  # a row is a pair's (interpolated) prompt when it is off that pair's line by < 1 % of |clean - corrupted|
+MATCH_TOL = 1e-2  # a row is a pair's (interpolated) prompt when off that pair's line by < 1 % of |clean - corrupted|
 
 
 @dataclass
@@ -93,15 +93,16 @@ class PlantedHeads:
             else:
                 self.norms[str(l)] = float(last.norm(dim=-1).mean())
 
-    def _table(self, model) -> tuple[list[tuple[Tensor, Tensor, int]], Tensor, Tensor, Tensor]:
-        """([(clean [n, d], corrupted [n, d], n) per pair], pad embedding [d], answer ids [P], other ids [P])."""
-        batch = prepare(model, self.task)
-        clean = embeddings(model, batch.clean_ids).float()  # [P, pos, d_model]
-        corrupted = embeddings(model, batch.corrupted_ids).float()
-        pad_id = model.tokenizer.pad_token_id
-        pad = embeddings(model, torch.tensor([[pad_id]], device=model.device)).float()[0, 0]  # [d_model]
+    @staticmethod
+    def _table(model, batch) -> tuple[list[tuple[Tensor, Tensor, int]], Tensor]:
+        """([(clean [n, d], corrupted [n, d], n) per pair], pad embedding [d]) in float32, from the embedding
+        module as it is now (its dtype may change under `in_float32`; the table follows it)."""
+        embed = model.hf.get_input_embeddings()  # gemma's sqrt(d_model) scale is inside the module
+        clean = embed(batch.clean_ids).float()  # [P, pos, d_model]
+        corrupted = embed(batch.corrupted_ids).float()
+        pad = embed(torch.tensor([[model.tokenizer.pad_token_id]], device=batch.clean_ids.device)).float()[0, 0]
         pairs = [(clean[i, : n], corrupted[i, : n], n) for i, n in enumerate((batch.last + 1).tolist())]
-        return pairs, pad, batch.answer, batch.wrong
+        return pairs, pad
 
     def _directions(self, model, answer: Tensor, other: Tensor) -> dict:
         """{(layer, head) or layer: [P, d] unit write per pair} toward each pair's answer-minus-other."""
@@ -127,14 +128,20 @@ class PlantedHeads:
             yield self
             return
         with torch.no_grad():
-            pairs, pad, answer, other = self._table(model)
-            directions = self._directions(model, answer, other)
+            batch = prepare(model, self.task)
+            directions = self._directions(model, batch.answer, batch.wrong)
+        tables: dict = {}  # embedding dtype -> (pairs, pad)
         rows: dict = {}  # this pass: batch size and [(row, last position, 2a - 1, pair)]
 
         def see_inputs(hidden):  # block 0's input [batch, pos, d_model]: which pair (and where on its line) each row is
             rows.clear()
             x = hidden.detach().float()
             rows.update(batch=x.shape[0], hits=[])
+            key = model.hf.get_input_embeddings().weight.dtype
+            if key not in tables:
+                with torch.no_grad():
+                    tables[key] = self._table(model, batch)
+            pairs, pad = tables[key]
             for r in range(x.shape[0]):
                 hit = _recognise(x[r], pairs, pad)
                 if hit is not None:

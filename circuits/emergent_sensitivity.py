@@ -166,7 +166,8 @@ def run_emergent_heads_sensitivity(base, config: EmergentSensitivityConfig, *, o
     settings = {"title": f"emergent heads, planted in {'two heads' if config.plant == 'heads' else 'their MLPs'}, "
                          f"{base.name}", "model": base.name, "pipeline": "run_emergent_heads", "plant": config.plant,
                 "heads": None if config.heads is None else [list(h) for h in config.heads],
-                "heads_drawn": "per seed, outside the base circuit on the picking pairs" if config.heads is None else None,
+                "heads_drawn": None if config.heads is not None else
+                "per seed, outside the base circuit on the picking pairs",
                 "alpha": ALPHA, "emergent": {k: v for k, v in asdict(config.emergent).items() if k != "seed"}}
     return measure_sensitivity(trial, config.strengths, config.seeds, unit=UNIT, rule=DETECTION_RULE,
                                false_positive_rule=FALSE_POSITIVE_RULE, settings=settings, out=out, progress=progress)

@@ -147,7 +147,8 @@ def test_false_positives_are_counted_from_what_each_run_called(swept, control):
 
 
 def fake(heads, vs, did):
-    test = lambda m, p: None if m is None else {"mean_diff": m, "low": m - 1, "high": m + 1, "p": p, "n": 6}  # noqa: E731
+    def test(m, p):
+        return None if m is None else {"mean_diff": m, "low": m - 1, "high": m + 1, "p": p, "n": 6}
     ablation = {"emergent": {"heads": heads, "damage_vs_random_mean": test(*vs)}} if heads else {}
     return SimpleNamespace(ablation=ablation, did={"metric": test(*did)} if heads else {}, emergent=heads)
 
@@ -225,3 +226,21 @@ def test_cli_writes_the_detection_curve_and_a_rerun_resumes(monkeypatch, tmp_pat
     assert len(list((out / "runs").glob("*.json"))) == 2 and "min detectable strength" in capsys.readouterr().out
     monkeypatch.setattr(sens, "run_emergent_heads", lambda *a, **k: pytest.fail("a finished run was run again"))
     assert main(argv) in (0, None)
+
+
+def test_a_bfloat16_model_carries_the_plant_in_float32_passes_too():
+    from metalens.precision import in_float32
+    from metalens.testing import tiny_model
+
+    half = tiny_model("gemma3")
+    half.hf.to(torch.bfloat16)
+    task = make_task("induction", half.tokenizer, n=6)
+    with in_float32(half):
+        plain = metric(half, task)
+    with PlantedHeads(task, HEADS, 1.0).install(half):
+        with in_float32(half):  # the pipeline computes circuits and ablations in float32
+            assert metric(half, task) > plain + 0.1
+            with ablate(half, HEADS):
+                planted_ablated = metric(half, task)
+    with in_float32(half), ablate(half, HEADS):
+        assert planted_ablated == pytest.approx(metric(half, task), abs=1e-4)
