@@ -8,7 +8,8 @@
 # heads ablated together) and judge it by its two checks at alpha 0.05 (damage above the random groups' mean,
 # difference in differences > 0). Left out, as not part of the verdict: bootstrap recurrence and generated-answer
 # accuracy (no posttrain held-out split exists for a planted copy).
-# Expected time (timing probe, 1 thread on a loaded machine; see README): about STRENGTHS_TIME on 2 cores.
+# Expected time: 27 trials of 2 EAP-IG circuits each plus one base circuit per seed and sweep (60 circuits); a timing
+# probe (1 thread, machine load ~10) built one circuit in 110 s unplanted and 235 s planted: about 1.5-3 h on 2 cores.
 # Run from the repo root; runs go to runs/sens-emergent/{heads,mlp} (ignored; rerun to resume); the heads sweep's
 # results.json and runs/ are copied here, the control's into mlp-control/.
 set -euo pipefail
