@@ -37,9 +37,10 @@ DETECTION_RULE = ("the head reads correctness on held-out questions: over all he
                   "over the mean of the shuffled-label heads both lie above 0, as the published introspect results "
                   "read them (no interval, under 10 units, counts as not detected); AUROC against the run's own "
                   "(planted) labels")
-FALSE_POSITIVE_RULE = ("at strength 0 (coin-flip labels, nothing to read) the head called reading correctness; at any "
-                       "strength either interval lying entirely below 0 (a claim that the head reads correctness "
-                       "backwards)")
+FALSE_POSITIVE_RULE = ("at strength 0 (coin-flip labels that ignore the samples: nothing to read) the head called "
+                       "reading correctness by the same rule. Only strength-0 runs can be false positives (the "
+                       "pipeline makes no other claim), so the share over all runs is diluted by the planted ones: "
+                       "the null's own rate is the strength-0 row of the detection curve")
 
 
 def _above_zero(value) -> bool:
@@ -58,7 +59,8 @@ def reads_correctness(all_positions: dict) -> bool:
 
 
 def reads_backwards(all_positions: dict) -> bool:
-    """Either of those intervals entirely below 0: the head would be said to rank wrong samples higher."""
+    """Either of those intervals entirely below 0 (kept in the trial's details; the published pipeline
+    makes no such claim, so it is not counted as a false positive)."""
     chance, gap = all_positions["head_above_chance"], all_positions["head_vs_shuffled"]
     return _below_zero(chance["high"]) or _below_zero(gap["ci95"][1])
 
@@ -108,18 +110,25 @@ class LabelNoiseSensitivityConfig:
 
 
 def check_store(config: LabelNoiseSensitivityConfig) -> list[dict]:
-    """The store's records, once it is known to be finished, unplanted and to hold out enough operand
-    units for the rule's intervals (`MIN_BOOTSTRAP_UNITS`); raises saying what to change."""
+    """The store's records, once it is known to be finished, unplanted, to hold out enough operand units
+    for the rule's intervals (`MIN_BOOTSTRAP_UNITS`) and to have right and wrong samples on both sides
+    of the split; raises saying what to change."""
     records = load_rollouts(config.rollouts)
     if read_planted(config.rollouts) is not None:
         raise ValueError(f"{config.rollouts} holds planted labels: point --rollouts at the store as sampled.")
-    _, test = split_tasks(records, config.train.test_fraction, config.train.seed)
+    train, test = split_tasks(records, config.train.test_fraction, config.train.seed)
     units = problem_units(records)
     n_units = len({units[t] for t in test})
     if n_units < MIN_BOOTSTRAP_UNITS:
         raise ValueError(f"The held-out split of {config.rollouts} has {n_units} operand units, under the "
                          f"{MIN_BOOTSTRAP_UNITS} the rule's bootstrap intervals need, so nothing could be detected: "
                          "use a store with more questions, or a larger test_fraction (--test-fraction).")
+    for name, tasks in (("held-out", test), ("training", train)):
+        rewards = {x for r in records if r["task_index"] in set(tasks) for x in r["rewards"]}
+        if rewards != {0, 1}:
+            raise ValueError(f"Every {name} sample of {config.rollouts} is {'right' if rewards == {1} else 'wrong'}, "
+                             "so the published pipeline (strength 1) cannot score a head: use a store whose questions "
+                             "the model solves sometimes (e.g. easier --levels).")
     return records
 
 
@@ -151,7 +160,7 @@ def label_noise_trial(model, config: LabelNoiseSensitivityConfig, strength: floa
         p_head = trained.head.spec.p_correct(trained.head.probs_from_hidden(model, test.hidden)).numpy()
         planted = read_planted(store)
     detected = reads_correctness(everywhere)
-    false_positive = (strength == 0 and detected) or reads_backwards(everywhere)
+    false_positive = strength == 0 and detected
     labels = [x for r in records for x in r["rewards"]]
     agree = [a == b for r, g in zip(records, graded) for a, b in zip(r["rewards"], g["rewards"])]
     chance, gap = everywhere["head_above_chance"], everywhere["head_vs_shuffled"]

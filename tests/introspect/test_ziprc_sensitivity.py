@@ -177,9 +177,11 @@ def test_false_positives_are_counted_from_what_each_run_called(swept):
     result, calls, _ = swept
     for (_, evaluated), run in zip(calls["eval"], result.runs):
         called = sens.reads_correctness(evaluated.all_positions)
-        assert run["false_positive"] == ((run["strength"] == 0 and called) or sens.reads_backwards(
-            evaluated.all_positions))
+        assert run["false_positive"] == (run["strength"] == 0 and called)
+        assert run["details"]["reads_backwards"] == sens.reads_backwards(evaluated.all_positions)
     assert result.false_positive_share == np.mean([r["false_positive"] for r in result.runs])
+    null_row = next(r for r in result.detection if r["strength"] == 0)
+    assert null_row["detected_share"] == np.mean([r["false_positive"] for r in result.runs if r["strength"] == 0])
     null = [r for r in result.runs if r["strength"] == 0]
     assert all(abs(r["details"]["label_agreement"] - 0.5) < 0.2 for r in null)  # coin-flip labels
 
@@ -213,7 +215,12 @@ def test_cli_refuses_bad_values_before_loading_a_model(monkeypatch, tmp_path, st
     assert main(base + ["--rollouts", str(small)]) == 2
     assert "operand units" in capsys.readouterr().err
     assert main(base + ["--rollouts", str(planted)]) == 2
-    assert "planted labels" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert "planted labels" in capsys.readouterr().err
+    all_wrong = tmp_path / "wrong"
+    generate_rollouts(model, [Question(f"What is {i} + 1?", 999, 1) for i in range(40)], all_wrong, n_samples=2,
+                      max_new_tokens=2, seed=0, prefix="")
+    assert main(base + ["--rollouts", str(all_wrong)]) == 2
+    assert "is wrong" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 def test_cli_runs_and_a_rerun_resumes(monkeypatch, tmp_path, store, model, capsys):
