@@ -170,7 +170,8 @@ def test_the_rule_needs_both_intervals_above_zero():
     assert not sens.reads_correctness(rows((0.0, 0.2), (0.02, 0.3)))
     assert not sens.reads_correctness(rows((float("nan"), float("nan")), (0.02, 0.3)))  # under 10 units: no interval
     assert not sens.reads_correctness(rows((None, None), (None, None)))  # as read back from JSON
-    assert sens.reads_backwards(rows((-0.3, -0.01), (-0.1, 0.1))) and not sens.reads_backwards(rows((-0.1, 0.1), (-0.1, 0.1)))
+    assert sens.reads_backwards(rows((-0.3, -0.01), (-0.1, 0.1)))
+    assert not sens.reads_backwards(rows((-0.1, 0.1), (-0.1, 0.1)))
 
 
 def test_false_positives_are_counted_from_what_each_run_called(swept):
