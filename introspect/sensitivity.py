@@ -189,7 +189,7 @@ def run_label_noise_sensitivity(model, config: LabelNoiseSensitivityConfig, *, o
                 "rollouts": config.rollouts, "rollouts_sha256": manifest.get("sha256"),
                 "train": {k: v for k, v in config.train.to_dict().items() if k != "rollouts"},
                 "n_shuffles": config.n_shuffles, "fractions": list(config.fractions)}
-    work = out if out is None else Path(out)
+    work = Path(out) if out is not None else None  # trials plant their stores here (removed after each)
     return measure_sensitivity(
         lambda s, k: label_noise_trial(model, config, s, k, base=base, graded=graded, work=work),
         config.strengths, config.seeds, unit=UNIT, rule=DETECTION_RULE, false_positive_rule=FALSE_POSITIVE_RULE,

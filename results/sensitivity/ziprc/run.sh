@@ -11,9 +11,9 @@
 # store is missing samples it first, with the published settings (seed 0; on other hardware the
 # draws can differ from the published ones); STORE= points at an existing store instead.
 # Expected time (2 cores, from results/ziprc-gemma/time.txt): a store, if it must be sampled, ~35 min
-# (80 x 8) or ~25 min (48 x 8); one pass over the store's hidden states ~5 min; then 35 trials of two
-# head fits + one evaluation on the cached states, ~1-1.5 min each: about 45-60 min per stage with
-# the store present, 1.5-2 h without. Resumable: a rerun skips finished trials.
+# (80 x 8) or ~25 min (48 x 8); one pass over the store's hidden states ~5 min; then 35 trials of five
+# head fits, a probe and the bootstraps on the cached states, ~0.5-1.5 min each: about 25-60 min per
+# stage with the store present, 1-1.5 h without. Resumable: a rerun skips finished trials.
 # Run from the repo root: `bash results/sensitivity/ziprc/run.sh [published|regime2 ...]`; output goes to
 # runs/sens-ziprc/<stage> (ignored); results.json and the per-trial records are copied here
 # (regime2's as regime2-results.json and regime2-runs/).
