@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from metalens.probes.directions import Axes
+from metalens.sites import resid_post, resid_pre
 
 RULES = {"active": "highest mean activation over the fit sentences",
          "variable": "highest variance of the activation across the fit sentences"}
@@ -78,14 +79,18 @@ def parse_feature_spec(spec: str) -> list[tuple[str, int]]:
 def check_sae_site(sae, layer: int, source: str | Path = "the SAE") -> None:
     """Refuse an SAE that does not read the residual stream leaving block `layer` (what neurofeedback
     pools), or whose pre-activation is not affine in it."""
-    want = f"blocks.{layer}.hook_resid_post"
-    same = {want, f"blocks.{layer + 1}.hook_resid_pre"}  # the stream leaving block L enters block L+1
+    want = resid_post(layer)
+    same = {want, resid_pre(layer + 1)}  # the stream leaving block L enters block L+1
     if sae.site not in same:
-        found = re.fullmatch(r"blocks\.(\d+)\.hook_resid_(post|pre)", sae.site or "")
-        fix = (f"run neurofeedback with --layers {int(found[1]) - (found[2] == 'pre')}" if found else
-               "neurofeedback reads the residual stream, so use an SAE trained on a hook_resid_post site")
-        raise ValueError(f"{source} reads {sae.site!r}, but neurofeedback at layer {layer} reads {want!r}: {fix}, "
-                         f"or pass an SAE trained on {want}.")
+        found = re.fullmatch(r"blocks\.(\d+)\..+", sae.site or "")
+        block = int(found[1]) if found else None
+        read_at = {resid_post(block): block, resid_pre(block): block - 1} if found else {}
+        if read_at.get(sae.site, -1) >= 0:
+            raise ValueError(f"{source} reads {sae.site!r}, but neurofeedback at layer {layer} reads {want!r}: run "
+                             f"neurofeedback with --layers {read_at[sae.site]}, or pass an SAE trained on {want}.")
+        raise ValueError(f"{source} reads {sae.site!r}, but neurofeedback at layer {layer} reads the residual stream "
+                         f"{want!r}: pass an SAE trained on {want} (or on another block's residual stream, with "
+                         "--layers set to that block).")
     if sae.is_transcoder:
         raise ValueError(f"{source} is a transcoder ({sae.site} -> {sae.out_site}): neurofeedback axes need an SAE "
                          "that reads and reconstructs the residual stream.")

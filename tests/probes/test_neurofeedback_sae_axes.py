@@ -148,7 +148,7 @@ def test_an_sae_from_another_layer_is_refused_with_the_layer_to_use(tmp_path, ti
     pre = random_sae(site="blocks.2.hook_resid_pre").save(tmp_path / "pre")  # the same stream as blocks.1 post
     prepare_data(NeurofeedbackConfig(**SMALL, sae=pre))
     mlp = random_sae(site="blocks.1.hook_mlp_out").save(tmp_path / "mlp")
-    with pytest.raises(ValueError, match="hook_resid_post site"):
+    with pytest.raises(ValueError, match=r"reads the residual stream 'blocks.1.hook_resid_post': pass an SAE trained"):
         prepare_data(NeurofeedbackConfig(**SMALL, sae=mlp))
 
 
