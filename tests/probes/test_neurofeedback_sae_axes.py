@@ -193,3 +193,20 @@ def test_cli_parses_the_sae_flags_into_the_config(tmp_path):
         parser.parse_args(["neurofeedback", "--model", "x", "--out", "o", "--sae", str(tmp_path / "none")])
     with pytest.raises(ValueError, match="needs --sae DIR"):
         neurofeedback_config(parser.parse_args(["neurofeedback", "--model", "x", "--out", "o", "--sae-features", "3"]))
+
+
+def test_cli_runs_feature_axes_and_refuses_another_layer_before_loading_the_model(monkeypatch, tmp_path, tiny_llama,
+                                                                                  capsys):
+    from metalens.cli import main
+
+    folder = random_sae().save(tmp_path / "sae")
+    loaded = []
+    monkeypatch.setattr(metalens, "load_model", lambda name, device=None, dtype=None: loaded.append(name) or tiny_llama)
+    small = ["--model", "tiny", "--quick", "--max-sentences", "40", "--pcs", "1", "--n-values", "0,1,2", "--draws", "2",
+             "--control-examples", "2", "--implicit-trials", "2", "--explicit-targets", "", "--sae", str(folder)]
+    assert main(["neurofeedback", *small, "--layers", "2", "--out", str(tmp_path / "bad")]) != 0
+    assert "--layers 1" in capsys.readouterr().err and not loaded
+    assert main(["neurofeedback", *small, "--layers", "1", "--sae-features", "variable:2", "--out", str(tmp_path / "ok")]) == 0
+    data = json.loads((tmp_path / "ok" / "results.json").read_text())
+    assert [n[0] for n in data["axes"]["names"]] == ["P", "L", "F", "F"]
+    assert data["axes"]["sae"]["selection"] == "variable:2" and data["axes"]["sae"]["path"] == str(folder)
