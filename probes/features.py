@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from metalens.probes.directions import Axes
 from metalens.sites import resid_post, resid_pre

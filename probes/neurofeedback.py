@@ -180,7 +180,8 @@ def prepare_data(cfg: NeurofeedbackConfig, d_model: int | None = None):
 
     Reads and subsamples `cfg.dataset`, splits it, and refuses PCs beyond what the fit split (and
     `d_model`) allows -- unless `cfg.pcs_up_to_rank`, where they are left out -- and target axes that
-    no fitted axis will carry. Cheap: the CLI calls it before loading the model.
+    no fitted axis will carry; with `cfg.sae`, reads the SAE and refuses one that does not read
+    `cfg.layer`'s residual stream (when the layer is set). Cheap: the CLI calls it before loading the model.
     """
     ds = load_dataset(cfg.dataset).balanced(cfg.max_sentences, cfg.seed)
     fit, pool = split_indices(len(ds), cfg.fit_fraction, cfg.seed, groups=ds.groups)  # near-copies stay on one side
@@ -193,6 +194,7 @@ def prepare_data(cfg: NeurofeedbackConfig, d_model: int | None = None):
                          f"{top}, or more sentences (max_sentences, a larger dataset).")
     pcs = tuple(k for k in pcs if k <= top)
     names = [f"PC{k}" for k in pcs] + (["LR"] if cfg.logistic_axis else [])
+
     def feature(name: str) -> bool:  # an SAE axis: which features exist is known once they are selected
         return cfg.sae is not None and FEATURE_NAME.fullmatch(name) is not None
 

@@ -2,7 +2,6 @@
 check, and the CLI flags."""
 import json
 
-import numpy as np
 import pytest
 import torch
 
