@@ -6,7 +6,8 @@ paradigm into a `NeurofeedbackResult`. Pieces: `train_probe` / `Probe`, `sweep_l
 `load_dataset` (shipped `moral`, `facts`, or your file), `fit_axes` / `Axes`, and the stages
 `measure_reporting`, `measure_control`, `measure_flip_control`. Plotly figures in `metalens.probes.figures`.
 Sensitivity (`metalens sensitivity neurofeedback`): `metalens.probes.sensitivity.run_reporting_sensitivity`
-with a `metalens.probes.planted.PlantedReporter`.
+with a `metalens.probes.planted.PlantedReporter`. SAE features as axes (`NeurofeedbackConfig(sae=DIR)`):
+`metalens.probes.features` (`sae_axes`, `select_features`).
 """
 from metalens.probes import figures
 from metalens.probes.control import measure_control

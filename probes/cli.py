@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from metalens.options import (add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out, existing_file,
-                              int_list, int_range, load_model_from_args, mark_out, nonneg_float, positive_int)
+from metalens.options import (add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out, existing_dir,
+                              existing_file, int_list, int_range, load_model_from_args, mark_out, nonneg_float,
+                              positive_int)
 
 _PATH_HELP = ("a path: metalens JSONL (text,label), ETHICS commonsense CSV (label,input,is_short,edited; short rows), "
               "true/false CSV (statement,label) or model-written-evaluations JSONL (question, answer_[not_]matching_behavior)")
@@ -26,6 +27,19 @@ def dataset_arg(text: str) -> str:
     return text if text in SHIPPED else str(existing_file(text))
 
 
+def sae_features_arg(text: str) -> str:
+    """A `type=` for --sae-features: a spec `metalens.probes.features.parse_feature_spec` reads."""
+    import argparse
+
+    from metalens.probes.features import parse_feature_spec
+
+    try:
+        parse_feature_spec(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def neurofeedback_config(args):
     """The `NeurofeedbackConfig` the flags describe (--quick and --protocol pick the base sizes)."""
     from metalens.probes.neurofeedback import NeurofeedbackConfig
@@ -33,7 +47,10 @@ def neurofeedback_config(args):
     overrides = {k: v for k, v in {"dataset": args.dataset, "draws": args.draws, "seed": args.seed,
                                    "max_sentences": args.max_sentences, "implicit_trials": args.implicit_trials,
                                    "explicit_trials": args.explicit_trials, "control_examples": args.control_examples,
-                                   "pcs": args.pcs, "n_values": args.n_values}.items() if v is not None}
+                                   "pcs": args.pcs, "n_values": args.n_values, "sae": args.sae,
+                                   "sae_features": args.sae_features}.items() if v is not None}
+    if args.sae_features is not None and args.sae is None:
+        raise ValueError(f"--sae-features {args.sae_features} needs --sae DIR: the SAE folder whose features they are.")
     for key in ("implicit_targets", "explicit_targets"):
         if getattr(args, key) is not None:
             overrides[key] = tuple(t.strip() for t in getattr(args, key).split(",") if t.strip())
@@ -147,8 +164,16 @@ def _add_neurofeedback_flags(nf) -> None:
                     help="implicit-control trials per target axis (>= 2: d_z needs two paired trials)")
     nf.add_argument("--explicit-trials", type=positive_int, default=None, help="explicit-control trials per target axis")
     nf.add_argument("--control-examples", type=positive_int, default=None, help="N examples in control prompts")
-    nf.add_argument("--implicit-targets", default=None, help="comma-separated axes, e.g. LR,PC1 (default: all)")
+    nf.add_argument("--implicit-targets", default=None,
+                    help="comma-separated axes, e.g. LR,PC1 or F17 for an SAE feature (default: all)")
     nf.add_argument("--explicit-targets", default=None, help="comma-separated axes (default: LR,PC1; empty: none)")
+    nf.add_argument("--sae", type=existing_dir, default=None,
+                    help="an SAE folder (SAELens or Gemma Scope layout) trained on the residual stream leaving the "
+                         "--layers block: its features join the axes as F<index> (strict protocol)")
+    nf.add_argument("--sae-features", type=sae_features_arg, default=None,
+                    help="which SAE features become axes, chosen on the fit split only (default active:8,variable:8): "
+                         "a comma-separated list of feature indices or RULE:K, RULE active (highest mean activation) "
+                         "or variable (highest variance), e.g. active:16 or active:8,variable:8,517")
     nf.add_argument("--protocol", choices=["strict", "paper"], default="strict",
                     help="strict (default): metalens' design; paper: Ji-An et al.'s framing, label rule and 2x2 control, "
                          "at the paper's sizes unless --quick or other flags say otherwise")
