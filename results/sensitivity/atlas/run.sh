@@ -9,8 +9,9 @@
 # probe (the atlas's held-out correctness probe, the design; on gemma-3-270m that probe's AUROC
 # was 0.46, so this curve says what a monitor relaying the probe could show). DRIVERS="correct" runs one.
 # Expected time: each trial is one atlas of one model (~200 s CPU at 80 items, from a 24-item timing
-# probe); 18 trials per driver, about 1 h CPU per driver, 2 h for both, on 2 cores. Run from the repo root; runs go to runs/sens-atlas/DRIVER (ignored;
-# rerun to resume); results.json and per-run records are copied to DRIVER/ here.
+# probe); 18 trials per driver, about 1 h CPU per driver, 2 h for both, on 2 cores. Run from the repo
+# root; runs go to runs/sens-atlas/DRIVER (ignored; rerun to resume); results.json and per-run records
+# are copied to DRIVER/ here.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 OUT=$(dirname "$0")
