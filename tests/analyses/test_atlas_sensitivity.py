@@ -246,3 +246,19 @@ def test_cli_runs_and_a_rerun_resumes(monkeypatch, tmp_path, tiny_gemma, capsys)
     monkeypatch.setattr(sens, "run_atlas", lambda *a, **k: pytest.fail("a finished run was run again"))
     assert main(argv) == 0
     assert main(argv[:-1] + ["2"]) == 2 and "other settings" in capsys.readouterr().err
+
+
+def test_in_the_published_family_the_unplanted_trial_reproduces_the_published_verdicts(tiny_gemma, tiny_llama,
+                                                                                         tmp_path):
+    published = run_atlas([tiny_gemma, tiny_llama], CFG, out=tmp_path / "atlas", progress=False)
+    config = sens.AtlasSensitivityConfig(CFG, signal="bet", driver="correct", strengths=(0,), seeds=1,
+                                         family=str(tmp_path / "atlas"))
+    result = sens.run_atlas_sensitivity(tiny_gemma, config, progress=False)
+    (run,) = result.runs
+    mine = {s["name"]: s for s in published.profile(tiny_gemma.name)["signals"]}
+    assert all(s["n_comparisons"] == published.multiplicity["n_comparisons"] == 2 * len(mine)
+               for s in run["details"]["signals"])
+    keys = ("auroc", "p", "p_holm", "auroc_low_family", "auroc_high_family", "verdict")  # intervals at level 1 - alpha/m
+    for s in run["details"]["signals"]:
+        assert [s[k] for k in keys] == [mine[s["name"]][k] for k in keys], s["name"]
+    assert "tiny-llama" in result.settings["family"]
