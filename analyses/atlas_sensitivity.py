@@ -26,13 +26,14 @@ CALLED = ("above chance", "below chance")  # the atlas's verdicts that differ fr
 FALSE_POSITIVE_RULE = ("a stated signal (verbal confidence, keep/withdraw, bet/pass) other than the planted one called "
                        "different from chance (above or below, the atlas's n_differ) in the run; at strength 0 "
                        "(nothing planted) any stated signal called, the planted one included")
-__all__ = ["AtlasSensitivityConfig", "atlas_trial", "judge", "run_atlas_sensitivity", "stated_verdicts"]
+__all__ = ["AtlasSensitivityConfig", "atlas_trial", "family_profiles", "judge", "run_atlas_sensitivity",
+           "stated_verdicts"]
 
 
 @dataclass
 class AtlasSensitivityConfig:
-    """What to plant and how the atlas runs: `atlas` (its seed is replaced by each seed; the probe axis's
-    reportability is off, it is outside the family), the follow-up `signal` ("confidence", "keep" or "bet"),
+    """What to plant and how the atlas runs: `atlas` (its seed is replaced by each seed; default: the published
+    sizes with the probe axis's reportability off, as it is outside the family), the follow-up `signal` ("confidence", "keep" or "bet"),
     the `driver` ("probe" or "correct"), `strengths` (unit: `atlas_planted.UNIT`), `seeds` (0..K-1) and
     `family`: a saved atlas folder whose other models' profiles join the Holm family (None: this model's
     signals alone)."""
