@@ -199,7 +199,7 @@ def register_sensitivity(subparsers) -> None:
     sn.add_argument("--strengths", type=nonneg_float, nargs="+", default=None,
                     help="planted strengths (0 = unplanted); report: logits of label difference per SD of the axis "
                          "projection (default 0 0.25 0.5 1 2); control: SDs of the axis projection added to each "
-                         "measured token, + toward the side the 2x2 design asks for (default 0 0.01 0.03 0.1 0.3 1)")
+                         "measured token, + toward the side the 2x2 design asks for (default 0 0.001 0.01 0.1 1)")
     sn.add_argument("--seeds", type=int_range(1, 1000), default=3, help="seeds per strength (0..K-1; default 3)")
     sn.set_defaults(func=_sensitivity, seed=None)
 
