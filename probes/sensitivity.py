@@ -45,6 +45,7 @@ class ReportingSensitivityConfig:
 
 
 def _quick_paper() -> NeurofeedbackConfig:
+    """Quick sizes under the paper protocol, implicit control of every axis, no explicit control."""
     return NeurofeedbackConfig.quick(protocol="paper", implicit_targets=None, explicit_targets=())
 
 
