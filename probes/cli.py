@@ -124,21 +124,47 @@ def _probe(args) -> None:
 
 def _sensitivity(args) -> None:
     from metalens.probes.neurofeedback import prepare_data
-    from metalens.probes.sensitivity import ReportingSensitivityConfig, run_reporting_sensitivity
+    from metalens.probes.sensitivity import (DEFAULT_CONTROL_STRENGTHS, DEFAULT_STRENGTHS, ControlSensitivityConfig,
+                                             ReportingSensitivityConfig, run_control_sensitivity,
+                                             run_reporting_sensitivity)
 
-    check_out(args.out, "sensitivity-neurofeedback")
-    # Control stages do not touch reporting; by default they run at their smallest, on the planted axis only.
-    for key, value in (("implicit_targets", args.axis), ("explicit_targets", ""), ("implicit_trials", 2),
-                       ("control_examples", 2)):
+    control = args.stage == "control"
+    kind = "sensitivity-neurofeedback" + ("-control" if control else "")
+    check_out(args.out, kind)
+    if control and args.protocol != "paper":
+        raise ValueError("--stage control: only the 2x2 flip design calls an axis controllable; add --protocol paper.")
+    if args.kind is not None and not control:
+        raise ValueError("--kind picks the control stage a planted controller is judged by: use it with --stage control.")
+    strengths = tuple(args.strengths) if args.strengths is not None else (
+        DEFAULT_CONTROL_STRENGTHS if control else DEFAULT_STRENGTHS)
+    stage_kind = args.kind or "implicit"
+    if not control:
+        # Control stages do not touch reporting; by default they run at their smallest, on the planted axis only.
+        defaults = (("implicit_targets", args.axis), ("explicit_targets", ""), ("implicit_trials", 2),
+                    ("control_examples", 2))
+    elif stage_kind == "implicit":  # reporting and explicit control do not touch implicit control: at their smallest
+        defaults = (("explicit_targets", ""), ("draws", 2))
+    else:
+        defaults = (("implicit_targets", args.axis), ("implicit_trials", 2), ("explicit_trials", 4), ("draws", 2))
+    for key, value in defaults:
         if getattr(args, key) is None:
             setattr(args, key, value)
     nf = neurofeedback_config(args)
-    config = ReportingSensitivityConfig(nf, axis=args.axis, strengths=tuple(args.strengths), seeds=args.seeds)
+    if control and stage_kind == "implicit" and args.implicit_targets is None:
+        nf = replace(nf, implicit_targets=None)  # every axis: the others are where false positives show
+    if control and stage_kind == "explicit" and args.explicit_targets is None:
+        _, _, _, pcs = prepare_data(nf)
+        nf = replace(nf, explicit_targets=tuple(f"PC{k}" for k in pcs) + (("LR",) if nf.logistic_axis else ()))
+    if control:
+        config = ControlSensitivityConfig(nf, axis=args.axis, strengths=strengths, seeds=args.seeds, kind=stage_kind)
+    else:
+        config = ReportingSensitivityConfig(nf, axis=args.axis, strengths=strengths, seeds=args.seeds)
     for seed in range(args.seeds):  # the data, split, PCs and planted axis of every seed, before the model loads
         prepare_data(replace(nf, seed=seed, planted_axis=args.axis))
     model = load_model_from_args(args)
-    mark_out(args.out, "sensitivity-neurofeedback")
-    result = run_reporting_sensitivity(model, config, out=args.out)
+    mark_out(args.out, kind)
+    run = run_control_sensitivity if control else run_reporting_sensitivity
+    result = run(model, config, out=args.out)
     print("\n".join(result.summary_lines()))
     print(f"wrote {Path(args.out) / 'results.json'}")
 
@@ -180,14 +206,25 @@ def _add_neurofeedback_flags(nf) -> None:
 
 
 def register_sensitivity(subparsers) -> None:
-    """Add `neurofeedback` under `metalens sensitivity`: the detection curve of a planted reporter."""
-    sn = subparsers.add_parser("neurofeedback", help="plant a reporter of one axis at several strengths and count "
-                                                     "how often run_neurofeedback calls it (and others) reportable")
+    """Add `neurofeedback` under `metalens sensitivity`: the detection curve of a planted reporter
+    (`--stage report`) or controller (`--stage control`)."""
+    sn = subparsers.add_parser("neurofeedback", help="plant a reporter (or, --stage control, a controller) of one axis "
+                                                     "at several strengths and count how often run_neurofeedback calls "
+                                                     "it (and others) reportable (controllable)")
     _add_neurofeedback_flags(sn)
     add_out_arg(sn, help="output directory for results.json, report.html and runs/ (rerun to resume)")
-    sn.add_argument("--axis", default="PC1", help="the axis the planted reporter reports (PC1, PC8, LR, ...)")
-    sn.add_argument("--strengths", type=nonneg_float, nargs="+", default=[0.0, 0.25, 0.5, 1.0, 2.0],
-                    help="planted strengths in logits of label difference per SD of the axis projection (0 = unplanted)")
+    sn.add_argument("--stage", choices=["report", "control"], default="report",
+                    help="report (default): plant a reporter in the reporting stage; control: plant a controller in "
+                         "the 2x2 control stage (needs --protocol paper)")
+    sn.add_argument("--kind", choices=["implicit", "explicit"], default=None,
+                    help="with --stage control: the control stage that judges it (default implicit; its targets "
+                         "default to every axis, the other stage runs at its smallest)")
+    sn.add_argument("--axis", default="PC1", help="the axis the planted reporter reports / controller controls "
+                                                  "(PC1, PC8, LR, ...)")
+    sn.add_argument("--strengths", type=nonneg_float, nargs="+", default=None,
+                    help="planted strengths (0 = unplanted); report: logits of label difference per SD of the axis "
+                         "projection (default 0 0.25 0.5 1 2); control: SDs of the axis projection added to each "
+                         "measured token, + toward the side the 2x2 design asks for (default 0 0.001 0.01 0.1 1)")
     sn.add_argument("--seeds", type=int_range(1, 1000), default=3, help="seeds per strength (0..K-1; default 3)")
     sn.set_defaults(func=_sensitivity, seed=None)
 

@@ -17,13 +17,15 @@ from metalens.probes.datasets import load_dataset
 from metalens.probes.directions import DEFAULT_PCS, Axes, fit_axes, fit_paper_axes, split_indices
 from metalens.probes.features import FEATURE_NAME, check_sae_site, feature_table, join_axes, parse_feature_spec, sae_axes
 from metalens.probes.flip_control import measure_flip_control
-from metalens.probes.planted import PlantedReporter, standardised_scores
+from metalens.probes.planted import PlantedController, PlantedReporter, standardised_scores
 from metalens.probes.prompts import PROTOCOLS, render
 from metalens.probes.reporting import average_reporting, measure_reporting
 from metalens.probes.space import summarize
 from metalens.report import save_json, to_jsonable, write_report
 from metalens.sites import resid_post
 
+
+PLANTED_STAGES = ("report", "control")
 
 PAPER_SPAN = ("mean from after the assistant-turn tag through the end of the prompt, end-of-turn tokens included "
               "(paper context; a base model's fit prompt ends with the reply)")
@@ -59,14 +61,16 @@ class NeurofeedbackConfig:
     max_tokens: int = 8192  # padded tokens per forward pass; a longer prompt runs alone
     # False: a PC beyond what the fit split allows is an error; True (the paper preset): such PCs are left out
     pcs_up_to_rank: bool = False
-    # Sensitivity checks only (`metalens sensitivity neurofeedback`): a reporter of this axis planted in the
-    # reporting stage at this strength (`metalens.probes.planted`); None / 0.0 in every published run.
+    # Sensitivity checks only (`metalens sensitivity neurofeedback`): an ability of this axis planted at this
+    # strength (`metalens.probes.planted`) in one stage: "report" (a reporter in the reporting stage) or
+    # "control" (a controller in the 2x2 control stages, paper protocol); None / 0.0 in every published run.
     planted_axis: str | None = None
     planted_strength: float = 0.0
     # SAE feature axes (`metalens.probes.features`): a dictionary folder (SAELens / Gemma Scope layout) reading
     # the residual stream leaving `layer`, and which of its features become axes F{i}, chosen on the fit split.
     sae: str | Path | None = None
     sae_features: str = "active:8,variable:8"
+    planted_stage: str = "report"
 
     def __post_init__(self):
         self.pcs, self.n_values = tuple(self.pcs), tuple(self.n_values)
@@ -99,6 +103,11 @@ class NeurofeedbackConfig:
             if self.protocol != "strict":
                 raise ValueError("SAE feature axes run under the strict protocol (median split of the fit split); "
                                  "drop sae=... or use protocol='strict'.")
+        if self.planted_stage not in PLANTED_STAGES:
+            raise ValueError(f"planted_stage must be one of {PLANTED_STAGES}, not {self.planted_stage!r}.")
+        if self.planted_stage == "control" and self.planted_axis is not None and self.protocol != "paper":
+            raise ValueError("A planted controller is judged by the control verdict, which only the 2x2 flip design "
+                             "gives: pass protocol='paper' (the strict protocol's label-only design reports a shift).")
         if self.layers is not None and self.protocol != "paper":
             raise ValueError("layers=... (reporting averaged over layers) is part of the paper protocol: "
                              "pass protocol='paper', or drop layers and set layer.")
@@ -281,10 +290,17 @@ def _sections(result: NeurofeedbackResult) -> list:
 
 def _plant(cfg: NeurofeedbackConfig, axes: Axes, acts, fit, pool) -> PlantedReporter | None:
     """The planted reporter a sensitivity run asks for (None in a published run)."""
-    if cfg.planted_axis is None:
+    if cfg.planted_axis is None or cfg.planted_stage != "report":
         return None
     return PlantedReporter(cfg.planted_axis, float(cfg.planted_strength),
                            standardised_scores(axes, acts[fit], acts[pool], cfg.planted_axis))
+
+
+def _plant_controller(cfg: NeurofeedbackConfig, axes: Axes, acts, fit, layer: int) -> PlantedController | None:
+    """The planted controller a sensitivity run asks for (None in a published run)."""
+    if cfg.planted_axis is None or cfg.planted_stage != "control":
+        return None
+    return PlantedController.for_axes(axes, acts[fit], cfg.planted_axis, cfg.planted_strength, layer)
 
 
 def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: str | Path | None = None,
@@ -336,7 +352,8 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
             layer_info.append({"layer": rl, "explained_variance": ax.explained_variance, "thresholds": ax.thresholds,
                                "scales": ax.scales, "pool_label_balance": dict(zip(ax.names, labels_rl.mean(0)))})
         reporting = runs[0] if len(runs) == 1 else average_reporting(runs, report_layers)
-        control, control_kw = measure_flip_control, {"pc_axes": all_pcs}
+        control, control_kw = measure_flip_control, {"pc_axes": all_pcs,
+                                                      "plant": _plant_controller(cfg, axes, acts, fit, layer)}
     else:
         sae = load_feature_sae(cfg)
         caught = metalens.capture(model, ds.texts, [site], positions=cfg.positions, batch_size=16, progress=progress,
