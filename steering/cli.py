@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from metalens.options import (add_data_arg, add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out,
-                              existing_file, float_range, int_range, load_model_from_args, mark_out, nonneg_float, nonneg_int,
+                              existing_dir, existing_file, float_range, int_range, load_model_from_args, mark_out, nonneg_float, nonneg_int,
                               positive_float, positive_int)
 from metalens.steering.vector import MAX_STRENGTH
 
@@ -35,12 +35,57 @@ def vector_path(text: str) -> Path:
     return path
 
 
+FEATURE_ONLY = ("feature", "mode", "feature_select", "feature_unit", "vector_strengths", "no_vector")
+VECTOR_ONLY = {"vector": "--vector", "gguf": "--gguf", "n_validate": "--n-validate", "layers": "--layers"}
+
+
+def _steer_feature(args) -> None:
+    import metalens
+    from metalens.sae import load_sae
+    from metalens.steering.feature import FeatureSteer
+    from metalens.steering.rules.features import FeatureSteerConfig, run_steer_feature
+    from metalens.steering.rules.library import find_rule, pairs_for_rule
+
+    used = [flag for key, flag in VECTOR_ONLY.items() if getattr(args, key) is not None]
+    used += ["--rounds"] * (args.rounds > 0) + ["--method pca"] * (args.method != "mean_diff")
+    used += ["--judge model"] * (args.judge != "checker")
+    if used:
+        raise ValueError(f"--sae steers by a feature at the SAE's own site; {', '.join(used)} belong to vector "
+                         "steering: drop them (the vector arm beside the feature is trained at the SAE's block).")
+    config = FeatureSteerConfig(args.rule, str(args.sae), feature=args.feature, modes=tuple(args.mode or ("clamp",)),
+                                select=args.feature_select or "contrast", unit=args.feature_unit or "max",
+                                strengths=tuple(args.strengths or (2.0, 4.0, 8.0)),
+                                vector_strengths=() if args.no_vector else tuple(args.vector_strengths or (1.0, 2.0)),
+                                prompts=metalens.read_texts(args.prompts) if args.prompts else None,
+                                pairs=str(args.pairs) if args.pairs else None, max_new_tokens=args.max_new_tokens,
+                                n_select=args.n_select)
+    pairs_for_rule(find_rule(args.rule), config.pairs)
+    sae = load_sae(args.sae)  # a bad folder fails here, not after the model loads
+    if args.feature is not None:
+        FeatureSteer(sae, args.feature)  # an index out of range names the SAE's range
+    out = check_out(args.out, "steer")
+    model = load_model_from_args(args)
+    try:
+        FeatureSteer(sae, args.feature or 0).check_model(model)  # site, width and model, before --out is claimed
+    except ValueError as err:
+        raise ValueError(f"--sae {args.sae}: {err}") from None
+    mark_out(out, "steer")
+    result = run_steer_feature(model, config, out=out)
+    print(result.summary())
+    print(f"wrote {out}/results.json and {out}/report.html" + (f" and {out}/vector/" if result.vector else ""))
+
+
 def _steer(args) -> None:
     import metalens
     from metalens.steering.rules.library import find_rule, pairs_for_rule
     from metalens.steering.rules.workflow import SteerConfig, run_steer
     from metalens.steering.vector import SteeringVector
 
+    if args.sae is not None:
+        return _steer_feature(args)
+    stray = [f"--{k.replace('_', '-')}" for k in FEATURE_ONLY if getattr(args, k) not in (None, False)]
+    if stray:
+        raise ValueError(f"{', '.join(stray)} steer by an SAE feature: add --sae DIR (a SAELens or Gemma Scope folder).")
     config = SteerConfig(args.rule, prompts=metalens.read_texts(args.prompts) if args.prompts else None,
                          pairs=str(args.pairs) if args.pairs else None, vector=str(args.vector) if args.vector else None,
                          layers=args.layers, strengths=tuple(args.strengths or (0.5, 1.0, 2.0)), method=args.method,
@@ -190,6 +235,23 @@ def _add_steer(subparsers) -> None:
                    help="prompts refinement rounds decide on (default with --rounds: a third); the rest are the test set")
     p.add_argument("--gguf", type=gguf_path, default=None, help="also export the chosen vector (times its strength) "
                    "as a llama.cpp control-vector GGUF")
+    f = p.add_argument_group("steering by an SAE feature (with --sae; the vector arm runs beside it on the same prompts)")
+    f.add_argument("--sae", type=existing_dir, default=None, metavar="DIR",
+                   help="a SAELens or Gemma Scope SAE folder: steer by one of its features at its site")
+    f.add_argument("--feature", type=nonneg_int, default=None, metavar="I",
+                   help="the feature's index (default: chosen on the rule's pairs by --feature-select)")
+    f.add_argument("--mode", nargs="+", choices=("clamp", "add"), default=None,
+                   help="clamp: set the feature's activation to strength x unit (reconstruction error kept); add: add "
+                   "strength x unit x its decoder row; both: one arm each (default clamp)")
+    f.add_argument("--feature-select", choices=("contrast", "cosine"), default=None,
+                   help="contrast: largest mean activation on positive minus negative pair texts (default); cosine: "
+                   "decoder row closest to the rule's vector")
+    f.add_argument("--feature-unit", choices=("max", "activation"), default=None,
+                   help="what feature strength 1 is: the feature's largest activation on a positive pair text "
+                   "(default) or one unit of raw activation; --strengths are in this unit (default 2 4 8)")
+    f.add_argument("--vector-strengths", type=strength, nargs="+", default=None, metavar="S",
+                   help="the vector arm's strengths (default 1 2)")
+    f.add_argument("--no-vector", action="store_true", help="no vector arm (needed for an SAE off hook_resid_post)")
     p.set_defaults(func=_steer)
 
 

@@ -140,7 +140,7 @@ class FeatureSteer:
 
     def as_vector(self, model) -> SteeringVector:
         """The add mode as a `SteeringVector` (scale x decoder direction at the block); residual-stream SAEs only."""
-        layer = _resid_post_layer(self.site)
+        layer = resid_post_layer(self.site)
         if layer is None:
             raise ValueError(f"A SteeringVector lives at hook_resid_post; this SAE's site is {self.site}.")
         self.check_model(model)
@@ -155,7 +155,8 @@ class FeatureSteer:
                 **self.metadata}
 
 
-def _resid_post_layer(site: str) -> int | None:
+def resid_post_layer(site: str) -> int | None:
+    """The block whose output `site` is (`blocks.L.hook_resid_post` -> L), else None."""
     parts = site.split(".")
     if len(parts) == 3 and parts[0] == "blocks" and parts[2] == "hook_resid_post":
         return int(parts[1])
