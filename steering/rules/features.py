@@ -107,7 +107,7 @@ class FeatureSteerResult:
     def summary(self) -> str:
         """A few lines for the terminal: each arm's score with its interval and cost, then the paired tests."""
         lines = [f"rule: {self.rule.text}  feature {self.feature} at {self.site} (select={self.config.select}, "
-                 f"unit {self.scale:.4g} activation)"]
+                 f"strength 1 = activation {self.scale:.4g})"]
         for name, s in [("unsteered", self.unsteered), *self.scores.items()]:
             at = f" strength {self.strengths[name]:g}" if name in self.strengths else ""
             lines.append(f"  {name}{at}: adherence {s.adherence:.2f} [{s.low:.2f}, {s.high:.2f}]  fluency cost "
@@ -163,12 +163,8 @@ def choose_feature(stats, cosines: torch.Tensor | None, select: str) -> tuple[in
     return top[0], rows
 
 
-def _arm_sweep(model, prompts, checker, arm, steer, strengths, base, max_new_tokens) -> list[dict]:
-    rows = [{"arm": arm, "strength": 0.0, **{k: v for k, v in base.items() if k not in ("outputs", "passed")}}]
-    for s in strengths:
-        res = evaluate(model, prompts, checker, steer, s, max_new_tokens, base_nll=base["nll"])
-        rows.append({"arm": arm, "strength": float(s), **{k: v for k, v in res.items() if k not in ("outputs", "passed")}})
-    return rows
+def _row(arm: str, strength: float, scored: dict) -> dict:
+    return {"arm": arm, "strength": float(strength), **{k: v for k, v in scored.items() if k not in ("outputs", "passed")}}
 
 
 def run_steer_feature(model, config: FeatureSteerConfig, *, out: str | Path | None = None,
@@ -212,9 +208,10 @@ def run_steer_feature(model, config: FeatureSteerConfig, *, out: str | Path | No
              **({"vector": config.vector_strengths} if config.vector_strengths else {})}
     steers.update({"vector": vector} if config.vector_strengths else {})
     base = evaluate(model, select, checker, None, max_new_tokens=config.max_new_tokens)
-    rows, chosen_strength = [], {}
-    for arm in config.arms:
-        arm_rows = _arm_sweep(model, select, checker, arm, steers[arm], grids[arm], base, config.max_new_tokens)
+    rows, chosen_strength = [_row("unsteered", 0.0, base)], {}
+    for arm in config.arms:  # a clamp to 0 ablates the feature: scored if asked for, never chosen (as strength 0)
+        arm_rows = [_row(arm, s, evaluate(model, select, checker, steers[arm], s, config.max_new_tokens,
+                                          base_nll=base["nll"])) for s in grids[arm]]
         chosen_strength[arm] = best_setting(arm_rows, config.max_fluency_cost)["strength"]
         rows += arm_rows
         if progress:
