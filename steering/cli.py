@@ -41,8 +41,6 @@ VECTOR_ONLY = {"vector": "--vector", "gguf": "--gguf", "n_validate": "--n-valida
 
 def _steer_feature(args) -> None:
     import metalens
-    from metalens.sae import load_sae
-    from metalens.steering.feature import FeatureSteer
     from metalens.steering.rules.features import FeatureSteerConfig, run_steer_feature
     from metalens.steering.rules.library import find_rule, pairs_for_rule
 
@@ -60,15 +58,10 @@ def _steer_feature(args) -> None:
                                 pairs=str(args.pairs) if args.pairs else None, max_new_tokens=args.max_new_tokens,
                                 n_select=args.n_select)
     pairs_for_rule(find_rule(args.rule), config.pairs)
-    sae = load_sae(args.sae)  # a bad folder fails here, not after the model loads
-    if args.feature is not None:
-        FeatureSteer(sae, args.feature)  # an index out of range names the SAE's range
+    sae = _load_feature_sae(args)  # a bad folder or index fails here, not after the model loads
     out = check_out(args.out, "steer")
     model = load_model_from_args(args)
-    try:
-        FeatureSteer(sae, args.feature or 0).check_model(model)  # site, width and model, before --out is claimed
-    except ValueError as err:
-        raise ValueError(f"--sae {args.sae}: {err}") from None
+    _check_feature_sae(args, sae, model)
     mark_out(out, "steer")
     result = run_steer_feature(model, config, out=out)
     print(result.summary())
@@ -117,12 +110,18 @@ def _steer_ab(args) -> None:
                            steer_positions=args.steer_positions, cost_bound=args.cost_bound,
                            control_data=str(args.control_data) if args.control_data else None,
                            neutral=str(args.neutral) if args.neutral else None, open_items=args.open_items,
-                           max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+                           max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                           sae=str(args.sae) if args.sae else None, feature=args.feature)
+    if args.feature is not None and args.sae is None:
+        raise ValueError("--feature steers by an SAE feature: add --sae DIR (a SAELens or Gemma Scope folder).")
+    sae = _load_feature_sae(args) if args.sae else None
     read_ab(config.data)  # every input file is read once before the model loads
     read_ab(config.control_data or CONTROL)
     split_neutral(metalens.read_texts(config.neutral or NEUTRAL))  # a validation half and a held-out half
     out = check_out(args.out, "steer-ab")
     model = load_model_from_args(args)
+    if sae is not None:
+        _check_feature_sae(args, sae, model)
     mark_out(out, "steer-ab")
     result = run_steer_ab(model, config, out=out)
     print(result.summary())
@@ -212,6 +211,35 @@ def _mentor(args) -> None:
     print(f"wrote {out}/results.json, {out}/report.html, {out}/graph/ and {out}/vectors/")
 
 
+def _add_sae_args(p, what: str, chosen_on: str) -> None:
+    """--sae DIR and --feature I: one spelling for every steering verb."""
+    p.add_argument("--sae", type=existing_dir, default=None, metavar="DIR",
+                   help=f"a SAELens or Gemma Scope SAE folder: {what}")
+    p.add_argument("--feature", type=nonneg_int, default=None, metavar="I",
+                   help=f"the feature's index (default: chosen on {chosen_on})")
+
+
+def _load_feature_sae(args):
+    """The SAE named by --sae, read and its --feature checked before the model loads."""
+    from metalens.sae import load_sae
+    from metalens.steering.feature import FeatureSteer
+
+    sae = load_sae(args.sae)
+    if args.feature is not None:
+        FeatureSteer(sae, args.feature)  # an index out of range names the SAE's range
+    return sae
+
+
+def _check_feature_sae(args, sae, model) -> None:
+    """Refuse an SAE for another site, width or model, naming the folder (before --out is claimed)."""
+    from metalens.steering.feature import FeatureSteer
+
+    try:
+        FeatureSteer(sae, args.feature or 0).check_model(model)
+    except ValueError as err:
+        raise ValueError(f"--sae {args.sae}: {err}") from None
+
+
 def _add_steer(subparsers) -> None:
     p = subparsers.add_parser("steer", help="train a steering vector for a rule, sweep it, and report adherence")
     add_model_args(p)
@@ -236,10 +264,7 @@ def _add_steer(subparsers) -> None:
     p.add_argument("--gguf", type=gguf_path, default=None, help="also export the chosen vector (times its strength) "
                    "as a llama.cpp control-vector GGUF")
     f = p.add_argument_group("steering by an SAE feature (with --sae; the vector arm runs beside it on the same prompts)")
-    f.add_argument("--sae", type=existing_dir, default=None, metavar="DIR",
-                   help="a SAELens or Gemma Scope SAE folder: steer by one of its features at its site")
-    f.add_argument("--feature", type=nonneg_int, default=None, metavar="I",
-                   help="the feature's index (default: chosen on the rule's pairs by --feature-select)")
+    _add_sae_args(f, "steer by one of its features at its site", "the rule's pairs by --feature-select")
     f.add_argument("--mode", nargs="+", choices=("clamp", "add"), default=None,
                    help="clamp: set the feature's activation to strength x unit (reconstruction error kept); add: add "
                    "strength x unit x its decoder row; both: one arm each (default clamp)")
@@ -289,6 +314,10 @@ def _add_steer_ab(subparsers) -> None:
     ab.add_argument("--batch-size", type=positive_int, default=8)
     ab.add_argument("--gguf", type=gguf_path, default=None,
                     help="also export the chosen layer's vector as a llama.cpp control vector")
+    _add_sae_args(ab, "steer along one feature's decoder row at its block instead of the CAA vector (the same "
+                  "measurements; --unit residual scales it as a CAA vector, raw: strength 1 = its largest activation "
+                  "on a matching-answer text)", "the training items: highest activation at the matching letter minus "
+                  "the other")
     ab.set_defaults(func=_steer_ab)
 
 

@@ -167,7 +167,7 @@ def resid_post_layer(site: str) -> int | None:
 class FeatureStats:
     """Per-feature activations on a rule's texts: the contrast that picks a feature and the max that sizes it."""
 
-    mean_positive: Float[Tensor, "d_sae"]  # mean over positive texts of each text's token-mean activation
+    mean_positive: Float[Tensor, "d_sae"]  # mean over positive texts of each text's token-mean (or last) activation
     mean_negative: Float[Tensor, "d_sae"]
     max_positive: Float[Tensor, "d_sae"]  # largest activation on any positive-text token (BOS excluded)
 
@@ -177,26 +177,33 @@ class FeatureStats:
         return self.mean_positive - self.mean_negative
 
 
-def feature_stats(model, sae, positive: list[str], negative: list[str], batch_size: int = 16) -> FeatureStats:
-    """Token-mean and max activations of every feature on `positive` and `negative` texts (BOS left out,
-    as `capture`'s means leave it out: the attention sink's outsized norm lights features of its own)."""
+def feature_stats(model, sae, positive: list[str], negative: list[str], positions: str = "mean",
+                  batch_size: int = 16) -> FeatureStats:
+    """Mean and max activations of every feature on `positive` and `negative` texts.
+
+    positions: "mean" (each text's token mean) or "last" (its last token: where a CAA pair differs).
+    BOS is left out of means and maxima, as `capture`'s means leave it out: the attention sink's
+    outsized norm lights features of its own.
+    """
+    if positions not in ("mean", "last"):
+        raise ValueError(f"positions must be 'mean' or 'last', not {positions!r}.")
     bos = model.tokenizer.bos_token_id
 
     def per_text(texts) -> tuple[Tensor, Tensor]:
         acts = metalens.capture(model, texts, [], positions="all", batch_size=batch_size, progress=False,
                                 dtype=torch.float32, sae=sae)
         first = model.tokenize(texts)["input_ids"][:, 0]  # [n_texts]
-        means, maxes = [], []
+        reads, maxes = [], []
         for k, f in enumerate(acts.split(f"{sae.site}.features")):  # f [n_tokens, d_sae]
             if bos is not None and int(first[k]) == bos and len(f) > 1:
                 f = f[1:]
-            means.append(f.mean(0))
+            reads.append(f.mean(0) if positions == "mean" else f[-1])
             maxes.append(f.max(0).values)
-        return torch.stack(means), torch.stack(maxes)  # [n_texts, d_sae] each
+        return torch.stack(reads), torch.stack(maxes)  # [n_texts, d_sae] each
 
-    pos_mean, pos_max = per_text(positive)
-    neg_mean, _ = per_text(negative)
-    return FeatureStats(pos_mean.mean(0), neg_mean.mean(0), pos_max.max(0).values)
+    pos_read, pos_max = per_text(positive)
+    neg_read, _ = per_text(negative)
+    return FeatureStats(pos_read.mean(0), neg_read.mean(0), pos_max.max(0).values)
 
 
 def decoder_cosines(sae, direction: Float[Tensor, "d_in"]) -> Float[Tensor, "d_sae"]:

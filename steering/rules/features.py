@@ -195,7 +195,7 @@ def run_steer_feature(model, config: FeatureSteerConfig, *, out: str | Path | No
     vector = None
     if layer is not None and (config.vector_strengths or config.select == "cosine"):
         vector = train_steering_vector(model, positive, negative, layers=[layer], positions=positions)
-    stats = feature_stats(model, sae, positive, negative)
+    stats = feature_stats(model, sae, positive, negative, positions=positions)
     cosines = decoder_cosines(sae, vector.directions[layer]).cpu() if vector is not None else None
     chosen, ranking = choose_feature(stats, cosines, config.select)
     feature = chosen if config.feature is None else config.feature
