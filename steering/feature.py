@@ -12,6 +12,7 @@ runs a feature.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -27,8 +28,11 @@ from metalens.steering.vector import SteeringVector, adder, check_strength
 MODES = ("add", "clamp")
 
 
-def _short(name: str | None) -> str:
-    return (name or "").split("/")[-1].lower()
+def _same_model(a: str, b: str) -> bool:
+    """Whether two model names are one model: hub org dropped, case ignored, and a released variant suffix
+    allowed (Gemma Scope names "gemma-3-270m-pt" what metalens calls "gemma-3-270m")."""
+    a, b = (name.split("/")[-1].lower() for name in (a, b))
+    return a == b or a.startswith(b + "-") or b.startswith(a + "-")
 
 
 def clamper(sae, feature: int, value: float, prompt: bool = True, start=None) -> HookFn:
@@ -111,10 +115,10 @@ class FeatureSteer:
         return row
 
     def check_model(self, model) -> None:
-        """Raise if the SAE cannot steer `model`: another model, a site it lacks, or another width there."""
-        if self.sae.model and _short(self.sae.model) != _short(model.name):
-            raise ValueError(f"The SAE was trained on '{self.sae.model}', not '{model.name}': features do not transfer "
-                             "between models; load an SAE trained on this model.")
+        """Raise if the SAE cannot steer `model` (a site it lacks, another width there); warn if it names another model."""
+        if self.sae.model and not _same_model(self.sae.model, model.name):  # a warning: releases name models their way
+            warnings.warn(f"The SAE names its model '{self.sae.model}', not '{model.name}': if it was trained on another "
+                          "model (not another name for this one), its features need not mean anything here.", stacklevel=2)
         metalens.resolve_site(model, self.site)  # a site this model lacks: refused with the valid names
         if self.site.endswith(RESIDUAL_WIDTH) and self.sae.d_in != model.d_model:
             raise ValueError(f"The activation at {self.site} has width {model.d_model} in {model.name}, the SAE's d_in "

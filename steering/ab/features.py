@@ -25,7 +25,7 @@ def feature_vector(model, sae_dir: str, feature: int | None, positive: list[str]
     if layer is None:
         raise ValueError(f"steer-ab steers the residual stream after a block; this SAE reads {sae.site}: use an SAE "
                          "at blocks.L.hook_resid_post.")
-    FeatureSteer(sae, feature or 0, "add").check_model(model)  # range, site, width, model
+    FeatureSteer(sae, feature or 0, "add").check_model(model)  # range, site and width (another model name: a warning)
     caa = train_steering_vector(model, positive, negative, layers=[layer], positions="last", batch_size=batch_size,
                                 seed=seed)
     stats = feature_stats(model, sae, positive, negative, positions="last", batch_size=batch_size)

@@ -1,6 +1,8 @@
 """FeatureSteer: add and clamp one SAE feature during forward passes and steered generation."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -108,15 +110,18 @@ def test_a_feature_out_of_range_is_refused_naming_the_range():
         FeatureSteer(random_sae(), 32)
 
 
-def test_an_sae_for_another_site_width_or_model_is_refused(tiny_gemma):
+def test_an_sae_for_another_site_or_width_is_refused_and_another_model_name_warned(tiny_gemma):
     with pytest.raises(ValueError, match="Valid site names"):
         FeatureSteer(random_sae(site="blocks.9.hook_resid_post"), 0).edits(tiny_gemma)
     wide = SAE(W_enc=torch.zeros(128, 4), W_dec=torch.zeros(4, 128), b_enc=torch.zeros(4), b_dec=torch.zeros(128),
                site=SITE)
     with pytest.raises(ValueError, match="width 64 .* d_in is 128"):
         FeatureSteer(wide, 0).edits(tiny_gemma)
-    with pytest.raises(ValueError, match="trained on 'gemma-3-270m'"):
+    with pytest.warns(UserWarning, match="names its model 'gemma-3-270m', not 'tiny-gemma3'"):
         FeatureSteer(random_sae(model="gemma-3-270m"), 0).edits(tiny_gemma)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the hub org and a released variant's suffix are the same model
+        FeatureSteer(random_sae(model="google/TINY-gemma3-pt"), 0).edits(tiny_gemma)
 
 
 def test_feature_stats_contrast_finds_a_feature_planted_on_the_positive_texts(tiny_gemma):
