@@ -231,7 +231,7 @@ def _load_feature_sae(args):
 
 
 def _check_feature_sae(args, sae, model) -> None:
-    """Refuse an SAE for another site, width or model, naming the folder (before --out is claimed)."""
+    """Refuse an SAE for another site or width, naming the folder (before --out is claimed)."""
     from metalens.steering.feature import FeatureSteer
 
     try:
