@@ -35,7 +35,7 @@ def vector_path(text: str) -> Path:
     return path
 
 
-FEATURE_ONLY = ("feature", "mode", "feature_select", "feature_unit", "vector_strengths", "no_vector")
+FEATURE_ONLY = ("feature", "feature_mode", "feature_select", "feature_unit", "vector_strengths", "no_vector")
 VECTOR_ONLY = {"vector": "--vector", "gguf": "--gguf", "n_validate": "--n-validate", "layers": "--layers"}
 
 
@@ -47,10 +47,13 @@ def _steer_feature(args) -> None:
     used = [flag for key, flag in VECTOR_ONLY.items() if getattr(args, key) is not None]
     used += ["--rounds"] * (args.rounds > 0) + ["--method pca"] * (args.method != "mean_diff")
     used += ["--judge model"] * (args.judge != "checker")
+    if args.no_vector and args.vector_strengths:
+        raise ValueError("--no-vector drops the vector arm and --vector-strengths sets its strengths: give one of them.")
     if used:
         raise ValueError(f"--sae steers by a feature at the SAE's own site; {', '.join(used)} belong to vector "
                          "steering: drop them (the vector arm beside the feature is trained at the SAE's block).")
-    config = FeatureSteerConfig(args.rule, str(args.sae), feature=args.feature, modes=tuple(args.mode or ("clamp",)),
+    config = FeatureSteerConfig(args.rule, str(args.sae), feature=args.feature,
+                                modes=tuple(args.feature_mode or ("clamp",)),
                                 select=args.feature_select or "contrast", unit=args.feature_unit or "max",
                                 strengths=tuple(args.strengths or (2.0, 4.0, 8.0)),
                                 vector_strengths=() if args.no_vector else tuple(args.vector_strengths or (1.0, 2.0)),
@@ -78,7 +81,8 @@ def _steer(args) -> None:
         return _steer_feature(args)
     stray = [f"--{k.replace('_', '-')}" for k in FEATURE_ONLY if getattr(args, k) not in (None, False)]
     if stray:
-        raise ValueError(f"{', '.join(stray)} steer by an SAE feature: add --sae DIR (a SAELens or Gemma Scope folder).")
+        raise ValueError(f"{', '.join(stray)} steer by an SAE feature: add --sae DIR (a SAELens or Gemma Scope "
+                         "folder).")
     config = SteerConfig(args.rule, prompts=metalens.read_texts(args.prompts) if args.prompts else None,
                          pairs=str(args.pairs) if args.pairs else None, vector=str(args.vector) if args.vector else None,
                          layers=args.layers, strengths=tuple(args.strengths or (0.5, 1.0, 2.0)), method=args.method,
@@ -263,9 +267,10 @@ def _add_steer(subparsers) -> None:
                    help="prompts refinement rounds decide on (default with --rounds: a third); the rest are the test set")
     p.add_argument("--gguf", type=gguf_path, default=None, help="also export the chosen vector (times its strength) "
                    "as a llama.cpp control-vector GGUF")
-    f = p.add_argument_group("steering by an SAE feature (with --sae; the vector arm runs beside it on the same prompts)")
+    f = p.add_argument_group("steering by an SAE feature (with --sae; the vector arm runs beside it on the same "
+                             "prompts)")
     _add_sae_args(f, "steer by one of its features at its site", "the rule's pairs by --feature-select")
-    f.add_argument("--mode", nargs="+", choices=("clamp", "add"), default=None,
+    f.add_argument("--feature-mode", nargs="+", choices=("clamp", "add"), default=None,
                    help="clamp: set the feature's activation to strength x unit (reconstruction error kept); add: add "
                    "strength x unit x its decoder row; both: one arm each (default clamp)")
     f.add_argument("--feature-select", choices=("contrast", "cosine"), default=None,

@@ -22,7 +22,7 @@ head -24 steering/data/prompts_heldout.txt > runs/steering/prompts24.txt
 /usr/bin/time -f "$(date -u +%FT%TZ) wall %e s, user CPU %U s, system %S s, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" \
   -o "$OUT/time.txt" \
   $PY -m metalens.cli steer --model gemma-3-270m --device cpu --rule ocean --prompts runs/steering/prompts24.txt \
-    --sae "$SAE" --mode clamp add --feature-select contrast --feature-unit max --strengths 2 4 8 \
+    --sae "$SAE" --feature-mode clamp add --feature-select contrast --feature-unit max --strengths 2 4 8 \
     --vector-strengths 1 2 --max-new-tokens 16 --n-select 8 --out "$RUN"
 cp "$RUN/results.json" "$OUT/results.json"
 cat "$OUT/time.txt"

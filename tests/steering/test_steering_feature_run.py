@@ -101,9 +101,10 @@ def test_the_cli_refuses_an_sae_of_another_width(tiny_gemma, tmp_path, capsys, m
 
 @pytest.mark.parametrize("argv, says", [
     (["--feature", "3"], "--feature steer by an SAE feature: add --sae"),
-    (["--mode", "add"], "--mode steer by an SAE feature"),
+    (["--feature-mode", "add"], "--feature-mode steer by an SAE feature"),
     (["--sae", "{sae}", "--rounds", "1"], "--rounds belong to vector steering"),
     (["--sae", "{sae}", "--layers", "1"], "--layers belong to vector steering"),
+    (["--sae", "{sae}", "--no-vector", "--vector-strengths", "1"], "give one of them"),
 ])
 def test_the_cli_refuses_flags_of_the_other_kind_of_steering(argv, says, sae_dir, tmp_path, capsys, no_model):
     argv = [a.replace("{sae}", str(sae_dir)) for a in argv]
