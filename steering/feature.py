@@ -64,7 +64,8 @@ def clamper(sae, feature: int, value: float, prompt: bool = True, start=None) ->
                                  f"{taken + batch} rows: build fresh edits per read, one start per row.")
             rows = starts[taken:taken + batch].to(act.device)  # [batch]
             taken += batch
-            change = change * (torch.arange(n_pos, device=act.device)[None, :] >= rows[:, None]).to(act.dtype)[..., None]
+            steer = (torch.arange(n_pos, device=act.device)[None, :] >= rows[:, None]).to(act.dtype)  # [batch, pos]
+            change = change * steer[..., None]
         return (flat + change).reshape(act.shape)
 
     return fn
@@ -108,17 +109,22 @@ class FeatureSteer:
 
     @property
     def direction(self) -> Float[Tensor, "d_in"]:
-        """What one unit of the feature's activation adds to the reconstruction (its decoder row, float32)."""
+        """What one unit of the feature's activation adds to the reconstruction (its decoder row, float32).
+
+        For an SAE that normalises each token (`normalize_activations`), this is in the normalised units;
+        the clamp undoes the normalisation per token, the add does not."""
         row = self.sae.W_dec[self.feature].float()
         if self.sae.rescale_acts_by_decoder_norm:
             row = row / row.norm()
         return row
 
     def check_model(self, model) -> None:
-        """Raise if the SAE cannot steer `model` (a site it lacks, another width there); warn if it names another model."""
+        """Raise if the SAE cannot steer `model` (a site it lacks, another width there); warn if it names
+        another model."""
         if self.sae.model and not _same_model(self.sae.model, model.name):  # a warning: releases name models their way
-            warnings.warn(f"The SAE names its model '{self.sae.model}', not '{model.name}': if it was trained on another "
-                          "model (not another name for this one), its features need not mean anything here.", stacklevel=2)
+            warnings.warn(f"The SAE names its model '{self.sae.model}', not '{model.name}': if it was trained on "
+                          "another model (not another name for this one), its features need not mean anything here.",
+                          stacklevel=2)
         metalens.resolve_site(model, self.site)  # a site this model lacks: refused with the valid names
         if self.site.endswith(RESIDUAL_WIDTH) and self.sae.d_in != model.d_model:
             raise ValueError(f"The activation at {self.site} has width {model.d_model} in {model.name}, the SAE's d_in "
@@ -129,12 +135,11 @@ class FeatureSteer:
         `run_with_cache`), as `SteeringVector.edits`; a fresh dict (fresh pass counters) per call."""
         strength = check_strength(strength)
         self.check_model(model)
-        sae = self.sae.to(model.device)
         if self.mode == "add":
             heads = metalens.resolve_site(model, self.site).heads  # per-head sites are seen as [.., head, d_head]
             vec = self.direction.to(model.device, model.dtype) * (strength * self.scale)
             return {self.site: adder(vec if heads is None else vec.reshape(heads, -1), prompt, start)}
-        return {self.site: clamper(sae, self.feature, strength * self.scale, prompt, start)}
+        return {self.site: clamper(self.sae.to(model.device), self.feature, strength * self.scale, prompt, start)}
 
     @contextlib.contextmanager
     def apply(self, model, strength: float = 1.0, prompt: bool = True):

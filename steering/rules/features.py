@@ -187,7 +187,7 @@ def run_steer_feature(model, config: FeatureSteerConfig, *, out: str | Path | No
     n_select = config.n_select if config.n_select is not None else max(2, len(prompts) // 3)
     select, _, test = split_prompts(prompts, n_select, 0)
     sae = load_sae(config.sae)
-    FeatureSteer(sae, config.feature or 0, config.modes[0]).check_model(model)  # range, site and width (another model name: a warning)
+    FeatureSteer(sae, config.feature or 0, config.modes[0]).check_model(model)  # range, site, width
     layer = resid_post_layer(sae.site)
     if config.vector_strengths and layer is None:
         raise ValueError(f"The vector arm steers hook_resid_post; this SAE reads {sae.site}: pass "
