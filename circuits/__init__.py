@@ -1,7 +1,8 @@
 """circuits: which attention heads carry a behaviour, proven by patching and ablation.
 
 Workflows (`run_x(model, config, *, out=None, progress=True)`): `run_heads` (`metalens heads`),
-`run_emergent_heads` (`metalens emergent-heads`, base vs post-trained) and `run_lens` (`metalens lens`).
+`run_emergent_heads` (`metalens emergent-heads`, base vs post-trained), `run_lens` (`metalens lens`) and
+`run_features(model, sae, config)` (`metalens features`: attribution patching over an SAE's features).
 Pieces: contrast tasks (`make_task`, `ContrastTask`: arithmetic, induction, factual, IOI, greater-than, your
 pairs), per-head attribution / exact patching, edge attribution and `find_edge_circuit` with its
 faithfulness curves, `ablate` / `scale_heads`, head detectors, `compare` (the circuits of two models),
@@ -16,6 +17,8 @@ from metalens.circuits.demo import demo
 from metalens.circuits.detect import detect_heads
 from metalens.circuits.edges import attribute_edges, extract_circuit
 from metalens.circuits.emergent import EmergentConfig, EmergentResult, run_emergent_heads
+from metalens.circuits.feature_attribution import attribute_features, patch_features_exact
+from metalens.circuits.features import FeaturesConfig, FeaturesResult, run_features
 from metalens.circuits.faithfulness import faithfulness_curves, find_edge_circuit
 from metalens.circuits.graph import export_graph, import_graph
 from metalens.circuits.heads import HeadsConfig, HeadsResult, run_heads
@@ -31,4 +34,5 @@ __all__ = [
     "HeadsConfig", "HeadsResult", "run_heads",
     "EmergentConfig", "EmergentResult", "run_emergent_heads",
     "LensConfig", "LensResult", "run_lens", "logit_lens",
+    "attribute_features", "patch_features_exact", "FeaturesConfig", "FeaturesResult", "run_features",
 ]
