@@ -6,7 +6,9 @@ itself, so the model computes what it computed before, but the features f are no
 graph. As for heads (`attribution.py`), one clean forward/backward pass gives every feature's estimated
 patching effect: attribution_i = dMetric/df_i x (f_i(corrupted) - f_i(clean)), summed over positions,
 one value per pair. The exact check patches feature i's activations (every position) from the
-corrupted run into the clean one, holding the clean run's error term, and reruns the model.
+corrupted run into the clean one, holding the clean run's error term, and reruns the model. Both
+treat the features as the node: a patched activation is decoded as it is, not passed through the
+encoder's nonlinearity again (for TopK, the clean token may then hold k + 1 active features).
 """
 from __future__ import annotations
 

@@ -188,7 +188,8 @@ def feature_cards(model, sae: SAE, features, texts, *, corpus: str = "", n_conte
     texts: the corpus (e.g. `metalens.sae.read_corpus(path)[0]`), read with `capture(..., sae=sae)`
     at every token in chunks of `chunk_texts`, keeping only these features' activations; each
     text's first token is left out when it is BOS (an attention sink dictionaries are not trained
-    on). window: tokens shown on each side of a context's token.
+    on). window: tokens shown on each side of a context's token. A transcoder's features are read
+    from its input site and its logit effect from its decoder at `out_site`.
     """
     from metalens.capture import capture, feature_keys
 
@@ -199,9 +200,6 @@ def feature_cards(model, sae: SAE, features, texts, *, corpus: str = "", n_conte
     for name, value in (("n_contexts", n_contexts), ("n_logits", n_logits), ("bins", bins), ("window", window)):
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "window" else 1):
             raise ValueError(f"{name} must be a positive integer, not {value!r}.")
-    if sae.is_transcoder:
-        raise ValueError("Feature cards read an SAE's own site; for a transcoder, cards of its encoder side are not "
-                         "built here yet: pass an SAE.")
     cols = torch.tensor(features)
     tok = model.tokenizer
     bos = tok.bos_token_id

@@ -104,3 +104,14 @@ def test_a_card_of_another_format_is_refused(tmp_path):
     path.write_text('{"format": {"name": "heads-results", "version": 1}}')
     with pytest.raises(ValueError, match="Not a feature card"):
         FeatureCard.load(path)
+
+
+def test_a_transcoders_card_reads_its_input_site_and_writes_through_its_out_site(scaled_model):
+    gen = torch.Generator().manual_seed(3)
+    tc = SAE(W_enc=torch.randn(64, 8, generator=gen) / 8, W_dec=torch.randn(8, 64, generator=gen), b_enc=torch.zeros(8),
+             b_dec=torch.zeros(64), site="blocks.1.hook_mlp_in", out_site="blocks.1.hook_mlp_out")
+    card = feature_cards(scaled_model, tc, [2], TEXTS, n_logits=3, progress=False)[0]
+    acts = metalens.capture(scaled_model, TEXTS, ["blocks.1.hook_mlp_in"], positions="all", progress=False)
+    flat = torch.cat([tc.encode(a)[1:, 2] for a in acts.split("blocks.1.hook_mlp_in")])
+    assert card.max_activation == pytest.approx(float(flat.max()), rel=1e-5)
+    assert [t["id"] for t in card.top_tokens] == logit_effect(scaled_model, tc, [2])[0].topk(3).indices.tolist()
