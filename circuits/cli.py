@@ -117,6 +117,7 @@ def _lens(args) -> None:
 
 
 def _features(args) -> None:
+    from metalens.circuits.feature_attribution import check_sae_fits
     from metalens.circuits.features import FeaturesConfig, run_features
     from metalens.circuits.tasks import TASKS, check_pairs_file
     from metalens.sae import load_sae, read_corpus
@@ -131,6 +132,7 @@ def _features(args) -> None:
                          n_boot=args.n_boot, cards=not args.no_cards, data=None if args.data is None else str(args.data),
                          card_texts=args.card_texts, max_length=args.max_length)
     model = load_model_from_args(args)
+    check_sae_fits(model, sae)  # an SAE of another site or model is refused before --out is claimed
     mark_out(args.out, "features")
     result = run_features(model, sae, cfg)
     result.save(args.out)
