@@ -128,7 +128,8 @@ def _features(args) -> None:
     sae = load_sae(args.sae)  # a malformed SAE folder is refused before the model loads
     if not args.no_cards:
         read_corpus(args.data)  # and so is an unreadable corpus
-    cfg = FeaturesConfig(task=args.task, n=args.n, metric=args.metric, seed=args.seed, top=args.top,
+    cfg = FeaturesConfig(task=args.task, n=args.n, metric=args.metric, seed=args.seed, method=args.method,
+                         ig_steps=args.ig_steps, top=args.top,
                          n_boot=args.n_boot, cards=not args.no_cards, data=None if args.data is None else str(args.data),
                          card_texts=args.card_texts, max_length=args.max_length)
     model = load_model_from_args(args)
@@ -136,12 +137,15 @@ def _features(args) -> None:
     mark_out(args.out, "features")
     result = run_features(model, sae, cfg)
     result.save(args.out)
-    print(f"attribution {result.seconds['attribution']:.1f} s, exact patching of {len(result.top_features)} features "
+    print(f"{cfg.method} {result.seconds[cfg.method]:.1f} s, exact patching of {len(result.top_features)} features "
           f"{result.seconds['exact']:.1f} s: Spearman {result.spearman_vs_exact:.3f}, signs agree on "
           f"{result.sign_agreement:.0%}")
+    t = result.totals
+    print(f"whole site patched {t['site_total']['mean']:+.4f}; {cfg.method}: features sum {t['features_sum']['mean']:+.4f}, "
+          f"error term {t['error']['mean']:+.4f}")
     for row in result.rows[:5]:
         a, e = row["attribution"], row["exact"]
-        print(f"  feature {row['feature']}: attribution {a['mean']:+.4f} {bounds_text(a['low'], a['high'], a['n'], '.4f')}, "
+        print(f"  feature {row['feature']}: {cfg.method} {a['mean']:+.4f} {bounds_text(a['low'], a['high'], a['n'], '.4f')}, "
               f"exact {e['mean']:+.4f} {bounds_text(e['low'], e['high'], e['n'], '.4f')}")
     print(f"wrote {args.out}/results.json, cards.json and report.html")
 
@@ -214,6 +218,10 @@ def register(sub) -> None:
     f.add_argument("--metric", default=None, choices=["logit_diff", "logprob", "prob_diff"],
                    help="default: the task's own (prob_diff for greater-than, logit_diff otherwise); no kl, whose "
                         "gradient is 0 at the clean run")
+    f.add_argument("--method", default="attribution", choices=["attribution", "ig"],
+                   help="attribution: the gradient at the clean run (default); ig: averaged over --ig-steps points "
+                        "from the corrupted site activation to the clean one")
+    f.add_argument("--ig-steps", type=positive_int, default=5, help="integration steps of --method ig (>= 1)")
     f.add_argument("--top", type=int_range(1, 1000), default=10,
                    help="features with the largest |mean attribution| patched exactly and given cards (default 10)")
     f.add_argument("--n-boot", type=nonneg_int, default=1000, help="bootstrap resamples over pairs (0: no intervals)")

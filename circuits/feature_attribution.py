@@ -5,12 +5,18 @@ Feature Circuits"): the site's activation x becomes `decode(f) + (x - decode(enc
 itself, so the model computes what it computed before, but the features f are now a node of the
 graph. As for heads (`attribution.py`), one clean forward/backward pass gives every feature's estimated
 patching effect: attribution_i = dMetric/df_i x (f_i(corrupted) - f_i(clean)), summed over positions,
-one value per pair. The exact check patches feature i's activations (every position) from the
-corrupted run into the clean one, holding the clean run's error term, and reruns the model. Both
-treat the features as the node: a patched activation is decoded as it is, not passed through the
-encoder's nonlinearity again (for TopK, the clean token may then hold k + 1 active features).
+one value per pair; the error term gets its own score. The integrated-gradients variant ("ig", as
+EAP-IG for heads) averages the gradient over `steps` points on the straight path from the corrupted
+site activation to the clean one (features and error term interpolated together, the rest of the
+run clean), so the scores plus the error's add up to the effect of patching the whole site.
+The exact check patches feature i's activations (every position) from the corrupted run into the
+clean one, holding the clean run's error term, and reruns the model. Both treat the features as the
+node: a patched activation is decoded as it is, not passed through the encoder's nonlinearity again
+(for TopK, the clean token may then hold k + 1 active features).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -45,19 +51,28 @@ def check_sae_fits(model, sae: SAE) -> SAE:
     return sae.to(model.device, torch.float64 if model.dtype == torch.float64 else torch.float32)
 
 
-def feature_edits(sae: SAE, store: dict, *, grad: bool = False, replace=None) -> dict:
-    """`run_with_cache` edits splicing the SAE in with its error term; the features land in `store["f"]`.
+def feature_edits(sae: SAE, store: dict, *, grad: bool = False, replace=None, toward=None, alpha: float = 1.0) -> dict:
+    """`run_with_cache` edits splicing the SAE in with its error term: the site becomes decode(f) + error.
 
-    store["f"]: [batch, pos, d_sae], a leaf requiring grad when `grad`. replace: f -> f', the features
-    written instead (exact patching); the error term stays that of the unpatched features.
+    store gets "x" (the encoder's input), "target" (the activation replaced, flat), "f" [batch, pos,
+    d_sae] and "error" [batch, pos, d_out], the last two leaves requiring grad when `grad`.
+    replace: f -> f', the features written instead (exact patching), the error term unchanged.
+    toward: (f, target) of another run (the corrupted one); the written features and error term are
+    then that run's plus `alpha` times the way to this run's (alpha 0 writes its target exactly, 1 this run's).
     """
     def spliced(x: Tensor, target: Tensor) -> Tensor:
-        """x [batch, pos, d_in] the encoder's input, target the activation to replace (same or out_site)."""
-        flat_t = target.reshape(*target.shape[:2], -1)
-        f = sae.encode(x).detach()  # [batch, pos, d_sae]
-        error = (flat_t.to(x.dtype) - sae.decode(f, x)).detach()  # what the SAE misses, held fixed
-        f = f.requires_grad_(True) if grad else f
-        store["f"] = f
+        """x [batch, pos, d_in] the encoder's input, target the activation to replace (same site or out_site)."""
+        flat_t = target.reshape(*target.shape[:2], -1).detach().to(x.dtype)
+        f = sae.encode(x)  # [batch, pos, d_sae]
+        error = flat_t - sae.decode(f, x)  # what the SAE misses
+        if toward is not None:
+            f_src, t_src = toward
+            e_src = t_src - sae.decode(f_src, x)  # decoded with this run's x, so alpha 0 writes t_src itself
+            f, error = f_src + alpha * (f - f_src), e_src + alpha * (error - e_src)
+        f, error = f.detach(), error.detach()
+        if grad:
+            f.requires_grad_(True), error.requires_grad_(True)
+        store.update(x=x, target=flat_t, f=f, error=error)
         written = replace(f) if replace is not None else f
         return (sae.decode(written, x) + error).to(target.dtype).reshape(target.shape)
 
@@ -74,11 +89,13 @@ def feature_edits(sae: SAE, store: dict, *, grad: bool = False, replace=None) ->
     return {sae.site: read, sae.out_site: lambda act: spliced(seen.pop("x"), act)}
 
 
-def feature_run(model, batch: TaskBatch, sae: SAE, ids: Tensor, *, grad: bool = False, replace=None) -> tuple[Tensor, Tensor]:
-    """([batch, vocab] last-position logits, [batch, pos, d_sae] features) of the spliced model on `ids`."""
+def feature_run(model, batch: TaskBatch, sae: SAE, ids: Tensor, *, grad: bool = False, replace=None, toward=None,
+                alpha: float = 1.0) -> tuple[Tensor, dict]:
+    """([batch, vocab] last-position logits, the store of `feature_edits`) of the spliced model on `ids`."""
     store = {}
-    logits, _ = task_forward(model, batch, ids, edits=feature_edits(sae, store, grad=grad, replace=replace), grad=grad)
-    return logits, store["f"]
+    edits = feature_edits(sae, store, grad=grad, replace=replace, toward=toward, alpha=alpha)
+    logits, _ = task_forward(model, batch, ids, edits=edits, grad=grad)
+    return logits, store
 
 
 def _check_metric(batch: TaskBatch) -> None:
@@ -87,27 +104,52 @@ def _check_metric(batch: TaskBatch) -> None:
                          "for every feature: use logit_diff, logprob or prob_diff.")
 
 
-def attribute_features(model, task, sae: SAE) -> tuple[Tensor, Tensor, Tensor]:
-    """(attribution [n_pairs, d_sae], clean features [n_pairs, d_sae], corrupted features [n_pairs, d_sae]).
+@dataclass
+class FeatureAttribution:
+    """Per-pair scores of every feature at one site, the error term's, and the activations they came from."""
 
-    attribution[p, i]: the estimated change of pair p's metric when feature i (every position) is
-    patched from the corrupted run into the clean one; features are summed over each pair's real
-    tokens (a feature's total activation on the prompt). Pass a float32 model (see `in_float32`).
+    scores: Tensor  # [n_pairs, d_sae] estimated metric change when the feature is patched from corrupted
+    error: Tensor  # [n_pairs] the same for the SAE's error term
+    f_clean: Tensor  # [n_pairs, d_sae] activation summed over the clean prompt's tokens
+    f_corrupted: Tensor  # [n_pairs, d_sae] the same on the corrupted prompt
+    method: str  # "attribution" or "ig"
+    steps: int  # gradient points (1 for attribution)
+
+
+def attribute_features(model, task, sae: SAE, method: str = "attribution", steps: int = 5) -> FeatureAttribution:
+    """Every feature's estimated metric change per pair when its activations (every position) are
+    patched from the corrupted run into the clean one (see the module docstring).
+
+    method: "attribution" (the gradient at the clean run) or "ig" (`steps` midpoints between the corrupted
+    and clean site activations). Pass a float32 model (see `in_float32`).
     """
+    if method not in ("attribution", "ig"):
+        raise ValueError(f"Unknown method {method!r}: use 'attribution' or 'ig'.")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, not {steps!r}.")
     sae = check_sae_fits(model, sae)
     batch = prepare(model, task)
     _check_metric(batch)
     with torch.no_grad():
-        _, f_corr = feature_run(model, batch, sae, batch.corrupted_ids)
-    with torch.enable_grad():
-        logits, f_clean = feature_run(model, batch, sae, batch.clean_ids, grad=True)
-        # Pairs do not interact in a batch, so the sum's gradient at pair p is p's own metric's gradient.
-        value = metric_per_pair(batch, logits, logits.detach()).sum()
-        (grad,) = torch.autograd.grad(value, f_clean)  # [batch, pos, d_sae]
-    keep = batch.mask[:, :, None].to(grad.dtype)  # padding carries no signal
-    f_clean = f_clean.detach()
-    scores = ((f_corr - f_clean) * grad * keep).sum(1)  # [batch, d_sae]
-    return scores.float().cpu(), (f_clean * keep).sum(1).float().cpu(), (f_corr * keep).sum(1).float().cpu()
+        _, corr = feature_run(model, batch, sae, batch.corrupted_ids)
+        _, clean = feature_run(model, batch, sae, batch.clean_ids)
+    toward = (corr["f"], corr["target"])
+    alphas = [1.0] if method == "attribution" else [(i + 0.5) / steps for i in range(steps)]
+    g_f, g_e = torch.zeros_like(clean["f"]), torch.zeros_like(clean["error"])
+    for alpha in alphas:  # alpha 1: the clean run, 0: the corrupted site activation
+        with torch.enable_grad():
+            logits, store = feature_run(model, batch, sae, batch.clean_ids, grad=True, toward=toward, alpha=alpha)
+            # Pairs do not interact in a batch, so the sum's gradient at pair p is p's own metric's gradient.
+            value = metric_per_pair(batch, logits, logits.detach()).sum()
+            df, de = torch.autograd.grad(value, [store["f"], store["error"]])
+        g_f += df / len(alphas)
+        g_e += de / len(alphas)
+    keep = batch.mask[:, :, None].to(g_f.dtype)  # padding carries no signal
+    e_corr = corr["target"] - sae.decode(corr["f"], clean["x"])  # as `feature_edits` writes it at alpha 0
+    scores = ((corr["f"] - clean["f"]) * g_f * keep).sum(1)  # [batch, d_sae]
+    error = ((e_corr - clean["error"]) * g_e * keep).sum((1, 2))  # [batch]
+    return FeatureAttribution(scores.float().cpu(), error.float().cpu(), (clean["f"] * keep).sum(1).float().cpu(),
+                              (corr["f"] * keep).sum(1).float().cpu(), method, len(alphas))
 
 
 @torch.no_grad()
@@ -118,15 +160,29 @@ def patch_features_exact(model, task, sae: SAE, features) -> Tensor:
     batch = prepare(model, task)
     _check_metric(batch)
     clean_logits, _ = feature_run(model, batch, sae, batch.clean_ids)
-    _, f_corr = feature_run(model, batch, sae, batch.corrupted_ids)
+    _, corr = feature_run(model, batch, sae, batch.corrupted_ids)
     base = metric_per_pair(batch, clean_logits, clean_logits)
     out = torch.zeros(len(batch.last), len(features))  # float32, as the metric
     for j, i in enumerate(features):
         def swap(f: Tensor, i: int = int(i)) -> Tensor:
             f = f.clone()
-            f[..., i] = f_corr[..., i]
+            f[..., i] = corr["f"][..., i]
             return f
 
         logits, _ = feature_run(model, batch, sae, batch.clean_ids, replace=swap)
         out[:, j] = (metric_per_pair(batch, logits, clean_logits) - base).cpu()
     return out
+
+
+@torch.no_grad()
+def patch_site_exact(model, task, sae: SAE) -> Tensor:
+    """[n_pairs] exact change of each pair's metric when the SAE's whole target activation (every position)
+    is taken from the corrupted run: what the features' scores and the error term's share out."""
+    sae = check_sae_fits(model, sae)
+    batch = prepare(model, task)
+    _check_metric(batch)
+    clean_logits, _ = feature_run(model, batch, sae, batch.clean_ids)
+    _, corr = feature_run(model, batch, sae, batch.corrupted_ids)
+    logits, _ = feature_run(model, batch, sae, batch.clean_ids, toward=(corr["f"], corr["target"]), alpha=0.0)
+    base = metric_per_pair(batch, clean_logits, clean_logits)
+    return (metric_per_pair(batch, logits, clean_logits) - base).float().cpu()

@@ -1,7 +1,8 @@
 """`run_features`: which SAE features at one site carry a task's metric, checked by exact patching, with cards.
 
-Attribution patching scores every feature on every pair (`feature_attribution.py`); the features with
-the largest |mean attribution| are then patched exactly, one at a time, and each gets a feature card
+Attribution patching (or its integrated-gradients variant) scores every feature and the SAE's error
+term on every pair (`feature_attribution.py`), beside the exact effect of patching the whole site; the
+features with the largest |mean score| are then patched exactly, one at a time, and each gets a feature card
 (top-activating contexts in a corpus, logit effect, activation histogram; `metalens.sae.cards`).
 Means over pairs carry percentile-bootstrap intervals over pairs (`metalens.stats.bootstrap_ci`;
 no bounds below 10 pairs); attribution and exact patching are compared by Spearman's rho over the
@@ -18,14 +19,17 @@ import torch
 from torch import Tensor
 
 from metalens.artifact import read_artifact, read_json, write_artifact
-from metalens.circuits.feature_attribution import attribute_features, check_sae_fits, patch_features_exact
+from metalens.circuits.feature_attribution import (attribute_features, check_sae_fits, patch_features_exact,
+                                                   patch_site_exact)
 from metalens.circuits.heads import spearman
 from metalens.circuits.tasks import ContrastTask, make_task
 from metalens.precision import in_float32
 from metalens.sae.cards import FeatureCard, feature_cards, load_cards, save_cards
 from metalens.stats import bootstrap_ci
 
-ARTIFACT = "features"  # features.safetensors: attribution [n_pairs, d_sae], exact [n_pairs, n_top], f_clean, f_corrupted
+# features.safetensors: attribution, f_clean, f_corrupted [n_pairs, d_sae]; exact [n_pairs, n_top]; error, site_total [n_pairs]
+ARTIFACT = "features"
+METHODS = ("attribution", "ig")
 FORMAT_VERSION = 1
 
 
@@ -37,6 +41,8 @@ class FeaturesConfig:
     n: int = 16  # prompt pairs (for a named task)
     metric: str | None = None  # None: the task's own (prob_diff for greater-than, logit_diff otherwise)
     seed: int = 0
+    method: str = "attribution"  # or "ig": integrated gradients over the site activation, `ig_steps` points
+    ig_steps: int = 5
     top: int = 10  # features (largest |mean attribution|) patched exactly and given cards
     n_boot: int = 1000  # bootstrap resamples of the pairs
     cards: bool = True
@@ -46,7 +52,9 @@ class FeaturesConfig:
     n_contexts: int = 8  # top contexts per card
 
     def __post_init__(self):
-        for name, low in (("n", 1), ("seed", 0), ("top", 1), ("n_boot", 0), ("card_texts", 1), ("max_length", 2),
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown method {self.method!r}: use one of {METHODS}.")
+        for name, low in (("n", 1), ("seed", 0), ("ig_steps", 1), ("top", 1), ("n_boot", 0), ("card_texts", 1), ("max_length", 2),
                           ("n_contexts", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -65,11 +73,14 @@ class FeaturesResult:
     """Per-feature attribution of one task at one SAE site, the exact check of the top features, their cards."""
 
     attribution: Tensor  # [n_pairs, d_sae] estimated metric change per pair when the feature is patched
+    error: Tensor  # [n_pairs] the same for the SAE's error term
+    site_total: Tensor  # [n_pairs] exact metric change when the whole site is patched from corrupted
     exact: Tensor  # [n_pairs, n_top] exact metric change, columns in the order of `top_features`
     f_clean: Tensor  # [n_pairs, d_sae] each feature's activation summed over the clean prompt's tokens
     f_corrupted: Tensor  # [n_pairs, d_sae] the same on the corrupted prompt
     top_features: list[int]  # by |mean attribution|, largest first
     rows: list[dict]  # one per top feature: means with intervals, sign agreement
+    totals: dict  # "site_total", "features_sum", "error": means over pairs with intervals
     spearman_vs_exact: float  # over the top features' means
     sign_agreement: float  # share of top features whose mean attribution and exact change share a sign
     cards: list[FeatureCard]
@@ -83,13 +94,13 @@ class FeaturesResult:
         from metalens.report import save_json
 
         path = Path(path)
-        tensors = {"attribution": self.attribution, "exact": self.exact, "f_clean": self.f_clean,
-                   "f_corrupted": self.f_corrupted}
+        tensors = {"attribution": self.attribution, "error": self.error, "site_total": self.site_total,
+                   "exact": self.exact, "f_clean": self.f_clean, "f_corrupted": self.f_corrupted}
         write_artifact(path, ARTIFACT, tensors, self.metadata, version=FORMAT_VERSION)
         save_json(path / "results.json", {
             "format": {"name": "features-results", "version": FORMAT_VERSION},
             "config": self.config.to_dict(), "task": self.task.to_dict(), "metadata": self.metadata,
-            "seconds": self.seconds, "top_features": self.top_features, "features": self.rows,
+            "seconds": self.seconds, "top_features": self.top_features, "features": self.rows, "totals": self.totals,
             "spearman_vs_exact": self.spearman_vs_exact, "sign_agreement": self.sign_agreement,
         })
         save_cards(self.cards, path / "cards.json")
@@ -104,8 +115,9 @@ class FeaturesResult:
                                       "FeaturesResult.save.", max_version=FORMAT_VERSION)
         meta.pop("format", None)
         results = read_json(path / "results.json", "features results")
-        return cls(tensors["attribution"], tensors["exact"], tensors["f_clean"], tensors["f_corrupted"],
-                   results["top_features"], results["features"], _number(results["spearman_vs_exact"]),
+        return cls(tensors["attribution"], tensors["error"], tensors["site_total"], tensors["exact"], tensors["f_clean"],
+                   tensors["f_corrupted"], results["top_features"], results["features"], results["totals"],
+                   _number(results["spearman_vs_exact"]),
                    _number(results["sign_agreement"]), load_cards(path / "cards.json"),
                    ContrastTask.from_dict(results["task"]), FeaturesConfig(**results["config"]), results["seconds"], meta)
 
@@ -134,8 +146,9 @@ def run_features(model, sae, config: FeaturesConfig | None = None, *, out=None, 
                                                                              seed=cfg.seed, metric=cfg.metric)
         seconds = {}
         start = time.perf_counter()
-        attribution, f_clean, f_corr = attribute_features(model, task, sae)
-        seconds["attribution"] = time.perf_counter() - start
+        scored = attribute_features(model, task, sae, cfg.method, cfg.ig_steps)
+        attribution, f_clean, f_corr = scored.scores, scored.f_clean, scored.f_corrupted
+        seconds[cfg.method] = time.perf_counter() - start
         if not torch.isfinite(attribution).all():
             raise ValueError(f"Feature attributions on task '{task.name}' are not finite: the model overflowed or the "
                              "metric is undefined on its pairs; check the pairs.")
@@ -147,6 +160,7 @@ def run_features(model, sae, config: FeaturesConfig | None = None, *, out=None, 
         top = [i for i in top if mean[i] != 0] or top[:1]
         start = time.perf_counter()
         exact = patch_features_exact(model, task, sae, top)  # [n_pairs, n_top]
+        site_total = patch_site_exact(model, task, sae)  # [n_pairs]
         seconds["exact"] = time.perf_counter() - start
         cards = []
         if cfg.cards:
@@ -165,12 +179,16 @@ def run_features(model, sae, config: FeaturesConfig | None = None, *, out=None, 
                      "pairs_sign_agree": float(np.mean(np.sign(a[:, j]) == np.sign(e[:, j]))),
                      "clean_activation": float(f_clean[:, feature].mean()),
                      "corrupted_activation": float(f_corr[:, feature].mean())})
+    totals = {"site_total": _interval(site_total.numpy(), cfg.n_boot, cfg.seed),
+              "features_sum": _interval(attribution.sum(1).numpy(), cfg.n_boot, cfg.seed),
+              "error": _interval(scored.error.numpy(), cfg.n_boot, cfg.seed)}
     rho = spearman(attribution.mean(0)[top], exact.mean(0)) if len(top) > 1 else float("nan")
     agree = float(np.mean(np.sign(a.mean(0)) == np.sign(e.mean(0))))
     meta = {**model.metadata(), "task": task.name, "metric": task.metric, "n_pairs": len(task), "site": sae.site,
             "out_site": sae.out_site, "d_sae": sae.d_sae, "architecture": sae.architecture,
-            "sae_model": sae.model, "compute_dtype": "float32"}
-    result = FeaturesResult(attribution, exact, f_clean, f_corr, top, rows, rho, agree, cards, task, cfg, seconds, meta)
+            "sae_model": sae.model, "method": cfg.method, "steps": scored.steps, "compute_dtype": "float32"}
+    result = FeaturesResult(attribution, scored.error, site_total, exact, f_clean, f_corr, top, rows, totals, rho, agree,
+                            cards, task, cfg, seconds, meta)
     if out is not None:
         result.save(out)
     return result
@@ -183,11 +201,14 @@ def _report(path: Path, result: FeaturesResult) -> None:
     from metalens.stats import bounds_text
 
     metric = result.metadata.get("metric", "metric")
+    method = result.config.method
+    how = ("gradient at the clean run" if method == "attribution" else
+           f"gradient averaged over {result.config.ig_steps} points from the corrupted site activation to the clean one")
 
     def cell(ci: dict) -> str:
         return f"{ci['mean']:+.4f} {bounds_text(ci['low'], ci['high'], ci['n'], '.4f')}"
 
-    table = [{"feature": r["feature"], f"attribution ({metric} change)": cell(r["attribution"]),
+    table = [{"feature": r["feature"], f"{method} ({metric} change)": cell(r["attribution"]),
               "exact patching": cell(r["exact"]), "pairs where signs agree": r["pairs_sign_agree"],
               "clean activation": r["clean_activation"], "corrupted activation": r["corrupted_activation"],
               "top context": result.cards[j].context_text(0) if result.cards and result.cards[j].contexts else "",
@@ -200,16 +221,21 @@ def _report(path: Path, result: FeaturesResult) -> None:
         has = all(r[key]["low"] is not None and np.isfinite(r[key]["low"]) for r in result.rows)
         err = [[r[key]["high"] - r[key]["mean"] for r in result.rows],
                [r[key]["mean"] - r[key]["low"] for r in result.rows]] if has else None
-        fig.add_trace(go.Bar(x=names, y=means, name=key, marker_color=color,
+        fig.add_trace(go.Bar(x=names, y=means, name=method if key == "attribution" else key, marker_color=color,
                              error_y={"type": "data", "array": err[0], "arrayminus": err[1]} if has else None))
     fig.update_layout(barmode="group", xaxis_title="feature", yaxis_title=f"{metric} change (mean over pairs)",
                       xaxis_type="category")
     summary = (f"Site {result.metadata.get('site')}, {result.metadata.get('d_sae')} features, task "
-               f"'{result.task.name}' ({len(result.task)} pairs, metric {metric}). Attribution patching (gradient x "
-               f"activation difference, SAE spliced in with its error term) against exact patching of the top "
+               f"'{result.task.name}' ({len(result.task)} pairs, metric {metric}). Scores by {method} ({how}, x the "
+               f"activation difference; SAE spliced in with its error term), checked by exact patching of the top "
                f"{len(result.top_features)} features: Spearman {result.spearman_vs_exact:.3f}, signs agree on "
                f"{result.sign_agreement:.0%} of them. Intervals: percentile bootstrap over pairs (none below 10 pairs).")
+    totals = [{"what": what, f"{metric} change": cell(result.totals[key])} for key, what in (
+        ("site_total", "exact: the whole site patched from corrupted"),
+        ("features_sum", f"{method}: sum over all {result.metadata.get('d_sae')} features"),
+        ("error", f"{method}: the SAE's error term"))]
     sections = [("Summary", summary), ("Top features", table),
+                ("The site's total effect and how the scores share it (with ig, features + error ~ total)", totals),
                 ("Attribution vs exact patching of the top features", fig)]
     for card in result.cards:
         sections.append((f"Feature {card.feature}: card ({card.corpus[:80]})", card.figure()))

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from metalens.circuits import FeaturesConfig, FeaturesResult, patch_features_exact, run_features
+from metalens.circuits.feature_attribution import patch_site_exact
 from metalens.circuits.tasks import induction_task
 from metalens.sae import SAE
 from tests.cli_checks import refused
@@ -51,6 +52,23 @@ def test_top_features_are_the_largest_mean_attributions_and_their_exact_check_is
             assert ci["n"] == 12 and ci["low"] <= ci["mean"] <= ci["high"] and ci["low"] < ci["high"]
 
 
+def test_totals_are_the_whole_sites_patch_and_the_scores_sums(tiny_gemma, result):
+    torch.testing.assert_close(result.site_total, patch_site_exact(tiny_gemma, result.task, random_sae()))
+    t = result.totals
+    assert t["site_total"]["mean"] == pytest.approx(float(result.site_total.mean()), rel=1e-5)
+    assert t["features_sum"]["mean"] == pytest.approx(float(result.attribution.sum(1).mean()), rel=1e-5)
+    assert t["error"]["mean"] == pytest.approx(float(result.error.mean()), rel=1e-5)
+
+
+def test_ig_scores_add_up_to_the_whole_sites_effect(tiny_gemma):
+    task = induction_task(tiny_gemma.tokenizer, n=4)
+    res = run_features(tiny_gemma, random_sae(), FeaturesConfig(task=task, method="ig", ig_steps=16, top=2, cards=False),
+                       progress=False)
+    torch.testing.assert_close(res.attribution.sum(1) + res.error, res.site_total, rtol=1e-2,
+                               atol=1e-2 * float(res.site_total.abs().max()))
+    assert res.metadata["method"] == "ig" and "ig" in res.seconds
+
+
 def test_each_top_feature_gets_its_card_from_the_corpus(result, corpus):
     assert [c.feature for c in result.cards] == result.top_features
     assert all(c.corpus == corpus and c.site == SITE for c in result.cards)
@@ -62,6 +80,9 @@ def test_saved_result_loads_back_with_its_cards_and_report(result, tmp_path):
     loaded = FeaturesResult.load(out)
     torch.testing.assert_close(loaded.attribution, result.attribution)
     torch.testing.assert_close(loaded.exact, result.exact)
+    torch.testing.assert_close(loaded.error, result.error)
+    torch.testing.assert_close(loaded.site_total, result.site_total)
+    assert loaded.totals == json.loads(json.dumps(result.totals))
     assert loaded.top_features == result.top_features and loaded.cards == result.cards
     assert loaded.rows == json.loads(json.dumps(result.rows))
     saved = json.loads((out / "results.json").read_text())
@@ -77,9 +98,11 @@ def test_fewer_than_ten_pairs_give_means_without_bounds(tiny_gemma):
     assert res.cards == []
 
 
-def test_kl_is_refused_when_configuring():
-    with pytest.raises(ValueError, match="zero gradient"):
-        FeaturesConfig(metric="kl")
+@pytest.mark.parametrize("fields, match", [({"metric": "kl"}, "zero gradient"), ({"method": "exact"}, "Unknown method"),
+                                           ({"ig_steps": 0}, "ig_steps"), ({"top": 0}, "top")])
+def test_bad_settings_are_refused_when_configuring(fields, match):
+    with pytest.raises(ValueError, match=match):
+        FeaturesConfig(**fields)
 
 
 def test_features_verb_writes_results_cards_and_report(tmp_path, corpus, capsys):
@@ -89,7 +112,7 @@ def test_features_verb_writes_results_cards_and_report(tmp_path, corpus, capsys)
     code = main(["features", "--model", "random:tiny-gemma3", "--device", "cpu", "--task", "induction", "--n", "3",
                  "--sae", str(tmp_path / "sae"), "--top", "3", "--data", corpus, "--out", str(tmp_path / "out")])
     printed = capsys.readouterr().out
-    assert code == 0 and "Spearman" in printed and "feature " in printed
+    assert code == 0 and "Spearman" in printed and "feature " in printed and "whole site patched" in printed
     loaded = FeaturesResult.load(tmp_path / "out")
     assert len(loaded.top_features) == 3 and len(loaded.cards) == 3
 

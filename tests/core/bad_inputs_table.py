@@ -311,7 +311,7 @@ def command(verb: str, change: dict, paths: dict) -> list[str]:
 GOOD["features"] = {"--task": "induction", "--n": "2", "--sae": "{sae_dir}", "--top": "2", "--n-boot": "0",
                     "--data": "{sae_texts}", "--card-texts": "2", "--out": "{out}"}
 LOADS_MODEL.add("features")
-NUMBERS["features"] = [("--n", POS), ("--top", POS), ("--n-boot", NONNEG), ("--card-texts", POS),
+NUMBERS["features"] = [("--n", POS), ("--ig-steps", POS), ("--top", POS), ("--n-boot", NONNEG), ("--card-texts", POS),
                        ("--max-length", ["1", "-5", "nan", "x"]), ("--seed", NONNEG)]
 ROWS += [Case("features", f"{flag}={value}", {flag: value}, flag) for flag, values in NUMBERS["features"] for value in values]
 ROWS += [
@@ -324,6 +324,7 @@ ROWS += [
     Case("features", "sae of another model's width", {"--sae": "{sae_narrow}"}, "d_in is 32"),
     Case("features", "sae at a site the model lacks", {"--sae": "{sae_deep}"}, "blocks.9"),
     Case("features", "kl metric", {"--metric": "kl"}, "--metric"),
+    Case("features", "unknown method", {"--method": "exact"}, "--method"),
     Case("features", "unknown task", {"--task": "addition"}, "addition"),
     Case("features", "corpus missing", {"--data": "{missing}"}, "--data"),
     Case("features", "corpus csv without a text column", {"--data": "{no_text_csv}"}, "{no_text_csv}"),
