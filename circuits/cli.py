@@ -129,7 +129,7 @@ def _features(args) -> None:
     if not args.no_cards:
         read_corpus(args.data)  # and so is an unreadable corpus
     cfg = FeaturesConfig(task=args.task, n=args.n, metric=args.metric, seed=args.seed, method=args.method,
-                         ig_steps=args.ig_steps, top=args.top,
+                         ig_steps=args.ig_steps, top=args.top, controls=args.controls,
                          n_boot=args.n_boot, cards=not args.no_cards, data=None if args.data is None else str(args.data),
                          card_texts=args.card_texts, max_length=args.max_length)
     model = load_model_from_args(args)
@@ -139,7 +139,8 @@ def _features(args) -> None:
     result.save(args.out)
     print(f"{cfg.method} {result.seconds[cfg.method]:.1f} s, exact patching of {len(result.top_features)} features "
           f"{result.seconds['exact']:.1f} s: Spearman {result.spearman_vs_exact:.3f}, signs agree on "
-          f"{result.sign_agreement:.0%}")
+          f"{result.sign_agreement:.0%}; with {len(result.controls)} controls, Spearman "
+          f"{result.spearman_with_controls:.3f}")
     t = result.totals
     print(f"whole site patched {t['site_total']['mean']:+.4f}; {cfg.method}: features sum {t['features_sum']['mean']:+.4f}, "
           f"error term {t['error']['mean']:+.4f}")
@@ -224,6 +225,8 @@ def register(sub) -> None:
     f.add_argument("--ig-steps", type=positive_int, default=5, help="integration steps of --method ig (>= 1)")
     f.add_argument("--top", type=int_range(1, 1000), default=10,
                    help="features with the largest |mean attribution| patched exactly and given cards (default 10)")
+    f.add_argument("--controls", type=int_range(0, 1000), default=5,
+                   help="random other features the corruption moves, patched exactly too (default 5; 0: none)")
     f.add_argument("--n-boot", type=nonneg_int, default=1000, help="bootstrap resamples over pairs (0: no intervals)")
     add_data_arg(f, help="the cards' corpus: .txt (one text per line), .jsonl or .csv (see `metalens sae train`); "
                          "default: Python's own help texts")

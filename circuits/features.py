@@ -4,9 +4,11 @@ Attribution patching (or its integrated-gradients variant) scores every feature 
 term on every pair (`feature_attribution.py`), beside the exact effect of patching the whole site; the
 features with the largest |mean score| are then patched exactly, one at a time, and each gets a feature card
 (top-activating contexts in a corpus, logit effect, activation histogram; `metalens.sae.cards`).
-Means over pairs carry percentile-bootstrap intervals over pairs (`metalens.stats.bootstrap_ci`;
-no bounds below 10 pairs); attribution and exact patching are compared by Spearman's rho over the
-checked features and by how often their signs agree.
+As a control against judging the estimate only where it is largest, `controls` other features whose
+activations the corruption moves (drawn at random) are patched exactly too. Means over pairs carry
+percentile-bootstrap intervals over pairs (`metalens.stats.bootstrap_ci`; no bounds below 10 pairs);
+the scores and exact patching are compared by Spearman's rho (over the top features, and over top and
+controls together) and by how often their signs agree.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ class FeaturesConfig:
     method: str = "attribution"  # or "ig": integrated gradients over the site activation, `ig_steps` points
     ig_steps: int = 5
     top: int = 10  # features (largest |mean attribution|) patched exactly and given cards
+    controls: int = 5  # other features the corruption moves, drawn at random (seed), patched exactly too
     n_boot: int = 1000  # bootstrap resamples of the pairs
     cards: bool = True
     data: str | None = None  # the cards' corpus (see metalens.sae.read_corpus); None: Python's help texts
@@ -54,7 +57,7 @@ class FeaturesConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"Unknown method {self.method!r}: use one of {METHODS}.")
-        for name, low in (("n", 1), ("seed", 0), ("ig_steps", 1), ("top", 1), ("n_boot", 0), ("card_texts", 1), ("max_length", 2),
+        for name, low in (("n", 1), ("seed", 0), ("ig_steps", 1), ("top", 1), ("controls", 0), ("n_boot", 0), ("card_texts", 1), ("max_length", 2),
                           ("n_contexts", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -75,13 +78,15 @@ class FeaturesResult:
     attribution: Tensor  # [n_pairs, d_sae] estimated metric change per pair when the feature is patched
     error: Tensor  # [n_pairs] the same for the SAE's error term
     site_total: Tensor  # [n_pairs] exact metric change when the whole site is patched from corrupted
-    exact: Tensor  # [n_pairs, n_top] exact metric change, columns in the order of `top_features`
+    exact: Tensor  # [n_pairs, n_top + n_controls] exact metric change, columns: `top_features`, then `controls`
     f_clean: Tensor  # [n_pairs, d_sae] each feature's activation summed over the clean prompt's tokens
     f_corrupted: Tensor  # [n_pairs, d_sae] the same on the corrupted prompt
     top_features: list[int]  # by |mean attribution|, largest first
-    rows: list[dict]  # one per top feature: means with intervals, sign agreement
+    controls: list[int]  # random other features the corruption moves
+    rows: list[dict]  # one per checked feature (top, then controls): means with intervals, sign agreement
     totals: dict  # "site_total", "features_sum", "error": means over pairs with intervals
     spearman_vs_exact: float  # over the top features' means
+    spearman_with_controls: float  # over top features and controls together
     sign_agreement: float  # share of top features whose mean attribution and exact change share a sign
     cards: list[FeatureCard]
     task: ContrastTask
@@ -100,8 +105,9 @@ class FeaturesResult:
         save_json(path / "results.json", {
             "format": {"name": "features-results", "version": FORMAT_VERSION},
             "config": self.config.to_dict(), "task": self.task.to_dict(), "metadata": self.metadata,
-            "seconds": self.seconds, "top_features": self.top_features, "features": self.rows, "totals": self.totals,
-            "spearman_vs_exact": self.spearman_vs_exact, "sign_agreement": self.sign_agreement,
+            "seconds": self.seconds, "top_features": self.top_features, "controls": self.controls,
+            "features": self.rows, "totals": self.totals, "spearman_vs_exact": self.spearman_vs_exact,
+            "spearman_with_controls": self.spearman_with_controls, "sign_agreement": self.sign_agreement,
         })
         save_cards(self.cards, path / "cards.json")
         _report(path / "report.html", self)
@@ -116,8 +122,8 @@ class FeaturesResult:
         meta.pop("format", None)
         results = read_json(path / "results.json", "features results")
         return cls(tensors["attribution"], tensors["error"], tensors["site_total"], tensors["exact"], tensors["f_clean"],
-                   tensors["f_corrupted"], results["top_features"], results["features"], results["totals"],
-                   _number(results["spearman_vs_exact"]),
+                   tensors["f_corrupted"], results["top_features"], results["controls"], results["features"],
+                   results["totals"], _number(results["spearman_vs_exact"]), _number(results["spearman_with_controls"]),
                    _number(results["sign_agreement"]), load_cards(path / "cards.json"),
                    ContrastTask.from_dict(results["task"]), FeaturesConfig(**results["config"]), results["seconds"], meta)
 
@@ -134,6 +140,16 @@ def _interval(values: np.ndarray, n_boot: int, seed: int) -> dict:
                 "method": "not computed: n_boot 0"}
     ci = bootstrap_ci(lambda rows: float(values[rows].mean()), np.arange(len(values)), n_boot=n_boot, seed=seed)
     return {"mean": ci.estimate, "low": ci.low, "high": ci.high, "n": ci.n, "method": ci.method}
+
+
+def _controls(f_clean: Tensor, f_corr: Tensor, top: list[int], k: int, seed: int) -> list[int]:
+    """Up to k features outside `top` whose summed activation differs between clean and corrupted on some
+    pair, drawn with numpy's generator of `seed` (sorted)."""
+    moved = ((f_clean - f_corr).abs().sum(0) > 0).nonzero().flatten().tolist()  # [d_sae] -> indices
+    pool = [i for i in moved if i not in set(top)]
+    if not pool or k == 0:
+        return []
+    return sorted(np.random.default_rng(seed).choice(pool, size=min(k, len(pool)), replace=False).tolist())
 
 
 def run_features(model, sae, config: FeaturesConfig | None = None, *, out=None, progress: bool = True) -> FeaturesResult:
@@ -158,8 +174,9 @@ def run_features(model, sae, config: FeaturesConfig | None = None, *, out=None, 
                              "the clean and corrupted prompts where the metric is sensitive; pick another site or task.")
         top = mean.abs().topk(min(cfg.top, sae.d_sae)).indices.tolist()
         top = [i for i in top if mean[i] != 0] or top[:1]
+        controls = _controls(f_clean, f_corr, top, cfg.controls, cfg.seed)
         start = time.perf_counter()
-        exact = patch_features_exact(model, task, sae, top)  # [n_pairs, n_top]
+        exact = patch_features_exact(model, task, sae, top + controls)  # [n_pairs, n_top + n_controls]
         site_total = patch_site_exact(model, task, sae)  # [n_pairs]
         seconds["exact"] = time.perf_counter() - start
         cards = []
@@ -171,10 +188,12 @@ def run_features(model, sae, config: FeaturesConfig | None = None, *, out=None, 
             cards = feature_cards(model, sae, top, texts[:cfg.card_texts], corpus=source, n_contexts=cfg.n_contexts,
                                   max_length=cfg.max_length, progress=progress)
             seconds["cards"] = time.perf_counter() - start
-    a, e = attribution[:, top].numpy(), exact.numpy()
+    checked = top + controls
+    a, e = attribution[:, checked].numpy(), exact.numpy()
     rows = []
-    for j, feature in enumerate(top):
-        rows.append({"feature": feature, "attribution": _interval(a[:, j], cfg.n_boot, cfg.seed),
+    for j, feature in enumerate(checked):
+        rows.append({"feature": feature, "role": "top" if j < len(top) else "control",
+                     "attribution": _interval(a[:, j], cfg.n_boot, cfg.seed),
                      "exact": _interval(e[:, j], cfg.n_boot, cfg.seed),
                      "pairs_sign_agree": float(np.mean(np.sign(a[:, j]) == np.sign(e[:, j]))),
                      "clean_activation": float(f_clean[:, feature].mean()),
@@ -182,13 +201,15 @@ def run_features(model, sae, config: FeaturesConfig | None = None, *, out=None, 
     totals = {"site_total": _interval(site_total.numpy(), cfg.n_boot, cfg.seed),
               "features_sum": _interval(attribution.sum(1).numpy(), cfg.n_boot, cfg.seed),
               "error": _interval(scored.error.numpy(), cfg.n_boot, cfg.seed)}
-    rho = spearman(attribution.mean(0)[top], exact.mean(0)) if len(top) > 1 else float("nan")
-    agree = float(np.mean(np.sign(a.mean(0)) == np.sign(e.mean(0))))
+    n_top = len(top)
+    rho = spearman(attribution.mean(0)[top], exact[:, :n_top].mean(0)) if n_top > 1 else float("nan")
+    rho_all = spearman(attribution.mean(0)[checked], exact.mean(0)) if len(checked) > 1 else float("nan")
+    agree = float(np.mean(np.sign(a[:, :n_top].mean(0)) == np.sign(e[:, :n_top].mean(0))))
     meta = {**model.metadata(), "task": task.name, "metric": task.metric, "n_pairs": len(task), "site": sae.site,
             "out_site": sae.out_site, "d_sae": sae.d_sae, "architecture": sae.architecture,
             "sae_model": sae.model, "method": cfg.method, "steps": scored.steps, "compute_dtype": "float32"}
-    result = FeaturesResult(attribution, scored.error, site_total, exact, f_clean, f_corr, top, rows, totals, rho, agree,
-                            cards, task, cfg, seconds, meta)
+    result = FeaturesResult(attribution, scored.error, site_total, exact, f_clean, f_corr, top, controls, rows, totals,
+                            rho, rho_all, agree, cards, task, cfg, seconds, meta)
     if out is not None:
         result.save(out)
     return result
@@ -208,14 +229,17 @@ def _report(path: Path, result: FeaturesResult) -> None:
     def cell(ci: dict) -> str:
         return f"{ci['mean']:+.4f} {bounds_text(ci['low'], ci['high'], ci['n'], '.4f')}"
 
-    table = [{"feature": r["feature"], f"{method} ({metric} change)": cell(r["attribution"]),
+    cards = {c.feature: c for c in result.cards}
+    table = [{"feature": r["feature"], "picked as": r["role"], f"{method} ({metric} change)": cell(r["attribution"]),
               "exact patching": cell(r["exact"]), "pairs where signs agree": r["pairs_sign_agree"],
               "clean activation": r["clean_activation"], "corrupted activation": r["corrupted_activation"],
-              "top context": result.cards[j].context_text(0) if result.cards and result.cards[j].contexts else "",
-              "top tokens": " ".join(repr(t["token"]) for t in result.cards[j].top_tokens[:5]) if result.cards else ""}
-             for j, r in enumerate(result.rows)]
+              "top context": cards[r["feature"]].context_text(0) if r["feature"] in cards and cards[r["feature"]].contexts
+              else "",
+              "top tokens": " ".join(repr(t["token"]) for t in cards[r["feature"]].top_tokens[:5])
+              if r["feature"] in cards else ""}
+             for r in result.rows]
     fig = go.Figure()
-    names = [str(r["feature"]) for r in result.rows]
+    names = [f"{r['feature']}{'' if r['role'] == 'top' else ' (control)'}" for r in result.rows]
     for key, color in (("attribution", "#4c78a8"), ("exact", "#f58518")):
         means = [r[key]["mean"] for r in result.rows]
         has = all(r[key]["low"] is not None and np.isfinite(r[key]["low"]) for r in result.rows)
@@ -229,14 +253,16 @@ def _report(path: Path, result: FeaturesResult) -> None:
                f"'{result.task.name}' ({len(result.task)} pairs, metric {metric}). Scores by {method} ({how}, x the "
                f"activation difference; SAE spliced in with its error term), checked by exact patching of the top "
                f"{len(result.top_features)} features: Spearman {result.spearman_vs_exact:.3f}, signs agree on "
-               f"{result.sign_agreement:.0%} of them. Intervals: percentile bootstrap over pairs (none below 10 pairs).")
+               f"{result.sign_agreement:.0%} of them; with {len(result.controls)} random other features the corruption "
+               f"moves (controls), Spearman {result.spearman_with_controls:.3f}. Intervals: percentile bootstrap over "
+               "pairs (none below 10 pairs).")
     totals = [{"what": what, f"{metric} change": cell(result.totals[key])} for key, what in (
         ("site_total", "exact: the whole site patched from corrupted"),
         ("features_sum", f"{method}: sum over all {result.metadata.get('d_sae')} features"),
         ("error", f"{method}: the SAE's error term"))]
-    sections = [("Summary", summary), ("Top features", table),
+    sections = [("Summary", summary), ("Top features and controls", table),
                 ("The site's total effect and how the scores share it (with ig, features + error ~ total)", totals),
-                ("Attribution vs exact patching of the top features", fig)]
+                (f"{method} vs exact patching of the top features and the controls", fig)]
     for card in result.cards:
         sections.append((f"Feature {card.feature}: card ({card.corpus[:80]})", card.figure()))
     sections.append(("Task examples", [{"clean": c, "corrupted": x, "answer": a, "wrong": w} for c, x, a, w in

@@ -41,15 +41,23 @@ def result(tiny_gemma, corpus, tmp_path):
 def test_top_features_are_the_largest_mean_attributions_and_their_exact_check_is_exact_patching(tiny_gemma, result):
     mean = result.attribution.mean(0)
     assert result.top_features == mean.abs().topk(4).indices.tolist()
-    direct = patch_features_exact(tiny_gemma, result.task, random_sae(), result.top_features)
+    checked = result.top_features + result.controls
+    direct = patch_features_exact(tiny_gemma, result.task, random_sae(), checked)
     torch.testing.assert_close(result.exact, direct)
+    assert [r["role"] for r in result.rows] == ["top"] * 4 + ["control"] * len(result.controls)
     for j, row in enumerate(result.rows):
-        assert row["feature"] == result.top_features[j]
+        assert row["feature"] == checked[j]
         assert row["attribution"]["mean"] == pytest.approx(float(mean[row["feature"]]), rel=1e-5)
         assert row["exact"]["mean"] == pytest.approx(float(direct[:, j].mean()), rel=1e-5)
         for key in ("attribution", "exact"):  # 12 pairs: bootstrap bounds around the mean
             ci = row[key]
             assert ci["n"] == 12 and ci["low"] <= ci["mean"] <= ci["high"] and ci["low"] < ci["high"]
+
+
+def test_controls_are_other_features_the_corruption_moves(result):
+    moved = (result.f_clean - result.f_corrupted).abs().sum(0) > 0
+    assert len(result.controls) == 5 and not set(result.controls) & set(result.top_features)
+    assert all(moved[i] for i in result.controls)
 
 
 def test_totals_are_the_whole_sites_patch_and_the_scores_sums(tiny_gemma, result):

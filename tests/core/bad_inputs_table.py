@@ -311,7 +311,7 @@ def command(verb: str, change: dict, paths: dict) -> list[str]:
 GOOD["features"] = {"--task": "induction", "--n": "2", "--sae": "{sae_dir}", "--top": "2", "--n-boot": "0",
                     "--data": "{sae_texts}", "--card-texts": "2", "--out": "{out}"}
 LOADS_MODEL.add("features")
-NUMBERS["features"] = [("--n", POS), ("--ig-steps", POS), ("--top", POS), ("--n-boot", NONNEG), ("--card-texts", POS),
+NUMBERS["features"] = [("--n", POS), ("--ig-steps", POS), ("--top", POS), ("--controls", NONNEG), ("--n-boot", NONNEG), ("--card-texts", POS),
                        ("--max-length", ["1", "-5", "nan", "x"]), ("--seed", NONNEG)]
 ROWS += [Case("features", f"{flag}={value}", {flag: value}, flag) for flag, values in NUMBERS["features"] for value in values]
 ROWS += [
