@@ -4,8 +4,8 @@
 # on the same 32 pairs: attribution patching (the gradient at the clean run) and its integrated-gradients
 # variant (5 points from the corrupted site activation to the clean one), each checked by exact patching
 # of its top 10 features, 5 random control features and the whole site, with bootstrap intervals over
-# pairs, and a feature card
-# per top feature from the SAE's own training text (ETHICS commonsense-morality test split, MIT licence).
+# pairs, and a feature card per top feature from the SAE's own training text (ETHICS commonsense-morality
+# test split, MIT licence).
 # Needs the SAE that results/sae-gemma/run.sh writes to $SAE (runs/sae-gemma/sae). Computed in float32
 # on CPU; about 17 minutes for both on a busy 2-core CPU (estimated from a timing probe with a random SAE
 # of this shape: one forward of 8 pairs 3.6 s, a forward and backward ~9 s, cards 0.2 s per text).
