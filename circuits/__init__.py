@@ -17,7 +17,8 @@ from metalens.circuits.demo import demo
 from metalens.circuits.detect import detect_heads
 from metalens.circuits.edges import attribute_edges, extract_circuit
 from metalens.circuits.emergent import EmergentConfig, EmergentResult, run_emergent_heads
-from metalens.circuits.feature_attribution import attribute_features, patch_features_exact
+from metalens.circuits.feature_attribution import (FeatureAttribution, attribute_features, patch_features_exact,
+                                                   patch_site_exact)
 from metalens.circuits.features import FeaturesConfig, FeaturesResult, run_features
 from metalens.circuits.faithfulness import faithfulness_curves, find_edge_circuit
 from metalens.circuits.graph import export_graph, import_graph
@@ -34,5 +35,5 @@ __all__ = [
     "HeadsConfig", "HeadsResult", "run_heads",
     "EmergentConfig", "EmergentResult", "run_emergent_heads",
     "LensConfig", "LensResult", "run_lens", "logit_lens",
-    "attribute_features", "patch_features_exact", "FeaturesConfig", "FeaturesResult", "run_features",
+    "FeatureAttribution", "attribute_features", "patch_features_exact", "patch_site_exact", "FeaturesConfig", "FeaturesResult", "run_features",
 ]

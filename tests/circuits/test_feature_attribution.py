@@ -47,6 +47,17 @@ def test_spliced_forward_equals_the_plain_one(tiny_gemma, make):
     assert store["f"].shape == (*batch.clean_ids.shape, sae.d_sae)
 
 
+def test_a_per_head_site_splices_in_flattened_and_back(tiny_gemma):
+    sae = random_sae(site="blocks.1.attn.hook_z")  # [batch, pos, 4 heads, 16] read as 64 wide
+    task = induction_task(tiny_gemma.tokenizer, n=3)
+    batch = prepare(tiny_gemma, task)
+    logits, _ = feature_run(tiny_gemma, batch, sae, batch.clean_ids)
+    torch.testing.assert_close(logits, last_logits(tiny_gemma, batch), rtol=1e-5, atol=1e-5)
+    scored = attribute_features(tiny_gemma, task, sae, "ig", steps=8)
+    total = patch_site_exact(tiny_gemma, task, sae)
+    torch.testing.assert_close(scored.scores.sum(1) + scored.error, total, rtol=1e-2, atol=1e-2 * float(total.abs().max()))
+
+
 def test_identity_sae_leaves_no_error_term(tiny_gemma):
     task = induction_task(tiny_gemma.tokenizer, n=3)
     batch = prepare(tiny_gemma, task)
