@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from metalens.circuits import FeaturesConfig, FeaturesResult, patch_features_exact, patch_site_exact, run_features
-
 from metalens.circuits.tasks import induction_task
 from metalens.sae import SAE
 from tests.cli_checks import refused
