@@ -115,3 +115,12 @@ def test_a_transcoders_card_reads_its_input_site_and_writes_through_its_out_site
     flat = torch.cat([tc.encode(a)[1:, 2] for a in acts.split("blocks.1.hook_mlp_in")])
     assert card.max_activation == pytest.approx(float(flat.max()), rel=1e-5)
     assert [t["id"] for t in card.top_tokens] == logit_effect(scaled_model, tc, [2])[0].topk(3).indices.tolist()
+
+
+def test_a_dead_feature_gets_an_empty_card_that_still_saves_and_draws(tiny_gemma, tmp_path):
+    sae = random_sae()
+    sae.b_enc[3] = -1e4  # never active
+    card = feature_cards(tiny_gemma, sae, [3], TEXTS, progress=False)[0]
+    assert card.n_active == 0 and card.contexts == [] and card.hist_counts == [] and card.n_tokens > 0
+    assert card.density == 0.0 and FeatureCard.load(card.save(tmp_path / "dead.json")) == card
+    assert len(card.figure().data) == 3
