@@ -1,4 +1,5 @@
-"""`metalens demo`, `metalens posttrain` and `metalens atlas`: thin wrappers over analyses functions.
+"""`metalens demo`, `metalens posttrain`, `metalens atlas` and `metalens sensitivity atlas`: thin wrappers over
+analyses functions.
 
 Each checks its flags and files, then `--out` (`check_out`), before any model loads; the folder is
 claimed (`mark_out`) only when the run starts writing.
@@ -10,8 +11,8 @@ from pathlib import Path
 from metalens.tasks.arithmetic import LEVELS
 
 from metalens.options import (add_data_arg, add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out,
-                              float_range, int_range, load_model_from_args, mark_out, nonneg_int, positive_float,
-                              positive_int)
+                              existing_dir, float_range, int_range, load_model_from_args, mark_out, nonneg_float,
+                              nonneg_int, positive_float, positive_int)
 
 LEVEL = int_range(min(LEVELS), max(LEVELS))  # arithmetic difficulty levels
 LEVELS_HELP = f"arithmetic difficulty levels ({min(LEVELS)}-{max(LEVELS)})"
@@ -180,3 +181,67 @@ def register(sub) -> None:
     _add_posttrain(sub)
     _add_atlas(sub)
 
+
+
+def _sensitivity_atlas(args) -> None:
+    from dataclasses import replace
+
+    from metalens.analyses.atlas import AtlasConfig, AtlasResult, atlas_items
+    from metalens.analyses.atlas_sensitivity import AtlasSensitivityConfig, family_profiles, run_atlas_sensitivity
+
+    out = check_out(args.out, "sensitivity-atlas")
+    if args.layers is not None and "all" in args.layers and len(args.layers) > 1:
+        raise ValueError(f"--layers {' '.join(map(str, args.layers))}: give block numbers or 'all' alone, not both.")
+    sizes = {"n_arithmetic": args.n_arithmetic, "n_facts": args.n_facts, "n_shots": args.n_shots, "cv": args.cv,
+             "n_boot": args.n_boot, "batch_size": args.batch_size, "probe_at": args.probe_at,
+             "items": str(args.data) if args.data else None,
+             "layers": None if args.layers is None or "all" in args.layers else tuple(args.layers)}
+    base = AtlasConfig.quick(reporting=False) if args.quick else AtlasConfig(reporting=False)
+    atlas = replace(base, **{k: v for k, v in sizes.items() if v is not None or k == "layers"})
+    config = AtlasSensitivityConfig(atlas, signal=args.signal, driver=args.driver, strengths=tuple(args.strengths),
+                                    seeds=args.seeds, family=str(args.family) if args.family else None)
+    for seed in range(args.seeds):  # each seed's items (and the items file) before the model loads
+        atlas_items(replace(atlas, seed=seed))
+    if args.family:
+        AtlasResult.load(args.family)
+    model = load_model_from_args(args)
+    model.resolve_layers(list(atlas.layers) if atlas.layers is not None else "all")
+    if args.family:
+        family_profiles(args.family, model.name)
+    mark_out(out, "sensitivity-atlas")
+    result = run_atlas_sensitivity(model, config, out=out)
+    print("\n".join(result.summary_lines()))
+    print(f"wrote {out / 'results.json'}")
+
+
+def register_sensitivity(subparsers) -> None:
+    """Add `atlas` under `metalens sensitivity`: the detection curve of a monitor planted in one stated signal."""
+    from metalens.analyses.atlas_planted import DRIVERS, SIGNALS
+    from metalens.analyses.atlas_sensitivity import DEFAULT_STRENGTHS
+
+    p = subparsers.add_parser("atlas", help="plant a monitor of correctness in one stated signal at several strengths "
+                              "and count how often run_atlas calls it (and the others) different from chance")
+    add_model_args(p)
+    add_out_arg(p, help="output directory for results.json, report.html, runs/ and unplanted/ (rerun to resume)")
+    p.add_argument("--signal", choices=list(SIGNALS), default="confidence",
+                   help="the follow-up whose options the monitor drives (default confidence)")
+    p.add_argument("--driver", choices=list(DRIVERS), default="probe",
+                   help="probe: the atlas's held-out correctness probe (default); correct: the true correctness")
+    p.add_argument("--strengths", type=nonneg_float, nargs="+", default=list(DEFAULT_STRENGTHS), metavar="S",
+                   help="planted strengths in logits of confident-minus-unconfident option difference per SD of the "
+                   "driver (0 = unplanted)")
+    p.add_argument("--seeds", type=int_range(1, 1000), default=3, help="atlas seeds (0..K-1; default 3)")
+    p.add_argument("--family", type=existing_dir, default=None, metavar="DIR",
+                   help="a saved atlas (`metalens atlas --out DIR`) whose other models join the Holm family")
+    p.add_argument("--quick", action="store_true", help="the atlas's quick sizes (24 items, 300 resamples)")
+    p.add_argument("--n-arithmetic", type=int_range(0, 100_000), default=None, help="two-choice arithmetic items")
+    p.add_argument("--n-facts", type=int_range(0, 40), default=None, help="shipped two-choice facts (at most 40)")
+    add_data_arg(p, help="your JSONL of {question, choices, answer} items (added to the above)")
+    p.add_argument("--n-shots", type=int_range(0, 4), default=None, help="worked examples for base models")
+    p.add_argument("--probe-at", default=None, choices=["keep", "answer", "confidence", "bet"],
+                   help="prompt whose last token the probe reads (default keep)")
+    add_layers_arg(p, help="probe layers", default_note="every block")
+    p.add_argument("--cv", type=int_range(2, 100), default=None, help="grouped folds for the probe (default 5)")
+    p.add_argument("--n-boot", type=int_range(1, 1_000_000), default=None, help="bootstrap resamples per interval")
+    p.add_argument("--batch-size", type=BATCH, default=None, help="default 8")
+    p.set_defaults(func=_sensitivity_atlas)

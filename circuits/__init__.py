@@ -7,6 +7,8 @@ Pieces: contrast tasks (`make_task`, `ContrastTask`: arithmetic, induction, fact
 pairs), per-head attribution / exact patching, edge attribution and `find_edge_circuit` with its
 faithfulness curves, `ablate` / `scale_heads`, head detectors, `compare` (the circuits of two models),
 graph files in the EAP-IG layout, `logit_lens` and attention views. Plotly figures in `metalens.circuits.plots`.
+Sensitivity (`metalens sensitivity emergent-heads`): `run_emergent_heads_sensitivity` with `PlantedHeads`
+(two heads, or their blocks' MLPs as the control, that write the task's answer in a copy of the model).
 """
 from metalens.circuits import plots
 from metalens.circuits.ablation import ablate, scale_heads
@@ -17,6 +19,8 @@ from metalens.circuits.demo import demo
 from metalens.circuits.detect import detect_heads
 from metalens.circuits.edges import attribute_edges, extract_circuit
 from metalens.circuits.emergent import EmergentConfig, EmergentResult, run_emergent_heads
+from metalens.circuits.emergent_planted import PlantedHeads
+from metalens.circuits.emergent_sensitivity import EmergentSensitivityConfig, run_emergent_heads_sensitivity
 from metalens.circuits.feature_attribution import (FeatureAttribution, attribute_features, patch_features_exact,
                                                    patch_site_exact)
 from metalens.circuits.features import FeaturesConfig, FeaturesResult, run_features
@@ -34,6 +38,8 @@ __all__ = [
     "ablate", "scale_heads", "detect_heads", "compare", "attention_patterns",
     "HeadsConfig", "HeadsResult", "run_heads",
     "EmergentConfig", "EmergentResult", "run_emergent_heads",
+    "PlantedHeads", "EmergentSensitivityConfig", "run_emergent_heads_sensitivity",
     "LensConfig", "LensResult", "run_lens", "logit_lens",
-    "FeatureAttribution", "attribute_features", "patch_features_exact", "patch_site_exact", "FeaturesConfig", "FeaturesResult", "run_features",
+    "FeatureAttribution", "attribute_features", "patch_features_exact", "patch_site_exact",
+    "FeaturesConfig", "FeaturesResult", "run_features",
 ]

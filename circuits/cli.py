@@ -1,12 +1,12 @@
-"""`metalens heads`, `metalens emergent-heads`, `metalens lens` and `metalens features`: thin wrappers over the
-circuits workflows."""
+"""`metalens heads`, `metalens emergent-heads`, `metalens lens`, `metalens features` and `metalens sensitivity
+emergent-heads`: thin wrappers over the circuits workflows."""
 from __future__ import annotations
 
 import argparse
 
 from metalens.options import (add_data_arg, add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out,
-                              existing_dir, existing_file, int_range, load_model_from_args, mark_out, nonneg_int,
-                              positive_int)
+                              existing_dir, existing_file, int_range, load_model_from_args, mark_out, nonneg_float,
+                              nonneg_int, positive_int)
 from metalens.stats import bounds_text
 
 
@@ -237,3 +237,69 @@ def register(sub) -> None:
     f.add_argument("--no-cards", action="store_true", help="skip the feature cards")
     add_seed_arg(f)
     f.set_defaults(func=_features)
+
+
+def head_arg(text: str) -> tuple[int, int]:
+    """A `type=` for --heads: one head as L.H or L<l>.H<h>, e.g. 5.1 or L5.H1."""
+    from metalens.circuits.attention import parse_heads
+
+    try:
+        return parse_heads([text])[0]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _sensitivity_emergent(args) -> None:
+    from metalens.circuits.emergent import EmergentConfig
+    from metalens.circuits.attention import check_heads
+    from metalens.circuits.emergent_sensitivity import EmergentSensitivityConfig, run_emergent_heads_sensitivity
+    from metalens.circuits.tasks import TASKS, check_pairs_file
+
+    out = check_out(args.out, "sensitivity-emergent-heads")
+    if args.task not in TASKS:
+        check_pairs_file(args.task)
+    emergent = EmergentConfig(task=args.task, n=args.n, n_test=args.n_test, metric=args.metric, n_boot=args.n_boot,
+                              n_edges=args.n_edges, ig_steps=args.ig_steps, n_problems=0, n_random=args.n_random,
+                              max_emergent=args.max_emergent, device=args.device)
+    config = EmergentSensitivityConfig(emergent, plant=args.plant, heads=tuple(args.heads) if args.heads else None,
+                                       strengths=tuple(args.strengths), seeds=args.seeds)
+    model = load_model_from_args(args)
+    if config.heads:
+        check_heads(model, config.heads)
+    mark_out(out, "sensitivity-emergent-heads")
+    result = run_emergent_heads_sensitivity(model, config, out=out)
+    print("\n".join(result.summary_lines()))
+    where = "the planted heads" if config.plant == "heads" else "the MLPs of the planted heads' blocks (control)"
+    print(f"planted in {where}; wrote {out / 'results.json'}")
+
+
+def register_sensitivity(subparsers) -> None:
+    """Add `emergent-heads` under `metalens sensitivity`: the detection curve of two planted answer-writing heads."""
+    from metalens.circuits.emergent_sensitivity import DEFAULT_STRENGTHS
+
+    p = subparsers.add_parser("emergent-heads", help="plant two heads that write the task's answer into a copy of the "
+                              "model at several strengths and count how often run_emergent_heads names and validates "
+                              "them (--plant mlp: the MLP-only control)")
+    add_model_args(p)
+    add_out_arg(p, help="output directory for results.json, report.html and runs/ (rerun to resume)")
+    p.add_argument("--task", default="arithmetic", type=task_arg)
+    p.add_argument("--plant", default="heads", choices=["heads", "mlp"],
+                   help="heads: the planted heads carry the change; mlp: the MLPs of their blocks do (the control)")
+    p.add_argument("--heads", type=head_arg, nargs="+", default=None, metavar="L.H",
+                   help="the planted heads (default: two drawn per seed outside the base circuit)")
+    p.add_argument("--strengths", type=nonneg_float, nargs="+", default=list(DEFAULT_STRENGTHS), metavar="S",
+                   help="planted strengths in mean output norms of the carrier, written toward each prompt's answer "
+                   "(0 = unplanted)")
+    p.add_argument("--seeds", type=int_range(1, 1000), default=3, help="seeds per strength (0..K-1; default 3)")
+    p.add_argument("--n", type=positive_int, default=12, help="prompt pairs that pick the heads")
+    p.add_argument("--n-test", type=positive_int, default=12, help="other prompt pairs the checks run on")
+    p.add_argument("--metric", default=None, choices=["logit_diff", "logprob", "kl", "prob_diff"],
+                   help="task metric (default: the task's own)")
+    p.add_argument("--n-edges", type=positive_int, default=100)
+    p.add_argument("--ig-steps", type=positive_int, default=3)
+    p.add_argument("--n-random", type=positive_int, default=3,
+                   help="layer-matched random groups, the ablation's control")
+    p.add_argument("--max-emergent", type=positive_int, default=10, help="emergent heads ablated together")
+    p.add_argument("--n-boot", type=nonneg_int, default=0,
+                   help="bootstrap resamples for head recurrence (not part of the verdict; default 0: skip)")
+    p.set_defaults(func=_sensitivity_emergent)

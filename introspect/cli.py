@@ -202,6 +202,53 @@ def _rollouts(args) -> None:
     print(f"wrote {args.out}/rollouts.jsonl and {args.out}/manifest.json")
 
 
+def _sensitivity(args) -> None:
+    from pathlib import Path
+
+    from metalens.introspect.heads.bins import BinSpec, geometric_edges
+    from metalens.introspect.sensitivity import (LabelNoiseSensitivityConfig, check_store,
+                                                 run_label_noise_sensitivity)
+    from metalens.introspect.workflows.train import TrainConfig
+
+    check_out(args.out, "sensitivity-ziprc")
+    train = TrainConfig(rollouts=args.rollouts, spec=BinSpec(edges=geometric_edges(args.n_length_bins)),
+                        length_bins=args.length_bins, steps=args.steps, test_fraction=args.test_fraction,
+                        seed=args.seed)
+    config = LabelNoiseSensitivityConfig(args.rollouts, train, n_shuffles=args.n_shuffles,
+                                         strengths=tuple(args.strengths), seeds=args.seeds)
+    check_store(config)  # finished, unplanted, enough held-out units: refused before the model loads
+    model = load_model_from_args(args)
+    mark_out(args.out, "sensitivity-ziprc")
+    result = run_label_noise_sensitivity(model, config, out=args.out)
+    print("\n".join(result.summary_lines()))
+    print(f"wrote {Path(args.out) / 'results.json'} and report.html")
+
+
+def register_sensitivity(subparsers) -> None:
+    """Add `ziprc` under `metalens sensitivity`: the reward head's detection curve against label reliability."""
+    sz = subparsers.add_parser("ziprc", help="train and evaluate the reward head on a rollout store with a known "
+                                             "share of labels flipped, and count how often it is said to read "
+                                             "correctness")
+    add_model_args(sz)
+    sz.add_argument("--rollouts", type=existing_dir, required=True,
+                    help="a finished rollout store (`introspect rollouts`, or a train run's rollouts/ folder)")
+    add_out_arg(sz, help="output directory for results.json, report.html, runs/ and the store's hidden states "
+                         "(rerun to resume)")
+    sz.add_argument("--strengths", type=probability, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0],
+                    help="label reliabilities 1 - 2 x flip share, each in [0, 1] (0: coin-flip labels, the null; "
+                         "1: the graded rewards as published)")
+    sz.add_argument("--seeds", type=int_range(1, 1000), default=5,
+                    help="seeds per strength (0..K-1), each flipping other samples (default 5)")
+    sz.add_argument("--steps", type=positive_int, default=100, help="L-BFGS iterations of each head fit")
+    sz.add_argument("--length-bins", default="fitted", choices=["geometric", "fitted"],
+                    help="length-bin edges (default fitted, as results/ziprc-gemma)")
+    sz.add_argument("--n-length-bins", type=positive_int, default=8)
+    sz.add_argument("--test-fraction", type=_share, default=0.3, help="share of questions held out, in (0, 1)")
+    sz.add_argument("--n-shuffles", type=positive_int, default=3, help="shuffled-label heads in the rule's baseline")
+    add_seed_arg(sz)
+    sz.set_defaults(func=_sensitivity)
+
+
 def register(subparsers) -> None:
     """Add `introspect` with sub-verbs train, rollouts, eval, compare and sample."""
     from metalens.introspect.rollouts.store import TASKS

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 
 import torch
@@ -11,14 +12,21 @@ _VERSIONED = ["metalens", "torch", "transformers", "transformer-lens", "nnsight"
 
 
 def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries whose behaviour results depend on."""
-    out = {}
+    """Installed versions of the libraries whose behaviour results depend on (a fresh dict each call)."""
+    return dict(_installed_versions())
+
+
+@cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    # Read once per process: each lookup parses the package's METADATA file, which cost more than a
+    # tiny model's whole forward pass when every capture call asked again (bench/overhead.py).
+    out = []
     for pkg in _VERSIONED:
         try:
-            out[pkg] = version(pkg)
+            out.append((pkg, version(pkg)))
         except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+            out.append((pkg, "not installed"))
+    return tuple(out)
 
 
 def _check_side(side: str) -> None:

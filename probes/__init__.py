@@ -5,8 +5,10 @@ probes every layer into a `LayerSweep`; `run_neurofeedback` (`metalens neurofeed
 paradigm into a `NeurofeedbackResult`. Pieces: `train_probe` / `Probe`, `sweep_layers`, `group_folds`,
 `load_dataset` (shipped `moral`, `facts`, or your file), `fit_axes` / `Axes`, and the stages
 `measure_reporting`, `measure_control`, `measure_flip_control`. Plotly figures in `metalens.probes.figures`.
-Sensitivity (`metalens sensitivity neurofeedback`): `metalens.probes.sensitivity.run_reporting_sensitivity`
-with a `metalens.probes.planted.PlantedReporter`.
+Sensitivity (`metalens sensitivity neurofeedback [--stage control]`), in `metalens.probes.sensitivity`:
+`run_reporting_sensitivity` with a planted reporter and `run_control_sensitivity` with a planted controller
+(2x2 flip design), both from `metalens.probes.planted`. SAE features as axes (`NeurofeedbackConfig(sae=DIR)`):
+`metalens.probes.features` (`sae_axes`, `select_features`).
 """
 from metalens.probes import figures
 from metalens.probes.control import measure_control

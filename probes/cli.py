@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from metalens.options import (add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out, existing_file,
-                              int_list, int_range, load_model_from_args, mark_out, nonneg_float, positive_int)
+from metalens.options import (add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out, existing_dir,
+                              existing_file, int_list, int_range, load_model_from_args, mark_out, nonneg_float,
+                              positive_int)
 
 _PATH_HELP = ("a path: metalens JSONL (text,label), ETHICS commonsense CSV (label,input,is_short,edited; short rows), "
               "true/false CSV (statement,label) or model-written-evaluations JSONL (question, answer_[not_]matching_behavior)")
@@ -26,6 +27,19 @@ def dataset_arg(text: str) -> str:
     return text if text in SHIPPED else str(existing_file(text))
 
 
+def sae_features_arg(text: str) -> str:
+    """A `type=` for --sae-features: a spec `metalens.probes.features.parse_feature_spec` reads."""
+    import argparse
+
+    from metalens.probes.features import parse_feature_spec
+
+    try:
+        parse_feature_spec(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def neurofeedback_config(args):
     """The `NeurofeedbackConfig` the flags describe (--quick and --protocol pick the base sizes)."""
     from metalens.probes.neurofeedback import NeurofeedbackConfig
@@ -33,7 +47,10 @@ def neurofeedback_config(args):
     overrides = {k: v for k, v in {"dataset": args.dataset, "draws": args.draws, "seed": args.seed,
                                    "max_sentences": args.max_sentences, "implicit_trials": args.implicit_trials,
                                    "explicit_trials": args.explicit_trials, "control_examples": args.control_examples,
-                                   "pcs": args.pcs, "n_values": args.n_values}.items() if v is not None}
+                                   "pcs": args.pcs, "n_values": args.n_values, "sae": args.sae,
+                                   "sae_features": args.sae_features}.items() if v is not None}
+    if args.sae_features is not None and args.sae is None:
+        raise ValueError(f"--sae-features {args.sae_features} needs --sae DIR: the SAE folder whose features they are.")
     for key in ("implicit_targets", "explicit_targets"):
         if getattr(args, key) is not None:
             overrides[key] = tuple(t.strip() for t in getattr(args, key).split(",") if t.strip())
@@ -107,21 +124,47 @@ def _probe(args) -> None:
 
 def _sensitivity(args) -> None:
     from metalens.probes.neurofeedback import prepare_data
-    from metalens.probes.sensitivity import ReportingSensitivityConfig, run_reporting_sensitivity
+    from metalens.probes.sensitivity import (DEFAULT_CONTROL_STRENGTHS, DEFAULT_STRENGTHS, ControlSensitivityConfig,
+                                             ReportingSensitivityConfig, run_control_sensitivity,
+                                             run_reporting_sensitivity)
 
-    check_out(args.out, "sensitivity-neurofeedback")
-    # Control stages do not touch reporting; by default they run at their smallest, on the planted axis only.
-    for key, value in (("implicit_targets", args.axis), ("explicit_targets", ""), ("implicit_trials", 2),
-                       ("control_examples", 2)):
+    control = args.stage == "control"
+    kind = "sensitivity-neurofeedback" + ("-control" if control else "")
+    check_out(args.out, kind)
+    if control and args.protocol != "paper":
+        raise ValueError("--stage control: only the 2x2 flip design calls an axis controllable; add --protocol paper.")
+    if args.kind is not None and not control:
+        raise ValueError("--kind picks the control stage a planted controller is judged by: use it with --stage control.")
+    strengths = tuple(args.strengths) if args.strengths is not None else (
+        DEFAULT_CONTROL_STRENGTHS if control else DEFAULT_STRENGTHS)
+    stage_kind = args.kind or "implicit"
+    if not control:
+        # Control stages do not touch reporting; by default they run at their smallest, on the planted axis only.
+        defaults = (("implicit_targets", args.axis), ("explicit_targets", ""), ("implicit_trials", 2),
+                    ("control_examples", 2))
+    elif stage_kind == "implicit":  # reporting and explicit control do not touch implicit control: at their smallest
+        defaults = (("explicit_targets", ""), ("draws", 2))
+    else:
+        defaults = (("implicit_targets", args.axis), ("implicit_trials", 2), ("explicit_trials", 4), ("draws", 2))
+    for key, value in defaults:
         if getattr(args, key) is None:
             setattr(args, key, value)
     nf = neurofeedback_config(args)
-    config = ReportingSensitivityConfig(nf, axis=args.axis, strengths=tuple(args.strengths), seeds=args.seeds)
+    if control and stage_kind == "implicit" and args.implicit_targets is None:
+        nf = replace(nf, implicit_targets=None)  # every axis: the others are where false positives show
+    if control and stage_kind == "explicit" and args.explicit_targets is None:
+        _, _, _, pcs = prepare_data(nf)
+        nf = replace(nf, explicit_targets=tuple(f"PC{k}" for k in pcs) + (("LR",) if nf.logistic_axis else ()))
+    if control:
+        config = ControlSensitivityConfig(nf, axis=args.axis, strengths=strengths, seeds=args.seeds, kind=stage_kind)
+    else:
+        config = ReportingSensitivityConfig(nf, axis=args.axis, strengths=strengths, seeds=args.seeds)
     for seed in range(args.seeds):  # the data, split, PCs and planted axis of every seed, before the model loads
         prepare_data(replace(nf, seed=seed, planted_axis=args.axis))
     model = load_model_from_args(args)
-    mark_out(args.out, "sensitivity-neurofeedback")
-    result = run_reporting_sensitivity(model, config, out=args.out)
+    mark_out(args.out, kind)
+    run = run_control_sensitivity if control else run_reporting_sensitivity
+    result = run(model, config, out=args.out)
     print("\n".join(result.summary_lines()))
     print(f"wrote {Path(args.out) / 'results.json'}")
 
@@ -147,22 +190,41 @@ def _add_neurofeedback_flags(nf) -> None:
                     help="implicit-control trials per target axis (>= 2: d_z needs two paired trials)")
     nf.add_argument("--explicit-trials", type=positive_int, default=None, help="explicit-control trials per target axis")
     nf.add_argument("--control-examples", type=positive_int, default=None, help="N examples in control prompts")
-    nf.add_argument("--implicit-targets", default=None, help="comma-separated axes, e.g. LR,PC1 (default: all)")
+    nf.add_argument("--implicit-targets", default=None,
+                    help="comma-separated axes, e.g. LR,PC1 or F17 for an SAE feature (default: all)")
     nf.add_argument("--explicit-targets", default=None, help="comma-separated axes (default: LR,PC1; empty: none)")
+    nf.add_argument("--sae", type=existing_dir, default=None,
+                    help="an SAE folder (SAELens or Gemma Scope layout) trained on the residual stream leaving the "
+                         "--layers block: its features join the axes as F<index> (strict protocol)")
+    nf.add_argument("--sae-features", type=sae_features_arg, default=None,
+                    help="which SAE features become axes, chosen on the fit split only (default active:8,variable:8): "
+                         "a comma-separated list of feature indices or RULE:K, RULE active (highest mean activation) "
+                         "or variable (highest variance), e.g. active:16 or active:8,variable:8,517")
     nf.add_argument("--protocol", choices=["strict", "paper"], default="strict",
                     help="strict (default): metalens' design; paper: Ji-An et al.'s framing, label rule and 2x2 control, "
                          "at the paper's sizes unless --quick or other flags say otherwise")
 
 
 def register_sensitivity(subparsers) -> None:
-    """Add `neurofeedback` under `metalens sensitivity`: the detection curve of a planted reporter."""
-    sn = subparsers.add_parser("neurofeedback", help="plant a reporter of one axis at several strengths and count "
-                                                     "how often run_neurofeedback calls it (and others) reportable")
+    """Add `neurofeedback` under `metalens sensitivity`: the detection curve of a planted reporter
+    (`--stage report`) or controller (`--stage control`)."""
+    sn = subparsers.add_parser("neurofeedback", help="plant a reporter (or, --stage control, a controller) of one axis "
+                                                     "at several strengths and count how often run_neurofeedback calls "
+                                                     "it (and others) reportable (controllable)")
     _add_neurofeedback_flags(sn)
     add_out_arg(sn, help="output directory for results.json, report.html and runs/ (rerun to resume)")
-    sn.add_argument("--axis", default="PC1", help="the axis the planted reporter reports (PC1, PC8, LR, ...)")
-    sn.add_argument("--strengths", type=nonneg_float, nargs="+", default=[0.0, 0.25, 0.5, 1.0, 2.0],
-                    help="planted strengths in logits of label difference per SD of the axis projection (0 = unplanted)")
+    sn.add_argument("--stage", choices=["report", "control"], default="report",
+                    help="report (default): plant a reporter in the reporting stage; control: plant a controller in "
+                         "the 2x2 control stage (needs --protocol paper)")
+    sn.add_argument("--kind", choices=["implicit", "explicit"], default=None,
+                    help="with --stage control: the control stage that judges it (default implicit; its targets "
+                         "default to every axis, the other stage runs at its smallest)")
+    sn.add_argument("--axis", default="PC1", help="the axis the planted reporter reports / controller controls "
+                                                  "(PC1, PC8, LR, ...)")
+    sn.add_argument("--strengths", type=nonneg_float, nargs="+", default=None,
+                    help="planted strengths (0 = unplanted); report: logits of label difference per SD of the axis "
+                         "projection (default 0 0.25 0.5 1 2); control: SDs of the axis projection added to each "
+                         "measured token, + toward the side the 2x2 design asks for (default 0 0.001 0.01 0.1 1)")
     sn.add_argument("--seeds", type=int_range(1, 1000), default=3, help="seeds per strength (0..K-1; default 3)")
     sn.set_defaults(func=_sensitivity, seed=None)
 

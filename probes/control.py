@@ -38,11 +38,13 @@ NO_VERDICT = ("none: this design varies only the imposed label, so the shift inc
 
 @torch.inference_mode()
 def span_means_by_layer(model, layers: list[int], prompts: list[Rendered], item: int = -1, batch_size: int = 4,
-                        max_tokens: int = 8192, span: str = "sentence") -> dict[int, torch.Tensor]:
+                        max_tokens: int = 8192, span: str = "sentence", edits=None) -> dict[int, torch.Tensor]:
     """{layer: [n_prompts, d_model]}: the mean residual stream after each block in `layers` over the
     tokens of sentence `item` in each prompt (`span="sentence"`), or over each prompt's `reply_span`
     (`span="reply"`: the paper protocol's, after the last assistant-turn tag through the end), all
-    layers from one forward pass per batch."""
+    layers from one forward pass per batch. `edits` (sensitivity checks: `PlantedController.edits`), called
+    per batch with (prompt indices [batch], span weights [batch, pos]), gives the `{site: fn}` active
+    during that batch's pass."""
     if span not in ("sentence", "reply"):
         raise ValueError(f"span must be 'sentence' or 'reply', not {span!r}.")
     if span == "reply" and any(r.reply_span is None for r in prompts):
@@ -56,7 +58,8 @@ def span_means_by_layer(model, layers: list[int], prompts: list[Rendered], item:
         for j, r in enumerate(chunk):
             a, b = r.sentence_spans[item] if span == "sentence" else r.reply_span
             weights[j, a:b] = 1.0 / (b - a)
-        cache = metalens.run_with_cache(model, ids, mask, sites=list(sites.values()))
+        cache = metalens.run_with_cache(model, ids, mask, sites=list(sites.values()),
+                                        edits=None if edits is None else edits(chunk_idx, weights))
         for layer, site in sites.items():
             resid = cache[site]  # [batch, pos, d_model]
             out[layer][chunk_idx] = torch.einsum("bp,bpd->bd", weights.to(resid.device, resid.dtype), resid).float().cpu()
@@ -64,10 +67,10 @@ def span_means_by_layer(model, layers: list[int], prompts: list[Rendered], item:
 
 
 def span_means(model, layer: int, prompts: list[Rendered], item: int = -1, batch_size: int = 4,
-               span: str = "sentence") -> torch.Tensor:
+               span: str = "sentence", edits=None) -> torch.Tensor:
     """Mean residual stream after block `layer` over the tokens of sentence `item` in each prompt (or
-    its `reply_span`, `span="reply"`), [n_prompts, d_model]."""
-    return span_means_by_layer(model, [layer], prompts, item, batch_size, span=span)[layer]
+    its `reply_span`, `span="reply"`), [n_prompts, d_model]; `edits` as `span_means_by_layer` takes them."""
+    return span_means_by_layer(model, [layer], prompts, item, batch_size, span=span, edits=edits)[layer]
 
 
 @dataclass

@@ -109,15 +109,20 @@ def _ratio(on: float, all_pcs: np.ndarray) -> float:
 def measure_flip_control(model, layer: int, axes, texts: list[str], labels, targets: list[str], *, pc_axes=None,
                      kind: str = "implicit", n_examples: int = 16, trials: int = 16, seed: int = 0,
                      label_words: tuple[str, str] = ("0", "1"), max_new_tokens: int = 24, batch_size: int = 4,
-                     groups=None, progress: bool = True) -> FlipControlResult:
+                     groups=None, plant=None, progress: bool = True) -> FlipControlResult:
     """The 2 x 2 control of each axis in `targets` (names in `axes.names`) under the paper's framing.
 
     `texts` / `labels` [n, n_axes] are the pool split with its labels; `pc_axes` (from
     `fit_paper_axes(..., pcs="all")`) are the PCs precision compares with (default: `axes`' PCs).
     Implicit control measures the given test sentence in all four prompts; explicit control the
     sentence the model writes (greedy) in each. `groups` keeps two items of a group out of one prompt.
+    `plant` (a `metalens.probes.planted.PlantedController`, for sensitivity checks) moves the measured
+    replies of its axis' trials in the reading pass.
     """
     labels, groups = check_control_inputs(kind, texts, labels, groups, n_examples)
+    if plant is not None and plant.layer != layer:
+        raise ValueError(f"The planted controller acts at block {plant.layer}, control reads block {layer}: plant it "
+                         "at the block control reads.")
     pc_axes = pc_axes or axes
     rng = np.random.default_rng(seed)
     proj = np.full((len(targets), trials, 2, 2, len(axes.names)), np.nan)
@@ -151,7 +156,9 @@ def measure_flip_control(model, layer: int, axes, texts: list[str], labels, targ
         example = example or (prompts[0].text if prompts else "")
         if prompts:
             # The paper's span: after the last assistant-turn tag through the end (the open reply).
-            means = span_means(model, layer, prompts, -1, batch_size, span="reply")
+            # A planted controller pushes where the design asks for the high side: imposed label XOR flipped.
+            edits = None if plant is None else plant.edits(target, [imposed != flip for _, flip, imposed in where])
+            means = span_means(model, layer, prompts, -1, batch_size, span="reply", edits=edits)
             for (trial, flip, imposed), row, pc_row in zip(where, axes.project(means).numpy(),
                                                            pc_axes.scores(means).numpy()):
                 proj[t, trial, flip, imposed] = row
@@ -160,6 +167,8 @@ def measure_flip_control(model, layer: int, axes, texts: list[str], labels, targ
             "label_words": list(label_words), "format": "chat" if model.is_chat else "plain", "protocol": "paper"}
     if kind == "explicit":
         meta["max_new_tokens"] = max_new_tokens
+    if plant is not None:
+        meta["planted"] = plant.describe()
     pc_names = [n for n in pc_axes.names if n.startswith("PC")]
     keep = [pc_axes.names.index(n) for n in pc_names]
     return FlipControlResult(kind, list(axes.names), list(targets), proj, pc_proj[..., keep], pc_names, sentences,

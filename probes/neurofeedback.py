@@ -15,14 +15,17 @@ from metalens.probes import figures
 from metalens.probes.control import measure_control, span_means_by_layer
 from metalens.probes.datasets import load_dataset
 from metalens.probes.directions import DEFAULT_PCS, Axes, fit_axes, fit_paper_axes, split_indices
+from metalens.probes.features import FEATURE_NAME, check_sae_site, feature_table, join_axes, parse_feature_spec, sae_axes
 from metalens.probes.flip_control import measure_flip_control
-from metalens.probes.planted import PlantedReporter, standardised_scores
+from metalens.probes.planted import PlantedController, PlantedReporter, standardised_scores
 from metalens.probes.prompts import PROTOCOLS, render
 from metalens.probes.reporting import average_reporting, measure_reporting
 from metalens.probes.space import summarize
 from metalens.report import save_json, to_jsonable, write_report
 from metalens.sites import resid_post
 
+
+PLANTED_STAGES = ("report", "control")
 
 PAPER_SPAN = ("mean from after the assistant-turn tag through the end of the prompt, end-of-turn tokens included "
               "(paper context; a base model's fit prompt ends with the reply)")
@@ -58,10 +61,16 @@ class NeurofeedbackConfig:
     max_tokens: int = 8192  # padded tokens per forward pass; a longer prompt runs alone
     # False: a PC beyond what the fit split allows is an error; True (the paper preset): such PCs are left out
     pcs_up_to_rank: bool = False
-    # Sensitivity checks only (`metalens sensitivity neurofeedback`): a reporter of this axis planted in the
-    # reporting stage at this strength (`metalens.probes.planted`); None / 0.0 in every published run.
+    # Sensitivity checks only (`metalens sensitivity neurofeedback`): an ability of this axis planted at this
+    # strength (`metalens.probes.planted`) in one stage: "report" (a reporter in the reporting stage) or
+    # "control" (a controller in the 2x2 control stages, paper protocol); None / 0.0 in every published run.
     planted_axis: str | None = None
     planted_strength: float = 0.0
+    # SAE feature axes (`metalens.probes.features`): a dictionary folder (SAELens / Gemma Scope layout) reading
+    # the residual stream leaving `layer`, and which of its features become axes F{i}, chosen on the fit split.
+    sae: str | Path | None = None
+    sae_features: str = "active:8,variable:8"
+    planted_stage: str = "report"
 
     def __post_init__(self):
         self.pcs, self.n_values = tuple(self.pcs), tuple(self.n_values)
@@ -89,6 +98,16 @@ class NeurofeedbackConfig:
             raise ValueError(f"planted_strength must be a finite number, got {self.planted_strength!r}.")
         if self.planted_strength and self.planted_axis is None:
             raise ValueError("planted_strength needs planted_axis: name the axis the planted reporter reports (e.g. PC1).")
+        if self.sae is not None:
+            parse_feature_spec(self.sae_features)
+            if self.protocol != "strict":
+                raise ValueError("SAE feature axes run under the strict protocol (median split of the fit split); "
+                                 "drop sae=... or use protocol='strict'.")
+        if self.planted_stage not in PLANTED_STAGES:
+            raise ValueError(f"planted_stage must be one of {PLANTED_STAGES}, not {self.planted_stage!r}.")
+        if self.planted_stage == "control" and self.planted_axis is not None and self.protocol != "paper":
+            raise ValueError("A planted controller is judged by the control verdict, which only the 2x2 flip design "
+                             "gives: pass protocol='paper' (the strict protocol's label-only design reports a shift).")
         if self.layers is not None and self.protocol != "paper":
             raise ValueError("layers=... (reporting averaged over layers) is part of the paper protocol: "
                              "pass protocol='paper', or drop layers and set layer.")
@@ -170,7 +189,8 @@ def prepare_data(cfg: NeurofeedbackConfig, d_model: int | None = None):
 
     Reads and subsamples `cfg.dataset`, splits it, and refuses PCs beyond what the fit split (and
     `d_model`) allows -- unless `cfg.pcs_up_to_rank`, where they are left out -- and target axes that
-    no fitted axis will carry. Cheap: the CLI calls it before loading the model.
+    no fitted axis will carry; with `cfg.sae`, reads the SAE and refuses one that does not read
+    `cfg.layer`'s residual stream (when the layer is set). Cheap: the CLI calls it before loading the model.
     """
     ds = load_dataset(cfg.dataset).balanced(cfg.max_sentences, cfg.seed)
     fit, pool = split_indices(len(ds), cfg.fit_fraction, cfg.seed, groups=ds.groups)  # near-copies stay on one side
@@ -183,14 +203,44 @@ def prepare_data(cfg: NeurofeedbackConfig, d_model: int | None = None):
                          f"{top}, or more sentences (max_sentences, a larger dataset).")
     pcs = tuple(k for k in pcs if k <= top)
     names = [f"PC{k}" for k in pcs] + (["LR"] if cfg.logistic_axis else [])
-    unknown = [t for t in (cfg.implicit_targets or ()) if t not in names]
-    unknown += [t for t in cfg.explicit_targets if not re.fullmatch(r"LR|PC[1-9][0-9]*", t)]
-    if cfg.planted_axis is not None and cfg.planted_axis not in names:
+
+    def feature(name: str) -> bool:  # an SAE axis: which features exist is known once they are selected
+        return cfg.sae is not None and FEATURE_NAME.fullmatch(name) is not None
+
+    unknown = [t for t in (cfg.implicit_targets or ()) if t not in names and not feature(t)]
+    unknown += [t for t in cfg.explicit_targets if not re.fullmatch(r"LR|PC[1-9][0-9]*", t) and not feature(t)]
+    if cfg.planted_axis is not None and cfg.planted_axis not in names and not feature(cfg.planted_axis):
         unknown.append(cfg.planted_axis)
     if unknown:
         raise ValueError(f"Target axes {unknown} are not among the run's axes {names}: name axes from pcs "
-                         "(PC1, PC8, ...) or LR.")
+                         "(PC1, PC8, ...), LR" + (", or SAE features (F17, ...)." if cfg.sae is not None else "."))
+    if not names and cfg.sae is None:
+        raise ValueError("No axis to fit: give pcs, logistic_axis=True or an SAE (sae=DIR).")
+    if cfg.sae is not None:
+        load_feature_sae(cfg)  # a bad folder, or one read at another layer, is refused before the model loads
     return ds, fit, pool, pcs
+
+
+def load_feature_sae(cfg: NeurofeedbackConfig):
+    """The SAE of `cfg.sae`, checked against `cfg.layer` when that is set (None: no SAE in the run)."""
+    if cfg.sae is None:
+        return None
+    from metalens.sae import load_sae
+
+    sae = load_sae(cfg.sae)
+    if cfg.layer is not None:
+        check_sae_site(sae, cfg.layer, f"The SAE at {cfg.sae}")
+    return sae
+
+
+def _check_targets(cfg: NeurofeedbackConfig, axes: Axes) -> None:
+    """Refuse, before the long stages, target axes the fitted axes lack (an SAE feature that was not selected)."""
+    wanted = [*(cfg.implicit_targets or ()), *cfg.explicit_targets, *([cfg.planted_axis] if cfg.planted_axis else [])]
+    missing = [t for t in wanted if FEATURE_NAME.fullmatch(t) and t not in axes.names]
+    if missing:
+        raise ValueError(f"Target axes {missing} are not among the selected SAE features "
+                         f"{[n for n in axes.names if FEATURE_NAME.fullmatch(n)]}: name selected ones, or select "
+                         f"them (sae_features={cfg.sae_features!r} plus their indices).")
 
 
 def _brief(effect: dict) -> dict:
@@ -222,7 +272,16 @@ def _sections(result: NeurofeedbackResult) -> list:
         prose += f" The LR axis' {split} agrees with the human labels on {agree:.1%} of the pool sentences."
     rows = [{k: v for k, v in r.items()} for r in s["rows"]]
     figs = result.figures()
-    return [("Summary", prose), ("Axes", rows), *figs[:2], figs[2], figs[3], figs[4],
+    features = feature_table({"sae": d["axes"].get("sae")})
+    if features:
+        sae = d["axes"]["sae"]
+        prose += (f"\n\nSAE feature axes: {len(features)} features of the SAE at {sae['path']} (site {sae['site']}, "
+                  f"{sae['architecture']}, {sae['d_sae']} features), chosen by '{sae['selection']}' on the fit split only "
+                  f"({'; '.join(f'{k}: {v}' for k, v in sae['rules'].items()) or 'indices given'}). Axis F<i> is feature "
+                  f"i's {sae['direction']}; {sae['projection']}. They share the other axes' reporting and control tests "
+                  "and Holm families.")
+    return [("Summary", prose), ("Axes", rows), *([("SAE feature axes", features)] if features else []),
+            *figs[:2], figs[2], figs[3], figs[4],
             ("Implicit control effects", [_brief(e) for e in d["implicit"]["effects"]]),
             ("Explicit control effects", [_brief(e) for e in d["explicit"]["effects"]] if d.get("explicit") else []),
             ("Example reporting prompt", d["reporting"]["example_prompt"][:3000]),
@@ -231,10 +290,17 @@ def _sections(result: NeurofeedbackResult) -> list:
 
 def _plant(cfg: NeurofeedbackConfig, axes: Axes, acts, fit, pool) -> PlantedReporter | None:
     """The planted reporter a sensitivity run asks for (None in a published run)."""
-    if cfg.planted_axis is None:
+    if cfg.planted_axis is None or cfg.planted_stage != "report":
         return None
     return PlantedReporter(cfg.planted_axis, float(cfg.planted_strength),
                            standardised_scores(axes, acts[fit], acts[pool], cfg.planted_axis))
+
+
+def _plant_controller(cfg: NeurofeedbackConfig, axes: Axes, acts, fit, layer: int) -> PlantedController | None:
+    """The planted controller a sensitivity run asks for (None in a published run)."""
+    if cfg.planted_axis is None or cfg.planted_stage != "control":
+        return None
+    return PlantedController.for_axes(axes, acts[fit], cfg.planted_axis, cfg.planted_strength, layer)
 
 
 def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: str | Path | None = None,
@@ -286,11 +352,20 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
             layer_info.append({"layer": rl, "explained_variance": ax.explained_variance, "thresholds": ax.thresholds,
                                "scales": ax.scales, "pool_label_balance": dict(zip(ax.names, labels_rl.mean(0)))})
         reporting = runs[0] if len(runs) == 1 else average_reporting(runs, report_layers)
-        control, control_kw = measure_flip_control, {"pc_axes": all_pcs}
+        control, control_kw = measure_flip_control, {"pc_axes": all_pcs,
+                                                      "plant": _plant_controller(cfg, axes, acts, fit, layer)}
     else:
-        acts = metalens.capture(model, ds.texts, [site], positions=cfg.positions, batch_size=16, progress=progress)[site].float()
+        sae = load_feature_sae(cfg)
+        caught = metalens.capture(model, ds.texts, [site], positions=cfg.positions, batch_size=16, progress=progress,
+                                  sae=sae)
+        acts = caught[site].float()
         axes = fit_axes(acts[fit], human[fit], cfg.pcs, logistic=cfg.logistic_axis, seed=cfg.seed, metadata=meta,
-                        groups=[ds.groups[i] for i in fit])
+                        groups=[ds.groups[i] for i in fit]) if cfg.pcs or cfg.logistic_axis else None
+        if sae is not None:  # features chosen, and their labels' medians set, on the fit rows alone
+            features = caught[f"{sae.site}.features"].float()
+            axes = join_axes(axes, sae_axes(sae, acts[fit], features[fit], cfg.sae_features, source=cfg.sae,
+                                            metadata=meta))
+        _check_targets(cfg, axes)
         pool_labels = axes.labels(acts[pool]).numpy()  # [n_pool, n_axes]; thresholds come from the fit split
         reporting = measure_reporting(model, pool_texts, pool_labels, axes.names, plant=_plant(cfg, axes, acts, fit, pool),
                                       **report_kw)
@@ -318,7 +393,8 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
                  "pool_label_balance": dict(zip(axes.names, pool_labels.mean(0)))},
         "axes": {"names": axes.names, "explained_variance": axes.explained_variance, "thresholds": axes.thresholds,
                  "rule": axes.rule, "scales": axes.scales, "metadata": {k: v for k, v in axes.metadata.items()
-                                                                         if k.startswith("lr_")}},
+                                                                         if k.startswith("lr_")},
+                 "sae": axes.metadata.get("sae")},
         "layers": layer_info,
         "reporting": reporting.to_dict(),
         "implicit": implicit.to_dict(),

@@ -118,6 +118,11 @@ REPORTABLE_RULE = ("reporting accuracy (items with N >= n_test_min, per draw) ab
                    "own Holm family across the axes), both at p < alpha")
 
 
+CONTROLLABLE_RULE = ("in the 2x2 flip design (imposed label x shown labels flipped, which cancels the label token's "
+                     "own push), the 2x2 effect on the target axis (high side minus low side of the measured reply's "
+                     "projection) above 0: one-sided paired t-test over trials, Holm across the stage's targets, p < alpha")
+
+
 def is_reportable(test_row: dict, alpha: float = ALPHA) -> bool:
     """The published verdict for one axis' reporting test row (`ReportingResult.tests()`): see `REPORTABLE_RULE`.
     Rows from runs made before the correlated-axes control carry no `p_vs_others_holm` and are judged

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from metalens.options import (add_data_arg, add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out,
-                              existing_file, float_range, int_range, load_model_from_args, mark_out, nonneg_float, nonneg_int,
+                              existing_dir, existing_file, float_range, int_range, load_model_from_args, mark_out, nonneg_float, nonneg_int,
                               positive_float, positive_int)
 from metalens.steering.vector import MAX_STRENGTH
 
@@ -35,12 +35,54 @@ def vector_path(text: str) -> Path:
     return path
 
 
+FEATURE_ONLY = ("feature", "feature_mode", "feature_select", "feature_unit", "vector_strengths", "no_vector")
+VECTOR_ONLY = {"vector": "--vector", "gguf": "--gguf", "n_validate": "--n-validate", "layers": "--layers"}
+
+
+def _steer_feature(args) -> None:
+    import metalens
+    from metalens.steering.rules.features import FeatureSteerConfig, run_steer_feature
+    from metalens.steering.rules.library import find_rule, pairs_for_rule
+
+    used = [flag for key, flag in VECTOR_ONLY.items() if getattr(args, key) is not None]
+    used += ["--rounds"] * (args.rounds > 0) + ["--method pca"] * (args.method != "mean_diff")
+    used += ["--judge model"] * (args.judge != "checker")
+    if args.no_vector and args.vector_strengths:
+        raise ValueError("--no-vector drops the vector arm and --vector-strengths sets its strengths: give one of them.")
+    if used:
+        raise ValueError(f"--sae steers by a feature at the SAE's own site; {', '.join(used)} belong to vector "
+                         "steering: drop them (the vector arm beside the feature is trained at the SAE's block).")
+    config = FeatureSteerConfig(args.rule, str(args.sae), feature=args.feature,
+                                modes=tuple(args.feature_mode or ("clamp",)),
+                                select=args.feature_select or "contrast", unit=args.feature_unit or "max",
+                                strengths=tuple(args.strengths or (2.0, 4.0, 8.0)),
+                                vector_strengths=() if args.no_vector else tuple(args.vector_strengths or (1.0, 2.0)),
+                                prompts=metalens.read_texts(args.prompts) if args.prompts else None,
+                                pairs=str(args.pairs) if args.pairs else None, max_new_tokens=args.max_new_tokens,
+                                n_select=args.n_select)
+    pairs_for_rule(find_rule(args.rule), config.pairs)
+    sae = _load_feature_sae(args)  # a bad folder or index fails here, not after the model loads
+    out = check_out(args.out, "steer")
+    model = load_model_from_args(args)
+    _check_feature_sae(args, sae, model)
+    mark_out(out, "steer")
+    result = run_steer_feature(model, config, out=out)
+    print(result.summary())
+    print(f"wrote {out}/results.json and {out}/report.html" + (f" and {out}/vector/" if result.vector else ""))
+
+
 def _steer(args) -> None:
     import metalens
     from metalens.steering.rules.library import find_rule, pairs_for_rule
     from metalens.steering.rules.workflow import SteerConfig, run_steer
     from metalens.steering.vector import SteeringVector
 
+    if args.sae is not None:
+        return _steer_feature(args)
+    stray = [f"--{k.replace('_', '-')}" for k in FEATURE_ONLY if getattr(args, k) not in (None, False)]
+    if stray:
+        raise ValueError(f"{', '.join(stray)} steer by an SAE feature: add --sae DIR (a SAELens or Gemma Scope "
+                         "folder).")
     config = SteerConfig(args.rule, prompts=metalens.read_texts(args.prompts) if args.prompts else None,
                          pairs=str(args.pairs) if args.pairs else None, vector=str(args.vector) if args.vector else None,
                          layers=args.layers, strengths=tuple(args.strengths or (0.5, 1.0, 2.0)), method=args.method,
@@ -72,12 +114,18 @@ def _steer_ab(args) -> None:
                            steer_positions=args.steer_positions, cost_bound=args.cost_bound,
                            control_data=str(args.control_data) if args.control_data else None,
                            neutral=str(args.neutral) if args.neutral else None, open_items=args.open_items,
-                           max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+                           max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                           sae=str(args.sae) if args.sae else None, feature=args.feature)
+    if args.feature is not None and args.sae is None:
+        raise ValueError("--feature steers by an SAE feature: add --sae DIR (a SAELens or Gemma Scope folder).")
+    sae = _load_feature_sae(args) if args.sae else None
     read_ab(config.data)  # every input file is read once before the model loads
     read_ab(config.control_data or CONTROL)
     split_neutral(metalens.read_texts(config.neutral or NEUTRAL))  # a validation half and a held-out half
     out = check_out(args.out, "steer-ab")
     model = load_model_from_args(args)
+    if sae is not None:
+        _check_feature_sae(args, sae, model)
     mark_out(out, "steer-ab")
     result = run_steer_ab(model, config, out=out)
     print(result.summary())
@@ -140,6 +188,65 @@ def register_sensitivity(subparsers) -> None:
     p.set_defaults(func=_sensitivity_steer_ab)
 
 
+def _sensitivity_mentor(args) -> None:
+    import tempfile
+
+    from metalens.steering.mentor.data import read_queries, split_queries, subsample_queries
+    from metalens.steering.mentor.graph import RuleGraph
+    from metalens.steering.mentor.sensitivity import (MentorSensitivityConfig, run_mentor_sensitivity, topic_inputs,
+                                                      topic_rule)
+    from metalens.steering.mentor.workflow import MentorConfig
+
+    layers = args.layers or [None]
+    if len(layers) != 1 or layers[0] == "all":
+        raise ValueError(f"--layers {' '.join(map(str, args.layers))}: mentor steers one block; give one, e.g. "
+                         "--layers 6 (default: the middle block).")
+    mentor = MentorConfig(rounds=args.rounds, layer=layers[0], top_k=args.top_k, retrieval=args.retrieval,
+                          max_per_domain=args.max_per_domain, max_new_tokens=args.max_new_tokens, assessor="checker",
+                          eval_assessor=False, batch_size=args.batch_size)
+    config = MentorSensitivityConfig(mentor, rule=args.rule, strengths=tuple(args.strengths), seeds=args.seeds)
+    with tempfile.TemporaryDirectory() as tmp:  # each seed's split is checked before the model loads
+        queries, tree = topic_inputs(topic_rule(args.rule), tmp)
+        items = read_queries(queries)
+        RuleGraph.static(tree)
+        for seed in range(args.seeds):
+            pick = subsample_queries(items, args.max_per_domain, seed) if args.max_per_domain else items
+            split_queries(pick, mentor.fractions, seed)
+    out = check_out(args.out, "sensitivity-mentor")
+    model = load_model_from_args(args)
+    mark_out(out, "sensitivity-mentor")
+    result = run_mentor_sensitivity(model, config, out=out)
+    print("\n".join(result.summary_lines()))
+    print(f"topic rule '{config.rule}'; wrote {out / 'results.json'}")
+
+
+def register_mentor_sensitivity(subparsers) -> None:
+    """Add `mentor` under `metalens sensitivity`: the detection curve of a topic rule by MENTOR's steering strength."""
+    from metalens.steering.mentor.sensitivity import DEFAULT_STRENGTHS
+
+    p = subparsers.add_parser("mentor", help="run MENTOR on a topic rule (where steering is known to work) at several "
+                              "steering strengths and count how often its retrieved condition lowers attack success "
+                              "against no_rules")
+    add_model_args(p)
+    add_out_arg(p, help="output directory for results.json, report.html and runs/ (rerun to resume)")
+    add_layers_arg(p, help="the one block to steer", allow_all=False, default_note="the middle block")
+    p.add_argument("--rule", default="ocean", help="a shipped topic rule with keywords (ocean, space, food, cheerful; "
+                   "default ocean): its held-out prompts are the queries, its keywords what a reply must hold")
+    p.add_argument("--strengths", type=float_range(0, MAX_STRENGTH), nargs="+", default=list(DEFAULT_STRENGTHS),
+                   metavar="S", help="MENTOR steering strengths (multiples of the retrieved rules' vector sum; 0 = "
+                   "unsteered), each run as run_mentor's one-value strength grid")
+    p.add_argument("--seeds", type=int_range(1, 1000), default=3, help="split seeds per strength (0..K-1; default 3)")
+    p.add_argument("--rounds", type=nonneg_int, default=2, help="self-evolution rounds (checker assessor; default 2, "
+                   "as the published run: a Holm family of 5 comparisons)")
+    p.add_argument("--top-k", type=positive_int, default=2, help="rules retrieved per query")
+    p.add_argument("--retrieval", default="activations", choices=["activations", "bow"])
+    p.add_argument("--max-per-domain", type=positive_int, default=None,
+                   help="use a seeded sample of this many of the rule's prompts")
+    p.add_argument("--max-new-tokens", type=positive_int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.set_defaults(func=_sensitivity_mentor)
+
+
 def _mentor(args) -> None:
     from metalens.steering.mentor.data import read_queries, split_queries, subsample_queries
     from metalens.steering.mentor.graph import RuleGraph
@@ -167,6 +274,35 @@ def _mentor(args) -> None:
     print(f"wrote {out}/results.json, {out}/report.html, {out}/graph/ and {out}/vectors/")
 
 
+def _add_sae_args(p, what: str, chosen_on: str) -> None:
+    """--sae DIR and --feature I: one spelling for every steering verb."""
+    p.add_argument("--sae", type=existing_dir, default=None, metavar="DIR",
+                   help=f"a SAELens or Gemma Scope SAE folder: {what}")
+    p.add_argument("--feature", type=nonneg_int, default=None, metavar="I",
+                   help=f"the feature's index (default: chosen on {chosen_on})")
+
+
+def _load_feature_sae(args):
+    """The SAE named by --sae, read and its --feature checked before the model loads."""
+    from metalens.sae import load_sae
+    from metalens.steering.feature import FeatureSteer
+
+    sae = load_sae(args.sae)
+    if args.feature is not None:
+        FeatureSteer(sae, args.feature)  # an index out of range names the SAE's range
+    return sae
+
+
+def _check_feature_sae(args, sae, model) -> None:
+    """Refuse an SAE for another site or width, naming the folder (before --out is claimed)."""
+    from metalens.steering.feature import FeatureSteer
+
+    try:
+        FeatureSteer(sae, args.feature or 0).check_model(model)
+    except ValueError as err:
+        raise ValueError(f"--sae {args.sae}: {err}") from None
+
+
 def _add_steer(subparsers) -> None:
     p = subparsers.add_parser("steer", help="train a steering vector for a rule, sweep it, and report adherence")
     add_model_args(p)
@@ -190,6 +326,21 @@ def _add_steer(subparsers) -> None:
                    help="prompts refinement rounds decide on (default with --rounds: a third); the rest are the test set")
     p.add_argument("--gguf", type=gguf_path, default=None, help="also export the chosen vector (times its strength) "
                    "as a llama.cpp control-vector GGUF")
+    f = p.add_argument_group("steering by an SAE feature (with --sae; the vector arm runs beside it on the same "
+                             "prompts)")
+    _add_sae_args(f, "steer by one of its features at its site", "the rule's pairs by --feature-select")
+    f.add_argument("--feature-mode", nargs="+", choices=("clamp", "add"), default=None,
+                   help="clamp: set the feature's activation to strength x unit (reconstruction error kept); add: add "
+                   "strength x unit x its decoder row; both: one arm each (default clamp)")
+    f.add_argument("--feature-select", choices=("contrast", "cosine"), default=None,
+                   help="contrast: largest mean activation on positive minus negative pair texts (default); cosine: "
+                   "decoder row closest to the rule's vector")
+    f.add_argument("--feature-unit", choices=("max", "activation"), default=None,
+                   help="what feature strength 1 is: the feature's largest activation on a positive pair text "
+                   "(default) or one unit of raw activation; --strengths are in this unit (default 2 4 8)")
+    f.add_argument("--vector-strengths", type=strength, nargs="+", default=None, metavar="S",
+                   help="the vector arm's strengths (default 1 2)")
+    f.add_argument("--no-vector", action="store_true", help="no vector arm (needed for an SAE off hook_resid_post)")
     p.set_defaults(func=_steer)
 
 
@@ -227,6 +378,10 @@ def _add_steer_ab(subparsers) -> None:
     ab.add_argument("--batch-size", type=positive_int, default=8)
     ab.add_argument("--gguf", type=gguf_path, default=None,
                     help="also export the chosen layer's vector as a llama.cpp control vector")
+    _add_sae_args(ab, "steer along one feature's decoder row at its block instead of the CAA vector (the same "
+                  "measurements; --unit residual scales it as a CAA vector, raw: strength 1 = its largest activation "
+                  "on a matching-answer text)", "the training items: highest activation at the matching letter minus "
+                  "the other")
     ab.set_defaults(func=_steer_ab)
 
 

@@ -11,6 +11,7 @@ from transformers import LogitsProcessorList
 import metalens
 from metalens import sites
 from metalens.generate import MaskTokens, chat_prompts
+from metalens.steering.feature import FeatureSteer
 from metalens.steering.vector import SteeringVector, adder, check_strength
 
 BACKENDS = ("hf", "nnsight")
@@ -31,7 +32,8 @@ def steering_sum(model, steer, strength: float | None = None) -> dict[int, Tenso
         vectors = [steer] if isinstance(steer, SteeringVector) else list(steer)
         bad = [v for v in vectors if not isinstance(v, SteeringVector)]
         if bad:
-            raise TypeError(f"Expected SteeringVector(s) or a RuleBook, got {type(bad[0]).__name__}.")
+            raise TypeError(f"Expected SteeringVector(s) or a RuleBook (or one FeatureSteer alone), got "
+                            f"{type(bad[0]).__name__}.")
         pairs = [(v, 1.0) for v in vectors]
     scale = 1.0 if strength is None else check_strength(strength)
     total: dict[int, Tensor] = {}
@@ -71,15 +73,12 @@ def _cut(row: list[int], stops: set[int]) -> list[int]:
     return row
 
 
-def _hf_rows(model, texts, total, prompt, max_new_tokens, do_sample, temperature, mask_ids, batch_size,
+def _hf_rows(model, texts, edits, max_new_tokens, do_sample, temperature, mask_ids, batch_size,
              seed) -> list[list[int]]:
-    # A fresh adder per batch (the core's edits factory): with prompt=False each must skip its own
-    # batch's prompt pass, not only the first batch's.
-    def edits():
-        return {sites.resid_post(layer): adder(vec, prompt) for layer, vec in total.items()}
-
+    # `edits` is the core's edits factory, called once per batch (fresh hooks): with prompt=False each
+    # batch must skip its own prompt pass, not only the first batch's.
     return metalens.generate(model, texts, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
-                             stop_ids=stop_ids(model), edits=edits if total else None, mask_ids=mask_ids,
+                             stop_ids=stop_ids(model), edits=edits, mask_ids=mask_ids,
                              batch_size=batch_size, seed=seed).ids
 
 
@@ -118,9 +117,21 @@ def generate_ids(model, prompts: list[str], steer=None, *, strength: float | Non
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, not {max_new_tokens}.")
     texts = format_prompts(model, prompts, chat)
+    if isinstance(steer, FeatureSteer):  # an edit that reads the activation: not a sum of vectors
+        if backend != "hf":
+            raise ValueError("A FeatureSteer runs through metalens.generate: pass backend='hf' (nnsight's backend "
+                             "adds vectors only).")
+        scale = 1.0 if strength is None else strength
+        steer.edits(model, scale, prompt)  # checked here, before any batch runs
+        return _hf_rows(model, texts, lambda: steer.edits(model, scale, prompt), max_new_tokens, do_sample,
+                        temperature, mask_ids, batch_size, seed)
     total = steering_sum(model, steer, strength)
     if backend == "hf":
-        return _hf_rows(model, texts, total, prompt, max_new_tokens, do_sample, temperature, mask_ids, batch_size, seed)
+        def edits():
+            return {sites.resid_post(layer): adder(vec, prompt) for layer, vec in total.items()}
+
+        return _hf_rows(model, texts, edits if total else None, max_new_tokens, do_sample, temperature, mask_ids,
+                        batch_size, seed)
     devices = [model.device] if model.device.type == "cuda" else []
     rng = torch.random.fork_rng(devices=devices) if seed is not None else contextlib.nullcontext()
     rows: list[list[int]] = []
@@ -138,8 +149,8 @@ def generate(model, prompts: list[str], steer=None, *, strength: float | None = 
              mask_ids=None, chat: bool | None = None, batch_size: int = 16, backend: str = "hf") -> list[str]:
     """The new text the model writes after each prompt, steered by `steer` (None: unsteered).
 
-    steer: a SteeringVector, a list of them, or a RuleBook (see `steering_sum`); `strength`
-    scales it. The vector is added at every generated position, and at the prompt's positions
+    steer: a SteeringVector, a list of them, or a RuleBook (see `steering_sum`), or a `FeatureSteer`
+    (its edits at the SAE's site; hf backend); `strength` scales it. The vector is added at every generated position, and at the prompt's positions
     too unless prompt=False. Greedy unless do_sample=True (then `temperature` only, `seed` for
     reproducibility); `mask_ids` are never generated; chat=None wraps prompts in the chat
     template when the model has one. backend "hf" is `metalens.generate` with the vector as an

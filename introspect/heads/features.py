@@ -128,7 +128,14 @@ def cached_positions(model, records: list[dict], spec: BinSpec, cache: Path | No
             return Positions(**load_file(cache))  # else another model's or other rollouts' states: recompute
     positions = rollout_positions(model, records, spec, progress=progress)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: getattr(positions, k).contiguous() for k in positions.__dataclass_fields__}, cache,
-                  metadata=key)
+        save_positions(positions, cache, key)
     return positions
+
+
+def save_positions(positions: Positions, cache: Path, key: dict[str, str]) -> Path:
+    """Write `positions` to the safetensors file `cache` under `key` (`cache_key`), as `cached_positions`
+    reads it back."""
+    cache = Path(cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: getattr(positions, k).contiguous() for k in positions.__dataclass_fields__}, cache, metadata=key)
+    return cache

@@ -11,6 +11,7 @@ from pathlib import Path
 from metalens.tasks.arithmetic import Problem, extract_answer, make_problems
 from metalens.tasks.words import make_word_problems
 from metalens.introspect.rollouts.decode import sample_many
+from metalens.introspect.rollouts.planted import apply_flips, read_planted
 from metalens.artifact import read_json
 from metalens.store import sha256 as file_sha256
 
@@ -197,7 +198,8 @@ def load_rollouts(out: str | Path) -> list[dict]:
 
     Rewards are re-graded from the stored texts with the current grader (`grade`), so a store
     written under an older grader cannot carry its grading into a result; `regraded` on a record
-    counts the samples whose stored reward the current grader changed.
+    counts the samples whose stored reward the current grader changed. A store with planted label
+    noise (`planted.plant_label_noise`) has the samples its `planted.json` names flipped after that.
     """
     out = Path(out)
     manifest_path = out / "manifest.json"
@@ -215,7 +217,8 @@ def load_rollouts(out: str | Path) -> list[dict]:
         rewards = [grade(question, text) for text in r["texts"]]
         r["regraded"] = sum(a != b for a, b in zip(rewards, r["rewards"]))
         r["rewards"] = rewards
-    return records
+    # A store made by `planted.plant_label_noise` flips a known share of labels after grading.
+    return apply_flips(records, read_planted(out))
 
 
 def solve_rates(records: list[dict]) -> dict[int, float]:

@@ -20,6 +20,7 @@ from metalens.power import family_alpha, mde_paired_mean, mde_slope
 from metalens.report import save_json, write_report
 from metalens.stats import mean_ci, paired_test, wilson_ci
 from metalens.steering.ab.costs import (DEFAULT_COST_BOUND, loss_changes, neutral_loss, range_record, split_neutral)
+from metalens.steering.ab.features import feature_vector
 from metalens.steering.ab.items import (METRICS, STEER_POSITIONS, balance, caa_pairs, flips, indifferent, propensity,
                                         read_ab, slopes, split_items, steerability, strip_choices)
 from metalens.steering.ab.report import sections
@@ -53,6 +54,8 @@ class SteerABConfig:
     max_new_tokens: int = 40
     chat: bool | None = None  # None: the chat template when the model has one
     batch_size: int = 8
+    sae: str | None = None  # steer by one feature of this SAE (its decoder row; steering.ab.features) at its block
+    feature: int | None = None  # with sae: the feature (None: chosen on the training items)
 
     def __post_init__(self):
         strengths = sorted({check_strength(s, bound=MAX_STRENGTH) for s in self.strengths} | {0.0})
@@ -76,6 +79,8 @@ class SteerABConfig:
             raise ValueError(f"cost_bound must be a positive number of nats/token, not {self.cost_bound!r}.")
         self.cost_bound = float(self.cost_bound)
         self.data = str(self.data)
+        if self.sae is not None and self.layers:
+            raise ValueError("An SAE steers at its own block: drop layers (--layers) when steering by a feature.")
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""
@@ -158,7 +163,9 @@ class SteerABResult:
                 "steerability": {str(k): v for k, v in self.steerability.items()},
                 "validation_steerability": {str(k): v for k, v in self.validation.items()},
                 "propensity_items": self.propensity_items,
-                "costs": self.costs, "samples": self.samples, "seconds": self.seconds, "headline": self.headline()}
+                "costs": self.costs, "samples": self.samples, "seconds": self.seconds, "headline": self.headline(),
+                "sae_feature": {k: self.vector.metadata[k] for k in ("sae_feature", "site", "scale", "cosine_to_caa",
+                                "ranking") if k in self.vector.metadata} if self.config.sae and self.vector else None}
 
     def save(self, out: str | Path) -> Path:
         """Write `out/results.json`, `out/report.html` and the vector `out/vector/`; returns `out`."""
@@ -343,10 +350,14 @@ def run_steer_ab(model, config: SteerABConfig, *, out: str | Path | None = None,
     if len(train) < 2:
         raise ValueError(f"Only {len(train)} training item(s) after balancing (A) and (B): use more items.")
     neutral_val, neutral_test = split_neutral(metalens.read_texts(config.neutral or NEUTRAL))
-    layers = model.resolve_layers(config.layers or model.default_layers(N_CANDIDATE_LAYERS))
     positive, negative = caa_pairs(model, train, config.chat)
-    vector = train_steering_vector(model, positive, negative, layers=layers, positions="last",
-                                   batch_size=config.batch_size, seed=config.seed)
+    if config.sae is not None:  # a feature's decoder row at the SAE's block, in place of the CAA vector
+        vector = feature_vector(model, config.sae, config.feature, positive, negative, config.batch_size, config.seed)
+    else:
+        vector = train_steering_vector(model, positive, negative, positions="last", batch_size=config.batch_size,
+                                       layers=model.resolve_layers(config.layers or model.default_layers(N_CANDIDATE_LAYERS)),
+                                       seed=config.seed)
+    layers = vector.layers
     if config.unit == "residual":
         vector = vector.residual_scaled()
     strengths = list(config.strengths)

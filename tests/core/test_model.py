@@ -93,3 +93,21 @@ def test_pad_right_pads_ids_and_masks_on_the_model_device(tiny_gemma):
     assert ids.device == tiny_gemma.device
     with pytest.raises(ValueError, match="non-empty"):
         tiny_gemma.pad([])
+
+
+def test_library_versions_are_read_once_per_process_and_returned_as_a_fresh_dict(monkeypatch):
+    import metalens.model as model_module
+
+    calls = []
+    real = model_module.version
+    monkeypatch.setattr(model_module, "version", lambda pkg: calls.append(pkg) or real(pkg))
+    model_module._installed_versions.cache_clear()
+    try:
+        first = model_module.library_versions()
+        first["torch"] = "edited by a caller"
+        second = model_module.library_versions()
+    finally:
+        model_module._installed_versions.cache_clear()
+    # Each lookup parses a METADATA file (costlier than a tiny forward): once per package per process.
+    assert sorted(calls) == sorted(model_module._VERSIONED)
+    assert second["torch"] == real("torch") and set(second) == set(model_module._VERSIONED)
