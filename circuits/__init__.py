@@ -1,7 +1,8 @@
 """circuits: which attention heads carry a behaviour, proven by patching and ablation.
 
 Workflows (`run_x(model, config, *, out=None, progress=True)`): `run_heads` (`metalens heads`),
-`run_emergent_heads` (`metalens emergent-heads`, base vs post-trained) and `run_lens` (`metalens lens`).
+`run_emergent_heads` (`metalens emergent-heads`, base vs post-trained), `run_lens` (`metalens lens`) and
+`run_features(model, sae, config)` (`metalens features`: attribution patching over an SAE's features).
 Pieces: contrast tasks (`make_task`, `ContrastTask`: arithmetic, induction, factual, IOI, greater-than, your
 pairs), per-head attribution / exact patching, edge attribution and `find_edge_circuit` with its
 faithfulness curves, `ablate` / `scale_heads`, head detectors, `compare` (the circuits of two models),
@@ -20,6 +21,9 @@ from metalens.circuits.edges import attribute_edges, extract_circuit
 from metalens.circuits.emergent import EmergentConfig, EmergentResult, run_emergent_heads
 from metalens.circuits.emergent_planted import PlantedHeads
 from metalens.circuits.emergent_sensitivity import EmergentSensitivityConfig, run_emergent_heads_sensitivity
+from metalens.circuits.feature_attribution import (FeatureAttribution, attribute_features, patch_features_exact,
+                                                   patch_site_exact)
+from metalens.circuits.features import FeaturesConfig, FeaturesResult, run_features
 from metalens.circuits.faithfulness import faithfulness_curves, find_edge_circuit
 from metalens.circuits.graph import export_graph, import_graph
 from metalens.circuits.heads import HeadsConfig, HeadsResult, run_heads
@@ -36,4 +40,6 @@ __all__ = [
     "EmergentConfig", "EmergentResult", "run_emergent_heads",
     "PlantedHeads", "EmergentSensitivityConfig", "run_emergent_heads_sensitivity",
     "LensConfig", "LensResult", "run_lens", "logit_lens",
+    "FeatureAttribution", "attribute_features", "patch_features_exact", "patch_site_exact",
+    "FeaturesConfig", "FeaturesResult", "run_features",
 ]

@@ -1,12 +1,12 @@
-"""`metalens heads`, `metalens emergent-heads`, `metalens lens` and `metalens sensitivity emergent-heads`: thin
-wrappers over the circuits workflows."""
+"""`metalens heads`, `metalens emergent-heads`, `metalens lens`, `metalens features` and `metalens sensitivity
+emergent-heads`: thin wrappers over the circuits workflows."""
 from __future__ import annotations
 
 import argparse
 
-from metalens.options import (add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out, existing_dir,
-                              existing_file, int_range, load_model_from_args, mark_out, nonneg_float, nonneg_int,
-                              positive_int)
+from metalens.options import (add_data_arg, add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out,
+                              existing_dir, existing_file, int_range, load_model_from_args, mark_out, nonneg_float,
+                              nonneg_int, positive_int)
 from metalens.stats import bounds_text
 
 
@@ -116,6 +116,41 @@ def _lens(args) -> None:
     print(f"wrote {args.out}/results.json and report.html")
 
 
+def _features(args) -> None:
+    from metalens.circuits.feature_attribution import check_sae_fits
+    from metalens.circuits.features import FeaturesConfig, run_features
+    from metalens.circuits.tasks import TASKS, check_pairs_file
+    from metalens.sae import load_sae, read_corpus
+
+    check_out(args.out, "features")
+    if args.task not in TASKS:
+        check_pairs_file(args.task)
+    sae = load_sae(args.sae)  # a malformed SAE folder is refused before the model loads
+    if not args.no_cards:
+        read_corpus(args.data)  # and so is an unreadable corpus
+    cfg = FeaturesConfig(task=args.task, n=args.n, metric=args.metric, seed=args.seed, method=args.method,
+                         ig_steps=args.ig_steps, top=args.top, controls=args.controls,
+                         n_boot=args.n_boot, cards=not args.no_cards, data=None if args.data is None else str(args.data),
+                         card_texts=args.card_texts, max_length=args.max_length)
+    model = load_model_from_args(args)
+    check_sae_fits(model, sae)  # an SAE of another site or model is refused before --out is claimed
+    mark_out(args.out, "features")
+    result = run_features(model, sae, cfg)
+    result.save(args.out)
+    print(f"{cfg.method} {result.seconds[cfg.method]:.1f} s, exact patching of {len(result.top_features)} features "
+          f"{result.seconds['exact']:.1f} s: Spearman {result.spearman_vs_exact:.3f}, signs agree on "
+          f"{result.sign_agreement:.0%}; with {len(result.controls)} controls, Spearman "
+          f"{result.spearman_with_controls:.3f}")
+    t = result.totals
+    print(f"whole site patched {t['site_total']['mean']:+.4f}; {cfg.method}: features sum {t['features_sum']['mean']:+.4f}, "
+          f"error term {t['error']['mean']:+.4f}")
+    for row in result.rows[:5]:
+        a, e = row["attribution"], row["exact"]
+        print(f"  feature {row['feature']}: {cfg.method} {a['mean']:+.4f} {bounds_text(a['low'], a['high'], a['n'], '.4f')}, "
+              f"exact {e['mean']:+.4f} {bounds_text(e['low'], e['high'], e['n'], '.4f')}")
+    print(f"wrote {args.out}/results.json, cards.json and report.html")
+
+
 def register(sub) -> None:
     """Add the circuits verbs to the `metalens` parser."""
     metrics = ["logit_diff", "logprob", "kl", "prob_diff"]
@@ -173,6 +208,35 @@ def register(sub) -> None:
     add_layers_arg(lens, default_note="every block", help="blocks to read out")
     add_out_arg(lens)
     lens.set_defaults(func=_lens)
+    f = sub.add_parser("features", help="attribution patching over an SAE's features at its site, exact check, feature cards")
+    add_model_args(f)
+    f.add_argument("--task", default="greater-than", type=task_arg,
+                   help="arithmetic, word, induction, factual, ioi, greater-than (default), pairs.jsonl or pairs.csv")
+    f.add_argument("--sae", type=existing_dir, required=True,
+                   help="the dictionary's folder (SAELens layout, a Gemma Scope folder, or `metalens sae train`'s OUT/sae)")
+    add_out_arg(f)
+    f.add_argument("--n", type=positive_int, default=16, help="prompt pairs (>= 1)")
+    f.add_argument("--metric", default=None, choices=["logit_diff", "logprob", "prob_diff"],
+                   help="default: the task's own (prob_diff for greater-than, logit_diff otherwise); no kl, whose "
+                        "gradient is 0 at the clean run")
+    f.add_argument("--method", default="attribution", choices=["attribution", "ig"],
+                   help="attribution: the gradient at the clean run (default); ig: averaged over --ig-steps points "
+                        "from the corrupted site activation to the clean one")
+    f.add_argument("--ig-steps", type=positive_int, default=5, help="integration steps of --method ig (>= 1)")
+    f.add_argument("--top", type=int_range(1, 1000), default=10,
+                   help="features with the largest |mean attribution| patched exactly and given cards (default 10)")
+    f.add_argument("--controls", type=int_range(0, 1000), default=5,
+                   help="random other features the corruption moves, patched exactly too (default 5; 0: none)")
+    f.add_argument("--n-boot", type=nonneg_int, default=1000, help="bootstrap resamples over pairs (0: no intervals)")
+    add_data_arg(f, help="the cards' corpus: .txt (one text per line), .jsonl or .csv (see `metalens sae train`); "
+                         "default: Python's own help texts")
+    f.add_argument("--card-texts", type=int_range(1, 1_000_000), default=200,
+                   help="corpus texts the cards read, from the top of the file (default 200)")
+    f.add_argument("--max-length", type=int_range(2, 1_000_000), default=64,
+                   help="truncate corpus texts to this many tokens (default 64)")
+    f.add_argument("--no-cards", action="store_true", help="skip the feature cards")
+    add_seed_arg(f)
+    f.set_defaults(func=_features)
 
 
 def head_arg(text: str) -> tuple[int, int]:

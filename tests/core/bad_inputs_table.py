@@ -305,3 +305,27 @@ def command(verb: str, change: dict, paths: dict) -> list[str]:
     filled = {k: ([v.format(**paths) for v in val] if isinstance(val, list) else
                   val.format(**paths) if isinstance(val, str) else val) for k, val in flags.items()}
     return [*verb.split(), *argv_of(filled)]
+
+# --- metalens features (#31): attribution patching over an SAE's features -------------------------------------
+
+GOOD["features"] = {"--task": "induction", "--n": "2", "--sae": "{sae_dir}", "--top": "2", "--n-boot": "0",
+                    "--data": "{sae_texts}", "--card-texts": "2", "--out": "{out}"}
+LOADS_MODEL.add("features")
+NUMBERS["features"] = [("--n", POS), ("--ig-steps", POS), ("--top", POS), ("--controls", NONNEG), ("--n-boot", NONNEG), ("--card-texts", POS),
+                       ("--max-length", ["1", "-5", "nan", "x"]), ("--seed", NONNEG)]
+ROWS += [Case("features", f"{flag}={value}", {flag: value}, flag) for flag, values in NUMBERS["features"] for value in values]
+ROWS += [
+    Case("features", "unknown model", {"--model": "no-such-model"}, "no-such-model"),
+    Case("features", "out is a file", {"--out": "{a_file}"}, "--out", fix_in_same_out=False),
+    Case("features", "out holds another verb's run", {"--out": "{other_run}"}, "--out", fix_in_same_out=False),
+    Case("features", "sae not given", {"--sae": DROP}, "--sae"),
+    Case("features", "sae folder missing", {"--sae": "{missing}"}, "--sae"),
+    Case("features", "sae folder holds no dictionary", {"--sae": "{folder}"}, "{folder}"),
+    Case("features", "sae of another model's width", {"--sae": "{sae_narrow}"}, "d_in is 32"),
+    Case("features", "sae at a site the model lacks", {"--sae": "{sae_deep}"}, "blocks.9"),
+    Case("features", "kl metric", {"--metric": "kl"}, "--metric"),
+    Case("features", "unknown method", {"--method": "exact"}, "--method"),
+    Case("features", "unknown task", {"--task": "addition"}, "addition"),
+    Case("features", "corpus missing", {"--data": "{missing}"}, "--data"),
+    Case("features", "corpus csv without a text column", {"--data": "{no_text_csv}"}, "{no_text_csv}"),
+]
