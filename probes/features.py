@@ -99,6 +99,25 @@ def check_sae_site(sae, layer: int, source: str | Path = "the SAE") -> None:
                          f"normalize_activations in {list(LINEAR_NORMALIZATIONS)}.")
 
 
+def load_axes_sae(path: str | Path, layer: int | None):
+    """The SAE at `path` (SAELens / Gemma Scope folder), checked against the neurofeedback `layer` when it is set."""
+    from metalens.sae import load_sae
+
+    sae = load_sae(path)
+    if layer is not None:
+        check_sae_site(sae, layer, f"The SAE at {path}")
+    return sae
+
+
+def check_feature_targets(wanted, names, spec: str) -> None:
+    """Refuse target axes `wanted` that name an SAE feature absent from the fitted axes `names`."""
+    missing = [t for t in wanted if FEATURE_NAME.fullmatch(t) and t not in names]
+    if missing:
+        raise ValueError(f"Target axes {missing} are not among the selected SAE features "
+                         f"{[n for n in names if FEATURE_NAME.fullmatch(n)]}: name selected ones, or select "
+                         f"them (sae_features={spec!r} plus their indices).")
+
+
 def select_features(feature_acts_fit, spec: str) -> list[tuple[int, str]]:
     """[(feature index, the spec item that chose it)] from the fit split's feature activations
     `feature_acts_fit` [n_fit, d_sae] (pass the fit split only, never tested sentences).

@@ -15,7 +15,8 @@ from metalens.probes import figures
 from metalens.probes.control import measure_control, span_means_by_layer
 from metalens.probes.datasets import load_dataset
 from metalens.probes.directions import DEFAULT_PCS, Axes, fit_axes, fit_paper_axes, split_indices
-from metalens.probes.features import FEATURE_NAME, check_sae_site, feature_table, join_axes, parse_feature_spec, sae_axes
+from metalens.probes.features import (FEATURE_NAME, check_feature_targets, feature_table, join_axes, load_axes_sae,
+                                      parse_feature_spec, sae_axes)
 from metalens.probes.flip_control import measure_flip_control
 from metalens.probes.planted import PlantedController, PlantedReporter, standardised_scores
 from metalens.probes.prompts import PROTOCOLS, render
@@ -223,24 +224,13 @@ def prepare_data(cfg: NeurofeedbackConfig, d_model: int | None = None):
 
 def load_feature_sae(cfg: NeurofeedbackConfig):
     """The SAE of `cfg.sae`, checked against `cfg.layer` when that is set (None: no SAE in the run)."""
-    if cfg.sae is None:
-        return None
-    from metalens.sae import load_sae
-
-    sae = load_sae(cfg.sae)
-    if cfg.layer is not None:
-        check_sae_site(sae, cfg.layer, f"The SAE at {cfg.sae}")
-    return sae
+    return None if cfg.sae is None else load_axes_sae(cfg.sae, cfg.layer)
 
 
 def _check_targets(cfg: NeurofeedbackConfig, axes: Axes) -> None:
     """Refuse, before the long stages, target axes the fitted axes lack (an SAE feature that was not selected)."""
     wanted = [*(cfg.implicit_targets or ()), *cfg.explicit_targets, *([cfg.planted_axis] if cfg.planted_axis else [])]
-    missing = [t for t in wanted if FEATURE_NAME.fullmatch(t) and t not in axes.names]
-    if missing:
-        raise ValueError(f"Target axes {missing} are not among the selected SAE features "
-                         f"{[n for n in axes.names if FEATURE_NAME.fullmatch(n)]}: name selected ones, or select "
-                         f"them (sae_features={cfg.sae_features!r} plus their indices).")
+    check_feature_targets(wanted, axes.names, cfg.sae_features)
 
 
 def _brief(effect: dict) -> dict:
