@@ -78,8 +78,21 @@ def test_the_chosen_feature_has_a_card_read_from_the_rule_pairs_alone(tiny_gemma
     assert [c.to_dict() for c in load_cards(tmp_path / "run" / "cards.json")] == [card.to_dict()]
     assert "Feature 11: card" in (tmp_path / "run" / "report.html").read_text()
     assert FeatureSteerResult.load(tmp_path / "run").cards[0].to_dict() == card.to_dict()
-    off = run_steer_feature(tiny_gemma, FeatureSteerConfig(**{**config.to_dict(), "cards": False}), progress=False)
-    assert off.cards == [] and off.to_dict()["cards"] is None
+
+
+def test_the_cli_writes_the_card_unless_told_not_to(tiny_gemma, sae_dir, tmp_path, monkeypatch):
+    import json
+
+    from metalens.cli import main
+
+    monkeypatch.setattr(metalens, "load_model", lambda name, device=None, dtype=None: tiny_gemma)
+    (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
+    argv = ["steer", "--model", "tiny", "--rule", "ocean", "--sae", str(sae_dir), "--no-vector", "--strengths", "1",
+            "--prompts", str(tmp_path / "prompts.txt"), "--n-select", "2", "--max-new-tokens", "2"]
+    assert main([*argv, "--out", str(tmp_path / "on")]) == 0 and main([*argv, "--no-cards", "--out", str(tmp_path / "off")]) == 0
+    assert json.loads((tmp_path / "on" / "results.json").read_text())["cards"]["features"] == [11]
+    assert json.loads((tmp_path / "off" / "results.json").read_text())["cards"] is None
+    assert (tmp_path / "on" / "cards.json").exists() and not (tmp_path / "off" / "cards.json").exists()
 
 
 def test_the_vector_arm_scores_as_run_steer_scores_the_same_vector(tiny_gemma, sae_dir):
@@ -130,6 +143,7 @@ def test_the_cli_refuses_an_sae_of_another_width(tiny_gemma, tmp_path, capsys, m
 @pytest.mark.parametrize("argv, says", [
     (["--feature", "3"], "--feature steer by an SAE feature: add --sae"),
     (["--feature-mode", "add"], "--feature-mode steer by an SAE feature"),
+    (["--no-cards"], "--no-cards steer by an SAE feature"),
     (["--sae", "{sae}", "--rounds", "1"], "--rounds belong to vector steering"),
     (["--sae", "{sae}", "--layers", "1"], "--layers belong to vector steering"),
     (["--sae", "{sae}", "--no-vector", "--vector-strengths", "1"], "give one of them"),
