@@ -51,6 +51,12 @@ def neurofeedback_config(args):
                                    "sae_features": args.sae_features}.items() if v is not None}
     if args.sae_features is not None and args.sae is None:
         raise ValueError(f"--sae-features {args.sae_features} needs --sae DIR: the SAE folder whose features they are.")
+    if getattr(args, "no_cards", False) or getattr(args, "card_texts", None) is not None:  # `neurofeedback` only
+        if args.sae is None:
+            raise ValueError("--no-cards and --card-texts concern the SAE feature axes' cards: add --sae DIR or drop them.")
+        overrides["cards"] = not args.no_cards
+        if args.card_texts is not None:
+            overrides["card_texts"] = args.card_texts
     for key in ("implicit_targets", "explicit_targets"):
         if getattr(args, key) is not None:
             overrides[key] = tuple(t.strip() for t in getattr(args, key).split(",") if t.strip())
@@ -102,7 +108,8 @@ def _neurofeedback(args) -> None:
           f"implicitly controllable (2x2 flip design): {s['n_implicit_controllable']}, specific {s['n_implicit_specific']}")
     print(f"protocol {s['protocol']}; above 0.5 (the paper's criterion): {s['n_above_half']}/{s['n_axes']}; "
           f"reportable axes: {s['n_reportable']}/{s['n_axes']} (Holm across {s['n_comparisons']['reporting']} axes); "
-          f"wrote {Path(args.out) / 'results.json'} and report.html ({result.data['metadata']['seconds']} s)")
+          f"wrote {Path(args.out) / 'results.json'}, report.html{', cards.json' if result.cards else ''} "
+          f"({result.data['metadata']['seconds']} s)")
 
 
 def _probe(args) -> None:
@@ -233,7 +240,10 @@ def register(subparsers) -> None:
     """Add the `neurofeedback` and `probe` verbs."""
     nf = subparsers.add_parser("neurofeedback", help="metacognitive reporting and control of activation axes")
     _add_neurofeedback_flags(nf)
-    add_out_arg(nf, help="output directory for results.json, report.html and axes/")
+    add_out_arg(nf, help="output directory for results.json, report.html, axes/ and (with --sae) cards.json")
+    nf.add_argument("--card-texts", type=int_range(1, 1_000_000), default=None,
+                    help="with --sae: fit-split sentences each feature axis' card reads, the first ones (default 200)")
+    nf.add_argument("--no-cards", action="store_true", help="with --sae: skip the feature cards")
     add_seed_arg(nf)
     nf.set_defaults(func=_neurofeedback)
     pr = subparsers.add_parser("probe", help="train a linear probe at every layer on a labelled JSONL set")

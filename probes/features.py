@@ -233,6 +233,27 @@ def feature_table(axes_metadata: dict) -> list[dict]:
             for r in info["features"]]
 
 
+def axis_cards(model, sae, names, texts: list[str], *, source: str, n_contexts: int = 10) -> list:
+    """[FeatureCard] (`metalens.sae.cards`), one per SAE axis `F<i>` among the axis `names`, in their order, read
+    from `texts` alone (the run passes fit-split sentences: no tested sentence describes a feature), whole (not
+    truncated), as the run's capture reads them; [] when no axis is a feature."""
+    from metalens.sae.cards import feature_cards
+
+    features = [int(n[1:]) for n in names if FEATURE_NAME.fullmatch(n)]
+    if not features:
+        return []
+    return feature_cards(model, sae, features, texts, corpus=source, n_contexts=n_contexts, max_length=None,
+                         progress=False)
+
+
+def card_glance(card) -> dict:
+    """A card's top context and top-5 logit-effect tokens, as two table cells ({} without a card)."""
+    if card is None:
+        return {}
+    return {"top context": card.context_text(0) if card.contexts else "",
+            "top tokens (logit effect)": " ".join(repr(t["token"]) for t in card.top_tokens[:5])}
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")

@@ -15,14 +15,16 @@ from metalens.probes import figures
 from metalens.probes.control import measure_control, span_means_by_layer
 from metalens.probes.datasets import load_dataset
 from metalens.probes.directions import DEFAULT_PCS, Axes, fit_axes, fit_paper_axes, split_indices
-from metalens.probes.features import (FEATURE_NAME, check_feature_targets, feature_table, join_axes, load_axes_sae,
+from metalens.probes.features import (FEATURE_NAME, axis_cards, check_feature_targets, join_axes, load_axes_sae,
                                       parse_feature_spec, sae_axes)
 from metalens.probes.flip_control import measure_flip_control
 from metalens.probes.planted import PlantedController, PlantedReporter, standardised_scores
 from metalens.probes.prompts import PROTOCOLS, render
+from metalens.probes.report_sections import sections
 from metalens.probes.reporting import average_reporting, measure_reporting
 from metalens.probes.space import summarize
 from metalens.report import save_json, to_jsonable, write_report
+from metalens.sae.cards import FeatureCard, load_cards, save_cards
 from metalens.sites import resid_post
 
 
@@ -71,13 +73,15 @@ class NeurofeedbackConfig:
     # the residual stream leaving `layer`, and which of its features become axes F{i}, chosen on the fit split.
     sae: str | Path | None = None
     sae_features: str = "active:8,variable:8"
+    cards: bool = True  # a feature card per SAE axis (`metalens.sae.cards`), read from the fit split's sentences
+    card_texts: int = 200  # fit-split sentences the cards read (the first ones): one extra pass over them
     planted_stage: str = "report"
 
     def __post_init__(self):
         self.pcs, self.n_values = tuple(self.pcs), tuple(self.n_values)
         for name, low in (("draws", 1), ("n_test_min", 0), ("control_examples", 1), ("implicit_trials", 1),
                           ("explicit_trials", 1), ("max_new_tokens", 1), ("batch_size", 1), ("seed", 0),
-                          ("max_tokens", 1)):
+                          ("max_tokens", 1), ("card_texts", 1)):
             _check_int(name, getattr(self, name), low)
         if self.max_sentences is not None:
             _check_int("max_sentences", self.max_sentences, 4)
@@ -140,6 +144,7 @@ class NeurofeedbackResult:
 
     data: dict
     axes: Axes | None = field(repr=False, default=None)
+    cards: list[FeatureCard] = field(repr=False, default_factory=list)  # one per SAE axis, in axis order
 
     @property
     def summary(self) -> dict:
@@ -156,23 +161,26 @@ class NeurofeedbackResult:
                 ("Control effect sizes", figures.control_effects(d))]
 
     def save(self, path: str | Path) -> Path:
-        """Write results.json, report.html and axes/ into `path`; returns it."""
+        """Write results.json, report.html, axes/ and (with SAE axes) cards.json into `path`; returns it."""
         out = Path(path)
         save_json(out / "results.json", self.data)
         if self.axes is not None:
             self.axes.save(out / "axes")
-        write_report(out / "report.html", f"Neurofeedback: {self.data['metadata']['model']}", _sections(self),
+        if self.cards:
+            save_cards(self.cards, out / "cards.json")
+        write_report(out / "report.html", f"Neurofeedback: {self.data['metadata']['model']}", sections(self),
                      self.data["metadata"])
         return out
 
     @classmethod
     def load(cls, path: str | Path) -> "NeurofeedbackResult":
-        """Read results.json (and axes/ when present) from a folder written by `save`."""
+        """Read results.json (and axes/, cards.json when present) from a folder written by `save`."""
         out = Path(path)
         if not (out / "results.json").exists():
             raise FileNotFoundError(f"No results.json in {out}: point at a folder written by run_neurofeedback(..., out=DIR).")
         axes = Axes.load(out / "axes") if (out / "axes").exists() else None
-        return cls(read_json(out / "results.json", "neurofeedback results"), axes)
+        cards = load_cards(out / "cards.json") if (out / "cards.json").exists() else []
+        return cls(read_json(out / "results.json", "neurofeedback results"), axes, cards)
 
 
 def _check_int(name: str, value, low: int) -> None:
@@ -233,51 +241,6 @@ def _check_targets(cfg: NeurofeedbackConfig, axes: Axes) -> None:
     check_feature_targets(wanted, axes.names, cfg.sae_features)
 
 
-def _brief(effect: dict) -> dict:
-    return {k: v for k, v in effect.items() if k not in ("d_by_axis", "dz_by_pc", "d_by_pc")}
-
-
-def _sections(result: NeurofeedbackResult) -> list:
-    d, s = result.data, result.summary
-    groups = d["data"].get("n_groups")
-    paper = d.get("protocol", "strict") == "paper"
-    prose = (("Protocol: paper (Ji-An et al., 2025): sentences framed as the model's own assistant replies, labels "
-              "= projection / fit SD split at 0, 2x2 (imposed x flipped labels) control, precision over all PCs. "
-              if paper else "Protocol: strict (metalens). ")
-             + f"Dataset '{d['config']['dataset']}', {d['data']['n_fit']} sentences fit the axes and thresholds, "
-             f"{d['data']['n_pool']} disjoint sentences are shown and tested"
-             + (f" (split by group: near-copies stay on one side; {groups} groups; no prompt holds two items of one group)"
-                if groups is not None else "") + f". Layer {d['config']['layer']}, "
-             f"{d['reporting']['metadata']['format']} prompts. Reportable axes: {s['n_reportable']} of {s['n_axes']}; "
-             + (f"implicitly controllable: {s['n_implicit_controllable']}; explicitly controllable: "
-                f"{s['n_explicit_controllable']} (specific: implicit {s['n_implicit_specific']}, explicit "
-                f"{s['n_explicit_specific']}). " if s.get("control_verdict") is None else
-                f"control: {s['control_verdict']} (label-only shifts with Holm p < alpha: implicit "
-                f"{s.get('n_implicit_shifted')}, explicit {s.get('n_explicit_shifted')}). ")
-             + f"{s['test']}\n\nN on the learning curves is the upper edge of a bin: "
-             "a point at N averages the items that had more examples than the previous N and at most N.")
-    agree = d["data"]["lr_human_agreement"]
-    if agree is not None:
-        split = "split at its decision boundary" if paper else "median split"
-        prose += f" The LR axis' {split} agrees with the human labels on {agree:.1%} of the pool sentences."
-    rows = [{k: v for k, v in r.items()} for r in s["rows"]]
-    figs = result.figures()
-    features = feature_table({"sae": d["axes"].get("sae")})
-    if features:
-        sae = d["axes"]["sae"]
-        prose += (f"\n\nSAE feature axes: {len(features)} features of the SAE at {sae['path']} (site {sae['site']}, "
-                  f"{sae['architecture']}, {sae['d_sae']} features), chosen by '{sae['selection']}' on the fit split only "
-                  f"({'; '.join(f'{k}: {v}' for k, v in sae['rules'].items()) or 'indices given'}). Axis F<i> is feature "
-                  f"i's {sae['direction']}; {sae['projection']}. They share the other axes' reporting and control tests "
-                  "and Holm families.")
-    return [("Summary", prose), ("Axes", rows), *([("SAE feature axes", features)] if features else []),
-            *figs[:2], figs[2], figs[3], figs[4],
-            ("Implicit control effects", [_brief(e) for e in d["implicit"]["effects"]]),
-            ("Explicit control effects", [_brief(e) for e in d["explicit"]["effects"]] if d.get("explicit") else []),
-            ("Example reporting prompt", d["reporting"]["example_prompt"][:3000]),
-            ("Example control prompt", d["implicit"]["example_prompt"][:3000])]
-
-
 def _plant(cfg: NeurofeedbackConfig, axes: Axes, acts, fit, pool) -> PlantedReporter | None:
     """The planted reporter a sensitivity run asks for (None in a published run)."""
     if cfg.planted_axis is None or cfg.planted_stage != "report":
@@ -296,7 +259,7 @@ def _plant_controller(cfg: NeurofeedbackConfig, axes: Axes, acts, fit, layer: in
 def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: str | Path | None = None,
                       progress: bool = True) -> NeurofeedbackResult:
     """Run the paradigm on `model` at `config.layer` (default: the middle block); with `out`, save
-    results.json, report.html and axes/ there."""
+    results.json, report.html, axes/ and (with SAE axes and `config.cards`) cards.json there."""
     if config is not None and not isinstance(config, NeurofeedbackConfig):
         raise TypeError(f"config must be a NeurofeedbackConfig, not {type(config).__name__}: call "
                         "run_neurofeedback(model, NeurofeedbackConfig(layer=9), out=DIR).")
@@ -316,7 +279,7 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
                   progress=progress)
     report_kw = dict(n_values=cfg.n_values, draws=cfg.draws, seed=cfg.seed, n_test_min=cfg.n_test_min,
                      protocol=cfg.protocol, max_tokens=cfg.max_tokens, **common)
-    layer_info = None
+    layer_info, cards = None, []
     if paper:
         # The paper's context: each sentence as the assistant's reply to a fixed user turn, its activation the
         # mean, as the authors' code has it, from after the assistant-turn tag through the end of the prompt
@@ -356,6 +319,10 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
             axes = join_axes(axes, sae_axes(sae, acts[fit], features[fit], cfg.sae_features, source=cfg.sae,
                                             metadata=meta))
         _check_targets(cfg, axes)
+        if sae is not None and cfg.cards:  # one extra pass: which features to describe is known only now
+            card_rows = [int(i) for i in fit[:cfg.card_texts]]
+            cards = axis_cards(model, sae, axes.names, [ds.texts[i] for i in card_rows],
+                               source=f"the first {len(card_rows)} fit-split sentences of '{ds.name}'")
         pool_labels = axes.labels(acts[pool]).numpy()  # [n_pool, n_axes]; thresholds come from the fit split
         reporting = measure_reporting(model, pool_texts, pool_labels, axes.names, plant=_plant(cfg, axes, acts, fit, pool),
                                       **report_kw)
@@ -386,13 +353,15 @@ def run_neurofeedback(model, config: NeurofeedbackConfig | None = None, *, out: 
                                                                          if k.startswith("lr_")},
                  "sae": axes.metadata.get("sae")},
         "layers": layer_info,
+        "cards": {"file": "cards.json", "features": [c.feature for c in cards], "texts": cards[0].corpus,
+                  "dataset_indices": card_rows} if cards else None,
         "reporting": reporting.to_dict(),
         "implicit": implicit.to_dict(),
         "explicit": explicit.to_dict() if explicit else None,
     })
     data["summary"] = to_jsonable(summarize(data))
     data["metadata"]["seconds"] = round(time.time() - start, 1)
-    result = NeurofeedbackResult(data, axes)
+    result = NeurofeedbackResult(data, axes, cards)
     if out is not None:
         result.save(out)
     return result

@@ -81,7 +81,7 @@ class ControlSensitivityConfig(ReportingSensitivityConfig):
 def _planted_run(model, config: ReportingSensitivityConfig, stage: str, strength: float, seed: int):
     """`run_neurofeedback` on `config.neurofeedback` with `seed`, and `config.axis` planted at `strength` in `stage`."""
     cfg = replace(config.neurofeedback, seed=seed, planted_axis=config.axis, planted_strength=float(strength),
-                  planted_stage=stage)
+                  planted_stage=stage, cards=False)  # cards describe features; a planted run reports none
     return run_neurofeedback(model, cfg, progress=False)
 
 
@@ -128,7 +128,8 @@ def _settings(model, config: ReportingSensitivityConfig, what: str, **extra) -> 
     return {"title": f"neurofeedback {what}, {config.axis} planted, {model.name}", "model": model.name,
             "pipeline": "run_neurofeedback", "axis": config.axis, "alpha": ALPHA, **extra,
             "neurofeedback": {k: v for k, v in asdict(config.neurofeedback).items()
-                              if k not in ("seed", "planted_axis", "planted_strength", "planted_stage")
+                              if k not in ("seed", "planted_axis", "planted_strength", "planted_stage", "cards",
+                                           "card_texts")  # cards change no measurement
                               # without an SAE its settings are unused: a run from before them still resumes
                               and not (k.startswith("sae") and config.neurofeedback.sae is None)}}
 

@@ -35,7 +35,7 @@ def vector_path(text: str) -> Path:
     return path
 
 
-FEATURE_ONLY = ("feature", "feature_mode", "feature_select", "feature_unit", "vector_strengths", "no_vector")
+FEATURE_ONLY = ("feature", "feature_mode", "feature_select", "feature_unit", "vector_strengths", "no_vector", "no_cards")
 VECTOR_ONLY = {"vector": "--vector", "gguf": "--gguf", "n_validate": "--n-validate", "layers": "--layers"}
 
 
@@ -59,7 +59,7 @@ def _steer_feature(args) -> None:
                                 vector_strengths=() if args.no_vector else tuple(args.vector_strengths or (1.0, 2.0)),
                                 prompts=metalens.read_texts(args.prompts) if args.prompts else None,
                                 pairs=str(args.pairs) if args.pairs else None, max_new_tokens=args.max_new_tokens,
-                                n_select=args.n_select)
+                                n_select=args.n_select, cards=not args.no_cards)
     pairs_for_rule(find_rule(args.rule), config.pairs)
     sae = _load_feature_sae(args)  # a bad folder or index fails here, not after the model loads
     out = check_out(args.out, "steer")
@@ -68,7 +68,8 @@ def _steer_feature(args) -> None:
     mark_out(out, "steer")
     result = run_steer_feature(model, config, out=out)
     print(result.summary())
-    print(f"wrote {out}/results.json and {out}/report.html" + (f" and {out}/vector/" if result.vector else ""))
+    print(f"wrote {out}/results.json, {out}/report.html" + (f", {out}/cards.json" if result.cards else "")
+          + (f" and {out}/vector/" if result.vector else ""))
 
 
 def _steer(args) -> None:
@@ -230,6 +231,7 @@ def _add_steer(subparsers) -> None:
     f.add_argument("--vector-strengths", type=strength, nargs="+", default=None, metavar="S",
                    help="the vector arm's strengths (default 1 2)")
     f.add_argument("--no-vector", action="store_true", help="no vector arm (needed for an SAE off hook_resid_post)")
+    f.add_argument("--no-cards", action="store_true", help="skip the feature's card (read from the rule's pair texts)")
     p.set_defaults(func=_steer)
 
 

@@ -5,7 +5,7 @@
 # features, chosen on the fit split only. All 18 axes share the reporting tests (own shuffle, other-axes
 # learner, words-only learner) and one Holm family; implicit control on all 18, explicit on LR and PC1.
 # Needs the SAE first: `bash results/sae-gemma/run.sh` writes it to runs/sae-gemma/sae. Run from the repo
-# root. The full run goes to $RUN (ignored by git); results.json and time.txt are copied beside this script.
+# root. The full run goes to $RUN (ignored by git); results.json, cards.json and time.txt are copied beside this script.
 # Estimated ~50 min wall, ~25 min user CPU on the shared 2-core machine (see README.md; not yet measured).
 # SENSITIVITY=1 adds the planted-reporter detection curve on the first selected feature (hours; README.md).
 set -euo pipefail
@@ -23,6 +23,7 @@ fi
   $PY -m metalens.cli neurofeedback --model gemma-3-270m --device cpu --layers 6 --pcs 1 \
     --sae "$SAE" --sae-features active:8,variable:8 --seed 0 --out "$RUN"
 cp "$RUN/results.json" "$OUT/results.json"
+cp "$RUN/cards.json" "$OUT/cards.json"  # the feature cards (also in $RUN/report.html)
 if [ "${SENSITIVITY:-0}" = 1 ]; then
   # The same 18-axis family with the first selected feature pinned by index (each seed draws its own split,
   # so an unpinned feature could drop out), a reporter of it planted at 0, 1 and 2 logits per SD, 2 seeds.

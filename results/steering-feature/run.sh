@@ -5,7 +5,7 @@
 # default at runs/sae-gemma/sae; run that first (about 10 minutes) or point SAE= at its folder.
 # The feature is chosen on the rule's 16 shipped contrastive pairs (largest mean activation on the ocean
 # texts minus the others), never on a prompt; each arm's strength on the first 8 prompts; scores on the
-# other 16. Writes results/steering-feature/{results.json,time.txt}.
+# other 16. Writes results/steering-feature/{results.json,cards.json,time.txt}.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -25,4 +25,5 @@ head -24 steering/data/prompts_heldout.txt > runs/steering/prompts24.txt
     --sae "$SAE" --feature-mode clamp add --feature-select contrast --feature-unit max --strengths 2 4 8 \
     --vector-strengths 1 2 --max-new-tokens 16 --n-select 8 --out "$RUN"
 cp "$RUN/results.json" "$OUT/results.json"
+cp "$RUN/cards.json" "$OUT/cards.json"  # the feature cards (also in $RUN/report.html)
 cat "$OUT/time.txt"

@@ -12,6 +12,7 @@ import torch
 
 from metalens.power import paired_summary
 from metalens.report import save_json, write_report
+from metalens.sae.cards import FeatureCard, feature_cards, load_cards, save_cards
 from metalens.stats import add_holm
 from metalens.steering.feature import MODES, FeatureSteer, decoder_cosines, feature_stats, resid_post_layer
 from metalens.steering.rules.checkers import checker_for
@@ -43,6 +44,7 @@ class FeatureSteerConfig:
     max_new_tokens: int = 24
     max_fluency_cost: float = 1.0  # nats/token a chosen setting may cost
     n_select: int | None = None  # prompts that choose each arm's strength (default: a third); the rest test
+    cards: bool = True  # the feature's card (`metalens.sae.cards`), read from the rule's pair texts
 
     def __post_init__(self):
         self.modes = tuple(self.modes)
@@ -90,6 +92,7 @@ class FeatureSteerResult:
     n_select: int = 0
     n_pairs: int = 0
     vector: SteeringVector | None = None  # the rule's vector at the SAE's block (saved under vector/)
+    cards: list[FeatureCard] = field(default_factory=list)  # the feature's card (saved as cards.json); [] without
     model: dict = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -122,13 +125,18 @@ class FeatureSteerResult:
                 "feature": self.feature, "scale": self.scale, "strengths": self.strengths, "n_pairs": self.n_pairs,
                 "n_select": self.n_select, "n_test": self.n_test, "unsteered": asdict(self.unsteered),
                 "scores": {k: asdict(v) for k, v in self.scores.items()}, "paired": self.paired, "sweep": self.sweep,
-                "ranking": self.ranking, "samples": self.samples, "seconds": self.seconds, "headline": self.headline()}
+                "ranking": self.ranking, "samples": self.samples, "seconds": self.seconds, "headline": self.headline(),
+                "cards": {"file": "cards.json", "features": [c.feature for c in self.cards],
+                          "texts": self.cards[0].corpus} if self.cards else None}
 
     def save(self, out: str | Path) -> Path:
-        """Write `out/results.json`, `out/report.html` and (with a vector arm) `out/vector/`; returns `out`."""
+        """Write `out/results.json`, `out/report.html`, (with a card) `out/cards.json` and (with a vector arm)
+        `out/vector/`; returns `out`."""
         out = Path(out)
         if self.vector is not None:
             self.vector.save(out / "vector")
+        if self.cards:
+            save_cards(self.cards, out / "cards.json")
         save_json(out / "results.json", self.to_dict())
         write_report(out / "report.html", f"Steering by SAE feature {self.feature}: {self.rule.text}", _sections(self),
                      self.model)
@@ -147,7 +155,8 @@ class FeatureSteerResult:
                    scores={k: Score.from_dict(v) for k, v in d["scores"].items()}, paired=d["paired"],
                    sweep=d["sweep"], ranking=d["ranking"], samples=d["samples"], n_select=d["n_select"],
                    n_pairs=d["n_pairs"], vector=SteeringVector.load(out / "vector") if (out / "vector").exists() else None,
-                   model=d["model"], seconds=d["seconds"])
+                   model=d["model"], seconds=d["seconds"],
+                   cards=load_cards(out / "cards.json") if (out / "cards.json").exists() else [])
 
 
 def choose_feature(stats, cosines: torch.Tensor | None, select: str) -> tuple[int, list[dict]]:
@@ -175,7 +184,8 @@ def run_steer_feature(model, config: FeatureSteerConfig, *, out: str | Path | No
     pairs (the texts the vector is trained on; never a prompt). The first `n_select` prompts (default a
     third) choose each arm's strength (highest adherence within the fluency budget, as `run_steer`);
     every reported score is on the rest, with paired tests (each arm minus unsteered, the arms pairwise)
-    Holm-adjusted as one family. With `out`, the result is saved there.
+    Holm-adjusted as one family. The feature's card (`config.cards`: top contexts, logit effect, activation
+    histogram) reads the same pair texts and no prompt. With `out`, the result is saved there.
     """
     from metalens.sae import load_sae
 
@@ -203,6 +213,9 @@ def run_steer_feature(model, config: FeatureSteerConfig, *, out: str | Path | No
     if scale <= 0:
         raise ValueError(f"Feature {feature} never fires on the rule's positive texts, so it has no 'max' unit: "
                          "pass unit='activation' (--feature-unit activation) or choose another feature.")
+    cards = feature_cards(model, sae, [feature], positive + negative, max_length=None, progress=False,
+                          corpus=f"the rule's {len(positive)} positive then {len(negative)} negative pair texts"
+                          ) if config.cards else []  # the texts that chose it (read whole, as the choice read them)
     steers = {mode: FeatureSteer(sae, feature, mode, scale) for mode in config.modes}
     grids = {**{mode: config.strengths for mode in config.modes},
              **({"vector": config.vector_strengths} if config.vector_strengths else {})}
@@ -235,7 +248,7 @@ def run_steer_feature(model, config: FeatureSteerConfig, *, out: str | Path | No
         config=config, rule=spec, site=sae.site, feature=feature, scale=scale, strengths=chosen_strength,
         unsteered=Score.from_dict(base_t), scores={arm: Score.from_dict(r) for arm, r in tested.items()},
         paired=paired, sweep=rows, ranking=ranking, samples=samples, n_select=len(select), n_pairs=len(positive),
-        vector=vector if config.vector_strengths else None,
+        vector=vector if config.vector_strengths else None, cards=cards,
         model=model.metadata(), seconds=time.time() - started)
     if out is not None:
         result.save(out)
@@ -261,5 +274,7 @@ def _sections(result: FeatureSteerResult) -> list:
         ("Selection sweep (selection prompts)", [{k: r[k] for k in ("arm", "strength", "adherence", "low", "high",
                                                                     "fluency_cost")} for r in result.sweep]),
         (f"Top features by the selection rule ({result.config.select})", result.ranking),
+        *[(f"Feature {c.feature}: card (top-activating contexts in {c.corpus}; logit effect through the unembedding; "
+           "histogram of its nonzero activations)", c.figure()) for c in result.cards],
         ("Samples", result.samples[:12]),
     ]

@@ -104,7 +104,9 @@ def test_sensitivity_runs_call_the_published_workflow_with_its_rule(swept):
     assert sens.run_neurofeedback is run_neurofeedback  # the spy is gone; the module calls the public workflow
     assert [(c.seed, c.planted_axis, c.planted_strength, c.planted_stage) for c, _ in calls] == [
         (0, AXIS, 0.0, "control"), (0, AXIS, LARGE, "control")]
-    assert all(replace(c, planted_axis=None, planted_strength=0.0, planted_stage="report") == CFG for c, _ in calls)
+    # the published config but for the plant, and no feature cards (they describe, measure nothing)
+    assert all(replace(c, planted_axis=None, planted_strength=0.0, planted_stage="report", cards=CFG.cards) == CFG
+               and not c.cards for c, _ in calls)
     for (config, res), run in zip(calls, result.runs):
         # The published verdict, recomputed from the effects: the 2x2 design's Holm p below alpha.
         effects = res.data["implicit"]["effects"]

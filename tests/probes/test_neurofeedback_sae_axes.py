@@ -209,3 +209,81 @@ def test_cli_runs_feature_axes_and_refuses_another_layer_before_loading_the_mode
     data = json.loads((tmp_path / "ok" / "results.json").read_text())
     assert [n[0] for n in data["axes"]["names"]] == ["P", "L", "F", "F"]
     assert data["axes"]["sae"]["selection"] == "variable:2" and data["axes"]["sae"]["path"] == str(folder)
+
+
+def _scored_tokens(model, texts) -> int:
+    """Tokens a card scores over `texts`: every token but a leading BOS."""
+    bos = model.tokenizer.bos_token_id
+    return sum(len(ids) - (bos is not None and ids[0] == bos) for ids in model.tokenizer(texts)["input_ids"])
+
+
+def test_every_feature_axis_has_a_card_read_from_the_fit_split_with_the_unembedding_logit_effect(pc_sae_run, tiny_llama):
+    from metalens.sae.cards import load_cards, logit_effect
+
+    result, out, folder = pc_sae_run
+    data = json.loads((out / "results.json").read_text())
+    features = [int(n[1:]) for n in data["axes"]["names"] if n.startswith("F")]
+    assert data["cards"]["features"] == features == [c.feature for c in load_cards(out / "cards.json")]
+    html = (out / "report.html").read_text()
+    assert all(f"Feature card: F{f} " in html for f in features)
+    fit, pool = data["data"]["fit_indices"], data["data"]["pool_indices"]
+    rows = data["cards"]["dataset_indices"]
+    assert rows == fit  # fewer fit sentences than card_texts (200): all of them, none tested
+    ds, _, _, _ = prepare_data(NeurofeedbackConfig(**SMALL), tiny_llama.d_model)
+    texts = [ds.texts[i] for i in rows]
+    sae = metalens.sae.load_sae(folder)
+    effect = logit_effect(tiny_llama, sae, features)  # [n_features, vocab]
+    tok = tiny_llama.tokenizer
+    for j, card in enumerate(result.cards):
+        assert card.n_tokens == _scored_tokens(tiny_llama, texts)
+        top = effect[j].topk(len(card.top_tokens))
+        assert [t["id"] for t in card.top_tokens] == top.indices.tolist()
+        assert [t["value"] for t in card.top_tokens] == pytest.approx(top.values.tolist(), rel=1e-5, abs=1e-6)
+        assert card.contexts, f"F{card.feature} fires on no fit-split token"
+        for c in card.contexts:  # each context's token is that fit sentence's token at that position
+            assert rows[c["text"]] in fit and rows[c["text"]] not in pool
+            assert tok.decode([tok(texts[c["text"]])["input_ids"][c["position"]]]) == c["token"]
+    back = type(result).load(out)
+    assert [c.to_dict() for c in back.cards] == [c.to_dict() for c in result.cards]
+
+
+def test_no_sentence_outside_the_cards_texts_reaches_a_card(tiny_llama, tmp_path):
+    """Two datasets alike but for their pool sentences (one full of a marker) give the same cards, none
+    showing the marker; `card_texts` caps the fit sentences read."""
+    cfg = NeurofeedbackConfig(**SMALL)
+    ds, fit, pool, _ = prepare_data(cfg)
+    rows = [{"text": t, "label": int(y), "group": g} for t, y, g in zip(ds.texts, ds.labels, ds.groups)]
+    marked = [dict(r, text=("zz qq xx " * 6) + str(i)) if i in set(pool.tolist()) else r for i, r in enumerate(rows)]
+    folder = random_sae(seed=2).save(tmp_path / "sae")
+    runs = []
+    for name, data in (("a.jsonl", rows), ("b.jsonl", marked)):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in data))
+        run = NeurofeedbackConfig(**{**SMALL, "max_sentences": None, "dataset": tmp_path / name, "implicit_targets":
+                                     ("PC1",)}, sae=folder, sae_features="active:3", card_texts=7)
+        runs.append(run_neurofeedback(tiny_llama, run, progress=False))
+    a, b = runs
+    assert a.data["cards"]["dataset_indices"] == fit[:7].tolist() == b.data["cards"]["dataset_indices"]
+    same = [[{k: v for k, v in c.to_dict().items() if k != "corpus"} for c in run.cards] for run in runs]  # corpus: its name
+    assert len(a.cards) == 3 and same[0] == same[1]
+    assert a.cards[0].n_tokens == _scored_tokens(tiny_llama, [ds.texts[i] for i in fit[:7]])
+    shown = " ".join("".join(c["left"] + [c["token"]] + c["right"]) for card in b.cards for c in card.contexts)
+    assert shown and "qq" not in shown
+
+
+def test_cards_can_be_turned_off_and_their_flags_need_an_sae(tiny_llama, tmp_path):
+    from metalens.cli import build_parser
+    from metalens.probes.cli import neurofeedback_config
+
+    folder = random_sae().save(tmp_path / "sae")
+    parser = build_parser()
+    base = ["neurofeedback", "--model", "x", "--out", "o"]
+    cfg = neurofeedback_config(parser.parse_args([*base, "--sae", str(folder), "--card-texts", "50"]))
+    assert cfg.cards and cfg.card_texts == 50
+    assert not neurofeedback_config(parser.parse_args([*base, "--sae", str(folder), "--no-cards"])).cards
+    for flags in (["--no-cards"], ["--card-texts", "5"]):
+        with pytest.raises(ValueError, match="add --sae DIR"):
+            neurofeedback_config(parser.parse_args([*base, *flags]))
+    result = run_neurofeedback(tiny_llama, NeurofeedbackConfig(**SMALL, sae=folder, sae_features="active:2", cards=False),
+                               out=tmp_path / "run", progress=False)
+    assert result.cards == [] and result.data["cards"] is None and not (tmp_path / "run" / "cards.json").exists()
+    assert "Feature card" not in (tmp_path / "run" / "report.html").read_text()

@@ -66,7 +66,8 @@ def test_sensitivity_runs_call_the_published_workflow_with_its_rule(swept):
     result, calls, _ = swept
     assert sens.run_neurofeedback is run_neurofeedback  # the spy is gone; the module calls the public workflow
     assert [(c.seed, c.planted_axis, c.planted_strength) for c, _ in calls] == [(0, "PC1", 0.0), (0, "PC1", LARGE)]
-    assert all(replace(c, planted_axis=None, planted_strength=0.0) == CFG for c, _ in calls)
+    # the published config but for the plant, and no feature cards (they describe, measure nothing)
+    assert all(replace(c, planted_axis=None, planted_strength=0.0, cards=CFG.cards) == CFG and not c.cards for c, _ in calls)
     for (config, res), run in zip(calls, result.runs):
         tests = {t["axis"]: t for t in res.data["reporting"]["tests"]}
         published = [a for a, t in tests.items() if is_reportable(t, res.summary["alpha"])]

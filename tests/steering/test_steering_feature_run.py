@@ -54,6 +54,47 @@ def test_the_planted_feature_is_chosen_and_every_arm_is_scored_on_the_same_test_
     assert (tmp_path / "run" / "report.html").exists()
 
 
+def test_the_chosen_feature_has_a_card_read_from_the_rule_pairs_alone(tiny_gemma, sae_dir, tmp_path):
+    from metalens.sae import load_cards, load_sae, logit_effect
+
+    marked = [p + " qq" for p in PROMPTS]  # a marker the prompts carry and the pairs do not
+    config = FeatureSteerConfig("ocean", str(sae_dir), strengths=(1.0,), vector_strengths=(), prompts=marked,
+                                n_select=2, max_new_tokens=2)
+    result = run_steer_feature(tiny_gemma, config, out=tmp_path / "run", progress=False)
+    positive, negative, _ = pairs_for_rule("ocean")
+    texts = positive + negative
+    [card] = result.cards
+    assert card.feature == result.feature == 11 and result.to_dict()["cards"]["features"] == [11]
+    effect = logit_effect(tiny_gemma, load_sae(sae_dir), [11])[0]  # [vocab]
+    top = effect.topk(len(card.top_tokens))
+    assert [t["id"] for t in card.top_tokens] == top.indices.tolist()
+    assert [t["value"] for t in card.top_tokens] == pytest.approx(top.values.tolist(), rel=1e-5, abs=1e-6)
+    tok, bos = tiny_gemma.tokenizer, tiny_gemma.tokenizer.bos_token_id
+    ids = tok(texts)["input_ids"]
+    assert card.n_tokens == sum(len(row) - (bos is not None and row[0] == bos) for row in ids)  # pairs, no prompt
+    assert card.contexts and all(tok.decode([ids[c["text"]][c["position"]]]) == c["token"] for c in card.contexts)
+    assert not any("qq" in "".join(c["left"] + [c["token"]] + c["right"]) for c in card.contexts)
+    assert card.max_activation == pytest.approx(result.scale)  # the 'max' unit: its largest on a positive text
+    assert [c.to_dict() for c in load_cards(tmp_path / "run" / "cards.json")] == [card.to_dict()]
+    assert "Feature 11: card" in (tmp_path / "run" / "report.html").read_text()
+    assert FeatureSteerResult.load(tmp_path / "run").cards[0].to_dict() == card.to_dict()
+
+
+def test_the_cli_writes_the_card_unless_told_not_to(tiny_gemma, sae_dir, tmp_path, monkeypatch):
+    import json
+
+    from metalens.cli import main
+
+    monkeypatch.setattr(metalens, "load_model", lambda name, device=None, dtype=None: tiny_gemma)
+    (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
+    argv = ["steer", "--model", "tiny", "--rule", "ocean", "--sae", str(sae_dir), "--no-vector", "--strengths", "1",
+            "--prompts", str(tmp_path / "prompts.txt"), "--n-select", "2", "--max-new-tokens", "2"]
+    assert main([*argv, "--out", str(tmp_path / "on")]) == 0 and main([*argv, "--no-cards", "--out", str(tmp_path / "off")]) == 0
+    assert json.loads((tmp_path / "on" / "results.json").read_text())["cards"]["features"] == [11]
+    assert json.loads((tmp_path / "off" / "results.json").read_text())["cards"] is None
+    assert (tmp_path / "on" / "cards.json").exists() and not (tmp_path / "off" / "cards.json").exists()
+
+
 def test_the_vector_arm_scores_as_run_steer_scores_the_same_vector(tiny_gemma, sae_dir):
     common = dict(prompts=PROMPTS, n_select=2, max_new_tokens=3)
     feature = run_steer_feature(tiny_gemma, FeatureSteerConfig("ocean", str(sae_dir), vector_strengths=(2.0,),
@@ -102,6 +143,7 @@ def test_the_cli_refuses_an_sae_of_another_width(tiny_gemma, tmp_path, capsys, m
 @pytest.mark.parametrize("argv, says", [
     (["--feature", "3"], "--feature steer by an SAE feature: add --sae"),
     (["--feature-mode", "add"], "--feature-mode steer by an SAE feature"),
+    (["--no-cards"], "--no-cards steer by an SAE feature"),
     (["--sae", "{sae}", "--rounds", "1"], "--rounds belong to vector steering"),
     (["--sae", "{sae}", "--layers", "1"], "--layers belong to vector steering"),
     (["--sae", "{sae}", "--no-vector", "--vector-strengths", "1"], "give one of them"),
