@@ -11,8 +11,9 @@ from pathlib import Path
 from metalens.tasks.arithmetic import LEVELS
 
 from metalens.options import (add_data_arg, add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out,
-                              existing_dir, float_range, int_range, load_model_from_args, mark_out, nonneg_float,
-                              nonneg_int, positive_float, positive_int)
+                              existing_dir, float_range, int_range, load_model_from_args, mark_out, nonneg_int,
+                              positive_float, positive_int)
+from metalens.sensitivity_cli import add_sweep_args, print_sweep
 
 LEVEL = int_range(min(LEVELS), max(LEVELS))  # arithmetic difficulty levels
 LEVELS_HELP = f"arithmetic difficulty levels ({min(LEVELS)}-{max(LEVELS)})"
@@ -209,9 +210,7 @@ def _sensitivity_atlas(args) -> None:
     if args.family:
         family_profiles(args.family, model.name)
     mark_out(out, "sensitivity-atlas")
-    result = run_atlas_sensitivity(model, config, out=out)
-    print("\n".join(result.summary_lines()))
-    print(f"wrote {out / 'results.json'}")
+    print_sweep(run_atlas_sensitivity(model, config, out=out), out)
 
 
 def register_sensitivity(subparsers) -> None:
@@ -222,15 +221,13 @@ def register_sensitivity(subparsers) -> None:
     p = subparsers.add_parser("atlas", help="plant a monitor of correctness in one stated signal at several strengths "
                               "and count how often run_atlas calls it (and the others) different from chance")
     add_model_args(p)
-    add_out_arg(p, help="output directory for results.json, report.html, runs/ and unplanted/ (rerun to resume)")
+    add_sweep_args(p, strengths=DEFAULT_STRENGTHS, seeds_help="atlas seeds", out_holds="runs/ and unplanted/",
+                   strengths_help="planted strengths in logits of confident-minus-unconfident option difference per "
+                   "SD of the driver (0 = unplanted)")
     p.add_argument("--signal", choices=list(SIGNALS), default="confidence",
                    help="the follow-up whose options the monitor drives (default confidence)")
     p.add_argument("--driver", choices=list(DRIVERS), default="probe",
                    help="probe: the atlas's held-out correctness probe (default); correct: the true correctness")
-    p.add_argument("--strengths", type=nonneg_float, nargs="+", default=list(DEFAULT_STRENGTHS), metavar="S",
-                   help="planted strengths in logits of confident-minus-unconfident option difference per SD of the "
-                   "driver (0 = unplanted)")
-    p.add_argument("--seeds", type=int_range(1, 1000), default=3, help="atlas seeds (0..K-1; default 3)")
     p.add_argument("--family", type=existing_dir, default=None, metavar="DIR",
                    help="a saved atlas (`metalens atlas --out DIR`) whose other models join the Holm family")
     p.add_argument("--quick", action="store_true", help="the atlas's quick sizes (24 items, 300 resamples)")

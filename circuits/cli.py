@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from metalens.options import (add_data_arg, add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out,
-                              existing_dir, existing_file, int_range, load_model_from_args, mark_out, nonneg_float,
-                              nonneg_int, positive_int)
+                              existing_dir, existing_file, int_range, load_model_from_args, mark_out, nonneg_int,
+                              positive_int)
+from metalens.sensitivity_cli import add_sweep_args, print_sweep
 from metalens.stats import bounds_text
 
 
@@ -267,10 +268,8 @@ def _sensitivity_emergent(args) -> None:
     if config.heads:
         check_heads(model, config.heads)
     mark_out(out, "sensitivity-emergent-heads")
-    result = run_emergent_heads_sensitivity(model, config, out=out)
-    print("\n".join(result.summary_lines()))
     where = "the planted heads" if config.plant == "heads" else "the MLPs of the planted heads' blocks (control)"
-    print(f"planted in {where}; wrote {out / 'results.json'}")
+    print_sweep(run_emergent_heads_sensitivity(model, config, out=out), out, f"planted in {where}")
 
 
 def register_sensitivity(subparsers) -> None:
@@ -281,16 +280,13 @@ def register_sensitivity(subparsers) -> None:
                               "model at several strengths and count how often run_emergent_heads names and validates "
                               "them (--plant mlp: the MLP-only control)")
     add_model_args(p)
-    add_out_arg(p, help="output directory for results.json, report.html and runs/ (rerun to resume)")
+    add_sweep_args(p, strengths=DEFAULT_STRENGTHS, strengths_help="planted strengths in mean output norms of the "
+                   "carrier, written toward each prompt's answer (0 = unplanted)")
     p.add_argument("--task", default="arithmetic", type=task_arg)
     p.add_argument("--plant", default="heads", choices=["heads", "mlp"],
                    help="heads: the planted heads carry the change; mlp: the MLPs of their blocks do (the control)")
     p.add_argument("--heads", type=head_arg, nargs="+", default=None, metavar="L.H",
                    help="the planted heads (default: two drawn per seed outside the base circuit)")
-    p.add_argument("--strengths", type=nonneg_float, nargs="+", default=list(DEFAULT_STRENGTHS), metavar="S",
-                   help="planted strengths in mean output norms of the carrier, written toward each prompt's answer "
-                   "(0 = unplanted)")
-    p.add_argument("--seeds", type=int_range(1, 1000), default=3, help="seeds per strength (0..K-1; default 3)")
     p.add_argument("--n", type=positive_int, default=12, help="prompt pairs that pick the heads")
     p.add_argument("--n-test", type=positive_int, default=12, help="other prompt pairs the checks run on")
     p.add_argument("--metric", default=None, choices=["logit_diff", "logprob", "kl", "prob_diff"],

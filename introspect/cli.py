@@ -12,6 +12,7 @@ import math
 from metalens.options import (add_model_args, add_out_arg, add_seed_arg, check_out, existing_dir, existing_file,
                               float_range, int_range, load_model_from_args, mark_out, nonneg_float, nonneg_int,
                               out_path, positive_float, positive_int, probability)
+from metalens.sensitivity_cli import add_sweep_args, print_sweep
 from metalens.stats import bounds_text
 from metalens.tasks.arithmetic import LEVELS
 
@@ -203,8 +204,6 @@ def _rollouts(args) -> None:
 
 
 def _sensitivity(args) -> None:
-    from pathlib import Path
-
     from metalens.introspect.heads.bins import BinSpec, geometric_edges
     from metalens.introspect.sensitivity import (LabelNoiseSensitivityConfig, check_store,
                                                  run_label_noise_sensitivity)
@@ -219,9 +218,7 @@ def _sensitivity(args) -> None:
     check_store(config)  # finished, unplanted, enough held-out units: refused before the model loads
     model = load_model_from_args(args)
     mark_out(args.out, "sensitivity-ziprc")
-    result = run_label_noise_sensitivity(model, config, out=args.out)
-    print("\n".join(result.summary_lines()))
-    print(f"wrote {Path(args.out) / 'results.json'} and report.html")
+    print_sweep(run_label_noise_sensitivity(model, config, out=args.out), args.out)
 
 
 def register_sensitivity(subparsers) -> None:
@@ -232,13 +229,10 @@ def register_sensitivity(subparsers) -> None:
     add_model_args(sz)
     sz.add_argument("--rollouts", type=existing_dir, required=True,
                     help="a finished rollout store (`introspect rollouts`, or a train run's rollouts/ folder)")
-    add_out_arg(sz, help="output directory for results.json, report.html, runs/ and the store's hidden states "
-                         "(rerun to resume)")
-    sz.add_argument("--strengths", type=probability, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0],
-                    help="label reliabilities 1 - 2 x flip share, each in [0, 1] (0: coin-flip labels, the null; "
-                         "1: the graded rewards as published)")
-    sz.add_argument("--seeds", type=int_range(1, 1000), default=5,
-                    help="seeds per strength (0..K-1), each flipping other samples (default 5)")
+    add_sweep_args(sz, strengths=(0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0), strength_type=probability, seeds=5,
+                   seeds_help="seeds per strength, each flipping other samples", out_holds="runs/ and the store's "
+                   "hidden states", strengths_help="label reliabilities 1 - 2 x flip share, each in [0, 1] (0: "
+                   "coin-flip labels, the null; 1: the graded rewards as published)")
     sz.add_argument("--steps", type=positive_int, default=100, help="L-BFGS iterations of each head fit")
     sz.add_argument("--length-bins", default="fitted", choices=["geometric", "fitted"],
                     help="length-bin edges (default fitted, as results/ziprc-gemma)")

@@ -6,8 +6,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from metalens.options import (add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out, existing_dir,
-                              existing_file, int_list, int_range, load_model_from_args, mark_out, nonneg_float,
-                              positive_int)
+                              existing_file, int_list, int_range, load_model_from_args, mark_out, positive_int)
+from metalens.sensitivity_cli import add_sweep_args, print_sweep
 
 _PATH_HELP = ("a path: metalens JSONL (text,label), ETHICS commonsense CSV (label,input,is_short,edited; short rows), "
               "true/false CSV (statement,label) or model-written-evaluations JSONL (question, answer_[not_]matching_behavior)")
@@ -171,9 +171,7 @@ def _sensitivity(args) -> None:
     model = load_model_from_args(args)
     mark_out(args.out, kind)
     run = run_control_sensitivity if control else run_reporting_sensitivity
-    result = run(model, config, out=args.out)
-    print("\n".join(result.summary_lines()))
-    print(f"wrote {Path(args.out) / 'results.json'}")
+    print_sweep(run(model, config, out=args.out), args.out)
 
 
 def _add_neurofeedback_flags(nf) -> None:
@@ -219,7 +217,10 @@ def register_sensitivity(subparsers) -> None:
                                                      "at several strengths and count how often run_neurofeedback calls "
                                                      "it (and others) reportable (controllable)")
     _add_neurofeedback_flags(sn)
-    add_out_arg(sn, help="output directory for results.json, report.html and runs/ (rerun to resume)")
+    add_sweep_args(sn, strengths=None, strengths_help="planted strengths (0 = unplanted); report: logits of label "
+                   "difference per SD of the axis projection (default 0 0.25 0.5 1 2); control: SDs of the axis "
+                   "projection added to each measured token, + toward the side the 2x2 design asks for (default 0 "
+                   "0.001 0.01 0.1 1)")
     sn.add_argument("--stage", choices=["report", "control"], default="report",
                     help="report (default): plant a reporter in the reporting stage; control: plant a controller in "
                          "the 2x2 control stage (needs --protocol paper)")
@@ -228,11 +229,6 @@ def register_sensitivity(subparsers) -> None:
                          "default to every axis, the other stage runs at its smallest)")
     sn.add_argument("--axis", default="PC1", help="the axis the planted reporter reports / controller controls "
                                                   "(PC1, PC8, LR, ...)")
-    sn.add_argument("--strengths", type=nonneg_float, nargs="+", default=None,
-                    help="planted strengths (0 = unplanted); report: logits of label difference per SD of the axis "
-                         "projection (default 0 0.25 0.5 1 2); control: SDs of the axis projection added to each "
-                         "measured token, + toward the side the 2x2 design asks for (default 0 0.001 0.01 0.1 1)")
-    sn.add_argument("--seeds", type=int_range(1, 1000), default=3, help="seeds per strength (0..K-1; default 3)")
     sn.set_defaults(func=_sensitivity, seed=None)
 
 

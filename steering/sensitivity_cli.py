@@ -2,8 +2,9 @@
 checks (`metalens.sensitivity`), each checking its inputs and every seed's split before the model loads."""
 from __future__ import annotations
 
-from metalens.options import (add_data_arg, add_layers_arg, add_model_args, add_out_arg, check_out, float_range,
-                              int_range, load_model_from_args, mark_out, nonneg_float, nonneg_int, positive_int)
+from metalens.options import (add_data_arg, add_layers_arg, add_model_args, check_out, float_range, load_model_from_args,
+                              mark_out, nonneg_int, positive_int)
+from metalens.sensitivity_cli import add_sweep_args, print_sweep
 from metalens.steering.cli import strength
 from metalens.steering.vector import MAX_STRENGTH
 
@@ -30,9 +31,7 @@ def _sensitivity_steer_ab(args) -> None:
     model = load_model_from_args(args)
     layer = plant_layer(model, config)
     mark_out(out, "sensitivity-steer-ab")
-    result = run_steer_ab_sensitivity(model, config, out=out)
-    print("\n".join(result.summary_lines()))
-    print(f"planted at block {layer}; wrote {out / 'results.json'}")
+    print_sweep(run_steer_ab_sensitivity(model, config, out=out), out, f"planted at block {layer}")
 
 
 def register_sensitivity(subparsers) -> None:
@@ -42,16 +41,13 @@ def register_sensitivity(subparsers) -> None:
     p = subparsers.add_parser("steer-ab", help="plant a steerable behaviour at several strengths and count how often "
                               "run_steer_ab claims steerability (and in which direction)")
     add_model_args(p)
-    add_out_arg(p, help="output directory for results.json, report.html and runs/ (rerun to resume)")
+    add_sweep_args(p, strengths=DEFAULT_STRENGTHS, strengths_help="planted strengths in logits of matching-minus-other "
+                   "per unit of steering strength along the planted direction (0 = unplanted)")
     add_data_arg(p, required=True, help="model-written-evaluations JSONL; each seed relabels its items at random")
     add_layers_arg(p, help="steer-ab's candidate layers", default_note="4 spread out, model.default_layers(4)")
     p.add_argument("--plant-layer", type=nonneg_int, default=None, metavar="L",
                    help="the block carrying the planted behaviour, one of the candidate layers and not the last "
                    "(default: the middle candidate)")
-    p.add_argument("--strengths", type=nonneg_float, nargs="+", default=list(DEFAULT_STRENGTHS), metavar="S",
-                   help="planted strengths in logits of matching-minus-other per unit of steering strength along the "
-                   "planted direction (0 = unplanted)")
-    p.add_argument("--seeds", type=int_range(1, 1000), default=3, help="seeds per strength (0..K-1; default 3)")
     p.add_argument("--max-items", type=positive_int, default=None, help="use a seeded sample of this many items")
     p.add_argument("--steer-strengths", type=strength, nargs="+", metavar="S",
                    default=[-0.5, -0.3, -0.2, -0.1, -0.05, 0, 0.05, 0.1, 0.2, 0.3, 0.5],
@@ -87,9 +83,7 @@ def _sensitivity_mentor(args) -> None:
     out = check_out(args.out, "sensitivity-mentor")
     model = load_model_from_args(args)
     mark_out(out, "sensitivity-mentor")
-    result = run_mentor_sensitivity(model, config, out=out)
-    print("\n".join(result.summary_lines()))
-    print(f"topic rule '{config.rule}'; wrote {out / 'results.json'}")
+    print_sweep(run_mentor_sensitivity(model, config, out=out), out, f"topic rule '{config.rule}'")
 
 
 def register_mentor_sensitivity(subparsers) -> None:
@@ -100,14 +94,12 @@ def register_mentor_sensitivity(subparsers) -> None:
                               "steering strengths and count how often its retrieved condition lowers attack success "
                               "against no_rules")
     add_model_args(p)
-    add_out_arg(p, help="output directory for results.json, report.html and runs/ (rerun to resume)")
+    add_sweep_args(p, strengths=DEFAULT_STRENGTHS, strength_type=float_range(0, MAX_STRENGTH),
+                   seeds_help="split seeds per strength", strengths_help="MENTOR steering strengths (multiples of the "
+                   "retrieved rules' vector sum; 0 = unsteered), each run as run_mentor's one-value strength grid")
     add_layers_arg(p, help="the one block to steer", allow_all=False, default_note="the middle block")
     p.add_argument("--rule", default="ocean", help="a shipped topic rule with keywords (ocean, space, food, cheerful; "
                    "default ocean): its held-out prompts are the queries, its keywords what a reply must hold")
-    p.add_argument("--strengths", type=float_range(0, MAX_STRENGTH), nargs="+", default=list(DEFAULT_STRENGTHS),
-                   metavar="S", help="MENTOR steering strengths (multiples of the retrieved rules' vector sum; 0 = "
-                   "unsteered), each run as run_mentor's one-value strength grid")
-    p.add_argument("--seeds", type=int_range(1, 1000), default=3, help="split seeds per strength (0..K-1; default 3)")
     p.add_argument("--rounds", type=nonneg_int, default=2, help="self-evolution rounds (checker assessor; default 2, "
                    "as the published run: a Holm family of 5 comparisons)")
     p.add_argument("--top-k", type=positive_int, default=2, help="rules retrieved per query")
