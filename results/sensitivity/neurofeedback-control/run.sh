@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sensitivity of neurofeedback control (issue #29, pipeline 2) on gemma-3-270m: a controller of PC1
-# planted in the 2x2 flip control stage at strengths 0 (unplanted), 0.0003, 0.001, 0.003 and 0.01 SDs
+# planted in the 2x2 flip control stage at strengths 0 (unplanted), 0.001 and 0.01 SDs
 # of the PC1 projection per measured token (toward the side the design asks for; 2x2 effect = 2 x
 # strength SDs; a one-trial probe put the test's MDE near 0.001), 3 seeds each, through `run_neurofeedback` under the paper protocol (the only design
 # that calls an axis controllable), --quick data sizes (`moral`, 120 sentences, PC1, PC8, LR at layer
@@ -19,7 +19,7 @@ rm -f "$OUT/time.txt"
   -a -o "$OUT/time.txt" \
   $PY -m metalens.cli sensitivity neurofeedback --stage control --protocol paper --model gemma-3-270m --device cpu \
   --quick --layers 9 --axis PC1 --implicit-trials 8 --control-examples 16 \
-  --strengths 0 0.0003 0.001 0.003 0.01 --seeds 3 --out "$run"
+  --strengths 0 0.001 0.01 --seeds 3 --out "$run"
 cp "$run/results.json" "$OUT/results.json"
 rm -rf "$OUT/runs" && cp -r "$run/runs" "$OUT/runs"
 cat "$OUT/time.txt"
