@@ -39,9 +39,11 @@ DETECTION_RULE = ("run_emergent_heads (as published: EAP-IG circuits on the pick
                   "pairs, mean > 0, p < 0.05), and the difference in differences (its damage in the post-trained "
                   "minus in the base model, paired t) is > 0 with p < 0.05. Both must pass: a conjunction of tests "
                   "each at alpha is itself at alpha (intersection-union), so no multiplicity correction")
-FALSE_POSITIVE_RULE = ("a validated emergent group (both checks pass) that names any head outside the planted ones: at "
-                       "strength 0 and in the MLP-only control (plant=mlp) no head is planted, so any validated "
-                       "emergent head counts")
+FALSE_POSITIVE_RULE = ("in the MLP-only control (plant=mlp) at strength > 0, a validated emergent group (both checks "
+                       "pass): no head carries the plant, so any validated emergent head counts. Not counted (the run "
+                       "cannot show one): strength 0, where the post-trained copy is the base model bit for bit, and "
+                       "plant=heads runs, where heads beside the planted ones sit in a group the checks validate as a "
+                       "whole, not one by one (kept as `extra` in each run's details)")
 
 
 @dataclass
@@ -94,7 +96,8 @@ def validation(result, alpha: float = ALPHA) -> dict:
 def judge(result, planted, plant: str = "heads", alpha: float = ALPHA) -> Trial:
     """A trial's verdict from an `EmergentResult` (see `DETECTION_RULE`, `FALSE_POSITIVE_RULE`).
 
-    `planted`: the heads carrying the plant ([] at strength 0); with plant="mlp" no head carries it.
+    `planted`: the heads carrying the plant ([] at strength 0); with plant="mlp" no head carries it, and
+    `planted` only says something was planted (in their blocks' MLPs).
     """
     check = validation(result, alpha)
     carriers = set(map(tuple, planted)) if plant == "heads" else set()
@@ -103,7 +106,8 @@ def judge(result, planted, plant: str = "heads", alpha: float = ALPHA) -> Trial:
     extra = sorted(named - carriers) if check["validated"] else []
     details = {**check, "planted": sorted(carriers), "extra": extra, "emergent": [list(h) for h in result.emergent],
                "planted_named": sorted(set(map(tuple, planted)) & named)}
-    return Trial(detected=detected, false_positive=bool(extra), details=details)
+    false_positive = check["validated"] if plant == "mlp" and planted else None
+    return Trial(detected=detected, false_positive=false_positive, details=details)
 
 
 def planted_copy(model):

@@ -223,13 +223,15 @@ def _sensitivity(args) -> None:
 
 def register_sensitivity(subparsers) -> None:
     """Add `ziprc` under `metalens sensitivity`: the reward head's detection curve against label reliability."""
+    from metalens.introspect.sensitivity import DEFAULT_STRENGTHS
+
     sz = subparsers.add_parser("ziprc", help="train and evaluate the reward head on a rollout store with a known "
                                              "share of labels flipped, and count how often it is said to read "
                                              "correctness")
     add_model_args(sz)
     sz.add_argument("--rollouts", type=existing_dir, required=True,
                     help="a finished rollout store (`introspect rollouts`, or a train run's rollouts/ folder)")
-    add_sweep_args(sz, strengths=(0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0), strength_type=probability, seeds=5,
+    add_sweep_args(sz, strengths=DEFAULT_STRENGTHS, strength_type=probability, seeds=5,
                    seeds_help="seeds per strength, each flipping other samples", out_holds="runs/ and the store's "
                    "hidden states", strengths_help="label reliabilities 1 - 2 x flip share, each in [0, 1] (0: "
                    "coin-flip labels, the null; 1: the graded rewards as published)")

@@ -39,8 +39,8 @@ DETECTION_RULE = ("the head reads correctness on held-out questions: over all he
                   "(planted) labels")
 FALSE_POSITIVE_RULE = ("at strength 0 (coin-flip labels that ignore the samples: nothing to read) the head called "
                        "reading correctness by the same rule. Only strength-0 runs can be false positives (the "
-                       "pipeline makes no other claim), so the share over all runs is diluted by the planted ones: "
-                       "the null's own rate is the strength-0 row of the detection curve")
+                       "pipeline makes no other claim): the others are left out of the share, which is then the "
+                       "strength-0 row of the detection curve")
 
 
 def _above_zero(value) -> bool:
@@ -160,7 +160,7 @@ def label_noise_trial(model, config: LabelNoiseSensitivityConfig, strength: floa
         p_head = trained.head.spec.p_correct(trained.head.probs_from_hidden(model, test.hidden)).numpy()
         planted = read_planted(store)
     detected = reads_correctness(everywhere)
-    false_positive = strength == 0 and detected
+    false_positive = detected if strength == 0 else None
     labels = [x for r in records for x in r["rewards"]]
     agree = [a == b for r, g in zip(records, graded) for a, b in zip(r["rewards"], g["rewards"])]
     chance, gap = everywhere["head_above_chance"], everywhere["head_vs_shuffled"]

@@ -33,10 +33,14 @@ RESULT_KEYS = ("detection", "false_positive_share", "false_positive_low", "false
 @dataclass
 class Trial:
     """One (strength, seed) run: was the planted effect detected, was anything unplanted called, and
-    whatever the area wants kept (JSON-ready `details`)."""
+    whatever the area wants kept (JSON-ready `details`).
+
+    `false_positive=None` says the run cannot show one by design (e.g. a strength-0 run whose outputs
+    equal the comparison it is judged against): it is left out of the false-positive share, so runs
+    that could never count do not dilute it."""
 
     detected: bool
-    false_positive: bool
+    false_positive: bool | None
     details: dict = field(default_factory=dict)
 
 
@@ -45,16 +49,17 @@ class SensitivityResult:
     """Detection curve, false-positive share and minimal detectable strength of one pipeline.
 
     `detection` rows: {strength, detected_share, low, high, n_seeds} (Wilson 95 % intervals over seeds).
-    `false_positive_share` is over every run (all strengths and seeds) with its Wilson interval
-    [`false_positive_low`, `false_positive_high`] over `false_positive_n` runs. `min_detectable_strength`:
+    `false_positive_share` is over the runs that could show one (all strengths and seeds, less those whose
+    trial said None) with its Wilson interval [`false_positive_low`, `false_positive_high`] over
+    `false_positive_n` runs (0 runs: share and bounds None). `min_detectable_strength`:
     the smallest strength > 0 detected in >= 80 % of seeds (None if none). `runs` holds each trial's
     record (saved under runs/, not in results.json).
     """
 
     detection: list[dict]
-    false_positive_share: float
-    false_positive_low: float
-    false_positive_high: float
+    false_positive_share: float | None
+    false_positive_low: float | None
+    false_positive_high: float | None
     false_positive_n: int
     min_detectable_strength: float | None
     strength_unit: str
@@ -74,9 +79,14 @@ class SensitivityResult:
                  f"[{r['low']:.2f}, {r['high']:.2f}]" for r in self.detection]
         mds = self.min_detectable_strength
         lines.append(f"min detectable strength (>= 80 % of seeds): {'none' if mds is None else f'{mds:g}'} "
-                     f"({self.strength_unit}); false-positive share {self.false_positive_share:.2f} "
-                     f"[{self.false_positive_low:.2f}, {self.false_positive_high:.2f}] over {self.false_positive_n} runs")
+                     f"({self.strength_unit}); {self._false_positive_text(2)}")
         return lines
+
+    def _false_positive_text(self, digits: int) -> str:
+        if not self.false_positive_n:
+            return "no run could show a false positive (see the rule)"
+        return (f"false-positive share {self.false_positive_share:.{digits}f} [{self.false_positive_low:.{digits}f}, "
+                f"{self.false_positive_high:.{digits}f}] over {self.false_positive_n} runs")
 
     def figure(self):
         """Plotly detection curve: detected share per strength with Wilson intervals, the 80 % line and
@@ -90,10 +100,15 @@ class SensitivityResult:
                                                 array=[r["high"] - r["detected_share"] for r in self.detection],
                                                 arrayminus=[r["detected_share"] - r["low"] for r in self.detection])))
         fig.add_hline(y=DETECTED_SHARE, line_dash="dot", annotation_text="80 % of seeds")
+        if not self.false_positive_n:
+            return self._layout(fig)
         fig.add_hrect(y0=self.false_positive_low, y1=self.false_positive_high, fillcolor="red", opacity=0.12,
                       line_width=0)
         fig.add_hline(y=self.false_positive_share, line_color="red", line_dash="dash",
                       annotation_text=f"false-positive share {self.false_positive_share:.2f}")
+        return self._layout(fig)
+
+    def _layout(self, fig):
         fig.update_layout(xaxis_title=f"planted strength ({self.strength_unit})", yaxis_title="share of seeds",
                           yaxis_range=[-0.05, 1.05], template="plotly_white")
         return fig
@@ -105,9 +120,8 @@ class SensitivityResult:
         mds = self.min_detectable_strength
         prose = (f"Planted strength unit: {self.strength_unit}.\n\nDetected when: {self.detection_rule}\n\n"
                  f"False positive when: {self.false_positive_rule}\n\nSmallest strength detected in >= 80 % of "
-                 f"seeds: {'none of those tried' if mds is None else f'{mds:g}'}. False-positive share "
-                 f"{self.false_positive_share:.3f} [{self.false_positive_low:.3f}, {self.false_positive_high:.3f}] "
-                 f"over {self.false_positive_n} runs (Wilson 95 %).")
+                 f"seeds: {'none of those tried' if mds is None else f'{mds:g}'}. "
+                 f"{self._false_positive_text(3).capitalize()} (Wilson 95 %).")
         write_report(out / "report.html", f"Sensitivity: {self.settings.get('title', 'planted effect')}",
                      [("Summary", prose), ("Detection curve", self.figure()), ("Detection by strength", self.detection),
                       ("Runs", [{k: v for k, v in r.items() if k != "details"} for r in self.runs])], self.settings)
@@ -135,10 +149,12 @@ def summarize_trials(runs: list[dict], strengths, *, unit: str, rule: str, false
         ci = wilson_ci(sum(hits), len(hits))
         detection.append({"strength": s, "detected_share": ci.estimate, "low": ci.low, "high": ci.high,
                           "n_seeds": len(hits)})
-    fp = wilson_ci(sum(bool(r["false_positive"]) for r in runs), len(runs))
+    could = [bool(r["false_positive"]) for r in runs if r["false_positive"] is not None]
+    fp = wilson_ci(sum(could), len(could))
+    fp_share, fp_low, fp_high = (fp.estimate, fp.low, fp.high) if could else (None, None, None)
     found = [r["strength"] for r in detection if r["strength"] > 0 and r["n_seeds"]
              and r["detected_share"] >= DETECTED_SHARE]
-    return SensitivityResult(detection, fp.estimate, fp.low, fp.high, fp.n, min(found) if found else None, unit, rule,
+    return SensitivityResult(detection, fp_share, fp_low, fp_high, len(could), min(found) if found else None, unit, rule,
                              false_positive_rule, dict(settings or {}), list(runs))
 
 
@@ -190,7 +206,8 @@ def measure_sensitivity(trial: Callable[[float, int], Trial], strengths, seeds, 
             continue
         t = trial(s, k)
         record = to_jsonable({"strength": s, "seed": k, "detected": bool(t.detected),
-                              "false_positive": bool(t.false_positive), "details": t.details})
+                              "false_positive": None if t.false_positive is None else bool(t.false_positive),
+                              "details": t.details})
         if out is not None:
             if not (out / SETTINGS_FILE).exists():  # recorded once the first trial succeeded
                 save_json(out / SETTINGS_FILE, plan)

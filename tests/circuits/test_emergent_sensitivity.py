@@ -133,13 +133,17 @@ def test_false_positives_are_counted_from_what_each_run_called(swept, control):
     for result, calls, planted_heads in ((*swept, True), (*control, False)):
         flags = []
         for (_, res), run in zip(calls, result.runs):
-            planted = set(map(tuple, run["details"]["planted"])) if planted_heads else set()
+            if planted_heads or run["strength"] == 0:  # cannot show one: identical copy, or a group validated whole
+                assert run["false_positive"] is None
+                continue
             row = res.ablation.get("emergent", {})
             validated = bool(row) and all(t["mean_diff"] > 0 and t["p"] < 0.05
                                           for t in (row["damage_vs_random_mean"], res.did["metric"]))
-            flags.append(validated and bool(set(map(tuple, row["heads"])) - planted))
-            assert run["false_positive"] == flags[-1]
-        assert result.false_positive_share == pytest.approx(np.mean(flags)) and result.false_positive_n == len(flags)
+            flags.append(validated)
+            assert run["false_positive"] == validated
+        assert result.false_positive_n == len(flags)
+        assert result.false_positive_share == (pytest.approx(np.mean(flags)) if flags else None)
+    assert control[0].false_positive_n > 0  # the control's planted runs are counted
     result, _ = control
     assert result.detection[0]["detected_share"] == 0.0  # nothing is planted in heads
     assert all(r["details"]["planted"] == [] and r["details"]["plant"]["where"] == "mlp" for r in result.runs)
@@ -154,15 +158,17 @@ def fake(heads, vs, did):
 
 
 @pytest.mark.parametrize("heads, vs, did, planted, plant, detected, false_positive", [
-    ([(1, 2), (2, 0)], (1.0, 0.01), (1.0, 0.01), HEADS, "heads", True, False),
-    ([(1, 2), (2, 0), (0, 1)], (1.0, 0.01), (1.0, 0.01), HEADS, "heads", True, True),  # an unplanted head validated
-    ([(1, 2)], (1.0, 0.01), (1.0, 0.01), HEADS, "heads", False, False),  # one planted head not named
-    ([(1, 2), (2, 0)], (1.0, 0.2), (1.0, 0.01), HEADS, "heads", False, False),  # not above the random groups
-    ([(1, 2), (2, 0)], (1.0, 0.01), (-1.0, 0.01), HEADS, "heads", False, False),  # matters less after post-training
-    ([(1, 2), (2, 0)], (None, None), (1.0, 0.01), HEADS, "heads", False, False),  # no random control: not validated
+    ([(1, 2), (2, 0)], (1.0, 0.01), (1.0, 0.01), HEADS, "heads", True, None),
+    ([(1, 2), (2, 0), (0, 1)], (1.0, 0.01), (1.0, 0.01), HEADS, "heads", True, None),  # a rider: validated as a group
+    ([(1, 2)], (1.0, 0.01), (1.0, 0.01), HEADS, "heads", False, None),  # one planted head not named
+    ([(1, 2), (2, 0)], (1.0, 0.2), (1.0, 0.01), HEADS, "heads", False, None),  # not above the random groups
+    ([(1, 2), (2, 0)], (1.0, 0.01), (-1.0, 0.01), HEADS, "heads", False, None),  # matters less after post-training
+    ([(1, 2), (2, 0)], (None, None), (1.0, 0.01), HEADS, "heads", False, None),  # no random control: not validated
     ([(1, 2), (2, 0)], (1.0, 0.01), (1.0, 0.01), HEADS, "mlp", False, True),  # control: nothing planted in heads
-    ([(1, 2), (2, 0)], (1.0, 0.01), (1.0, 0.01), [], "heads", False, True),  # strength 0
-    ([], (None, None), (None, None), [], "heads", False, False),  # no emergent head
+    ([(1, 2), (2, 0)], (1.0, 0.2), (1.0, 0.01), HEADS, "mlp", False, False),  # control, group not validated
+    ([], (None, None), (None, None), HEADS, "mlp", False, False),  # control, no emergent head
+    ([(1, 2), (2, 0)], (1.0, 0.01), (1.0, 0.01), [], "mlp", False, None),  # strength 0: the copy is the base
+    ([(1, 2), (2, 0)], (1.0, 0.01), (1.0, 0.01), [], "heads", False, None),  # strength 0
 ])
 def test_a_trial_is_judged_by_both_published_checks(heads, vs, did, planted, plant, detected, false_positive):
     trial = sens.judge(fake(heads, vs, did), planted, plant)

@@ -47,6 +47,22 @@ def test_false_positive_share_is_counted_from_the_runs():
         (0.25, ci.low, ci.high, 8)
 
 
+def test_runs_that_cannot_show_a_false_positive_are_left_out_of_its_share(tmp_path):
+    def trial(strength, seed):  # strength 0 cannot show one by design; above it, seed 1 calls one
+        return Trial(strength >= 1, None if strength == 0 else seed == 1)
+
+    res = measure_sensitivity(trial, (0, 1, 2), 4, out=tmp_path, progress=False, **RULES)
+    ci = wilson_ci(2, 8)  # seed 1 at strengths 1 and 2, over the 8 runs that could show one (not 12)
+    assert (res.false_positive_share, res.false_positive_low, res.false_positive_high, res.false_positive_n) == \
+        (0.25, ci.low, ci.high, 8)
+    assert [r["false_positive"] for r in res.runs if r["strength"] == 0] == [None] * 4
+    none = measure_sensitivity(lambda s, k: Trial(s > 0, None), (0, 1), 2, progress=False, **RULES)
+    assert (none.false_positive_share, none.false_positive_n) == (None, 0)
+    assert "no run could show a false positive" in none.summary_lines()[-1]
+    assert "No run could show" in (none.save(tmp_path / "none") / "report.html").read_text()
+    assert json.loads((tmp_path / "results.json").read_text())["false_positive_n"] == 8
+
+
 def test_rerun_skips_finished_runs(tmp_path):
     first = []
     with pytest.raises(RuntimeError):

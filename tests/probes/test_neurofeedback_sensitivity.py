@@ -159,3 +159,17 @@ def test_standardised_scores_are_positive_exactly_where_the_label_is_1():
     z = standardised_scores(axes, acts[:30], acts[30:], "PC2")
     assert np.array_equal(z > 0, axes.labels(acts[30:])[:, 1].numpy() == 1)
     assert np.std(standardised_scores(axes, acts[:30], acts[:30], "PC2"), ddof=1) == pytest.approx(1.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("strength, called, detected, false_positive", [
+    (1.0, ["PC1"], True, False),  # the planted axis alone
+    (1.0, ["PC2"], False, True),  # another axis called
+    (1.0, ["PC1", "LR"], True, True),  # found, and a correlated one called beside it
+    (0.0, ["PC1"], True, True),  # nothing planted: any call is false
+    (0.0, [], False, False),
+    (1.0, [], False, False),
+])
+def test_a_trial_counts_what_its_run_called(strength, called, detected, false_positive):
+    config = sens.ReportingSensitivityConfig(CFG, axis="PC1", strengths=(0, 1), seeds=1)
+    trial = sens._judged(config, strength, called, {})
+    assert (trial.detected, trial.false_positive) == (detected, false_positive)

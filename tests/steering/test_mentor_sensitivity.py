@@ -2,6 +2,7 @@
 model where the topic is steerable is detected at a large strength, trials are judged by run_mentor's own
 comparisons, false positives are counted from what each run called, and the CLI checks before it loads."""
 import json
+import math
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -91,7 +92,9 @@ def test_sensitivity_runs_call_the_published_workflow_with_its_rule(which, reque
         rows = {r["condition"]: r for r in res.paired()}
         assert all(r["n_comparisons"] == 4 and r["test"] == "exact McNemar" for r in rows.values())  # 2 + rounds + 1
         last = rows["retrieved_round1"]
-        assert run["detected"] == (last["p_holm"] < 0.05 and last["asr_difference"] < 0)
+        fluent = all(not math.isfinite(r["fluency_cost"]) or r["fluency_cost"] <= BASE.max_fluency_cost
+                     for r in res.rounds[-1]["selection"])  # within budget as choose_strength reads it
+        assert run["detected"] == (last["p_holm"] < 0.05 and last["asr_difference"] < 0 and fluent)
         assert run["details"]["paired"]["retrieved_round1"]["p_holm"] == last["p_holm"]
 
 
@@ -102,31 +105,34 @@ def test_false_positives_are_counted_from_what_each_run_called(which, request):
         rows = [r for r in res.paired() if r["condition"] != "rules_in_prompt"]
         called = [r for r in rows if r["p_holm"] < 0.05]
         worse = [r for r in called if r["asr_difference"] > 0]
-        assert run["false_positive"] == bool(worse or (config.strengths == (0.0,) and called))
-    assert result.false_positive_share == np.mean([r["false_positive"] for r in result.runs])
-    assert result.false_positive_n == 4
+        # nothing steered at strength 0: every condition is no_rules' replies, so no run there can count
+        assert run["false_positive"] == (None if config.strengths == (0.0,) else bool(worse))
+    counted = [r["false_positive"] for r in result.runs if r["strength"] > 0]
+    assert result.false_positive_share == np.mean(counted) and result.false_positive_n == 2
 
 
-def fake(rows, rounds=1):
+def fake(rows, rounds=1, strength=2.0, cost=0.3):
     paired = [{"condition": c, "asr_difference": d, "p_holm": p} for c, (d, p) in rows.items()]
     conditions = ["no_rules", "rules_in_prompt", *rows]
-    return SimpleNamespace(paired=lambda: paired, config=SimpleNamespace(rounds=rounds),
+    selection = [{"strength": strength, "asr": 0.5, "fluency_cost": cost}]
+    return SimpleNamespace(paired=lambda: paired, config=SimpleNamespace(rounds=rounds, max_fluency_cost=1.0),
                            strengths={c: 1.0 for c in rows if c != "rules_in_prompt"},
-                           attack_success={c: {"rate": 0.5} for c in conditions}, rounds=[{"selection": []}],
+                           attack_success={c: {"rate": 0.5} for c in conditions}, rounds=[{"selection": selection}],
                            splits={}, seconds=0.0)
 
 
-@pytest.mark.parametrize("rows, strength, detected, false_positive", [
-    ({"retrieved_round1": (-0.5, 0.01)}, 2.0, True, False),  # the last round lowers ASR: detected
-    ({"retrieved_round1": (-0.5, 0.2)}, 2.0, False, False),  # not significant after Holm
-    ({"retrieved_round0": (-0.5, 0.01), "retrieved_round1": (-0.1, 0.5)}, 2.0, False, False),  # only round 0
-    ({"retrieved_round1": (0.5, 0.01)}, 2.0, False, True),  # worse than no_rules: the wrong direction
-    ({"all_vectors": (0.4, 0.03), "retrieved_round1": (-0.5, 0.01)}, 2.0, True, True),
-    ({"retrieved_round1": (-0.5, 0.01)}, 0.0, True, True),  # a claim with nothing steered
-    ({"rules_in_prompt": (-0.5, 0.01), "retrieved_round1": (0.0, 1.0)}, 0.0, False, False),  # not a steered condition
+@pytest.mark.parametrize("rows, strength, cost, detected, false_positive", [
+    ({"retrieved_round1": (-0.5, 0.01)}, 2.0, 0.3, True, False),  # the last round lowers ASR: detected
+    ({"retrieved_round1": (-0.5, 0.01)}, 2.0, 1.5, False, False),  # ... but past the fluency bound: not a detection
+    ({"retrieved_round1": (-0.5, 0.2)}, 2.0, 0.3, False, False),  # not significant after Holm
+    ({"retrieved_round0": (-0.5, 0.01), "retrieved_round1": (-0.1, 0.5)}, 2.0, 0.3, False, False),  # only round 0
+    ({"retrieved_round1": (0.5, 0.01)}, 2.0, 0.3, False, True),  # worse than no_rules: the wrong direction
+    ({"all_vectors": (0.4, 0.03), "retrieved_round1": (-0.5, 0.01)}, 2.0, 0.3, True, True),
+    ({"retrieved_round1": (-0.5, 0.01)}, 0.0, 0.0, True, None),  # strength 0 cannot count as a false positive
+    ({"rules_in_prompt": (-0.5, 0.01), "retrieved_round1": (0.0, 1.0)}, 0.0, 0.0, False, None),  # not steered
 ])
-def test_a_trial_is_judged_by_run_mentors_comparisons(rows, strength, detected, false_positive):
-    trial = sens.judge(fake(rows), strength)
+def test_a_trial_is_judged_by_run_mentors_comparisons(rows, strength, cost, detected, false_positive):
+    trial = sens.judge(fake(rows, strength=strength, cost=cost), strength)
     assert (trial.detected, trial.false_positive) == (detected, false_positive)
 
 
