@@ -155,6 +155,11 @@ class EmergentResult:
                    [[tuple(h) for h in c] for c in results.get("checkpoint_circuits", [])])
 
 
+def picking_pairs(task, cfg: EmergentConfig) -> int:
+    """How many of `task`'s distinct pairs pick the heads (the rest test them): cfg.n's share of n + n_test."""
+    return round(len(set(task.clean)) * cfg.n / (cfg.n + cfg.n_test))
+
+
 def run_emergent_heads(base, post, config: EmergentConfig | None = None, *, out=None,
                        progress: bool = True) -> EmergentResult:
     """Compare the circuits of `base` and `post` on the config's task and check the emergent heads by ablation.
@@ -198,7 +203,7 @@ def run_emergent_heads(base, post, config: EmergentConfig | None = None, *, out=
         task, pairs_meta = _own_task(base, post, cfg, every_heldout, heldout)
     else:
         task = make_task(cfg.task, base.tokenizer, n=cfg.n + cfg.n_test, seed=cfg.seed, metric=cfg.metric)
-    n_pick = round(len(set(task.clean)) * cfg.n / (cfg.n + cfg.n_test))
+    n_pick = picking_pairs(task, cfg)
     comparison = compare(base, post, task, n_edges=cfg.n_edges, steps=cfg.ig_steps, max_emergent=cfg.max_emergent,
                          problems=problems, n_random=cfg.n_random, seed=cfg.seed, n_pick=n_pick, n_boot=cfg.n_boot)
     comparison.metadata["heldout"] = heldout

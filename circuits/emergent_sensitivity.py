@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, replace
 import metalens
 from metalens.circuits.attention import check_heads
 from metalens.circuits.compare import build_circuit, split_pairs, task_metric
-from metalens.circuits.emergent import EmergentConfig, run_emergent_heads
+from metalens.circuits.emergent import EmergentConfig, picking_pairs, run_emergent_heads
 from metalens.circuits.emergent_planted import UNIT, WHERE, PlantedHeads
 from metalens.circuits.tasks import make_task
 from metalens.sensitivity import SensitivityResult, Trial, check_seeds, check_strengths, measure_sensitivity
@@ -119,8 +119,7 @@ def trial_task(model, config: EmergentSensitivityConfig, seed: int):
     """The pairs `run_emergent_heads` builds with this seed, and its picking half (the same split it draws)."""
     cfg = config.emergent
     task = make_task(cfg.task, model.tokenizer, n=cfg.n + cfg.n_test, seed=seed, metric=cfg.metric)
-    n_pick = round(len(set(task.clean)) * cfg.n / (cfg.n + cfg.n_test))  # as run_emergent_heads picks
-    return task, split_pairs(task, n_pick, seed)[0]
+    return task, split_pairs(task, picking_pairs(task, cfg), seed)[0]
 
 
 def draw_heads(model, config: EmergentSensitivityConfig, seed: int) -> tuple[list[tuple[int, int]], list]:

@@ -21,8 +21,9 @@ How well the linear read tracks the feature's actual activation is measured per 
 split (`rank_corr_with_activation`, `label_agreement_with_activation`).
 
 Selection (`select_features`) sees only the fit split's feature activations: each sentence's
-activation is the feature's per-token activation averaged over the sentence's tokens (what
-`metalens.capture(..., positions="mean", sae=...)` returns).
+activation is the feature's activation pooled over the sentence's tokens as the run pools the
+residual (`NeurofeedbackConfig.positions`: the mean over tokens by default, the last token with
+"last"), i.e. what `metalens.capture(..., positions=..., sae=...)` returns.
 """
 from __future__ import annotations
 
