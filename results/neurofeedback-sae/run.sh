@@ -6,8 +6,10 @@
 # learner, words-only learner) and one Holm family; implicit control on all 18, explicit on LR and PC1.
 # Needs the SAE first: `bash results/sae-gemma/run.sh` writes it to runs/sae-gemma/sae. Run from the repo
 # root. The full run goes to $RUN (ignored by git); results.json, cards.json and time.txt are copied beside this script.
-# Estimated ~50 min wall, ~25 min user CPU on the shared 2-core machine (see README.md; not yet measured).
+# Measured 2026-12-07: 2,253 s wall, 1,102 s user CPU on the shared 2-core machine (time.txt).
 # SENSITIVITY=1 adds the planted-reporter detection curve on the first selected feature (hours; README.md).
+# STEER=1 adds the steering-by-feature run on the ocean rule beside the vector, same prompts and checker
+# (results/steering-feature/run.sh with the same SAE; about 10 minutes).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 OUT=$(dirname "$0")
@@ -34,5 +36,8 @@ if [ "${SENSITIVITY:-0}" = 1 ]; then
       --sae "$SAE" --sae-features "$feature,active:7,variable:8" --axis "F$feature" --strengths 0 1 2 --seeds 2 \
       --out "$RUN-sensitivity"
   cp "$RUN-sensitivity/results.json" "$OUT/sensitivity.json"
+fi
+if [ "${STEER:-0}" = 1 ]; then
+  SAE="$SAE" bash "$OUT/../steering-feature/run.sh"
 fi
 cat "$OUT/time.txt"
