@@ -35,7 +35,7 @@ def test_a_room_imports_the_core_and_itself_but_no_other_room(room):
 
 def test_the_core_imports_no_room_but_the_file_formats():
     for path in ROOT.glob("*.py"):
-        if path.name in ("__init__.py", "cli.py"):
+        if path.name == "__init__.py" or path.name.endswith("cli.py"):  # the CLI modules wire the rooms together
             continue
         rooms = [m for m in imported_modules(path) if any(m.startswith(f"metalens.steering.{r}") for r in ROOMS)]
         assert not rooms, f"{path} imports {rooms}"
