@@ -16,6 +16,7 @@ from metalens.analyses.battery import option_reading, render
 from metalens.sensitivity import RESULT_KEYS
 from metalens.sites import FINAL_NORM
 from tests.analyses.atlas_sizes import SMALL
+from tests.spying import spy_on
 
 CFG = AtlasConfig(**{**SMALL, "reporting": False, "layers": (1, 2)})
 LARGE = 40.0
@@ -109,23 +110,11 @@ def test_driver_scores_are_standardised_held_out_probe_log_odds_or_correctness()
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, tiny_gemma):
     """A sensitivity run (correct driver in keep/withdraw, strengths 0 and LARGE, one seed) with a spy on run_atlas."""
-    calls = []
-    real = sens.run_atlas
-
-    def spy(models, config, **kw):
-        result = real(models, config, **kw)
-        calls.append((config, result))
-        return result
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(sens, "run_atlas", spy)
     out = tmp_path_factory.mktemp("sens")
-    try:
+    with spy_on(sens, "run_atlas") as calls:
         result = sens.run_atlas_sensitivity(
             tiny_gemma, sens.AtlasSensitivityConfig(CFG, signal="keep", driver="correct", strengths=(0, LARGE),
                                                     seeds=1), out=out, progress=False)
-    finally:
-        patch.undo()
     return result, calls, out
 
 

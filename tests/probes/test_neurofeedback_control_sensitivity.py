@@ -14,6 +14,7 @@ from metalens.probes import NeurofeedbackConfig, fit_axes, measure_flip_control,
 from metalens.probes.planted import CONTROL_UNIT, PlantedController
 from metalens.probes.space import ALPHA
 from metalens.sensitivity import RESULT_KEYS
+from tests.spying import spy_on
 
 # Paper protocol (the only design that calls control), every axis a target: PC2 is planted, PC1 and LR are where
 # false positives would show. Reporting at its smallest: it does not touch control.
@@ -27,23 +28,11 @@ LARGE = 1.0  # SDs per measured token: a 2x2 effect of 2 SDs, against the tiny m
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, tiny_llama):
     """A control sensitivity run (strengths 0 and LARGE, one seed) with a spy on the workflow it calls."""
-    calls = []
-    real = sens.run_neurofeedback
-
-    def spy(model, config, **kw):
-        result = real(model, config, **kw)
-        calls.append((config, result))
-        return result
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(sens, "run_neurofeedback", spy)
     out = tmp_path_factory.mktemp("sens-control")
-    try:
+    with spy_on(sens, "run_neurofeedback") as calls:
         result = sens.run_control_sensitivity(
             tiny_llama, sens.ControlSensitivityConfig(CFG, axis=AXIS, strengths=(0, LARGE), seeds=1), out=out,
             progress=False)
-    finally:
-        patch.undo()
     return result, calls, out
 
 

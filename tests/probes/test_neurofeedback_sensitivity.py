@@ -12,6 +12,7 @@ from metalens.probes.planted import UNIT, PlantedReporter
 from metalens.probes.reporting import measure_reporting
 from metalens.probes.space import is_reportable
 from metalens.sensitivity import RESULT_KEYS
+from tests.spying import spy_on
 
 # Small but with power: ten draws, up to 7 items a prompt (the tiny model's context holds no more).
 CFG = NeurofeedbackConfig.quick(layer=1, max_sentences=60, pcs=(1,), n_values=(0, 1, 2, 4, 8), draws=10, n_test_min=1,
@@ -23,23 +24,11 @@ LARGE = 40.0
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, tiny_llama):
     """A sensitivity run (strengths 0 and LARGE, one seed) with a spy on the workflow it calls."""
-    calls = []
-    real = sens.run_neurofeedback
-
-    def spy(model, config, **kw):
-        result = real(model, config, **kw)
-        calls.append((config, result))
-        return result
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(sens, "run_neurofeedback", spy)
     out = tmp_path_factory.mktemp("sens")
-    try:
+    with spy_on(sens, "run_neurofeedback") as calls:
         result = sens.run_reporting_sensitivity(
             tiny_llama, sens.ReportingSensitivityConfig(CFG, axis="PC1", strengths=(0, LARGE), seeds=1),
             out=out, progress=False)
-    finally:
-        patch.undo()
     return result, calls, out
 
 

@@ -13,6 +13,7 @@ import metalens.steering.mentor.sensitivity as sens
 from metalens.sensitivity import RESULT_KEYS
 from metalens.steering.mentor import KeywordChecker, MentorConfig, TopicRule, read_queries, run_mentor
 from tests.steering.mentor_topic_plant import topic_follower
+from tests.spying import spy_on
 
 BASE = MentorConfig(assessor="checker", eval_assessor=False, rounds=1, layer=1, max_new_tokens=3)
 RULE = TopicRule("ocean", "Always talk about the ocean", keywords=["~"])  # the tiny plant writes "~" (one token)
@@ -21,25 +22,14 @@ LARGE = 8.0
 
 def sweep(model, planted: bool, tmp_path_factory):
     """A sensitivity run (strengths 0 and LARGE, two seeds) with a spy on the workflow it calls."""
-    calls = []
-
-    def spy(model, config, **kw):
-        result = run_mentor(model, config, **kw)
-        calls.append((config, result))
-        return result
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(sens, "run_mentor", spy)
     out = tmp_path_factory.mktemp("sens")
     config = sens.MentorSensitivityConfig(BASE, rule=RULE, strengths=(0, LARGE), seeds=2)
-    try:
+    with spy_on(sens, "run_mentor") as calls:
         if planted:
             with topic_follower(model, "ocean", "~", 1, RULE.queries()):
                 result = sens.run_mentor_sensitivity(model, config, out=out, progress=False)
         else:
             result = sens.run_mentor_sensitivity(model, config, out=out, progress=False)
-    finally:
-        patch.undo()
     return result, calls, out
 
 
