@@ -2,7 +2,6 @@
 same prompts, checker and fluency measure as `run_steer` -> `FeatureSteerResult` (`metalens steer --sae`)."""
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from metalens.artifact import read_json
 from metalens.power import paired_summary
 from metalens.report import save_json, write_report
 from metalens.sae.cards import FeatureCard, feature_cards, load_cards, save_cards
@@ -146,9 +146,7 @@ class FeatureSteerResult:
     def load(cls, out: str | Path) -> "FeatureSteerResult":
         """Read a result written by `save`."""
         out = Path(out)
-        if not (out / "results.json").exists():
-            raise FileNotFoundError(f"No results.json in {out}: write one with run_steer_feature(..., out=DIR).")
-        d = json.loads((out / "results.json").read_text())
+        d = read_json(out / "results.json", "feature-steering result (run_steer_feature(..., out=DIR) writes it)")
         return cls(config=FeatureSteerConfig(**d["config"]), rule=Rule(**d["rule"]), site=d["site"],
                    feature=d["feature"], scale=d["scale"], strengths=d["strengths"],
                    unsteered=Score.from_dict(d["unsteered"]),
