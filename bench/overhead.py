@@ -11,7 +11,7 @@ interval; 1.0 = no overhead):
 - capture:   `metalens.capture(texts, [last block], positions="last")`  vs  tokenize + HF forward
 - cache:     `run_with_cache(ids, sites=[last block])`                   vs  HF forward on the same ids
 - steered:   a decode step of `metalens.generate` with an additive edit   vs  a plain decode step
-- head read: a decode step that also reads K reserved logits per step     vs  a plain decode step
+- head read: a decode step that masks K reserved ids and reads them with `HeadReadout`  vs  a plain step
 
 Targets (issue #30): capture <= 1.1x, steered step <= 1.05x, head read <= 1.01x.
 `--profile ARM` prints torch.profiler's top operators by self CPU time for that arm.
@@ -40,8 +40,9 @@ def _arms(model, args):
     ids, mask = batch["input_ids"], batch["attention_mask"]
     last = sites.resid_post(model.n_layers - 1)
     direction = torch.randn(model.d_model, generator=torch.Generator().manual_seed(0)).to(model.device, model.dtype)
-    reserved = range(4, 4 + 8)  # K = 8 rows, like a small reserved head
-    reads = []
+    from metalens.introspect.heads import BinSpec, HeadReadout, ReservedHead
+
+    head = ReservedHead.from_model(model, BinSpec(n_rewards=2, edges=(1, 2, 4, 8)), start=4)  # K = 8 rows
 
     @torch.inference_mode()
     def forward():
@@ -67,13 +68,11 @@ def _arms(model, args):
     def steered():
         metalens.generate(model, texts, edits={last: lambda x: x + direction}, **gen)
 
-    def head_read(input_ids, scores):
-        reads.append(scores[:, reserved.start:reserved.stop])  # a view of logits the step already computed
-        return scores
-
-    def with_head():
-        reads.clear()
-        metalens.generate(model, texts, logits_processors=[head_read], **gen)
+    def with_head():  # as introspect's sampling reads it: the K ids masked, the head read from each step's logits
+        readout = HeadReadout(head)
+        metalens.generate(model, texts, logits_processors=[readout],
+                          **{**gen, "mask_ids": [*gen["mask_ids"], *head.token_ids]})
+        readout.stacked()  # [batch, steps, K]
 
     return {
         "capture": (tokenize_forward, capture, 1),

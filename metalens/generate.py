@@ -35,6 +35,23 @@ class MaskTokens(LogitsProcessor):
         return scores
 
 
+class _Chain(LogitsProcessor):
+    """Processors (LogitsProcessors or plain `f(input_ids, scores)`) applied in order, as one.
+
+    transformers inspects every processor's signature at every decode step: about 15 us for a
+    method and 0.5 ms for a plain function (parsed from text) on this project's CPU. One chain is
+    inspected once per step, whatever it holds.
+    """
+
+    def __init__(self, processors):
+        self.processors = list(processors)
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        for processor in self.processors:
+            scores = processor(input_ids, scores)
+        return scores
+
+
 def chat_prompts(model, prompts: list[str]) -> list[str]:
     """Each prompt as the user turn of the model's chat template, ready for the assistant's reply."""
     if not model.is_chat:
@@ -132,7 +149,7 @@ def generate(
         prompts = chat_prompts(model, prompts)
     tok = model.tokenizer
     rule = StopRule(tok, list(stop_strings), stop_ids)
-    processors = LogitsProcessorList(list(logits_processors))
+    processors = list(logits_processors)
     if mask_ids is not None and len(mask_ids):
         processors.append(MaskTokens(mask_ids))
     if do_sample:
@@ -144,7 +161,8 @@ def generate(
     if not do_sample and n > 1:  # identical greedy rows: transformers refuses n > 1 here, so repeat the prompts
         prompts, n = [p for p in prompts for _ in range(n)], 1
     settings = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_return_sequences=n, use_cache=True,
-                    pad_token_id=tok.pad_token_id, eos_token_id=sorted(rule.ids) or None, logits_processor=processors)
+                    pad_token_id=tok.pad_token_id, eos_token_id=sorted(rule.ids) or None,
+                    logits_processor=LogitsProcessorList([_Chain(processors)] if processors else []))
     if do_sample:  # our warpers above only: switch off the model's own sampling defaults (e.g. gemma's top_k=64)
         settings.update(temperature=1.0, top_k=0, top_p=1.0, min_p=None)
     if stop_strings:

@@ -47,6 +47,33 @@ def test_processors_see_logits_before_the_mask_and_temperature(tiny_gemma):
     torch.testing.assert_close(seen[0], expected)
 
 
+def test_processors_chain_in_order_and_transformers_sees_one(tiny_gemma, monkeypatch):
+    from transformers import LogitsProcessorList
+
+    order, lists = [], []
+    real = LogitsProcessorList.__call__
+
+    def spy(self, input_ids, scores, **kwargs):
+        lists.append(len(self))
+        return real(self, input_ids, scores, **kwargs)
+
+    def first(input_ids, scores):  # a plain function
+        order.append("first")
+        return scores + 1.0
+
+    class Second(MaskTokens):  # a LogitsProcessor: sees the first one's scores
+        def __call__(self, input_ids, scores):
+            order.append("second")
+            assert torch.equal(scores, seen[-1] + 1.0)
+            return super().__call__(input_ids, scores)
+
+    seen = []
+    monkeypatch.setattr(LogitsProcessorList, "__call__", spy)
+    metalens.generate(tiny_gemma, ["ab"], max_new_tokens=2, mask_ids=[5],
+                      logits_processors=[lambda i, s: seen.append(s.clone()) or s, first, Second([6])])
+    assert order == ["first", "second"] * 2 and lists == [1, 1]  # one chain a step, not one inspection each
+
+
 def test_seeded_sampling_is_reproducible_and_leaves_the_global_rng_alone(tiny_gemma):
     state = torch.random.get_rng_state()
     a = metalens.generate(tiny_gemma, PROMPTS, max_new_tokens=6, do_sample=True, n=3, seed=7)
