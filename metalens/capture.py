@@ -26,8 +26,9 @@ def _check_texts(texts) -> list[str]:
     return texts
 
 
-def _reduce(act: Tensor, mask: Tensor, positions: str, skip_first: Tensor) -> Tensor:
-    """act [batch, pos, ...], mask [batch, pos] -> [batch, ...] or [n_tokens, ...]."""
+def _reduce(act: Tensor, mask: Tensor, positions: str, skip_first: Tensor | None) -> Tensor:
+    """act [batch, pos, ...], mask [batch, pos] -> [batch, ...] or [n_tokens, ...]; skip_first [batch]
+    (positions "mean" only): leave out each such row's first token."""
     if positions == "all":
         return act[mask.bool()]
     if positions == "last":
@@ -69,8 +70,10 @@ def capture_batch(model, texts: list[str], sites: list[str], positions: str = "l
     batch = model.tokenize(texts, max_length=max_length)
     mask = batch["attention_mask"]
     bos = model.tokenizer.bos_token_id
-    # Skip BOS in means unless the text is BOS alone.
-    skip_first = (batch["input_ids"][:, 0] == bos) & (mask.sum(1) > 1) if bos is not None else torch.zeros_like(mask[:, 0], dtype=torch.bool)
+    skip_first = None  # means skip BOS unless the text is BOS alone; "last" and "all" need no such mask
+    if positions == "mean":
+        skip_first = ((batch["input_ids"][:, 0] == bos) & (mask.sum(1) > 1) if bos is not None
+                      else torch.zeros_like(mask[:, 0], dtype=torch.bool))
     read = sites if sae is None or sae.site in sites else [*sites, sae.site]
     cache = run_with_cache(model, batch["input_ids"], mask, sites=read)
     found = {name: cache.acts[name] for name in sites}
@@ -79,7 +82,8 @@ def capture_batch(model, texts: list[str], sites: list[str], positions: str = "l
     seen = {}
     for name, act in found.items():
         keep = dtype if act.is_floating_point() else None  # feature indices stay integers
-        seen[name] = _reduce(act, mask.to(act.device), positions, skip_first.to(act.device)).to("cpu", keep or act.dtype)
+        first = None if skip_first is None else skip_first.to(act.device)
+        seen[name] = _reduce(act, mask.to(act.device), positions, first).to("cpu", keep or act.dtype)
     for name, act in seen.items():
         if act.is_floating_point() and not torch.isfinite(act).all():
             raise FloatingPointError(
