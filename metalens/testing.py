@@ -70,7 +70,7 @@ def tiny_model(arch: str = "gemma3", seed: int = 0, n_layers: int = 3, device: s
 
 # Real architectures' shapes, for speed and device checks where weights cannot travel (random weights cost
 # exactly what trained ones cost). gemma-3-270m: its own config (as converted from the embedded GGUF);
-# llama-1b: Llama-3.2-1B's shape.
+# llama-1b: Llama-3.2-1B's shape; llama-8b: Llama-3.1-8B's (16 GB in bfloat16: for one 80 GB GPU, not the CPU).
 RANDOM_CONFIGS = {
     "gemma-3-270m": dict(
         arch="gemma3", vocab_size=262144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
@@ -84,11 +84,24 @@ RANDOM_CONFIGS = {
         arch="llama", vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
         num_attention_heads=32, num_key_value_heads=8, head_dim=64, rms_norm_eps=1e-5, max_position_embeddings=8192,
         rope_theta=500000.0, tie_word_embeddings=True),
+    "llama-8b": dict(
+        arch="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+        num_attention_heads=32, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-5, max_position_embeddings=8192,
+        rope_theta=500000.0, tie_word_embeddings=False),
 }
+DRAW_IN_FLOAT32_MAX = 8 * 2**30  # bytes: larger models are drawn in their target dtype (no float32 copy beside it)
+
+
+def _n_params(shape: dict) -> int:
+    """Parameters of a RANDOM_CONFIGS shape (norms left out)."""
+    d, layers, vocab = shape["hidden_size"], shape["num_hidden_layers"], shape["vocab_size"]
+    head, q, kv = shape["head_dim"], shape["num_attention_heads"], shape["num_key_value_heads"]
+    block = d * head * (2 * q + 2 * kv) + 3 * d * shape["intermediate_size"]
+    return layers * block + vocab * d * (1 if shape.get("tie_word_embeddings") else 2)
 
 
 def random_model(name: str, device: str = "cpu", dtype: torch.dtype | None = None, seed: int = 0) -> Model:
-    """A random-weight `Model` with a real model's shape (`RANDOM_CONFIGS`: gemma-3-270m, llama-1b).
+    """A random-weight `Model` with a real model's shape (`RANDOM_CONFIGS`: gemma-3-270m, llama-1b, llama-8b).
 
     The tokenizer is the tiny character one (with `<unusedN>` tokens for reserved heads); the
     vocabulary rows past it exist, as in the real model, but no text maps to them. Weights are
@@ -106,8 +119,14 @@ def random_model(name: str, device: str = "cpu", dtype: torch.dtype | None = Non
     config = (Gemma3TextConfig if arch == "gemma3" else LlamaConfig)(**shape, **ids)
     dtype = dtype or (torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
     torch.manual_seed(seed)
-    with torch.device(device):
-        hf = (Gemma3ForCausalLM if arch == "gemma3" else LlamaForCausalLM)(config)
+    draw = torch.float32 if 4 * _n_params(shape) <= DRAW_IN_FLOAT32_MAX else dtype
+    previous = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(draw)
+        with torch.device(device):
+            hf = (Gemma3ForCausalLM if arch == "gemma3" else LlamaForCausalLM)(config)
+    finally:
+        torch.set_default_dtype(previous)
     hf.config.architectures = [type(hf).__name__]
     hf.to(dtype=dtype).eval()
     return Model(hf, tokenizer, name=f"random-{name}", revision=f"seed{seed}")

@@ -51,13 +51,14 @@ def load_bench(name: str):
 BUDGET_S = 480
 # (bench, model, extra argv): sized so that each finishes in well under a minute on an H100.
 FULL = [
-    ("capture", "random:gemma-3-270m", ["--batch", "8", "--tokens", "256", "--repeats", "4"]),
+    ("capture", "random:gemma-3-270m", ["--batch", "32", "--tokens", "512", "--repeats", "8"]),
     ("steer", "random:gemma-3-270m", ["--batch", "8", "--new", "32", "--repeats", "4"]),
     ("circuits", "random:gemma-3-270m", ["--task", "arithmetic", "--n", "4", "--repeats", "3"]),
     ("introspect", "random:gemma-3-270m", ["--tokens", "32", "--batch", "4", "--repeats", "4"]),
-    ("capture", "random:llama-1b", ["--batch", "8", "--tokens", "256", "--repeats", "4"]),
+    ("capture", "random:llama-1b", ["--batch", "32", "--tokens", "512", "--repeats", "8"]),
     ("steer", "random:llama-1b", ["--batch", "8", "--new", "32", "--repeats", "4"]),
     ("introspect", "random:llama-1b", ["--tokens", "32", "--batch", "4", "--repeats", "4"]),
+    ("capture", "random:llama-8b", ["--batch", "32", "--tokens", "512", "--repeats", "8"]),
 ]
 SMOKE = [
     ("capture", "tiny", ["--batch", "2", "--tokens", "16", "--repeats", "2"]),
@@ -67,23 +68,35 @@ SMOKE = [
 ]
 
 
-def headline(name: str, out: dict) -> dict:
-    """One table row's numbers from a bench's returned dict: its ratio (with interval) and tokens/s."""
+def _row(ratio_name: str, ratio: dict, tokens_per_s=None, baseline_tokens_per_s=None, roofline=None) -> dict:
+    return {"ratio_name": ratio_name, "ratio": ratio, "tokens_per_s": tokens_per_s,
+            "baseline_tokens_per_s": baseline_tokens_per_s, "roofline_tokens_per_s": roofline}
+
+
+def headlines(name: str, out: dict) -> list[dict]:
+    """A bench's table rows from its returned dict: each a ratio (with interval), tokens/s and, where the bench
+    knows the card, the roofline tokens/s of the work that arm needs."""
     if name == "capture":
-        mid = next(k for k in out["methods"] if k.startswith("(b) "))
-        base = out["methods"]["(a) HF forward (full, with logits)"]["tokens_per_s"]
-        return {"ratio_name": "capture mid / HF forward", "ratio": out["methods"][mid]["speedup"],
-                "tokens_per_s": out["methods"][mid]["tokens_per_s"], "baseline_tokens_per_s": base}
+        methods = out["methods"]
+        base = methods["(a) HF forward (full, with logits)"]
+        mid = methods[next(k for k in methods if k.startswith("(b) "))]
+        rows = [_row("capture mid / HF forward", mid["speedup"], mid["tokens_per_s"], base["tokens_per_s"],
+                     mid.get("roofline_tokens_per_s"))]
+        for depth, ratio in out.get("capture_share_of_limit", {}).items():
+            rows.append(_row(f"capture {depth} / its limit (speed)", ratio))
+        for key, label in (("(f) ", "all blocks (ours) / HF forward"), ("(g) ", "all blocks (nnsight) / HF fwd")):
+            arm = next((methods[k] for k in methods if k.startswith(key)), None)
+            if arm is not None:
+                rows.append(_row(label, arm["speedup"], arm["tokens_per_s"], base["tokens_per_s"],
+                                 arm.get("roofline_tokens_per_s")))
+        return rows
     if name == "steer":
-        return {"ratio_name": "steered (HF hooks) / plain", "ratio": out["paired_ratio"]["steered (HF hooks)"],
-                "tokens_per_s": out["tokens_per_s"]["steered (HF hooks)"],
-                "baseline_tokens_per_s": out["tokens_per_s"]["plain generate"]}
+        return [_row("steered (HF hooks) / plain", out["paired_ratio"]["steered (HF hooks)"],
+                     out["tokens_per_s"]["steered (HF hooks)"], out["tokens_per_s"]["plain generate"])]
     if name == "circuits":
-        return {"ratio_name": "exact / attribution (time)", "ratio": out["ratio"], "tokens_per_s": None,
-                "baseline_tokens_per_s": None}
-    return {"ratio_name": "head / plain (s per token)", "ratio": out["paired_ratio"],
-            "tokens_per_s": out["batch"] * 1e3 / out["head_ms_per_token"],
-            "baseline_tokens_per_s": out["batch"] * 1e3 / out["plain_ms_per_token"]}
+        return [_row("exact / attribution (time)", out["ratio"])]
+    return [_row("head / plain (s per token)", out["paired_ratio"], out["batch"] * 1e3 / out["head_ms_per_token"],
+                 out["batch"] * 1e3 / out["plain_ms_per_token"])]
 
 
 def card(device: str) -> str:
@@ -98,17 +111,22 @@ def table(result: dict) -> str:
     for r in result["checks"]:
         lines.append(f"{r['area']:14s} {r['quantity'][:44]:44s} {r['dtype']:9s} {r['diff']:10.2e} {r['tol']:8.1e}  "
                      f"{'yes' if r['ok'] else 'NO'}")
-    lines += ["", f"{'bench':11s} {'model config':22s} {'dtype':9s} {'ratio':28s} {'median [95% CI]':24s} "
-                  f"{'tokens/s':>10s} {'baseline tok/s':>14s} {'s':>6s}"]
+    lines += ["", f"{'bench':11s} {'model config':22s} {'dtype':9s} {'ratio':34s} {'median [95% CI]':24s} "
+                  f"{'tokens/s':>10s} {'baseline tok/s':>14s} {'roofline':>10s} {'s':>6s}"]
+
+    def number(x):
+        return "-" if x is None else f"{x:.0f}"
+
     for b in result["benches"]:
         if "error" in b:
             lines.append(f"{b['bench']:11s} {b['model']:22s} FAILED: {b['error'][:80]}")
             continue
-        r = b["ratio"]
-        tps = "-" if b["tokens_per_s"] is None else f"{b['tokens_per_s']:.0f}"
-        base = "-" if b["baseline_tokens_per_s"] is None else f"{b['baseline_tokens_per_s']:.0f}"
-        lines.append(f"{b['bench']:11s} {b['model']:22s} {b['dtype']:9s} {b['ratio_name']:28s} "
-                     f"{r['median']:.3f} [{r['low']:.3f}, {r['high']:.3f}]   {tps:>10s} {base:>14s} {b['seconds']:6.0f}")
+        for i, row in enumerate(b["rows"]):
+            r = row["ratio"]
+            lines.append(f"{b['bench']:11s} {b['model']:22s} {b['dtype']:9s} {row['ratio_name']:34s} "
+                         f"{r['median']:.3f} [{r['low']:.3f}, {r['high']:.3f}]   {number(row['tokens_per_s']):>10s} "
+                         f"{number(row['baseline_tokens_per_s']):>14s} {number(row['roofline_tokens_per_s']):>10s} "
+                         f"{b['seconds'] if i == 0 else 0:6.0f}")
     return "\n".join(lines)
 
 
@@ -141,7 +159,7 @@ def main(argv=None) -> dict:
             row = {"bench": bench, "model": model, "dtype": dtype, "args": extra}
             try:
                 out = load_bench(bench).main(["--model", model, "--device", args.device, "--dtype", dtype, *extra])
-                row.update(headline(bench, out), raw=out)
+                row.update(rows=headlines(bench, out), raw=out)
             except Exception:
                 row["error"] = traceback.format_exc().strip().splitlines()[-1]
                 result["errors"].append(f"bench {bench} {model}: {traceback.format_exc()}")

@@ -38,11 +38,16 @@ def test_bfloat16_on_cpu_agrees_with_float32_within_the_stated_tolerances(check)
 def test_random_configs_have_the_real_shapes():
     from metalens.testing import RANDOM_CONFIGS
 
-    gemma, llama = RANDOM_CONFIGS["gemma-3-270m"], RANDOM_CONFIGS["llama-1b"]
+    gemma, llama, big = RANDOM_CONFIGS["gemma-3-270m"], RANDOM_CONFIGS["llama-1b"], RANDOM_CONFIGS["llama-8b"]
     assert (gemma["num_hidden_layers"], gemma["hidden_size"], gemma["num_attention_heads"], gemma["head_dim"],
             gemma["vocab_size"], gemma["sliding_window"]) == (18, 640, 4, 256, 262144, 512)
     assert gemma["layer_types"].count("full_attention") == 3 and gemma["layer_types"][5] == "full_attention"
     assert (llama["num_hidden_layers"], llama["hidden_size"], llama["num_attention_heads"]) == (16, 2048, 32)
+    assert (big["num_hidden_layers"], big["hidden_size"], big["intermediate_size"], big["num_key_value_heads"]) == \
+        (32, 4096, 14336, 8)
+    from metalens.testing import _n_params
+
+    assert 8.0e9 < _n_params(big) < 8.1e9 and 1.2e9 < _n_params(llama) < 1.3e9  # drawn in bfloat16 / in float32
 
 
 def test_gpu_check_smoke_prints_one_table_and_writes_results(tmp_path, capsys):
@@ -58,5 +63,31 @@ def test_gpu_check_bench_rows_carry_ratio_and_tokens_per_second():
     script = _load(ROOT / "tools" / "gpu_check.py", "gpu_check_script")
     steer = {"paired_ratio": {"steered (HF hooks)": {"median": 0.97, "low": 0.9, "high": 1.0, "n": 4}},
              "tokens_per_s": {"steered (HF hooks)": 900.0, "plain generate": 950.0}}
-    row = script.headline("steer", steer)
+    [row] = script.headlines("steer", steer)
     assert row["ratio"]["median"] == 0.97 and row["tokens_per_s"] == 900.0 and row["baseline_tokens_per_s"] == 950.0
+
+
+def test_gpu_check_capture_rows_name_the_limit_and_all_block_arms(tmp_path):
+    script = _load(ROOT / "tools" / "gpu_check.py", "gpu_check_script")
+    out = script.main(["--smoke", "--device", "cpu", "--out", str(tmp_path / "results.json")])
+    capture = next(b for b in out["benches"] if b["bench"] == "capture")
+    names = [row["ratio_name"] for row in capture["rows"]]
+    assert names == ["capture mid / HF forward", "capture mid / its limit (speed)", "capture last / its limit (speed)",
+                     "all blocks (ours) / HF forward", "all blocks (nnsight) / HF fwd"]
+    assert all(row["ratio"]["low"] <= row["ratio"]["median"] <= row["ratio"]["high"] for row in capture["rows"])
+
+
+def test_a_model_too_big_for_float32_is_drawn_in_its_target_dtype(monkeypatch):
+    from metalens import testing
+
+    monkeypatch.setattr(testing, "DRAW_IN_FLOAT32_MAX", 0)  # as llama-8b: no float32 copy beside the cast one
+    drawn = []
+    real = torch.nn.Linear.reset_parameters
+    monkeypatch.setattr(torch.nn.Linear, "reset_parameters",
+                        lambda self: drawn.append(self.weight.dtype) or real(self))
+    small = dict(testing.RANDOM_CONFIGS["llama-1b"], hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=512)
+    monkeypatch.setitem(testing.RANDOM_CONFIGS, "small", small)
+    model = testing.random_model("small", dtype=torch.bfloat16)
+    assert drawn and set(drawn) == {torch.bfloat16} and model.dtype == torch.bfloat16
+    assert torch.get_default_dtype() == torch.float32  # restored
