@@ -1,6 +1,7 @@
 """`capture`: run a model over texts in batches and keep the activations at chosen sites."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -79,18 +80,39 @@ def capture_batch(model, texts: list[str], sites: list[str], positions: str = "l
     found = {name: cache.acts[name] for name in sites}
     if sae is not None:  # encoded here, batch by batch: the site's activations never outlive this batch
         found.update(_encode(sae, cache.acts[sae.site], feature_top_k))
-    seen = {}
+    reduced = {}  # reduced and cast where the activations are; copied to the host once, below
     for name, act in found.items():
         keep = dtype if act.is_floating_point() else None  # feature indices stay integers
         first = None if skip_first is None else skip_first.to(act.device)
-        seen[name] = _reduce(act, mask.to(act.device), positions, first).to("cpu", keep or act.dtype)
-    for name, act in seen.items():
-        if act.is_floating_point() and not torch.isfinite(act).all():
-            raise FloatingPointError(
-                f"Site '{name}' has NaN/inf activations for texts {texts[:2]}...; the model may "
-                "overflow in this dtype: load it with dtype=torch.float32."
-            )
+        reduced[name] = _reduce(act, mask.to(act.device), positions, first).to(keep or act.dtype)
+    floats = [name for name, act in reduced.items() if act.is_floating_point()]
+    if floats:  # checked where the activations are, read back with them: one wait per batch
+        reduced[_FINITE] = torch.stack([torch.isfinite(reduced[name]).all() for name in floats])  # [n_floats]
+    seen = _to_host(reduced)
+    finite = seen.pop(_FINITE).tolist() if floats else []
+    bad = [name for name, ok in zip(floats, finite) if not ok]
+    if bad:
+        raise FloatingPointError(
+            f"Site '{bad[0]}' has NaN/inf activations for texts {texts[:2]}...; the model may "
+            "overflow in this dtype: load it with dtype=torch.float32."
+        )
     return Activations(seen, mask.sum(1).cpu(), positions)
+
+
+_FINITE = "\0finite"  # never a site name
+
+
+def _to_host(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The tensors on the CPU. From a GPU: into pinned buffers, every copy queued before one wait for all
+    (no sync per tensor); CPU tensors are returned as they are."""
+    on_gpu = [t.device for t in tensors.values() if t.device.type == "cuda"]
+    if not on_gpu:
+        return {name: t.to("cpu") for name, t in tensors.items()}
+    host = {name: torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True)
+            if t.device.type == "cuda" else t for name, t in tensors.items()}
+    for device in set(on_gpu):
+        torch.cuda.current_stream(device).synchronize()
+    return host
 
 
 def _texts_digest(texts: list[str]) -> str:
@@ -185,18 +207,24 @@ def capture(model, texts, sites, positions: str = "last", batch_size: int = 16,
         writer = ShardWriter(out, config)
     parts = []
     bar = tqdm(total=stop - start, desc=f"capture {model.name}", unit="text", disable=not progress)
-    for k, begin in enumerate(starts):
-        end = min(begin + batch_size, stop)
-        if writer is not None and writer.done(k):
+    try:
+        for k, begin in enumerate(starts):
+            end = min(begin + batch_size, stop)
+            if writer is not None and writer.done(k):
+                bar.update(end - begin)
+                continue
+            acts = capture_batch(model, texts[begin:end], names, positions, max_length, dtype,
+                                 sae=sae, feature_top_k=feature_top_k)
+            if writer is None:
+                parts.append(acts)
+            else:
+                writer.write(k, begin, acts)  # written in the background while the next batch runs
             bar.update(end - begin)
-            continue
-        acts = capture_batch(model, texts[begin:end], names, positions, max_length, dtype,
-                             sae=sae, feature_top_k=feature_top_k)
-        if writer is None:
-            parts.append(acts)
-        else:
-            writer.write(k, begin, acts)
-        bar.update(end - begin)
+    except BaseException:  # interrupted or failed: keep the batch being written, so a rerun resumes after it
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.flush()
+        raise
     bar.close()
     if writer is not None:
         writer.finish()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -42,9 +43,19 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 class ShardWriter:
-    """Writes one shard per batch; on restart with the same config it skips finished shards."""
+    """Writes one shard per batch; on restart with the same config it skips finished shards.
+
+    `write` hands the batch to a background thread and returns, so the file is written while the next
+    batch is computed; at most one write is in flight (two batches in memory). The manifest names a
+    shard only once its file is complete. A failed write raises at the next `write`, `flush` or
+    `finish`; `flush` waits for the write in flight (call it before giving up on a run, so the last
+    finished batch is kept).
+    """
 
     def __init__(self, out: str | Path, config: dict):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metalens-shards")
+        self._pending: Future | None = None
+        self._queued = 0  # shards handed to the thread, written or not
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.manifest_name, self.prefix = part_names(config["shard_index"], config["num_shards"])
@@ -62,6 +73,7 @@ class ShardWriter:
                     f"{changed}). Use another --out directory, or delete this one to start over."
                 )
             self.manifest["shards"] = self._verified(old["shards"])
+        self._queued = len(self.manifest["shards"])
 
     def _verified(self, shards: list[dict]) -> list[dict]:
         kept = []
@@ -76,7 +88,20 @@ class ShardWriter:
         return batch_index < len(self.manifest["shards"])
 
     def write(self, batch_index: int, start: int, acts: Activations) -> None:
-        assert batch_index == len(self.manifest["shards"]), "shards are written in order"
+        """Queue batch `batch_index` (the next in order) for writing; raises an earlier write's error."""
+        if batch_index != self._queued:
+            raise ValueError(f"Shards are written in order: expected batch {self._queued}, got {batch_index}.")
+        self.flush()
+        self._queued += 1
+        self._pending = self._pool.submit(self._write, batch_index, start, acts)
+
+    def flush(self) -> None:
+        """Wait for the write in flight; re-raise its error, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _write(self, batch_index: int, start: int, acts: Activations) -> None:
         name = f"{self.prefix}-{batch_index:05d}.safetensors"
         tensors = {f"site/{k}": v.contiguous() for k, v in acts.acts.items()}
         tensors["token_counts"] = acts.token_counts
@@ -95,6 +120,9 @@ class ShardWriter:
         _write_json(self.out / self.manifest_name, self.manifest)
 
     def finish(self) -> Path:
+        """Wait for the last write, then mark the capture complete."""
+        self.flush()
+        self._pool.shutdown()
         self.manifest["complete"] = True
         self.manifest["n_tokens"] = sum(s["tokens"] for s in self.manifest["shards"])
         _write_json(self.out / self.manifest_name, self.manifest)

@@ -53,6 +53,40 @@ def test_resume_after_kill_gives_identical_files(tiny_gemma, tmp_path, monkeypat
     assert _files(tmp_path / "killed") == _files(clean)
 
 
+def test_a_kill_during_compute_keeps_the_shard_being_written(tiny_gemma, tmp_path, monkeypatch):
+    original = metalens.capture.__globals__["capture_batch"]
+    calls = []
+
+    def dying_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # shard 1 was queued for the background thread a moment ago
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setitem(metalens.capture.__globals__, "capture_batch", dying_batch)
+    with pytest.raises(KeyboardInterrupt):
+        metalens.capture(tiny_gemma, TEXTS, SITES, batch_size=3, out=tmp_path, progress=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [s["file"] for s in manifest["shards"]] == ["shard-00000.safetensors", "shard-00001.safetensors"]
+    assert not manifest["complete"]
+
+
+def test_a_failed_background_write_raises_its_own_error(tiny_gemma, tmp_path, monkeypatch):
+    real, saved = store.save_file, []
+
+    def full_disk(tensors, path):
+        if saved:
+            raise OSError(28, "No space left on device")
+        saved.append(path)
+        real(tensors, path)
+
+    monkeypatch.setattr(store, "save_file", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        metalens.capture(tiny_gemma, TEXTS, SITES, batch_size=3, out=tmp_path, progress=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert len(manifest["shards"]) == 1 and not manifest["complete"]  # the written shard stays; a rerun resumes
+
+
 def test_corrupted_shard_is_recomputed(tiny_gemma, tmp_path):
     out = metalens.capture(tiny_gemma, TEXTS, SITES, batch_size=4, out=tmp_path / "c", progress=False)
     before = _files(out)
@@ -81,3 +115,12 @@ def test_parts_from_several_processes_merge_into_one_capture(tiny_gemma, tmp_pat
     for site in SITES:
         torch.testing.assert_close(merged[site], whole[site], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(merged.token_counts, whole.token_counts)
+
+
+def test_capture_names_the_site_whose_activations_overflowed(tiny_gemma):
+    from metalens import hooks
+
+    bad_site = "blocks.1.hook_resid_post"
+    with hooks(tiny_gemma, {bad_site: lambda x: x * float("nan")}):  # block 0's stay finite
+        with pytest.raises(FloatingPointError, match=rf"'{bad_site}'.*dtype=torch.float32"):
+            metalens.capture(tiny_gemma, TEXTS[:3], ["blocks.0.hook_resid_post", bad_site], progress=False)

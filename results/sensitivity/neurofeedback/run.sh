@@ -14,7 +14,7 @@ rm -f "$OUT/time.txt"
 /usr/bin/time -f "gemma-3-270m: wall %e s, user CPU %U s, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" \
   -a -o "$OUT/time.txt" \
   $PY -m metalens.cli sensitivity neurofeedback --model gemma-3-270m --device cpu --quick --draws 6 --axis PC1 \
-  --strengths 0 0.5 2 --seeds 3 --out "$run"
+  --strengths 0 0.5 2 4 8 --seeds 3 --out "$run"
 cp "$run/results.json" "$OUT/results.json"
 rm -rf "$OUT/runs" && cp -r "$run/runs" "$OUT/runs"
 cat "$OUT/time.txt"
