@@ -160,3 +160,17 @@ def test_oracle_trials_and_the_trained_head_go_through_one_replay_the_published_
     # the trained head's replay is the published one: run_sample's out-of-fold comparison, judged by the rule
     expected = json.loads(json.dumps(sens.verdict(published.cv, "prune-only"), default=float))
     assert json.loads(json.dumps(placed)) == expected
+
+
+@pytest.mark.parametrize("flag,value", [("--cv", "1"), ("--strengths", "1.5"), ("--seeds", "0"), ("--every", "0"),
+                                        ("--beta", "nan"), ("--sampler", "utility"), ("--length", "zero"),
+                                        ("--train", "{missing}")])
+def test_a_bad_value_is_one_line_naming_its_flag_before_the_model_loads(flag, value, tmp_path, capsys, no_model):
+    run = tmp_path / "run"
+    run.mkdir()
+    argv = {"--train": str(run), "--out": str(tmp_path / "out"), flag: value.format(missing=tmp_path / "missing")}
+    with pytest.raises(SystemExit) as exit_:
+        main(["sensitivity", "ziprc-sampler", *[x for pair in argv.items() for x in pair]])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and flag in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
