@@ -98,8 +98,8 @@ def verdict(curves: dict, sampler: str) -> dict:
     rows = [r for r in curves["paired"] if r.get("majority_n")]
     adjusted = stats.holm([r["p_sign"] for r in rows])
     judged = []
-    for row, p in zip(rows, adjusted):
-        judged.append({**{k: row[k] for k in KEPT}, "p_sign_holm": float(p),
+    for row, p in zip(rows, adjusted.tolist()):
+        judged.append({**{k: row[k] for k in KEPT}, "p_sign_holm": p,
                        "better": row["wins"] > row["losses"] and p < ALPHA,
                        "worse": row["losses"] > row["wins"] and p < ALPHA,
                        "better_by_t_holm": row["difference"] > 0 and row["p_holm"] < ALPHA})

@@ -174,3 +174,17 @@ def test_a_bad_value_is_one_line_naming_its_flag_before_the_model_loads(flag, va
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and flag in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_the_rule_on_the_published_regime2_replay_reads_it_as_published():
+    """results/ziprc-gemma/regime2-sample-cv.json: best-of-3 10 / 35 / 3 (sign p 0.09) is the best row, and
+    nothing survives Holm over the 23 replay comparisons; the two dearest prune-only settings lose."""
+    from pathlib import Path
+
+    cv = json.loads((Path(__file__).parents[2] / "results/ziprc-gemma/regime2-sample-cv.json").read_text())["cv"]
+    prune, best_of = sens.verdict(cv, "prune-only"), sens.verdict(cv, "best-of-n")
+    assert not prune["detected"] and not best_of["detected"] and prune["n_comparisons"] == 23
+    row = best_of["best"]
+    assert (row["method"], row["wins"], row["ties"], row["losses"]) == ("best-of-3 (head)", 10, 35, 3)
+    assert row["p_sign"] == pytest.approx(0.092, abs=1e-3) and row["p_sign_holm"] == 1.0
+    assert prune["n_worse"] == {"prune-only": 2, "best-of-n": 0} and prune["best"]["better"] is False
