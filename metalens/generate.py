@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import MinPLogitsWarper, TemperatureLogitsWarper, TopPLogitsWarper
 
+from metalens.fastgen import check_fast, compile_config
 from metalens.hooks import HookFn, hooks
 
 
@@ -129,6 +130,7 @@ def generate(
     batch_size: int = 16,
     seed: int | None = None,
     progress: bool = False,
+    fast: bool = False,
 ) -> Generation:
     """Generate for each prompt (strings, or token-id lists used as is), batched with left padding and the KV cache.
 
@@ -140,8 +142,15 @@ def generate(
     count passes, e.g. to tell the prompt's pass from the decoding steps). `logits_processors` see each step's logits (softcap included, before masking
     and temperature), then `mask_ids` are set to -inf. `seed` makes sampling reproducible without
     touching the global RNG. `chat=True` wraps string prompts in the chat template.
+
+    `fast=True` decodes with a static KV cache and a `torch.compile`d step (CUDA graphs on CUDA): the
+    same tokens without Python or launch overhead per step, after a compile on the first call (and on a
+    new batch size or a longer prompt + max_new_tokens; minutes on a CPU). Steering then comes from
+    `SteeringVector.apply(model, fast=True)` or `metalens.steering.generate(..., fast=True)`, added inside
+    the graph; `edits` and other Python hooks are refused (the graph cannot call them).
     """
     prompts = _check(prompts, max_new_tokens, n, temperature, batch_size)
+    offsets = check_fast(model, edits) if fast else None
     as_text = isinstance(prompts[0], str)
     if chat:
         if not as_text:
@@ -167,6 +176,8 @@ def generate(
         settings.update(temperature=1.0, top_k=0, top_p=1.0, min_p=None)
     if stop_strings:
         settings.update(stop_strings=list(stop_strings), tokenizer=tok)
+    if fast:  # transformers compiles the decode step (not the prompt's pass) when the cache is static
+        settings.update(cache_implementation="static", compile_config=compile_config(model.device))
     out_ids: list[list[int]] = []
     stopped: list[bool] = []
     texts: list[str] = []
@@ -184,8 +195,9 @@ def generate(
                 ids, mask = batch["input_ids"], batch["attention_mask"]
             else:
                 ids, mask = model.pad(chunk, side="left")
-            with hooks(model, batch_edits) if batch_edits else contextlib.nullcontext():
-                out = model.hf.generate(input_ids=ids, attention_mask=mask, **settings)
+            with hooks(model, batch_edits) if batch_edits else contextlib.nullcontext(), \
+                    offsets.generating(processors) if fast else contextlib.nullcontext(processors) as procs:
+                out = model.hf.generate(input_ids=ids, attention_mask=mask, **{**settings, "logits_processor": procs})
             for row in out[:, ids.shape[1] :].tolist():
                 kept, ended = rule.cut(row)
                 out_ids.append(kept)

@@ -63,6 +63,16 @@ def _out_hook(site: Site, fn: HookFn):
     return hook
 
 
+def attach(site: Site, fn: HookFn):
+    """Register `fn` at a resolved `site` as `hooks` does; returns the handle (`.remove()` detaches it).
+
+    For code that must keep its own hooks (e.g. `metalens.fastgen`); everything else uses `hooks`.
+    """
+    if site.when == "pre":
+        return site.module.register_forward_pre_hook(_pre_hook(site, fn), with_kwargs=True)
+    return site.module.register_forward_hook(_out_hook(site, fn))
+
+
 def _raise_stop(module, args, output):
     raise StopForward
 
@@ -81,11 +91,7 @@ def hooks(model, fns: dict[str, HookFn], stop_after: bool = False):
     handles = []
     try:
         for site in sites:
-            fn = fns[site.name]
-            if site.when == "pre":
-                handles.append(site.module.register_forward_pre_hook(_pre_hook(site, fn), with_kwargs=True))
-            else:
-                handles.append(site.module.register_forward_hook(_out_hook(site, fn)))
+            handles.append(attach(site, fns[site.name]))
         if stop_after:
             deepest = max(sites, key=lambda s: s.order)
             handles.append(deepest.stop_module.register_forward_hook(_raise_stop))

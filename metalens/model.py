@@ -48,6 +48,7 @@ class Model:
         self.hub_id = hub_id or name  # upstream id: TransformerLens keys its adapters by it
         self._bridge = None
         self._nnsight = None
+        self._offsets = None  # metalens.fastgen.SteerOffsets, made by the first fast generate or fast steering
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         base = getattr(hf, "model", None)

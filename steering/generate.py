@@ -10,6 +10,7 @@ from transformers import LogitsProcessorList
 
 import metalens
 from metalens import sites
+from metalens.fastgen import fast_steering
 from metalens.generate import MaskTokens, chat_prompts
 from metalens.steering.feature import FeatureSteer
 from metalens.steering.vector import SteeringVector, adder, check_strength
@@ -74,12 +75,12 @@ def _cut(row: list[int], stops: set[int]) -> list[int]:
 
 
 def _hf_rows(model, texts, edits, max_new_tokens, do_sample, temperature, mask_ids, batch_size,
-             seed) -> list[list[int]]:
+             seed, fast=False) -> list[list[int]]:
     # `edits` is the core's edits factory, called once per batch (fresh hooks): with prompt=False each
     # batch must skip its own prompt pass, not only the first batch's.
     return metalens.generate(model, texts, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
                              stop_ids=stop_ids(model), edits=edits, mask_ids=mask_ids,
-                             batch_size=batch_size, seed=seed).ids
+                             batch_size=batch_size, seed=seed, fast=fast).ids
 
 
 def _nnsight_rows(model, texts, total, prompt, max_new_tokens, do_sample, temperature, mask_ids) -> list[list[int]]:
@@ -110,10 +111,13 @@ def _nnsight_rows(model, texts, total, prompt, max_new_tokens, do_sample, temper
 def generate_ids(model, prompts: list[str], steer=None, *, strength: float | None = None, prompt: bool = True,
                  max_new_tokens: int = 32, do_sample: bool = False, temperature: float = 1.0,
                  seed: int | None = None, mask_ids=None, chat: bool | None = None, batch_size: int = 16,
-                 backend: str = "hf") -> list[list[int]]:
+                 backend: str = "hf", fast: bool = False) -> list[list[int]]:
     """New token ids for each prompt (up to and including a stop token), steered by `steer`; arguments as in `generate`."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not '{backend}'.")
+    if fast and (backend != "hf" or isinstance(steer, FeatureSteer)):
+        raise ValueError("fast=True adds steering vectors inside the compiled graph of the hf backend; a FeatureSteer "
+                         "(it reads the activation) and the nnsight backend run with fast=False.")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, not {max_new_tokens}.")
     texts = format_prompts(model, prompts, chat)
@@ -126,6 +130,10 @@ def generate_ids(model, prompts: list[str], steer=None, *, strength: float | Non
         return _hf_rows(model, texts, lambda: steer.edits(model, scale, prompt), max_new_tokens, do_sample,
                         temperature, mask_ids, batch_size, seed)
     total = steering_sum(model, steer, strength)
+    if fast:
+        with fast_steering(model, total, prompt):
+            return _hf_rows(model, texts, None, max_new_tokens, do_sample, temperature, mask_ids, batch_size, seed,
+                            fast=True)
     if backend == "hf":
         def edits():
             return {sites.resid_post(layer): adder(vec, prompt) for layer, vec in total.items()}
@@ -146,7 +154,8 @@ def generate_ids(model, prompts: list[str], steer=None, *, strength: float | Non
 
 def generate(model, prompts: list[str], steer=None, *, strength: float | None = None, prompt: bool = True,
              max_new_tokens: int = 32, do_sample: bool = False, temperature: float = 1.0, seed: int | None = None,
-             mask_ids=None, chat: bool | None = None, batch_size: int = 16, backend: str = "hf") -> list[str]:
+             mask_ids=None, chat: bool | None = None, batch_size: int = 16, backend: str = "hf",
+             fast: bool = False) -> list[str]:
     """The new text the model writes after each prompt, steered by `steer` (None: unsteered).
 
     steer: a SteeringVector, a list of them, or a RuleBook (see `steering_sum`), or a `FeatureSteer`
@@ -155,9 +164,10 @@ def generate(model, prompts: list[str], steer=None, *, strength: float | None = 
     reproducibility); `mask_ids` are never generated; chat=None wraps prompts in the chat
     template when the model has one. backend "hf" is `metalens.generate` with the vector as an
     edit (batched, left-padded, KV cache); "nnsight" runs the same intervention through nnsight's
-    `generate`, for comparison.
+    `generate`, for comparison. fast=True (hf backend, vectors only): `metalens.generate(..., fast=True)`
+    with the vector added inside the compiled decode step, same tokens as the hook path.
     """
     rows = generate_ids(model, prompts, steer, strength=strength, prompt=prompt, max_new_tokens=max_new_tokens,
                         do_sample=do_sample, temperature=temperature, seed=seed, mask_ids=mask_ids, chat=chat,
-                        batch_size=batch_size, backend=backend)
+                        batch_size=batch_size, backend=backend, fast=fast)
     return [model.tokenizer.decode(row, skip_special_tokens=True) for row in rows]

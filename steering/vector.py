@@ -13,6 +13,7 @@ from torch import Tensor
 import metalens
 from metalens import sites
 from metalens.artifact import read_artifact, write_artifact
+from metalens.fastgen import fast_steering
 from metalens.hooks import HookFn
 from metalens.steering.io.gguf import read_gguf, write_gguf
 
@@ -129,9 +130,22 @@ class SteeringVector:
                 for layer, direction in self.directions.items()}
 
     @contextlib.contextmanager
-    def apply(self, model, strength: float = 1.0, prompt: bool = True):
-        """Within the block, every forward pass of `model.hf` (also `generate`) is steered."""
-        with metalens.hooks(model, self.edits(model, strength, prompt)):
+    def apply(self, model, strength: float = 1.0, prompt: bool = True, fast: bool = False):
+        """Within the block, every forward pass of `model.hf` (also `generate`) is steered.
+
+        fast=True steers through the model's steering offsets instead of Python hooks, for
+        `metalens.generate(..., fast=True)` inside the block (the vector is added in the compiled graph;
+        other passes in the block are steered too, but with prompt=False only generated tokens are).
+        """
+        if not fast:
+            with metalens.hooks(model, self.edits(model, strength, prompt)):
+                yield self
+            return
+        strength = check_strength(strength)
+        self.check_model(model)
+        vectors = {layer: direction.to(model.device, model.dtype) * strength  # as `edits` builds them
+                   for layer, direction in self.directions.items()}
+        with fast_steering(model, vectors, prompt):
             yield self
 
     def residual_scaled(self) -> "SteeringVector":

@@ -1,0 +1,168 @@
+"""The compiled generation path: a static KV cache, a `torch.compile`d decode step, and steering inside it.
+
+`metalens.generate(..., fast=True)` decodes through transformers' own auto-compile (a static cache plus a
+`CompileConfig`; CUDA graphs on CUDA). A Python hook cannot change what a compiled graph does once it is
+traced: dynamo does not guard on module hooks, so a hook added after the first compile is silently
+ignored and one removed keeps running. So steering lives in one tensor per model, `SteerOffsets.live`
+`[layer, d_model]`, that a fixed set of hooks (one per block, at `resid_post`) adds in every fast pass;
+the graph reads it as an input, and steering writes its values in place: strength, layers and on/off
+change without a recompile. When nothing steers, the offsets are zeros (x + 0 is x exactly).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import Tensor
+from transformers import CompileConfig, LogitsProcessor, LogitsProcessorList
+
+from metalens import sites
+from metalens.hooks import attach
+from metalens.sites import resolve_sites
+
+
+def compile_config(device) -> CompileConfig:
+    """transformers' compile settings for the decode step: CUDA graphs on CUDA, plain inductor elsewhere."""
+    cuda = torch.device(device).type == "cuda"
+    config = CompileConfig(mode="reduce-overhead" if cuda else "default")
+    if not cuda:  # transformers compiles on its own only on accelerators; elsewhere (CPU tests) when asked
+        config._compile_all_devices = True
+    return config
+
+
+class _SwitchToDecode(LogitsProcessor):
+    """Copies the generated tokens' offsets into `live` at its first call, i.e. once the prompt's pass is done."""
+
+    def __init__(self, live: Tensor, decode: Tensor):
+        self.live, self.decode, self.done = live, decode, False
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        if not self.done:
+            self.live.copy_(self.decode)
+            self.done = True
+        return scores
+
+
+class SteerOffsets:
+    """Additive offsets at every block's output (`blocks.L.hook_resid_post`), read by the compiled graph.
+
+    One per model (`offsets_for`). `prefill` `[layer, d_model]` is what the prompt's pass adds and `decode`
+    what each generated token's pass adds; they differ only under prompt=False steering. `live` is what the
+    hooks add right now. Hooks are attached to every block (zeros where nothing steers), so the one compiled
+    graph serves plain and steered runs at any layers and strengths.
+    """
+
+    def __init__(self, model):
+        self.live = torch.zeros(model.n_layers, model.d_model, device=model.device, dtype=model.dtype)
+        self.prefill = torch.zeros_like(self.live)
+        self.decode = torch.zeros_like(self.live)
+        self.split = False  # True while some steering skips the prompt (prefill != decode)
+        self._sites = resolve_sites(model, [sites.resid_post(layer) for layer in range(model.n_layers)])
+        self._fns = [self._adder(layer) for layer in range(model.n_layers)]
+        self._handles: list = []
+        self._depth = 0
+
+    def _adder(self, layer: int):
+        live = self.live
+
+        def add(act):  # [batch, pos, d_model] + [d_model]
+            return act + live[layer]
+
+        return add
+
+    @contextlib.contextmanager
+    def attached(self):
+        """Within the block every forward pass adds `live` at each block's output (nestable)."""
+        if self._depth == 0:
+            self._handles = [attach(site, fn) for site, fn in zip(self._sites, self._fns)]
+        self._depth += 1
+        try:
+            yield self
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                for handle in self._handles:
+                    handle.remove()
+                self._handles = []
+
+    @contextlib.contextmanager
+    def steering(self, vectors: dict[int, Tensor], prompt: bool = True):
+        """Within the block, add `vectors[L]` `[d_model]` at block L: at the prompt's positions too unless
+        prompt=False (then from the first generated token on, as `steering.adder(prompt=False)`). Nestable:
+        inner blocks add to outer ones; values are restored on exit."""
+        saved = self.prefill.clone(), self.decode.clone(), self.split
+        try:
+            for layer, vec in vectors.items():
+                vec = vec.to(self.live.device, self.live.dtype)
+                if prompt:
+                    self.prefill[layer] += vec
+                self.decode[layer] += vec
+            self.split = self.split or (not prompt and bool(vectors))
+            self.live.copy_(self.prefill)
+            with self.attached():
+                yield self
+        finally:
+            self.prefill.copy_(saved[0])
+            self.decode.copy_(saved[1])
+            self.split = saved[2]
+            self.live.copy_(self.prefill)
+
+    @contextlib.contextmanager
+    def generating(self, processors: LogitsProcessorList):
+        """For one `generate` call: offsets attached and at the prompt's values; yields the processors to pass
+        (with one first that switches to the generated tokens' offsets after the prompt's pass, when they differ)."""
+        with self.attached():
+            self.live.copy_(self.prefill)
+            try:
+                yield LogitsProcessorList([_SwitchToDecode(self.live, self.decode), *processors]) if self.split \
+                    else processors
+            finally:
+                self.live.copy_(self.prefill)
+
+    def foreign_hooks(self, model) -> list[str]:
+        """Names of `model.hf`'s modules holding forward hooks other than these offsets' own."""
+        ours = {handle.id for handle in self._handles}
+        return [name or "(the model)" for name, module in model.hf.named_modules()
+                if set(module._forward_hooks) - ours or set(module._forward_pre_hooks) - ours]
+
+
+def offsets_for(model) -> SteerOffsets:
+    """The model's `SteerOffsets`, made on first use; they must exist before the model's first compile."""
+    offsets = model._offsets
+    if offsets is None:
+        if getattr(model.hf, "_compiled_call", None) is not None:
+            raise RuntimeError(
+                f"{model.name}'s forward was compiled before metalens' steering offsets were attached (e.g. by "
+                "transformers' generate with a static cache): that graph would ignore them. Call "
+                "torch.compiler.reset() and delete model.hf._compiled_call, or reload the model, before fast=True.")
+        offsets = model._offsets = SteerOffsets(model)
+    elif offsets.live.device != model.device or offsets.live.dtype != model.dtype:
+        raise RuntimeError(f"{model.name} moved to {model.device}/{model.dtype} after its first fast generate "
+                           f"(offsets on {offsets.live.device}/{offsets.live.dtype}): reload it on the new device.")
+    return offsets
+
+
+def check_fast(model, edits) -> SteerOffsets:
+    """The offsets for a fast `generate`; raises if Python edits or foreign hooks would be left out of the graph."""
+    if edits:
+        raise ValueError("fast=True cannot run `edits`: they are Python functions, and the compiled decode step "
+                         "cannot call them. Steer with SteeringVector.apply(model, fast=True) or "
+                         "metalens.steering.generate(..., fast=True), or pass fast=False to run the edits.")
+    offsets = offsets_for(model)
+    foreign = offsets.foreign_hooks(model)
+    if foreign:
+        raise ValueError(f"fast=True with Python hooks on {foreign[:3]}{' ...' if len(foreign) > 3 else ''}: the "
+                         "compiled decode step would ignore them (or keep them after removal). Leave the "
+                         "metalens.hooks / SteeringVector.apply block first (steer with apply(model, fast=True)), "
+                         "or pass fast=False.")
+    return offsets
+
+
+@contextlib.contextmanager
+def fast_steering(model, vectors: dict[int, Tensor], prompt: bool = True):
+    """Within the block, `vectors[L]` `[d_model]` is added at `blocks.L.hook_resid_post` in every forward pass
+    and in `metalens.generate(..., fast=True)` (prompt=False: generated tokens only), inside the compiled graph."""
+    for layer in vectors:
+        model.check_layer(layer)
+    with offsets_for(model).steering(vectors, prompt) as offsets:
+        yield offsets
