@@ -1,17 +1,18 @@
-"""`make gpu-check`: every area's quick path on the GPU against the CPU, then the four benches, in one table.
+"""`make gpu-check`: every area's quick path on the GPU against the CPU, then the five benches, in one table.
 
     python3 tools/gpu_check.py [--device cuda] [--out results/gpu/results.json] [--smoke]
 
 (a) tests/gpu/areas.py's checks (the ones tests/gpu runs under pytest) in float32 and bfloat16 on the
-device, each compared with the CPU float32 result on the same tiny model and inputs; (b) the four
-benches (capture, steer, circuits, introspect) on random-weight models in real shapes
-(`random:gemma-3-270m`, and `random:llama-1b` for capture, steer and introspect: no weights travel);
+device, each compared with the CPU float32 result on the same tiny model and inputs; (b) the five
+benches (capture, steer, circuits, introspect, fastgen) on random-weight models in real shapes
+(`random:gemma-3-270m`, and `random:llama-1b` for capture, steer, introspect and fastgen: no weights travel);
 (c) one table: card, model config, dtype, each bench's ratio and absolute tokens/s, written with the
 raw numbers to --out. Exits 1 if a comparison is outside its tolerance or a step fails.
 
 Budget on one H100 (design; the whole run must stay under 8 minutes): area checks ~1.5 min (both
-dtypes), gemma-3-270m benches ~2 min, llama-1b benches ~3 min, model builds ~0.5 min. `--smoke` runs
-the same steps on tiny models with small sizes (on the CPU when no GPU is present), for the test suite.
+dtypes), gemma-3-270m benches ~2 min, llama-1b benches ~3 min, model builds ~0.5 min; fastgen ~1 min per
+model (its first call compiles the decode step; an estimate, not yet measured). `--smoke` runs the same
+steps on tiny models with small sizes (on the CPU when no GPU is present), for the test suite.
 """
 from __future__ import annotations
 
@@ -59,12 +60,15 @@ FULL = [
     ("steer", "random:llama-1b", ["--batch", "8", "--new", "32", "--repeats", "4"]),
     ("introspect", "random:llama-1b", ["--tokens", "32", "--batch", "4", "--repeats", "4"]),
     ("capture", "random:llama-8b", ["--batch", "32", "--tokens", "512", "--repeats", "8"]),
+    ("fastgen", "random:gemma-3-270m", ["--batch", "16", "--new", "32", "--repeats", "4"]),
+    ("fastgen", "random:llama-1b", ["--batch", "16", "--new", "32", "--repeats", "4"]),
 ]
 SMOKE = [
     ("capture", "tiny", ["--batch", "2", "--tokens", "16", "--repeats", "2"]),
     ("steer", "tiny", ["--batch", "2", "--new", "3", "--repeats", "2"]),
     ("circuits", "tiny", ["--task", "induction", "--n", "2", "--repeats", "2"]),
     ("introspect", "tiny", ["--tokens", "4", "--batch", "2", "--repeats", "2"]),
+    ("fastgen", "tiny", ["--batch", "2", "--new", "4", "--repeats", "2"]),
 ]
 
 
@@ -93,6 +97,11 @@ def headlines(name: str, out: dict) -> list[dict]:
     if name == "steer":
         return [_row("steered (HF hooks) / plain", out["paired_ratio"]["steered (HF hooks)"],
                      out["tokens_per_s"]["steered (HF hooks)"], out["tokens_per_s"]["plain generate"])]
+    if name == "fastgen":
+        tps, ratio = out["tokens_per_s"], out["paired_ratio"]
+        return [_row("fast / default generate", ratio["fast / default"], tps["fast plain"], tps["default generate"]),
+                _row("fast steered / fast plain", ratio["fast steered / fast plain"], tps["fast steered"],
+                     tps["fast plain"])]
     if name == "circuits":
         return [_row("exact / attribution (time)", out["ratio"])]
     return [_row("head / plain (s per token)", out["paired_ratio"], out["batch"] * 1e3 / out["head_ms_per_token"],

@@ -91,3 +91,14 @@ def test_a_model_too_big_for_float32_is_drawn_in_its_target_dtype(monkeypatch):
     model = testing.random_model("small", dtype=torch.bfloat16)
     assert drawn and set(drawn) == {torch.bfloat16} and model.dtype == torch.bfloat16
     assert torch.get_default_dtype() == torch.float32  # restored
+
+
+def test_gpu_check_fastgen_rows_are_the_speedup_and_the_steering_cost():
+    script = _load(ROOT / "tools" / "gpu_check.py", "gpu_check_script")
+    ratio = {"median": 3.2, "low": 3.0, "high": 3.4, "n": 4}
+    out = {"paired_ratio": {"fast / default": ratio, "fast steered / fast plain": {**ratio, "median": 0.97}},
+           "tokens_per_s": {"default generate": 500.0, "fast plain": 1600.0, "fast steered": 1550.0}}
+    speed, steer = script.headlines("fastgen", out)
+    assert speed["ratio"]["median"] == 3.2 and speed["tokens_per_s"] == 1600.0
+    assert speed["baseline_tokens_per_s"] == 500.0
+    assert steer["ratio"]["median"] == 0.97 and steer["baseline_tokens_per_s"] == 1600.0
