@@ -149,3 +149,14 @@ def test_offsets_are_detached_and_restored_even_when_the_block_fails(tiny_llama)
             raise RuntimeError("boom")
     assert _no_hooks_left(tiny_llama) and not tiny_llama._offsets.live.any()
     assert not tiny_llama._offsets.prefill.any() and not tiny_llama._offsets.decode.any()
+
+
+def test_offsets_are_detached_and_zeroed_when_a_fast_generate_fails(llama):
+    def fail(input_ids, scores):
+        raise RuntimeError("processor failed")
+
+    with _vector(llama).apply(llama, 3.0, prompt=False, fast=True):
+        with pytest.raises(RuntimeError, match="failed"):
+            metalens.generate(llama, PROMPTS, max_new_tokens=NEW, fast=True, logits_processors=[fail])
+        assert not llama._offsets.live.any()  # back at the prompt's offsets (none), not the generated tokens'
+    assert _no_hooks_left(llama) and not llama._offsets.live.any()
