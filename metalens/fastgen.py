@@ -14,7 +14,7 @@ import contextlib
 
 import torch
 from torch import Tensor
-from transformers import CompileConfig, LogitsProcessor, LogitsProcessorList
+from transformers import CompileConfig, LogitsProcessor
 
 from metalens import sites
 from metalens.hooks import attach
@@ -108,14 +108,13 @@ class SteerOffsets:
             self.live.copy_(self.prefill)
 
     @contextlib.contextmanager
-    def generating(self, processors: LogitsProcessorList):
-        """For one `generate` call: offsets attached and at the prompt's values; yields the processors to pass
+    def generating(self, processors: list):
+        """For one `generate` call: offsets attached and at the prompt's values; yields the processors to run
         (with one first that switches to the generated tokens' offsets after the prompt's pass, when they differ)."""
         with self.attached():
             self.live.copy_(self.prefill)
             try:
-                yield LogitsProcessorList([_SwitchToDecode(self.live, self.decode), *processors]) if self.split \
-                    else processors
+                yield [_SwitchToDecode(self.live, self.decode), *processors] if self.split else processors
             finally:
                 self.live.copy_(self.prefill)
 

@@ -170,8 +170,7 @@ def generate(
     if not do_sample and n > 1:  # identical greedy rows: transformers refuses n > 1 here, so repeat the prompts
         prompts, n = [p for p in prompts for _ in range(n)], 1
     settings = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_return_sequences=n, use_cache=True,
-                    pad_token_id=tok.pad_token_id, eos_token_id=sorted(rule.ids) or None,
-                    logits_processor=LogitsProcessorList([_Chain(processors)] if processors else []))
+                    pad_token_id=tok.pad_token_id, eos_token_id=sorted(rule.ids) or None)
     if do_sample:  # our warpers above only: switch off the model's own sampling defaults (e.g. gemma's top_k=64)
         settings.update(temperature=1.0, top_k=0, top_p=1.0, min_p=None)
     if stop_strings:
@@ -197,7 +196,8 @@ def generate(
                 ids, mask = model.pad(chunk, side="left")
             with hooks(model, batch_edits) if batch_edits else contextlib.nullcontext(), \
                     offsets.generating(processors) if fast else contextlib.nullcontext(processors) as procs:
-                out = model.hf.generate(input_ids=ids, attention_mask=mask, **{**settings, "logits_processor": procs})
+                chain = LogitsProcessorList([_Chain(procs)] if procs else [])
+                out = model.hf.generate(input_ids=ids, attention_mask=mask, logits_processor=chain, **settings)
             for row in out[:, ids.shape[1] :].tolist():
                 kept, ended = rule.cut(row)
                 out_ids.append(kept)
