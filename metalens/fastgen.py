@@ -7,6 +7,11 @@ ignored and one removed keeps running. So steering lives in one tensor per model
 `[layer, d_model]`, that a fixed set of hooks (one per block, at `resid_post`) adds in every fast pass;
 the graph reads it as an input, and steering writes its values in place: strength, layers and on/off
 change without a recompile. When nothing steers, the offsets are zeros (x + 0 is x exactly).
+
+Dynamo keeps compiled graphs per code object and reuses one for any model of the same shape, hooks or
+not. transformers compiles `model.__call__`, shared with every hook-less static-cache `generate` in the
+process, so the fast path hands transformers its own compiled step (`_decode_step`), whose graphs are all
+traced with the offsets attached.
 """
 from __future__ import annotations
 
@@ -61,6 +66,7 @@ class SteerOffsets:
         self._fns = [self._adder(layer) for layer in range(model.n_layers)]
         self._handles: list = []
         self._depth = 0
+        self.step = None  # the compiled decode step handed to transformers (`check_fast`)
 
     def _adder(self, layer: int):
         live = self.live
@@ -126,14 +132,9 @@ class SteerOffsets:
 
 
 def offsets_for(model) -> SteerOffsets:
-    """The model's `SteerOffsets`, made on first use; they must exist before the model's first compile."""
+    """The model's `SteerOffsets`, made on first use."""
     offsets = model._offsets
     if offsets is None:
-        if getattr(model.hf, "_compiled_call", None) is not None:
-            raise RuntimeError(
-                f"{model.name}'s forward was compiled before metalens' steering offsets were attached (e.g. by "
-                "transformers' generate with a static cache): that graph would ignore them. Call "
-                "torch.compiler.reset() and delete model.hf._compiled_call, or reload the model, before fast=True.")
         offsets = model._offsets = SteerOffsets(model)
     elif offsets.live.device != model.device or offsets.live.dtype != model.dtype:
         raise RuntimeError(f"{model.name} moved to {model.device}/{model.dtype} after its first fast generate "
@@ -141,8 +142,16 @@ def offsets_for(model) -> SteerOffsets:
     return offsets
 
 
-def check_fast(model, edits) -> SteerOffsets:
-    """The offsets for a fast `generate`; raises if Python edits or foreign hooks would be left out of the graph."""
+def _decode_step(hf):
+    def step(*args, **kwargs):  # metalens' own code object: only ever compiled with the offsets attached
+        return hf(*args, **kwargs)
+
+    return step
+
+
+def check_fast(model, edits, config: CompileConfig) -> SteerOffsets:
+    """The offsets for a fast `generate`, with transformers set to use metalens' compiled step for `model.hf`;
+    raises if Python edits or foreign hooks would be left out of the graph."""
     if edits:
         raise ValueError("fast=True cannot run `edits`: they are Python functions, and the compiled decode step "
                          "cannot call them. Steer with SteeringVector.apply(model, fast=True) or "
@@ -154,6 +163,11 @@ def check_fast(model, edits) -> SteerOffsets:
                          "compiled decode step would ignore them (or keep them after removal). Leave the "
                          "metalens.hooks / SteeringVector.apply block first (steer with apply(model, fast=True)), "
                          "or pass fast=False.")
+    hf = model.hf
+    if getattr(hf, "_compiled_call", None) is not offsets.step or getattr(hf, "_last_compile_config", None) != config:
+        # transformers' get_compiled_call keeps `_compiled_call` while `_last_compile_config` equals the config
+        offsets.step = hf._compiled_call = torch.compile(_decode_step(hf), **config.to_dict())
+        hf._last_compile_config = config
     return offsets
 
 

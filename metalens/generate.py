@@ -150,7 +150,7 @@ def generate(
     the graph; `edits` and other Python hooks are refused (the graph cannot call them).
     """
     prompts = _check(prompts, max_new_tokens, n, temperature, batch_size)
-    offsets = check_fast(model, edits) if fast else None
+    offsets = check_fast(model, edits, compile_config(model.device)) if fast else None
     as_text = isinstance(prompts[0], str)
     if chat:
         if not as_text:
@@ -176,7 +176,7 @@ def generate(
     if stop_strings:
         settings.update(stop_strings=list(stop_strings), tokenizer=tok)
     if fast:  # transformers compiles the decode step (not the prompt's pass) when the cache is static
-        settings.update(cache_implementation="static", compile_config=compile_config(model.device))
+        settings.update(cache_implementation="static", compile_config=compile_config(model.device))  # as check_fast's
     out_ids: list[list[int]] = []
     stopped: list[bool] = []
     texts: list[str] = []

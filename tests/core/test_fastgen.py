@@ -9,7 +9,7 @@ from torch._dynamo.utils import counters
 
 import metalens
 from metalens import sites
-from metalens.fastgen import fast_steering
+from metalens.fastgen import compile_config, fast_steering
 from metalens.introspect.heads.bins import BinSpec
 from metalens.introspect.heads.head import HeadReadout, ReservedHead
 from metalens.sae import SAE
@@ -160,3 +160,16 @@ def test_offsets_are_detached_and_zeroed_when_a_fast_generate_fails(llama):
             metalens.generate(llama, PROMPTS, max_new_tokens=NEW, fast=True, logits_processors=[fail])
         assert not llama._offsets.live.any()  # back at the prompt's offsets (none), not the generated tokens'
     assert _no_hooks_left(llama) and not llama._offsets.live.any()
+
+
+def test_a_hook_less_compile_of_the_same_architecture_does_not_swallow_fast_steering(llama):
+    # Dynamo would reuse transformers' own compiled `__call__` for any llama of this shape, hooks or not.
+    # Runs last: it clears dynamo's caches so that the hook-less graph is the first one compiled.
+    torch._dynamo.reset()
+    other = tiny_model("llama", seed=3)
+    batch = other.tokenize(PROMPTS, side="left", add_special_tokens=True)
+    other.hf.generate(**batch, max_new_tokens=NEW, pad_token_id=other.tokenizer.pad_token_id,
+                      cache_implementation="static", compile_config=compile_config("cpu"))
+    fresh, vec = tiny_model("llama", seed=4), _vector(llama)
+    fast = _steered(fresh, vec, True, strength=3.0, prompt=False)  # decode steps only: all in the compiled graph
+    assert fast == _steered(fresh, vec, False, strength=3.0, prompt=False) != _ids(fresh, False)
