@@ -10,8 +10,8 @@ change without a recompile. When nothing steers, the offsets are zeros (x + 0 is
 
 Dynamo keeps compiled graphs per code object and reuses one for any model of the same shape, hooks or
 not. transformers compiles `model.__call__`, shared with every hook-less static-cache `generate` in the
-process, so the fast path hands transformers its own compiled step (`_decode_step`), whose graphs are all
-traced with the offsets attached.
+process, so for the length of each fast `generate` the fast path hands transformers its own compiled step
+(`_decode_step`), which thus only ever runs, and is only ever traced, with the offsets attached.
 """
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ class SteerOffsets:
         self._fns = [self._adder(layer) for layer in range(model.n_layers)]
         self._handles: list = []
         self._depth = 0
-        self.step = None  # the compiled decode step handed to transformers (`check_fast`)
+        self._hf = model.hf
+        self._steps: dict[tuple, object] = {}  # compiled decode steps by compile settings
 
     def _adder(self, layer: int):
         live = self.live
@@ -114,15 +115,27 @@ class SteerOffsets:
             self.live.copy_(self.prefill)
 
     @contextlib.contextmanager
-    def generating(self, processors: list):
-        """For one `generate` call: offsets attached and at the prompt's values; yields the processors to run
-        (with one first that switches to the generated tokens' offsets after the prompt's pass, when they differ)."""
+    def generating(self, processors: list, config: CompileConfig):
+        """For one `generate(..., compile_config=config)` call: offsets attached and at the prompt's values, and
+        transformers set to decode with metalens' compiled step; yields the processors to run (with one first
+        that switches to the generated tokens' offsets after the prompt's pass, when they differ)."""
+        hf, key = self._hf, tuple(sorted(config.to_dict().items(), key=str))
+        if key not in self._steps:
+            self._steps[key] = torch.compile(_decode_step(hf), **config.to_dict())
+        saved = {name: hf.__dict__[name] for name in ("_compiled_call", "_last_compile_config") if name in hf.__dict__}
+        # transformers' get_compiled_call uses `_compiled_call` while `_last_compile_config` equals the config
+        hf._compiled_call, hf._last_compile_config = self._steps[key], config
         with self.attached():
             self.live.copy_(self.prefill)
             try:
                 yield [_SwitchToDecode(self.live, self.decode), *processors] if self.split else processors
             finally:
                 self.live.copy_(self.prefill)
+                for name in ("_compiled_call", "_last_compile_config"):
+                    if name in saved:
+                        setattr(hf, name, saved[name])
+                    else:
+                        delattr(hf, name)
 
     def foreign_hooks(self, model) -> list[str]:
         """Names of `model.hf`'s modules holding forward hooks other than these offsets' own."""
@@ -149,9 +162,8 @@ def _decode_step(hf):
     return step
 
 
-def check_fast(model, edits, config: CompileConfig) -> SteerOffsets:
-    """The offsets for a fast `generate`, with transformers set to use metalens' compiled step for `model.hf`;
-    raises if Python edits or foreign hooks would be left out of the graph."""
+def check_fast(model, edits) -> SteerOffsets:
+    """The offsets for a fast `generate`; raises if Python edits or foreign hooks would be left out of the graph."""
     if edits:
         raise ValueError("fast=True cannot run `edits`: they are Python functions, and the compiled decode step "
                          "cannot call them. Steer with SteeringVector.apply(model, fast=True) or "
@@ -163,11 +175,6 @@ def check_fast(model, edits, config: CompileConfig) -> SteerOffsets:
                          "compiled decode step would ignore them (or keep them after removal). Leave the "
                          "metalens.hooks / SteeringVector.apply block first (steer with apply(model, fast=True)), "
                          "or pass fast=False.")
-    hf = model.hf
-    if getattr(hf, "_compiled_call", None) is not offsets.step or getattr(hf, "_last_compile_config", None) != config:
-        # transformers' get_compiled_call keeps `_compiled_call` while `_last_compile_config` equals the config
-        offsets.step = hf._compiled_call = torch.compile(_decode_step(hf), **config.to_dict())
-        hf._last_compile_config = config
     return offsets
 
 

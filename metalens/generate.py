@@ -150,7 +150,7 @@ def generate(
     the graph; `edits` and other Python hooks are refused (the graph cannot call them).
     """
     prompts = _check(prompts, max_new_tokens, n, temperature, batch_size)
-    offsets = check_fast(model, edits, compile_config(model.device)) if fast else None
+    offsets = check_fast(model, edits) if fast else None
     as_text = isinstance(prompts[0], str)
     if chat:
         if not as_text:
@@ -175,8 +175,9 @@ def generate(
         settings.update(temperature=1.0, top_k=0, top_p=1.0, min_p=None)
     if stop_strings:
         settings.update(stop_strings=list(stop_strings), tokenizer=tok)
-    if fast:  # transformers compiles the decode step (not the prompt's pass) when the cache is static
-        settings.update(cache_implementation="static", compile_config=compile_config(model.device))  # as check_fast's
+    config = compile_config(model.device) if fast else None
+    if fast:  # transformers decodes with a compiled step (the prompt's pass stays eager) when the cache is static
+        settings.update(cache_implementation="static", compile_config=config)
     out_ids: list[list[int]] = []
     stopped: list[bool] = []
     texts: list[str] = []
@@ -195,7 +196,7 @@ def generate(
             else:
                 ids, mask = model.pad(chunk, side="left")
             with hooks(model, batch_edits) if batch_edits else contextlib.nullcontext(), \
-                    offsets.generating(processors) if fast else contextlib.nullcontext(processors) as procs:
+                    offsets.generating(processors, config) if fast else contextlib.nullcontext(processors) as procs:
                 chain = LogitsProcessorList([_Chain(procs)] if procs else [])
                 out = model.hf.generate(input_ids=ids, attention_mask=mask, logits_processor=chain, **settings)
             for row in out[:, ids.shape[1] :].tolist():
