@@ -146,7 +146,7 @@ class SteerOffsets:
 
 def offsets_for(model) -> SteerOffsets:
     """The model's `SteerOffsets`, made on first use."""
-    offsets = model._offsets
+    offsets = getattr(model, "_offsets", None)
     if offsets is None:
         offsets = model._offsets = SteerOffsets(model)
     elif offsets.live.device != model.device or offsets.live.dtype != model.dtype:

@@ -133,9 +133,10 @@ class SteeringVector:
     def apply(self, model, strength: float = 1.0, prompt: bool = True, fast: bool = False):
         """Within the block, every forward pass of `model.hf` (also `generate`) is steered.
 
-        fast=True steers through the model's steering offsets instead of Python hooks, for
-        `metalens.generate(..., fast=True)` inside the block (the vector is added in the compiled graph;
-        other passes in the block are steered too, but with prompt=False only generated tokens are).
+        fast=True steers through the model's steering offsets (`metalens.fastgen`) instead of Python
+        hooks, for `metalens.generate(..., fast=True)` inside the block: the vector is added in the compiled
+        graph. Other forward passes in the block are steered as with prompt=True; with prompt=False only a
+        fast generate's new tokens are.
         """
         if not fast:
             with metalens.hooks(model, self.edits(model, strength, prompt)):
