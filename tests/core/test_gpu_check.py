@@ -102,3 +102,10 @@ def test_gpu_check_fastgen_rows_are_the_speedup_and_the_steering_cost():
     assert speed["ratio"]["median"] == 3.2 and speed["tokens_per_s"] == 1600.0
     assert speed["baseline_tokens_per_s"] == 500.0
     assert steer["ratio"]["median"] == 0.97 and steer["baseline_tokens_per_s"] == 1600.0
+
+
+def test_gpu_check_skips_benches_past_its_budget_and_says_so(tmp_path, capsys):
+    script = _load(ROOT / "tools" / "gpu_check.py", "gpu_check_script")
+    out = script.main(["--smoke", "--device", "cpu", "--out", str(tmp_path / "results.json"), "--budget", "0"])
+    assert out["benches"] and all(b["skipped"].startswith("budget") for b in out["benches"])
+    assert "skipped (budget" in capsys.readouterr().out
