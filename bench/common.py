@@ -144,3 +144,30 @@ def bench_parser(doc: str):
     parser.add_argument("--dtype", default=None, help=DTYPE_HELP)
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     return parser
+
+
+def generation_parser(doc: str, batch: int, repeats: int):
+    """`bench_parser` plus the generation benches' options: --batch, --new, --repeats, --strength, --threads."""
+    parser = bench_parser(doc)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--new", type=int, default=32, help="new tokens per prompt")
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--strength", type=float, default=4.0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    return parser
+
+
+def run_with_threads(threads: int | None, fn, *args):
+    """`fn(*args)` with torch's CPU threads set to `threads` (None: as they are; on a CPU shared with other
+    jobs, 1 avoids threads spinning on each other) and warnings silenced; the thread count is restored."""
+    import warnings
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn(*args)
+    finally:
+        torch.set_num_threads(before)

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import abba_times, bench_model, bench_parser, paired_ratio, write_json  # noqa: E402
+from common import abba_times, bench_model, generation_parser, paired_ratio, run_with_threads, write_json  # noqa: E402
 from steer import PROMPTS  # noqa: E402
 
 import metalens  # noqa: E402
@@ -35,22 +34,8 @@ TARGETS = {SPEEDUP: 3.0, STEER_COST: 0.95}
 
 
 def main(argv=None) -> dict:
-    parser = bench_parser(__doc__)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--new", type=int, default=32, help="new tokens per prompt")
-    parser.add_argument("--repeats", type=int, default=6)
-    parser.add_argument("--strength", type=float, default=4.0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    args = parser.parse_args(argv)
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return _run(args)
-    finally:
-        torch.set_num_threads(threads)
+    args = generation_parser(__doc__, batch=16, repeats=6).parse_args(argv)
+    return run_with_threads(args.threads, _run, args)
 
 
 def _sync(model) -> None:

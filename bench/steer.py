@@ -12,13 +12,12 @@ ratios (plain seconds / arm seconds) with a bootstrap 95 % interval. Target: ste
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import bench_parser, abba_times, bench_model, paired_ratio, write_json  # noqa: E402
+from common import abba_times, bench_model, generation_parser, paired_ratio, run_with_threads, write_json  # noqa: E402
 
 import metalens  # noqa: E402
 from metalens.steering import SteeringVector  # noqa: E402
@@ -33,22 +32,8 @@ TARGET = 0.95
 
 
 def main(argv=None) -> dict:
-    parser = bench_parser(__doc__)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--new", type=int, default=32, help="new tokens per prompt")
-    parser.add_argument("--repeats", type=int, default=8)
-    parser.add_argument("--strength", type=float, default=4.0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    args = parser.parse_args(argv)
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)  # on a CPU shared with other jobs, 1 avoids threads spinning on each other
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return _run(args)
-    finally:
-        torch.set_num_threads(threads)
+    args = generation_parser(__doc__, batch=8, repeats=8).parse_args(argv)
+    return run_with_threads(args.threads, _run, args)
 
 
 def _run(args) -> dict:
