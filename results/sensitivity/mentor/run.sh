@@ -24,3 +24,16 @@ rm -f "$OUT/time.txt"
 cp "$run/results.json" "$OUT/results.json"
 rm -rf "$OUT/runs" && cp -r "$run/runs" "$OUT/runs"
 cat "$OUT/time.txt"
+
+# Extension (run 2026-12-07 after the grid above found nothing): strengths 5 and 10, where the fluency cost
+# reaches 0.2-0.6 and then 3-4 nats/token, into its own run (the sweep refuses other strengths in one --out).
+strong=runs/sens-mentor/gemma-3-270m-strong
+mkdir -p "$OUT/strong"
+rm -f "$OUT/strong/time.txt"
+/usr/bin/time -f "gemma-3-270m strengths 5 10 ($(date -u +%FT%TZ)): wall %e s, user CPU %U s, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" \
+  -a -o "$OUT/strong/time.txt" \
+  $PY -m metalens.cli sensitivity mentor --model gemma-3-270m --device cpu --rule ocean --layers 6 \
+  --strengths 5 10 --seeds 3 --rounds 2 --top-k 2 --max-new-tokens 16 --out "$strong"
+cp "$strong/results.json" "$OUT/strong/results.json"
+rm -rf "$OUT/strong/runs" && cp -r "$strong/runs" "$OUT/strong/runs"
+cat "$OUT/strong/time.txt"
