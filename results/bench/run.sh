@@ -10,3 +10,4 @@ $PY bench/steer.py --batch 4 --new 16 --repeats 6 --json "$OUT/steer.json"
 $PY bench/circuits.py --task arithmetic --n 4 --repeats 3 --json "$OUT/circuits.json"
 $PY bench/introspect.py --tokens 32 --repeats 8 --json "$OUT/introspect.json"
 $PY bench/overhead.py --repeats 30 --json "$OUT/overhead.json"   # tiny model: fixed costs (issue #30)
+$PY bench/overhead.py --repeats 30 --json "$OUT/overhead-repeat.json"   # a second run at once: the run-to-run spread
