@@ -54,8 +54,13 @@ def test_resume_after_kill_gives_identical_files(tiny_gemma, tmp_path, monkeypat
 
 
 def test_a_kill_during_compute_keeps_the_shard_being_written(tiny_gemma, tmp_path, monkeypatch):
+    import time
+
     original = metalens.capture.__globals__["capture_batch"]
     calls = []
+    real_save = store.save_file
+    # A slow disk: the kill lands while shard 1 is still being written, so only waiting for it keeps it.
+    monkeypatch.setattr(store, "save_file", lambda tensors, path: time.sleep(0.5) or real_save(tensors, path))
 
     def dying_batch(*args, **kwargs):
         calls.append(1)

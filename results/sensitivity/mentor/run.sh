@@ -26,7 +26,7 @@ rm -rf "$OUT/runs" && cp -r "$run/runs" "$OUT/runs"
 cat "$OUT/time.txt"
 
 # Extension (run 2026-12-07 after the grid above found nothing): strengths 5 and 10, where the fluency cost
-# reaches 0.2-0.6 and then 3-4 nats/token, into its own run (the sweep refuses other strengths in one --out).
+# reaches 0.2-0.6 and then 2.5-4.2 nats/token, into its own run (the sweep refuses other strengths in one --out).
 strong=runs/sens-mentor/gemma-3-270m-strong
 mkdir -p "$OUT/strong"
 rm -f "$OUT/strong/time.txt"
