@@ -17,8 +17,9 @@ PY=${PY:-.venv/bin/python}
 OUT=$(dirname "$0")
 DRIVERS=${DRIVERS:-correct probe}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-rm -f "$OUT/time.txt"
+touch "$OUT/time.txt"
 for driver in $DRIVERS; do
+  sed -i "/driver $driver,/d" "$OUT/time.txt"  # a rerun replaces its own line, keeps the other driver's
   run=runs/sens-atlas/$driver
   /usr/bin/time -f "gemma-3-270m, driver $driver, $(date -u +%FT%TZ): wall %e s, user CPU %U s, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" \
     -a -o "$OUT/time.txt" \
