@@ -54,18 +54,21 @@ def run_with_cache(
         kept site (no later block, no unembedding), and at least one site must be kept.
     grad: build the autograd graph. Each kept tensor is then a fresh node that the rest of the pass
         consumes, so `torch.autograd.grad(metric, cache[site])` gives the metric's gradient there.
-        Without it the pass runs under `no_grad` and kept tensors are detached copies.
+        Without it the pass runs under `torch.inference_mode` (cheaper per op than `no_grad`) and kept
+        tensors, and the logits, are ordinary detached copies: safe to edit in place or to use in autograd.
     """
-    names = [s.name for s in resolve_sites(model, sites)] if sites else []
+    names = [sites] if isinstance(sites, str) else list(sites or ())
     edits = dict(edits or {})
     if not names and not logits:
         raise ValueError("Nothing to return: keep at least one site or pass logits=True.")
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
+    wanted = list(dict.fromkeys([*names, *edits]))
+    site_of = {s.name: s for s in resolve_sites(model, wanted)} if wanted else {}  # resolved once per pass
     stop = not logits
     if stop and edits:
-        deepest = max(resolve_sites(model, names), key=lambda s: s.order)
-        late = [s.name for s in resolve_sites(model, list(edits)) if s.order > deepest.order]
+        deepest = max((site_of[n] for n in names), key=lambda s: s.order)
+        late = [n for n in edits if site_of[n].order > deepest.order]
         if late:
             raise ValueError(f"Edits at {late} come after the deepest kept site '{deepest.name}' and would "
                              "never run: keep a later site or pass logits=True.")
@@ -85,16 +88,22 @@ def run_with_cache(
                 # requires grad (frozen weights, integer ids).
                 kept[name] = value.clone() if value.requires_grad else value.detach().clone().requires_grad_()
                 return kept[name]
-            kept[name] = value.detach().clone()
+            with torch.inference_mode(False):  # an ordinary tensor, not an inference tensor
+                kept[name] = value.clone()
             return new
 
         return fn
 
     inputs = {"input_ids": input_ids} if input_ids is not None else {"inputs_embeds": inputs_embeds}
     out = None
-    context = torch.enable_grad() if grad else torch.no_grad()
-    fns = {n: hook_for(n) for n in {*names, *edits}}
-    with context, (hooks(model, fns, stop_after=stop) if fns else contextlib.nullcontext()):
+    context = torch.enable_grad() if grad else torch.inference_mode()
+    fns = {n: hook_for(n) for n in wanted}
+    with context, (hooks(model, fns, stop_after=stop, resolved=[site_of[n] for n in fns]) if fns
+                   else contextlib.nullcontext()):
         with contextlib.suppress(StopForward):
             out = model.hf(**inputs, attention_mask=attention_mask, use_cache=False)
-    return Cache({n: kept[n] for n in names}, out.logits if out is not None and logits else None)
+    out_logits = out.logits if out is not None and logits else None
+    if out_logits is not None and out_logits.is_inference():
+        with torch.inference_mode(False):  # an ordinary tensor, as the kept ones
+            out_logits = out_logits.clone()
+    return Cache({n: kept[n] for n in names}, out_logits)

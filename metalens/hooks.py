@@ -78,7 +78,7 @@ def _raise_stop(module, args, output):
 
 
 @contextlib.contextmanager
-def hooks(model, fns: dict[str, HookFn], stop_after: bool = False):
+def hooks(model, fns: dict[str, HookFn], stop_after: bool = False, resolved: list[Site] | None = None):
     """Run `fns[site](activation)` at each site during forward passes inside the block.
 
     A hook sees the activation as `[batch, pos, d_model]`, or `[batch, pos, head, d_head]` for
@@ -86,8 +86,9 @@ def hooks(model, fns: dict[str, HookFn], stop_after: bool = False):
     `attn.hook_pattern`; returning a tensor of the same shape replaces it, returning None
     leaves it. With `stop_after=True` the pass raises `StopForward` once the deepest site is
     done (catch it, or use `metalens.capture`). Hooks are removed on exit, even on error.
+    `resolved`: the sites of `fns`' keys, in order, when the caller has resolved them already.
     """
-    sites = resolve_sites(model, list(fns))
+    sites = resolve_sites(model, list(fns)) if resolved is None else resolved
     handles = []
     try:
         for site in sites:

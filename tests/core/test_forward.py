@@ -129,3 +129,17 @@ def test_gradients_reach_kept_sites_when_every_weight_is_frozen(tiny_llama):
         for p, flag in zip(tiny_llama.hf.parameters(), flags):
             p.requires_grad_(flag)
     assert grad.abs().sum() > 0
+
+
+def test_kept_tensors_and_logits_are_ordinary_tensors_a_caller_may_edit_and_train_on(tiny_gemma):
+    # The pass runs under inference_mode; what it returns must not be an inference tensor, which
+    # refuses in-place edits and cannot be saved for backward outside that mode.
+    batch = tiny_gemma.tokenize(["hello there"])
+    cache = run_with_cache(tiny_gemma, batch["input_ids"], sites=[sites.resid_post(0)], logits=True)
+    act, logits = cache[sites.resid_post(0)], cache.logits
+    assert not act.is_inference() and not logits.is_inference()
+    act[:, 0] = 0.0
+    logits[..., 0] = -1e9
+    weight = torch.ones(act.shape[-1], requires_grad=True)
+    (act @ weight).sum().backward()
+    assert weight.grad is not None
