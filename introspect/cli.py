@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from metalens.options import (add_model_args, add_out_arg, add_seed_arg, check_out, existing_dir, existing_file,
+from metalens.options import (add_fast_arg, add_model_args, add_out_arg, add_seed_arg, check_out, existing_dir, existing_file,
                               float_range, int_range, load_model_from_args, mark_out, nonneg_float, nonneg_int,
                               out_path, positive_float, positive_int, probability)
 from metalens.sensitivity_cli import add_sweep_args, print_sweep
@@ -184,6 +184,7 @@ def _rollout_args(parser) -> None:
                         help=f"difficulty levels {min(LEVELS)}-{max(LEVELS)} (metalens.tasks.arithmetic.LEVELS)")
     parser.add_argument("--n-samples", type=positive_int, default=6, help="samples per question")
     parser.add_argument("--max-new-tokens", type=positive_int, default=40)
+    add_fast_arg(parser)
     parser.add_argument("--temperature", type=nonneg_float, default=1.0, help="0 decodes greedily")
     parser.add_argument("--min-p", type=probability, default=None, help="min-p sampling (ZIP-RC: 0.1 at temperature 1.0)")
     parser.add_argument("--batch-questions", type=positive_int, default=1, help="questions per generation call")

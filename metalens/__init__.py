@@ -3,7 +3,8 @@
 The core: `load_model` (one set of weights, HF / TransformerLens / nnsight views),
 `run_with_cache` (the one forward pass with hooks), `capture` (activations at
 TransformerLens-named sites, streamed and resumable), `hooks` (read or edit activations
-during any forward pass) and `generate` (batched generation with hooks and stop rules).
+during any forward pass) and `generate` (batched generation with hooks and stop rules;
+`fast_generation` makes its compiled fast path the default).
 Areas: `metalens.probes`, `metalens.introspect`, `metalens.steering`, `metalens.circuits`,
 `metalens.analyses`; shared tasks in `metalens.tasks`.
 """
@@ -12,6 +13,7 @@ from metalens.activations import Activations
 from metalens.capture import capture, capture_batch
 from metalens.checkpoints import list_checkpoints, load_checkpoint
 from metalens.data import read_jsonl, read_texts, write_jsonl
+from metalens.fastgen import fast_generation
 from metalens.forward import Cache, run_with_cache
 from metalens.generate import Generation, generate
 from metalens.hooks import StopForward, hooks
@@ -38,6 +40,7 @@ __all__ = [
     "capture",
     "capture_batch",
     "default_device",
+    "fast_generation",
     "generate",
     "hooks",
     "in_float32",

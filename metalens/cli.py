@@ -11,6 +11,7 @@ import sys
 import traceback
 from importlib.metadata import entry_points
 
+from metalens.fastgen import fast_generation
 from metalens.options import (Parser, add_model_args, add_out_arg, check_out, existing_dir, existing_file, int_range,
                               load_model_from_args, mark_out, nonneg_int, positive_int)
 from metalens.sae.commands import add_sae_verbs
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None, points=None) -> int:
     if unknown and not getattr(args, "any_arguments", False):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        args.func(args)
+        with fast_generation(getattr(args, "fast", False)):  # a verb's --fast (add_fast_arg)
+            args.func(args)
     except USER_ERRORS as err:
         if args.debug:
             traceback.print_exc()

@@ -16,6 +16,7 @@ process, so for the length of each fast `generate` the fast path hands transform
 from __future__ import annotations
 
 import contextlib
+import contextvars
 
 import torch
 from torch import Tensor
@@ -137,11 +138,13 @@ class SteerOffsets:
                     else:
                         delattr(hf, name)
 
-    def foreign_hooks(self, model) -> list[str]:
-        """Names of `model.hf`'s modules holding forward hooks other than these offsets' own."""
-        ours = {handle.id for handle in self._handles}
-        return [name or "(the model)" for name, module in model.hf.named_modules()
-                if set(module._forward_hooks) - ours or set(module._forward_pre_hooks) - ours]
+
+def foreign_hooks(model) -> list[str]:
+    """Names of `model.hf`'s modules holding forward hooks other than its fast-path offsets' own."""
+    offsets = getattr(model, "_offsets", None)
+    ours = set() if offsets is None else {handle.id for handle in offsets._handles}
+    return [name or "(the model)" for name, module in model.hf.named_modules()
+            if set(module._forward_hooks) - ours or set(module._forward_pre_hooks) - ours]
 
 
 def offsets_for(model) -> SteerOffsets:
@@ -153,6 +156,27 @@ def offsets_for(model) -> SteerOffsets:
         raise RuntimeError(f"{model.name} moved to {model.device}/{model.dtype} after its first fast generate "
                            f"(offsets on {offsets.live.device}/{offsets.live.dtype}): reload it on the new device.")
     return offsets
+
+
+_FAST_DEFAULT = contextvars.ContextVar("metalens_fast_default", default=False)
+
+
+@contextlib.contextmanager
+def fast_generation(enabled: bool = True):
+    """Within the block, `metalens.generate` and `metalens.steering.generate` calls that leave `fast` unset
+    take the fast path wherever it gives the same tokens: calls with Python `edits`, a `FeatureSteer`, the
+    nnsight backend, or other hooks on the model keep the hook path. What a CLI's `--fast` sets."""
+    token = _FAST_DEFAULT.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _FAST_DEFAULT.reset(token)
+
+
+def fast_by_default(model, edits=None) -> bool:
+    """Whether a `generate` call with `fast` unset takes the fast path: inside `fast_generation()`, with no
+    Python edits and no hooks on the model that the compiled step would leave out."""
+    return _FAST_DEFAULT.get() and not edits and not foreign_hooks(model)
 
 
 def _decode_step(hf):
@@ -169,7 +193,7 @@ def check_fast(model, edits) -> SteerOffsets:
                          "cannot call them. Steer with SteeringVector.apply(model, fast=True) or "
                          "metalens.steering.generate(..., fast=True), or pass fast=False to run the edits.")
     offsets = offsets_for(model)
-    foreign = offsets.foreign_hooks(model)
+    foreign = foreign_hooks(model)
     if foreign:
         raise ValueError(f"fast=True with Python hooks on {foreign[:3]}{' ...' if len(foreign) > 3 else ''}: the "
                          "compiled decode step would ignore them (or keep them after removal). Leave the "

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import MinPLogitsWarper, TemperatureLogitsWarper, TopPLogitsWarper
 
-from metalens.fastgen import check_fast, compile_config
+from metalens.fastgen import check_fast, compile_config, fast_by_default
 from metalens.hooks import HookFn, hooks
 
 
@@ -130,7 +130,7 @@ def generate(
     batch_size: int = 16,
     seed: int | None = None,
     progress: bool = False,
-    fast: bool = False,
+    fast: bool | None = None,
 ) -> Generation:
     """Generate for each prompt (strings, or token-id lists used as is), batched with left padding and the KV cache.
 
@@ -147,9 +147,12 @@ def generate(
     same tokens without Python or launch overhead per step, after a compile on the first call (and on a
     new batch size or a longer prompt + max_new_tokens; minutes on a CPU). Steering then comes from
     `SteeringVector.apply(model, fast=True)` or `metalens.steering.generate(..., fast=True)`, added inside
-    the graph; `edits` and other Python hooks are refused (the graph cannot call them).
+    the graph; `edits` and other Python hooks are refused (the graph cannot call them). `fast=None` (the
+    default) is False, except inside `metalens.fast_generation()` for calls without edits or other hooks.
     """
     prompts = _check(prompts, max_new_tokens, n, temperature, batch_size)
+    if fast is None:
+        fast = fast_by_default(model, edits)
     offsets = check_fast(model, edits) if fast else None
     as_text = isinstance(prompts[0], str)
     if chat:

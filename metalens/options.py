@@ -183,6 +183,14 @@ def add_out_arg(parser: argparse.ArgumentParser, *, required: bool = True, defau
     parser.add_argument("--out", type=out_path, required=required and default is None, default=default, help=help)
 
 
+def add_fast_arg(parser: argparse.ArgumentParser) -> None:
+    """--fast: the verb's generation decodes on the compiled fast path (`metalens.fast_generation`)."""
+    parser.add_argument("--fast", action="store_true",
+                        help="decode with a static KV cache and a compiled step (CUDA graphs on a GPU): the same "
+                             "tokens (tested on a CPU) without per-step Python overhead, after a compile (minutes on a CPU); "
+                             "generation that needs Python hooks keeps the hook path")
+
+
 def add_seed_arg(parser: argparse.ArgumentParser, default: int = 0) -> None:
     """--seed N: the run's random seed (splits, sampling, initialisation)."""
     parser.add_argument("--seed", type=nonneg_int, default=default, help=f"random seed (default {default})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from metalens.options import (add_data_arg, add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out,
+from metalens.options import (add_data_arg, add_fast_arg, add_layers_arg, add_model_args, add_out_arg, add_seed_arg, check_out,
                               existing_dir, existing_file, float_range, load_model_from_args, mark_out, nonneg_int,
                               positive_float, positive_int)
 from metalens.steering.vector import MAX_STRENGTH
@@ -210,6 +210,7 @@ def _add_steer(subparsers) -> None:
     p.add_argument("--rounds", type=nonneg_int, default=0, help="refinement rounds (judge, retrain, keep the best)")
     p.add_argument("--judge", default="checker", choices=["checker", "model"])
     p.add_argument("--max-new-tokens", type=positive_int, default=24)
+    add_fast_arg(p)
     p.add_argument("--n-select", type=positive_int, default=None,
                    help="prompts that choose layer and strength (default: a third)")
     p.add_argument("--n-validate", type=nonneg_int, default=None,
@@ -266,6 +267,7 @@ def _add_steer_ab(subparsers) -> None:
     ab.add_argument("--max-items", type=positive_int, default=None, help="use a seeded sample of this many items")
     ab.add_argument("--open-items", type=nonneg_int, default=3, help="test questions answered open-ended, steered both ways")
     ab.add_argument("--max-new-tokens", type=positive_int, default=40)
+    add_fast_arg(ab)
     ab.add_argument("--batch-size", type=positive_int, default=8)
     ab.add_argument("--gguf", type=gguf_path, default=None,
                     help="also export the chosen layer's vector as a llama.cpp control vector")
@@ -295,6 +297,7 @@ def _add_mentor(subparsers) -> None:
     p.add_argument("--max-per-domain", type=positive_int, default=None,
                    help="use a seeded sample of this many queries per domain")
     p.add_argument("--max-new-tokens", type=positive_int, default=24)
+    add_fast_arg(p)
     p.add_argument("--reflect-tokens", type=nonneg_int, default=24, help="tokens per reflection (0: verdict only)")
     p.add_argument("--assessor", default="self", help="'self', 'none', 'checker' (the keyword checker "
                    "as an oracle assessor: its verdicts, the query's rubric as the rule), or a model to load")

@@ -10,7 +10,7 @@ from transformers import LogitsProcessorList
 
 import metalens
 from metalens import sites
-from metalens.fastgen import fast_steering
+from metalens.fastgen import fast_by_default, fast_steering
 from metalens.generate import MaskTokens, chat_prompts
 from metalens.steering.feature import FeatureSteer
 from metalens.steering.vector import SteeringVector, adder, check_strength
@@ -111,10 +111,12 @@ def _nnsight_rows(model, texts, total, prompt, max_new_tokens, do_sample, temper
 def generate_ids(model, prompts: list[str], steer=None, *, strength: float | None = None, prompt: bool = True,
                  max_new_tokens: int = 32, do_sample: bool = False, temperature: float = 1.0,
                  seed: int | None = None, mask_ids=None, chat: bool | None = None, batch_size: int = 16,
-                 backend: str = "hf", fast: bool = False) -> list[list[int]]:
+                 backend: str = "hf", fast: bool | None = None) -> list[list[int]]:
     """New token ids for each prompt (up to and including a stop token), steered by `steer`; arguments as in `generate`."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not '{backend}'.")
+    if fast is None:
+        fast = backend == "hf" and not isinstance(steer, FeatureSteer) and fast_by_default(model)
     if fast and (backend != "hf" or isinstance(steer, FeatureSteer)):
         raise ValueError("fast=True adds steering vectors inside the compiled graph of the hf backend; a FeatureSteer "
                          "(it reads the activation) and the nnsight backend run with fast=False.")
@@ -155,7 +157,7 @@ def generate_ids(model, prompts: list[str], steer=None, *, strength: float | Non
 def generate(model, prompts: list[str], steer=None, *, strength: float | None = None, prompt: bool = True,
              max_new_tokens: int = 32, do_sample: bool = False, temperature: float = 1.0, seed: int | None = None,
              mask_ids=None, chat: bool | None = None, batch_size: int = 16, backend: str = "hf",
-             fast: bool = False) -> list[str]:
+             fast: bool | None = None) -> list[str]:
     """The new text the model writes after each prompt, steered by `steer` (None: unsteered).
 
     steer: a SteeringVector, a list of them, or a RuleBook (see `steering_sum`), or a `FeatureSteer`
@@ -165,7 +167,8 @@ def generate(model, prompts: list[str], steer=None, *, strength: float | None = 
     template when the model has one. backend "hf" is `metalens.generate` with the vector as an
     edit (batched, left-padded, KV cache); "nnsight" runs the same intervention through nnsight's
     `generate`, for comparison. fast=True (hf backend, vectors only): `metalens.generate(..., fast=True)`
-    with the vector added inside the compiled decode step, same tokens as the hook path.
+    with the vector added inside the compiled decode step, same tokens as the hook path; fast=None is
+    False except inside `metalens.fast_generation()`, where vectors on the hf backend take the fast path.
     """
     rows = generate_ids(model, prompts, steer, strength=strength, prompt=prompt, max_new_tokens=max_new_tokens,
                         do_sample=do_sample, temperature=temperature, seed=seed, mask_ids=mask_ids, chat=chat,

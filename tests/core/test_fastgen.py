@@ -9,7 +9,7 @@ from torch._dynamo.utils import counters
 
 import metalens
 from metalens import sites
-from metalens.fastgen import compile_config, fast_steering
+from metalens.fastgen import SteerOffsets, compile_config, fast_steering
 from metalens.introspect.heads.bins import BinSpec
 from metalens.introspect.heads.head import HeadReadout, ReservedHead
 from metalens.sae import SAE
@@ -174,3 +174,24 @@ def test_a_hook_less_compile_of_the_same_architecture_does_not_swallow_fast_stee
     fresh, vec = tiny_model("llama", seed=4), _vector(llama)
     fast = _steered(fresh, vec, True, strength=3.0, prompt=False)  # decode steps only: all in the compiled graph
     assert fast == _steered(fresh, vec, False, strength=3.0, prompt=False) != _ids(fresh, False)
+
+
+def test_fast_generation_makes_fast_the_default_only_where_it_gives_the_same_tokens(llama, monkeypatch):
+    runs = []
+    real = SteerOffsets.generating
+    monkeypatch.setattr(SteerOffsets, "generating", lambda self, *a: (runs.append(1), real(self, *a))[1])
+    vec = _vector(llama)
+    with metalens.fast_generation():
+        plain = metalens.generate(llama, PROMPTS, max_new_tokens=NEW).ids
+        steered = generate_ids(llama, PROMPTS, vec, max_new_tokens=NEW, chat=False, strength=3.0)
+        assert len(runs) == 2  # both took the compiled path
+        edited = metalens.generate(llama, PROMPTS, max_new_tokens=NEW, edits={sites.resid_post(0): lambda x: x}).ids
+        with vec.apply(llama, 3.0):  # Python hooks on the model: the graph would leave them out
+            hooked = metalens.generate(llama, PROMPTS, max_new_tokens=NEW).ids
+        assert len(runs) == 2  # neither did, and neither was refused
+        with metalens.fast_generation(False):
+            metalens.generate(llama, PROMPTS, max_new_tokens=NEW)
+    metalens.generate(llama, PROMPTS, max_new_tokens=NEW)
+    assert len(runs) == 2  # off again inside fast_generation(False) and after the block
+    assert plain == edited == _ids(llama, False)
+    assert steered == hooked == _steered(llama, vec, False, strength=3.0) != plain

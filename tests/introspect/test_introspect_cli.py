@@ -141,3 +141,20 @@ def test_eval_and_sample_take_a_train_result_or_its_folder(trained_run):
     sampled = run_sample(model, SampleConfig(trained, alphas=(0.0,)), out=run / "s", progress=False)
     assert json.loads((run / "s" / "results.json").read_text())["config"]["train"] == str(run)
     assert sampled.pool_size == 2
+
+
+@pytest.mark.parametrize("flags, fast", [([], False), (["--fast"], True)])
+def test_fast_flag_makes_the_verbs_generation_take_the_fast_path(flags, fast, tmp_path, monkeypatch):
+    from metalens import fastgen
+    from metalens.introspect.rollouts import store
+
+    seen = []
+
+    def record(model, *args, **kwargs):
+        seen.append(fastgen.fast_by_default(model))
+        raise ValueError("stopped after generation began")
+
+    monkeypatch.setattr(metalens, "load_model", lambda *a, **k: tiny_model("llama", seed=3))
+    monkeypatch.setattr(store, "generate_rollouts", record)
+    assert main(["introspect", "rollouts", "--out", str(tmp_path / "r"), "--n-tasks", "2", *flags]) == 2
+    assert seen == [fast] and not fastgen.fast_by_default(tiny_model("llama", seed=3))  # reset after the verb
