@@ -6,7 +6,8 @@ A null from an instrument never shown to detect anything cannot be told from a b
 strength and runs its own workflow with its own published detection rule -- and summarises them as
 a detection curve with Wilson intervals, the false-positive share (measured in the same runs) and
 the smallest strength detected in >= 80 % of seeds. Each trial's record is saved as it finishes, so
-an interrupted sweep resumes where it stopped; a rerun with other settings is refused.
+an interrupted sweep resumes where it stopped, a rerun with more strengths or seeds extends it, and a
+rerun with other settings is refused.
 """
 from __future__ import annotations
 
@@ -184,7 +185,8 @@ def measure_sensitivity(trial: Callable[[float, int], Trial], strengths, seeds, 
     seeds: a count K (seeds 0..K-1) or the seed values. `unit` says what one unit of strength is;
     `rule` and `false_positive_rule` say in words what `trial` counts as detected and as a false
     positive. With `out`, each trial's record goes to out/runs/ as it finishes; a rerun skips finished
-    trials, and refuses when strengths, seeds, unit, rules or `settings` differ from the first run's.
+    trials, so a rerun with more strengths or seeds extends the sweep (the result covers the rerun's grid),
+    and refuses when the unit, rules or `settings` differ from the first run's.
     """
     strengths = check_strengths(strengths)
     seeds = list(range(seeds)) if isinstance(seeds, int) else [int(k) for k in seeds]
@@ -216,6 +218,7 @@ def measure_sensitivity(trial: Callable[[float, int], Trial], strengths, seeds, 
     result = summarize_trials(runs, strengths, unit=unit, rule=rule, false_positive_rule=false_positive_rule,
                               settings=settings)
     if out is not None:
+        save_json(out / SETTINGS_FILE, plan)  # the grid of the latest run
         result.save(out)
     return result
 
@@ -236,14 +239,17 @@ def _read_runs(out: Path) -> list[dict]:
     return [read_json(p, "sensitivity run record") for p in sorted(folder.glob("*.json"))] if folder.exists() else []
 
 
+GRID = ("strengths", "seeds")  # free to change between reruns: records are kept per (strength, seed)
+
+
 def _check_plan(out: Path, plan: dict) -> None:
-    """Refuse to resume into `out` when its recorded settings differ from `plan`."""
+    """Refuse to resume into `out` when its recorded settings, other than the grid, differ from `plan`."""
     path = out / SETTINGS_FILE
     if not path.exists():
         return
     old = read_json(path, "sensitivity settings")
-    differ = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
+    differ = sorted(k for k in set(old) | set(plan) if k not in GRID and old.get(k) != plan.get(k))
     if differ:
         details = "; ".join(f"{k}: {old.get(k)!r} -> {plan.get(k)!r}" for k in differ)
         raise ValueError(f"{out} holds a sensitivity run with other settings ({details}): rerun with the same "
-                         "settings to resume it, or pick another --out.")
+                         "settings to resume or extend it (strengths and seeds may change), or pick another --out.")

@@ -80,10 +80,22 @@ def test_rerun_skips_finished_runs(tmp_path):
 
 def test_rerun_with_other_settings_is_refused_naming_them(tmp_path):
     measure_sensitivity(threshold_trial(), (0, 1), 2, out=tmp_path, progress=False, **RULES)
-    with pytest.raises(ValueError, match="strengths"):
-        measure_sensitivity(threshold_trial(), (0, 2), 2, out=tmp_path, progress=False, **RULES)
-    with pytest.raises(ValueError, match="settings"):
+    with pytest.raises(ValueError, match="settings: {} -> {'layer': 3}"):
         measure_sensitivity(threshold_trial(), (0, 1), 2, out=tmp_path, progress=False, settings={"layer": 3}, **RULES)
+    with pytest.raises(ValueError, match="strength_unit"):
+        measure_sensitivity(threshold_trial(), (0, 1), 2, out=tmp_path, progress=False,
+                            **{**RULES, "unit": "another unit"})
+
+
+def test_rerun_with_more_strengths_or_seeds_extends_the_sweep_and_runs_only_the_new_trials(tmp_path):
+    measure_sensitivity(threshold_trial(), (0, 1), 2, out=tmp_path, progress=False, **RULES)
+    ran = []
+    res = measure_sensitivity(threshold_trial(ran), (0, 1, 2), 3, out=tmp_path, progress=False, **RULES)
+    assert sorted(ran) == sorted([(2.0, 0), (2.0, 1), (0.0, 2), (1.0, 2), (2.0, 2)])
+    assert len(res.runs) == 9 and [d["n_seeds"] for d in res.detection] == [3, 3, 3]
+    smaller = measure_sensitivity(threshold_trial(ran), (1,), 1, out=tmp_path, progress=False, **RULES)
+    assert len(ran) == 5 and len(smaller.runs) == 1  # a subset of the grid reruns nothing
+    assert json.loads((tmp_path / "sensitivity-settings.json").read_text())["strengths"] == [1.0]
 
 
 def test_settings_are_recorded_only_once_a_run_succeeded(tmp_path):
