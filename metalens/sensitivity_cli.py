@@ -14,7 +14,8 @@ def add_sweep_args(parser, *, strengths, strengths_help: str, seeds: int = 3, se
                    strength_type=nonneg_float, out_holds: str = "runs/") -> None:
     """The flags every `metalens sensitivity AREA` shares: --out (resumable), --strengths (`strengths_help`
     says their unit) and --seeds (seeds 0..K-1)."""
-    add_out_arg(parser, help=f"output directory for results.json, report.html and {out_holds} (rerun to resume, or with more --strengths or --seeds to extend)")
+    add_out_arg(parser, help=f"output directory for results.json, report.html and {out_holds} (rerun to resume, "
+                             "or with more --strengths or --seeds to extend)")
     parser.add_argument("--strengths", type=strength_type, nargs="+", metavar="S",
                         default=None if strengths is None else list(strengths), help=strengths_help)
     parser.add_argument("--seeds", type=int_range(1, 1000), default=seeds, help=f"{seeds_help} (0..K-1; default {seeds})")
