@@ -1,6 +1,7 @@
 """Fixed per-call and per-step costs of metalens' mechanisms, where compute is negligible.
 
-    python bench/overhead.py [--model tiny] [--batch 1] [--tokens 8] [--new 16] [--repeats 30] [--profile ARM]
+    python bench/overhead.py [--model tiny] [--batch 1] [--tokens 8] [--new 16] [--repeats 30] [--calls 1]
+        [--profile ARM]
 
 On a tiny random model with short inputs a forward pass costs little, so what an arm adds on top of
 its baseline is the fixed cost a GPU would expose at scale (host syncs, copies, dtype conversions,
@@ -14,6 +15,8 @@ interval; 1.0 = no overhead):
 - head read: a decode step that masks K reserved ids and reads them with `HeadReadout`  vs  a plain step
 
 Targets (issue #30): capture <= 1.1x, steered step <= 1.05x, head read <= 1.01x.
+`--calls K` times K consecutive calls per repeat (per-call cost in a loop, as a capture over many batches
+runs; less timer noise); the default 1 times single calls alternating with the other arm.
 `--profile ARM` prints torch.profiler's top operators by self CPU time for that arm.
 """
 from __future__ import annotations
@@ -82,6 +85,17 @@ def _arms(model, args):
     }
 
 
+def _looped(fn, calls: int):
+    if calls == 1:
+        return fn
+
+    def run():
+        for _ in range(calls):
+            fn()
+
+    return run
+
+
 def _profile(fn, rows: int = 15) -> None:
     from torch.profiler import ProfilerActivity, profile
 
@@ -99,9 +113,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--tokens", type=int, default=8, help="tokens per input")
     parser.add_argument("--new", type=int, default=16, help="decode steps per generate call")
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--calls", type=int, default=1, help="consecutive calls timed together per repeat")
     parser.add_argument("--profile", default=None, choices=sorted(TARGETS), help="profile this pair's arm")
     args = parser.parse_args(argv)
     model = bench_model(args.model, args.device, args.dtype)
+    if args.calls < 1:
+        raise SystemExit(f"--calls must be >= 1, not {args.calls}.")
     pairs = _arms(model, args)
     if args.profile:
         base, arm, _ = pairs[args.profile]
@@ -112,9 +129,10 @@ def main(argv=None) -> dict:
     print(f"{'pair':10s} {'baseline us':>12s} {'arm us':>10s} {'cost ratio [95% CI]':>24s} {'target':>7s}")
     rows = {}
     for name, (base, arm, units) in pairs.items():
-        times = abba_times({"baseline": base, "arm": arm}, args.repeats, model.device, warmup=2)
+        looped = {name: _looped(fn, args.calls) for name, fn in (("baseline", base), ("arm", arm))}
+        times = abba_times(looped, args.repeats, model.device, warmup=2)
         ratio = paired_ratio(times["arm"], times["baseline"])
-        us = {k: 1e6 * sorted(v)[len(v) // 2] / units for k, v in times.items()}
+        us = {k: 1e6 * sorted(v)[len(v) // 2] / (units * args.calls) for k, v in times.items()}
         met = ratio.median <= TARGETS[name]
         print(f"{name:10s} {us['baseline']:12.1f} {us['arm']:10.1f} {str(ratio):>24s} {TARGETS[name]:>6.2f}"
               f"{'' if met else '  (not met)'}")
@@ -122,7 +140,7 @@ def main(argv=None) -> dict:
                       "cost_ratio": ratio.to_dict(), "target": TARGETS[name], "met": met,
                       "seconds": times}
     result = {"model": model.name, "device": str(model.device), "dtype": str(model.dtype), "batch": args.batch,
-              "tokens": args.tokens, "new_tokens": args.new, "repeats": args.repeats,
+              "tokens": args.tokens, "new_tokens": args.new, "repeats": args.repeats, "calls_per_repeat": args.calls,
               "torch_threads": torch.get_num_threads(), "pairs": rows}
     write_json(args.json, result)
     return result

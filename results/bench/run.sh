@@ -11,3 +11,4 @@ $PY bench/circuits.py --task arithmetic --n 4 --repeats 3 --json "$OUT/circuits.
 $PY bench/introspect.py --tokens 32 --repeats 8 --json "$OUT/introspect.json"
 $PY bench/overhead.py --repeats 30 --json "$OUT/overhead.json"   # tiny model: fixed costs (issue #30)
 $PY bench/overhead.py --repeats 30 --json "$OUT/overhead-repeat.json"   # a second run at once: the run-to-run spread
+$PY bench/overhead.py --repeats 30 --calls 10 --json "$OUT/overhead-loop.json"   # 10 calls per timing: per call in a loop
