@@ -67,7 +67,13 @@ def judge(result, strength: float) -> Trial:
     details = {"layer": result.layer, "claim": claim, "estimate": s.get("estimate"), "low": s.get("low"),
                "high": s.get("high"), "n": s.get("n"), "mde": (s.get("mde") or {}).get("value"),
                "range": [result.ranges[result.layer]["low"], result.ranges[result.layer]["high"]]
-               if result.layer in result.ranges else None, "seconds": result.seconds}
+               if result.layer in result.ranges else None, "seconds": result.seconds,
+               # every candidate layer's validation slope (what chose the layer) and test slope, to read the choice
+               "per_layer": {str(k): {"validation": (result.validation.get(k) or {}).get("estimate"),
+                                      **{key: v.get(key) for key in ("estimate", "low", "high")},
+                                      "range": [result.ranges[k]["low"], result.ranges[k]["high"]]
+                                      if k in result.ranges else None}
+                             for k, v in sorted(result.steerability.items())}}
     # as neurofeedback's: at strength 0 the detected share is the rate of claims in the planted direction
     return Trial(detected=claim > 0, false_positive=claim < 0 or (strength == 0 and claim != 0),
                  details=details)

@@ -70,7 +70,8 @@ def test_strength_zero_is_the_unplanted_model(tiny_gemma, items):
 def fake(layer, low, high):
     return SimpleNamespace(layer=layer, steerability={1: {"estimate": (low + high) / 2, "low": low, "high": high, "n": 4,
                                                           "mde": {"value": 0.1}}, 2: {"low": 5.0, "high": 6.0}},
-                           ranges={1: {"low": -0.5, "high": 0.5}}, seconds=1.0)
+                           ranges={1: {"low": -0.5, "high": 0.5}}, seconds=1.0,
+                           validation={1: {"estimate": 0.7}, 2: {"estimate": 0.3}})
 
 
 @pytest.mark.parametrize("layer, low, high, strength, detected, false_positive", [
@@ -85,6 +86,9 @@ def fake(layer, low, high):
 def test_a_trial_is_judged_by_the_chosen_layers_interval(layer, low, high, strength, detected, false_positive):
     trial = judge(fake(layer, low, high), strength)
     assert (trial.detected, trial.false_positive) == (detected, false_positive)
+    assert trial.details["per_layer"] == {  # every layer's validation and test slopes, whichever was chosen
+        "1": {"validation": 0.7, "estimate": (low + high) / 2, "low": low, "high": high, "range": [-0.5, 0.5]},
+        "2": {"validation": 0.3, "estimate": None, "low": 5.0, "high": 6.0, "range": None}}
     assert steerability_claim(fake(layer, low, high)) == (0 if layer is None or low <= 0 <= high else 1 if low > 0 else -1)
 
 
