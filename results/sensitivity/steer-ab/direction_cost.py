@@ -5,7 +5,9 @@
 At block 6 (the plant's block), on the validation half of steer-ab's neutral texts, the mean change of
 next-token loss (nats/token) when a direction scaled to 0.05 and 0.1 of the block's mean residual norm
 (steer-ab's residual unit) is added at every position: two seeded random unit directions (as
-`PlantedSteerable` draws u), the activations' top principal direction and their mean direction.
+`PlantedSteerable` draws u), two seeded random directions drawn from the activations' own covariance
+(a random combination of the centred activations: a candidate for a steerable planted direction), the
+activations' top principal direction and their mean direction.
 """
 import numpy as np
 import torch
@@ -31,7 +33,11 @@ def cost(direction: torch.Tensor, step: float) -> float:
 
 directions = {f"random unit direction, seed {k}": torch.randn(model.d_model, generator=torch.Generator().manual_seed(k))
               for k in (0, 1)}
-directions["top principal direction of the activations"] = torch.linalg.svd(acts - acts.mean(0), full_matrices=False)[2][0]
+centred = acts - acts.mean(0)  # [n_tokens, d_model]
+for k in (0, 1):
+    weights = torch.randn(centred.shape[0], generator=torch.Generator().manual_seed(k))  # [n_tokens]
+    directions[f"random direction from the activations' covariance, seed {k}"] = weights @ centred
+directions["top principal direction of the activations"] = torch.linalg.svd(centred, full_matrices=False)[2][0]
 directions["mean activation direction"] = acts.mean(0)
 spread = acts.std(0)
 print(f"block {LAYER}: mean residual norm {norm:.1f}; per-dimension std median {float(spread.median()):.2f}, "
