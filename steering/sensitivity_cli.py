@@ -20,7 +20,7 @@ def _sensitivity_steer_ab(args) -> None:
     steer = SteerABConfig(str(args.data), layers=args.layers, strengths=tuple(args.steer_strengths),
                           max_items=args.max_items, open_items=0, batch_size=args.batch_size)
     config = SteerABSensitivityConfig(steer, plant_layer=args.plant_layer, strengths=tuple(args.strengths),
-                                      seeds=args.seeds)
+                                      seeds=args.seeds, plant_direction=args.plant_direction)
     items = read_ab(steer.data)  # the items are read and each seed's split checked before the model loads
     for seed in range(args.seeds):  # the sample and split run_steer_ab will draw with this seed
         pick = items if not args.max_items or args.max_items >= len(items) else \
@@ -48,6 +48,9 @@ def register_sensitivity(subparsers) -> None:
     p.add_argument("--plant-layer", type=nonneg_int, default=None, metavar="L",
                    help="the block carrying the planted behaviour, one of the candidate layers and not the last "
                    "(default: the middle candidate)")
+    p.add_argument("--plant-direction", choices=("activations", "random"), default="activations",
+                   help="the planted direction: a draw from the block's activations' covariance (default), or a "
+                   "uniform random unit vector (costly to steer along on models with massive activations)")
     p.add_argument("--max-items", type=positive_int, default=None, help="use a seeded sample of this many items")
     p.add_argument("--steer-strengths", type=strength, nargs="+", metavar="S",
                    default=[-0.5, -0.3, -0.2, -0.1, -0.05, 0, 0.05, 0.1, 0.2, 0.3, 0.5],

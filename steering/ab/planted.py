@@ -15,7 +15,11 @@ pipeline runs by their token ids. Two hooks, through `metalens.hooks`, nothing i
     added, a few % longer than `norm`, so its slopes come out a few % above the planted strength.
 
 Strength 0 plants nothing: both hooks are off and every output is the unplanted model's.
-The seeded unit direction u is random, so steering along it does little by itself.
+The seeded direction u is drawn one of two ways (`direction`): "random", a uniform random unit vector (on
+gemma-3-270m a step of 0.05 residual norms along it costs 3-4 nats/token on neutral text: the residual norm
+sits in a few massive dimensions, so no strength stays within steer-ab's cost bound), or "activations", a
+random combination of the block's centred activations on the CAA texts (a direction drawn from their own
+covariance, which the model tolerates as it tolerates its own variation).
 """
 from __future__ import annotations
 
@@ -32,11 +36,13 @@ from metalens.steering.ab.items import LETTERS, ABItem, answer_prefix, caa_pairs
 UNIT = ("logits of matching-minus-other letter difference (before any final-logit softcap) per unit of steering "
         "strength (residual-norm units) along the planted direction")
 CODE = 0.5  # hook (a)'s code length c, in the block's mean residual norms: enough for CAA to find u
+DIRECTIONS = ("random", "activations")  # how u is drawn (see the module docstring)
 
 
 @dataclass
 class PlantedSteerable:
-    """The plant for `items` at block `layer` with knob `strength` (unit: `UNIT`) and direction seed `seed`.
+    """The plant for `items` at block `layer` with knob `strength` (unit: `UNIT`), direction seed `seed` and
+    direction kind `direction_from` (`DIRECTIONS`).
 
     `install(model)` (a context manager) measures the block's mean residual norm on the items' CAA texts
     (unplanted) and hooks the model inside the block; `direction` and `norm` are set there.
@@ -47,13 +53,14 @@ class PlantedSteerable:
     strength: float
     seed: int = 0
     chat: bool | None = None
+    direction_from: str = "random"
     direction: torch.Tensor | None = field(default=None, repr=False)  # [d_model], unit length
     norm: float | None = None  # the block's mean residual norm (resid_post, at the CAA texts' letter)
 
     def describe(self) -> dict:
         """What was planted, for results."""
         return {"layer": self.layer, "strength": float(self.strength), "seed": self.seed, "unit": UNIT,
-                "code_norms": CODE, "residual_norm": self.norm, "sites": [resid_post(self.layer), FINAL_NORM]}
+                "direction": self.direction_from, "code_norms": CODE, "residual_norm": self.norm, "sites": [resid_post(self.layer), FINAL_NORM]}
 
     def tables(self, model) -> tuple[dict, dict]:
         """({pair ids: +1 matching / -1 other}, {prefix ids: (matching token, other token)}) over the items
@@ -80,13 +87,18 @@ class PlantedSteerable:
         if not 0 <= self.layer < model.n_layers - 1:
             raise ValueError(f"The plant needs a block before the last (0..{model.n_layers - 2}), not {self.layer}: "
                              "its readout reads the block's output where the next block starts.")
-        g = torch.Generator().manual_seed(int(self.seed))
-        u = torch.randn(model.d_model, generator=g)
-        self.direction = u / u.norm()
+        if self.direction_from not in DIRECTIONS:
+            raise ValueError(f"direction_from must be one of {DIRECTIONS}, not {self.direction_from!r}.")
         positive, negative = caa_pairs(model, self.items, self.chat)
         acts = metalens.capture(model, positive + negative, [resid_post(self.layer)], positions="last",
-                                progress=False, dtype=torch.float32)
-        self.norm = float(acts[resid_post(self.layer)].norm(dim=-1).mean())
+                                progress=False, dtype=torch.float32)[resid_post(self.layer)]  # [n_texts, d_model]
+        g = torch.Generator().manual_seed(int(self.seed))
+        if self.direction_from == "random":
+            u = torch.randn(model.d_model, generator=g)
+        else:  # a random combination of the centred activations: a draw from their covariance
+            u = torch.randn(acts.shape[0], generator=g) @ (acts - acts.mean(0))
+        self.direction = u / u.norm()
+        self.norm = float(acts.norm(dim=-1).mean())
         if not np.isfinite(self.norm) or self.norm <= 0:
             raise ValueError(f"Block {self.layer}'s residual norm is {self.norm}: plant at another block.")
 

@@ -17,7 +17,7 @@ import numpy as np
 import metalens
 from metalens.sensitivity import SensitivityResult, Trial, check_seeds, check_strengths, measure_sensitivity
 from metalens.steering.ab.items import read_ab
-from metalens.steering.ab.planted import UNIT, PlantedSteerable
+from metalens.steering.ab.planted import DIRECTIONS, UNIT, PlantedSteerable
 from metalens.steering.ab.workflow import SteerABConfig, run_steer_ab
 
 DEFAULT_STRENGTHS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -34,16 +34,20 @@ FALSE_POSITIVE_RULE = ("a steerability claim (chosen layer's interval excluding 
 class SteerABSensitivityConfig:
     """What to plant and how steer-ab runs: `steer_ab` (its seed is replaced by each seed, its data by the
     seed's relabelled copy), the planted block `plant_layer` (default: the middle of the candidate
-    layers), `strengths` (unit: `metalens.steering.ab.planted.UNIT`) and `seeds` (0..K-1)."""
+    layers), `strengths` (unit: `metalens.steering.ab.planted.UNIT`), `seeds` (0..K-1) and how the planted
+    direction is drawn, `plant_direction` (`metalens.steering.ab.planted.DIRECTIONS`)."""
 
     steer_ab: SteerABConfig
     plant_layer: int | None = None
+    plant_direction: str = "activations"
     strengths: tuple[float, ...] = DEFAULT_STRENGTHS
     seeds: int = 3
 
     def __post_init__(self):
         self.strengths = tuple(check_strengths(self.strengths))
         self.seeds = check_seeds(self.seeds)
+        if self.plant_direction not in DIRECTIONS:
+            raise ValueError(f"plant_direction must be one of {DIRECTIONS}, not {self.plant_direction!r}.")
         if not isinstance(self.steer_ab, SteerABConfig):
             raise TypeError("steer_ab must be a SteerABConfig, e.g. SteerABConfig('items.jsonl').")
 
@@ -110,7 +114,8 @@ def steer_ab_trial(model, config: SteerABSensitivityConfig, strength: float, see
     with tempfile.TemporaryDirectory() as tmp:
         data = relabelled(config.steer_ab.data, seed, Path(tmp))
         cfg = replace(config.steer_ab, data=str(data), seed=seed)
-        plant = PlantedSteerable(read_ab(data), layer, float(strength), seed=seed, chat=cfg.chat)
+        plant = PlantedSteerable(read_ab(data), layer, float(strength), seed=seed, chat=cfg.chat,
+                                 direction_from=config.plant_direction)
         with plant.install(model):
             result = run_steer_ab(model, cfg, progress=False)
     trial = judge(result, strength)
@@ -123,7 +128,8 @@ def run_steer_ab_sensitivity(model, config: SteerABSensitivityConfig, *, out: st
     """Detection curve of steer-ab on `model`; with `out`, resumable (runs/), results.json and report.html."""
     layer = plant_layer(model, config)
     settings = {"title": f"steer-ab steerability, planted at block {layer}, {model.name}", "model": model.name,
-                "pipeline": "run_steer_ab", "plant_layer": layer, "alpha": ALPHA, "labels": "seeded coin flip per item",
+                "pipeline": "run_steer_ab", "plant_layer": layer,
+                "plant_direction": config.plant_direction, "alpha": ALPHA, "labels": "seeded coin flip per item",
                 "steer_ab": {k: v for k, v in asdict(config.steer_ab).items() if k != "seed"}}
     return measure_sensitivity(lambda s, k: steer_ab_trial(model, config, s, k), config.strengths, config.seeds,
                                unit=UNIT, rule=DETECTION_RULE, false_positive_rule=FALSE_POSITIVE_RULE,

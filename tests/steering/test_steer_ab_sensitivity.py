@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import metalens
 from metalens.cli import main
 from metalens.sensitivity import RESULT_KEYS
 from metalens.sites import resid_post
@@ -33,10 +34,12 @@ def read(model, items, edits=None):
     return propensity(model, items, edits, metric="logit-diff", positions="response")
 
 
-def test_steering_along_the_planted_direction_moves_the_logit_difference_by_strength_times_steps(tiny_gemma, items):
+@pytest.mark.parametrize("direction_from", ["random", "activations"])
+def test_steering_along_the_planted_direction_moves_the_logit_difference_by_strength_times_steps(tiny_gemma, items,
+                                                                                                 direction_from):
     strength, steps = 3.0, 0.2
     unplanted_still = read(tiny_gemma, items)
-    plant = PlantedSteerable(items, 1, strength, seed=4)
+    plant = PlantedSteerable(items, 1, strength, seed=4, direction_from=direction_from)
     with plant.install(tiny_gemma):
         step = steps * plant.norm * plant.direction  # `steps` residual norms along u
         still, steered = read(tiny_gemma, items), read(tiny_gemma, items, along(tiny_gemma, step))
@@ -45,14 +48,35 @@ def test_steering_along_the_planted_direction_moves_the_logit_difference_by_stre
     assert "per unit of steering strength" in UNIT
 
 
-def test_caa_finds_the_planted_direction(tiny_gemma, items):
+@pytest.mark.parametrize("direction_from", ["random", "activations"])
+def test_caa_finds_the_planted_direction(tiny_gemma, items, direction_from):
     positive, negative = caa_pairs(tiny_gemma, items)
-    plant = PlantedSteerable(items, 1, 1.0, seed=2)
+    plant = PlantedSteerable(items, 1, 1.0, seed=2, direction_from=direction_from)
     with plant.install(tiny_gemma):
         planted = train_steering_vector(tiny_gemma, positive, negative, layers=[1], positions="last").directions[1]
     plain = train_steering_vector(tiny_gemma, positive, negative, layers=[1], positions="last").directions[1]
     cos = lambda v: float(v @ plant.direction / v.norm())  # noqa: E731
-    assert cos(planted) > 0.9 and abs(cos(plain)) < 0.5
+    # the plant, not chance, puts CAA on u (a direction from the activations' span lies closer to a plain one)
+    assert cos(planted) > 0.9 and abs(cos(plain)) < cos(planted) - 0.3
+
+
+def test_the_two_direction_kinds_are_seeded_and_the_activations_one_lies_in_their_span(tiny_gemma, items):
+    def drawn(kind, seed):
+        plant = PlantedSteerable(items, 1, 1.0, seed=seed, direction_from=kind)
+        plant.measure(tiny_gemma)
+        return plant.direction
+    g = torch.Generator().manual_seed(3)
+    random_u = torch.randn(tiny_gemma.d_model, generator=g)
+    torch.testing.assert_close(drawn("random", 3), random_u / random_u.norm())  # as every earlier run drew it
+    positive, negative = caa_pairs(tiny_gemma, items)
+    acts = metalens.capture(tiny_gemma, positive + negative, [resid_post(1)], positions="last", progress=False,
+                            dtype=torch.float32)[resid_post(1)]
+    basis = torch.linalg.svd(acts - acts.mean(0), full_matrices=False)[2]  # [rank, d_model], the centred span
+    u = drawn("activations", 3)
+    torch.testing.assert_close(basis.T @ (basis @ u), u, atol=1e-4, rtol=0)  # inside the span
+    assert torch.equal(u, drawn("activations", 3)) and not torch.allclose(u, drawn("activations", 4))
+    with pytest.raises(ValueError, match="direction_from must be one of"):
+        drawn("uniform", 0)
 
 
 def test_strength_zero_is_the_unplanted_model(tiny_gemma, items):
