@@ -116,9 +116,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--calls", type=int, default=1, help="consecutive calls timed together per repeat")
     parser.add_argument("--profile", default=None, choices=sorted(TARGETS), help="profile this pair's arm")
     args = parser.parse_args(argv)
-    model = bench_model(args.model, args.device, args.dtype)
     if args.calls < 1:
         raise SystemExit(f"--calls must be >= 1, not {args.calls}.")
+    model = bench_model(args.model, args.device, args.dtype)
     pairs = _arms(model, args)
     if args.profile:
         base, arm, _ = pairs[args.profile]

@@ -36,6 +36,7 @@ def _sensitivity_steer_ab(args) -> None:
 
 def register_sensitivity(subparsers) -> None:
     """Add `steer-ab` under `metalens sensitivity`: the detection curve of a planted steerable behaviour."""
+    from metalens.steering.ab.planted import DIRECTIONS
     from metalens.steering.ab.sensitivity import DEFAULT_STRENGTHS
 
     p = subparsers.add_parser("steer-ab", help="plant a steerable behaviour at several strengths and count how often "
@@ -48,7 +49,7 @@ def register_sensitivity(subparsers) -> None:
     p.add_argument("--plant-layer", type=nonneg_int, default=None, metavar="L",
                    help="the block carrying the planted behaviour, one of the candidate layers and not the last "
                    "(default: the middle candidate)")
-    p.add_argument("--plant-direction", choices=("activations", "random"), default="activations",
+    p.add_argument("--plant-direction", choices=DIRECTIONS, default="activations",
                    help="the planted direction: a draw from the block's activations' covariance (default), or a "
                    "uniform random unit vector (costly to steer along on models with massive activations)")
     p.add_argument("--max-items", type=positive_int, default=None, help="use a seeded sample of this many items")

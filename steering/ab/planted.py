@@ -15,8 +15,9 @@ pipeline runs by their token ids. Two hooks, through `metalens.hooks`, nothing i
     added, a few % longer than `norm`, so its slopes come out a few % above the planted strength.
 
 Strength 0 plants nothing: both hooks are off and every output is the unplanted model's.
-The seeded direction u is drawn one of two ways (`direction`): "random", a uniform random unit vector (on
-gemma-3-270m a step of 0.05 residual norms along it costs 3-4 nats/token on neutral text: the residual norm
+The seeded direction u is drawn one of two ways (`direction_from`): "random", a uniform random unit vector (on
+gemma-3-270m a step of 0.05 residual norms along it costs 2.7-4.1 nats/token on neutral text, measured by
+results/sensitivity/steer-ab/direction_cost.py: the residual norm
 sits in a few massive dimensions, so no strength stays within steer-ab's cost bound), or "activations", a
 random combination of the block's centred activations on the CAA texts (a direction drawn from their own
 covariance, which the model tolerates as it tolerates its own variation).
@@ -60,7 +61,8 @@ class PlantedSteerable:
     def describe(self) -> dict:
         """What was planted, for results."""
         return {"layer": self.layer, "strength": float(self.strength), "seed": self.seed, "unit": UNIT,
-                "direction": self.direction_from, "code_norms": CODE, "residual_norm": self.norm, "sites": [resid_post(self.layer), FINAL_NORM]}
+                "direction": self.direction_from, "code_norms": CODE, "residual_norm": self.norm,
+                "sites": [resid_post(self.layer), FINAL_NORM]}
 
     def tables(self, model) -> tuple[dict, dict]:
         """({pair ids: +1 matching / -1 other}, {prefix ids: (matching token, other token)}) over the items
