@@ -35,4 +35,6 @@ for model in ${MODELS:-gemma-3-270m smollm2-135m-instruct}; do
     rm -rf "$dest/runs" && cp -r "$run/runs" "$dest/runs"
   done
 done
+# results.json here indexes every sweep; on top: gemma's driver correct (the instrument's own sensitivity)
+$PY tools/sensitivity_index.py "$OUT" correct
 cat "$OUT/time.txt"

@@ -43,4 +43,6 @@ for model in ${MODELS:-gemma-3-270m smollm2-135m-instruct}; do
     rm -rf "$dest/runs" && cp -r "$run/runs" "$dest/runs"
   done
 done
+# results.json here indexes every sweep; on top: gemma's activations direction (the design)
+$PY tools/sensitivity_index.py "$OUT" activations
 cat "$OUT/time.txt"

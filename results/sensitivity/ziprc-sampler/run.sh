@@ -53,4 +53,6 @@ stage_prune() { sweep prune --sampler prune-only --length head; }
 stage_bestofn() { sweep bestofn --sampler best-of-n --length head; }
 stage_truelength() { sweep truelength --sampler prune-only --length true; }
 for stage in "${@:-prune}"; do "stage_$stage"; done
+# results.json here indexes every stage; on top: prune (the published sampler), once it has run
+[ ! -f "$HERE/prune.json" ] || $PY tools/sensitivity_index.py "$HERE" prune
 cat "$HERE/time.txt"
