@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from metalens.artifact import read_json
 from metalens.sensitivity import RESULT_KEYS
 
 INDEX = "results.json"
@@ -24,8 +25,8 @@ def sweeps(folder: Path) -> dict[str, dict]:
         rel = path.relative_to(folder)
         if "runs" in rel.parts or rel == Path(INDEX):
             continue
-        data = json.loads(path.read_text())
-        if isinstance(data, dict) and all(k in data for k in RESULT_KEYS):
+        data = read_json(path, "sweep result")
+        if all(k in data for k in RESULT_KEYS):
             name = str(rel.parent) if rel.name == INDEX else str(rel.with_suffix(""))
             found[name] = {k: data[k] for k in RESULT_KEYS}
     return found
